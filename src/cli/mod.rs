@@ -1,0 +1,92 @@
+//! Command-line parsing and dispatch. Each verb lives in its own file; this file only
+//! declares the command tree, resolves global options and maps errors to exit codes.
+
+mod container;
+mod image;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use mycontainer_store::Store;
+
+/// Exit code when mycontainer itself fails (Docker's convention).
+pub const EXIT_RUNTIME_FAILED: i32 = 125;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mycontainer",
+    version,
+    about = "A small container toolchain: images, run, manage",
+    arg_required_else_help = true,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// State root (images, layers, containers)
+    #[arg(long, global = true, env = "MYCONTAINER_ROOT", default_value = "/var/lib/mycontainer")]
+    pub root: PathBuf,
+
+    /// Print less (ids only where a command prints ids)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage images: build, import, ls, inspect, tag, rm
+    Image(image::ImageArgs),
+    /// Run a command in a new container
+    Run(run::RunArgs),
+    /// Print a container's log
+    Logs(container::LogsArgs),
+    /// Remove stopped containers
+    Rm(container::RmArgs),
+    /// Reclaim leftovers: orphaned mounts, cgroups, temp files, unreferenced blobs
+    Gc(container::GcArgs),
+}
+
+/// What every command gets: resolved global options.
+pub struct Ctx {
+    pub root: PathBuf,
+    pub quiet: bool,
+}
+
+impl Ctx {
+    /// Opens the image store under the state root, creating it on first use.
+    pub fn store(&self) -> anyhow::Result<Store> {
+        Store::open(&self.root).map_err(anyhow::Error::from)
+    }
+}
+
+/// Parses the command line, runs the command and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { EXIT_RUNTIME_FAILED } else { 0 };
+            let _ = err.print();
+            return code;
+        }
+    };
+    let ctx = Ctx {
+        root: cli.root,
+        quiet: cli.quiet,
+    };
+    let result = match cli.command {
+        Command::Image(args) => image::main(&ctx, args),
+        Command::Run(args) => run::main(&ctx, args),
+        Command::Logs(args) => container::logs(&ctx, args),
+        Command::Rm(args) => container::rm(&ctx, args),
+        Command::Gc(args) => container::gc(&ctx, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("mycontainer: {err:#}");
+            EXIT_RUNTIME_FAILED
+        }
+    }
+}

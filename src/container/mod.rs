@@ -1,0 +1,1 @@
+//! Container records: <root>/containers/<id>/ with config.json, state.json, upper/, work/, log.

@@ -1,0 +1,12 @@
+//! mycontainer: one binary for images (store, import, build), running containers
+//! (overlay root, namespaces, cgroups, security) and managing them.
+
+#[allow(dead_code)]
+mod build;
+mod cli;
+mod container;
+mod runtime;
+
+fn main() {
+    std::process::exit(cli::main());
+}
