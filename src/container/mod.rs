@@ -1,1 +1,4 @@
 //! Container records: <root>/containers/<id>/ with config.json, state.json, upper/, work/, log.
+#![allow(dead_code)]
+
+pub mod user;
