@@ -23,7 +23,12 @@ pub const EXIT_RUNTIME_FAILED: i32 = 125;
 )]
 pub struct Cli {
     /// State root (images, layers, containers)
-    #[arg(long, global = true, env = "MYCONTAINER_ROOT", default_value = "/var/lib/mycontainer")]
+    #[arg(
+        long,
+        global = true,
+        env = "MYCONTAINER_ROOT",
+        default_value = "/var/lib/mycontainer"
+    )]
     pub root: PathBuf,
 
     /// Print less (ids only where a command prints ids)
@@ -66,7 +71,11 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
-            let code = if err.use_stderr() { EXIT_RUNTIME_FAILED } else { 0 };
+            let code = if err.use_stderr() {
+                EXIT_RUNTIME_FAILED
+            } else {
+                0
+            };
             let _ = err.print();
             return code;
         }
@@ -75,6 +84,13 @@ pub fn main() -> i32 {
         root: cli.root,
         quiet: cli.quiet,
     };
+    // Finish the cleanup of runs whose CLI was killed (even by SIGKILL): cheap, and it
+    // means no command ever sees their leftovers.
+    if !matches!(cli.command, Command::Gc(_)) {
+        if let Err(err) = crate::container::reclaim_orphans(&ctx.root) {
+            eprintln!("mycontainer: warning: {err:#}");
+        }
+    }
     let result = match cli.command {
         Command::Image(args) => image::main(&ctx, args),
         Command::Run(args) => run::main(&ctx, args),

@@ -1,18 +1,211 @@
 //! `mycontainer run`: flags -> container record -> runtime.
 
-use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{ArgAction, Args, ValueEnum};
 
 use super::Ctx;
+use crate::container::limits::LimitFlags;
+use crate::container::run::RunInput;
+use crate::container::spec::{ImageDefaults, Network, RunOptions, Volume};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// A private network namespace with only the loopback interface
+    None,
+    /// The host's network
+    Host,
+}
 
 #[derive(Args, Debug)]
+#[command(disable_help_flag = true)]
 pub struct RunArgs {
-    /// Image to run
+    /// Print help
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+
+    /// Name the container (for logs, rm)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep stdin attached to the container
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Give the container a terminal (a pty; window size passed on)
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to pass ours)
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User to run as: NAME, UID, NAME:GROUP or UID:GID
+    #[arg(short, long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Container hostname (default: the short id)
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Bind-mount a host directory: HOSTDIR:CTRDIR[:ro]
+    #[arg(short, long = "volume", value_name = "HOSTDIR:CTRDIR[:ro]")]
+    pub volume: Vec<String>,
+    /// Override the image's entrypoint ("" clears it)
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Network: none (loopback only) or host
+    #[arg(long, value_enum, default_value = "none")]
+    pub network: NetworkMode,
+    /// Seconds to wait after SIGTERM/SIGINT before killing the container
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub stop_timeout: u64,
+    /// Run a tiny init as PID 1 that forwards signals and reaps zombies
+    #[arg(long)]
+    pub init: bool,
+    /// Use this directory as the image (no image config) instead of a stored image
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+
+    /// Memory limit (100M, 1g, bytes); --mem is the same
+    #[arg(short = 'm', long, alias = "mem", value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Memory plus swap limit (-1: unlimited swap)
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// CPU quota in CPUs (0.5 = half a core)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<String>,
+    /// CPU quota as a percentage of one core (25%)
+    #[arg(long = "cpu", value_name = "PERCENT")]
+    pub cpu_percent: Option<String>,
+    /// Relative CPU weight (1024 is the default)
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may use (0-1, 0,2)
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
+    /// Maximum number of processes (-1: unlimited)
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+
+    /// Add a capability (or ALL)
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (or ALL)
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// All capabilities, no seccomp, no masked paths
+    #[arg(long)]
+    pub privileged: bool,
+    /// no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json
+    #[arg(long, value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Mount the container's root read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Mount a tmpfs at PATH[:OPTIONS]
+    #[arg(long, value_name = "PATH")]
+    pub tmpfs: Vec<String>,
+
+    /// Image to run (with --rootfs: the command)
     pub image: String,
     /// Command and arguments (default: the image's)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }
 
-pub fn main(_ctx: &Ctx, _args: RunArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("run is not available yet")
+impl RunArgs {
+    /// Checks and converts every flag, before anything is created.
+    fn options(&self) -> anyhow::Result<RunOptions> {
+        if let Some(name) = &self.name {
+            crate::container::validate_name(name)?;
+        }
+        let mut command = self.command.clone();
+        if self.rootfs.is_some() {
+            command.insert(0, self.image.clone());
+        }
+        let volumes = self
+            .volume
+            .iter()
+            .map(|v| Volume::parse(v))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let limits = LimitFlags {
+            memory: self.memory.clone(),
+            memory_swap: self.memory_swap.clone(),
+            cpus: self.cpus.clone(),
+            cpu_percent: self.cpu_percent.clone(),
+            cpu_shares: self.cpu_shares,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            pids_limit: self.pids_limit,
+        };
+        limits.to_resources()?;
+        Ok(RunOptions {
+            name: self.name.clone(),
+            command,
+            entrypoint: self.entrypoint.clone(),
+            env: self.env.clone(),
+            env_files: self.env_file.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            hostname: self.hostname.clone(),
+            volumes,
+            network: match self.network {
+                NetworkMode::None => Network::None,
+                NetworkMode::Host => Network::Host,
+            },
+            tty: self.tty,
+            init: self.init,
+            limits,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            security_opts: self.security_opt.clone(),
+            read_only: self.read_only,
+            tmpfs: self.tmpfs.clone(),
+        })
+    }
+}
+
+pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
+    let options = args.options()?;
+    let (image, defaults, lowerdirs) = match &args.rootfs {
+        Some(dir) => {
+            let dir = std::fs::canonicalize(dir)
+                .with_context(|| format!("--rootfs {} does not exist", dir.display()))?;
+            (
+                dir.display().to_string(),
+                ImageDefaults::default(),
+                vec![dir],
+            )
+        }
+        None => {
+            let store = ctx.store()?;
+            let image = crate::build::ensure_image(ctx, &args.image)?;
+            let mut layers = image.layer_dirs(&store);
+            layers.reverse();
+            (
+                args.image.clone(),
+                ImageDefaults::from_image_config(&image.config),
+                layers,
+            )
+        }
+    };
+    crate::container::run::run(
+        &ctx.root,
+        RunInput {
+            image,
+            defaults,
+            lowerdirs,
+            options,
+            auto_remove: args.rm,
+            interactive: args.interactive,
+            stop_timeout: Duration::from_secs(args.stop_timeout),
+        },
+    )
 }

@@ -1,4 +1,360 @@
-//! Container records: <root>/containers/<id>/ with config.json, state.json, upper/, work/, log.
-#![allow(dead_code)]
+//! Container records: `<root>/containers/<id>/` with config.json, state.json, upper/,
+//! work/, rootfs/, container.log and the etc files bind-mounted into the container.
+//!
+//! A record is locked (flock on its directory) by the CLI that supervises it. The lock
+//! dies with that process, so a record that says "running" but is not locked belongs to
+//! a CLI that was killed: [`reclaim_orphans`] finishes its cleanup.
 
+pub mod limits;
+pub mod run;
+pub mod spec;
+pub mod state;
 pub mod user;
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::runtime::cgroups::Cgroup;
+pub use state::{State, Status};
+
+/// A container directory this process created or opened.
+#[derive(Debug)]
+pub struct Record {
+    pub id: String,
+    pub dir: PathBuf,
+    /// Open directory whose flock marks the record as supervised by this process.
+    lock: Option<fs::File>,
+}
+
+impl Record {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("container.log")
+    }
+    pub fn upper_dir(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn rootfs_dir(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    pub fn load_state(&self) -> anyhow::Result<State> {
+        State::load(&self.state_path())
+    }
+    pub fn save_state(&self, state: &State) -> anyhow::Result<()> {
+        state.save(&self.state_path(), !state.auto_remove)
+    }
+}
+
+/// The cgroup of container `id`, relative to the hierarchy root(s).
+pub fn cgroup_name(id: &str) -> String {
+    format!("mycontainer/{id}")
+}
+
+fn containers_dir(root: &Path) -> PathBuf {
+    root.join("containers")
+}
+
+fn names_dir(root: &Path) -> PathBuf {
+    root.join("names")
+}
+
+/// Creates a fresh, locked record with a random 64-hex id and claims `name` (a symlink in
+/// `<root>/names/`, so two concurrent runs cannot take the same name).
+pub fn create(root: &Path, name: Option<&str>) -> anyhow::Result<Record> {
+    let id = random_id()?;
+    let parent = containers_dir(root);
+    fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let dir = parent.join(&id);
+    fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut record = Record {
+        id,
+        dir,
+        lock: None,
+    };
+    let lock = lock_dir(&record.dir, true)?;
+    record.lock = lock;
+    if let Some(name) = name {
+        if let Err(err) = claim_name(root, name, &record.id) {
+            let _ = fs::remove_dir_all(&record.dir);
+            return Err(err);
+        }
+    }
+    for dir in [record.upper_dir(), record.work_dir(), record.rootfs_dir()] {
+        fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    Ok(record)
+}
+
+/// Container names follow Docker's rule, so they are safe as file names.
+pub fn validate_name(name: &str) -> anyhow::Result<()> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !first_ok || !rest_ok || name.len() > 128 {
+        bail!("invalid container name {name:?}: use letters, digits, '_', '.', '-' (first a letter or digit)");
+    }
+    Ok(())
+}
+
+fn claim_name(root: &Path, name: &str, id: &str) -> anyhow::Result<()> {
+    validate_name(name)?;
+    let names = names_dir(root);
+    fs::create_dir_all(&names).with_context(|| format!("cannot create {}", names.display()))?;
+    let link = names.join(name);
+    match symlink(id, &link) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == ErrorKind::AlreadyExists => {
+            // A name left by a record that no longer exists is free again.
+            let owner = fs::read_link(&link).unwrap_or_default();
+            if !owner.as_os_str().is_empty() && !containers_dir(root).join(&owner).exists() {
+                let _ = fs::remove_file(&link);
+                if symlink(id, &link).is_ok() {
+                    return Ok(());
+                }
+            }
+            bail!(
+                "the container name {name:?} is already in use by {}: remove it (mycontainer rm {name}) or pick another name",
+                owner.display()
+            )
+        }
+        Err(err) => Err(err).with_context(|| format!("cannot create {}", link.display())),
+    }
+}
+
+/// Takes the record lock on `dir`; `None` when `wait` is false and someone holds it.
+fn lock_dir(dir: &Path, wait: bool) -> anyhow::Result<Option<fs::File>> {
+    let file = fs::File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    let mode = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), mode) };
+    if rc == 0 {
+        return Ok(Some(file));
+    }
+    let err = std::io::Error::last_os_error();
+    if err.kind() == ErrorKind::WouldBlock {
+        return Ok(None);
+    }
+    Err(err).with_context(|| format!("cannot lock {}", dir.display()))
+}
+
+fn random_id() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    // SAFETY: getrandom writes at most bytes.len() bytes into the buffer we own.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        bail!("cannot read random bytes for a container id");
+    }
+    Ok(hex::encode(bytes))
+}
+
+/// Resolves a name or an unambiguous id prefix to a record (unlocked).
+pub fn find(root: &Path, name_or_id: &str) -> anyhow::Result<Record> {
+    if validate_name(name_or_id).is_ok() {
+        if let Ok(id) = fs::read_link(names_dir(root).join(name_or_id)) {
+            let id = id.to_string_lossy().into_owned();
+            let dir = containers_dir(root).join(&id);
+            if dir.is_dir() {
+                return Ok(Record {
+                    id,
+                    dir,
+                    lock: None,
+                });
+            }
+        }
+    }
+    let mut matches = list_ids(root)?
+        .into_iter()
+        .filter(|id| id.starts_with(name_or_id) && !name_or_id.is_empty());
+    match (matches.next(), matches.next()) {
+        (Some(id), None) => Ok(Record {
+            dir: containers_dir(root).join(&id),
+            id,
+            lock: None,
+        }),
+        (Some(_), Some(_)) => {
+            bail!("container id prefix {name_or_id:?} is ambiguous: give more characters")
+        }
+        (None, _) => bail!(
+            "no such container: {name_or_id} (see the ids in {})",
+            containers_dir(root).display()
+        ),
+    }
+}
+
+fn list_ids(root: &Path) -> anyhow::Result<Vec<String>> {
+    let dir = containers_dir(root);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    Ok(entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect())
+}
+
+/// Deletes a stopped record: its cgroup, its directory and its name.
+pub fn remove(root: &Path, record: &Record) -> anyhow::Result<()> {
+    let Some(_lock) = lock_dir(&record.dir, false)? else {
+        bail!(
+            "container {} is running: stop it first (its CLI holds {})",
+            &record.id[..12],
+            record.dir.display()
+        );
+    };
+    let name = record.load_state().ok().and_then(|s| s.name);
+    delete_locked(root, &record.id, &record.dir, name.as_deref())
+}
+
+fn delete_locked(root: &Path, id: &str, dir: &Path, name: Option<&str>) -> anyhow::Result<()> {
+    Cgroup::open(&cgroup_name(id))
+        .and_then(|cg| cg.destroy())
+        .with_context(|| format!("cannot remove the cgroup of container {id}"))?;
+    fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    if let Some(name) = name {
+        let link = names_dir(root).join(name);
+        if fs::read_link(&link).is_ok_and(|owner| owner.as_os_str() == id) {
+            let _ = fs::remove_file(link);
+        }
+    }
+    Ok(())
+}
+
+/// Removes the record of a finished `--rm` run, or after a failed setup.
+pub fn discard(root: &Path, record: &Record, name: Option<&str>) -> anyhow::Result<()> {
+    delete_locked(root, &record.id, &record.dir, name)
+}
+
+/// What [`reclaim_orphans`] did.
+#[derive(Debug, Default)]
+pub struct Reclaimed {
+    pub removed: Vec<String>,
+    pub marked_exited: Vec<String>,
+}
+
+/// Finishes the cleanup of records whose CLI died (even by SIGKILL): their container is
+/// already dead (parent-death signal, and its mounts lived only in its mount namespace),
+/// so what is left is the cgroup, the state, and for `--rm` the directory. Cheap enough
+/// to run before every command: one unlocked flock attempt per running record.
+pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
+    let mut reclaimed = Reclaimed::default();
+    for id in list_ids(root)? {
+        let dir = containers_dir(root).join(&id);
+        let state_path = dir.join("state.json");
+        let Ok(mut state) = State::load(&state_path) else {
+            continue;
+        };
+        if state.status == Status::Exited {
+            continue;
+        }
+        let Some(_lock) = lock_dir(&dir, false)? else {
+            continue;
+        };
+        // Re-read under the lock: the owner may have finished in between.
+        let Ok(fresh) = State::load(&state_path) else {
+            continue;
+        };
+        state = fresh;
+        if state.status == Status::Exited {
+            continue;
+        }
+        if state.auto_remove {
+            delete_locked(root, &id, &dir, state.name.as_deref())?;
+            reclaimed.removed.push(id);
+        } else {
+            let _ = Cgroup::open(&cgroup_name(&id)).and_then(|cg| cg.destroy());
+            state.status = Status::Exited;
+            state.pid = None;
+            state.exit_code = Some(137);
+            state.finished_at = Some(state::now_unix());
+            state.error = Some("the mycontainer process supervising it was killed".into());
+            state.save(&state_path, true)?;
+            reclaimed.marked_exited.push(id);
+        }
+    }
+    Ok(reclaimed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_like_docker() {
+        assert!(validate_name("web-1.a_b").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name("..").is_err());
+    }
+
+    #[test]
+    fn a_name_cannot_be_claimed_twice_while_its_record_exists() {
+        let root = tempfile::tempdir().unwrap();
+        let first = create(root.path(), Some("web")).unwrap();
+        let err = create(root.path(), Some("web")).unwrap_err().to_string();
+        assert!(err.contains("already in use"), "{err}");
+        assert_eq!(find(root.path(), "web").unwrap().id, first.id);
+        assert_eq!(find(root.path(), &first.id[..10]).unwrap().id, first.id);
+        // Only the first record exists: the failed create cleaned up after itself.
+        assert_eq!(list_ids(root.path()).unwrap(), vec![first.id.clone()]);
+    }
+
+    #[test]
+    fn a_locked_record_is_not_reclaimed_and_an_unlocked_one_is() {
+        let root = tempfile::tempdir().unwrap();
+        let record = create(root.path(), None).unwrap();
+        let mut state = State {
+            id: record.id.clone(),
+            name: None,
+            image: "x".into(),
+            command: vec![],
+            status: Status::Running,
+            pid: Some(1),
+            exit_code: None,
+            oom_killed: false,
+            error: None,
+            auto_remove: true,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+        };
+        record.save_state(&state).unwrap();
+        assert!(reclaim_orphans(root.path()).unwrap().removed.is_empty());
+        drop(record);
+        assert_eq!(reclaim_orphans(root.path()).unwrap().removed.len(), 1);
+        assert!(list_ids(root.path()).unwrap().is_empty());
+
+        let record = create(root.path(), None).unwrap();
+        state.id = record.id.clone();
+        state.auto_remove = false;
+        record.save_state(&state).unwrap();
+        let id = record.id.clone();
+        drop(record);
+        assert_eq!(
+            reclaim_orphans(root.path()).unwrap().marked_exited,
+            vec![id.clone()]
+        );
+        let back = find(root.path(), &id).unwrap().load_state().unwrap();
+        assert_eq!(back.status, Status::Exited);
+    }
+}

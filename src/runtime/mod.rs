@@ -1,5 +1,24 @@
-//! The runtime: turns an OCI runtime-spec config.json plus a rootfs into a supervised process.
-#![allow(dead_code)]
+//! The runtime: turns an OCI runtime-spec config.json plus a rootfs into a supervised
+//! process. It knows nothing of images or names: everything comes from the spec.
 
 pub mod cgroups;
+mod logfile;
+mod namespaces;
+mod plan;
+mod process;
+mod rootfs;
 pub mod security;
+mod supervisor;
+mod tty;
+
+pub use logfile::replay as replay_log;
+pub use supervisor::{run, Outcome, RunRequest};
+
+/// Overlay lower directories, nearest layer first, joined with ':' (the root is then an
+/// overlay of these under the upper/work dirs below, mounted inside the container's
+/// mount namespace so the host's mount table never changes).
+pub const ANNOTATION_LOWERDIR: &str = "org.mycontainer.overlay.lowerdir";
+pub const ANNOTATION_UPPERDIR: &str = "org.mycontainer.overlay.upperdir";
+pub const ANNOTATION_WORKDIR: &str = "org.mycontainer.overlay.workdir";
+/// "true": run our tiny init as PID 1 (Docker's `--init`).
+pub const ANNOTATION_INIT: &str = "org.mycontainer.init";

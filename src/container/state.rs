@@ -1,0 +1,109 @@
+//! `state.json`: what a container is doing, replaced atomically (temp file + rename).
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle of a container record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The record exists and its CLI is setting it up.
+    Created,
+    /// The container's process runs, supervised by the CLI holding the record's lock.
+    Running,
+    /// The container stopped; `exit_code` says how.
+    Exited,
+}
+
+/// The content of `<root>/containers/<id>/state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub id: String,
+    pub name: Option<String>,
+    pub image: String,
+    pub command: Vec<String>,
+    pub status: Status,
+    /// Host pid of the container's init while it runs.
+    pub pid: Option<i32>,
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Why the container could not run (setup failure, CLI killed).
+    pub error: Option<String>,
+    /// Remove the record when the container stops (`--rm`).
+    pub auto_remove: bool,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+}
+
+impl State {
+    pub fn load(path: &Path) -> anyhow::Result<State> {
+        let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is corrupt: remove the container", path.display()))
+    }
+
+    /// Writes the state next to `path` and renames it into place, so readers see the old
+    /// or the new state, never a torn one. `durable` adds an fsync (skipped for `--rm`
+    /// records, which vanish anyway).
+    pub fn save(&self, path: &Path, durable: bool) -> anyhow::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(self)?;
+        let mut file =
+            fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(&bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        if durable {
+            file.sync_all()
+                .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        }
+        fs::rename(&tmp, path)
+            .with_context(|| format!("cannot rename {} into place", tmp.display()))?;
+        Ok(())
+    }
+}
+
+/// Seconds since the epoch, for the state's times.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let state = State {
+            id: "abc".into(),
+            name: Some("web".into()),
+            image: "busybox".into(),
+            command: vec!["true".into()],
+            status: Status::Exited,
+            pid: None,
+            exit_code: Some(3),
+            oom_killed: false,
+            error: None,
+            auto_remove: false,
+            created_at: 1,
+            started_at: Some(2),
+            finished_at: Some(3),
+        };
+        state.save(&path, true).unwrap();
+        let back = State::load(&path).unwrap();
+        assert_eq!(back.exit_code, Some(3));
+        assert_eq!(back.status, Status::Exited);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

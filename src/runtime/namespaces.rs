@@ -1,0 +1,105 @@
+//! Which namespaces the container gets, read from the spec, as clone(2) flags.
+
+use anyhow::bail;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+/// The namespaces of one container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Namespaces {
+    pub pid: bool,
+    pub mount: bool,
+    pub uts: bool,
+    pub ipc: bool,
+    pub net: bool,
+    /// Entered after the parent moved the child into its cgroup (so the container's
+    /// cgroup becomes its `/`), hence not a clone flag.
+    pub cgroup: bool,
+}
+
+impl Namespaces {
+    pub fn from_spec(spec: &Spec) -> anyhow::Result<Namespaces> {
+        let mut ns = Namespaces::default();
+        let list = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default();
+        for entry in list {
+            if entry.path().is_some() {
+                bail!(
+                    "joining an existing {} namespace is not supported",
+                    entry.typ()
+                );
+            }
+            match entry.typ() {
+                LinuxNamespaceType::Pid => ns.pid = true,
+                LinuxNamespaceType::Mount => ns.mount = true,
+                LinuxNamespaceType::Uts => ns.uts = true,
+                LinuxNamespaceType::Ipc => ns.ipc = true,
+                LinuxNamespaceType::Network => ns.net = true,
+                LinuxNamespaceType::Cgroup => ns.cgroup = true,
+                other => bail!("the {other} namespace is not supported yet"),
+            }
+        }
+        if !ns.mount {
+            // Without it pivot_root and every mount would change the host.
+            bail!("the spec must ask for a mount namespace");
+        }
+        Ok(ns)
+    }
+
+    /// The flags for the one clone that creates the container's init.
+    pub fn clone_flags(&self) -> libc::c_int {
+        let mut flags = libc::CLONE_NEWNS;
+        for (on, flag) in [
+            (self.pid, libc::CLONE_NEWPID),
+            (self.uts, libc::CLONE_NEWUTS),
+            (self.ipc, libc::CLONE_NEWIPC),
+            (self.net, libc::CLONE_NEWNET),
+        ] {
+            if on {
+                flags |= flag;
+            }
+        }
+        flags
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxBuilder, LinuxNamespaceBuilder, SpecBuilder};
+
+    fn spec_with(types: &[LinuxNamespaceType]) -> Spec {
+        let namespaces = types
+            .iter()
+            .map(|t| LinuxNamespaceBuilder::default().typ(*t).build().unwrap())
+            .collect::<Vec<_>>();
+        SpecBuilder::default()
+            .linux(
+                LinuxBuilder::default()
+                    .namespaces(namespaces)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn flags_follow_the_spec_and_cgroup_is_deferred() {
+        let ns = Namespaces::from_spec(&spec_with(&[
+            LinuxNamespaceType::Mount,
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Cgroup,
+        ]))
+        .unwrap();
+        assert!(ns.cgroup);
+        assert_eq!(ns.clone_flags(), libc::CLONE_NEWNS | libc::CLONE_NEWPID);
+    }
+
+    #[test]
+    fn a_spec_without_mount_namespace_is_refused() {
+        assert!(Namespaces::from_spec(&spec_with(&[LinuxNamespaceType::Pid])).is_err());
+    }
+}

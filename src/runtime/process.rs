@@ -1,0 +1,432 @@
+//! The container's side of the clone: everything from the first instruction of the child
+//! to execve. It only walks data the parent prepared (steps, CStrings, pointer arrays,
+//! signal sets) and makes raw syscalls: the parent may be multi-threaded, so nothing here
+//! may allocate or take a lock. Failures travel to the parent as fixed-size messages over
+//! the sync socket; a successful execve closes the socket (CLOEXEC), which the parent
+//! reads as "started".
+
+use std::ffi::{c_char, CString};
+use std::os::fd::RawFd;
+
+use super::plan::{self, Step};
+use super::security;
+
+/// Message kinds on the sync socket, child to parent.
+pub const MSG_STEP_FAILED: u32 = 1;
+pub const MSG_STAGE_FAILED: u32 = 2;
+pub const MSG_EXEC_FAILED: u32 = 3;
+/// Carries the pty master as SCM_RIGHTS.
+pub const MSG_PTY_MASTER: u32 = 4;
+
+/// Stages outside the step list, for MSG_STAGE_FAILED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Stage {
+    Terminal = 1,
+    Stdio = 2,
+    Capabilities = 3,
+    Groups = 4,
+    Gid = 5,
+    Uid = 6,
+    Security = 7,
+    Init = 8,
+}
+
+impl Stage {
+    pub fn from_u32(value: u32) -> Option<Stage> {
+        [
+            Stage::Terminal,
+            Stage::Stdio,
+            Stage::Capabilities,
+            Stage::Groups,
+            Stage::Gid,
+            Stage::Uid,
+            Stage::Security,
+            Stage::Init,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == value)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stage::Terminal => "set up the container's terminal",
+            Stage::Stdio => "connect the container's standard streams",
+            Stage::Capabilities => "prepare capabilities before the user switch",
+            Stage::Groups => "set the supplementary groups",
+            Stage::Gid => "switch to the container's group id",
+            Stage::Uid => "switch to the container's user id",
+            Stage::Security => "apply capabilities, no_new_privs and seccomp",
+            Stage::Init => "start the container's init (--init)",
+        }
+    }
+}
+
+/// The fixed-size message the child sends.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Message {
+    pub kind: u32,
+    pub detail: u32,
+    pub errno: i32,
+}
+
+/// argv, envp and the paths to try, prepared so that execve needs no allocation.
+pub struct ExecTarget {
+    pub argv: Vec<CString>,
+    argv_ptrs: Vec<*const c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const c_char>,
+    /// `argv[0]` if it has a slash, else each `$PATH` directory joined with it.
+    candidates: Vec<CString>,
+}
+
+impl ExecTarget {
+    pub fn new(args: &[String], env: &[String]) -> anyhow::Result<ExecTarget> {
+        let program = args
+            .first()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("the spec's process has no args"))?;
+        let argv = args
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp = env
+            .iter()
+            .map(|e| CString::new(e.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let candidates = if program.contains('/') {
+            vec![CString::new(program.as_bytes())?]
+        } else {
+            let path = env
+                .iter()
+                .find_map(|e| e.strip_prefix("PATH="))
+                .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+            path.split(':')
+                .map(|dir| if dir.is_empty() { "." } else { dir })
+                .map(|dir| CString::new(format!("{}/{program}", dir.trim_end_matches('/'))))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
+        Ok(ExecTarget {
+            argv,
+            argv_ptrs,
+            _envp: envp,
+            envp_ptrs,
+            candidates,
+        })
+    }
+
+    pub fn program(&self) -> String {
+        self.argv
+            .first()
+            .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn searched_path(&self) -> bool {
+        self.argv
+            .first()
+            .is_some_and(|a| !a.as_bytes().contains(&b'/'))
+    }
+
+    /// Tries each candidate like execvp; returns the errno that explains the failure
+    /// (EACCES wins over ENOENT, as in execvp). Async-signal-safe.
+    fn exec(&self) -> i32 {
+        let mut denied = false;
+        for candidate in &self.candidates {
+            // SAFETY: NUL-terminated path and null-terminated pointer arrays whose
+            // strings live in `self`.
+            unsafe {
+                libc::execve(
+                    candidate.as_ptr(),
+                    self.argv_ptrs.as_ptr(),
+                    self.envp_ptrs.as_ptr(),
+                )
+            };
+            match errno() {
+                libc::ENOENT | libc::ENOTDIR => {}
+                libc::EACCES => denied = true,
+                other => return other,
+            }
+        }
+        if denied {
+            libc::EACCES
+        } else {
+            libc::ENOENT
+        }
+    }
+}
+
+/// Where the container's standard streams come from.
+pub enum ChildStdio {
+    /// Descriptors (already open in the parent) for fds 0, 1, 2.
+    Fds([RawFd; 3]),
+    /// A pty created inside the container's devpts; its master goes to the parent.
+    Terminal,
+}
+
+/// Everything the child needs, built by the parent before the clone.
+pub struct ChildPlan {
+    pub steps: Vec<Step>,
+    /// The child's end of the sync socket (CLOEXEC).
+    pub sync: RawFd,
+    /// The parent's end, closed first thing in the child so EOF means "parent gone".
+    pub parent_sync: RawFd,
+    pub stdio: ChildStdio,
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: Vec<libc::gid_t>,
+    pub exec: ExecTarget,
+    /// Run our own init as PID 1 (`--init`) and the command as its child.
+    pub init: bool,
+    /// The signals the CLI blocked (and that init waits for).
+    pub blocked: libc::sigset_t,
+    pub security: security::Prepared,
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+fn report(sync: RawFd, kind: u32, detail: u32, errno: i32) {
+    let message = Message {
+        kind,
+        detail,
+        errno,
+    };
+    // SAFETY: sends a plain struct we own; the result does not matter, we exit next.
+    unsafe {
+        libc::send(
+            sync,
+            (&message as *const Message).cast(),
+            std::mem::size_of::<Message>(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
+}
+
+fn fail(sync: RawFd, kind: u32, detail: u32, errno: i32) -> ! {
+    report(sync, kind, detail, errno);
+    // SAFETY: _exit is async-signal-safe and skips Rust and libc teardown.
+    unsafe { libc::_exit(1) }
+}
+
+/// Sends the pty master to the parent with SCM_RIGHTS. Async-signal-safe: the control
+/// buffer lives on the stack.
+fn send_fd(sync: RawFd, fd: RawFd) -> Result<(), i32> {
+    #[repr(C)]
+    union ControlBuffer {
+        buf: [u8; 64],
+        _align: libc::cmsghdr,
+    }
+    let message = Message {
+        kind: MSG_PTY_MASTER,
+        ..Default::default()
+    };
+    // SAFETY: msghdr, iovec and the control buffer all live on this stack frame; the
+    // CMSG_* macros stay within the buffer sized for one descriptor.
+    unsafe {
+        let mut control = ControlBuffer { buf: [0; 64] };
+        let mut iov = libc::iovec {
+            iov_base: (&message as *const Message).cast_mut().cast(),
+            iov_len: std::mem::size_of::<Message>(),
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.buf.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+        std::ptr::copy_nonoverlapping(
+            (&fd as *const RawFd).cast::<u8>(),
+            libc::CMSG_DATA(cmsg),
+            std::mem::size_of::<RawFd>(),
+        );
+        if libc::sendmsg(sync, &msg, libc::MSG_NOSIGNAL) < 0 {
+            return Err(errno());
+        }
+    }
+    Ok(())
+}
+
+/// Opens a pty in the container's own devpts, hands the master to the parent and makes
+/// the slave our controlling terminal and standard streams.
+fn setup_terminal(sync: RawFd) -> Result<(), i32> {
+    // SAFETY: open/ioctl/dup2/close on descriptors we own, with a literal path.
+    unsafe {
+        let master = libc::open(
+            c"/dev/pts/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if master < 0 {
+            return Err(errno());
+        }
+        let unlock: libc::c_int = 0;
+        if libc::ioctl(master, libc::TIOCSPTLCK, &unlock) < 0 {
+            return Err(errno());
+        }
+        let slave = libc::ioctl(master, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY);
+        if slave < 0 {
+            return Err(errno());
+        }
+        send_fd(sync, master)?;
+        libc::close(master);
+        if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
+            return Err(errno());
+        }
+        for target in 0..3 {
+            if libc::dup2(slave, target) < 0 {
+                return Err(errno());
+            }
+        }
+        if slave > 2 {
+            libc::close(slave);
+        }
+    }
+    Ok(())
+}
+
+fn setup_stdio(fds: &[RawFd; 3]) -> Result<(), i32> {
+    // SAFETY: setsid and dup2 on descriptors the parent opened for us.
+    unsafe {
+        if libc::setsid() < 0 {
+            return Err(errno());
+        }
+        for (target, fd) in fds.iter().enumerate() {
+            if libc::dup2(*fd, target as RawFd) < 0 {
+                return Err(errno());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Our `--init`: PID 1 that forwards the CLI's signals to the command and reaps every
+/// zombie, exiting with the command's status. It never execs, so it drops everything
+/// inherited from the CLI and makes itself non-dumpable (its /proc/1/exe is our binary).
+fn run_init(worker: libc::pid_t, signals: &libc::sigset_t) -> ! {
+    // SAFETY: raw syscalls on our own process; sigwaitinfo writes into a null info.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        libc::prctl(libc::PR_SET_NAME, c"init".as_ptr());
+        libc::prctl(libc::PR_SET_DUMPABLE, 0);
+        loop {
+            let signal = libc::sigwaitinfo(signals, std::ptr::null_mut());
+            if signal == libc::SIGCHLD {
+                loop {
+                    let mut status = 0;
+                    let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
+                    if pid <= 0 {
+                        break;
+                    }
+                    if pid == worker {
+                        let code = if libc::WIFEXITED(status) {
+                            libc::WEXITSTATUS(status)
+                        } else {
+                            128 + libc::WTERMSIG(status)
+                        };
+                        libc::_exit(code);
+                    }
+                }
+            } else if signal > 0 {
+                libc::kill(worker, signal);
+            }
+        }
+    }
+}
+
+/// The child's whole life until execve. Never returns.
+pub fn child_main(plan: &ChildPlan) -> ! {
+    let sync = plan.sync;
+    // SAFETY: raw syscalls on our own process and descriptors; see each comment.
+    unsafe {
+        // Die with the CLI, even if it is SIGKILLed.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        libc::close(plan.parent_sync);
+        // Wait for the parent to put us in our cgroup. EOF: the parent died before our
+        // parent-death signal was armed.
+        let mut go = 0u8;
+        if libc::read(sync, (&mut go as *mut u8).cast(), 1) != 1 {
+            libc::_exit(1);
+        }
+        // Exact modes for the directories and devices we create.
+        libc::umask(0);
+    }
+    for (index, step) in plan.steps.iter().enumerate() {
+        if let Err(errno) = plan::execute(step) {
+            fail(sync, MSG_STEP_FAILED, index as u32, errno);
+        }
+    }
+    let stdio = match &plan.stdio {
+        ChildStdio::Terminal => setup_terminal(sync).map_err(|e| (Stage::Terminal, e)),
+        ChildStdio::Fds(fds) => setup_stdio(fds).map_err(|e| (Stage::Stdio, e)),
+    };
+    if let Err((stage, errno)) = stdio {
+        fail(sync, MSG_STAGE_FAILED, stage as u32, errno);
+    }
+
+    if plan.init {
+        // SAFETY: a fork-like clone of this single-threaded child (no atfork handlers).
+        let worker =
+            unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0) };
+        if worker < 0 {
+            fail(sync, MSG_STAGE_FAILED, Stage::Init as u32, errno());
+        }
+        if worker > 0 {
+            run_init(worker as libc::pid_t, &plan.blocked);
+        }
+        // SAFETY: the worker dies with init.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    }
+
+    if let Err(e) = plan.security.before_user_switch() {
+        fail(sync, MSG_STAGE_FAILED, Stage::Capabilities as u32, e as i32);
+    }
+    // SAFETY: credential syscalls on our own process with a prepared group list.
+    unsafe {
+        if libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) < 0 {
+            fail(sync, MSG_STAGE_FAILED, Stage::Groups as u32, errno());
+        }
+        if libc::setresgid(plan.gid, plan.gid, plan.gid) < 0 {
+            fail(sync, MSG_STAGE_FAILED, Stage::Gid as u32, errno());
+        }
+        if libc::setresuid(plan.uid, plan.uid, plan.uid) < 0 {
+            fail(sync, MSG_STAGE_FAILED, Stage::Uid as u32, errno());
+        }
+        // A credential change clears the parent-death signal: arm it again.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        libc::umask(0o022);
+        // The command starts with default signal handling: nothing blocked, nothing
+        // ignored (Rust ignores SIGPIPE in the CLI).
+        for signal in 1..libc::SIGRTMIN() {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Nothing of the CLI's descriptors may reach the command; the sync socket stays
+        // until execve succeeds (it is CLOEXEC), to report a failure.
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
+    if let Err(e) = plan.security.after_user_switch() {
+        fail(sync, MSG_STAGE_FAILED, Stage::Security as u32, e as i32);
+    }
+    let errno = plan.exec.exec();
+    fail(sync, MSG_EXEC_FAILED, 0, errno)
+}

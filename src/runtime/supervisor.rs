@@ -1,0 +1,661 @@
+//! The CLI's side of a run: prepares everything, clones the container's init with its
+//! namespaces, lets it go once it sits in its cgroup, then supervises it: forwards
+//! signals, copies output to the terminal and the log, enforces the stop grace period,
+//! and collects the exit status. Every resource is held by a guard, so each failure path
+//! undoes what was done (the container killed and reaped, the cgroup removed).
+
+use std::ffi::c_void;
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType};
+use oci_spec::runtime::Spec;
+
+use super::cgroups::Cgroup;
+use super::logfile::{LogWriter, Stream};
+use super::namespaces::Namespaces;
+use super::plan::Step;
+use super::process::{self, ChildPlan, ChildStdio, ExecTarget, Message, Stage};
+use super::{rootfs, security, tty, ANNOTATION_INIT};
+
+/// Signals the CLI passes on to the container.
+const FORWARDED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// How long output may keep flowing after the container's init exited.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the caller asks of one run.
+pub struct RunRequest<'a> {
+    /// Directory holding config.json; `root.path` is relative to it.
+    pub bundle: &'a Path,
+    pub spec: &'a Spec,
+    /// Keep stdin attached (`-i`).
+    pub interactive: bool,
+    pub log_path: Option<&'a Path>,
+    /// After SIGTERM or SIGINT, how long to wait before SIGKILL.
+    pub stop_timeout: Duration,
+}
+
+/// How a run ended.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Docker's convention: the command's code, 128+N for signal N, 126/127 when the
+    /// command could not be executed / was not found.
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    pub memory_limit: Option<u64>,
+    /// Why the command did not start (126/127), one line.
+    pub exec_error: Option<String>,
+    /// The grace period after SIGTERM/SIGINT ran out and the container was killed.
+    pub killed_after_timeout: bool,
+}
+
+fn describe_errno(errno: i32) -> String {
+    let text = nix::errno::Errno::from_raw(errno).desc();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => format!("errno {errno}"),
+    }
+}
+
+/// Blocks the forwarded signals (and SIGCHLD) for the run, so they queue on a signalfd
+/// instead of killing the CLI; the previous mask comes back on drop.
+struct BlockedSignals {
+    previous: SigSet,
+    set: SigSet,
+}
+
+impl BlockedSignals {
+    fn block() -> anyhow::Result<BlockedSignals> {
+        let mut set = SigSet::empty();
+        for signal in FORWARDED {
+            set.add(*signal);
+        }
+        set.add(Signal::SIGCHLD);
+        let mut previous = SigSet::empty();
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut previous))
+            .context("cannot block signals for the run")?;
+        Ok(BlockedSignals { previous, set })
+    }
+}
+
+impl Drop for BlockedSignals {
+    fn drop(&mut self) {
+        let _ =
+            nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.previous), None);
+    }
+}
+
+/// The container's init until it is reaped: killed and reaped on drop otherwise.
+struct Child {
+    pid: libc::pid_t,
+    reaped: bool,
+}
+
+impl Child {
+    fn kill(&self, signal: i32) {
+        if !self.reaped {
+            // SAFETY: signals our own unreaped child, whose pid cannot be reused yet.
+            unsafe { libc::kill(self.pid, signal) };
+        }
+    }
+
+    /// Non-blocking wait; the exit code in Docker's convention once it exited.
+    fn try_wait(&mut self) -> Option<i32> {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a status int we own.
+        let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+        if rc != self.pid {
+            return None;
+        }
+        self.reaped = true;
+        Some(exit_code(status))
+    }
+
+    fn wait(&mut self) -> i32 {
+        let mut status = 0;
+        loop {
+            // SAFETY: as in try_wait, blocking.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if rc == self.pid {
+                self.reaped = true;
+                return exit_code(status);
+            }
+            if rc < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                self.reaped = true;
+                return 255;
+            }
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill(libc::SIGKILL);
+            self.wait();
+        }
+    }
+}
+
+fn exit_code(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
+
+/// The cgroup, destroyed on drop unless destroyed explicitly (to see the error).
+struct CgroupGuard(Option<Cgroup>);
+
+impl CgroupGuard {
+    fn get(&self) -> &Cgroup {
+        self.0.as_ref().expect("cgroup guard used after destroy")
+    }
+    fn destroy(mut self) -> anyhow::Result<()> {
+        match self.0.take() {
+            Some(cgroup) => cgroup.destroy(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        if let Some(cgroup) = self.0.take() {
+            let _ = cgroup.destroy();
+        }
+    }
+}
+
+fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-int array we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("cannot create a pipe for the container's output");
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn open_stdin(interactive: bool) -> anyhow::Result<OwnedFd> {
+    if interactive {
+        // SAFETY: duplicates our stdin into a new descriptor we own.
+        let fd = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("cannot pass stdin to the container (-i): is stdin open?");
+        }
+        // SAFETY: fresh descriptor.
+        return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    let null = std::fs::File::open("/dev/null")
+        .context("cannot open /dev/null for the container's stdin")?;
+    Ok(null.into())
+}
+
+/// Writes everything to one of our descriptors, ignoring a closed terminal.
+fn write_all_fd(fd: RawFd, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: writes from a slice we own.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return;
+        }
+        data = &data[n as usize..];
+    }
+}
+
+/// Reads once; `None` at end of stream (EOF, or EIO from a pty whose slave is gone).
+fn read_fd(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
+    loop {
+        // SAFETY: reads into a buffer we own.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast::<c_void>(), buf.len()) };
+        if n > 0 {
+            return Some(n as usize);
+        }
+        if n == 0 {
+            return None;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) => return Some(0),
+            _ => return None,
+        }
+    }
+}
+
+/// What the child reported while setting up.
+enum Startup {
+    /// execve succeeded (the sync socket closed); carries the pty master with `-t`.
+    Started(Option<OwnedFd>),
+    Failed(String),
+    ExecFailed {
+        errno: i32,
+    },
+}
+
+fn receive_startup(sock: &OwnedFd, steps: &[Step]) -> anyhow::Result<Startup> {
+    let mut master = None;
+    loop {
+        let mut message = Message::default();
+        // SAFETY: the buffer views the plain-data Message we own.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                (&mut message as *mut Message).cast::<u8>(),
+                std::mem::size_of::<Message>(),
+            )
+        };
+        let mut iov = [IoSliceMut::new(bytes)];
+        let mut cmsg = nix::cmsg_space!(RawFd);
+        let received = match socket::recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(r) => r,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("cannot read from the container's setup channel"),
+        };
+        let mut passed = None;
+        if let Ok(cmsgs) = received.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmRights(fds) = c {
+                    for fd in fds {
+                        // SAFETY: the kernel just installed this descriptor for us.
+                        passed = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+                    }
+                }
+            }
+        }
+        let len = received.bytes;
+        if len == 0 {
+            return Ok(Startup::Started(master));
+        }
+        match message.kind {
+            process::MSG_PTY_MASTER => master = passed,
+            process::MSG_STEP_FAILED => {
+                let what = steps
+                    .get(message.detail as usize)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| format!("run setup step {}", message.detail));
+                return Ok(Startup::Failed(format!(
+                    "cannot {what}: {}",
+                    describe_errno(message.errno)
+                )));
+            }
+            process::MSG_STAGE_FAILED => {
+                let what =
+                    Stage::from_u32(message.detail).map_or("set up the container", Stage::describe);
+                return Ok(Startup::Failed(format!(
+                    "cannot {what}: {}",
+                    describe_errno(message.errno)
+                )));
+            }
+            process::MSG_EXEC_FAILED => {
+                return Ok(Startup::ExecFailed {
+                    errno: message.errno,
+                })
+            }
+            other => bail!("unexpected message {other} from the container's setup"),
+        }
+    }
+}
+
+/// Runs the container described by `req` to completion. `on_started` gets the host pid
+/// of the container's init once its command runs.
+pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<Outcome> {
+    let spec = req.spec;
+    let ns = Namespaces::from_spec(spec)?;
+    let steps = rootfs::plan(spec, req.bundle, &ns)?;
+    let process_spec = spec.process().as_ref().context("the spec has no process")?;
+    let exec = ExecTarget::new(
+        &process_spec.args().clone().unwrap_or_default(),
+        &process_spec.env().clone().unwrap_or_default(),
+    )?;
+    let terminal = process_spec.terminal().unwrap_or(false);
+    let user = process_spec.user();
+    let init = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_INIT))
+        .is_some_and(|v| v == "true");
+    let prepared_security = security::prepare(spec)?;
+    let linux = spec.linux().as_ref();
+    let cgroup_name = linux
+        .and_then(|l| l.cgroups_path().clone())
+        .context("the spec has no linux.cgroupsPath")?;
+    let cgroup_name = cgroup_name
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .to_string();
+
+    let mut log = match req.log_path {
+        Some(path) => Some(
+            LogWriter::create(path)
+                .with_context(|| format!("cannot create the log {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let cgroup = CgroupGuard(Some(
+        Cgroup::create(&cgroup_name, linux.and_then(|l| l.resources().as_ref()))
+            .with_context(|| format!("cannot create cgroup {cgroup_name}"))?,
+    ));
+    let blocked = BlockedSignals::block()?;
+    let signal_fd =
+        SignalFd::with_flags(&blocked.set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .context("cannot create a signalfd")?;
+
+    // Child ends live in `child_fds` until the clone, then are closed in the parent.
+    let mut child_fds: Vec<OwnedFd> = Vec::new();
+    let (stdio, out_read, err_read) = if terminal {
+        (ChildStdio::Terminal, None, None)
+    } else {
+        let stdin = open_stdin(req.interactive)?;
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let fds = [stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
+        child_fds.extend([stdin, out_w, err_w]);
+        (ChildStdio::Fds(fds), Some(out_r), Some(err_r))
+    };
+    let (parent_sock, child_sock) = socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("cannot create the setup channel")?;
+
+    let blocked_set: libc::sigset_t = *blocked.set.as_ref();
+    let plan = ChildPlan {
+        steps,
+        sync: child_sock.as_raw_fd(),
+        parent_sync: parent_sock.as_raw_fd(),
+        stdio,
+        uid: user.uid(),
+        gid: user.gid(),
+        groups: user.additional_gids().clone().unwrap_or_default(),
+        exec,
+        init,
+        blocked: blocked_set,
+        security: prepared_security,
+    };
+
+    // SAFETY: a fork-like clone (no new stack). The child runs only `child_main`, which
+    // makes raw syscalls on data prepared above and never returns.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (ns.clone_flags() | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid == 0 {
+        process::child_main(&plan);
+    }
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("cannot clone the container's init with new namespaces");
+    }
+    let mut child = Child {
+        pid: pid as libc::pid_t,
+        reaped: false,
+    };
+    drop(child_fds);
+    drop(child_sock);
+
+    cgroup
+        .get()
+        .add_process(child.pid)
+        .with_context(|| format!("cannot move the container into cgroup {cgroup_name}"))?;
+    // SAFETY: sends one byte from a literal.
+    if unsafe {
+        libc::send(
+            parent_sock.as_raw_fd(),
+            c"g".as_ptr().cast(),
+            1,
+            libc::MSG_NOSIGNAL,
+        )
+    } != 1
+    {
+        bail!("the container's init died before it could be started");
+    }
+    let master = match receive_startup(&parent_sock, &plan.steps)? {
+        Startup::Started(master) => master,
+        Startup::Failed(reason) => bail!("{reason}"),
+        Startup::ExecFailed { errno } => {
+            child.wait();
+            let program = plan.exec.program();
+            let (code, reason) = match errno {
+                libc::ENOENT if plan.exec.searched_path() => (
+                    127,
+                    format!("exec: {program:?}: executable file not found in $PATH"),
+                ),
+                libc::ENOENT => (127, format!("exec: {program:?}: no such file or directory")),
+                other => (126, format!("exec: {program:?}: {}", describe_errno(other))),
+            };
+            cgroup.destroy()?;
+            return Ok(Outcome {
+                exit_code: code,
+                exec_error: Some(reason),
+                ..Default::default()
+            });
+        }
+    };
+    drop(parent_sock);
+    on_started(child.pid);
+
+    let raw_mode = if master.is_some() && req.interactive {
+        tty::RawMode::enable(0)
+    } else {
+        None
+    };
+    if let Some(master) = &master {
+        let size_source = if tty::is_terminal(0) { 0 } else { 1 };
+        tty::copy_window_size(size_source, master.as_raw_fd());
+    }
+    let mut outcome = supervise(
+        &mut child,
+        &signal_fd,
+        Streams {
+            out: out_read,
+            err: err_read,
+            master,
+            stdin_open: req.interactive && terminal,
+        },
+        &mut log,
+        req.stop_timeout,
+    );
+    drop(raw_mode);
+    outcome.oom_killed = cgroup.get().oom_killed();
+    outcome.memory_limit = cgroup.get().memory_limit();
+    drop(blocked);
+    cgroup
+        .destroy()
+        .with_context(|| format!("cannot remove cgroup {cgroup_name}"))?;
+    Ok(outcome)
+}
+
+struct Streams {
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    master: Option<OwnedFd>,
+    /// Copy our stdin into the pty (`-it`).
+    stdin_open: bool,
+}
+
+fn supervise(
+    child: &mut Child,
+    signal_fd: &SignalFd,
+    mut streams: Streams,
+    log: &mut Option<LogWriter>,
+    stop_timeout: Duration,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut status: Option<i32> = None;
+    let mut deadline: Option<Instant> = None;
+    let mut drain_until: Option<Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    // Stream slots, in poll order after the signalfd.
+    const OUT: usize = 0;
+    const ERR: usize = 1;
+    const MASTER: usize = 2;
+    const STDIN: usize = 3;
+    loop {
+        let open = [
+            streams.out.as_ref().map(|f| f.as_raw_fd()),
+            streams.err.as_ref().map(|f| f.as_raw_fd()),
+            streams.master.as_ref().map(|f| f.as_raw_fd()),
+            if streams.stdin_open && streams.master.is_some() && status.is_none() {
+                Some(0)
+            } else {
+                None
+            },
+        ];
+        if status.is_some() && open[..3].iter().all(Option::is_none) {
+            break;
+        }
+        let mut pollfds = vec![libc::pollfd {
+            fd: signal_fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let mut slots = Vec::new();
+        for (slot, fd) in open.iter().enumerate() {
+            if let Some(fd) = fd {
+                pollfds.push(libc::pollfd {
+                    fd: *fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                slots.push(slot);
+            }
+        }
+        let now = Instant::now();
+        let wake = match (status, drain_until, deadline) {
+            (Some(_), Some(until), _) => Some(until),
+            (None, _, Some(deadline)) => Some(deadline),
+            _ => None,
+        };
+        let timeout = wake.map_or(-1, |t| {
+            t.saturating_duration_since(now)
+                .as_millis()
+                .min(i32::MAX as u128) as i32
+        });
+        // SAFETY: polls an array of pollfd we own.
+        let ready =
+            unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
+        if ready < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+        let now = Instant::now();
+        if status.is_some() && drain_until.is_some_and(|t| now >= t) {
+            // Something outside the container's pid namespace holds the output open.
+            break;
+        }
+        if status.is_none() && deadline.is_some_and(|t| now >= t) {
+            child.kill(libc::SIGKILL);
+            outcome.killed_after_timeout = true;
+            deadline = None;
+        }
+        if pollfds[0].revents != 0 {
+            while let Ok(Some(info)) = signal_fd.read_signal() {
+                let signal = info.ssi_signo as i32;
+                if signal == libc::SIGCHLD {
+                    continue;
+                }
+                if status.is_some() {
+                    continue;
+                }
+                if signal == libc::SIGWINCH {
+                    if let Some(master) = &streams.master {
+                        tty::copy_window_size(
+                            if tty::is_terminal(0) { 0 } else { 1 },
+                            master.as_raw_fd(),
+                        );
+                        continue;
+                    }
+                }
+                child.kill(signal);
+                if (signal == libc::SIGTERM || signal == libc::SIGINT)
+                    && deadline.is_none()
+                    && !outcome.killed_after_timeout
+                {
+                    deadline = Some(Instant::now() + stop_timeout);
+                }
+            }
+            if status.is_none() {
+                if let Some(code) = child.try_wait() {
+                    status = Some(code);
+                    drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
+                }
+            }
+        }
+        for (pollfd, slot) in pollfds[1..].iter().zip(slots) {
+            if pollfd.revents == 0 {
+                continue;
+            }
+            let fd = open[slot].unwrap_or(-1);
+            let data = read_fd(fd, &mut buf);
+            match (slot, data) {
+                (STDIN, Some(n)) => {
+                    if let Some(master) = &streams.master {
+                        write_all_fd(master.as_raw_fd(), &buf[..n]);
+                    }
+                }
+                (STDIN, None) => streams.stdin_open = false,
+                (_, Some(n)) => {
+                    let (target, stream) = if slot == ERR {
+                        (2, Stream::Stderr)
+                    } else {
+                        (1, Stream::Stdout)
+                    };
+                    write_all_fd(target, &buf[..n]);
+                    if let Some(log) = log {
+                        let _ = log.write(stream, &buf[..n]);
+                    }
+                }
+                (OUT, None) => streams.out = None,
+                (ERR, None) => streams.err = None,
+                (MASTER, None) => streams.master = None,
+                _ => {}
+            }
+        }
+    }
+    outcome.exit_code = match status {
+        Some(code) => code,
+        None => child.wait(),
+    };
+    if !child.reaped {
+        outcome.exit_code = child.wait();
+    }
+    outcome
+}
