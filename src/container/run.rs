@@ -38,7 +38,7 @@ fn passwd_root(lowerdirs: &[PathBuf]) -> PathBuf {
 
 fn human_bytes(bytes: u64) -> String {
     const MIB: u64 = 1 << 20;
-    if bytes >= MIB && bytes % MIB == 0 {
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
     } else {
         format!("{bytes} bytes")

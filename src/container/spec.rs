@@ -394,6 +394,7 @@ fn tmpfs_mount(value: &str) -> anyhow::Result<Mount> {
 }
 
 /// Everything the container layer hands to the runtime.
+#[derive(Debug)]
 pub struct Built {
     pub spec: Spec,
     /// The resolved command, for the state file and messages.

@@ -165,8 +165,9 @@ impl ExecTarget {
 pub enum ChildStdio {
     /// Descriptors (already open in the parent) for fds 0, 1, 2.
     Fds([RawFd; 3]),
-    /// A pty created inside the container's devpts; its master goes to the parent.
-    Terminal,
+    /// A pty created inside the container's devpts with this window size (so the
+    /// command sees it from its first instruction); its master goes to the parent.
+    Terminal(Option<libc::winsize>),
 }
 
 /// Everything the child needs, built by the parent before the clone.
@@ -260,7 +261,7 @@ fn send_fd(sync: RawFd, fd: RawFd) -> Result<(), i32> {
 
 /// Opens a pty in the container's own devpts, hands the master to the parent and makes
 /// the slave our controlling terminal and standard streams.
-fn setup_terminal(sync: RawFd) -> Result<(), i32> {
+fn setup_terminal(sync: RawFd, size: Option<&libc::winsize>) -> Result<(), i32> {
     // SAFETY: open/ioctl/dup2/close on descriptors we own, with a literal path.
     unsafe {
         let master = libc::open(
@@ -273,6 +274,9 @@ fn setup_terminal(sync: RawFd) -> Result<(), i32> {
         let unlock: libc::c_int = 0;
         if libc::ioctl(master, libc::TIOCSPTLCK, &unlock) < 0 {
             return Err(errno());
+        }
+        if let Some(size) = size {
+            libc::ioctl(master, libc::TIOCSWINSZ, size as *const libc::winsize);
         }
         let slave = libc::ioctl(master, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY);
         if slave < 0 {
@@ -367,7 +371,9 @@ pub fn child_main(plan: &ChildPlan) -> ! {
         }
     }
     let stdio = match &plan.stdio {
-        ChildStdio::Terminal => setup_terminal(sync).map_err(|e| (Stage::Terminal, e)),
+        ChildStdio::Terminal(size) => {
+            setup_terminal(sync, size.as_ref()).map_err(|e| (Stage::Terminal, e))
+        }
         ChildStdio::Fds(fds) => setup_stdio(fds).map_err(|e| (Stage::Stdio, e)),
     };
     if let Err((stage, errno)) = stdio {

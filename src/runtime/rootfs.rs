@@ -201,7 +201,7 @@ fn plan_root(spec: &Spec, rootfs: &Path, steps: &mut Vec<Step>) -> anyhow::Resul
                 .with_context(|| format!("annotation {ANNOTATION_UPPERDIR} is missing"))?;
             let work = annotation(spec, ANNOTATION_WORKDIR)
                 .with_context(|| format!("annotation {ANNOTATION_WORKDIR} is missing"))?;
-            let data = format!("lowerdir={lower},upperdir={upper},workdir={work}");
+            let data = format!("lowerdir={lower},upperdir={upper},workdir={work},volatile");
             // mount(2) copies at most one page of options.
             if data.len() >= 4096 {
                 bail!("the image has too many layers for one overlay mount ({} bytes of options): flatten it", data.len());

@@ -371,7 +371,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     // Child ends live in `child_fds` until the clone, then are closed in the parent.
     let mut child_fds: Vec<OwnedFd> = Vec::new();
     let (stdio, out_read, err_read) = if terminal {
-        (ChildStdio::Terminal, None, None)
+        (ChildStdio::Terminal(tty::window_size()), None, None)
     } else {
         let stdin = open_stdin(req.interactive)?;
         let (out_r, out_w) = pipe()?;
@@ -475,10 +475,6 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     } else {
         None
     };
-    if let Some(master) = &master {
-        let size_source = if tty::is_terminal(0) { 0 } else { 1 };
-        tty::copy_window_size(size_source, master.as_raw_fd());
-    }
     let mut outcome = supervise(
         &mut child,
         &signal_fd,

@@ -32,6 +32,17 @@ impl Drop for RawMode {
     }
 }
 
+/// The window size of our terminal: stdin's, else stdout's.
+pub fn window_size() -> Option<libc::winsize> {
+    [0, 1].into_iter().find_map(|fd| {
+        // SAFETY: TIOCGWINSZ writes into a winsize struct we own.
+        unsafe {
+            let mut size: libc::winsize = std::mem::zeroed();
+            (libc::ioctl(fd, libc::TIOCGWINSZ, &mut size) == 0).then_some(size)
+        }
+    })
+}
+
 /// Copies the window size of terminal `from` (if it is one) to the pty master `to`.
 pub fn copy_window_size(from: RawFd, to: RawFd) {
     // SAFETY: TIOCGWINSZ/TIOCSWINSZ read and write a winsize struct we own.

@@ -1,0 +1,167 @@
+//! Shared fixtures for the integration tests: a private state root and a busybox rootfs
+//! per test, the binary driven with `--root`, and leak checks when the fixture drops.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mycontainer");
+
+/// One test's world: `root` (the state root) and `rootfs` (a busybox tree).
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub rootfs: PathBuf,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let dir = tempfile::Builder::new()
+            .prefix("mycontainer-test-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().join("root");
+        let rootfs = dir.path().join("busybox");
+        build_busybox_rootfs(&rootfs);
+        Fixture { dir, root, rootfs }
+    }
+
+    /// A `mycontainer` command with our root (and no inherited MYCONTAINER_ROOT).
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env_remove("MYCONTAINER_ROOT")
+            .arg("--root")
+            .arg(&self.root);
+        cmd
+    }
+
+    /// `mycontainer run --rootfs <busybox> <extra...> <command...>` (extra flags first).
+    pub fn run_cmd(&self, flags: &[&str], command: &[&str]) -> Command {
+        let mut cmd = self.cmd();
+        cmd.arg("run")
+            .args(flags)
+            .arg("--rootfs")
+            .arg(&self.rootfs)
+            .args(command);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, flags: &[&str], command: &[&str]) -> Output {
+        self.run_cmd(flags, command).output().unwrap()
+    }
+
+    pub fn container_ids(&self) -> Vec<String> {
+        match fs::read_dir(self.root.join("containers")) {
+            Ok(entries) => entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    pub fn assert_no_containers(&self) {
+        assert_eq!(
+            self.container_ids(),
+            Vec::<String>::new(),
+            "container records left behind"
+        );
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        // Nothing of ours may stay mounted on the host.
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let ours = self.dir.path().to_string_lossy().into_owned();
+        let leaked: Vec<&str> = mounts.lines().filter(|l| l.contains(&ours)).collect();
+        assert!(leaked.is_empty(), "mounts leaked: {leaked:?}");
+        // No container cgroup of ours may stay.
+        for id in self.container_ids() {
+            for hierarchy in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+                let cg = hierarchy.path().join("mycontainer").join(&id);
+                assert!(!cg.exists(), "cgroup leaked: {}", cg.display());
+            }
+        }
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed with {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// A minimal image: busybox with its applets, /etc/passwd and /etc/group, a marker file.
+pub fn build_busybox_rootfs(dir: &Path) {
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            let _ = symlink("busybox", bin.join(applet));
+        }
+    }
+    for d in ["etc", "proc", "sys", "dev", "tmp", "root"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    fs::write(dir.join("image-marker"), "from the image\n").unwrap();
+}
+
+/// Host pids whose command line contains `needle`.
+pub fn pids_with(needle: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cmdline) = fs::read(entry.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .contains(needle)
+            {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Waits until `cond` holds, up to `secs` seconds.
+pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cond()
+}

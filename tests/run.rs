@@ -1,0 +1,530 @@
+//! `mycontainer run` end to end, as root: isolation checked from inside the container and
+//! from the host, process semantics, cleanup.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn the_command_is_pid_1_and_ps_sees_only_the_container() {
+    let fx = Fixture::new();
+    let out = ok(fx.run(&["--rm"], &["ps", "-o", "pid,comm"]));
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows, vec![vec!["1", "ps"]], "{out}");
+    fx.assert_no_containers();
+}
+
+#[test]
+fn hostname_is_set_in_both_flag_forms() {
+    let fx = Fixture::new();
+    assert_eq!(ok(fx.run(&["--rm", "-h", "box"], &["hostname"])), "box\n");
+    assert_eq!(
+        ok(fx.run(&["--rm", "--hostname=seed-form"], &["cat", "/etc/hostname"])),
+        "seed-form\n"
+    );
+    // The host's name did not change.
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_ne!(host.trim(), "box");
+}
+
+#[test]
+fn the_root_is_the_image_and_not_the_host() {
+    let fx = Fixture::new();
+    let out = ok(fx.run(&["--rm"], &["sh", "-c", "cat /image-marker; ls /"]));
+    assert!(out.starts_with("from the image\n"), "{out}");
+    assert!(
+        !out.contains("work\n") && !out.contains("usr\n"),
+        "host entries visible: {out}"
+    );
+    // The old root is detached: no mount refers to it.
+    let mounts = ok(fx.run(&["--rm"], &["cat", "/proc/self/mountinfo"]));
+    assert!(!mounts.contains("oldroot"), "{mounts}");
+    assert!(mounts.lines().next().unwrap().contains(" / / "), "{mounts}");
+}
+
+#[test]
+fn proc_dev_and_sys_work_inside() {
+    let fx = Fixture::new();
+    let script =
+        "echo x > /dev/null && head -c 5 /dev/zero | wc -c && head -c 4 /dev/urandom | wc -c \
+        && ls /dev/pts/ptmx && readlink /dev/ptmx && cat /proc/1/comm \
+        && (touch /sys/x 2>/dev/null && echo sys-writable || echo sys-ro) \
+        && wc -c < /proc/keys; cat /proc/self/mountinfo";
+    let out = ok(fx.run(&["--rm"], &["sh", "-c", script]));
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("5"));
+    assert_eq!(lines.next(), Some("4"));
+    assert_eq!(lines.next(), Some("/dev/pts/ptmx"));
+    assert_eq!(lines.next(), Some("pts/ptmx"));
+    assert_eq!(lines.next(), Some("sh"));
+    assert_eq!(lines.next(), Some("sys-ro"));
+    // /proc/keys is masked (empty).
+    assert_eq!(lines.next(), Some("0"));
+    for target in [
+        " /proc ",
+        " /dev ",
+        " /dev/pts ",
+        " /dev/shm ",
+        " /dev/mqueue ",
+        " /sys ",
+    ] {
+        assert!(out.contains(target), "{target} not mounted: {out}");
+    }
+}
+
+#[test]
+fn env_workdir_and_user_apply() {
+    let fx = Fixture::new();
+    let env_file = fx.dir.path().join("env");
+    fs::write(&env_file, "FROM_FILE=1\n# comment\n").unwrap();
+    let out = ok(fx.run(
+        &["--rm", "-e", "GREETING=hi there", "--env-file", env_file.to_str().unwrap(), "-w", "/work/dir", "-u", "65534:65534"],
+        &["sh", "-c", "echo \"$GREETING|$FROM_FILE|$HOSTNAME\"; pwd; id -u; id -g; id -G; env | grep -c '^CARGO' || true"],
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("hi there|1|"), "{out}");
+    assert_eq!(
+        &lines[1..5],
+        ["/work/dir", "65534", "65534", "65534"],
+        "{out}"
+    );
+    // Nothing of the caller's environment leaks in.
+    assert_eq!(lines[5], "0", "{out}");
+}
+
+#[test]
+fn volumes_are_shared_and_read_only_ones_refuse_writes() {
+    let fx = Fixture::new();
+    let rw = fx.dir.path().join("rw");
+    let ro = fx.dir.path().join("ro");
+    fs::create_dir_all(&rw).unwrap();
+    fs::create_dir_all(&ro).unwrap();
+    fs::write(ro.join("in"), "host data\n").unwrap();
+    let flags = [
+        "--rm".to_string(),
+        "-v".into(),
+        format!("{}:/data", rw.display()),
+        "-v".into(),
+        format!("{}:/config:ro", ro.display()),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let out = fx.run(
+        &flags,
+        &[
+            "sh",
+            "-c",
+            "echo written > /data/out && cat /config/in && echo no > /config/x",
+        ],
+    );
+    assert_eq!(stdout(&out), "host data\n");
+    assert!(
+        !out.status.success(),
+        "writing to a read-only volume succeeded"
+    );
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_to_string(rw.join("out")).unwrap(), "written\n");
+    assert!(!ro.join("x").exists());
+    fx.assert_no_containers();
+}
+
+#[test]
+fn stdin_is_attached_only_with_dash_i() {
+    let fx = Fixture::new();
+    let mut child = fx
+        .run_cmd(&["--rm", "-i"], &["sh", "-c", "tr a-z A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(ok(out), "HELLO\n");
+    // Without -i the container reads end-of-file at once.
+    let out = ok(fx.run(&["--rm"], &["sh", "-c", "cat; echo done"]));
+    assert_eq!(out, "done\n");
+}
+
+#[test]
+fn dash_t_gives_a_real_terminal_with_our_window_size() {
+    let fx = Fixture::new();
+    let pty = nix::pty::openpty(
+        Some(&nix::pty::Winsize {
+            ws_row: 33,
+            ws_col: 101,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        }),
+        None,
+    )
+    .unwrap();
+    let slave: OwnedFd = pty.slave;
+    let kept_slave = slave.try_clone().unwrap();
+    let mut cmd = fx.run_cmd(
+        &["--rm", "-it"],
+        &[
+            "sh",
+            "-c",
+            "test -t 0 && test -t 1 && echo IS-A-TTY; stty size; tty",
+        ],
+    );
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    let mut child = cmd.spawn().unwrap();
+    let status = child.wait().unwrap();
+    let mut master = fs::File::from(pty.master);
+    // Read whatever the run printed (non-blocking: the slave is closed now).
+    // SAFETY: sets O_NONBLOCK on a descriptor this test owns.
+    unsafe {
+        let fd = master.as_raw_fd();
+        libc::fcntl(
+            fd,
+            libc::F_SETFL,
+            libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+        );
+    }
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&text);
+    assert!(status.success(), "{status:?}: {text}");
+    assert!(text.contains("IS-A-TTY"), "{text}");
+    assert!(text.contains("33 101"), "window size not passed on: {text}");
+    assert!(
+        text.contains("/dev/pts/0"),
+        "the pty is not the container's own: {text}"
+    );
+    // The terminal was put back as it was (raw mode only while the container ran).
+    let termios = nix::sys::termios::tcgetattr(&kept_slave).unwrap();
+    use nix::sys::termios::LocalFlags;
+    assert!(termios
+        .local_flags
+        .contains(LocalFlags::ICANON | LocalFlags::ECHO));
+    fx.assert_no_containers();
+}
+
+#[test]
+fn exit_codes_follow_docker() {
+    let fx = Fixture::new();
+    assert_eq!(
+        fx.run(&["--rm"], &["sh", "-c", "exit 3"]).status.code(),
+        Some(3)
+    );
+    // A signal N becomes 128+N (with --init, the command is not PID 1 and can be killed).
+    assert_eq!(
+        fx.run(&["--rm", "--init"], &["sh", "-c", "kill -9 $$"])
+            .status
+            .code(),
+        Some(137)
+    );
+    let out = fx.run(&["--rm"], &["no-such-command"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        stderr(&out).contains("executable file not found"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    let out = fx.run(&["--rm"], &["/etc/passwd"]);
+    assert_eq!(out.status.code(), Some(126));
+    assert!(
+        stderr(&out).contains("permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    // mycontainer's own failure: 125 with one line.
+    let out = fx.run(&["--rm", "-v", "/nonexistent-dir:/x"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("-v"), "{}", stderr(&out));
+    fx.assert_no_containers();
+}
+
+#[test]
+fn a_failing_setup_step_is_reported_and_cleaned_up() {
+    let fx = Fixture::new();
+    let out = fx.run(&["--rm", "-w", "/image-marker/sub"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot create directory /image-marker"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    fx.assert_no_containers();
+}
+
+#[test]
+fn writes_are_copy_on_write() {
+    let fx = Fixture::new();
+    ok(fx.run(
+        &["--name", "first"],
+        &[
+            "sh",
+            "-c",
+            "echo changed > /image-marker && echo new > /new-file",
+        ],
+    ));
+    let out = ok(fx.run(
+        &["--rm"],
+        &["sh", "-c", "cat /image-marker; ls /new-file 2>&1 || true"],
+    ));
+    assert!(out.starts_with("from the image\n"), "{out}");
+    assert!(out.contains("No such file"), "{out}");
+    assert_eq!(
+        fs::read_to_string(fx.rootfs.join("image-marker")).unwrap(),
+        "from the image\n"
+    );
+    assert!(!fx.rootfs.join("new-file").exists());
+    // The change lives in the first container's upper dir, until rm.
+    let ids = fx.container_ids();
+    assert_eq!(ids.len(), 1);
+    let upper = fx.root.join("containers").join(&ids[0]).join("upper");
+    assert_eq!(fs::read_to_string(upper.join("new-file")).unwrap(), "new\n");
+    ok(fx.cmd().args(["rm", "first"]).output().unwrap());
+    fx.assert_no_containers();
+}
+
+#[test]
+fn twenty_parallel_runs_all_succeed() {
+    let fx = Fixture::new();
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            fx.run_cmd(
+                &["--rm"],
+                &["sh", "-c", &format!("echo run-{i} > /tmp/x && cat /tmp/x")],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        assert_eq!(ok(child.wait_with_output().unwrap()), format!("run-{i}\n"));
+    }
+    fx.assert_no_containers();
+}
+
+#[test]
+fn the_host_mount_table_does_not_change() {
+    let fx = Fixture::new();
+    let ours = fx.dir.path().to_string_lossy().into_owned();
+    let relevant = || -> Vec<String> {
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                l.contains(&ours)
+                    || l.contains("overlay")
+                    || l.contains(" /proc ")
+                    || l.contains(" /dev ")
+            })
+            .map(String::from)
+            .collect()
+    };
+    let before = relevant();
+    let mut child = fx
+        .run_cmd(
+            &["--rm", "-v", &format!("{}:/v", fx.rootfs.display())],
+            &["sleep", "2"],
+        )
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let during = relevant();
+    assert!(child.wait().unwrap().success());
+    let after = relevant();
+    assert_eq!(before, during);
+    assert_eq!(before, after);
+}
+
+#[test]
+fn sigterm_to_the_cli_is_forwarded_then_escalates_after_the_grace_period() {
+    let fx = Fixture::new();
+    // `sleep` as PID 1 has no SIGTERM handler, so the kernel ignores SIGTERM for it: the
+    // CLI must kill it after --stop-timeout.
+    let marker = format!("{}", 700_000 + std::process::id() % 100_000);
+    let mut child = fx
+        .run_cmd(&["--rm", "--stop-timeout", "1"], &["sleep", &marker])
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(5, || pids_with(&format!("sleep {marker}")).len() == 2),
+        "container did not start"
+    );
+    let start = Instant::now();
+    // SAFETY: signals the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let took = start.elapsed();
+    assert_eq!(status.code(), Some(137));
+    assert!(
+        took >= Duration::from_millis(900),
+        "killed before the grace period: {took:?}"
+    );
+    assert!(pids_with(&format!("sleep {marker}")).is_empty());
+    fx.assert_no_containers();
+
+    // With --init, SIGTERM reaches the command, which dies of it: 128+15.
+    let mut child = fx
+        .run_cmd(&["--rm", "--init"], &["sleep", &marker])
+        .spawn()
+        .unwrap();
+    // The CLI, our init and the command.
+    assert!(wait_for(5, || pids_with(&format!("sleep {marker}")).len() == 3));
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert!(pids_with(&format!("sleep {marker}")).is_empty());
+    fx.assert_no_containers();
+}
+
+#[test]
+fn sigkill_of_the_cli_kills_the_container_and_the_next_command_reclaims_it() {
+    let fx = Fixture::new();
+    let marker = format!("{}", 800_000 + std::process::id() % 100_000);
+    let start_and_kill = |flags: &[&str]| {
+        let mut child = fx.run_cmd(flags, &["sleep", &marker]).spawn().unwrap();
+        assert!(wait_for(5, || pids_with(&format!("sleep {marker}")).len() == 2));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            wait_for(5, || pids_with(&format!("sleep {marker}")).is_empty()),
+            "the container outlived its CLI"
+        );
+    };
+    start_and_kill(&["--rm"]);
+    assert_eq!(
+        fx.container_ids().len(),
+        1,
+        "the record of a killed run waits for the next command"
+    );
+    let out = ok(fx.cmd().arg("gc").output().unwrap());
+    assert!(out.contains("removed orphaned container"), "{out}");
+    fx.assert_no_containers();
+
+    start_and_kill(&["--name", "kept"]);
+    // Any command reclaims first: the kept one is marked exited and can be removed.
+    ok(fx.cmd().args(["logs", "kept"]).output().unwrap());
+    let ids = fx.container_ids();
+    assert_eq!(ids.len(), 1);
+    let state =
+        fs::read_to_string(fx.root.join("containers").join(&ids[0]).join("state.json")).unwrap();
+    assert!(state.contains("\"exited\""), "{state}");
+    ok(fx.cmd().args(["rm", "kept"]).output().unwrap());
+    fx.assert_no_containers();
+}
+
+#[test]
+fn logs_keep_both_streams_with_timestamps() {
+    let fx = Fixture::new();
+    let out = fx.run(
+        &["--name", "talker"],
+        &["sh", "-c", "echo out1; echo err1 >&2; printf partial"],
+    );
+    assert_eq!(stdout(&out), "out1\npartial");
+    assert_eq!(stderr(&out), "err1\n");
+    let logs = fx.cmd().args(["logs", "talker"]).output().unwrap();
+    assert_eq!(stdout(&logs), "out1\npartial");
+    assert_eq!(stderr(&logs), "err1\n");
+    let ids = fx.container_ids();
+    let raw = fs::read_to_string(
+        fx.root
+            .join("containers")
+            .join(&ids[0])
+            .join("container.log"),
+    )
+    .unwrap();
+    let first = raw.lines().find(|l| l.contains("out1")).unwrap();
+    let fields: Vec<&str> = first.splitn(4, ' ').collect();
+    assert!(
+        fields[0].ends_with('Z') && fields[0].contains('T'),
+        "{first}"
+    );
+    assert_eq!(&fields[1..], ["stdout", "F", "out1"]);
+    // A stopped container keeps its state until rm.
+    let state =
+        fs::read_to_string(fx.root.join("containers").join(&ids[0]).join("state.json")).unwrap();
+    assert!(state.contains("\"exit_code\": 0"), "{state}");
+    ok(fx.cmd().args(["rm", "talker"]).output().unwrap());
+    let out = fx.cmd().args(["logs", "talker"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    fx.assert_no_containers();
+}
+
+#[test]
+fn names_are_unique_while_the_container_exists() {
+    let fx = Fixture::new();
+    ok(fx.run(&["--name", "dup"], &["true"]));
+    let out = fx.run(&["--name", "dup"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("already in use"), "{}", stderr(&out));
+    ok(fx.cmd().args(["rm", "dup"]).output().unwrap());
+    ok(fx.run(&["--rm", "--name", "dup"], &["true"]));
+    fx.assert_no_containers();
+}
+
+#[test]
+fn network_none_has_only_loopback_up_and_host_shares_ours() {
+    let fx = Fixture::new();
+    let out = ok(fx.run(
+        &["--rm"],
+        &[
+            "sh",
+            "-c",
+            "ls /sys/class/net; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags",
+        ],
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "lo", "{out}");
+    let flags = u32::from_str_radix(lines[2].trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "lo is not up: {out}");
+    let host_ifaces = fs::read_dir("/sys/class/net").unwrap().count();
+    let out = ok(fx.run(&["--rm", "--network", "host"], &["ls", "/sys/class/net"]));
+    assert_eq!(out.lines().count(), host_ifaces);
+}
+
+#[test]
+fn init_is_pid_1_and_reaps_orphans() {
+    let fx = Fixture::new();
+    // The background sleep is reparented to PID 1 when sh exits; init must reap it.
+    let out = ok(fx.run(&["--rm", "--init"], &["sh", "-c", "cat /proc/1/comm; echo $$; (sleep 0.1 &) ; sleep 0.3; ps -o stat,comm | grep -c Z || true"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "init");
+    assert_eq!(lines[1], "2");
+    assert_eq!(lines[2], "0", "zombie left: {out}");
+}
+
+#[test]
+fn usage_is_printed_without_arguments_and_for_help() {
+    let out = std::process::Command::new(BIN).output().unwrap();
+    assert!(stderr(&out).contains("Usage") || stdout(&out).contains("Usage"));
+    for verb in ["run", "logs", "rm", "gc"] {
+        let out = std::process::Command::new(BIN)
+            .args([verb, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{verb} --help");
+        assert!(stdout(&out).contains("Usage"), "{verb}: {}", stdout(&out));
+    }
+}
