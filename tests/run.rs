@@ -68,7 +68,7 @@ fn proc_dev_and_sys_work_inside() {
     assert_eq!(lines.next(), Some("pts/ptmx"));
     assert_eq!(lines.next(), Some("sh"));
     assert_eq!(lines.next(), Some("sys-ro"));
-    // /proc/keys is masked (empty).
+    // /proc/timer_list is masked (empty).
     assert_eq!(lines.next(), Some("0"));
     for target in [
         " /proc ",
@@ -527,4 +527,76 @@ fn usage_is_printed_without_arguments_and_for_help() {
         assert!(out.status.success(), "{verb} --help");
         assert!(stdout(&out).contains("Usage"), "{verb}: {}", stdout(&out));
     }
+}
+
+#[test]
+fn the_container_sees_its_own_cgroup_as_root() {
+    let fx = Fixture::new();
+    let out = ok(fx.run(&["--rm"], &["cat", "/proc/self/cgroup"]));
+    assert!(!out.is_empty());
+    for line in out.lines() {
+        assert!(
+            line.ends_with(":/"),
+            "cgroup namespace does not start at the container's cgroup: {out}"
+        );
+    }
+}
+
+#[test]
+fn a_running_container_cannot_be_removed() {
+    let fx = Fixture::new();
+    let mut child = fx
+        .run_cmd(&["--name", "busy", "--init"], &["sleep", "30"])
+        .spawn()
+        .unwrap();
+    assert!(wait_for(5, || {
+        let state = fx
+            .container_ids()
+            .first()
+            .map(|id| fx.root.join("containers").join(id).join("state.json"));
+        state
+            .and_then(|p| fs::read_to_string(p).ok())
+            .is_some_and(|s| s.contains("\"running\""))
+    }));
+    let out = fx.cmd().args(["rm", "busy"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("is running"), "{}", stderr(&out));
+    // SAFETY: signals the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    ok(fx.cmd().args(["rm", "busy"]).output().unwrap());
+    fx.assert_no_containers();
+}
+
+#[test]
+fn read_only_root_keeps_tmpfs_and_volumes_writable() {
+    let fx = Fixture::new();
+    let out = fx.run(
+        &["--rm", "--read-only", "--tmpfs", "/scratch"],
+        &["sh", "-c", "echo ok > /scratch/f && cat /scratch/f && echo x > /dev/shm/y && echo no > /image-marker"],
+    );
+    assert_eq!(stdout(&out), "ok\n");
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        fs::read_to_string(fx.rootfs.join("image-marker")).unwrap(),
+        "from the image\n"
+    );
+    fx.assert_no_containers();
+}
+
+#[test]
+fn masked_and_read_only_proc_paths_are_enforced_unless_privileged() {
+    let fx = Fixture::new();
+    let script = "wc -c < /proc/timer_list; (echo 1 > /proc/sys/kernel/printk) 2>&1 | grep -c Read-only; true";
+    let out = ok(fx.run(&["--rm"], &["sh", "-c", script]));
+    assert_eq!(out, "0\n1\n");
+    let out = ok(fx.run(&["--rm", "--privileged"], &["sh", "-c", script]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(lines[0], "0", "masked under --privileged: {out}");
+    assert_eq!(lines[1], "0", "read-only under --privileged: {out}");
 }

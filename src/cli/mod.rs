@@ -47,7 +47,7 @@ pub enum Command {
     Image(image::ImageArgs),
     /// Run a command in a new container
     Run(run::RunArgs),
-    /// Print a container's log
+    /// Print a container's output (kept in <root>/containers/<id>/container.log)
     Logs(container::LogsArgs),
     /// Remove stopped containers
     Rm(container::RmArgs),
