@@ -23,12 +23,7 @@ pub const EXIT_RUNTIME_FAILED: i32 = 125;
 )]
 pub struct Cli {
     /// State root (images, layers, containers)
-    #[arg(
-        long,
-        global = true,
-        env = "MYCONTAINER_ROOT",
-        default_value = "/var/lib/mycontainer"
-    )]
+    #[arg(long, global = true, env = "MYCONTAINER_ROOT", default_value = "/var/lib/mycontainer")]
     pub root: PathBuf,
 
     /// Print less (ids only where a command prints ids)
@@ -47,7 +42,7 @@ pub enum Command {
     Image(image::ImageArgs),
     /// Run a command in a new container
     Run(run::RunArgs),
-    /// Print a container's output (kept in <root>/containers/<id>/container.log)
+    /// Print a container's log
     Logs(container::LogsArgs),
     /// Remove stopped containers
     Rm(container::RmArgs),
@@ -73,11 +68,7 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
-            let code = if err.use_stderr() {
-                EXIT_RUNTIME_FAILED
-            } else {
-                0
-            };
+            let code = if err.use_stderr() { EXIT_RUNTIME_FAILED } else { 0 };
             let _ = err.print();
             return code;
         }
