@@ -79,7 +79,12 @@ pub fn pick_mirror(flag: Option<&str>, section: &DebootstrapSection) -> anyhow::
 fn host_mirror() -> Option<String> {
     let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
     if let Ok(entries) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        let mut extra: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        // apt itself reads only these two kinds of file.
+        let mut extra: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "list" || x == "sources"))
+            .collect();
         extra.sort();
         files.extend(extra);
     }

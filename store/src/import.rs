@@ -256,9 +256,14 @@ fn unpack_stream(input: ChannelReader, dest: &Path) -> Result<(Compression, Dige
     let hashing = HashingReader::new(decompressed);
     let (stats, mut rest) = Unpacker::new(dest).unpack(hashing).map_err(|e| match e {
         Error::BadInput(msg)
-            if compression != Compression::None && msg.starts_with("not a valid tar") =>
+            if compression != Compression::None
+                && (msg.starts_with("not a valid tar")
+                    || msg.starts_with("the tar is truncated")) =>
         {
-            Error::BadInput(format!("corrupt {} data or {msg}", compression.name()))
+            Error::BadInput(format!(
+                "corrupt or truncated {} data ({msg})",
+                compression.name()
+            ))
         }
         other => other,
     })?;

@@ -514,11 +514,28 @@ fn c_path(path: &Path) -> Result<CString> {
 }
 
 fn bad_tar(e: &io::Error) -> Error {
-    Error::BadInput(format!("not a valid tar archive: {e}"))
+    if e.kind() == io::ErrorKind::UnexpectedEof || e.to_string().contains("unexpected EOF") {
+        return Error::BadInput(format!("the tar is truncated: {}", one_line(e)));
+    }
+    Error::BadInput(format!("not a valid tar archive: {}", one_line(e)))
 }
 
 fn bad_header(name: &str, e: &io::Error) -> Error {
-    Error::BadInput(format!("entry {name:?} has a corrupt header: {e}"))
+    Error::BadInput(format!(
+        "entry {name:?} has a corrupt header: {}",
+        one_line(e)
+    ))
+}
+
+/// The tar crate quotes raw header bytes in its messages; keep them short and printable.
+fn one_line(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" when getting").next().unwrap_or(&text);
+    let mut shown: String = text.chars().take(80).flat_map(char::escape_debug).collect();
+    if text.chars().count() > 80 {
+        shown.push_str("...");
+    }
+    shown
 }
 
 #[cfg(test)]
