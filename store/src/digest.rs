@@ -55,7 +55,7 @@ impl Digest {
     }
 
     pub fn from_oci(digest: &oci_spec::image::Digest) -> Result<Digest, Error> {
-        Digest::parse(&digest.to_string())
+        Digest::parse(digest.as_ref())
     }
 }
 

@@ -1,7 +1,6 @@
 //! `store/index.json`: the list of tagged manifests. Read freely; changed only under
 //! `<root>/index.lock`, and replaced atomically.
 
-use std::collections::HashMap;
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 
@@ -75,7 +74,7 @@ pub(crate) fn with_ref_name(mut descriptor: Descriptor, name: &str) -> Descripto
     let mut annotations = descriptor
         .annotations()
         .clone()
-        .unwrap_or_else(HashMap::new);
+        .unwrap_or_default();
     annotations.insert(REF_NAME_ANNOTATION.to_string(), name.to_string());
     descriptor.set_annotations(Some(annotations));
     descriptor
