@@ -327,3 +327,57 @@ fn usage_and_help() {
     let out = Command::new(BIN).args(["image", "frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(125));
 }
+
+/// A tmpfs of a fixed size mounted for one test, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(size: &str) -> SmallDisk {
+        let dir = tempfile::Builder::new().prefix("mycontainer-test-disk-").tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "mycontainer-test-disk"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot mount a tmpfs (run as root)");
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_cleanly() {
+    let disk = SmallDisk::new("2m");
+    let root = disk.dir.path().join("root");
+    let input = tempfile::NamedTempFile::new().unwrap();
+    // 3 MB of incompressible data cannot fit: the blob alone fills the disk.
+    let noise: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("noise"), noise).unwrap();
+    let status = Command::new("tar").arg("-C").arg(dir.path()).arg("-cf").arg(input.path()).arg(".").status().unwrap();
+    assert!(status.success());
+    let out = Command::new(BIN)
+        .arg("--root")
+        .arg(&root)
+        .args(["image", "import"])
+        .arg(input.path())
+        .arg("big")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    for dir in ["tmp", "layers", "store/blobs/sha256"] {
+        assert_eq!(std::fs::read_dir(root.join(dir)).unwrap().count(), 0, "{dir} not empty");
+    }
+    let listing = Command::new(BIN).arg("--root").arg(&root).args(["image", "ls", "-q"]).output().unwrap();
+    assert!(listing.status.success() && listing.stdout.is_empty());
+}
