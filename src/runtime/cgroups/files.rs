@@ -55,8 +55,9 @@ pub fn create_levels(
     mut prepare: impl FnMut(&Path, &Path) -> Result<()>,
 ) -> Result<PathBuf> {
     let components: Vec<&str> = name.split('/').collect();
-    // A concurrent `destroy` of the last container may remove an empty parent between
-    // our mkdirs (ENOENT): start again from the top a few times.
+    // `remove_unused_parents` (gc) may remove an empty intermediate level between our
+    // mkdir and the next step (ENOENT): start again from the top.
+    const MAX_ATTEMPTS: u32 = 50;
     let mut attempts = 0;
     'again: loop {
         attempts += 1;
@@ -73,7 +74,9 @@ pub fn create_levels(
                      crashed run left it behind (run `mycontainer gc`)",
                     dir.display()
                 ),
-                Err(e) if e.kind() == ErrorKind::NotFound && attempts < 5 => continue 'again,
+                Err(e) if e.kind() == ErrorKind::NotFound && attempts < MAX_ATTEMPTS => {
+                    continue 'again
+                }
                 Err(e) => {
                     return Err(e)
                         .with_context(|| format!("cannot create cgroup {}", dir.display()))
@@ -82,12 +85,21 @@ pub fn create_levels(
             if let Err(e) = prepare(&parent, &dir) {
                 if is_leaf {
                     let _ = std::fs::remove_dir(&dir);
+                } else if is_not_found(&e) && attempts < MAX_ATTEMPTS {
+                    continue 'again;
                 }
                 return Err(e);
             }
         }
         return Ok(dir);
     }
+}
+
+fn is_not_found(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == ErrorKind::NotFound)
 }
 
 /// The pids in `dir` and every cgroup below it.

@@ -162,16 +162,7 @@ impl Cgroup {
 /// Names ("mycontainer/<id>") of existing container cgroups, for gc of orphans. On v1
 /// the union over the hierarchies, so a half-removed cgroup is found too.
 pub fn list_container_cgroups() -> Result<Vec<String>> {
-    let bases: Vec<PathBuf> = match detect::detect()? {
-        Layout::Unified { root } => vec![root],
-        Layout::Hybrid { v1, unified } => v1
-            .into_iter()
-            .map(|h| h.mount_point)
-            .chain([unified])
-            .collect(),
-        Layout::Legacy { v1 } => v1.into_iter().map(|h| h.mount_point).collect(),
-    };
-    let mut names: Vec<String> = bases
+    let mut names: Vec<String> = hierarchy_roots()?
         .iter()
         .flat_map(|base| files::children(base, PARENT))
         .map(|id| format!("{PARENT}/{id}"))
@@ -179,6 +170,34 @@ pub fn list_container_cgroups() -> Result<Vec<String>> {
     names.sort();
     names.dedup();
     Ok(names)
+}
+
+/// Removes the `mycontainer` parents that no container uses any more (for gc, and to
+/// leave a host clean). A parent still holding a container is kept (EBUSY); a create
+/// racing with this re-creates it.
+pub fn remove_unused_parents() -> Result<()> {
+    for base in hierarchy_roots()? {
+        let parent = base.join(PARENT);
+        match std::fs::remove_dir(&parent) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOENT)) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot remove cgroup {}", parent.display()))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The root of every hierarchy we make cgroups in.
+fn hierarchy_roots() -> Result<Vec<PathBuf>> {
+    Ok(match detect::detect()? {
+        Layout::Unified { root } => vec![root],
+        Layout::Hybrid { v1, unified } => std::iter::once(unified)
+            .chain(v1.into_iter().map(|h| h.mount_point))
+            .collect(),
+        Layout::Legacy { v1 } => v1.into_iter().map(|h| h.mount_point).collect(),
+    })
 }
 
 /// Only `mycontainer/<...>` names, without `.`/`..`/empty parts: the guarantee that we

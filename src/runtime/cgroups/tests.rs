@@ -379,6 +379,62 @@ fn cgroups_destroy_kills_lingering_processes_in_nested_cgroups() {
 }
 
 #[test]
+fn cgroups_destroy_stops_a_process_that_keeps_forking() {
+    // the pids limit only keeps the host safe if destroy failed
+    let resources = LinuxResourcesBuilder::default()
+        .pids(pids(300))
+        .build()
+        .unwrap();
+    let cgroup = create(Some(&resources));
+    let mut forker = Command::new("sh")
+        .args(["-c", "read go; while :; do sleep 30 & done"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    cgroup.add_process(forker.id() as i32).unwrap();
+    forker.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cgroup.stats().pids_current.unwrap_or(0) < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        cgroup.stats().pids_current.unwrap() >= 20,
+        "{:?}",
+        cgroup.stats()
+    );
+    destroy_and_check_gone(&cgroup);
+    assert_eq!(forker.wait().unwrap().signal(), Some(libc::SIGKILL));
+}
+
+#[test]
+fn cgroups_concurrent_create_and_parent_removal() {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                remove_unused_parents().unwrap();
+            }
+        });
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    for _ in 0..10 {
+                        let cgroup = create(None);
+                        destroy_and_check_gone(&cgroup);
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        stop.store(true, Ordering::Relaxed);
+        for result in results {
+            assert!(result.is_ok());
+        }
+    });
+}
+
+#[test]
 fn cgroups_existing_name_is_refused_and_left_alone() {
     let cgroup = create(None);
     let err = Cgroup::create(cgroup.name(), None).unwrap_err();

@@ -49,10 +49,11 @@ impl V1Cgroup {
         }
     }
 
-    /// Every directory this cgroup has (or would have).
+    /// Every directory this cgroup has (or would have); the cgroup2 one first.
     pub fn dirs(&self) -> Vec<PathBuf> {
-        let v1 = self.dirs.iter().map(|d| d.dir.clone());
-        v1.chain(self.unified.iter().map(|(_, dir)| dir.clone()))
+        let unified = self.unified.iter().map(|(_, dir)| dir.clone());
+        unified
+            .chain(self.dirs.iter().map(|d| d.dir.clone()))
             .collect()
     }
 
@@ -145,10 +146,8 @@ impl V1Cgroup {
 
     /// Writes the pid into every hierarchy (and the cgroup2 tree on hybrid hosts).
     pub fn add_process(&self, pid: i32) -> Result<()> {
-        let procs = self.dirs.iter().map(|d| d.dir.join("cgroup.procs"));
-        let unified = self.unified.iter().map(|(_, dir)| dir.join("cgroup.procs"));
-        for file in procs.chain(unified) {
-            files::write(&file, &pid.to_string())
+        for dir in self.dirs() {
+            files::write(&dir.join("cgroup.procs"), &pid.to_string())
                 .with_context(|| format!("cannot move process {pid} into its cgroup"))?;
         }
         Ok(())
@@ -184,7 +183,10 @@ impl V1Cgroup {
         }
     }
 
-    /// Kills and removes in every hierarchy; tries them all even if one fails.
+    /// Kills and removes in every hierarchy; tries them all even if one fails. On a
+    /// hybrid host the cgroup2 directory goes first: its cgroup.kill kills every
+    /// process of the container at once, racing no fork (v1 has no such file, only a
+    /// kill loop over cgroup.procs); the v1 directories are then empty.
     pub fn destroy(&self) -> Result<()> {
         let mut first_error = None;
         for dir in self.dirs() {
