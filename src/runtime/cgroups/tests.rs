@@ -483,6 +483,81 @@ fn cgroups_names_outside_mycontainer_are_refused() {
     assert!(check_name("mycontainer/abc123").is_ok());
 }
 
+/// clone3(CLONE_INTO_CGROUP), fork-like (no new stack): the child starts inside the
+/// cgroup of `cgroup_fd` and execs `argv`. How the runtime can start its init on v2.
+fn spawn_into_cgroup(cgroup_fd: &OwnedFd, argv: &[&str]) -> nix::unistd::Pid {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    // everything the child touches is prepared before the clone
+    let strings: Vec<CString> = argv.iter().map(|a| CString::new(*a).unwrap()).collect();
+    let mut pointers: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+    pointers.push(std::ptr::null());
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup_fd.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: a fork-like clone3 (no stack given: the child runs on a copy of ours);
+    // `args` is a valid clone_args of the size passed.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid == 0 {
+        // SAFETY: in the child of a possibly multi-threaded process only async-signal-safe
+        // calls: execv on the prepared, NUL-terminated argv, else _exit.
+        unsafe {
+            libc::execv(pointers[0], pointers.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    assert!(pid > 0, "clone3: {}", std::io::Error::last_os_error());
+    nix::unistd::Pid::from_raw(pid as i32)
+}
+
+#[test]
+fn cgroups_clone_into_cgroup_starts_the_child_inside() {
+    let cgroup = create(None);
+    let Some(fd) = cgroup.clone_into_fd().unwrap() else {
+        // v1 and hybrid hosts: the runtime uses add_process instead
+        assert!(!is_v2(&cgroup));
+        destroy_and_check_gone(&cgroup);
+        return;
+    };
+    let pid = spawn_into_cgroup(&fd, &["/bin/sleep", "30"]);
+    let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(membership.trim(), format!("0::/{}", cgroup.name()));
+    destroy_and_check_gone(&cgroup);
+    let status = nix::sys::wait::waitpid(pid, None).unwrap();
+    assert!(
+        matches!(
+            status,
+            nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+        ),
+        "{status:?}"
+    );
+}
+
 /// Start-latency cost of limits: create + add_process + destroy, in microseconds.
 /// A benchmark, not a check: `cargo test cgroups_bench -- --ignored --nocapture`.
 #[test]
@@ -509,11 +584,28 @@ fn cgroups_bench_create_add_destroy() {
         cgroup.destroy().unwrap();
         destroy_us.push(t.elapsed().as_micros());
     }
+    // v2: starting the child inside with clone3(CLONE_INTO_CGROUP) instead of moving it
+    let mut clone_into_us = Vec::new();
+    for _ in 0..20 {
+        let cgroup = create(Some(&resources));
+        let Some(fd) = cgroup.clone_into_fd().unwrap() else {
+            break;
+        };
+        let t = Instant::now();
+        let pid = spawn_into_cgroup(&fd, &["/bin/true"]);
+        clone_into_us.push(t.elapsed().as_micros());
+        nix::sys::wait::waitpid(pid, None).unwrap();
+        cgroup.destroy().unwrap();
+    }
     for (what, times) in [
         ("create", &mut create_us),
         ("add_process", &mut add_us),
         ("destroy", &mut destroy_us),
+        ("clone3 into cgroup (v2 only)", &mut clone_into_us),
     ] {
+        if times.is_empty() {
+            continue;
+        }
         times.sort();
         eprintln!(
             "{what}: median {} us, min {} us, max {} us",
