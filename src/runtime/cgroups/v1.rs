@@ -156,7 +156,9 @@ impl V1Cgroup {
     /// The `oom_kill` counter of memory.oom_control (kernel >= 4.13): the number of
     /// processes the OOM killer killed because this cgroup hit its limit. memory.failcnt
     /// is not used: it counts every time usage touched the limit, which reclaim usually
-    /// resolves without any kill.
+    /// resolves without any kill. Unlike v2's memory.events, v1 does not propagate the
+    /// count upwards: an OOM kill caused by a lower limit in a cgroup the container made
+    /// itself is not counted here (it was not our limit that was hit).
     pub fn oom_kills(&self) -> u64 {
         self.dir_of("memory")
             .and_then(|dir| files::read_keyed(&dir.join("memory.oom_control"), "oom_kill"))
