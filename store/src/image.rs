@@ -72,6 +72,9 @@ pub struct ImageSpec {
     pub created_by: Option<String>,
 }
 
+/// Held while adding blobs that no image names yet; see [`Store::ingest_lock`].
+pub struct IngestLock(#[allow(dead_code)] FileLock);
+
 /// Where an import reads from.
 pub enum ImportSource<'a> {
     File(&'a Path),
@@ -88,10 +91,12 @@ impl Store {
         progress: &dyn Progress,
     ) -> Result<(Image, ImportedLayer)> {
         // Held until the image is in the index, so gc cannot sweep the new blobs between.
-        let _ingest = self.ingest_lock()?;
+        let _ingest = self.ingest_lock_file()?;
         let imported = match source {
             ImportSource::File(path) => self.import_layer_file(path, progress)?,
-            ImportSource::Stream(reader) => self.import_layer_stream(reader, None, progress)?,
+            ImportSource::Stream(reader) => {
+                self.import_layer_stream(reader, None, None, progress)?
+            }
         };
         let image = self.create_image(std::slice::from_ref(&imported.layer), spec, name)?;
         Ok((image, imported))
@@ -344,8 +349,104 @@ impl Store {
         })
     }
 
-    /// Writers take this shared; gc takes it exclusive.
-    pub(crate) fn ingest_lock(&self) -> Result<FileLock> {
+    /// Adds an image from its manifest, stored byte for byte (so its digest is the one
+    /// a registry or archive named), and tags it `name`. The config must be given (it
+    /// is stored too, verified against the manifest); every layer blob must already be
+    /// stored and unpacked (see [`Store::import_layer`]), with diff-ids matching the
+    /// config. Hold [`Store::ingest_lock`] from the first layer to this call.
+    pub fn add_image(
+        &self,
+        manifest_bytes: &[u8],
+        config_bytes: &[u8],
+        name: Option<&Reference>,
+    ) -> Result<Image> {
+        let manifest: ImageManifest = serde_json::from_slice(manifest_bytes)
+            .map_err(|e| Error::BadInput(format!("the image manifest is not valid JSON: {e}")))?;
+        let config_digest = Digest::from_oci(manifest.config().digest())?;
+        let actual = Digest::of_bytes(config_bytes);
+        if actual != config_digest {
+            return Err(Error::DigestMismatch {
+                digest: config_digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        let config: ImageConfiguration = serde_json::from_slice(config_bytes)
+            .map_err(|e| Error::BadInput(format!("the image config is not valid JSON: {e}")))?;
+        let diff_ids = config.rootfs().diff_ids();
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(Error::BadInput(format!(
+                "the image config lists {} diff_ids for {} layers",
+                diff_ids.len(),
+                manifest.layers().len()
+            )));
+        }
+        for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
+            let blob = Digest::from_oci(layer.digest())?;
+            let expected = Digest::parse(diff_id)?;
+            match self.layer_for_blob(&blob) {
+                Some(found) if found == expected => {}
+                Some(found) => {
+                    return Err(Error::BadInput(format!(
+                        "layer {blob} unpacks to {found}, but the image config says {expected}"
+                    )))
+                }
+                None => {
+                    return Err(Error::BadInput(format!(
+                        "layer {blob} is not in the store: import it first"
+                    )))
+                }
+            }
+        }
+        blobs::put(self, config_bytes)?;
+        let manifest_digest = blobs::put(self, manifest_bytes)?;
+        let media_type = manifest
+            .media_type()
+            .clone()
+            .unwrap_or(MediaType::ImageManifest);
+        let descriptor = Descriptor::new(
+            media_type,
+            manifest_bytes.len() as u64,
+            manifest_digest.to_oci(),
+        );
+        match name {
+            Some(name) => self.set_ref(descriptor, &name.to_string())?,
+            None => self.add_untagged(descriptor)?,
+        }
+        self.load_image(
+            &manifest_digest,
+            name.map(|n| vec![n.to_string()]).unwrap_or_default(),
+        )
+    }
+
+    /// Stores a small blob (a config, a manifest) and returns its digest.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
+        blobs::put(self, bytes)
+    }
+
+    /// Reads a whole blob, verifying its digest. For manifests and configs.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        blobs::get(self, digest)
+    }
+
+    /// Opens a blob for streaming (layers). The caller hashes what it reads if it needs
+    /// to verify it.
+    pub fn open_blob(&self, digest: &Digest) -> Result<std::fs::File> {
+        let path = self.blob_path(digest);
+        std::fs::File::open(&path).map_err(|e| Error::io("cannot open blob", &path, e))
+    }
+
+    /// Whether the store holds this blob.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).exists()
+    }
+
+    /// Writers take this shared (for as long as the blobs they add are not yet named in
+    /// the index); gc takes it exclusive.
+    pub fn ingest_lock(&self) -> Result<IngestLock> {
+        Ok(IngestLock(self.ingest_lock_file()?))
+    }
+
+    pub(crate) fn ingest_lock_file(&self) -> Result<FileLock> {
         FileLock::shared(&self.root().join("gc.lock"))
     }
 }

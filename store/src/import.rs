@@ -107,10 +107,33 @@ impl Store {
             return self.import_layer_stream(
                 open()?,
                 Some(meta.len()),
+                None,
                 &NoProgressAfterHash(progress),
             );
         }
-        self.import_layer_stream(file, None, progress)
+        self.import_layer_stream(file, None, None, progress)
+    }
+
+    /// Stores and unpacks one layer blob from `input` (a registry download, an archive
+    /// member) in one pass. With `expected`, a blob whose digest differs is an error and
+    /// nothing is stored. Hold [`Store::ingest_lock`] until the image that uses the layer
+    /// is added, so gc cannot sweep it in between.
+    pub fn import_layer<R: Read + Send>(
+        &self,
+        input: R,
+        expected: Option<&Digest>,
+        total: Option<u64>,
+        progress: &dyn Progress,
+    ) -> Result<ImportedLayer> {
+        self.import_layer_stream(input, total, expected, progress)
+    }
+
+    /// The layer already stored for this blob (stored and unpacked), if any: lets a
+    /// pull skip downloading it.
+    pub fn layer_for_blob(&self, blob: &Digest) -> Option<Digest> {
+        let recorded = std::fs::read_to_string(self.layerdb_path(blob)).ok()?;
+        let diff_id = Digest::parse(recorded.trim()).ok()?;
+        (self.blob_path(blob).exists() && self.layer_dir(&diff_id).exists()).then_some(diff_id)
     }
 
     /// Imports a layer from any reader (stdin, a pipe, a generated tar) in one pass.
@@ -118,6 +141,7 @@ impl Store {
         &self,
         input: R,
         total: Option<u64>,
+        expected: Option<&Digest>,
         progress: &dyn Progress,
     ) -> Result<ImportedLayer> {
         progress.start(total);
@@ -138,7 +162,7 @@ impl Store {
         // unpack error better than the unpack error itself.
         let blob = blob_result?;
         let (compression, diff_id) = unpack_result?;
-        let (digest, size) = blob.commit(self, None)?;
+        let (digest, size) = blob.commit(self, expected)?;
         progress.finish();
 
         let layer = LayerInfo {
@@ -180,15 +204,9 @@ impl Store {
             }
         }
         let (digest, size, _) = hashing.finish();
-        let Ok(recorded) = std::fs::read_to_string(self.layerdb_path(&digest)) else {
+        let Some(diff_id) = self.layer_for_blob(&digest) else {
             return Ok(None);
         };
-        let Ok(diff_id) = Digest::parse(recorded.trim()) else {
-            return Ok(None);
-        };
-        if !self.blob_path(&digest).exists() || !self.layer_dir(&diff_id).exists() {
-            return Ok(None);
-        }
         let compression = Compression::sniff(&head)?;
         Ok(Some(ImportedLayer {
             layer: LayerInfo {

@@ -1,7 +1,6 @@
 //! `store/index.json`: the list of tagged manifests. Read freely; changed only under
 //! `<root>/index.lock`, and replaced atomically.
 
-
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 
 use crate::error::{Error, Result};
@@ -71,10 +70,7 @@ pub(crate) fn ref_name(descriptor: &Descriptor) -> Option<&str> {
 }
 
 pub(crate) fn with_ref_name(mut descriptor: Descriptor, name: &str) -> Descriptor {
-    let mut annotations = descriptor
-        .annotations()
-        .clone()
-        .unwrap_or_default();
+    let mut annotations = descriptor.annotations().clone().unwrap_or_default();
     annotations.insert(REF_NAME_ANNOTATION.to_string(), name.to_string());
     descriptor.set_annotations(Some(annotations));
     descriptor

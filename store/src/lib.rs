@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use gc::GcReport;
-pub use image::{Image, ImageSpec, ImportSource, LayerInfo};
+pub use image::{Image, ImageSpec, ImportSource, IngestLock, LayerInfo};
 pub use import::{Compression, ImportedLayer, NoProgress, Progress};
 pub use reference::Reference;
 

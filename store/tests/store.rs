@@ -574,3 +574,67 @@ fn the_layout_is_an_oci_image_layout() {
         .mode();
     assert_eq!(mode & 0o222, 0);
 }
+
+#[test]
+fn an_image_copied_blob_by_blob_keeps_its_digests() {
+    let source = TestStore::new();
+    let image = source
+        .import(gzip(&sample_tar()), Some("copy/me:v1"))
+        .unwrap();
+    let manifest = source.store.read_blob(&image.manifest_digest).unwrap();
+    let config = source.store.read_blob(&image.id).unwrap();
+
+    let target = TestStore::new();
+    let _ingest = target.store.ingest_lock().unwrap();
+    let layer = &image.layers[0];
+    assert!(target.store.layer_for_blob(&layer.digest).is_none());
+    // A blob that is not what the manifest says is refused, and nothing is stored.
+    let wrong = mycontainer_store::Digest::of_bytes(b"something else");
+    let err = target
+        .store
+        .import_layer(
+            fs::File::open(
+                source
+                    .root()
+                    .join("store/blobs/sha256")
+                    .join(layer.digest.hex()),
+            )
+            .unwrap(),
+            Some(&wrong),
+            None,
+            &NoProgress,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    target.assert_untouched();
+    // Adding the image before its layer is refused too.
+    assert!(target.store.add_image(&manifest, &config, None).is_err());
+
+    let blob = source.store.open_blob(&layer.digest).unwrap();
+    let imported = target
+        .store
+        .import_layer(blob, Some(&layer.digest), None, &NoProgress)
+        .unwrap();
+    assert_eq!(imported.layer.diff_id, layer.diff_id);
+    assert_eq!(
+        target.store.layer_for_blob(&layer.digest),
+        Some(layer.diff_id.clone())
+    );
+    let copy = target
+        .store
+        .add_image(
+            &manifest,
+            &config,
+            Some(&Reference::parse("copy/me:v1").unwrap()),
+        )
+        .unwrap();
+    assert_eq!(
+        (copy.id, copy.manifest_digest),
+        (image.id, image.manifest_digest)
+    );
+    // A config that is not the one the manifest names is refused.
+    assert!(matches!(
+        target.store.add_image(&manifest, b"{}", None),
+        Err(Error::DigestMismatch { .. })
+    ));
+}
