@@ -85,7 +85,8 @@ pub fn create_levels(
             if let Err(e) = prepare(&parent, &dir) {
                 if is_leaf {
                     let _ = std::fs::remove_dir(&dir);
-                } else if is_not_found(&e) && attempts < MAX_ATTEMPTS {
+                }
+                if is_not_found(&e) && attempts < MAX_ATTEMPTS {
                     continue 'again;
                 }
                 return Err(e);
@@ -99,7 +100,8 @@ fn is_not_found(error: &anyhow::Error) -> bool {
     error
         .chain()
         .filter_map(|e| e.downcast_ref::<std::io::Error>())
-        .any(|e| e.kind() == ErrorKind::NotFound)
+        // A cgroup directory removed under an open file answers ENODEV, not ENOENT.
+        .any(|e| e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV))
 }
 
 /// The pids in `dir` and every cgroup below it.
