@@ -119,6 +119,16 @@ impl Store {
                 fs::remove_file(&path).map_err(|e| Error::io("cannot remove", &path, e))?;
             }
         }
+        for (_, path) in list(&self.root().join("layerdb-hints"))? {
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            let digest = text
+                .split_whitespace()
+                .last()
+                .and_then(|d| Digest::parse(d).ok());
+            if !digest.is_some_and(|d| live_blobs.contains(d.hex())) {
+                let _ = fs::remove_file(&path);
+            }
+        }
         for (name, path) in list(&self.root().join("layers"))? {
             if !live_layers.contains(&name) {
                 // Move it out of sight first, so no half-deleted layer is ever visible.

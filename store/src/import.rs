@@ -98,18 +98,19 @@ impl Store {
             )));
         }
         if meta.is_file() {
-            progress.start(Some(meta.len()));
-            if let Some(known) = self.known_layer_of_file(file, path)? {
-                progress.advance(meta.len());
-                progress.finish();
-                return Ok(known);
+            // Hash first only when this very file was imported before: then a re-import
+            // costs one read. The hint only decides whether to look; the hash decides.
+            if self.stat_hint_matches(&meta) {
+                progress.start(Some(meta.len()));
+                if let Some(known) = self.known_layer_of_file(file, path)? {
+                    progress.advance(meta.len());
+                    progress.finish();
+                    return Ok(known);
+                }
             }
-            return self.import_layer_stream(
-                open()?,
-                Some(meta.len()),
-                None,
-                &NoProgressAfterHash(progress),
-            );
+            let imported = self.import_layer_stream(open()?, Some(meta.len()), None, progress)?;
+            self.record_stat_hint(&meta, &imported.layer.digest);
+            return Ok(imported);
         }
         self.import_layer_stream(file, None, None, progress)
     }
@@ -163,6 +164,7 @@ impl Store {
         let blob = blob_result?;
         let (compression, diff_id) = unpack_result?;
         let (digest, size) = blob.commit(self, expected)?;
+        let diff_id = diff_id.unwrap_or_else(|| digest.clone());
         progress.finish();
 
         let layer = LayerInfo {
@@ -184,6 +186,44 @@ impl Store {
             diff_id.to_string().as_bytes(),
         )?;
         Ok(ImportedLayer { layer, reused })
+    }
+
+    fn stat_hint_path(&self, meta: &std::fs::Metadata) -> std::path::PathBuf {
+        use std::os::unix::fs::MetadataExt;
+        self.root()
+            .join("layerdb-hints")
+            .join(format!("{}-{}", meta.dev(), meta.ino()))
+    }
+
+    fn stat_key(meta: &std::fs::Metadata) -> String {
+        use std::os::unix::fs::MetadataExt;
+        format!(
+            "{} {}.{} {}.{}",
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        )
+    }
+
+    fn stat_hint_matches(&self, meta: &std::fs::Metadata) -> bool {
+        std::fs::read_to_string(self.stat_hint_path(meta))
+            .is_ok_and(|text| text.starts_with(&(Self::stat_key(meta) + " ")))
+    }
+
+    /// Best effort: a missing hint only means the next import of this file unpacks
+    /// again before it finds the layer exists.
+    fn record_stat_hint(&self, meta: &std::fs::Metadata, digest: &Digest) {
+        let path = self.stat_hint_path(meta);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = write_atomic(
+            self,
+            &path,
+            format!("{} {digest}\n", Self::stat_key(meta)).as_bytes(),
+        );
     }
 
     /// If this exact blob was imported before and its layer is still unpacked, the
@@ -220,14 +260,6 @@ impl Store {
     }
 }
 
-/// The hash pass already reported the bytes; the unpack pass reports nothing more.
-struct NoProgressAfterHash<'a>(&'a dyn Progress);
-impl Progress for NoProgressAfterHash<'_> {
-    fn finish(&self) {
-        self.0.finish()
-    }
-}
-
 /// Reads the input in chunks, writes each to the blob (hashing it) and passes it on.
 fn copy_to_blob<R: Read>(
     mut input: R,
@@ -255,8 +287,10 @@ fn copy_to_blob<R: Read>(
 }
 
 /// Decompresses and unpacks, hashing the uncompressed stream (the diff-id), including
-/// whatever follows the end-of-archive marker.
-fn unpack_stream(input: ChannelReader, dest: &Path) -> Result<(Compression, Digest)> {
+/// whatever follows the end-of-archive marker. An uncompressed layer is its own diff, so
+/// its diff-id is the blob digest the copier computes from the very same bytes: it
+/// returns None rather than hashing everything twice.
+fn unpack_stream(input: ChannelReader, dest: &Path) -> Result<(Compression, Option<Digest>)> {
     let mut input = BufReader::with_capacity(CHUNK, input);
     let head = peek(&mut input)?;
     if head.is_empty() {
@@ -264,15 +298,24 @@ fn unpack_stream(input: ChannelReader, dest: &Path) -> Result<(Compression, Dige
     }
     let compression = Compression::sniff(&head)?;
     let decompressed: Box<dyn Read> = match compression {
-        Compression::None => Box::new(input),
+        Compression::None => {
+            unpack_all(input, dest, compression)?;
+            return Ok((compression, None));
+        }
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
         Compression::Zstd => Box::new(
             zstd::stream::read::Decoder::with_buffer(input)
                 .map_err(|e| Error::BadInput(format!("bad zstd stream: {e}")))?,
         ),
     };
-    let hashing = HashingReader::new(decompressed);
-    let (stats, mut rest) = Unpacker::new(dest).unpack(hashing).map_err(|e| match e {
+    let hashing = unpack_all(HashingReader::new(decompressed), dest, compression)?;
+    let (diff_id, _, _) = hashing.finish();
+    Ok((compression, Some(diff_id)))
+}
+
+/// Unpacks the archive and reads on to the end of the stream; returns the reader.
+fn unpack_all<R: Read>(reader: R, dest: &Path, compression: Compression) -> Result<R> {
+    let (stats, mut rest) = Unpacker::new(dest).unpack(reader).map_err(|e| match e {
         Error::BadInput(msg)
             if compression != Compression::None
                 && (msg.starts_with("not a valid tar")
@@ -296,8 +339,7 @@ fn unpack_stream(input: ChannelReader, dest: &Path) -> Result<(Compression, Dige
             "no tar entries found: is this a tar archive?".into(),
         ));
     }
-    let (diff_id, _, _) = rest.finish();
-    Ok((compression, diff_id))
+    Ok(rest)
 }
 
 fn peek(input: &mut BufReader<ChannelReader>) -> Result<Vec<u8>> {
