@@ -451,6 +451,43 @@ impl Store {
     }
 }
 
+fn is_broken_pipe(error: &Error) -> bool {
+    matches!(error, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 fn build_error(e: impl std::fmt::Display) -> Error {
     Error::BadInput(format!("cannot build image metadata: {e}"))
+}
+
+impl Store {
+    /// Makes a new image from `base` plus the changes in an overlayfs upper directory
+    /// (`mycontainer commit`): the directory becomes one more layer, stored like any
+    /// other, and `spec` gives the new image's config.
+    pub fn commit_dir(
+        &self,
+        base: &Image,
+        upper: &Path,
+        spec: &ImageSpec,
+        name: Option<&Reference>,
+    ) -> Result<Image> {
+        let _ingest = self.ingest_lock_file()?;
+        let (reader, writer) =
+            std::io::pipe().map_err(|e| Error::io("cannot create a pipe for", upper, e))?;
+        let imported = std::thread::scope(|scope| {
+            let producer = scope.spawn(move || crate::diff::write_layer(upper, writer).map(drop));
+            let imported = self.import_layer_stream(reader, None, None, &crate::import::NoProgress);
+            let produced = producer
+                .join()
+                .unwrap_or_else(|_| Err(Error::BadInput("the layer writer panicked".into())));
+            match (produced, imported) {
+                // The writer's own failure explains more, unless it only saw the
+                // importer hang up (which then has the real reason).
+                (Err(e), _) if !is_broken_pipe(&e) => Err(e),
+                (_, imported) => imported,
+            }
+        })?;
+        let mut layers = base.layers.clone();
+        layers.push(imported.layer);
+        self.create_image(&layers, spec, name)
+    }
 }

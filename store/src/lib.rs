@@ -11,6 +11,7 @@
 //! (CAP_MKNOD), and ownership is applied only when running as root.
 
 mod blobs;
+mod diff;
 mod digest;
 mod error;
 mod fsutil;

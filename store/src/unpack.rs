@@ -65,6 +65,9 @@ impl Unpacker {
     /// Unpacks every entry of `reader` and returns the reader, positioned after the
     /// end-of-archive marker, so the caller can hash what follows.
     pub(crate) fn unpack<R: Read>(mut self, reader: R) -> Result<(UnpackStats, R)> {
+        // Whatever the umask: a layer root without a "./" entry is a normal 0755 dir.
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io("cannot chmod", &self.root, e))?;
         let mut archive = Archive::new(reader);
         let entries = archive.entries().map_err(|e| bad_tar(&e))?;
         for entry in entries {

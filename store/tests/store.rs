@@ -638,3 +638,114 @@ fn an_image_copied_blob_by_blob_keeps_its_digests() {
         Err(Error::DigestMismatch { .. })
     ));
 }
+
+#[test]
+fn commit_turns_an_upper_dir_into_a_layer_with_oci_whiteouts() {
+    if !unsafe_geteuid_is_root() {
+        return; // overlay whiteouts are device nodes
+    }
+    let t = TestStore::new();
+    let base = t
+        .import(
+            TarBuilder::new()
+                .dir("etc/")
+                .file("etc/gone", b"g")
+                .dir("data/")
+                .file("data/old", b"o")
+                .finish(),
+            Some("base"),
+        )
+        .unwrap();
+    // What overlayfs leaves in an upper dir after: rm /etc/gone; rm -r /data; mkdir /data;
+    // echo new > /data/new; ln -s /etc/x /link; echo hi > /hello (hardlinked twice).
+    let upper = tempfile::tempdir().unwrap();
+    let u = upper.path();
+    fs::create_dir(u.join("etc")).unwrap();
+    let c_path = std::ffi::CString::new(u.join("etc/gone").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid path; makes the overlay whiteout (char 0/0) the kernel would.
+    assert_eq!(unsafe { libc_mknod(c_path.as_ptr(), 0o020000, 0) }, 0);
+    fs::create_dir(u.join("data")).unwrap();
+    let c_data = std::ffi::CString::new(u.join("data").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid path, name and value.
+    assert_eq!(
+        unsafe {
+            libc_lsetxattr(
+                c_data.as_ptr(),
+                c"trusted.overlay.opaque".as_ptr(),
+                b"y".as_ptr(),
+                1,
+                0,
+            )
+        },
+        0
+    );
+    fs::write(u.join("data/new"), b"new").unwrap();
+    std::os::unix::fs::symlink("/etc/x", u.join("link")).unwrap();
+    fs::write(u.join("hello"), b"hi").unwrap();
+    fs::hard_link(u.join("hello"), u.join("hello2")).unwrap();
+
+    let spec = ImageSpec::default();
+    let image = t
+        .store
+        .commit_dir(
+            &base,
+            u,
+            &spec,
+            Some(&Reference::parse("committed").unwrap()),
+        )
+        .unwrap();
+    assert_eq!(image.layers.len(), 2);
+    assert_eq!(image.layers[0], base.layers[0]);
+    // The blob carries OCI whiteouts...
+    let blob = t.store.open_blob(&image.layers[1].digest).unwrap();
+    let mut names: Vec<String> = tar::Archive::new(blob)
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    assert!(names.contains(&"etc/.wh.gone".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"data/.wh..wh..opq".to_string()),
+        "{names:?}"
+    );
+    // ...and unpacks back into overlay whiteouts.
+    let layer = t.store.layer_dir(&image.layers[1].diff_id);
+    let gone = fs::symlink_metadata(layer.join("etc/gone")).unwrap();
+    assert!(gone.file_type().is_char_device() && gone.rdev() == 0);
+    assert_eq!(
+        xattr(&layer.join("data"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    assert_eq!(fs::read(layer.join("data/new")).unwrap(), b"new");
+    assert_eq!(
+        fs::read_link(layer.join("link")).unwrap(),
+        Path::new("/etc/x")
+    );
+    let (a, b) = (
+        fs::metadata(layer.join("hello")).unwrap(),
+        fs::metadata(layer.join("hello2")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino());
+    // An empty diff is a valid layer too.
+    let empty = tempfile::tempdir().unwrap();
+    let image = t
+        .store
+        .commit_dir(&base, empty.path(), &spec, None)
+        .unwrap();
+    assert_eq!(image.layers.len(), 2);
+    assert_eq!(t.count("tmp"), 0);
+}
+
+extern "C" {
+    #[link_name = "mknod"]
+    fn libc_mknod(path: *const std::ffi::c_char, mode: u32, dev: u64) -> i32;
+    #[link_name = "lsetxattr"]
+    fn libc_lsetxattr(
+        path: *const std::ffi::c_char,
+        name: *const std::ffi::c_char,
+        value: *const u8,
+        size: usize,
+        flags: i32,
+    ) -> i32;
+}
