@@ -1,7 +1,6 @@
 //! mycontainer: one binary for images (store, import, build), running containers
 //! (overlay root, namespaces, cgroups, security) and managing them.
 
-#[allow(dead_code)]
 mod build;
 mod cli;
 mod container;

@@ -1,8 +1,13 @@
-//! `mycontainer image ...`
+//! `mycontainer image ...`: build, import, ls, inspect, tag, rm.
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
+use mycontainer_store::{Image, ImageSpec, ImportSource, Reference};
+use serde_json::json;
 
+use super::progress::ByteProgress;
 use super::Ctx;
+use crate::build;
 
 #[derive(Args, Debug)]
 pub struct ImageArgs {
@@ -12,10 +17,203 @@ pub struct ImageArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
+    /// Build an image from a recipe: a built-in name (busybox, debian) or a recipe file
+    Build(BuildArgs),
+    /// Import a rootfs tarball (plain, gzip or zstd; "-" reads stdin) as a one-layer image
+    Import(ImportArgs),
     /// List images
-    Ls,
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Show an image's metadata as JSON
+    Inspect(InspectArgs),
+    /// Give an image another name
+    Tag(TagArgs),
+    /// Remove image names; delete the image when its last name goes
+    #[command(alias = "remove")]
+    Rm(RmArgs),
 }
 
-pub fn main(_ctx: &Ctx, _args: ImageArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("not yet")
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Recipe: a built-in name (see recipes/) or the path of a recipe file (.toml)
+    pub recipe: String,
+    /// Debian mirror for debootstrap recipes (default: the recipe's, else the host's apt sources)
+    #[arg(long)]
+    pub mirror: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Tarball to import, or "-" for standard input
+    pub file: String,
+    /// Name for the image (NAME[:TAG], tag defaults to latest)
+    pub name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Image names or ids
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    /// Existing image (name or id)
+    pub source: String,
+    /// New name (NAME[:TAG])
+    pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Image names or ids
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+pub fn main(ctx: &Ctx, args: ImageArgs) -> anyhow::Result<i32> {
+    match args.command {
+        ImageCommand::Build(args) => build_image(ctx, args),
+        ImageCommand::Import(args) => import(ctx, args),
+        ImageCommand::Ls(_) => list(ctx),
+        ImageCommand::Inspect(args) => inspect(ctx, args),
+        ImageCommand::Tag(args) => tag(ctx, args),
+        ImageCommand::Rm(args) => remove(ctx, args),
+    }
+}
+
+fn build_image(ctx: &Ctx, args: BuildArgs) -> anyhow::Result<i32> {
+    let recipe = build::Recipe::find(&args.recipe)?;
+    let options = build::BuildOptions {
+        mirror: args.mirror,
+    };
+    let image = build::build(ctx, &recipe, &options)?;
+    print_id(ctx, &image);
+    Ok(0)
+}
+
+fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<i32> {
+    // Parse the name first: a bad name must fail before any work is done.
+    let name = args.name.as_deref().map(Reference::parse).transpose()?;
+    let store = ctx.store()?;
+    let progress = ByteProgress::new("importing", ctx.quiet);
+    let spec = ImageSpec {
+        created: Some(build::now_rfc3339()),
+        created_by: Some(format!("mycontainer image import {}", args.file)),
+        ..ImageSpec::default()
+    };
+    let source = if args.file == "-" {
+        ImportSource::Stream(Box::new(std::io::stdin()))
+    } else {
+        ImportSource::File(std::path::Path::new(&args.file))
+    };
+    let (image, _) = store
+        .import_image(source, &spec, name.as_ref(), &progress)
+        .with_context(|| format!("cannot import {}", args.file))?;
+    print_id(ctx, &image);
+    Ok(0)
+}
+
+fn print_id(_ctx: &Ctx, image: &Image) {
+    println!("{}", image.id);
+}
+
+fn list(ctx: &Ctx) -> anyhow::Result<i32> {
+    let images = ctx.store()?.images()?;
+    if ctx.quiet {
+        for image in &images {
+            println!("{}", image.id.short());
+        }
+        return Ok(0);
+    }
+    println!(
+        "{:<30} {:<12} {:<14} {:<22} {:>10}",
+        "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
+    );
+    for image in &images {
+        let created = image.created().unwrap_or("-");
+        let created = created.get(..19).unwrap_or(created).replace('T', " ");
+        let size = human_size(image.size);
+        let names = if image.names.is_empty() {
+            vec!["<none>:<none>".to_string()]
+        } else {
+            image.names.clone()
+        };
+        for name in names {
+            let (repo, tag) = name.rsplit_once(':').unwrap_or((&name, ""));
+            println!(
+                "{:<30} {:<12} {:<14} {:<22} {:>10}",
+                repo,
+                tag,
+                image.id.short(),
+                created,
+                size
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn inspect(ctx: &Ctx, args: InspectArgs) -> anyhow::Result<i32> {
+    let store = ctx.store()?;
+    let mut out = Vec::new();
+    for wanted in &args.images {
+        let image = store.image(wanted)?;
+        out.push(json!({
+            "Id": image.id,
+            "RepoTags": image.names,
+            "Digest": image.manifest_digest,
+            "Created": image.created(),
+            "Size": image.size,
+            "Architecture": image.config.architecture().to_string(),
+            "Os": image.config.os().to_string(),
+            "Layers": image.layers,
+            "Config": image.config.config(),
+            "History": image.config.history(),
+        }));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}
+
+fn tag(ctx: &Ctx, args: TagArgs) -> anyhow::Result<i32> {
+    let target = Reference::parse(&args.target)?;
+    ctx.store()?.tag(&args.source, &target)?;
+    Ok(0)
+}
+
+fn remove(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {
+    let store = ctx.store()?;
+    for wanted in &args.images {
+        let (names, deleted) = store.remove_image(wanted)?;
+        if !ctx.quiet {
+            for name in names {
+                println!("Untagged: {name}");
+            }
+            if deleted {
+                println!("Deleted: {wanted}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Sizes as `docker images` shows them (decimal units).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.3}{}", UNITS[unit]).replacen(".000", "", 1)
+    }
 }

@@ -3,6 +3,7 @@
 
 mod container;
 mod image;
+pub mod progress;
 mod run;
 
 use std::path::PathBuf;
@@ -23,7 +24,12 @@ pub const EXIT_RUNTIME_FAILED: i32 = 125;
 )]
 pub struct Cli {
     /// State root (images, layers, containers)
-    #[arg(long, global = true, env = "MYCONTAINER_ROOT", default_value = "/var/lib/mycontainer")]
+    #[arg(
+        long,
+        global = true,
+        env = "MYCONTAINER_ROOT",
+        default_value = "/var/lib/mycontainer"
+    )]
     pub root: PathBuf,
 
     /// Print less (ids only where a command prints ids)
@@ -68,7 +74,11 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
-            let code = if err.use_stderr() { EXIT_RUNTIME_FAILED } else { 0 };
+            let code = if err.use_stderr() {
+                EXIT_RUNTIME_FAILED
+            } else {
+                0
+            };
             let _ = err.print();
             return code;
         }

@@ -1,79 +1,116 @@
-//! STUB of the store API (the real implementation lands on main shortly).
+//! mycontainer-store: a content-addressed image store laid out as an OCI image layout.
+//!
+//! ```text
+//! <root>/store/{oci-layout,index.json,blobs/sha256/<hex>}   readable by skopeo and umoci
+//! <root>/layers/<diff-id hex>/                              each layer unpacked once, shared
+//! <root>/layerdb/<blob hex>                                 blob digest -> diff-id, for re-imports
+//! <root>/tmp/                                               every write starts here
+//! ```
+//!
+//! Nothing here needs root or namespaces; unpacking device nodes and whiteouts does
+//! (CAP_MKNOD), and ownership is applied only when running as root.
+
+mod blobs;
+mod diff;
+mod digest;
+mod error;
+mod fsutil;
+mod gc;
+mod image;
+mod import;
+mod index;
+mod reference;
+mod unpack;
+
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("image {0:?} not found (see `mycontainer image ls`)")]
-    ImageNotFound(String),
-}
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use gc::GcReport;
+pub use image::{Image, ImageSpec, ImportSource, IngestLock, LayerInfo};
+pub use import::{Compression, ImportedLayer, NoProgress, Progress};
+pub use reference::Reference;
 
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct Digest {
-    hex: String,
-}
-impl Digest {
-    pub fn hex(&self) -> &str {
-        &self.hex
+/// Annotation that names an image in `index.json`, as skopeo and umoci expect.
+pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+
+/// A locked scratch directory; see [`Store::temp_dir`].
+pub struct TempDir(fsutil::TempEntry);
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        self.0.path()
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct LayerInfo {
-    pub digest: Digest,
-    pub diff_id: Digest,
-    pub size: u64,
-    pub media_type: String,
-}
-
-/// An image in the store.
-#[derive(Debug, Clone)]
-pub struct Image {
-    /// The config digest (Docker's image id).
-    pub id: Digest,
-    pub manifest_digest: Digest,
-    /// `name:tag` references pointing at it.
-    pub names: Vec<String>,
-    pub config: oci_spec::image::ImageConfiguration,
-    /// Bottom (base) layer first.
-    pub layers: Vec<LayerInfo>,
-    pub size: u64,
-}
-
-impl Image {
-    /// Unpacked layer directories, base layer first (reverse for overlay lowerdir).
-    pub fn layer_dirs(&self, store: &Store) -> Vec<PathBuf> {
-        self.layers.iter().map(|l| store.layer_dir(&l.diff_id)).collect()
-    }
-}
-
-#[derive(Debug)]
-pub struct GcReport;
-impl std::fmt::Display for GcReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "nothing")
-    }
-}
-
+/// A handle on the store under one state root.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
 }
+
 impl Store {
+    /// Opens (creating on first use) the store under `root`, and reclaims temp leftovers
+    /// of writers that died (a temp entry nobody holds a lock on).
     pub fn open(root: &Path) -> Result<Store> {
-        Ok(Store { root: root.into() })
+        let store = Store {
+            root: root.to_path_buf(),
+        };
+        store.init_layout()?;
+        gc::reclaim_tmp(&store)?;
+        Ok(store)
     }
+
+    /// A scratch directory under `<root>/tmp`, locked while the value lives and removed
+    /// on drop (or by the next command, if this process dies).
+    pub fn temp_dir(&self, kind: &str) -> Result<TempDir> {
+        Ok(TempDir(fsutil::TempEntry::new_dir(self, kind)?))
+    }
+
+    /// The state root this store lives under.
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// Where an unpacked layer lives, by its diff-id.
     pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
         self.root.join("layers").join(diff_id.hex())
     }
-    /// By `name[:tag]` (tag defaults to latest) or id prefix.
-    pub fn image(&self, name: &str) -> Result<Image> {
-        Err(Error::ImageNotFound(name.into()))
+
+    pub(crate) fn layout_dir(&self) -> PathBuf {
+        self.root.join("store")
     }
-    pub fn gc(&self) -> Result<GcReport> {
-        Ok(GcReport)
+
+    pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.layout_dir().join("blobs/sha256").join(digest.hex())
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub(crate) fn layerdb_path(&self, blob: &Digest) -> PathBuf {
+        self.root.join("layerdb").join(blob.hex())
+    }
+
+    fn init_layout(&self) -> Result<()> {
+        let layout = self.layout_dir();
+        for dir in [
+            layout.join("blobs/sha256"),
+            self.root.join("layers"),
+            self.root.join("layerdb"),
+            self.tmp_dir(),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+        }
+        let marker = layout.join("oci-layout");
+        if !marker.exists() {
+            fsutil::write_atomic(self, &marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        let index = layout.join("index.json");
+        if !index.exists() {
+            index::write_empty(self)?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,189 @@
+//! Which cgroup layout the host has mounted. Looked up afresh by every process (nothing
+//! is cached on disk): the same state root can outlive a reboot into another layout.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, TMPFS_MAGIC};
+
+/// Where every distribution mounts cgroups.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The v1 controllers a container is placed under. freezer, devices, blkio and the
+/// named `systemd` hierarchy are left alone: we set no limits there, and the cgroup
+/// namespace roots each hierarchy at the process's current cgroup anyway.
+pub const V1_CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "cpuset", "pids"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// cgroup2 at /sys/fs/cgroup: one tree, controllers in cgroup.controllers.
+    Unified { root: PathBuf },
+    /// v1 controllers plus a controller-less cgroup2 tree (systemd's "unified" mount).
+    Hybrid {
+        v1: Vec<Hierarchy>,
+        unified: PathBuf,
+    },
+    /// v1 controllers only.
+    Legacy { v1: Vec<Hierarchy> },
+}
+
+/// One mounted v1 hierarchy and the controllers bound to it (several when co-mounted,
+/// e.g. `cpu,cpuacct`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub mount_point: PathBuf,
+    pub controllers: Vec<String>,
+}
+
+impl Hierarchy {
+    pub fn has(&self, controller: &str) -> bool {
+        self.controllers.iter().any(|c| c == controller)
+    }
+}
+
+/// Looks at what is mounted at /sys/fs/cgroup (filesystem magic, as youki and runc do)
+/// and, for v1, at /proc/self/mountinfo for each controller's mount point.
+pub fn detect() -> Result<Layout> {
+    let root = Path::new(CGROUP_ROOT);
+    let fs = statfs(root)
+        .with_context(|| format!("cannot statfs {CGROUP_ROOT}: is sysfs mounted?"))?
+        .filesystem_type();
+    if fs == CGROUP2_SUPER_MAGIC {
+        return Ok(Layout::Unified { root: root.into() });
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .context("cannot read /proc/self/mountinfo: is /proc mounted?")?;
+    let v1 = v1_hierarchies(&mountinfo);
+    if v1.is_empty() {
+        bail!(
+            "no cgroup filesystem found: {CGROUP_ROOT} is neither cgroup2 nor holds v1 \
+             controller mounts; mount cgroup2 at {CGROUP_ROOT}"
+        );
+    }
+    let unified = root.join("unified");
+    let is_hybrid = fs == TMPFS_MAGIC
+        && statfs(&unified).is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC);
+    Ok(if is_hybrid {
+        Layout::Hybrid { v1, unified }
+    } else {
+        Layout::Legacy { v1 }
+    })
+}
+
+/// The v1 hierarchies carrying [`V1_CONTROLLERS`], one per controller set (the first
+/// mount of a hierarchy wins; later bind mounts of it are ignored).
+pub fn v1_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
+    let mut found: Vec<Hierarchy> = Vec::new();
+    for line in mountinfo.lines() {
+        // id parent maj:min root mount-point options [optional...] - fstype source super-options
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut right = right.split(' ');
+        if right.next() != Some("cgroup") {
+            continue;
+        }
+        let super_options = right.nth(1).unwrap_or("");
+        let Some(mount_point) = left.split(' ').nth(4) else {
+            continue;
+        };
+        let controllers: Vec<String> = super_options
+            .split(',')
+            .filter(|o| V1_CONTROLLERS.contains(o))
+            .map(String::from)
+            .collect();
+        let seen = controllers.iter().any(|c| found.iter().any(|h| h.has(c)));
+        if controllers.is_empty() || seen {
+            continue;
+        }
+        found.push(Hierarchy {
+            mount_point: PathBuf::from(unescape_octal(mount_point)),
+            controllers,
+        });
+    }
+    found
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape_octal(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+25 30 0:23 / /sys rw,nosuid shared:7 - sysfs sysfs rw
+26 25 0:24 / /sys/fs/cgroup ro,nosuid shared:8 - tmpfs tmpfs ro,mode=755
+27 26 0:25 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate
+28 26 0:26 / /sys/fs/cgroup/systemd rw shared:10 - cgroup cgroup rw,xattr,name=systemd
+31 26 0:29 / /sys/fs/cgroup/cpu,cpuacct rw shared:13 - cgroup cgroup rw,cpu,cpuacct
+32 26 0:30 / /sys/fs/cgroup/memory rw shared:14 - cgroup cgroup rw,memory
+33 26 0:31 / /sys/fs/cgroup/pids rw shared:15 - cgroup cgroup rw,pids
+34 26 0:32 / /sys/fs/cgroup/freezer rw shared:16 - cgroup cgroup rw,freezer
+35 26 0:33 / /sys/fs/cgroup/cpuset rw shared:17 - cgroup cgroup rw,cpuset
+90 80 0:30 / /mnt/again\\040here rw - cgroup cgroup rw,memory
+";
+
+    #[test]
+    fn finds_co_mounted_controllers_once() {
+        let h = v1_hierarchies(HYBRID);
+        let points: Vec<_> = h.iter().map(|h| h.mount_point.clone()).collect();
+        assert_eq!(
+            points,
+            [
+                "/sys/fs/cgroup/cpu,cpuacct",
+                "/sys/fs/cgroup/memory",
+                "/sys/fs/cgroup/pids",
+                "/sys/fs/cgroup/cpuset"
+            ]
+            .map(PathBuf::from)
+        );
+        assert_eq!(h[0].controllers, ["cpu", "cpuacct"]);
+        assert!(h[0].has("cpuacct") && !h[0].has("memory"));
+    }
+
+    #[test]
+    fn no_v1_mounts_on_a_unified_host() {
+        let unified = "26 25 0:24 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert!(v1_hierarchies(unified).is_empty());
+    }
+
+    #[test]
+    fn mount_points_are_unescaped() {
+        assert_eq!(unescape_octal("/a\\040b\\134c"), "/a b\\c");
+        assert_eq!(unescape_octal("/plain\\9"), "/plain\\9");
+    }
+
+    #[test]
+    fn detects_this_host() {
+        let layout = detect().unwrap();
+        let unified = Path::new(CGROUP_ROOT).join("cgroup.controllers").exists();
+        match layout {
+            Layout::Unified { .. } => assert!(unified),
+            Layout::Hybrid { v1, .. } | Layout::Legacy { v1 } => {
+                assert!(!unified);
+                assert!(v1.iter().any(|h| h.has("memory")), "{v1:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,617 @@
+//! Root tests on real cgroups with real processes, for whichever layout the host has
+//! (this machine: hybrid v1; `scripts/test-cgroup2` runs them under cgroup v2).
+//!
+//! Processes that must be limited from their first instruction are this test binary
+//! re-executed as `helper_process`: it blocks on stdin until the test has moved it into
+//! the cgroup, then allocates, spins or forks.
+
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+};
+
+use super::*;
+
+const HELPER_ENV: &str = "MYCONTAINER_CGROUP_TEST_HELPER";
+const MIB: i64 = 1 << 20;
+
+/// A test cgroup with a unique name, destroyed even when the test panics.
+struct TestCgroup(Cgroup);
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = self.0.destroy();
+    }
+}
+
+impl std::ops::Deref for TestCgroup {
+    type Target = Cgroup;
+    fn deref(&self) -> &Cgroup {
+        &self.0
+    }
+}
+
+fn unique_name() -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("mycontainer/test-{}-{n}", std::process::id())
+}
+
+fn create(resources: Option<&LinuxResources>) -> TestCgroup {
+    TestCgroup(Cgroup::create(&unique_name(), resources).unwrap())
+}
+
+/// Destroys and checks that no directory of the cgroup is left in any hierarchy.
+fn destroy_and_check_gone(cgroup: &Cgroup) {
+    cgroup.destroy().unwrap();
+    for path in cgroup.paths() {
+        assert!(!path.exists(), "{} left behind", path.display());
+    }
+    let listed = list_container_cgroups().unwrap();
+    assert!(!listed.iter().any(|n| n == cgroup.name()), "{listed:?}");
+}
+
+fn is_v2(cgroup: &Cgroup) -> bool {
+    matches!(cgroup.backend, Backend::V2(_))
+}
+
+/// The trimmed content of `file` in whichever of the cgroup's directories has it.
+fn value(cgroup: &Cgroup, file: &str) -> String {
+    let path = cgroup
+        .paths()
+        .into_iter()
+        .map(|dir| dir.join(file))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no {file} in {:?}", cgroup.paths()));
+    std::fs::read_to_string(path).unwrap().trim().to_owned()
+}
+
+fn memory(limit: i64, swap: Option<i64>) -> oci_spec::runtime::LinuxMemory {
+    let builder = LinuxMemoryBuilder::default().limit(limit);
+    match swap {
+        Some(swap) => builder.swap(swap).build().unwrap(),
+        None => builder.build().unwrap(),
+    }
+}
+
+fn cpu_quota(quota: i64, period: u64) -> oci_spec::runtime::LinuxCpu {
+    LinuxCpuBuilder::default()
+        .quota(quota)
+        .period(period)
+        .build()
+        .unwrap()
+}
+
+fn pids(limit: i64) -> oci_spec::runtime::LinuxPids {
+    LinuxPidsBuilder::default().limit(limit).build().unwrap()
+}
+
+fn sleeper() -> Child {
+    Command::new("sleep")
+        .arg("30")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Starts `helper_process` with `task`; it waits for `release`.
+fn start_helper(task: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "runtime::cgroups::tests::helper_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(HELPER_ENV, task)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn release(child: &mut Child) {
+    child.stdin.take().unwrap().write_all(b"g").unwrap();
+}
+
+/// The "RESULT ..." line the helper printed.
+fn helper_result(output: &[u8]) -> String {
+    String::from_utf8_lossy(output)
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT ").map(String::from))
+        .unwrap_or_default()
+}
+
+/// The helper: a child process the tests limit. Does nothing when run directly.
+#[test]
+#[ignore = "run by the other tests as a child process"]
+fn helper_process() {
+    let Ok(task) = std::env::var(HELPER_ENV) else {
+        return;
+    };
+    // wait until the parent has put us into the cgroup
+    let _ = std::io::stdin().read(&mut [0u8; 1]);
+    let (what, arg) = task.split_once(':').unwrap();
+    let arg: usize = arg.parse().unwrap();
+    match what {
+        "alloc" => {
+            // vec![1; n] writes every byte, so every page is really charged
+            let memory = vec![1u8; arg << 20];
+            let sum: usize = memory.iter().step_by(4096).map(|b| *b as usize).sum();
+            println!("RESULT survived touching {sum} pages");
+        }
+        "spin" => {
+            let start = Instant::now();
+            let mut n = 0u64;
+            while start.elapsed() < Duration::from_millis(arg as u64) {
+                n = n.wrapping_add(1);
+            }
+            println!("RESULT spun {n}");
+        }
+        "spawn" => {
+            let mut children = Vec::new();
+            let mut error = None;
+            for _ in 0..arg {
+                match Command::new("sleep")
+                    .arg("30")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .spawn()
+                {
+                    Ok(child) => children.push(child),
+                    Err(e) => {
+                        error = e.raw_os_error();
+                        break;
+                    }
+                }
+            }
+            println!("RESULT spawned={} errno={error:?}", children.len());
+            for mut child in children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        other => panic!("unknown helper task {other}"),
+    }
+}
+
+#[test]
+fn cgroups_create_applies_limits() {
+    let resources = LinuxResourcesBuilder::default()
+        .memory(memory(64 * MIB, Some(64 * MIB)))
+        .cpu(
+            LinuxCpuBuilder::default()
+                .quota(50_000)
+                .period(100_000u64)
+                .shares(512u64)
+                .cpus("0")
+                .build()
+                .unwrap(),
+        )
+        .pids(pids(50))
+        .build()
+        .unwrap();
+    let cgroup = create(Some(&resources));
+    for path in cgroup.paths() {
+        assert!(path.is_dir(), "{} missing", path.display());
+    }
+    assert!(list_container_cgroups()
+        .unwrap()
+        .iter()
+        .any(|n| n == cgroup.name()));
+    if is_v2(&cgroup) {
+        assert_eq!(value(&cgroup, "memory.max"), "67108864");
+        if Path::new("/sys/fs/cgroup/memory.swap.max").exists()
+            || cgroup.paths()[0].join("memory.swap.max").exists()
+        {
+            assert_eq!(value(&cgroup, "memory.swap.max"), "0");
+        }
+        assert_eq!(value(&cgroup, "cpu.max"), "50000 100000");
+        assert_eq!(value(&cgroup, "cpu.weight"), "20");
+        assert_eq!(value(&cgroup, "cpuset.cpus"), "0");
+    } else {
+        assert_eq!(value(&cgroup, "memory.limit_in_bytes"), "67108864");
+        if cgroup
+            .paths()
+            .iter()
+            .any(|p| p.join("memory.memsw.limit_in_bytes").exists())
+        {
+            assert_eq!(value(&cgroup, "memory.memsw.limit_in_bytes"), "67108864");
+        }
+        assert_eq!(value(&cgroup, "cpu.cfs_quota_us"), "50000");
+        assert_eq!(value(&cgroup, "cpu.cfs_period_us"), "100000");
+        assert_eq!(value(&cgroup, "cpu.shares"), "512");
+        assert_eq!(value(&cgroup, "cpuset.cpus"), "0");
+        // inherited from the parent, or no task could join
+        assert!(!value(&cgroup, "cpuset.mems").is_empty());
+    }
+    assert_eq!(value(&cgroup, "pids.max"), "50");
+    assert_eq!(cgroup.memory_limit(), Some(64 << 20));
+    assert!(!cgroup.oom_killed());
+    destroy_and_check_gone(&cgroup);
+}
+
+#[test]
+fn cgroups_without_limits_are_unlimited() {
+    let cgroup = create(None);
+    assert_eq!(cgroup.memory_limit(), None);
+    assert_eq!(value(&cgroup, "pids.max"), "max");
+    destroy_and_check_gone(&cgroup);
+}
+
+#[test]
+fn cgroups_add_process_moves_it_into_every_hierarchy() {
+    let cgroup = create(None);
+    let mut child = sleeper();
+    cgroup.add_process(child.id() as i32).unwrap();
+    let membership = std::fs::read_to_string(format!("/proc/{}/cgroup", child.id())).unwrap();
+    let expected = format!("/{}", cgroup.name());
+    let has_v2_tree = cgroup
+        .paths()
+        .iter()
+        .any(|p| p.join("cgroup.controllers").exists());
+    let mut checked = Vec::new();
+    for line in membership.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next(), fields.next().unwrap(), fields.next());
+        let ours = controllers.is_empty() && has_v2_tree
+            || controllers
+                .split(',')
+                .any(|c| detect::V1_CONTROLLERS.contains(&c));
+        if ours {
+            assert_eq!(path, Some(expected.as_str()), "{membership}");
+            checked.push(controllers.to_owned());
+        }
+    }
+    assert_eq!(checked.len(), cgroup.paths().len(), "{membership}");
+    assert_eq!(cgroup.stats().pids_current, Some(1));
+    // destroy with the process still running: it is killed, then everything removed
+    destroy_and_check_gone(&cgroup);
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+}
+
+#[test]
+fn cgroups_oom_kill_is_detected() {
+    let resources = LinuxResourcesBuilder::default()
+        .memory(memory(32 * MIB, Some(32 * MIB)))
+        .build()
+        .unwrap();
+    let cgroup = create(Some(&resources));
+    let mut helper = start_helper("alloc:200");
+    cgroup.add_process(helper.id() as i32).unwrap();
+    assert!(!cgroup.oom_killed());
+    release(&mut helper);
+    let output = helper.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGKILL),
+        "{:?}",
+        helper_result(&output.stdout)
+    );
+    assert!(cgroup.oom_killed(), "{:?}", cgroup.stats());
+    assert_eq!(cgroup.memory_limit(), Some(32 << 20));
+    destroy_and_check_gone(&cgroup);
+}
+
+#[test]
+fn cgroups_pids_limit_makes_fork_fail() {
+    let resources = LinuxResourcesBuilder::default()
+        .pids(pids(8))
+        .build()
+        .unwrap();
+    let cgroup = create(Some(&resources));
+    let mut helper = start_helper("spawn:30");
+    cgroup.add_process(helper.id() as i32).unwrap();
+    release(&mut helper);
+    let output = helper.wait_with_output().unwrap();
+    let result = helper_result(&output.stdout);
+    assert!(output.status.success(), "{result}");
+    assert!(
+        result.ends_with(&format!("errno=Some({})", libc::EAGAIN)),
+        "{result}"
+    );
+    let spawned: usize = result["spawned=".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!((1..8).contains(&spawned), "{result}");
+    // the host is not limited
+    let mut outside = sleeper();
+    outside.kill().unwrap();
+    outside.wait().unwrap();
+    destroy_and_check_gone(&cgroup);
+}
+
+#[test]
+fn cgroups_cpu_quota_throttles() {
+    let resources = LinuxResourcesBuilder::default()
+        .cpu(cpu_quota(25_000, 100_000))
+        .build()
+        .unwrap();
+    let cgroup = create(Some(&resources));
+    let mut helper = start_helper("spin:2000");
+    cgroup.add_process(helper.id() as i32).unwrap();
+    let started = Instant::now();
+    release(&mut helper);
+    let output = helper.wait_with_output().unwrap();
+    let wall = started.elapsed();
+    assert!(output.status.success());
+    let stats = cgroup.stats();
+    let used = Duration::from_micros(stats.cpu_usage_usec.unwrap());
+    let ratio = used.as_secs_f64() / wall.as_secs_f64();
+    eprintln!("cpu quota 25%: used {used:?} of {wall:?} = {ratio:.3}, {stats:?}");
+    assert!(stats.cpu_nr_throttled.unwrap() > 0, "{stats:?}");
+    assert!((0.1..0.45).contains(&ratio), "ratio {ratio:.3}, {stats:?}");
+    destroy_and_check_gone(&cgroup);
+}
+
+#[test]
+fn cgroups_destroy_kills_lingering_processes_in_nested_cgroups() {
+    let cgroup = create(None);
+    let mut first = sleeper();
+    cgroup.add_process(first.id() as i32).unwrap();
+    // a cgroup the container made for itself, holding a second process (pids has no
+    // prerequisites for joining, unlike v1 cpuset)
+    let pids_dir = cgroup
+        .paths()
+        .into_iter()
+        .find(|p| p.join("pids.max").exists())
+        .unwrap();
+    let nested = pids_dir.join("nested");
+    std::fs::create_dir(&nested).unwrap();
+    let mut second = sleeper();
+    files::write(&nested.join("cgroup.procs"), &second.id().to_string()).unwrap();
+    destroy_and_check_gone(&cgroup);
+    assert_eq!(first.wait().unwrap().signal(), Some(libc::SIGKILL));
+    assert_eq!(second.wait().unwrap().signal(), Some(libc::SIGKILL));
+    // idempotent, and via open() too
+    cgroup.destroy().unwrap();
+    Cgroup::open(cgroup.name()).unwrap().destroy().unwrap();
+}
+
+#[test]
+fn cgroups_destroy_stops_a_process_that_keeps_forking() {
+    // the pids limit only keeps the host safe if destroy failed
+    let resources = LinuxResourcesBuilder::default()
+        .pids(pids(300))
+        .build()
+        .unwrap();
+    let cgroup = create(Some(&resources));
+    let mut forker = Command::new("sh")
+        .args(["-c", "read go; while :; do sleep 30 & done"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    cgroup.add_process(forker.id() as i32).unwrap();
+    forker.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cgroup.stats().pids_current.unwrap_or(0) < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        cgroup.stats().pids_current.unwrap() >= 20,
+        "{:?}",
+        cgroup.stats()
+    );
+    destroy_and_check_gone(&cgroup);
+    assert_eq!(forker.wait().unwrap().signal(), Some(libc::SIGKILL));
+}
+
+#[test]
+fn cgroups_concurrent_create_and_parent_removal() {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                remove_unused_parents().unwrap();
+            }
+        });
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    for _ in 0..10 {
+                        let cgroup = create(None);
+                        destroy_and_check_gone(&cgroup);
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        stop.store(true, Ordering::Relaxed);
+        for result in results {
+            assert!(result.is_ok());
+        }
+    });
+}
+
+#[test]
+fn cgroups_existing_name_is_refused_and_left_alone() {
+    let cgroup = create(None);
+    let err = Cgroup::create(cgroup.name(), None).unwrap_err();
+    assert!(format!("{err:#}").contains("already exists"), "{err:#}");
+    for path in cgroup.paths() {
+        assert!(path.is_dir(), "{} was removed", path.display());
+    }
+    destroy_and_check_gone(&cgroup);
+}
+
+#[test]
+fn cgroups_bad_limits_create_nothing() {
+    let name = unique_name();
+    let resources = LinuxResourcesBuilder::default()
+        .cpu(LinuxCpuBuilder::default().cpus("x").build().unwrap())
+        .build()
+        .unwrap();
+    let err = Cgroup::create(&name, Some(&resources)).unwrap_err();
+    assert!(format!("{err:#}").contains("cpuset cpus"), "{err:#}");
+    // a value only the kernel rejects: cpu 99 does not exist
+    let resources = LinuxResourcesBuilder::default()
+        .cpu(LinuxCpuBuilder::default().cpus("99").build().unwrap())
+        .build()
+        .unwrap();
+    let err = Cgroup::create(&name, Some(&resources)).unwrap_err();
+    assert!(format!("{err:#}").contains("cpuset.cpus"), "{err:#}");
+    for path in Cgroup::open(&name).unwrap().paths() {
+        assert!(!path.exists(), "{} left behind", path.display());
+    }
+}
+
+#[test]
+fn cgroups_names_outside_mycontainer_are_refused() {
+    for bad in [
+        "mycontainer",
+        "mycontainer/",
+        "mycontainer/../system.slice",
+        "mycontainer/./x",
+        "system.slice/x",
+        "/mycontainer/x",
+        "mycontainerx/y",
+    ] {
+        assert!(Cgroup::open(bad).is_err(), "{bad}");
+        assert!(Cgroup::create(bad, None).is_err(), "{bad}");
+    }
+    assert!(check_name("mycontainer/abc123").is_ok());
+}
+
+/// clone3(CLONE_INTO_CGROUP), fork-like (no new stack): the child starts inside the
+/// cgroup of `cgroup_fd` and execs `argv`. How the runtime can start its init on v2.
+fn spawn_into_cgroup(cgroup_fd: &OwnedFd, argv: &[&str]) -> nix::unistd::Pid {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    // everything the child touches is prepared before the clone
+    let strings: Vec<CString> = argv.iter().map(|a| CString::new(*a).unwrap()).collect();
+    let mut pointers: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+    pointers.push(std::ptr::null());
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup_fd.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: a fork-like clone3 (no stack given: the child runs on a copy of ours);
+    // `args` is a valid clone_args of the size passed.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid == 0 {
+        // SAFETY: in the child of a possibly multi-threaded process only async-signal-safe
+        // calls: execv on the prepared, NUL-terminated argv, else _exit.
+        unsafe {
+            libc::execv(pointers[0], pointers.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    assert!(pid > 0, "clone3: {}", std::io::Error::last_os_error());
+    nix::unistd::Pid::from_raw(pid as i32)
+}
+
+#[test]
+fn cgroups_clone_into_cgroup_starts_the_child_inside() {
+    let cgroup = create(None);
+    let Some(fd) = cgroup.clone_into_fd().unwrap() else {
+        // v1 and hybrid hosts: the runtime uses add_process instead
+        assert!(!is_v2(&cgroup));
+        destroy_and_check_gone(&cgroup);
+        return;
+    };
+    let pid = spawn_into_cgroup(&fd, &["/bin/sleep", "30"]);
+    let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(membership.trim(), format!("0::/{}", cgroup.name()));
+    destroy_and_check_gone(&cgroup);
+    let status = nix::sys::wait::waitpid(pid, None).unwrap();
+    assert!(
+        matches!(
+            status,
+            nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+        ),
+        "{status:?}"
+    );
+}
+
+/// Start-latency cost of limits: create + add_process + destroy, in microseconds.
+/// A benchmark, not a check: `cargo test cgroups_bench -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark"]
+fn cgroups_bench_create_add_destroy() {
+    let resources = LinuxResourcesBuilder::default()
+        .memory(memory(100 * MIB, None))
+        .cpu(cpu_quota(100_000, 100_000))
+        .pids(pids(100))
+        .build()
+        .unwrap();
+    let (mut create_us, mut add_us, mut destroy_us) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let mut child = sleeper();
+        let t = Instant::now();
+        let cgroup = create(Some(&resources));
+        create_us.push(t.elapsed().as_micros());
+        let t = Instant::now();
+        cgroup.add_process(child.id() as i32).unwrap();
+        add_us.push(t.elapsed().as_micros());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let t = Instant::now();
+        cgroup.destroy().unwrap();
+        destroy_us.push(t.elapsed().as_micros());
+    }
+    // v2: starting the child inside with clone3(CLONE_INTO_CGROUP) instead of moving it
+    let mut clone_into_us = Vec::new();
+    for _ in 0..20 {
+        let cgroup = create(Some(&resources));
+        let Some(fd) = cgroup.clone_into_fd().unwrap() else {
+            break;
+        };
+        let t = Instant::now();
+        let pid = spawn_into_cgroup(&fd, &["/bin/true"]);
+        clone_into_us.push(t.elapsed().as_micros());
+        nix::sys::wait::waitpid(pid, None).unwrap();
+        cgroup.destroy().unwrap();
+    }
+    for (what, times) in [
+        ("create", &mut create_us),
+        ("add_process", &mut add_us),
+        ("destroy", &mut destroy_us),
+        ("clone3 into cgroup (v2 only)", &mut clone_into_us),
+    ] {
+        if times.is_empty() {
+            continue;
+        }
+        times.sort();
+        eprintln!(
+            "{what}: median {} us, min {} us, max {} us",
+            times[times.len() / 2],
+            times[0],
+            times[times.len() - 1]
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! cgroup v1 (legacy and hybrid hosts): one `mycontainer/<id>` directory in each
+//! controller hierarchy (memory, cpu, cpuacct, cpuset, pids; co-mounted controllers
+//! share one), plus, on a hybrid host, one in the controller-less cgroup2 tree.
+//!
+//! Why the cgroup2 tree too: systemd tracks processes there, and a container started
+//! with a cgroup namespace should see its own cgroup as `/` in every hierarchy it can
+//! mount; left in our cgroup2 cgroup it would see ours (runc joins it for the same
+//! reason). It has no controllers, so it costs one mkdir and one write.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::detect::Hierarchy;
+use super::files;
+use super::resources::Limits;
+use super::v2::warn_no_swap_accounting;
+use super::Stats;
+
+/// Above this a v1 limit file means "unlimited" (the kernel prints PAGE_COUNTER_MAX
+/// in bytes, 0x7ffffffffffff000 on x86-64, not -1).
+const V1_UNLIMITED: u64 = 1 << 62;
+
+#[derive(Debug, Clone)]
+pub struct V1Cgroup {
+    /// One directory per mounted hierarchy we use.
+    dirs: Vec<ControllerDir>,
+    /// Hybrid hosts: the cgroup2 tree's root and our directory in it.
+    unified: Option<(PathBuf, PathBuf)>,
+}
+
+#[derive(Debug, Clone)]
+struct ControllerDir {
+    hierarchy: Hierarchy,
+    dir: PathBuf,
+}
+
+impl V1Cgroup {
+    pub fn new(hierarchies: &[Hierarchy], unified_root: Option<&Path>, name: &str) -> V1Cgroup {
+        V1Cgroup {
+            dirs: hierarchies
+                .iter()
+                .map(|h| ControllerDir {
+                    hierarchy: h.clone(),
+                    dir: h.mount_point.join(name),
+                })
+                .collect(),
+            unified: unified_root.map(|root| (root.to_path_buf(), root.join(name))),
+        }
+    }
+
+    /// Every directory this cgroup has (or would have); the cgroup2 one first.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let unified = self.unified.iter().map(|(_, dir)| dir.clone());
+        unified
+            .chain(self.dirs.iter().map(|d| d.dir.clone()))
+            .collect()
+    }
+
+    /// The directory of the hierarchy carrying `controller`.
+    fn dir_of(&self, controller: &str) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|d| d.hierarchy.has(controller))
+            .map(|d| d.dir.as_path())
+    }
+
+    pub fn create(&self, name: &str, limits: &Limits) -> Result<()> {
+        for controller in limits.required_controllers() {
+            if self.dir_of(controller).is_none() {
+                bail!(
+                    "cannot apply the {controller} limit: no cgroup v1 hierarchy with the \
+                     {controller} controller is mounted (see /proc/self/mountinfo)"
+                );
+            }
+        }
+        let mut created = Vec::new();
+        let result = self
+            .create_dirs(name, &mut created)
+            .and_then(|()| self.apply(limits));
+        if result.is_err() {
+            // undo what we made (never a leaf that existed before: it is not ours); the
+            // caller gets no Cgroup to destroy
+            for dir in created {
+                let _ = files::remove_tree(&dir);
+            }
+        }
+        result
+    }
+
+    fn create_dirs(&self, name: &str, created: &mut Vec<PathBuf>) -> Result<()> {
+        for d in &self.dirs {
+            let is_cpuset = d.hierarchy.has("cpuset");
+            files::create_levels(&d.hierarchy.mount_point, name, |parent, child| {
+                if is_cpuset {
+                    inherit_cpuset(parent, child)?;
+                }
+                Ok(())
+            })?;
+            created.push(d.dir.clone());
+        }
+        if let Some((root, dir)) = &self.unified {
+            files::create_levels(root, name, |_, _| Ok(()))?;
+            created.push(dir.clone());
+        }
+        Ok(())
+    }
+
+    fn apply(&self, limits: &Limits) -> Result<()> {
+        if let Some(dir) = self.dir_of("memory") {
+            // the memory limit first: memsw must never be below it
+            if let Some(memory) = limits.memory {
+                files::write(&dir.join("memory.limit_in_bytes"), &memory.v1())?;
+            }
+            if let Some(total) = limits.memory_and_swap {
+                let file = dir.join("memory.memsw.limit_in_bytes");
+                if file.exists() {
+                    files::write(&file, &total.v1())?;
+                } else {
+                    warn_no_swap_accounting(&file);
+                }
+            }
+        }
+        if let Some(dir) = self.dir_of("cpu") {
+            if let Some(cpu) = limits.cpu_max {
+                files::write(&dir.join("cpu.cfs_period_us"), &cpu.period.to_string())?;
+                files::write(&dir.join("cpu.cfs_quota_us"), &cpu.quota.v1())?;
+            }
+            if let Some(shares) = limits.cpu_shares {
+                files::write(&dir.join("cpu.shares"), &shares.to_string())?;
+            }
+        }
+        if let Some(dir) = self.dir_of("cpuset") {
+            if let Some(cpus) = &limits.cpuset_cpus {
+                files::write(&dir.join("cpuset.cpus"), cpus)?;
+            }
+            if let Some(mems) = &limits.cpuset_mems {
+                files::write(&dir.join("cpuset.mems"), mems)?;
+            }
+        }
+        if let (Some(dir), Some(pids)) = (self.dir_of("pids"), limits.pids) {
+            files::write(&dir.join("pids.max"), &pids.v2())?;
+        }
+        Ok(())
+    }
+
+    /// Writes the pid into every hierarchy (and the cgroup2 tree on hybrid hosts).
+    pub fn add_process(&self, pid: i32) -> Result<()> {
+        for dir in self.dirs() {
+            files::write(&dir.join("cgroup.procs"), &pid.to_string())
+                .with_context(|| format!("cannot move process {pid} into its cgroup"))?;
+        }
+        Ok(())
+    }
+
+    /// The `oom_kill` counter of memory.oom_control (kernel >= 4.13): the number of
+    /// processes the OOM killer killed because this cgroup hit its limit. memory.failcnt
+    /// is not used: it counts every time usage touched the limit, which reclaim usually
+    /// resolves without any kill. Unlike v2's memory.events, v1 does not propagate the
+    /// count upwards: an OOM kill caused by a lower limit in a cgroup the container made
+    /// itself is not counted here (it was not our limit that was hit).
+    pub fn oom_kills(&self) -> u64 {
+        self.dir_of("memory")
+            .and_then(|dir| files::read_keyed(&dir.join("memory.oom_control"), "oom_kill"))
+            .unwrap_or(0)
+    }
+
+    pub fn memory_limit(&self) -> Option<u64> {
+        let dir = self.dir_of("memory")?;
+        files::read_u64(&dir.join("memory.limit_in_bytes")).filter(|v| *v < V1_UNLIMITED)
+    }
+
+    pub fn stats(&self) -> Stats {
+        let read =
+            |controller: &str, file: &str| files::read_u64(&self.dir_of(controller)?.join(file));
+        let throttled = self
+            .dir_of("cpu")
+            .and_then(|dir| files::read_keyed(&dir.join("cpu.stat"), "nr_throttled"));
+        Stats {
+            memory_current: read("memory", "memory.usage_in_bytes"),
+            cpu_usage_usec: read("cpuacct", "cpuacct.usage").map(|ns| ns / 1000),
+            cpu_nr_throttled: throttled,
+            pids_current: read("pids", "pids.current"),
+            oom_kills: self.oom_kills(),
+        }
+    }
+
+    /// Kills and removes in every hierarchy; tries them all even if one fails. On a
+    /// hybrid host the cgroup2 directory goes first: its cgroup.kill kills every
+    /// process of the container at once, racing no fork (v1 has no such file, only a
+    /// kill loop over cgroup.procs); the v1 directories are then empty.
+    pub fn destroy(&self) -> Result<()> {
+        let mut first_error = None;
+        for dir in self.dirs() {
+            if let Err(e) = files::remove_tree(&dir) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// v1 cpuset refuses tasks while cpuset.cpus or cpuset.mems is empty, and a new
+/// cpuset cgroup starts empty: copy both down from the parent (what the kernel does by
+/// itself only with cgroup.clone_children, which we do not set on the host's root).
+fn inherit_cpuset(parent: &Path, child: &Path) -> Result<()> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let current = files::read(&child.join(file))?;
+        if current.trim().is_empty() {
+            let inherited = files::read(&parent.join(file))?;
+            files::write(&child.join(file), inherited.trim())?;
+        }
+    }
+    Ok(())
+}

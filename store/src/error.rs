@@ -1,0 +1,50 @@
+//! The store's error type: every variant names the path, digest or entry involved.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("image {0:?} not found (see `mycontainer image ls`)")]
+    ImageNotFound(String),
+    #[error("invalid image name {name:?}: {reason}")]
+    BadReference { name: String, reason: &'static str },
+    #[error("invalid digest {0:?}: expected sha256:<64 hex digits>")]
+    BadDigest(String),
+    #[error("blob {digest} is corrupt: content hashes to {actual}")]
+    DigestMismatch { digest: String, actual: String },
+    #[error("cannot unpack layer: entry {entry:?} {reason}")]
+    HostileEntry { entry: String, reason: String },
+    #[error("cannot read input: {0}")]
+    BadInput(String),
+    #[error("store metadata {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Cancelled(String),
+}
+
+impl Error {
+    pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Error {
+        Error::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn hostile(entry: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::HostileEntry {
+            entry: entry.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! Images: a config blob and a manifest blob over layer blobs, named in index.json.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use oci_spec::image::{
+    Config, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
+    ImageManifest, ImageManifestBuilder, MediaType, RootFsBuilder,
+};
+use serde::Serialize;
+
+use crate::blobs;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::fsutil::FileLock;
+use crate::import::{ImportedLayer, Progress};
+use crate::index;
+use crate::reference::Reference;
+use crate::Store;
+
+/// One layer of an image: the stored blob and the unpacked content it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerInfo {
+    /// Digest of the blob as stored (compressed or not).
+    pub digest: Digest,
+    /// Digest of the uncompressed tar: names the unpacked directory.
+    pub diff_id: Digest,
+    /// Size of the blob in bytes.
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// An image in the store.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The config digest (Docker's image id).
+    pub id: Digest,
+    pub manifest_digest: Digest,
+    /// `name:tag` references pointing at it, sorted.
+    pub names: Vec<String>,
+    pub config: ImageConfiguration,
+    /// Bottom (base) layer first.
+    pub layers: Vec<LayerInfo>,
+    /// Total size of the layer blobs.
+    pub size: u64,
+}
+
+impl Image {
+    /// Unpacked layer directories, base layer first (reverse for overlay's lowerdir).
+    pub fn layer_dirs(&self, store: &Store) -> Vec<PathBuf> {
+        self.layers
+            .iter()
+            .map(|l| store.layer_dir(&l.diff_id))
+            .collect()
+    }
+
+    /// The creation time recorded in the config, if any.
+    pub fn created(&self) -> Option<&str> {
+        self.config.created().as_deref()
+    }
+}
+
+/// What an image is made from, besides its layers.
+#[derive(Debug, Clone, Default)]
+pub struct ImageSpec {
+    /// The run-time defaults: Env, Cmd, Entrypoint, WorkingDir, User...
+    pub config: Config,
+    /// RFC 3339 creation time; fixed for reproducible builds.
+    pub created: Option<String>,
+    /// What made each layer (history "created_by"), for `image inspect`.
+    pub created_by: Option<String>,
+}
+
+/// Held while adding blobs that no image names yet; see [`Store::ingest_lock`].
+pub struct IngestLock(#[allow(dead_code)] FileLock);
+
+/// Where an import reads from.
+pub enum ImportSource<'a> {
+    File(&'a Path),
+    Stream(Box<dyn std::io::Read + Send + 'a>),
+}
+
+impl Store {
+    /// Imports one tarball as a single-layer image and tags it `name` when given.
+    pub fn import_image(
+        &self,
+        source: ImportSource<'_>,
+        spec: &ImageSpec,
+        name: Option<&Reference>,
+        progress: &dyn Progress,
+    ) -> Result<(Image, ImportedLayer)> {
+        // Held until the image is in the index, so gc cannot sweep the new blobs between.
+        let _ingest = self.ingest_lock_file()?;
+        let imported = match source {
+            ImportSource::File(path) => self.import_layer_file(path, progress)?,
+            ImportSource::Stream(reader) => {
+                self.import_layer_stream(reader, None, None, progress)?
+            }
+        };
+        let image = self.create_image(std::slice::from_ref(&imported.layer), spec, name)?;
+        Ok((image, imported))
+    }
+
+    /// Writes the config and manifest for `layers` (base first, already stored) and
+    /// tags the result. Callers hold the ingest lock.
+    fn create_image(
+        &self,
+        layers: &[LayerInfo],
+        spec: &ImageSpec,
+        name: Option<&Reference>,
+    ) -> Result<Image> {
+        let diff_ids = layers
+            .iter()
+            .map(|l| l.diff_id.to_string())
+            .collect::<Vec<_>>();
+        let history = layers
+            .iter()
+            .map(|_| {
+                let mut builder = HistoryBuilder::default();
+                if let Some(created) = &spec.created {
+                    builder = builder.created(created.clone());
+                }
+                if let Some(by) = &spec.created_by {
+                    builder = builder.created_by(by.clone());
+                }
+                builder.build().map_err(build_error)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut config = ImageConfigurationBuilder::default()
+            .architecture(oci_spec::image::Arch::Amd64)
+            .os(oci_spec::image::Os::Linux)
+            .config(spec.config.clone())
+            .rootfs(
+                RootFsBuilder::default()
+                    .typ("layers")
+                    .diff_ids(diff_ids)
+                    .build()
+                    .map_err(build_error)?,
+            )
+            .history(history)
+            .build()
+            .map_err(build_error)?;
+        config.set_created(spec.created.clone());
+        let config_bytes =
+            serde_json::to_vec(&config).map_err(|e| Error::BadInput(e.to_string()))?;
+        let config_digest = blobs::put(self, &config_bytes)?;
+
+        let layer_descriptors: Vec<Descriptor> = layers
+            .iter()
+            .map(|l| {
+                Descriptor::new(
+                    MediaType::from(l.media_type.as_str()),
+                    l.size,
+                    l.digest.to_oci(),
+                )
+            })
+            .collect();
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(Descriptor::new(
+                MediaType::ImageConfig,
+                config_bytes.len() as u64,
+                config_digest.to_oci(),
+            ))
+            .layers(layer_descriptors)
+            .build()
+            .map_err(build_error)?;
+        let manifest_bytes =
+            serde_json::to_vec(&manifest).map_err(|e| Error::BadInput(e.to_string()))?;
+        let manifest_digest = blobs::put(self, &manifest_bytes)?;
+
+        let descriptor = Descriptor::new(
+            MediaType::ImageManifest,
+            manifest_bytes.len() as u64,
+            manifest_digest.to_oci(),
+        );
+        match name {
+            Some(name) => self.set_ref(descriptor, &name.to_string())?,
+            None => self.add_untagged(descriptor)?,
+        }
+        Ok(Image {
+            id: config_digest,
+            manifest_digest,
+            names: name.map(|n| vec![n.to_string()]).unwrap_or_default(),
+            size: layers.iter().map(|l| l.size).sum(),
+            layers: layers.to_vec(),
+            config,
+        })
+    }
+
+    /// Points `name` at the manifest in `descriptor`, replacing what it named before.
+    /// An untagged entry for the same manifest is dropped: the name now keeps it alive.
+    fn set_ref(&self, descriptor: Descriptor, name: &str) -> Result<()> {
+        index::update(self, |manifests| {
+            manifests.retain(|d| {
+                let untagged_same =
+                    index::ref_name(d).is_none() && d.digest() == descriptor.digest();
+                index::ref_name(d) != Some(name) && !untagged_same
+            });
+            manifests.push(index::with_ref_name(descriptor, name));
+            Ok(())
+        })
+    }
+
+    /// Records an image with no name (`image import` without NAME), unless the manifest
+    /// is in the index already.
+    fn add_untagged(&self, descriptor: Descriptor) -> Result<()> {
+        index::update(self, |manifests| {
+            if !manifests.iter().any(|d| d.digest() == descriptor.digest()) {
+                manifests.push(descriptor);
+            }
+            Ok(())
+        })
+    }
+
+    /// All images, one entry per manifest, sorted by name.
+    pub fn images(&self) -> Result<Vec<Image>> {
+        let index = index::load(self)?;
+        let mut by_manifest: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for descriptor in index.manifests() {
+            let names = by_manifest
+                .entry(descriptor.digest().to_string())
+                .or_default();
+            if let Some(name) = index::ref_name(descriptor) {
+                names.push(name.to_string());
+            }
+        }
+        let mut images = Vec::new();
+        for (manifest, mut names) in by_manifest {
+            names.sort();
+            images.push(self.load_image(&Digest::parse(&manifest)?, names)?);
+        }
+        images.sort_by(|a, b| a.names.cmp(&b.names));
+        Ok(images)
+    }
+
+    /// Finds an image by `name[:tag]`, by id (config digest, any unique prefix of at
+    /// least 4 hex digits, with or without `sha256:`), or by manifest digest.
+    pub fn image(&self, wanted: &str) -> Result<Image> {
+        let images = self.images()?;
+        if let Ok(reference) = Reference::parse(wanted) {
+            let full = reference.to_string();
+            if let Some(image) = images.iter().find(|i| i.names.contains(&full)) {
+                return Ok(image.clone());
+            }
+        }
+        let hex = wanted.strip_prefix("sha256:").unwrap_or(wanted);
+        let is_hex =
+            hex.len() >= 4 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_hex {
+            let matches: Vec<&Image> = images
+                .iter()
+                .filter(|i| i.id.hex().starts_with(hex) || i.manifest_digest.hex() == hex)
+                .collect();
+            match matches.as_slice() {
+                [one] => return Ok((*one).clone()),
+                [] => {}
+                _ => {
+                    return Err(Error::BadReference {
+                        name: wanted.to_string(),
+                        reason: "the id prefix matches several images: give more digits",
+                    })
+                }
+            }
+        }
+        Err(Error::ImageNotFound(wanted.to_string()))
+    }
+
+    /// Adds the name `target` to the image `source`.
+    pub fn tag(&self, source: &str, target: &Reference) -> Result<Image> {
+        let image = self.image(source)?;
+        let manifest_bytes = blobs::get(self, &image.manifest_digest)?;
+        let descriptor = Descriptor::new(
+            MediaType::ImageManifest,
+            manifest_bytes.len() as u64,
+            image.manifest_digest.to_oci(),
+        );
+        self.set_ref(descriptor, &target.to_string())?;
+        self.image(&target.to_string())
+    }
+
+    /// Removes the name `wanted` (or, given an id, every name of that image), then
+    /// deletes the blobs and layer directories nothing else uses. Returns the names
+    /// removed and whether the image itself is gone.
+    pub fn remove_image(&self, wanted: &str) -> Result<(Vec<String>, bool)> {
+        let image = self.image(wanted)?;
+        let removed: Vec<String> = match Reference::parse(wanted) {
+            Ok(reference) if image.names.contains(&reference.to_string()) => {
+                vec![reference.to_string()]
+            }
+            _ => image.names.clone(),
+        };
+        let gone: HashSet<&String> = removed.iter().collect();
+        let manifest = image.manifest_digest.to_oci();
+        let still_there = index::update(self, |manifests| {
+            manifests
+                .retain(|d| !index::ref_name(d).is_some_and(|n| gone.contains(&n.to_string())));
+            let named_left = manifests
+                .iter()
+                .any(|d| d.digest() == &manifest && index::ref_name(d).is_some());
+            if !named_left {
+                manifests.retain(|d| d.digest() != &manifest);
+            }
+            Ok(named_left)
+        })?;
+        if !still_there {
+            self.gc()?;
+        }
+        Ok((removed, !still_there))
+    }
+
+    fn load_image(&self, manifest_digest: &Digest, names: Vec<String>) -> Result<Image> {
+        let manifest: ImageManifest = blobs::get_json(self, manifest_digest)?;
+        let id = Digest::from_oci(manifest.config().digest())?;
+        let config: ImageConfiguration = blobs::get_json(self, &id)?;
+        let diff_ids = config.rootfs().diff_ids();
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(Error::Corrupt {
+                path: self.blob_path(&id),
+                reason: format!(
+                    "{} diff_ids for {} layers",
+                    diff_ids.len(),
+                    manifest.layers().len()
+                ),
+            });
+        }
+        let layers = manifest
+            .layers()
+            .iter()
+            .zip(diff_ids)
+            .map(|(layer, diff_id)| {
+                Ok(LayerInfo {
+                    digest: Digest::from_oci(layer.digest())?,
+                    diff_id: Digest::from_str(diff_id)?,
+                    size: layer.size(),
+                    media_type: layer.media_type().to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Image {
+            id,
+            manifest_digest: manifest_digest.clone(),
+            names,
+            size: layers.iter().map(|l| l.size).sum(),
+            layers,
+            config,
+        })
+    }
+
+    /// Adds an image from its manifest, stored byte for byte (so its digest is the one
+    /// a registry or archive named), and tags it `name`. The config must be given (it
+    /// is stored too, verified against the manifest); every layer blob must already be
+    /// stored and unpacked (see [`Store::import_layer`]), with diff-ids matching the
+    /// config. Hold [`Store::ingest_lock`] from the first layer to this call.
+    pub fn add_image(
+        &self,
+        manifest_bytes: &[u8],
+        config_bytes: &[u8],
+        name: Option<&Reference>,
+    ) -> Result<Image> {
+        let manifest: ImageManifest = serde_json::from_slice(manifest_bytes)
+            .map_err(|e| Error::BadInput(format!("the image manifest is not valid JSON: {e}")))?;
+        let config_digest = Digest::from_oci(manifest.config().digest())?;
+        let actual = Digest::of_bytes(config_bytes);
+        if actual != config_digest {
+            return Err(Error::DigestMismatch {
+                digest: config_digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        let config: ImageConfiguration = serde_json::from_slice(config_bytes)
+            .map_err(|e| Error::BadInput(format!("the image config is not valid JSON: {e}")))?;
+        let diff_ids = config.rootfs().diff_ids();
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(Error::BadInput(format!(
+                "the image config lists {} diff_ids for {} layers",
+                diff_ids.len(),
+                manifest.layers().len()
+            )));
+        }
+        for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
+            let blob = Digest::from_oci(layer.digest())?;
+            let expected = Digest::parse(diff_id)?;
+            match self.layer_for_blob(&blob) {
+                Some(found) if found == expected => {}
+                Some(found) => {
+                    return Err(Error::BadInput(format!(
+                        "layer {blob} unpacks to {found}, but the image config says {expected}"
+                    )))
+                }
+                None => {
+                    return Err(Error::BadInput(format!(
+                        "layer {blob} is not in the store: import it first"
+                    )))
+                }
+            }
+        }
+        blobs::put(self, config_bytes)?;
+        let manifest_digest = blobs::put(self, manifest_bytes)?;
+        let media_type = manifest
+            .media_type()
+            .clone()
+            .unwrap_or(MediaType::ImageManifest);
+        let descriptor = Descriptor::new(
+            media_type,
+            manifest_bytes.len() as u64,
+            manifest_digest.to_oci(),
+        );
+        match name {
+            Some(name) => self.set_ref(descriptor, &name.to_string())?,
+            None => self.add_untagged(descriptor)?,
+        }
+        self.load_image(
+            &manifest_digest,
+            name.map(|n| vec![n.to_string()]).unwrap_or_default(),
+        )
+    }
+
+    /// Stores a small blob (a config, a manifest) and returns its digest.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
+        blobs::put(self, bytes)
+    }
+
+    /// Reads a whole blob, verifying its digest. For manifests and configs.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        blobs::get(self, digest)
+    }
+
+    /// Opens a blob for streaming (layers). The caller hashes what it reads if it needs
+    /// to verify it.
+    pub fn open_blob(&self, digest: &Digest) -> Result<std::fs::File> {
+        let path = self.blob_path(digest);
+        std::fs::File::open(&path).map_err(|e| Error::io("cannot open blob", &path, e))
+    }
+
+    /// Whether the store holds this blob.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).exists()
+    }
+
+    /// Writers take this shared (for as long as the blobs they add are not yet named in
+    /// the index); gc takes it exclusive.
+    pub fn ingest_lock(&self) -> Result<IngestLock> {
+        Ok(IngestLock(self.ingest_lock_file()?))
+    }
+
+    pub(crate) fn ingest_lock_file(&self) -> Result<FileLock> {
+        FileLock::shared(&self.root().join("gc.lock"))
+    }
+}
+
+fn is_broken_pipe(error: &Error) -> bool {
+    matches!(error, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn build_error(e: impl std::fmt::Display) -> Error {
+    Error::BadInput(format!("cannot build image metadata: {e}"))
+}
+
+impl Store {
+    /// Makes a new image from `base` plus the changes in an overlayfs upper directory
+    /// (`mycontainer commit`): the directory becomes one more layer, stored like any
+    /// other, and `spec` gives the new image's config.
+    pub fn commit_dir(
+        &self,
+        base: &Image,
+        upper: &Path,
+        spec: &ImageSpec,
+        name: Option<&Reference>,
+    ) -> Result<Image> {
+        let _ingest = self.ingest_lock_file()?;
+        let (reader, writer) =
+            std::io::pipe().map_err(|e| Error::io("cannot create a pipe for", upper, e))?;
+        let imported = std::thread::scope(|scope| {
+            let producer = scope.spawn(move || crate::diff::write_layer(upper, writer).map(drop));
+            let imported = self.import_layer_stream(reader, None, None, &crate::import::NoProgress);
+            let produced = producer
+                .join()
+                .unwrap_or_else(|_| Err(Error::BadInput("the layer writer panicked".into())));
+            match (produced, imported) {
+                // The writer's own failure explains more, unless it only saw the
+                // importer hang up (which then has the real reason).
+                (Err(e), _) if !is_broken_pipe(&e) => Err(e),
+                (_, imported) => imported,
+            }
+        })?;
+        let mut layers = base.layers.clone();
+        layers.push(imported.layer);
+        self.create_image(&layers, spec, name)
+    }
+}

@@ -1,0 +1,77 @@
+//! `store/index.json`: the list of tagged manifests. Read freely; changed only under
+//! `<root>/index.lock`, and replaced atomically.
+
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
+
+use crate::error::{Error, Result};
+use crate::fsutil::{write_atomic, FileLock};
+use crate::{Store, REF_NAME_ANNOTATION};
+
+pub(crate) fn load(store: &Store) -> Result<ImageIndex> {
+    let path = store.layout_dir().join("index.json");
+    let bytes = std::fs::read(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+fn save(store: &Store, index: &ImageIndex) -> Result<()> {
+    let path = store.layout_dir().join("index.json");
+    let bytes = serde_json::to_vec_pretty(index).map_err(|e| Error::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    write_atomic(store, &path, &bytes)
+}
+
+pub(crate) fn write_empty(store: &Store) -> Result<()> {
+    let _lock = lock(store)?;
+    let path = store.layout_dir().join("index.json");
+    if path.exists() {
+        return Ok(());
+    }
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(Vec::new())
+        .build()
+        .map_err(|e| Error::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    save(store, &index)
+}
+
+pub(crate) fn lock(store: &Store) -> Result<FileLock> {
+    FileLock::exclusive(&store.root().join("index.lock"))
+}
+
+/// Loads, changes and saves the index under the lock; `change` sees the current state.
+pub(crate) fn update<T>(
+    store: &Store,
+    change: impl FnOnce(&mut Vec<Descriptor>) -> Result<T>,
+) -> Result<T> {
+    let _lock = lock(store)?;
+    let mut index = load(store)?;
+    let mut manifests = index.manifests().clone();
+    let result = change(&mut manifests)?;
+    index.set_manifests(manifests);
+    save(store, &index)?;
+    Ok(result)
+}
+
+pub(crate) fn ref_name(descriptor: &Descriptor) -> Option<&str> {
+    descriptor
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME_ANNOTATION))
+        .map(String::as_str)
+}
+
+pub(crate) fn with_ref_name(mut descriptor: Descriptor, name: &str) -> Descriptor {
+    let mut annotations = descriptor.annotations().clone().unwrap_or_default();
+    annotations.insert(REF_NAME_ANNOTATION.to_string(), name.to_string());
+    descriptor.set_annotations(Some(annotations));
+    descriptor
+}

@@ -1,0 +1,562 @@
+//! Unpacks one layer tarball into a directory that nobody else writes to.
+//!
+//! Every entry name is cleaned and checked: `..` and absolute names are rejected, no
+//! entry is written through a symlink, and hardlinks may only point at files already
+//! unpacked inside the layer. OCI whiteouts become overlayfs whiteouts (`.wh.NAME` ->
+//! char device 0/0 at NAME, `.wh..wh..opq` -> `trusted.overlay.opaque=y`).
+
+use std::collections::HashSet;
+use std::ffi::{CString, OsStr};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tar::{Archive, Entry, EntryType};
+
+use crate::error::{Error, Result};
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+/// Longer entry names than PATH_MAX cannot be created anyway; refuse them early.
+const MAX_NAME_LEN: usize = 4096;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UnpackStats {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Metadata applied to directories after all their children are written, so that
+/// read-only directories and directory mtimes come out right.
+struct DirMeta {
+    path: PathBuf,
+    mode: u32,
+    owner: Option<(u64, u64)>,
+    mtime: u64,
+}
+
+pub(crate) struct Unpacker {
+    root: PathBuf,
+    /// Relative directories known to be real directories (created or checked by us).
+    known_dirs: HashSet<PathBuf>,
+    dirs: Vec<DirMeta>,
+    as_root: bool,
+    buffer: Vec<u8>,
+    stats: UnpackStats,
+}
+
+impl Unpacker {
+    pub(crate) fn new(root: &Path) -> Unpacker {
+        let mut known_dirs = HashSet::new();
+        known_dirs.insert(PathBuf::new());
+        Unpacker {
+            root: root.to_path_buf(),
+            known_dirs,
+            dirs: Vec::new(),
+            // SAFETY: geteuid has no preconditions.
+            as_root: unsafe { libc::geteuid() } == 0,
+            buffer: vec![0; 256 * 1024],
+            stats: UnpackStats::default(),
+        }
+    }
+
+    /// Unpacks every entry of `reader` and returns the reader, positioned after the
+    /// end-of-archive marker, so the caller can hash what follows.
+    pub(crate) fn unpack<R: Read>(mut self, reader: R) -> Result<(UnpackStats, R)> {
+        // Whatever the umask: a layer root without a "./" entry is a normal 0755 dir.
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io("cannot chmod", &self.root, e))?;
+        let mut archive = Archive::new(reader);
+        let entries = archive.entries().map_err(|e| bad_tar(&e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| bad_tar(&e))?;
+            let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            self.unpack_entry(&mut entry, &raw_name)
+                .map_err(|e| match e {
+                    Error::Io {
+                        action,
+                        path,
+                        source,
+                    } if source.kind() == io::ErrorKind::UnexpectedEof => Error::BadInput(format!(
+                        "the tar is truncated inside entry {raw_name:?} ({action} {})",
+                        path.display()
+                    )),
+                    other => other,
+                })?;
+            self.stats.entries += 1;
+        }
+        self.finish_dirs()?;
+        Ok((self.stats, archive.into_inner()))
+    }
+
+    fn unpack_entry<R: Read>(&mut self, entry: &mut Entry<R>, raw_name: &str) -> Result<()> {
+        if raw_name.len() > MAX_NAME_LEN {
+            let shown: String = raw_name.chars().take(64).collect();
+            return Err(Error::hostile(
+                format!("{shown}..."),
+                "has a name longer than PATH_MAX",
+            ));
+        }
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
+        ) {
+            return Ok(());
+        }
+        let rel = clean_name(raw_name)?;
+        let Some(rel) = rel else {
+            // The archive root itself ("./"): its metadata becomes the layer root's.
+            if kind == EntryType::Directory {
+                self.record_dir(PathBuf::new(), entry)?;
+            }
+            return Ok(());
+        };
+        let file_name = rel
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        self.ensure_parent(&parent, raw_name)?;
+
+        if file_name == OPAQUE_MARKER {
+            let dir = self.root.join(&parent);
+            return set_xattr(&dir, "trusted.overlay.opaque", b"y")
+                .map_err(|e| Error::io("cannot mark opaque", &dir, e));
+        }
+        if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
+            if hidden.is_empty() || hidden == "." || hidden == ".." {
+                return Err(Error::hostile(raw_name, "is a whiteout of an invalid name"));
+            }
+            let target = self.root.join(&parent).join(hidden);
+            self.clear_target(&target, true)?;
+            return mknod(&target, libc::S_IFCHR, 0, 0, 0)
+                .map_err(|e| Error::io("cannot create whiteout", &target, e));
+        }
+
+        let path = self.root.join(&rel);
+        let header = entry.header();
+        let mode = header.mode().map_err(|e| bad_header(raw_name, &e))? & 0o7777;
+        let owner = if self.as_root {
+            Some((
+                header.uid().map_err(|e| bad_header(raw_name, &e))?,
+                header.gid().map_err(|e| bad_header(raw_name, &e))?,
+            ))
+        } else {
+            None
+        };
+        let mtime = header.mtime().unwrap_or(0);
+
+        match kind {
+            EntryType::Directory => {
+                let exists_as_dir = path.symlink_metadata().is_ok_and(|m| m.is_dir());
+                if !exists_as_dir {
+                    self.clear_target(&path, false)?;
+                    fs::create_dir(&path)
+                        .map_err(|e| Error::io("cannot create directory", &path, e))?;
+                }
+                self.known_dirs.insert(rel.clone());
+                self.apply_xattrs(entry, &path)?;
+                self.record_dir(rel, entry)?;
+                return Ok(());
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                self.clear_target(&path, true)?;
+                let expected = entry
+                    .header()
+                    .entry_size()
+                    .map_err(|e| bad_header(raw_name, &e))?;
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&path)
+                    .map_err(|e| Error::io("cannot create", &path, e))?;
+                let written = copy_entry(entry, &mut file, &mut self.buffer)
+                    .map_err(|e| Error::io("cannot write", &path, e))?;
+                if written != expected {
+                    return Err(Error::BadInput(format!(
+                        "the tar is truncated: entry {raw_name:?} has {written} of {expected} bytes"
+                    )));
+                }
+                self.stats.bytes += written;
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| Error::hostile(raw_name, "is a symlink without a target"))?;
+                self.clear_target(&path, true)?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
+                    .map_err(|e| Error::io("cannot create symlink", &path, e))?;
+            }
+            EntryType::Link => {
+                let target_raw = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| Error::hostile(raw_name, "is a hardlink without a target"))?;
+                let target_name = String::from_utf8_lossy(&target_raw).into_owned();
+                let target_rel = clean_name(&target_name)
+                    .map_err(|_| {
+                        Error::hostile(
+                            raw_name,
+                            format!("is a hardlink to {target_name:?}, outside the layer"),
+                        )
+                    })?
+                    .ok_or_else(|| Error::hostile(raw_name, "is a hardlink to the layer root"))?;
+                let target = self.checked_existing(&target_rel, raw_name)?;
+                if target == path {
+                    return Ok(());
+                }
+                self.clear_target(&path, true)?;
+                fs::hard_link(&target, &path)
+                    .map_err(|e| Error::io("cannot create hardlink", &path, e))?;
+                // A hardlink shares the target's inode: its metadata is the target's.
+                return Ok(());
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let file_type = match kind {
+                    EntryType::Char => libc::S_IFCHR,
+                    EntryType::Block => libc::S_IFBLK,
+                    _ => libc::S_IFIFO,
+                };
+                let major = header.device_major().ok().flatten().unwrap_or(0);
+                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                self.clear_target(&path, true)?;
+                mknod(&path, file_type, mode, major, minor)
+                    .map_err(|e| Error::io("cannot create device node", &path, e))?;
+            }
+            other => {
+                return Err(Error::hostile(
+                    raw_name,
+                    format!("has an unsupported type {other:?}"),
+                ));
+            }
+        }
+        self.apply_xattrs(entry, &path)?;
+        apply_metadata(&path, kind == EntryType::Symlink, mode, owner, mtime)
+    }
+
+    /// Makes sure every directory above an entry is a real directory inside the layer,
+    /// creating missing ones; a symlink on the way means the entry would escape.
+    fn ensure_parent(&mut self, parent: &Path, raw_name: &str) -> Result<()> {
+        if self.known_dirs.contains(parent) {
+            return Ok(());
+        }
+        let mut rel = PathBuf::new();
+        for component in parent.components() {
+            rel.push(component);
+            if self.known_dirs.contains(&rel) {
+                continue;
+            }
+            let path = self.root.join(&rel);
+            match path.symlink_metadata() {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(Error::hostile(
+                        raw_name,
+                        format!("would be written through the symlink {:?}", rel),
+                    ));
+                }
+                Ok(_) => {
+                    return Err(Error::hostile(
+                        raw_name,
+                        format!("has a parent {:?} that is not a directory", rel),
+                    ));
+                }
+                Err(_) => {
+                    fs::create_dir(&path)
+                        .map_err(|e| Error::io("cannot create directory", &path, e))?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                        .map_err(|e| Error::io("cannot chmod", &path, e))?;
+                }
+            }
+            self.known_dirs.insert(rel.clone());
+        }
+        Ok(())
+    }
+
+    /// The absolute path of an existing non-directory inside the layer, reached without
+    /// following any symlink (the hardlink target check).
+    fn checked_existing(&mut self, rel: &Path, raw_name: &str) -> Result<PathBuf> {
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let escape = || {
+            Error::hostile(
+                raw_name,
+                format!(
+                    "is a hardlink to {:?}, which is not a file in this layer",
+                    rel
+                ),
+            )
+        };
+        if !self.known_dirs.contains(parent) {
+            let mut walked = PathBuf::new();
+            for component in parent.components() {
+                walked.push(component);
+                let is_dir = self
+                    .root
+                    .join(&walked)
+                    .symlink_metadata()
+                    .is_ok_and(|m| m.is_dir());
+                if !is_dir {
+                    return Err(escape());
+                }
+            }
+        }
+        let path = self.root.join(rel);
+        match path.symlink_metadata() {
+            Ok(meta) if !meta.is_dir() => Ok(path),
+            _ => Err(escape()),
+        }
+    }
+
+    /// Removes whatever is at `path` so the new entry can take its place. A directory is
+    /// only replaced by a non-directory when `replace_dirs` is set.
+    fn clear_target(&mut self, path: &Path, replace_dirs: bool) -> Result<()> {
+        match path.symlink_metadata() {
+            Err(_) => Ok(()),
+            Ok(meta) if meta.is_dir() => {
+                if !replace_dirs {
+                    return Ok(());
+                }
+                fs::remove_dir_all(path).map_err(|e| Error::io("cannot replace", path, e))?;
+                let rel = path.strip_prefix(&self.root).unwrap_or(path).to_path_buf();
+                self.known_dirs.retain(|d| !d.starts_with(&rel));
+                Ok(())
+            }
+            Ok(_) => fs::remove_file(path).map_err(|e| Error::io("cannot replace", path, e)),
+        }
+    }
+
+    fn record_dir<R: Read>(&mut self, rel: PathBuf, entry: &Entry<R>) -> Result<()> {
+        let header = entry.header();
+        let name = rel.display().to_string();
+        let owner = if self.as_root {
+            Some((
+                header.uid().map_err(|e| bad_header(&name, &e))?,
+                header.gid().map_err(|e| bad_header(&name, &e))?,
+            ))
+        } else {
+            None
+        };
+        self.dirs.push(DirMeta {
+            path: self.root.join(rel),
+            mode: header.mode().map_err(|e| bad_header(&name, &e))? & 0o7777,
+            owner,
+            mtime: header.mtime().unwrap_or(0),
+        });
+        Ok(())
+    }
+
+    fn apply_xattrs<R: Read>(&self, entry: &mut Entry<R>, path: &Path) -> Result<()> {
+        let Some(extensions) = entry.pax_extensions().map_err(|e| bad_tar(&e))? else {
+            return Ok(());
+        };
+        for extension in extensions {
+            let extension = extension.map_err(|e| bad_tar(&e))?;
+            let Ok(key) = extension.key() else { continue };
+            let Some(name) = key.strip_prefix("SCHILY.xattr.") else {
+                continue;
+            };
+            match set_xattr(path, name, extension.value_bytes()) {
+                Ok(()) => {}
+                // Filesystems without xattr support, or trusted.* without privilege:
+                // tar does the same and carries on.
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EPERM)) => {}
+                Err(e) => return Err(Error::io("cannot set xattr", path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deepest directories first, so setting a parent's mtime comes after its children.
+    fn finish_dirs(&mut self) -> Result<()> {
+        for dir in self.dirs.iter().rev() {
+            apply_metadata(&dir.path, false, dir.mode, dir.owner, dir.mtime)?;
+        }
+        Ok(())
+    }
+}
+
+/// Turns an archive name into a relative path with no `.`, `..` or root components.
+/// Returns None for the archive root itself.
+pub(crate) fn clean_name(raw: &str) -> Result<Option<PathBuf>> {
+    if raw.starts_with('/') {
+        return Err(Error::hostile(raw, "has an absolute name"));
+    }
+    if raw.as_bytes().contains(&0) {
+        return Err(Error::hostile(raw, "has a NUL byte in its name"));
+    }
+    let mut clean = PathBuf::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(Error::hostile(raw, "escapes the layer with '..'")),
+            name => clean.push(name),
+        }
+    }
+    Ok((!clean.as_os_str().is_empty()).then_some(clean))
+}
+
+fn copy_entry<R: Read>(
+    entry: &mut Entry<R>,
+    file: &mut File,
+    buffer: &mut [u8],
+) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let n = match entry.read(buffer) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        file.write_all(&buffer[..n])?;
+        total += n as u64;
+    }
+}
+
+fn apply_metadata(
+    path: &Path,
+    is_symlink: bool,
+    mode: u32,
+    owner: Option<(u64, u64)>,
+    mtime: u64,
+) -> Result<()> {
+    let c_path = c_path(path)?;
+    if let Some((uid, gid)) = owner {
+        // SAFETY: c_path is a valid NUL-terminated string; lchown does not follow links.
+        let rc = unsafe { libc::lchown(c_path.as_ptr(), uid as libc::uid_t, gid as libc::gid_t) };
+        if rc != 0 {
+            return Err(Error::io("cannot chown", path, io::Error::last_os_error()));
+        }
+    }
+    if !is_symlink {
+        // After chown, which clears setuid/setgid bits.
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("cannot chmod", path, e))?;
+    }
+    let time = libc::timespec {
+        tv_sec: mtime.min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [time, time];
+    // SAFETY: valid path and a two-element timespec array; AT_SYMLINK_NOFOLLOW keeps
+    // symlinks from redirecting the call.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(Error::io(
+            "cannot set times on",
+            path,
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+fn mknod(
+    path: &Path,
+    file_type: libc::mode_t,
+    mode: u32,
+    major: u32,
+    minor: u32,
+) -> io::Result<()> {
+    let c_path = c_path(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: valid NUL-terminated path; mknod takes no other pointers.
+    let rc = unsafe {
+        libc::mknod(
+            c_path.as_ptr(),
+            file_type | (mode & 0o7777),
+            libc::makedev(major, minor),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+pub(crate) fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let c_path = c_path(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let c_name = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: valid NUL-terminated strings and a value slice with its true length;
+    // lsetxattr does not follow symlinks.
+    let rc = unsafe {
+        libc::lsetxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn c_path(path: &Path) -> Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::hostile(path.display().to_string(), "has a NUL byte in its name"))
+}
+
+fn bad_tar(e: &io::Error) -> Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof || e.to_string().contains("unexpected EOF") {
+        return Error::BadInput(format!("the tar is truncated: {}", one_line(e)));
+    }
+    Error::BadInput(format!("not a valid tar archive: {}", one_line(e)))
+}
+
+fn bad_header(name: &str, e: &io::Error) -> Error {
+    Error::BadInput(format!(
+        "entry {name:?} has a corrupt header: {}",
+        one_line(e)
+    ))
+}
+
+/// The tar crate quotes raw header bytes in its messages; keep them short and printable.
+fn one_line(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" when getting").next().unwrap_or(&text);
+    let mut shown: String = text.chars().take(80).flat_map(char::escape_debug).collect();
+    if text.chars().count() > 80 {
+        shown.push_str("...");
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleans_names() {
+        assert_eq!(clean_name("./a/./b/").unwrap(), Some(PathBuf::from("a/b")));
+        assert_eq!(clean_name("./").unwrap(), None);
+        assert_eq!(clean_name("a//b").unwrap(), Some(PathBuf::from("a/b")));
+    }
+
+    #[test]
+    fn rejects_escaping_names() {
+        for bad in ["../x", "a/../../x", "/etc/passwd", "a/..", "a\0b"] {
+            let err = clean_name(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+}
