@@ -419,8 +419,14 @@ fn sigkill_of_the_cli_kills_the_container_and_the_next_command_reclaims_it() {
         1,
         "the record of a killed run waits for the next command"
     );
-    let out = ok(fx.cmd().arg("gc").output().unwrap());
-    assert!(out.contains("removed orphaned container"), "{out}");
+    // A killed process may still be closing its descriptors after its command line is
+    // gone, so give gc a few tries.
+    let mut out = String::new();
+    let reclaimed = wait_for(5, || {
+        out = ok(fx.cmd().arg("gc").output().unwrap());
+        out.contains("removed orphaned container")
+    });
+    assert!(reclaimed, "{out}");
     fx.assert_no_containers();
 
     start_and_kill(&["--name", "kept"]);

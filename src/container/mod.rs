@@ -1,5 +1,5 @@
 //! Container records: `<root>/containers/<id>/` with config.json, state.json, upper/,
-//! work/, rootfs/, container.log and the etc files bind-mounted into the container.
+//! work/, merged/, container.log and the etc files bind-mounted into the container.
 //!
 //! A record is locked (flock on its directory) by the CLI that supervises it. The lock
 //! dies with that process, so a record that says "running" but is not locked belongs to
@@ -47,8 +47,8 @@ impl Record {
     pub fn work_dir(&self) -> PathBuf {
         self.dir.join("work")
     }
-    pub fn rootfs_dir(&self) -> PathBuf {
-        self.dir.join("rootfs")
+    pub fn merged_dir(&self) -> PathBuf {
+        self.dir.join(MERGED_DIR)
     }
     pub fn load_state(&self) -> anyhow::Result<State> {
         State::load(&self.state_path())
@@ -57,6 +57,10 @@ impl Record {
         state.save(&self.state_path(), !state.auto_remove)
     }
 }
+
+/// Where the container's root is assembled (the spec's `root.path`, relative to the
+/// record); a mount point only inside the container's mount namespace.
+pub const MERGED_DIR: &str = "merged";
 
 /// The cgroup of container `id`, relative to the hierarchy root(s).
 pub fn cgroup_name(id: &str) -> String {
@@ -92,7 +96,7 @@ pub fn create(root: &Path, name: Option<&str>) -> anyhow::Result<Record> {
             return Err(err);
         }
     }
-    for dir in [record.upper_dir(), record.work_dir(), record.rootfs_dir()] {
+    for dir in [record.upper_dir(), record.work_dir(), record.merged_dir()] {
         fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     Ok(record)

@@ -1,6 +1,6 @@
 //! Builds the OCI runtime-spec `config.json` of a container from the image config and the
 //! `run` flags, as Docker does. This is the contract with `src/runtime/`: everything the
-//! runtime needs is in the spec (the overlay layers travel as annotations).
+//! runtime needs is in the spec (the overlay of the image layers is its first mount, on "/").
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -15,9 +15,7 @@ use oci_spec::runtime::{
 use super::limits::LimitFlags;
 use super::user;
 use crate::runtime::security;
-use crate::runtime::{
-    ANNOTATION_INIT, ANNOTATION_LOWERDIR, ANNOTATION_UPPERDIR, ANNOTATION_WORKDIR,
-};
+use crate::runtime::ANNOTATION_INIT;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -79,6 +77,42 @@ impl ImageDefaults {
             user: c.user().clone().filter(|u| !u.is_empty()),
         }
     }
+}
+
+/// The container's root as the spec's first mount: an overlay on "/" of the image layers
+/// under the container's upper dir. The runtime mounts it on `root.path` inside the
+/// container's mount namespace, so the host never sees it. `volatile` skips the syncs
+/// overlayfs would do on unmount: a container's writes need not survive a host crash,
+/// and the sync of the upper filesystem is the slowest part of a short run.
+fn overlay_root(layers: &RootLayers) -> anyhow::Result<Mount> {
+    let path = |d: &PathBuf| -> anyhow::Result<String> {
+        let s = d
+            .to_str()
+            .with_context(|| format!("layer path {} is not UTF-8", d.display()))?;
+        if s.contains([':', ',']) {
+            bail!("layer path {s} contains ':' or ',', which overlayfs cannot take: use another --root");
+        }
+        Ok(s.to_string())
+    };
+    let lower = layers
+        .lowerdirs
+        .iter()
+        .map(path)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if lower.is_empty() {
+        bail!("the image has no layers");
+    }
+    Ok(MountBuilder::default()
+        .destination("/")
+        .typ("overlay")
+        .source("overlay")
+        .options(vec![
+            format!("lowerdir={}", lower.join(":")),
+            format!("upperdir={}", path(&layers.upperdir)?),
+            format!("workdir={}", path(&layers.workdir)?),
+            "volatile".to_string(),
+        ])
+        .build()?)
 }
 
 /// `-v HOSTDIR:CTRDIR[:ro]`.
@@ -522,38 +556,17 @@ pub fn build(
         linux = linux.seccomp(seccomp);
     }
 
-    let join = |dirs: &[PathBuf]| -> anyhow::Result<String> {
-        let mut parts = Vec::new();
-        for d in dirs {
-            let s = d
-                .to_str()
-                .with_context(|| format!("layer path {} is not UTF-8", d.display()))?;
-            if s.contains([':', ',']) {
-                bail!("layer path {s} contains ':' or ',', which overlayfs cannot take: use another --root");
-            }
-            parts.push(s.to_string());
-        }
-        Ok(parts.join(":"))
-    };
     let mut annotations = HashMap::new();
-    annotations.insert(ANNOTATION_LOWERDIR.to_string(), join(&layers.lowerdirs)?);
-    annotations.insert(
-        ANNOTATION_UPPERDIR.to_string(),
-        join(std::slice::from_ref(&layers.upperdir))?,
-    );
-    annotations.insert(
-        ANNOTATION_WORKDIR.to_string(),
-        join(std::slice::from_ref(&layers.workdir))?,
-    );
     if opts.init {
         annotations.insert(ANNOTATION_INIT.to_string(), "true".into());
     }
+    mounts.insert(0, overlay_root(layers)?);
 
     let spec = SpecBuilder::default()
         .version("1.2.0")
         .root(
             RootBuilder::default()
-                .path("rootfs")
+                .path(super::MERGED_DIR)
                 .readonly(opts.read_only)
                 .build()?,
         )

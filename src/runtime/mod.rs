@@ -14,11 +14,5 @@ mod tty;
 pub use logfile::replay as replay_log;
 pub use supervisor::{run, Outcome, RunRequest};
 
-/// Overlay lower directories, nearest layer first, joined with ':' (the root is then an
-/// overlay of these under the upper/work dirs below, mounted inside the container's
-/// mount namespace so the host's mount table never changes).
-pub const ANNOTATION_LOWERDIR: &str = "org.mycontainer.overlay.lowerdir";
-pub const ANNOTATION_UPPERDIR: &str = "org.mycontainer.overlay.upperdir";
-pub const ANNOTATION_WORKDIR: &str = "org.mycontainer.overlay.workdir";
 /// "true": run our tiny init as PID 1 (Docker's `--init`).
 pub const ANNOTATION_INIT: &str = "org.mycontainer.init";

@@ -12,7 +12,6 @@ use oci_spec::runtime::{Mount, Spec};
 
 use super::namespaces::Namespaces;
 use super::plan::Step;
-use super::{ANNOTATION_LOWERDIR, ANNOTATION_UPPERDIR, ANNOTATION_WORKDIR};
 
 /// Where the old root sits between pivot_root and its detach (inside the new root).
 const PUT_OLD: &str = "/.mycontainer-oldroot";
@@ -189,19 +188,27 @@ fn plan_mount(mount: &Mount, steps: &mut Vec<Step>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn annotation<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
-    spec.annotations().as_ref()?.get(key).map(String::as_str)
+/// The spec's root mount: a first mount on "/" (our overlay of the image layers), to be
+/// mounted on `root.path` before pivot_root.
+fn root_mount(mounts: &[Mount]) -> Option<&Mount> {
+    mounts.first().filter(|m| m.destination() == Path::new("/"))
 }
 
-/// Mounts the root: an overlay when the spec names layers, else a bind of `root.path`.
-fn plan_root(spec: &Spec, rootfs: &Path, steps: &mut Vec<Step>) -> anyhow::Result<()> {
-    match annotation(spec, ANNOTATION_LOWERDIR) {
-        Some(lower) => {
-            let upper = annotation(spec, ANNOTATION_UPPERDIR)
-                .with_context(|| format!("annotation {ANNOTATION_UPPERDIR} is missing"))?;
-            let work = annotation(spec, ANNOTATION_WORKDIR)
-                .with_context(|| format!("annotation {ANNOTATION_WORKDIR} is missing"))?;
-            let data = format!("lowerdir={lower},upperdir={upper},workdir={work},volatile");
+/// Mounts the root: the spec's "/" mount when there is one, else a bind of `root.path`
+/// onto itself (pivot_root needs a mount point).
+fn plan_root(
+    root_mount: Option<&Mount>,
+    rootfs: &Path,
+    steps: &mut Vec<Step>,
+) -> anyhow::Result<()> {
+    match root_mount {
+        Some(mount) => {
+            let typ = mount.typ().clone().unwrap_or_default();
+            if typ != "overlay" {
+                bail!("a mount on / must be an overlay, not {typ:?}");
+            }
+            let options = parse_options(&mount.options().clone().unwrap_or_default());
+            let data = options.data.join(",");
             // mount(2) copies at most one page of options.
             if data.len() >= 4096 {
                 bail!("the image has too many layers for one overlay mount ({} bytes of options): flatten it", data.len());
@@ -210,7 +217,7 @@ fn plan_root(spec: &Spec, rootfs: &Path, steps: &mut Vec<Step>) -> anyhow::Resul
                 source: Some(CString::new("overlay")?),
                 target: cstring(rootfs)?,
                 fstype: Some(CString::new("overlay")?),
-                flags: 0,
+                flags: options.flags,
                 data: Some(CString::new(data)?),
             });
         }
@@ -243,7 +250,9 @@ pub fn plan(spec: &Spec, bundle: &Path, ns: &Namespaces) -> anyhow::Result<Vec<S
         flags: libc::MS_REC | libc::MS_PRIVATE,
         data: None,
     });
-    plan_root(spec, &rootfs, &mut steps)?;
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    let root_mount = root_mount(&mounts);
+    plan_root(root_mount, &rootfs, &mut steps)?;
     steps.push(Step::Mkdir {
         path: cstring(rootfs.join(&PUT_OLD[1..]))?,
         mode: 0o700,
@@ -253,8 +262,8 @@ pub fn plan(spec: &Spec, bundle: &Path, ns: &Namespaces) -> anyhow::Result<Vec<S
         put_old: cstring(&PUT_OLD[1..])?,
     });
 
-    let mounts = spec.mounts().clone().unwrap_or_default();
-    for mount in &mounts {
+    let skip = usize::from(root_mount.is_some());
+    for mount in &mounts[skip..] {
         plan_mount(mount, &mut steps)?;
     }
     if mounts.iter().any(|m| m.destination() == Path::new("/dev")) {
