@@ -606,3 +606,37 @@ fn masked_and_read_only_proc_paths_are_enforced_unless_privileged() {
     assert_ne!(lines[0], "0", "masked under --privileged: {out}");
     assert_eq!(lines[1], "0", "read-only under --privileged: {out}");
 }
+
+#[test]
+fn containers_get_a_generated_name_and_rm_force_kills_a_running_one() {
+    let fx = Fixture::new();
+    ok(fx.run(&[], &["sh", "-c", "echo named-by-us"]));
+    let ids = fx.container_ids();
+    let state =
+        fs::read_to_string(fx.root.join("containers").join(&ids[0]).join("state.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let name = state["name"].as_str().unwrap().to_string();
+    assert!(name.contains('_'), "{name}");
+    assert_eq!(
+        ok(fx.cmd().args(["logs", &name]).output().unwrap()),
+        "named-by-us\n"
+    );
+    ok(fx.cmd().args(["rm", &name]).output().unwrap());
+
+    let mut child = fx
+        .run_cmd(&["--name", "victim"], &["sleep", "30"])
+        .spawn()
+        .unwrap();
+    assert!(wait_for(5, || {
+        let state = fx
+            .container_ids()
+            .first()
+            .map(|id| fx.root.join("containers").join(id).join("state.json"));
+        state
+            .and_then(|p| fs::read_to_string(p).ok())
+            .is_some_and(|s| s.contains("\"running\""))
+    }));
+    ok(fx.cmd().args(["rm", "-f", "victim"]).output().unwrap());
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    fx.assert_no_containers();
+}

@@ -10,7 +10,7 @@ use crate::container;
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {
-    /// Container name or id
+    /// Container name or id (the log is <root>/containers/<id>/container.log)
     pub container: String,
 }
 
@@ -19,6 +19,9 @@ pub struct RmArgs {
     /// Container names or ids
     #[arg(required = true)]
     pub containers: Vec<String>,
+    /// Kill a running container first
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -45,8 +48,8 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<i32> {
 pub fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {
     let mut failed = false;
     for name in &args.containers {
-        let result =
-            container::find(&ctx.root, name).and_then(|r| container::remove(&ctx.root, &r));
+        let result = container::find(&ctx.root, name)
+            .and_then(|r| container::remove(&ctx.root, &r, args.force));
         match result {
             Ok(()) => {
                 if !ctx.quiet {

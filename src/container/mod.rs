@@ -6,6 +6,7 @@
 //! a CLI that was killed: [`reclaim_orphans`] finishes its cleanup.
 
 pub mod limits;
+mod names;
 pub mod run;
 pub mod spec;
 pub mod state;
@@ -26,6 +27,8 @@ pub use state::{State, Status};
 #[derive(Debug)]
 pub struct Record {
     pub id: String,
+    /// The unique name (given with --name or generated); empty when opened by id.
+    pub name: String,
     pub dir: PathBuf,
     /// Open directory whose flock marks the record as supervised by this process.
     lock: Option<fs::File>,
@@ -85,13 +88,19 @@ pub fn create(root: &Path, name: Option<&str>) -> anyhow::Result<Record> {
     fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut record = Record {
         id,
+        name: String::new(),
         dir,
         lock: None,
     };
     let lock = lock_dir(&record.dir, true)?;
     record.lock = lock;
-    if let Some(name) = name {
-        if let Err(err) = claim_name(root, name, &record.id) {
+    let claimed = match name {
+        Some(name) => claim_name(root, name, &record.id).map(|()| name.to_string()),
+        None => claim_generated_name(root, &record.id),
+    };
+    match claimed {
+        Ok(name) => record.name = name,
+        Err(err) => {
             let _ = fs::remove_dir_all(&record.dir);
             return Err(err);
         }
@@ -111,6 +120,24 @@ pub fn validate_name(name: &str) -> anyhow::Result<()> {
         bail!("invalid container name {name:?}: use letters, digits, '_', '.', '-' (first a letter or digit)");
     }
     Ok(())
+}
+
+/// Docker-style generated name (`brave_turing`), retried on the rare collision.
+fn claim_generated_name(root: &Path, id: &str) -> anyhow::Result<String> {
+    let mut last_err = None;
+    for attempt in 0..8u8 {
+        let start = usize::from(attempt) * 2;
+        let seed = u64::from_str_radix(&id[start..start + 16], 16).unwrap_or(u64::from(attempt));
+        let mut name = names::generate(seed);
+        if attempt >= 4 {
+            name.push_str(&format!("_{attempt}"));
+        }
+        match claim_name(root, &name, id) {
+            Ok(()) => return Ok(name),
+            Err(err) => last_err = Some(err),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| anyhow::anyhow!("cannot generate a container name")))
 }
 
 fn claim_name(root: &Path, name: &str, id: &str) -> anyhow::Result<()> {
@@ -177,6 +204,7 @@ pub fn find(root: &Path, name_or_id: &str) -> anyhow::Result<Record> {
             if dir.is_dir() {
                 return Ok(Record {
                     id,
+                    name: name_or_id.to_string(),
                     dir,
                     lock: None,
                 });
@@ -190,6 +218,7 @@ pub fn find(root: &Path, name_or_id: &str) -> anyhow::Result<Record> {
         (Some(id), None) => Ok(Record {
             dir: containers_dir(root).join(&id),
             id,
+            name: String::new(),
             lock: None,
         }),
         (Some(_), Some(_)) => {
@@ -217,14 +246,32 @@ fn list_ids(root: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 /// Deletes a stopped record: its cgroup, its directory and its name.
-pub fn remove(root: &Path, record: &Record) -> anyhow::Result<()> {
-    let Some(_lock) = lock_dir(&record.dir, false)? else {
+pub fn remove(root: &Path, record: &Record, force: bool) -> anyhow::Result<()> {
+    let mut lock = lock_dir(&record.dir, false)?;
+    if lock.is_none() && force {
+        // Kill the container's init (its whole pid namespace dies with it); the CLI that
+        // supervises it then cleans up and releases the lock.
+        if let Some(pid) = record.load_state().ok().and_then(|s| s.pid) {
+            // SAFETY: kill(2) on the pid recorded by the live supervisor, which has not
+            // reaped it (it still holds the lock), so the pid cannot have been reused.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while lock.is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            lock = lock_dir(&record.dir, false)?;
+        }
+    }
+    let Some(_lock) = lock else {
         bail!(
-            "container {} is running: stop it first (its CLI holds {})",
-            &record.id[..12],
-            record.dir.display()
+            "container {} is running: stop it first, or use rm -f",
+            &record.id[..12]
         );
     };
+    if !record.dir.exists() {
+        // Its supervisor ran with --rm and removed it after the kill.
+        return Ok(());
+    }
     let name = record.load_state().ok().and_then(|s| s.name);
     delete_locked(root, &record.id, &record.dir, name.as_deref())
 }

@@ -47,8 +47,8 @@ fn human_bytes(bytes: u64) -> String {
 
 /// Runs the container in the foreground and returns the exit code for the CLI.
 pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
-    let name = input.options.name.clone();
-    let record = super::create(root, name.as_deref())?;
+    let record = super::create(root, input.options.name.as_deref())?;
+    let name = Some(record.name.clone());
     let mut state = State {
         id: record.id.clone(),
         name: name.clone(),
@@ -81,7 +81,7 @@ pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
             state.oom_killed = outcome.oom_killed;
             state.error = outcome.exec_error.clone();
             finish(&mut state)?;
-            let label = name.clone().unwrap_or_else(|| record.id[..12].to_string());
+            let label = &record.name;
             if let Some(reason) = &outcome.exec_error {
                 eprintln!("mycontainer: {reason}");
             }

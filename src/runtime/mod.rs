@@ -2,17 +2,18 @@
 //! process. It knows nothing of images or names: everything comes from the spec.
 
 pub mod cgroups;
+mod init;
 mod logfile;
 mod namespaces;
 mod plan;
 mod process;
+mod pty;
 mod rootfs;
 pub mod security;
-mod supervisor;
-mod tty;
+mod supervise;
 
 pub use logfile::replay as replay_log;
-pub use supervisor::{run, Outcome, RunRequest};
+pub use supervise::{run, Outcome, RunRequest};
 
 /// "true": run our tiny init as PID 1 (Docker's `--init`).
 pub const ANNOTATION_INIT: &str = "org.mycontainer.init";

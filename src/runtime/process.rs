@@ -9,7 +9,7 @@ use std::ffi::{c_char, CString};
 use std::os::fd::RawFd;
 
 use super::plan::{self, Step};
-use super::security;
+use super::{init, security};
 
 /// Message kinds on the sync socket, child to parent.
 pub const MSG_STEP_FAILED: u32 = 1;
@@ -314,40 +314,6 @@ fn setup_stdio(fds: &[RawFd; 3]) -> Result<(), i32> {
     Ok(())
 }
 
-/// Our `--init`: PID 1 that forwards the CLI's signals to the command and reaps every
-/// zombie, exiting with the command's status. It never execs, so it drops everything
-/// inherited from the CLI and makes itself non-dumpable (its /proc/1/exe is our binary).
-fn run_init(worker: libc::pid_t, signals: &libc::sigset_t) -> ! {
-    // SAFETY: raw syscalls on our own process; sigwaitinfo writes into a null info.
-    unsafe {
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-        libc::prctl(libc::PR_SET_NAME, c"init".as_ptr());
-        libc::prctl(libc::PR_SET_DUMPABLE, 0);
-        loop {
-            let signal = libc::sigwaitinfo(signals, std::ptr::null_mut());
-            if signal == libc::SIGCHLD {
-                loop {
-                    let mut status = 0;
-                    let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
-                    if pid <= 0 {
-                        break;
-                    }
-                    if pid == worker {
-                        let code = if libc::WIFEXITED(status) {
-                            libc::WEXITSTATUS(status)
-                        } else {
-                            128 + libc::WTERMSIG(status)
-                        };
-                        libc::_exit(code);
-                    }
-                }
-            } else if signal > 0 {
-                libc::kill(worker, signal);
-            }
-        }
-    }
-}
-
 /// The child's whole life until execve. Never returns.
 pub fn child_main(plan: &ChildPlan) -> ! {
     let sync = plan.sync;
@@ -388,7 +354,7 @@ pub fn child_main(plan: &ChildPlan) -> ! {
             fail(sync, MSG_STAGE_FAILED, Stage::Init as u32, errno());
         }
         if worker > 0 {
-            run_init(worker as libc::pid_t, &plan.blocked);
+            init::run(worker as libc::pid_t, &plan.blocked);
         }
         // SAFETY: the worker dies with init.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };

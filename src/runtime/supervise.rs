@@ -21,7 +21,7 @@ use super::logfile::{LogWriter, Stream};
 use super::namespaces::Namespaces;
 use super::plan::Step;
 use super::process::{self, ChildPlan, ChildStdio, ExecTarget, Message, Stage};
-use super::{rootfs, security, tty, ANNOTATION_INIT};
+use super::{pty, rootfs, security, ANNOTATION_INIT};
 
 /// Signals the CLI passes on to the container.
 const FORWARDED: &[Signal] = &[
@@ -371,7 +371,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     // Child ends live in `child_fds` until the clone, then are closed in the parent.
     let mut child_fds: Vec<OwnedFd> = Vec::new();
     let (stdio, out_read, err_read) = if terminal {
-        (ChildStdio::Terminal(tty::window_size()), None, None)
+        (ChildStdio::Terminal(pty::window_size()), None, None)
     } else {
         let stdin = open_stdin(req.interactive)?;
         let (out_r, out_w) = pipe()?;
@@ -471,7 +471,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     on_started(child.pid);
 
     let raw_mode = if master.is_some() && req.interactive {
-        tty::RawMode::enable(0)
+        pty::RawMode::enable(0)
     } else {
         None
     };
@@ -593,8 +593,8 @@ fn supervise(
                 }
                 if signal == libc::SIGWINCH {
                     if let Some(master) = &streams.master {
-                        tty::copy_window_size(
-                            if tty::is_terminal(0) { 0 } else { 1 },
+                        pty::copy_window_size(
+                            if pty::is_terminal(0) { 0 } else { 1 },
                             master.as_raw_fd(),
                         );
                         continue;

@@ -1,0 +1,40 @@
+//! `--init`: a tiny PID 1 of our own (Docker's `--init`). The container's first process
+//! forks before exec: the child becomes the command (PID 2), the parent stays as init,
+//! forwarding the CLI's signals to the command and reaping every zombie. It is our code
+//! but never a re-exec of our binary, so nothing of the runtime binary is reachable from
+//! the container through an exec (CVE-2019-5736); it also makes itself non-dumpable.
+//! Everything here is async-signal-safe: it runs in the child of a clone.
+
+/// Our `--init`: PID 1 that forwards the CLI's signals to the command and reaps every
+/// zombie, exiting with the command's status. It never execs, so it drops everything
+/// inherited from the CLI and makes itself non-dumpable (its /proc/1/exe is our binary).
+pub fn run(worker: libc::pid_t, signals: &libc::sigset_t) -> ! {
+    // SAFETY: raw syscalls on our own process; sigwaitinfo writes into a null info.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        libc::prctl(libc::PR_SET_NAME, c"init".as_ptr());
+        libc::prctl(libc::PR_SET_DUMPABLE, 0);
+        loop {
+            let signal = libc::sigwaitinfo(signals, std::ptr::null_mut());
+            if signal == libc::SIGCHLD {
+                loop {
+                    let mut status = 0;
+                    let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
+                    if pid <= 0 {
+                        break;
+                    }
+                    if pid == worker {
+                        let code = if libc::WIFEXITED(status) {
+                            libc::WEXITSTATUS(status)
+                        } else {
+                            128 + libc::WTERMSIG(status)
+                        };
+                        libc::_exit(code);
+                    }
+                }
+            } else if signal > 0 {
+                libc::kill(worker, signal);
+            }
+        }
+    }
+}
