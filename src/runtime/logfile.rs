@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,19 +23,32 @@ impl Stream {
     }
 }
 
-/// Appends output chunks to the log as records.
+/// Appends output chunks to the log as records. The file is created on the first output,
+/// so a silent container costs no file.
 pub struct LogWriter {
-    file: File,
+    path: PathBuf,
+    file: Option<File>,
     buffer: Vec<u8>,
 }
 
 impl LogWriter {
-    pub fn create(path: &Path) -> io::Result<LogWriter> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(LogWriter {
-            file,
+    pub fn new(path: &Path) -> LogWriter {
+        LogWriter {
+            path: path.to_path_buf(),
+            file: None,
             buffer: Vec::with_capacity(8192),
-        })
+        }
+    }
+
+    fn file(&mut self) -> io::Result<&mut File> {
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.file = Some(file);
+        }
+        Ok(self.file.as_mut().expect("opened just above"))
     }
 
     /// Records one chunk read from a stream: a record per line, the tail as partial.
@@ -58,7 +71,10 @@ impl LogWriter {
             self.buffer.push(b'\n');
             rest = next;
         }
-        self.file.write_all(&self.buffer)
+        let buffer = std::mem::take(&mut self.buffer);
+        let result = self.file().and_then(|f| f.write_all(&buffer));
+        self.buffer = buffer;
+        result
     }
 }
 
@@ -137,7 +153,8 @@ mod tests {
     fn replay_restores_streams_and_partial_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut writer = LogWriter::create(&path).unwrap();
+        let mut writer = LogWriter::new(&path);
+        assert!(!path.exists(), "created before any output");
         writer.write(Stream::Stdout, b"one\ntw").unwrap();
         writer.write(Stream::Stderr, b"err\n").unwrap();
         writer.write(Stream::Stdout, b"o\n").unwrap();

@@ -72,10 +72,11 @@ fn describe_errno(errno: i32) -> String {
     }
 }
 
-/// Blocks the forwarded signals (and SIGCHLD) for the run, so they queue on a signalfd
-/// instead of killing the CLI; the previous mask comes back on drop.
+/// Blocks the forwarded signals (and SIGCHLD) so they queue on a signalfd instead of
+/// killing the CLI. They stay blocked after the run: a SIGINT arriving while we clean up
+/// must not kill us halfway through removing the cgroup or the container directory (the
+/// CLI exits right after the run anyway).
 struct BlockedSignals {
-    previous: SigSet,
     set: SigSet,
 }
 
@@ -86,17 +87,9 @@ impl BlockedSignals {
             set.add(*signal);
         }
         set.add(Signal::SIGCHLD);
-        let mut previous = SigSet::empty();
-        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut previous))
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
             .context("cannot block signals for the run")?;
-        Ok(BlockedSignals { previous, set })
-    }
-}
-
-impl Drop for BlockedSignals {
-    fn drop(&mut self) {
-        let _ =
-            nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.previous), None);
+        Ok(BlockedSignals { set })
     }
 }
 
@@ -352,13 +345,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         .trim_start_matches('/')
         .to_string();
 
-    let mut log = match req.log_path {
-        Some(path) => Some(
-            LogWriter::create(path)
-                .with_context(|| format!("cannot create the log {}", path.display()))?,
-        ),
-        None => None,
-    };
+    let mut log = req.log_path.map(LogWriter::new);
     let cgroup = CgroupGuard(Some(
         Cgroup::create(&cgroup_name, linux.and_then(|l| l.resources().as_ref()))
             .with_context(|| format!("cannot create cgroup {cgroup_name}"))?,
@@ -490,7 +477,6 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     drop(raw_mode);
     outcome.oom_killed = cgroup.get().oom_killed();
     outcome.memory_limit = cgroup.get().memory_limit();
-    drop(blocked);
     cgroup
         .destroy()
         .with_context(|| format!("cannot remove cgroup {cgroup_name}"))?;
