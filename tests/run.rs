@@ -371,6 +371,7 @@ fn sigterm_to_the_cli_is_forwarded_then_escalates_after_the_grace_period() {
         wait_for(5, || pids_with(&format!("sleep {marker}")).len() == 2),
         "container did not start"
     );
+    let id = fx.container_ids().pop().unwrap();
     let start = Instant::now();
     // SAFETY: signals the child we spawned.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -383,6 +384,7 @@ fn sigterm_to_the_cli_is_forwarded_then_escalates_after_the_grace_period() {
     );
     assert!(pids_with(&format!("sleep {marker}")).is_empty());
     fx.assert_no_containers();
+    assert_no_cgroup(&id);
 
     // With --init, SIGTERM reaches the command, which dies of it: 128+15.
     let mut child = fx
@@ -391,12 +393,14 @@ fn sigterm_to_the_cli_is_forwarded_then_escalates_after_the_grace_period() {
         .unwrap();
     // The CLI, our init and the command.
     assert!(wait_for(5, || pids_with(&format!("sleep {marker}")).len() == 3));
+    let id = fx.container_ids().pop().unwrap();
     std::thread::sleep(Duration::from_millis(100));
     // SAFETY: as above.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(child.wait().unwrap().code(), Some(143));
     assert!(pids_with(&format!("sleep {marker}")).is_empty());
     fx.assert_no_containers();
+    assert_no_cgroup(&id);
 }
 
 #[test]
@@ -414,6 +418,7 @@ fn sigkill_of_the_cli_kills_the_container_and_the_next_command_reclaims_it() {
         );
     };
     start_and_kill(&["--rm"]);
+    let id = fx.container_ids().pop().unwrap();
     assert_eq!(
         fx.container_ids().len(),
         1,
@@ -428,17 +433,20 @@ fn sigkill_of_the_cli_kills_the_container_and_the_next_command_reclaims_it() {
     });
     assert!(reclaimed, "{out}");
     fx.assert_no_containers();
+    assert_no_cgroup(&id);
 
     start_and_kill(&["--name", "kept"]);
     // Any command reclaims first: the kept one is marked exited and can be removed.
     ok(fx.cmd().args(["logs", "kept"]).output().unwrap());
     let ids = fx.container_ids();
     assert_eq!(ids.len(), 1);
+    assert!(ids[0] != id, "the first record should be gone");
     let state =
         fs::read_to_string(fx.root.join("containers").join(&ids[0]).join("state.json")).unwrap();
     assert!(state.contains("\"exited\""), "{state}");
     ok(fx.cmd().args(["rm", "kept"]).output().unwrap());
     fx.assert_no_containers();
+    assert_no_cgroup(&ids[0]);
 }
 
 #[test]

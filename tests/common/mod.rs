@@ -135,6 +135,15 @@ pub fn build_busybox_rootfs(dir: &Path) {
     fs::write(dir.join("image-marker"), "from the image\n").unwrap();
 }
 
+/// Asserts that no cgroup hierarchy still has the cgroup of container `id`.
+#[track_caller]
+pub fn assert_no_cgroup(id: &str) {
+    for hierarchy in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let cg = hierarchy.path().join("mycontainer").join(id);
+        assert!(!cg.exists(), "cgroup left behind: {}", cg.display());
+    }
+}
+
 /// Host pids whose command line contains `needle`.
 pub fn pids_with(needle: &str) -> Vec<i32> {
     let mut found = Vec::new();
