@@ -178,6 +178,43 @@ impl Drop for CgroupGuard {
     }
 }
 
+/// The kernel's `struct clone_args` (clone3(2)), up to the `cgroup` field.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// A fork-like clone3 whose child starts in the cgroup `cgroup_fd` refers to.
+fn clone3_into_cgroup(flags: libc::c_int, cgroup_fd: RawFd) -> libc::c_long {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: flags as u32 as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup_fd as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 reads the argument struct we own; no stack is given, so the child
+    // continues on a copy of ours, like fork.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    }
+}
+
 fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills the two-int array we own.
@@ -390,18 +427,35 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         security: prepared_security,
     };
 
-    // SAFETY: a fork-like clone (no new stack). The child runs only `child_main`, which
-    // makes raw syscalls on data prepared above and never returns.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (ns.clone_flags() | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
+    // On a v2 host the child is born inside its cgroup (clone3 with CLONE_INTO_CGROUP):
+    // no migration afterwards, which saves the RCU grace period the kernel waits for on a
+    // process's first cgroup move, and the cgroup namespace can be part of the same clone.
+    let clone_into = cgroup
+        .get()
+        .clone_into_fd()
+        .with_context(|| format!("cannot open cgroup {cgroup_name}"))?;
+    let mut plan = plan;
+    let mut flags = ns.clone_flags();
+    if clone_into.is_some() && ns.cgroup {
+        flags |= libc::CLONE_NEWCGROUP;
+        plan.steps.retain(|s| *s != Step::UnshareCgroup);
+    }
+    let pid = match &clone_into {
+        Some(cgroup_fd) => clone3_into_cgroup(flags, cgroup_fd.as_raw_fd()),
+        // SAFETY: a fork-like clone (no new stack).
+        None => unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flags | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        },
     };
+    // The child runs only `child_main`, which makes raw syscalls on data prepared above
+    // and never returns.
     if pid == 0 {
         process::child_main(&plan);
     }
@@ -416,10 +470,13 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     drop(child_fds);
     drop(child_sock);
 
-    cgroup
-        .get()
-        .add_process(child.pid)
-        .with_context(|| format!("cannot move the container into cgroup {cgroup_name}"))?;
+    if clone_into.is_none() {
+        cgroup
+            .get()
+            .add_process(child.pid)
+            .with_context(|| format!("cannot move the container into cgroup {cgroup_name}"))?;
+    }
+    drop(clone_into);
     // SAFETY: sends one byte from a literal.
     if unsafe {
         libc::send(
