@@ -648,3 +648,38 @@ fn containers_get_a_generated_name_and_rm_force_kills_a_running_one() {
     assert_eq!(child.wait().unwrap().code(), Some(137));
     fx.assert_no_containers();
 }
+
+#[test]
+fn signals_are_forwarded_to_a_command_that_handles_them() {
+    let fx = Fixture::new();
+    let script = "trap 'echo got-usr1' USR1; trap 'echo got-hup; exit 7' HUP; echo ready; \
+                  while :; do sleep 0.05; done";
+    let mut child = fx
+        .run_cmd(&["--rm"], &["sh", "-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    let mut read_until = |needle: &str, seen: &mut Vec<u8>| {
+        while !String::from_utf8_lossy(seen).contains(needle) {
+            let n = stdout.read(&mut buf).unwrap();
+            assert!(
+                n > 0,
+                "output ended before {needle:?}: {}",
+                String::from_utf8_lossy(seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    };
+    read_until("ready", &mut seen);
+    // SAFETY: signals the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    read_until("got-usr1", &mut seen);
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    read_until("got-hup", &mut seen);
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+    fx.assert_no_containers();
+}
