@@ -312,6 +312,19 @@ pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
         let dir = containers_dir(root).join(&id);
         let state_path = dir.join("state.json");
         let Ok(mut state) = State::load(&state_path) else {
+            // A CLI killed between creating the directory and writing the first state
+            // leaves a record with nothing in it. Give a live creator a minute.
+            let stale = fs::metadata(&dir)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(60));
+            if stale && !state_path.exists() {
+                if let Some(_lock) = lock_dir(&dir, false)? {
+                    delete_locked(root, &id, &dir, None)?;
+                    reclaimed.removed.push(id);
+                }
+            }
             continue;
         };
         if state.status == Status::Exited {
@@ -407,5 +420,27 @@ mod tests {
         );
         let back = find(root.path(), &id).unwrap().load_state().unwrap();
         assert_eq!(back.status, Status::Exited);
+    }
+
+    #[test]
+    fn an_old_unlocked_record_without_state_is_removed_and_a_fresh_one_is_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let fresh = create(root.path(), None).unwrap();
+        let old = create(root.path(), None).unwrap();
+        let (fresh_id, old_id) = (fresh.id.clone(), old.id.clone());
+        drop(fresh);
+        drop(old);
+        let path =
+            std::ffi::CString::new(containers_dir(root.path()).join(&old_id).to_str().unwrap())
+                .unwrap();
+        let times = [libc::timeval {
+            tv_sec: 1,
+            tv_usec: 0,
+        }; 2];
+        // SAFETY: utimes on a path and a two-element array we own.
+        assert_eq!(unsafe { libc::utimes(path.as_ptr(), times.as_ptr()) }, 0);
+        let reclaimed = reclaim_orphans(root.path()).unwrap();
+        assert_eq!(reclaimed.removed, vec![old_id]);
+        assert_eq!(list_ids(root.path()).unwrap(), vec![fresh_id]);
     }
 }

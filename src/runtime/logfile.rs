@@ -46,9 +46,11 @@ impl LogWriter {
                 .create(true)
                 .append(true)
                 .open(&self.path)?;
-            self.file = Some(file);
+            return Ok(self.file.insert(file));
         }
-        Ok(self.file.as_mut().expect("opened just above"))
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("log file vanished"))
     }
 
     /// Records one chunk read from a stream: a record per line, the tail as partial.
