@@ -1,0 +1,275 @@
+//! `push`: layers (compressed on the way out when stored uncompressed), the config,
+//! then the manifest. Blobs the registry has are skipped (HEAD), blobs another
+//! repository of the same registry has are mounted from it.
+
+use std::fs::File;
+use std::io::{self, BufReader, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use mycontainer_store::{Digest, Store};
+use oci_spec::image::{Descriptor, ImageManifest, MediaType};
+use sha2::{Digest as _, Sha256};
+
+use super::client::{Client, ClientOptions, OCI_MANIFEST};
+use super::{auth, RegistryRef, Reporter};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayerCompression {
+    Gzip,
+    Zstd,
+}
+
+impl LayerCompression {
+    fn media_type(self) -> &'static str {
+        match self {
+            LayerCompression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            LayerCompression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
+}
+
+pub struct PushOptions {
+    pub insecure: bool,
+    pub compression: LayerCompression,
+}
+
+/// Pushes the local image `source` as `target`; returns the pushed manifest's digest.
+pub fn push(
+    store: &Store,
+    source: &str,
+    target: &RegistryRef,
+    options: &PushOptions,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<Digest> {
+    let Some(tag) = &target.tag else {
+        bail!("cannot push to {target}: give a tag (REGISTRY/REPO:TAG), not a digest");
+    };
+    let image = store.image(source)?;
+    let manifest_bytes = store.read_blob(&image.manifest_digest)?;
+    let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes).with_context(|| {
+        format!(
+            "the stored manifest {} is not valid: remove and re-create the image",
+            image.manifest_digest
+        )
+    })?;
+    let config_bytes = store.read_blob(&image.id)?;
+    let credentials = auth::lookup(store.root(), &target.registry)?;
+    let client = Client::new(
+        &target.registry,
+        &target.repository,
+        credentials,
+        ClientOptions {
+            insecure: options.insecure,
+            push: true,
+            mount_from: mount_sources(&image.names, target),
+        },
+    )?;
+    let mount_from = mount_sources(&image.names, target);
+    let scratch = store.temp_dir("push")?;
+
+    let mut layers = Vec::new();
+    let mut recompressed = false;
+    for (i, layer) in manifest.layers().iter().enumerate() {
+        let digest = Digest::from_oci(layer.digest())?;
+        if is_uncompressed(layer.media_type()) {
+            let path = scratch.path().join(format!("layer-{i}"));
+            let progress = reporter.blob("compressing", digest.short(), layer.size());
+            let (packed, size) = compress(store, &digest, &path, options.compression, &*progress)
+                .with_context(|| format!("cannot compress layer {digest}"))?;
+            progress.finish();
+            upload(
+                &client,
+                &packed,
+                size,
+                &|| open(&path),
+                &mount_from,
+                reporter,
+            )?;
+            layers.push(Descriptor::new(
+                MediaType::from(options.compression.media_type()),
+                size,
+                packed.to_oci(),
+            ));
+            recompressed = true;
+        } else {
+            let blob = || store.open_blob(&digest).map_err(anyhow::Error::from);
+            upload(&client, &digest, layer.size(), &blob, &mount_from, reporter)?;
+            layers.push(layer.clone());
+        }
+    }
+    let config_digest = Digest::from_oci(manifest.config().digest())?;
+    let config_size = config_bytes.len() as u64;
+    let config = || Ok(Box::new(io::Cursor::new(config_bytes.clone())) as Box<dyn io::Read + Send>);
+    upload_reader(&client, &config_digest, config_size, &config, &[], reporter)?;
+
+    // The config and diff-ids stay; only the layer descriptors change with compression.
+    let (bytes, media_type) = if recompressed {
+        let mut manifest = manifest.clone();
+        manifest.set_layers(layers);
+        manifest.set_media_type(Some(MediaType::ImageManifest));
+        let mut config = manifest.config().clone();
+        config.set_media_type(MediaType::ImageConfig);
+        manifest.set_config(config);
+        (serde_json::to_vec(&manifest)?, OCI_MANIFEST.to_string())
+    } else {
+        let media_type = manifest
+            .media_type()
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| OCI_MANIFEST.to_string());
+        (manifest_bytes, media_type)
+    };
+    client
+        .put_manifest(tag, &media_type, &bytes)
+        .with_context(|| format!("cannot push {target}"))?;
+    Ok(Digest::of_bytes(&bytes))
+}
+
+/// Other repositories on the target's registry that this image was pulled from or
+/// pushed to (its local names say so): the registry can mount blobs from them.
+fn mount_sources(names: &[String], target: &RegistryRef) -> Vec<String> {
+    let mut sources: Vec<String> = names
+        .iter()
+        .filter_map(|name| RegistryRef::parse(name).ok())
+        .filter(|r| r.registry == target.registry && r.repository != target.repository)
+        .map(|r| r.repository)
+        .collect();
+    sources.sort();
+    sources.dedup();
+    sources
+}
+
+fn is_uncompressed(media_type: &MediaType) -> bool {
+    matches!(media_type, MediaType::ImageLayer)
+        || media_type.to_string() == "application/vnd.docker.image.rootfs.diff.tar"
+}
+
+fn open(path: &Path) -> anyhow::Result<File> {
+    File::open(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+fn upload(
+    client: &Client,
+    digest: &Digest,
+    size: u64,
+    open: &dyn Fn() -> anyhow::Result<File>,
+    mount_from: &[String],
+    reporter: &dyn Reporter,
+) -> anyhow::Result<()> {
+    let reader = || Ok(Box::new(open()?) as Box<dyn io::Read + Send>);
+    upload_reader(client, digest, size, &reader, mount_from, reporter)
+}
+
+fn upload_reader(
+    client: &Client,
+    digest: &Digest,
+    size: u64,
+    open: &dyn Fn() -> anyhow::Result<Box<dyn io::Read + Send>>,
+    mount_from: &[String],
+    reporter: &dyn Reporter,
+) -> anyhow::Result<()> {
+    let what = || format!("cannot push blob {digest}");
+    if client.has_blob(digest).with_context(what)? {
+        reporter.status(&format!("{}: layer already exists", digest.short()));
+        return Ok(());
+    }
+    for from in mount_from {
+        if client.mount_blob(digest, from).with_context(what)? {
+            reporter.status(&format!("{}: mounted from {from}", digest.short()));
+            return Ok(());
+        }
+    }
+    client
+        .upload_blob(digest, size, &|| {
+            Ok(reqwest::blocking::Body::sized(open()?, size))
+        })
+        .with_context(what)?;
+    reporter.status(&format!("{}: pushed", digest.short()));
+    Ok(())
+}
+
+/// Compresses the stored blob `digest` into `path`, hashing the output as it is
+/// written; returns the new blob's digest and size.
+fn compress(
+    store: &Store,
+    digest: &Digest,
+    path: &Path,
+    compression: LayerCompression,
+    progress: &dyn mycontainer_store::Progress,
+) -> anyhow::Result<(Digest, u64)> {
+    let mut input = BufReader::new(ProgressReader {
+        inner: store.open_blob(digest)?,
+        progress,
+    });
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut output = HashingWriter {
+        inner: io::BufWriter::new(file),
+        hasher: Sha256::new(),
+        count: 0,
+    };
+    match compression {
+        LayerCompression::Gzip => {
+            let mut encoder =
+                flate2::write::GzEncoder::new(&mut output, flate2::Compression::default());
+            io::copy(&mut input, &mut encoder)?;
+            encoder.finish()?;
+        }
+        LayerCompression::Zstd => {
+            let mut encoder = zstd::stream::write::Encoder::new(&mut output, 3)?;
+            io::copy(&mut input, &mut encoder)?;
+            encoder.finish()?;
+        }
+    }
+    output.inner.flush()?;
+    Ok((Digest::from_sha256(output.hasher), output.count))
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct ProgressReader<'a, R> {
+    inner: R,
+    progress: &'a dyn mycontainer_store::Progress,
+}
+
+impl<R: io::Read> io::Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_only_from_other_repositories_of_the_same_registry() {
+        let target = RegistryRef::parse("127.0.0.1:5000/b:v1").unwrap();
+        let names = [
+            "127.0.0.1:5000/a:v1".to_string(),
+            "127.0.0.1:5000/b:old".to_string(),
+            "127.0.0.1:6000/c:v1".to_string(),
+            "busybox:latest".to_string(),
+        ];
+        assert_eq!(mount_sources(&names, &target), vec!["a".to_string()]);
+    }
+}
