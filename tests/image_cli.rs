@@ -17,7 +17,10 @@ struct Root {
 impl Root {
     fn new() -> Root {
         Root {
-            dir: tempfile::Builder::new().prefix("mycontainer-test-").tempdir().unwrap(),
+            dir: tempfile::Builder::new()
+                .prefix("mycontainer-test-")
+                .tempdir()
+                .unwrap(),
         }
     }
 
@@ -38,7 +41,11 @@ impl Root {
     /// Runs and insists on success; returns stdout.
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -47,14 +54,23 @@ impl Root {
         let out = self.run(args);
         assert_eq!(out.status.code(), Some(125), "{args:?} should fail");
         let err = String::from_utf8(out.stderr).unwrap();
-        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("mycontainer:")).collect();
+        let errors: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("mycontainer:"))
+            .collect();
         assert_eq!(errors.len(), 1, "one error line please: {err}");
-        assert_eq!(err.lines().last(), Some(errors[0]), "the error comes last: {err}");
+        assert_eq!(
+            err.lines().last(),
+            Some(errors[0]),
+            "the error comes last: {err}"
+        );
         errors[0].to_string()
     }
 
     fn count(&self, dir: &str) -> usize {
-        std::fs::read_dir(self.path().join(dir)).map(|d| d.count()).unwrap_or(0)
+        std::fs::read_dir(self.path().join(dir))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
@@ -66,7 +82,12 @@ impl Root {
 
 /// Compresses with an external tool (`gzip`, `zstd`), as a user's tarball would be.
 fn compress(tool: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(tool).arg("-c").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(tool)
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let input = bytes.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&input));
@@ -96,7 +117,10 @@ fn rootfs_tar(compress: Option<&str>) -> Vec<u8> {
 
 fn id_of(stdout: &str) -> String {
     let id = stdout.trim().to_string();
-    assert!(id.starts_with("sha256:") && id.len() == 71, "not an id: {id:?}");
+    assert!(
+        id.starts_with("sha256:") && id.len() == 71,
+        "not an id: {id:?}"
+    );
     id
 }
 
@@ -104,10 +128,19 @@ fn id_of(stdout: &str) -> String {
 fn imports_plain_gzip_and_zstd_files_and_stdin() {
     let root = Root::new();
     let plain = rootfs_tar(None);
-    let variants = [("plain", plain.clone()), ("gz", compress("gzip", &plain)), ("zst", compress("zstd", &plain))];
+    let variants = [
+        ("plain", plain.clone()),
+        ("gz", compress("gzip", &plain)),
+        ("zst", compress("zstd", &plain)),
+    ];
     for (name, bytes) in variants {
         let file = root.file(&format!("{name}.tar.bin"), &bytes);
-        id_of(&root.ok(&["image", "import", file.to_str().unwrap(), &format!("test/{name}:v1")]));
+        id_of(&root.ok(&[
+            "image",
+            "import",
+            file.to_str().unwrap(),
+            &format!("test/{name}:v1"),
+        ]));
     }
     let mut child = root
         .cmd(&["image", "import", "-", "fromstdin"])
@@ -115,7 +148,12 @@ fn imports_plain_gzip_and_zstd_files_and_stdin() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(&compress("gzip", &plain)).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&compress("gzip", &plain))
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     id_of(&String::from_utf8(out.stdout).unwrap());
@@ -192,11 +230,19 @@ fn two_processes_import_at_the_same_time() {
     let root = Root::new();
     let children: Vec<_> = (0..4)
         .map(|i| {
-            let file = root.file(&format!("in{i}.tar"), &rootfs_tar(if i % 2 == 0 { None } else { Some("-z") }));
-            root.cmd(&["image", "import", file.to_str().unwrap(), &format!("parallel{i}")])
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
+            let file = root.file(
+                &format!("in{i}.tar"),
+                &rootfs_tar(if i % 2 == 0 { None } else { Some("-z") }),
+            );
+            root.cmd(&[
+                "image",
+                "import",
+                file.to_str().unwrap(),
+                &format!("parallel{i}"),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
         })
         .collect();
     for mut child in children {
@@ -216,29 +262,55 @@ fn busybox_builds_reproducibly_and_other_tools_read_the_store() {
     let id1 = id_of(&first.ok(&["image", "build", "busybox"]));
     let id2 = id_of(&second.ok(&["image", "build", "busybox"]));
     assert_eq!(id1, id2, "same recipe and binary, different image");
-    let inspect: serde_json::Value = serde_json::from_str(&first.ok(&["image", "inspect", "busybox"])).unwrap();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&first.ok(&["image", "inspect", "busybox"])).unwrap();
     let image = &inspect[0];
     assert_eq!(image["RepoTags"][0], "busybox:latest");
     assert_eq!(image["Config"]["Cmd"][0], "sh");
-    let diff_id = image["Layers"][0]["diff_id"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let diff_id = image["Layers"][0]["diff_id"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
     let layer = first.path().join("layers").join(&diff_id);
     assert!(layer.join("bin/busybox").is_file());
-    assert_eq!(std::fs::read_link(layer.join("bin/sh")).unwrap(), Path::new("/bin/busybox"));
-    assert!(std::fs::read_to_string(layer.join("etc/passwd")).unwrap().starts_with("root:x:0:0:"));
+    assert_eq!(
+        std::fs::read_link(layer.join("bin/sh")).unwrap(),
+        Path::new("/bin/busybox")
+    );
+    assert!(std::fs::read_to_string(layer.join("etc/passwd"))
+        .unwrap()
+        .starts_with("root:x:0:0:"));
     assert!(layer.join("tmp").is_dir());
 
     // skopeo and umoci read our OCI layout.
-    let layout = format!("oci:{}:busybox:latest", first.path().join("store").display());
-    let out = Command::new("skopeo").args(["inspect", &layout]).output().expect("skopeo is not installed: run scripts/test");
-    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    let layout = format!(
+        "oci:{}:busybox:latest",
+        first.path().join("store").display()
+    );
+    let out = Command::new("skopeo")
+        .args(["inspect", &layout])
+        .output()
+        .expect("skopeo is not installed: run scripts/test");
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let skopeo: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(skopeo["Layers"][0].as_str().unwrap(), image["Layers"][0]["digest"].as_str().unwrap());
+    assert_eq!(
+        skopeo["Layers"][0].as_str().unwrap(),
+        image["Layers"][0]["digest"].as_str().unwrap()
+    );
     let out = Command::new("umoci")
         .args(["ls", "--layout"])
         .arg(first.path().join("store"))
         .output()
         .expect("umoci is not installed: run scripts/test");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "busybox:latest");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "busybox:latest"
+    );
 }
 
 /// Serves one file over HTTP on 127.0.0.1 for the download path of recipes.
@@ -249,7 +321,10 @@ fn serve_once(body: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
         if let Ok((mut stream, _)) = listener.accept() {
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
             let _ = stream.write_all(head.as_bytes());
             let _ = stream.write_all(&body);
         }
@@ -261,8 +336,16 @@ fn serve_once(body: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
 fn a_recipe_file_downloads_busybox_and_checks_its_sha256() {
     let busybox = std::fs::read("/bin/busybox").expect("install busybox-static");
     let sha256 = {
-        let out = Command::new("sha256sum").arg("/bin/busybox").output().unwrap();
-        String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+        let out = Command::new("sha256sum")
+            .arg("/bin/busybox")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
     };
     let root = Root::new();
     let recipe = |url: &str, sha: &str| {
@@ -282,12 +365,21 @@ fn a_recipe_file_downloads_busybox_and_checks_its_sha256() {
         builtin.ok(&["image", "inspect", "busybox"])
     })
     .unwrap();
-    let ours: serde_json::Value = serde_json::from_str(&root.ok(&["image", "inspect", "dl/busybox"])).unwrap();
-    assert_eq!(ours[0]["Layers"][0]["digest"], builtin_inspect[0]["Layers"][0]["digest"]);
+    let ours: serde_json::Value =
+        serde_json::from_str(&root.ok(&["image", "inspect", "dl/busybox"])).unwrap();
+    assert_eq!(
+        ours[0]["Layers"][0]["digest"],
+        builtin_inspect[0]["Layers"][0]["digest"]
+    );
     assert_eq!(ours[0]["Id"], id.as_str());
 
     let (url, server) = serve_once(busybox);
-    let bad = root.file("bad.toml", recipe(&url, &"0".repeat(64)).replace("dl/busybox", "dl/bad").as_bytes());
+    let bad = root.file(
+        "bad.toml",
+        recipe(&url, &"0".repeat(64))
+            .replace("dl/busybox", "dl/bad")
+            .as_bytes(),
+    );
     let err = root.fails(&["image", "build", bad.to_str().unwrap()]);
     server.join().unwrap();
     assert!(err.contains("sha256") && err.contains("refusing"), "{err}");
@@ -302,9 +394,15 @@ fn tag_rm_and_gc() {
     let id = id_of(&root.ok(&["image", "import", file.to_str().unwrap(), "first"]));
     root.ok(&["image", "tag", "first", "second:v2"]);
     let listing = root.ok(&["image", "ls"]);
-    assert!(listing.contains("second") && listing.contains("v2"), "{listing}");
+    assert!(
+        listing.contains("second") && listing.contains("v2"),
+        "{listing}"
+    );
     let out = root.ok(&["image", "rm", "first"]);
-    assert!(out.contains("Untagged: first:latest") && !out.contains("Deleted"), "{out}");
+    assert!(
+        out.contains("Untagged: first:latest") && !out.contains("Deleted"),
+        "{out}"
+    );
     assert_eq!(root.count("layers"), 1);
     let out = root.ok(&["image", "rm", &id[7..19]]);
     assert!(out.contains("Deleted"), "{out}");
@@ -319,12 +417,22 @@ fn tag_rm_and_gc() {
 fn usage_and_help() {
     let out = Command::new(BIN).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
-    for args in [&["image", "--help"][..], &["image", "import", "--help"], &["run", "--help"]] {
+    for args in [
+        &["image", "--help"][..],
+        &["image", "import", "--help"],
+        &["run", "--help"],
+    ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
     }
-    let out = Command::new(BIN).args(["image", "frobnicate"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["image", "frobnicate"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(125));
 }
 
@@ -335,9 +443,18 @@ struct SmallDisk {
 
 impl SmallDisk {
     fn new(size: &str) -> SmallDisk {
-        let dir = tempfile::Builder::new().prefix("mycontainer-test-disk-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("mycontainer-test-disk-")
+            .tempdir()
+            .unwrap();
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "mycontainer-test-disk"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "mycontainer-test-disk",
+            ])
             .arg(dir.path())
             .status()
             .unwrap();
@@ -358,10 +475,19 @@ fn a_full_disk_fails_cleanly() {
     let root = disk.dir.path().join("root");
     let input = tempfile::NamedTempFile::new().unwrap();
     // 3 MB of incompressible data cannot fit: the blob alone fills the disk.
-    let noise: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("noise"), noise).unwrap();
-    let status = Command::new("tar").arg("-C").arg(dir.path()).arg("-cf").arg(input.path()).arg(".").status().unwrap();
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(dir.path())
+        .arg("-cf")
+        .arg(input.path())
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(status.success());
     let out = Command::new(BIN)
         .arg("--root")
@@ -376,8 +502,17 @@ fn a_full_disk_fails_cleanly() {
     assert!(err.contains("No space left on device"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     for dir in ["tmp", "layers", "store/blobs/sha256"] {
-        assert_eq!(std::fs::read_dir(root.join(dir)).unwrap().count(), 0, "{dir} not empty");
+        assert_eq!(
+            std::fs::read_dir(root.join(dir)).unwrap().count(),
+            0,
+            "{dir} not empty"
+        );
     }
-    let listing = Command::new(BIN).arg("--root").arg(&root).args(["image", "ls", "-q"]).output().unwrap();
+    let listing = Command::new(BIN)
+        .arg("--root")
+        .arg(&root)
+        .args(["image", "ls", "-q"])
+        .output()
+        .unwrap();
     assert!(listing.status.success() && listing.stdout.is_empty());
 }
