@@ -483,13 +483,16 @@ fn serve(stream: TcpStream, handler: &Handler, stop: &AtomicBool) {
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
+/// Decoded query parameters of one request.
+pub type Query = Vec<(String, String)>;
+
 /// A token server for distribution's token auth: checks Basic credentials and issues
 /// RS256 JWTs (signed by `openssl dgst`) carrying the certificate in `x5c`, granting
 /// whatever repository scopes were asked for. Records each request's query.
 pub struct TokenServer {
     pub http: HttpServer,
     pub cert: PathBuf,
-    pub requests: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    pub requests: Arc<Mutex<Vec<Query>>>,
     _dir: tempfile::TempDir,
 }
 
