@@ -496,3 +496,36 @@ fn token_auth_login_push_pull() {
     assert!(asked("repository:tok/busybox:pull"), "{requests:?}");
     drop(registry);
 }
+
+/// An IPv4 address of this machine that is not loopback, if it has one.
+fn non_loopback_address() -> Option<String> {
+    let out = Command::new("hostname").arg("-I").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .map(str::to_string)
+}
+
+#[test]
+fn registries_off_loopback_need_insecure_for_plain_http() {
+    let Some(host) = non_loopback_address() else {
+        eprintln!("skipped: this machine has no non-loopback IPv4 address");
+        return;
+    };
+    let registry = Registry::start_on(&host, RegistryAuth::None);
+    let a = Root::new();
+    let id = a.busybox();
+    let target = format!("{}/remote/busybox:v1", registry.addr);
+    // Without --insecure we speak HTTPS, which a plain-HTTP registry cannot answer.
+    let err = a.fails(&["push", "busybox", &target]);
+    assert!(err.contains(&format!("https://{}", registry.addr)), "{err}");
+    a.ok(&["push", "--insecure", "busybox", &target]);
+    let b = Root::new();
+    let err = b.fails(&["pull", &target]);
+    assert!(err.contains("https://"), "{err}");
+    b.assert_empty();
+    assert_eq!(b.ok(&["pull", "--insecure", &target]).trim(), id);
+}

@@ -55,7 +55,7 @@ pub fn save(ctx: &Ctx, args: SaveArgs) -> anyhow::Result<i32> {
     ));
     let result = (|| -> anyhow::Result<()> {
         let file = File::create(&partial)
-            .with_context(|| format!("cannot create {}", partial.display()))?;
+            .with_context(|| format!("cannot create {}", output.display()))?;
         let mut out = BufWriter::new(file);
         archive::save(&store, &args.images, args.format, &mut out)?;
         let file = out

@@ -111,7 +111,15 @@ impl Client {
         let url = self.url(&format!("v2/{}/manifests/{reference}", self.repository))?;
         let accept = MANIFEST_TYPES.join(", ");
         let response = self.send(&|http| Ok(http.get(url.clone()).header(ACCEPT, &accept)))?;
-        let what = format!("fetch the manifest of {}:{reference}", self.repository);
+        let separator = if reference.starts_with("sha256:") {
+            '@'
+        } else {
+            ':'
+        };
+        let what = format!(
+            "fetch the manifest of {}{separator}{reference}",
+            self.repository
+        );
         let response = expect_status(response, &[StatusCode::OK], &what)?;
         let media_type = content_type(&response);
         if response

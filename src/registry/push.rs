@@ -55,6 +55,7 @@ pub fn push(
     })?;
     let config_bytes = store.read_blob(&image.id)?;
     let credentials = auth::lookup(store.root(), &target.registry)?;
+    let mount_from = mount_sources(&image.names, target);
     let client = Client::new(
         &target.registry,
         &target.repository,
@@ -62,10 +63,9 @@ pub fn push(
         ClientOptions {
             insecure: options.insecure,
             push: true,
-            mount_from: mount_sources(&image.names, target),
+            mount_from: mount_from.clone(),
         },
     )?;
-    let mount_from = mount_sources(&image.names, target);
     let scratch = store.temp_dir("push")?;
 
     let mut layers = Vec::new();
@@ -101,7 +101,14 @@ pub fn push(
     let config_digest = Digest::from_oci(manifest.config().digest())?;
     let config_size = config_bytes.len() as u64;
     let config = || Ok(Box::new(io::Cursor::new(config_bytes.clone())) as Box<dyn io::Read + Send>);
-    upload_reader(&client, &config_digest, config_size, &config, &[], reporter)?;
+    upload_reader(
+        &client,
+        &config_digest,
+        config_size,
+        &config,
+        &mount_from,
+        reporter,
+    )?;
 
     // The config and diff-ids stay; only the layer descriptors change with compression.
     let (bytes, media_type) = if recompressed {

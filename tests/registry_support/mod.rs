@@ -208,6 +208,11 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(auth: RegistryAuth) -> Registry {
+        Self::start_on("127.0.0.1", auth)
+    }
+
+    /// Listens on `host` (an address of this machine) instead of loopback.
+    pub fn start_on(host: &str, auth: RegistryAuth) -> Registry {
         require_tool("docker-registry", "docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("mycontainer-registry-")
@@ -237,7 +242,7 @@ impl Registry {
         // A port picked now may be taken before the registry binds it: try a few.
         for _ in 0..5 {
             let port = free_port();
-            let addr = format!("127.0.0.1:{port}");
+            let addr = format!("{host}:{port}");
             let config = format!(
                 "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth_yaml}",
                 dir.path().join("data").display()
