@@ -529,3 +529,42 @@ fn registries_off_loopback_need_insecure_for_plain_http() {
     b.assert_empty();
     assert_eq!(b.ok(&["pull", "--insecure", &target]).trim(), id);
 }
+
+#[test]
+fn anonymous_tokens_allow_pull_but_not_push() {
+    let tokens = TokenServer::start_with("bob", "hunter2-hunter2", true);
+    let registry = Registry::start(RegistryAuth::Token {
+        realm: tokens.realm(),
+        cert: tokens.cert.clone(),
+    });
+    let a = Root::new();
+    let id = a.busybox();
+    let target = format!("{}/public/busybox:v1", registry.addr);
+    let err = a.fails(&["push", "busybox", &target]);
+    assert!(
+        err.contains("denied access to public/busybox") && err.contains("login"),
+        "{err}"
+    );
+    a.ok(&[
+        "login",
+        "-u",
+        "bob",
+        "-p",
+        "hunter2-hunter2",
+        &registry.addr,
+    ]);
+    a.ok(&["push", "busybox", &target]);
+
+    let b = Root::new();
+    assert_eq!(b.ok(&["pull", &target]).trim(), id);
+    let missing = format!("{}/public/missing:v1", registry.addr);
+    let err = b.fails(&["pull", &missing]);
+    assert!(err.contains("not found"), "{err}");
+    b.ok(&["image", "tag", &target, "mine:v1"]);
+    let err = b.fails(&[
+        "push",
+        "mine:v1",
+        &format!("{}/public/copy:v1", registry.addr),
+    ]);
+    assert!(err.contains("denied access"), "{err}");
+}

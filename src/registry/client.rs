@@ -3,6 +3,7 @@
 //! `Basic` means send the credentials, `Bearer` means fetch a token from the realm for
 //! our scope (with the credentials when we have them) and retry with it.
 
+use std::io::Read;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 
 /// Manifests larger than this are refused: real ones are a few kilobytes.
 const MAX_MANIFEST: usize = 4 << 20;
+/// Configs larger than this are refused: real ones are kilobytes, rarely a megabyte.
+const MAX_SMALL_BLOB: usize = 16 << 20;
 
 pub struct ClientOptions {
     /// Allow plain HTTP (and unverified TLS) for a registry that is not on loopback.
@@ -58,6 +61,8 @@ pub struct Client {
 pub struct FetchedManifest {
     pub bytes: Vec<u8>,
     pub media_type: String,
+    /// The digest the registry says the manifest has (`Docker-Content-Digest`).
+    pub claimed_digest: Option<Digest>,
 }
 
 impl Client {
@@ -122,6 +127,11 @@ impl Client {
         );
         let response = expect_status(response, &[StatusCode::OK], &what)?;
         let media_type = content_type(&response);
+        let claimed_digest = response
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Digest::parse(v).ok());
         if response
             .content_length()
             .is_some_and(|n| n > MAX_MANIFEST as u64)
@@ -137,6 +147,7 @@ impl Client {
         Ok(FetchedManifest {
             bytes: bytes.to_vec(),
             media_type,
+            claimed_digest,
         })
     }
 
@@ -154,14 +165,25 @@ impl Client {
     /// Downloads a small blob (a config) whole and checks its digest.
     pub fn get_small_blob(&self, digest: &Digest) -> anyhow::Result<Vec<u8>> {
         let response = self.get_blob(digest)?;
-        let bytes = response
-            .bytes()
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_SMALL_BLOB as u64)
+        {
+            bail!("blob {digest} is larger than {MAX_SMALL_BLOB} bytes: not an image config");
+        }
+        let mut bytes = Vec::new();
+        response
+            .take(MAX_SMALL_BLOB as u64 + 1)
+            .read_to_end(&mut bytes)
             .with_context(|| format!("cannot download blob {digest}: the connection failed"))?;
+        if bytes.len() > MAX_SMALL_BLOB {
+            bail!("blob {digest} is larger than {MAX_SMALL_BLOB} bytes: not an image config");
+        }
         let actual = Digest::of_bytes(&bytes);
         if &actual != digest {
             bail!("blob {digest} from {} is corrupt: its content hashes to {actual}: nothing was stored", self.registry);
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 
     pub fn has_blob(&self, digest: &Digest) -> anyhow::Result<bool> {

@@ -503,6 +503,12 @@ pub struct TokenServer {
 
 impl TokenServer {
     pub fn start(user: &str, password: &str) -> TokenServer {
+        Self::start_with(user, password, false)
+    }
+
+    /// With `anonymous_pull`, requests without credentials get a token (in
+    /// `access_token`, as Docker Hub also sends it) granting only pull.
+    pub fn start_with(user: &str, password: &str, anonymous_pull: bool) -> TokenServer {
         require_tool("openssl", "openssl");
         let dir = tempfile::Builder::new()
             .prefix("mycontainer-token-")
@@ -540,7 +546,10 @@ impl TokenServer {
             if request.path() != "/token" {
                 return Response::new(404, "text/plain", b"not found".to_vec());
             }
-            if request.header("authorization") != Some(expected.as_str()) {
+            let anonymous = request.header("authorization").is_none();
+            if !(anonymous && anonymous_pull)
+                && request.header("authorization") != Some(expected.as_str())
+            {
                 return Response::new(
                     401,
                     "application/json",
@@ -554,10 +563,11 @@ impl TokenServer {
                 .filter_map(|scope| {
                     let mut parts = scope.splitn(3, ':');
                     let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
-                    Some(serde_json::json!({
-                        "type": kind, "name": name,
-                        "actions": actions.split(',').collect::<Vec<_>>(),
-                    }))
+                    let actions: Vec<&str> = actions
+                        .split(',')
+                        .filter(|a| !anonymous || *a == "pull")
+                        .collect();
+                    Some(serde_json::json!({"type": kind, "name": name, "actions": actions}))
                 })
                 .collect();
             let now = SystemTime::now()
@@ -566,7 +576,7 @@ impl TokenServer {
                 .as_secs();
             let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
             let claims = serde_json::json!({
-                "iss": TOKEN_ISSUER, "sub": user, "aud": TOKEN_SERVICE,
+                "iss": TOKEN_ISSUER, "sub": if anonymous { "" } else { user.as_str() }, "aud": TOKEN_SERVICE,
                 "exp": now + 300, "nbf": now - 10, "iat": now,
                 "jti": format!("{now}-{}", std::process::id()),
                 "access": access,
@@ -578,7 +588,11 @@ impl TokenServer {
             );
             let signature = sign(&key, signing_input.as_bytes());
             let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature));
-            let body = serde_json::json!({"token": token, "expires_in": 300});
+            let body = if anonymous {
+                serde_json::json!({"access_token": token, "expires_in": 300})
+            } else {
+                serde_json::json!({"token": token, "expires_in": 300})
+            };
             Response::new(200, "application/json", body.to_string().into_bytes())
         };
         TokenServer {
