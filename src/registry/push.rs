@@ -113,6 +113,10 @@ pub fn push(
     // The config and diff-ids stay; only the layer descriptors change with compression.
     let (bytes, media_type) = if recompressed {
         let mut manifest = manifest.clone();
+        // The new manifest is OCI: Docker layer types in it become their OCI names.
+        for layer in &mut layers {
+            layer.set_media_type(oci_layer_type(layer.media_type()));
+        }
         manifest.set_layers(layers);
         manifest.set_media_type(Some(MediaType::ImageManifest));
         let mut config = manifest.config().clone();
@@ -145,6 +149,16 @@ fn mount_sources(names: &[String], target: &RegistryRef) -> Vec<String> {
     sources.sort();
     sources.dedup();
     sources
+}
+
+fn oci_layer_type(media_type: &MediaType) -> MediaType {
+    match media_type.to_string().as_str() {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => MediaType::ImageLayerGzip,
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+            MediaType::ImageLayerNonDistributableGzip
+        }
+        _ => media_type.clone(),
+    }
 }
 
 fn is_uncompressed(media_type: &MediaType) -> bool {
@@ -278,5 +292,19 @@ mod tests {
             "busybox:latest".to_string(),
         ];
         assert_eq!(mount_sources(&names, &target), vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn docker_layer_types_get_their_oci_names() {
+        let docker = MediaType::from("application/vnd.docker.image.rootfs.diff.tar.gzip");
+        assert_eq!(oci_layer_type(&docker), MediaType::ImageLayerGzip);
+        assert_eq!(
+            oci_layer_type(&MediaType::ImageLayerZstd),
+            MediaType::ImageLayerZstd
+        );
+        assert!(is_uncompressed(&MediaType::from(
+            "application/vnd.docker.image.rootfs.diff.tar"
+        )));
+        assert!(!is_uncompressed(&docker));
     }
 }
