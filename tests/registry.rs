@@ -79,6 +79,12 @@ fn push_then_pull_round_trips_through_a_plain_registry() {
     assert!(!again.contains("pull complete"), "{again}");
     let again = stderr_of(&a, &["push", "busybox", &target]);
     assert!(!again.contains(": pushed"), "{again}");
+    // A local-only image pushed to a second repository: the compressed layer pushed
+    // the first time is remembered and mounted, not compressed and uploaded again.
+    let second = format!("{}/second/busybox:v1", registry.addr);
+    let pushed = stderr_of(&a, &["push", "busybox", &second]);
+    assert!(pushed.contains("mounted from test/busybox"), "{pushed}");
+    assert_eq!(a.ok(&["push", "busybox", &second]).trim(), digest);
 
     // By digest: the manifest is verified against it and stored without a name.
     let c = Root::new();

@@ -73,19 +73,40 @@ pub fn push(
     for (i, layer) in manifest.layers().iter().enumerate() {
         let digest = Digest::from_oci(layer.digest())?;
         if is_uncompressed(layer.media_type()) {
-            let path = scratch.path().join(format!("layer-{i}"));
-            let progress = reporter.blob("compressing", digest.short(), layer.size());
-            let (packed, size) = compress(store, &digest, &path, options.compression, &*progress)
-                .with_context(|| format!("cannot compress layer {digest}"))?;
-            progress.finish();
-            upload(
-                &client,
-                &packed,
-                size,
-                &|| open(&path),
-                &mount_from,
-                reporter,
-            )?;
+            let cache = CompressedCache::new(store, &digest, options.compression);
+            let cached = cache.get();
+            let known = match &cached {
+                // Pushed before: if the registry has it (in this repository or one it
+                // was pushed to), there is no need to compress it again.
+                Some(entry) => {
+                    let sources = entry.repositories_on(&target.registry, &target.repository);
+                    let sources: Vec<String> = mount_from.iter().cloned().chain(sources).collect();
+                    reuse_blob(&client, &entry.digest, &sources, reporter)?
+                        .then(|| (entry.digest.clone(), entry.size))
+                }
+                None => None,
+            };
+            let (packed, size) = match known {
+                Some(known) => known,
+                None => {
+                    let path = scratch.path().join(format!("layer-{i}"));
+                    let progress = reporter.blob("compressing", digest.short(), layer.size());
+                    let (packed, size) =
+                        compress(store, &digest, &path, options.compression, &*progress)
+                            .with_context(|| format!("cannot compress layer {digest}"))?;
+                    progress.finish();
+                    upload(
+                        &client,
+                        &packed,
+                        size,
+                        &|| open(&path),
+                        &mount_from,
+                        reporter,
+                    )?;
+                    (packed, size)
+                }
+            };
+            cache.put(cached, &packed, size, target);
             layers.push(Descriptor::new(
                 MediaType::from(options.compression.media_type()),
                 size,
@@ -135,6 +156,111 @@ pub fn push(
         .put_manifest(tag, &media_type, &bytes)
         .with_context(|| format!("cannot push {target}"))?;
     Ok(Digest::of_bytes(&bytes))
+}
+
+/// Remembers which compressed blob an uncompressed layer became when pushed, and where
+/// it was pushed (`<root>/pushcache/<hex>.<gzip|zstd>`), so pushing it again costs a
+/// HEAD (or a cross-repository mount) instead of a compression pass. Only ever a hint:
+/// the registry is always asked whether it has the blob.
+struct CompressedCache {
+    path: std::path::PathBuf,
+}
+
+struct CacheEntry {
+    digest: Digest,
+    size: u64,
+    /// `registry repository` pairs the blob was pushed to.
+    pushed_to: Vec<(String, String)>,
+}
+
+impl CacheEntry {
+    fn repositories_on(&self, registry: &str, except: &str) -> Vec<String> {
+        self.pushed_to
+            .iter()
+            .filter(|(r, repo)| r == registry && repo != except)
+            .map(|(_, repo)| repo.clone())
+            .collect()
+    }
+}
+
+impl CompressedCache {
+    fn new(store: &Store, layer: &Digest, compression: LayerCompression) -> CompressedCache {
+        let suffix = match compression {
+            LayerCompression::Gzip => "gzip",
+            LayerCompression::Zstd => "zstd",
+        };
+        CompressedCache {
+            path: store
+                .root()
+                .join("pushcache")
+                .join(format!("{}.{suffix}", layer.hex())),
+        }
+    }
+
+    fn get(&self) -> Option<CacheEntry> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        let mut lines = text.lines();
+        let (digest, size) = lines.next()?.split_once(' ')?;
+        let pushed_to = lines
+            .filter_map(|l| l.split_once(' '))
+            .map(|(r, repo)| (r.to_string(), repo.to_string()))
+            .collect();
+        Some(CacheEntry {
+            digest: Digest::parse(digest).ok()?,
+            size: size.parse().ok()?,
+            pushed_to,
+        })
+    }
+
+    /// Best effort: a cache that cannot be written only costs a compression next time.
+    fn put(&self, previous: Option<CacheEntry>, packed: &Digest, size: u64, target: &RegistryRef) {
+        let mut pushed_to = match previous {
+            Some(entry) if &entry.digest == packed => entry.pushed_to,
+            _ => Vec::new(),
+        };
+        let here = (target.registry.clone(), target.repository.clone());
+        if !pushed_to.contains(&here) {
+            pushed_to.push(here);
+        }
+        let mut text = format!("{packed} {size}\n");
+        for (registry, repository) in &pushed_to {
+            text.push_str(&format!("{registry} {repository}\n"));
+        }
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let temp = self
+            .path
+            .with_extension(format!("tmp-{}", std::process::id()));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::write(&temp, text))
+            .and_then(|_| std::fs::rename(&temp, &self.path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+    }
+}
+
+/// Whether the target repository has `digest` now: already there, or mounted from one
+/// of `sources`.
+fn reuse_blob(
+    client: &Client,
+    digest: &Digest,
+    sources: &[String],
+    reporter: &dyn Reporter,
+) -> anyhow::Result<bool> {
+    let what = || format!("cannot push blob {digest}");
+    if client.has_blob(digest).with_context(what)? {
+        reporter.status(&format!("{}: layer already exists", digest.short()));
+        return Ok(true);
+    }
+    for from in sources {
+        if client.mount_blob(digest, from).with_context(what)? {
+            reporter.status(&format!("{}: mounted from {from}", digest.short()));
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Other repositories on the target's registry that this image was pulled from or
@@ -190,17 +316,10 @@ fn upload_reader(
     mount_from: &[String],
     reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
-    let what = || format!("cannot push blob {digest}");
-    if client.has_blob(digest).with_context(what)? {
-        reporter.status(&format!("{}: layer already exists", digest.short()));
+    if reuse_blob(client, digest, mount_from, reporter)? {
         return Ok(());
     }
-    for from in mount_from {
-        if client.mount_blob(digest, from).with_context(what)? {
-            reporter.status(&format!("{}: mounted from {from}", digest.short()));
-            return Ok(());
-        }
-    }
+    let what = || format!("cannot push blob {digest}");
     client
         .upload_blob(digest, size, &|| {
             Ok(reqwest::blocking::Body::sized(open()?, size))
