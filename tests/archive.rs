@@ -201,6 +201,8 @@ impl Podman {
             .arg(self.dir.path().join("root"))
             .arg("--runroot")
             .arg(self.dir.path().join("run"))
+            .arg("--tmpdir")
+            .arg(self.dir.path().join("tmp"))
             .args(["--storage-driver", "vfs", "--events-backend", "none"])
             .args(args)
             .output()
