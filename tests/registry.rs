@@ -574,3 +574,65 @@ fn anonymous_tokens_allow_pull_but_not_push() {
     ]);
     assert!(err.contains("denied access"), "{err}");
 }
+
+/// Uploads an image from a root's store exactly as stored (uncompressed layer and all)
+/// with plain HTTP requests: what a tool that does not compress would push.
+fn upload_verbatim(root: &Root, name: &str, registry: &str, repository: &str, tag: &str) {
+    let image = root.inspect(name);
+    let blob = |digest: &str| {
+        std::fs::read(
+            root.path()
+                .join("store/blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let http = reqwest::blocking::Client::new();
+    let manifest_digest = image["Digest"].as_str().unwrap();
+    let mut blobs = vec![image["Id"].as_str().unwrap().to_string()];
+    for layer in image["Layers"].as_array().unwrap() {
+        blobs.push(layer["digest"].as_str().unwrap().to_string());
+    }
+    for digest in blobs {
+        let start = http
+            .post(format!("http://{registry}/v2/{repository}/blobs/uploads/"))
+            .send()
+            .unwrap();
+        assert_eq!(start.status().as_u16(), 202);
+        let location = start.headers()["Location"].to_str().unwrap().to_string();
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = http
+            .put(format!("{location}{separator}digest={digest}"))
+            .body(blob(&digest))
+            .send()
+            .unwrap();
+        assert_eq!(put.status().as_u16(), 201, "{:?}", put.text());
+    }
+    let put = http
+        .put(format!("http://{registry}/v2/{repository}/manifests/{tag}"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(blob(manifest_digest))
+        .send()
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 201, "{:?}", put.text());
+}
+
+#[test]
+fn uncompressed_layers_are_pulled_with_their_digests_intact() {
+    let registry = Registry::start(RegistryAuth::None);
+    let a = Root::new();
+    let id = a.busybox();
+    let stored = a.inspect("busybox");
+    assert_eq!(
+        stored["Layers"][0]["media_type"],
+        "application/vnd.oci.image.layer.v1.tar"
+    );
+    upload_verbatim(&a, "busybox", &registry.addr, "plain/busybox", "v1");
+    let b = Root::new();
+    let target = format!("{}/plain/busybox:v1", registry.addr);
+    assert_eq!(b.ok(&["pull", &target]).trim(), id);
+    let pulled = b.inspect(&target);
+    assert_eq!(pulled["Digest"], stored["Digest"]);
+    assert_eq!(pulled["Layers"], stored["Layers"]);
+    assert_busybox_runs(&b.first_layer_dir(&target));
+}
