@@ -216,7 +216,7 @@ impl TerminalReporter {
 }
 
 impl Reporter for TerminalReporter {
-    fn blob(&self, action: &str, label: &str, size: u64) -> Box<dyn Progress + Send + '_> {
+    fn blob(&self, action: &str, label: &str, size: u64) -> Box<dyn Progress + Send> {
         let bar = self.multi.as_ref().map(|multi| {
             let bar = multi.add(ProgressBar::new(size));
             if let Ok(style) = ProgressStyle::with_template(

@@ -14,7 +14,7 @@ pub use reference::RegistryRef;
 /// terminal; tests and scripts get plain lines or nothing.
 pub trait Reporter: Sync {
     /// A progress sink for moving one blob (`label`, usually a short digest) of `size` bytes.
-    fn blob(&self, action: &str, label: &str, size: u64) -> Box<dyn Progress + Send + '_>;
+    fn blob(&self, action: &str, label: &str, size: u64) -> Box<dyn Progress + Send>;
     /// One line of status (`sha256:ab12...: already exists`).
     fn status(&self, line: &str);
 }

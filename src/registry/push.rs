@@ -322,7 +322,13 @@ fn upload_reader(
     let what = || format!("cannot push blob {digest}");
     client
         .upload_blob(digest, size, &|| {
-            Ok(reqwest::blocking::Body::sized(open()?, size))
+            // A fresh bar per attempt: a retry after authenticating starts over.
+            let progress = reporter.blob("uploading", digest.short(), size);
+            let reader = ProgressReader {
+                inner: open()?,
+                progress,
+            };
+            Ok(reqwest::blocking::Body::sized(reader, size))
         })
         .with_context(what)?;
     reporter.status(&format!("{}: pushed", digest.short()));
@@ -384,14 +390,20 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-struct ProgressReader<'a, R> {
+/// Reports bytes read through it; finishes the report at the end of the input.
+struct ProgressReader<P, R> {
     inner: R,
-    progress: &'a dyn mycontainer_store::Progress,
+    progress: P,
 }
 
-impl<R: io::Read> io::Read for ProgressReader<'_, R> {
+impl<P: std::ops::Deref<Target = T>, T: mycontainer_store::Progress + ?Sized, R: io::Read> io::Read
+    for ProgressReader<P, R>
+{
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 {
+            self.progress.finish();
+        }
         self.progress.advance(n as u64);
         Ok(n)
     }
