@@ -290,6 +290,11 @@ impl Client {
         *self.lock_authorization() = Some(authorization.clone());
         let response = self.send_with(make, Some(&authorization))?;
         if response.status() == StatusCode::UNAUTHORIZED {
+            // Basic credentials refused (or a login's ping refused) means a wrong
+            // password; a token refused means it does not grant this repository.
+            if authorization.starts_with("Basic ") || self.repository.is_empty() {
+                return Err(self.rejected());
+            }
             return Err(self.denied());
         }
         Ok(response)
@@ -327,6 +332,20 @@ impl Client {
             None => anyhow!(
                 "registry {} denied access to {}: the repository does not exist or needs `mycontainer login {}`",
                 self.registry, self.repository, self.registry
+            ),
+        }
+    }
+
+    fn rejected(&self) -> anyhow::Error {
+        match &self.credentials {
+            Some(c) => anyhow!(
+                "registry {} rejected the credentials of user {:?}: run `mycontainer login {}` with the right password",
+                self.registry, c.username, self.registry
+            ),
+            None => anyhow!(
+                "registry {} needs a login: run `mycontainer login {}`",
+                self.registry,
+                self.registry
             ),
         }
     }
@@ -399,19 +418,7 @@ impl Client {
         })?;
         match response.status() {
             s if s.is_success() => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Err(match &self.credentials {
-                    Some(c) => anyhow!(
-                        "registry {} rejected the credentials of user {:?}: run `mycontainer login {}` with the right password",
-                        self.registry, c.username, self.registry
-                    ),
-                    None => anyhow!(
-                        "registry {} needs a login: run `mycontainer login {}`",
-                        self.registry,
-                        self.registry
-                    ),
-                })
-            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(self.rejected()),
             s => bail!(
                 "token server {realm} of registry {} answered {s}",
                 self.registry

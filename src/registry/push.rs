@@ -66,6 +66,11 @@ pub fn push(
             mount_from: mount_from.clone(),
         },
     )?;
+    // Authenticates (and checks the registry answers) before any work on the layers.
+    let config_digest = Digest::from_oci(manifest.config().digest())?;
+    client
+        .has_blob(&config_digest)
+        .with_context(|| format!("cannot push {target}"))?;
     let scratch = store.temp_dir("push")?;
 
     let mut layers = Vec::new();
@@ -119,7 +124,6 @@ pub fn push(
             layers.push(layer.clone());
         }
     }
-    let config_digest = Digest::from_oci(manifest.config().digest())?;
     let config_size = config_bytes.len() as u64;
     let config = || Ok(Box::new(io::Cursor::new(config_bytes.clone())) as Box<dyn io::Read + Send>);
     upload_reader(
