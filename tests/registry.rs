@@ -435,6 +435,20 @@ fn basic_auth_login_push_pull_logout() {
     let err = b.fails(&["pull", &target]);
     assert!(err.contains("login"), "{err}");
     b.assert_empty();
+    // A stored password that is wrong: one clear line, nothing stored.
+    std::fs::write(
+        b.path().join("auth.json"),
+        serde_json::json!({"auths": {registry.addr.as_str(): {"auth": STANDARD.encode("alice:stale")}}})
+            .to_string(),
+    )
+    .unwrap();
+    let err = b.fails(&["pull", &target]);
+    assert!(
+        err.contains("rejected the credentials of user \"alice\""),
+        "{err}"
+    );
+    b.assert_empty();
+    b.ok(&["logout", &registry.addr]);
     let docker_config = b.path().join("docker-config");
     std::fs::create_dir(&docker_config).unwrap();
     let config = serde_json::json!({"auths": {format!("http://{}", registry.addr): {"auth": STANDARD.encode("alice:s3cret-pw")}}});
@@ -489,6 +503,25 @@ fn token_auth_login_push_pull() {
     a.ok(&["push", "busybox", &target]);
     a.ok(&["image", "rm", "busybox"]);
     assert_eq!(a.ok(&["pull", &target]).trim(), id);
+
+    // Wrong credentials from Docker's config: the token server refuses them.
+    let b = Root::new();
+    let docker_config = b.path().join("docker-config");
+    std::fs::create_dir(&docker_config).unwrap();
+    let config = serde_json::json!({"auths": {registry.addr.as_str(): {"username": "bob", "password": "stale"}}});
+    std::fs::write(docker_config.join("config.json"), config.to_string()).unwrap();
+    let out = b
+        .cmd(&["pull", &target])
+        .env("DOCKER_CONFIG", &docker_config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        err.contains("rejected the credentials of user \"bob\""),
+        "{err}"
+    );
+    b.assert_empty();
     assert_busybox_runs(&a.first_layer_dir(&target));
 
     let requests = tokens.requests.lock().unwrap().clone();
