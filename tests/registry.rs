@@ -344,6 +344,8 @@ fn a_pull_killed_mid_download_is_reclaimed_and_can_be_repeated() {
     let scripted = ScriptedRegistry::serve(&a, "busybox");
     scripted.set(Delivery::HalfThenHang);
     let b = Root::new();
+    // Create the store first, so the only temp entries are the pull's.
+    b.assert_empty();
     let mut child = b
         .cmd(&["pull", &scripted.reference()])
         .stdout(Stdio::null())
