@@ -50,14 +50,19 @@ pub fn load(
 /// A path to the archive as an uncompressed tar: the file itself when it is one,
 /// else a decompressed (or spooled) copy in `scratch`.
 fn plain_tar(input: LoadInput<'_>, scratch: &Path) -> anyhow::Result<PathBuf> {
-    let (mut reader, path): (Box<dyn Read + '_>, Option<&Path>) = match input {
+    // A regular file that is already a plain tar is indexed in place; anything else
+    // (a pipe, compressed input) is spooled.
+    let (mut reader, in_place): (Box<dyn Read + '_>, Option<&Path>) = match input {
         LoadInput::File(path) => {
             let file =
                 File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-            if file.metadata().is_ok_and(|m| m.is_dir()) {
+            let meta = file
+                .metadata()
+                .with_context(|| format!("cannot stat {}", path.display()))?;
+            if meta.is_dir() {
                 bail!("{} is a directory: load takes a tar file", path.display());
             }
-            (Box::new(file), Some(path))
+            (Box::new(file), meta.is_file().then_some(path))
         }
         LoadInput::Stream(stream) => (stream, None),
     };
@@ -67,10 +72,8 @@ fn plain_tar(input: LoadInput<'_>, scratch: &Path) -> anyhow::Result<PathBuf> {
         .read_to_end(&mut head)
         .context("cannot read the archive")?;
     let compression = Compression::sniff(&head)?;
-    if let (Compression::None, Some(path)) = (compression, path) {
-        if File::open(path)?.metadata()?.is_file() {
-            return Ok(path.to_path_buf());
-        }
+    if let (Compression::None, Some(path)) = (compression, in_place) {
+        return Ok(path.to_path_buf());
     }
     let whole = io::Cursor::new(head).chain(reader);
     let mut decoded: Box<dyn Read + '_> = match compression {
