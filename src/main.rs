@@ -1,9 +1,11 @@
 //! mycontainer: one binary for images (store, import, build), running containers
 //! (overlay root, namespaces, cgroups, security) and managing them.
 
+mod archive;
 mod build;
 mod cli;
 mod container;
+mod registry;
 mod runtime;
 
 fn main() {

@@ -31,6 +31,10 @@ pub enum ImageCommand {
     /// Remove image names; delete the image when its last name goes
     #[command(alias = "remove")]
     Rm(RmArgs),
+    /// Write images to an archive (OCI, or docker-archive with --format docker)
+    Save(super::archive::SaveArgs),
+    /// Load images from an archive (OCI or docker-archive, plain or compressed)
+    Load(super::archive::LoadArgs),
 }
 
 #[derive(Args, Debug)]
@@ -83,6 +87,8 @@ pub fn main(ctx: &Ctx, args: ImageArgs) -> anyhow::Result<i32> {
         ImageCommand::Inspect(args) => inspect(ctx, args),
         ImageCommand::Tag(args) => tag(ctx, args),
         ImageCommand::Rm(args) => remove(ctx, args),
+        ImageCommand::Save(args) => super::archive::save(ctx, args),
+        ImageCommand::Load(args) => super::archive::load(ctx, args),
     }
 }
 

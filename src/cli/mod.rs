@@ -1,9 +1,11 @@
 //! Command-line parsing and dispatch. Each verb lives in its own file; this file only
 //! declares the command tree, resolves global options and maps errors to exit codes.
 
+mod archive;
 mod container;
 mod image;
 pub mod progress;
+mod registry;
 mod run;
 
 use std::path::PathBuf;
@@ -54,6 +56,14 @@ pub enum Command {
     Rm(container::RmArgs),
     /// Reclaim leftovers: orphaned mounts, cgroups, temp files, unreferenced blobs
     Gc(container::GcArgs),
+    /// Download an image from a registry
+    Pull(registry::PullArgs),
+    /// Upload an image to a registry
+    Push(registry::PushArgs),
+    /// Store credentials for a registry (in <root>/auth.json)
+    Login(registry::LoginArgs),
+    /// Remove stored credentials for a registry
+    Logout(registry::LogoutArgs),
 }
 
 /// What every command gets: resolved global options.
@@ -100,6 +110,10 @@ pub fn main() -> i32 {
         Command::Logs(args) => container::logs(&ctx, args),
         Command::Rm(args) => container::rm(&ctx, args),
         Command::Gc(args) => container::gc(&ctx, args),
+        Command::Pull(args) => registry::pull(&ctx, args),
+        Command::Push(args) => registry::push(&ctx, args),
+        Command::Login(args) => registry::login(&ctx, args),
+        Command::Logout(args) => registry::logout(&ctx, args),
     };
     match result {
         Ok(code) => code,
