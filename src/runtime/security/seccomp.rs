@@ -354,10 +354,7 @@ fn decode(bytes: &[u8]) -> Option<CompiledSeccomp> {
     if !rest.is_empty() || programs.is_empty() {
         return None;
     }
-    Some(CompiledSeccomp {
-        programs,
-        flags,
-    })
+    Some(CompiledSeccomp { programs, flags })
 }
 
 /// Like [`compile`], but reuses `<cache_dir>/seccomp-<sha256>.bpf` when present and writes
