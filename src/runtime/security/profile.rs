@@ -328,6 +328,8 @@ const ALLOWED: &[&[&str]] = &[
         "open",
         "openat",
         "openat2",
+        "pipe",
+        "pipe2",
         "pread64",
         "preadv",
         "preadv2",

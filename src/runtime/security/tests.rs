@@ -178,7 +178,7 @@ fn write_all(fd: i32, bytes: &[u8]) {
 
 /// Child side: never returns. Stages: 1 before_user_switch, 2 user switch,
 /// 3 after_user_switch, 4 exec.
-fn child(prepared: &Prepared, uid: Option<u32>, fd: i32, argv: &[*const libc::c_char; 4]) -> ! {
+fn child(prepared: &Prepared, uid: Option<u32>, fd: i32, argv: &[*const libc::c_char]) -> ! {
     let mut header = [0i32; HEADER_WORDS];
     let fail = |header: &mut [i32; HEADER_WORDS], stage: i32, errno: i32| -> ! {
         header[0] = stage;
@@ -232,20 +232,25 @@ fn child(prepared: &Prepared, uid: Option<u32>, fd: i32, argv: &[*const libc::c_
 /// Forks, applies `spec`'s security settings as user `uid` (None = stay root), probes and
 /// execs busybox to print /proc/self/status.
 fn run(spec: &Spec, uid: Option<u32>) -> Report {
+    run_busybox(spec, uid, &["cat", "/proc/self/status"])
+}
+
+/// Like [`run`], but execs `busybox ARGS...`; its stdout becomes `Report::status`.
+fn run_busybox(spec: &Spec, uid: Option<u32>, args: &[&str]) -> Report {
     assert!(
         nix::unistd::geteuid().is_root(),
         "behaviour tests need root"
     );
     let prepared = prepare(spec).unwrap();
-    let program = CString::new(BUSYBOX).unwrap();
-    let cat = CString::new("cat").unwrap();
-    let status_path = CString::new("/proc/self/status").unwrap();
-    let argv: [*const libc::c_char; 4] = [
-        program.as_ptr(),
-        cat.as_ptr(),
-        status_path.as_ptr(),
-        std::ptr::null(),
-    ];
+    let strings: Vec<CString> = std::iter::once(BUSYBOX)
+        .chain(args.iter().copied())
+        .map(|s| CString::new(s).unwrap())
+        .collect();
+    let argv: Vec<*const libc::c_char> = strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
     let (read_end, write_end): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
 
     // SAFETY: the child only makes raw syscalls on memory prepared above, then execs or
@@ -288,6 +293,26 @@ fn run(spec: &Spec, uid: Option<u32>) -> Report {
                 status: String::from_utf8_lossy(&bytes[HEADER_WORDS * 4..]).into_owned(),
             }
         }
+    }
+}
+
+#[test]
+fn shell_pipelines_work_under_the_default_filter() {
+    let script = "echo hello | cat; ls / >/dev/null && echo listed; \
+                  sleep 0 & wait; echo waited; (id -u) | tr 0 z";
+    for uid in [None, Some(1000)] {
+        let granted: &[&str] = if uid.is_none() { DEFAULT_CAPS } else { &[] };
+        let report = run_busybox(
+            &spec(DEFAULT_CAPS, granted, &[], false, default_seccomp()),
+            uid,
+            &["sh", "-c", script],
+        );
+        let expected_id = if uid.is_none() { "z" } else { "1zzz" };
+        assert_eq!(
+            report.status,
+            format!("hello\nlisted\nwaited\n{expected_id}\n"),
+            "uid {uid:?}"
+        );
     }
 }
 
