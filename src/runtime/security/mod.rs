@@ -16,7 +16,7 @@
 
 mod caps;
 mod profile;
-mod seccomp;
+pub(crate) mod seccomp;
 mod syscalls;
 
 #[cfg(test)]

@@ -77,6 +77,41 @@ fn probe_unshare_user_ns() -> i32 {
     }
 }
 
+/// clone(2) as fork, with `extra` flags; the new process exits at once.
+fn clone_with(extra: libc::c_long) -> i32 {
+    // SAFETY: clone without CLONE_VM and with a NULL stack behaves like fork: the child
+    // gets a copy of our memory and only calls _exit.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::c_long::from(libc::SIGCHLD) | extra,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if rc == 0 {
+        // SAFETY: leaving the cloned child.
+        unsafe { libc::_exit(0) };
+    }
+    let err = errno_of(rc);
+    if rc > 0 {
+        let mut status = 0;
+        // SAFETY: waiting for our own child with a valid status pointer.
+        unsafe { libc::waitpid(rc as libc::pid_t, &mut status, 0) };
+    }
+    err
+}
+
+fn probe_clone_plain() -> i32 {
+    clone_with(0)
+}
+
+fn probe_clone_user_ns() -> i32 {
+    clone_with(libc::CLONE_NEWUSER as libc::c_long)
+}
+
 fn probe_clone3() -> i32 {
     // SAFETY: a NULL args pointer with size 0: the kernel rejects it with EINVAL unless a
     // filter answers first.
@@ -127,6 +162,8 @@ const PROBES: &[(&str, Probe)] = &[
     ("mount", probe_mount),
     ("unshare_user_ns", probe_unshare_user_ns),
     ("clone3", probe_clone3),
+    ("clone_plain", probe_clone_plain),
+    ("clone_user_ns", probe_clone_user_ns),
     ("vsock", probe_vsock),
     ("unix_socket", probe_unix_socket),
     ("uname", probe_uname),
@@ -460,6 +497,12 @@ fn seccomp_blocks_mount_even_when_caps_allow_it() {
 
     // Unconfined: no filter at all.
     let unconfined = run(&spec(&granted, &granted, &[], false, None), None);
+    assert_eq!(
+        unconfined.probe("clone_user_ns"),
+        0,
+        "the kernel itself allows it"
+    );
+    assert_eq!(unconfined.probe("unshare_user_ns"), 0);
     assert_eq!(unconfined.field("Seccomp"), "0");
     assert_eq!(unconfined.probe("mount"), libc::ENOENT);
     assert_ne!(unconfined.probe("keyctl"), libc::EPERM);
@@ -496,4 +539,130 @@ fn caps_drop_all_leaves_nothing() {
     assert_eq!(report.field("CapEff"), "0000000000000000");
     assert_eq!(report.field("CapBnd"), "0000000000000000");
     assert_eq!(report.field("Seccomp"), "2");
+}
+
+/// Nanoseconds on the monotonic clock (async-signal-safe).
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// In a forked child: time `prepared.after_user_switch()` (which loads the filter when
+/// no_new_privs is set) and then `calls` getppid calls; returns (load ns, loop ns).
+fn time_in_child(prepared: &Prepared, calls: u64) -> (u64, u64) {
+    let (read_end, write_end): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
+    // SAFETY: the child makes raw syscalls only and _exits.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let t0 = now_ns();
+            let loaded = prepared.after_user_switch().is_ok();
+            let t1 = now_ns();
+            for _ in 0..calls {
+                // SAFETY: getppid has no arguments and cannot fail.
+                unsafe { libc::syscall(libc::SYS_getppid) };
+            }
+            let t2 = now_ns();
+            let words = [u64::from(loaded), t1 - t0, t2 - t1];
+            // SAFETY: viewing a u64 array as bytes for the pipe.
+            let bytes = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), 24) };
+            write_all(write_end.as_raw_fd(), bytes);
+            // SAFETY: leaving the forked child.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            let mut bytes = Vec::new();
+            std::fs::File::from(read_end)
+                .read_to_end(&mut bytes)
+                .unwrap();
+            waitpid(child, None).unwrap();
+            let word = |i: usize| u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
+            assert_eq!(word(0), 1, "after_user_switch failed in the timing child");
+            (word(1), word(2))
+        }
+    }
+}
+
+/// Prints what seccomp costs; run with
+/// `cargo test --release --bin mycontainer measure_seccomp -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_seccomp_costs() {
+    const ROUNDS: u32 = 200;
+    let per = |total: std::time::Duration| total / ROUNDS;
+
+    let start = std::time::Instant::now();
+    for _ in 0..ROUNDS {
+        std::hint::black_box(default_seccomp());
+    }
+    let evaluate = per(start.elapsed());
+
+    let profile = default_seccomp().unwrap();
+    let start = std::time::Instant::now();
+    for _ in 0..ROUNDS {
+        std::hint::black_box(seccomp::compile(&profile).unwrap());
+    }
+    let compile = per(start.elapsed());
+
+    let start = std::time::Instant::now();
+    for _ in 0..ROUNDS {
+        std::hint::black_box(seccomp::cache_key(&profile));
+    }
+    let hash = per(start.elapsed());
+
+    let cache = tempfile::tempdir().unwrap();
+    seccomp::compile_cached(&profile, cache.path()).unwrap();
+    let start = std::time::Instant::now();
+    for _ in 0..ROUNDS {
+        std::hint::black_box(seccomp::compile_cached(&profile, cache.path()).unwrap());
+    }
+    let cached = per(start.elapsed());
+
+    let compiled = seccomp::compile(&profile).unwrap();
+    println!(
+        "default profile: {} filters, {} BPF instructions",
+        compiled.filter_count(),
+        compiled.instruction_count()
+    );
+    println!("evaluate Docker-format default -> LinuxSeccomp: {evaluate:?}");
+    println!("compile LinuxSeccomp -> BPF (seccompiler):     {compile:?}");
+    println!("cache key (serialise + sha256):                {hash:?}");
+    println!("cache hit (key + read + decode):               {cached:?}");
+
+    const CALLS: u64 = 1_000_000;
+    let bare = prepare(&spec(DEFAULT_CAPS, DEFAULT_CAPS, &[], true, None)).unwrap();
+    let filtered = prepare(&spec(DEFAULT_CAPS, DEFAULT_CAPS, &[], true, Some(profile))).unwrap();
+    let (bare_setup, bare_loop) = time_in_child(&bare, CALLS);
+    let (_, filtered_loop) = time_in_child(&filtered, CALLS);
+    let loads: Vec<u64> = (0..5)
+        .map(|_| time_in_child(&filtered, 0).0 / 1000)
+        .collect();
+    let tiny_profile = seccomp_from_docker_profile(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["keyctl"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let tiny = prepare(&spec(
+        DEFAULT_CAPS,
+        DEFAULT_CAPS,
+        &[],
+        true,
+        Some(tiny_profile),
+    ))
+    .unwrap();
+    let tiny_loads: Vec<u64> = (0..5).map(|_| time_in_child(&tiny, 0).0 / 1000).collect();
+    println!(
+        "after_user_switch without filter: {} us; with the default filter, 5 runs (us): {loads:?}; \
+         with a 1-rule filter (us): {tiny_loads:?}",
+        bare_setup / 1000
+    );
+    println!(
+        "getppid: {} ns/call unfiltered, {} ns/call filtered",
+        bare_loop / CALLS,
+        filtered_loop / CALLS
+    );
 }
