@@ -285,16 +285,31 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
     })
 }
 
-/// The cache key: sha256 over the format version, the architecture and the profile JSON.
+/// The cache key: sha256 over the format version, the architecture, the syscall table
+/// (a binary that knows more syscall names compiles the same profile differently) and
+/// the profile JSON.
 pub fn cache_key(seccomp: &LinuxSeccomp) -> String {
     let mut hasher = Sha256::new();
     hasher.update(CACHE_FORMAT.as_bytes());
     hasher.update([0]);
     hasher.update(std::env::consts::ARCH.as_bytes());
     hasher.update([0]);
+    hasher.update(syscall_table_digest());
     // Serialising plain structs and vectors is deterministic.
     hasher.update(serde_json::to_vec(seccomp).unwrap_or_default());
     hex::encode(hasher.finalize())
+}
+
+fn syscall_table_digest() -> &'static [u8; 32] {
+    static DIGEST: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    DIGEST.get_or_init(|| {
+        let mut hasher = Sha256::new();
+        for (name, nr) in syscalls::SYSCALLS {
+            hasher.update(name.as_bytes());
+            hasher.update(nr.to_le_bytes());
+        }
+        hasher.finalize().into()
+    })
 }
 
 fn cache_path(cache_dir: &Path, seccomp: &LinuxSeccomp) -> PathBuf {

@@ -706,8 +706,3 @@ pub(super) const SYSCALLS: &[(&str, i64)] = &[
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(super) const SYSCALLS: &[(&str, i64)] = &[];
-
-/// The number of `name` on this architecture, if it has one.
-pub(super) fn number(name: &str) -> Option<i64> {
-    SYSCALLS.iter().find(|(n, _)| *n == name).map(|(_, nr)| *nr)
-}

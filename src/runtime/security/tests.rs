@@ -288,7 +288,7 @@ fn run_busybox(spec: &Spec, uid: Option<u32>, args: &[&str]) -> Report {
         .map(|s| s.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
-    let (read_end, write_end): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
+    let (read_end, write_end) = cloexec_pipe();
 
     // SAFETY: the child only makes raw syscalls on memory prepared above, then execs or
     // _exits (see `child`).
@@ -351,6 +351,12 @@ fn shell_pipelines_work_under_the_default_filter() {
             "uid {uid:?}"
         );
     }
+}
+
+/// A pipe that children forked by other tests running in parallel do not inherit past
+/// their exec (which would delay our end-of-file until they exit).
+fn cloexec_pipe() -> (OwnedFd, OwnedFd) {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap()
 }
 
 fn caps(names: &[&str]) -> Capabilities {
@@ -555,7 +561,7 @@ fn now_ns() -> u64 {
 /// In a forked child: time `prepared.after_user_switch()` (which loads the filter when
 /// no_new_privs is set) and then `calls` getppid calls; returns (load ns, loop ns).
 fn time_in_child(prepared: &Prepared, calls: u64) -> (u64, u64) {
-    let (read_end, write_end): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
+    let (read_end, write_end) = cloexec_pipe();
     // SAFETY: the child makes raw syscalls only and _exits.
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
