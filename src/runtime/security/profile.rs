@@ -749,6 +749,20 @@ pub fn default_profile() -> DockerProfile {
     });
     rules.push(arch_specific);
 
+    let mut arm_specific = allow(&[
+        "arm_fadvise64_64",
+        "arm_sync_file_range",
+        "sync_file_range2",
+        "breakpoint",
+        "cacheflush",
+        "set_tls",
+    ]);
+    arm_specific.includes = Some(Condition {
+        arches: Some(vec!["arm".into(), "arm64".into()]),
+        ..Default::default()
+    });
+    rules.push(arm_specific);
+
     for (cap, names) in ALLOWED_WITH_CAP {
         rules.push(only_with_caps(allow(names), &[cap]));
     }
