@@ -141,6 +141,7 @@ fn probe_unix_socket() -> i32 {
 }
 
 fn probe_uname() -> i32 {
+    // SAFETY: utsname is plain bytes; all zeroes is a valid value.
     let mut buf: libc::utsname = unsafe { std::mem::zeroed() };
     // SAFETY: buf is a valid, writable utsname.
     errno_of(unsafe { libc::uname(&mut buf) } as libc::c_long)
@@ -518,6 +519,7 @@ fn seccomp_blocks_mount_even_when_caps_allow_it() {
 fn docker_json_profile_with_custom_errno() {
     let json = r#"{
         "defaultAction": "SCMP_ACT_ALLOW",
+        "flags": ["SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_LOG"],
         "syscalls": [
             {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
             {"names": ["uname"], "action": "SCMP_ACT_ERRNO"},
@@ -525,6 +527,7 @@ fn docker_json_profile_with_custom_errno() {
         ]
     }"#;
     let profile = seccomp_from_docker_profile(json).unwrap();
+    assert_eq!(profile.flags().as_ref().map(Vec::len), Some(2));
     let report = run(
         &spec(DEFAULT_CAPS, DEFAULT_CAPS, &[], false, Some(profile)),
         None,
