@@ -18,6 +18,8 @@ pub enum CapsError {
     LastCap(String),
     #[error("unknown capability {0:?} in the container config: use a name such as CAP_NET_ADMIN")]
     Unknown(String),
+    #[error("cannot read the runtime's own capabilities: {0}")]
+    Current(String),
 }
 
 /// The five capability sets of the container's process, as bit masks (bit N = capability N),
@@ -99,6 +101,28 @@ impl CapMasks {
             ambient: pick(LinuxCapabilities::ambient)?,
             last_cap,
         })
+    }
+
+    /// Limits the sets to what the calling process can hand on: its bounding set, its
+    /// permitted set (capset cannot raise anything beyond it) and, for inheritable, its
+    /// permitted and inheritable sets; ambient to the resulting permitted and inheritable.
+    /// So `--privileged` (every capability the kernel knows) on a host whose root lacks
+    /// some capability gets all the others instead of failing with EPERM at capset.
+    pub fn clamp_to(self, current: &ProcessCaps) -> Self {
+        let bounding = self.bounding & current.bounding;
+        let permitted = self.permitted & current.permitted & bounding;
+        let effective = self.effective & permitted;
+        let inheritable =
+            self.inheritable & (current.permitted | current.inheritable) & current.bounding;
+        let ambient = self.ambient & permitted & inheritable;
+        Self {
+            bounding,
+            effective,
+            permitted,
+            inheritable,
+            ambient,
+            last_cap: self.last_cap,
+        }
     }
 
     /// Drops every capability not in the bounding set from the bounding set. Needs
@@ -188,6 +212,30 @@ impl CapMasks {
             }
         }
         Ok(())
+    }
+}
+
+/// The calling process's own capability sets, as masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessCaps {
+    pub bounding: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+}
+
+impl ProcessCaps {
+    /// Reads the calling thread's sets. Runs in the parent.
+    pub fn current() -> Result<Self, CapsError> {
+        let read = |set: caps::CapSet| -> Result<u64, CapsError> {
+            caps::read(None, set)
+                .map(|caps| caps.iter().fold(0u64, |mask, cap| mask | cap.bitmask()))
+                .map_err(|e| CapsError::Current(e.to_string()))
+        };
+        Ok(Self {
+            bounding: read(caps::CapSet::Bounding)?,
+            permitted: read(caps::CapSet::Permitted)?,
+            inheritable: read(caps::CapSet::Inheritable)?,
+        })
     }
 }
 
@@ -299,6 +347,36 @@ mod tests {
         assert_eq!(masks.bounding, 1);
         let masks = CapMasks::from_spec(Some(&caps), 40).unwrap();
         assert_eq!(masks.bounding, 1 | (1 << 40));
+    }
+
+    #[test]
+    fn clamping_keeps_only_what_the_runtime_holds() {
+        let wanted = CapMasks {
+            bounding: 0b1111,
+            effective: 0b1111,
+            permitted: 0b1111,
+            inheritable: 0b1111,
+            ambient: 0b1111,
+            last_cap: 40,
+        };
+        let current = ProcessCaps {
+            bounding: 0b0111,
+            permitted: 0b0011,
+            inheritable: 0b0100,
+        };
+        let clamped = wanted.clamp_to(&current);
+        assert_eq!(clamped.bounding, 0b0111);
+        assert_eq!(clamped.permitted, 0b0011);
+        assert_eq!(clamped.effective, 0b0011);
+        assert_eq!(clamped.inheritable, 0b0111);
+        assert_eq!(clamped.ambient, 0b0011);
+        // Nothing changes when the runtime holds everything.
+        let all = ProcessCaps {
+            bounding: u64::MAX,
+            permitted: u64::MAX,
+            inheritable: 0,
+        };
+        assert_eq!(wanted.clamp_to(&all), wanted);
     }
 
     #[test]

@@ -75,10 +75,8 @@ pub fn prepare_with_cache(spec: &Spec, cache_dir: Option<&Path>) -> anyhow::Resu
     let caps = match spec.process() {
         Some(process) => {
             let last_cap = caps::read_last_cap()?;
-            Some(CapMasks::from_spec(
-                process.capabilities().as_ref(),
-                last_cap,
-            )?)
+            let wanted = CapMasks::from_spec(process.capabilities().as_ref(), last_cap)?;
+            Some(wanted.clamp_to(&caps::ProcessCaps::current()?))
         }
         None => None,
     };

@@ -675,3 +675,25 @@ fn measure_seccomp_costs() {
         filtered_loop / CALLS
     );
 }
+
+/// A field of this (test) process's /proc/self/status.
+fn own_status(field: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
+        .map(|v| v.trim().to_string())
+        .unwrap()
+}
+
+#[test]
+fn privileged_gets_every_capability_the_runtime_holds() {
+    // Every capability the caps crate knows, as --privileged asks; the host's root may
+    // lack some (this VM's lacks CAP_SYS_RESOURCE): those are left out, not an error.
+    let all: Vec<String> = ::caps::all().iter().map(|c| c.to_string()).collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let report = run(&spec(&all, &all, &[], false, None), None);
+    assert_eq!(report.field("CapEff"), own_status("CapPrm"));
+    assert_eq!(report.field("CapBnd"), own_status("CapBnd"));
+    assert_eq!(report.field("Seccomp"), "0");
+}
