@@ -64,6 +64,8 @@ pub struct Prepared {
 
 /// Reads `spec.process.capabilities`, `spec.process.no_new_privileges` and
 /// `spec.linux.seccomp` and compiles them. Runs in the parent, before clone.
+/// Capabilities the runtime itself does not hold (or the kernel does not know) are left
+/// out of the sets rather than failing the run (see [`CapMasks::clamp_to`]).
 /// Compiles the seccomp profile in memory; see [`prepare_with_cache`].
 pub fn prepare(spec: &Spec) -> anyhow::Result<Prepared> {
     prepare_with_cache(spec, None)
