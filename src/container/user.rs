@@ -1,7 +1,26 @@
 //! Resolves `-u USER[:GROUP]` against the image's /etc/passwd and /etc/group.
-//! STUB: numeric ids only; names land on the `security` branch.
+//!
+//! Semantics follow Docker (runc's user lookup):
+//! - USER is a name or a uid; a passwd entry matches by name, or by uid when USER is
+//!   numeric. A numeric USER with no entry runs with that uid, gid 0 and home "/".
+//!   An unknown name is an error.
+//! - GROUP (optional) is a name or a gid, looked up the same way in /etc/group; it
+//!   replaces the primary gid, and then no supplementary groups are added (as in runc).
+//! - Without GROUP the supplementary groups are the groups listing the user's name.
+//!
+//! The files are read inside the rootfs with the rootfs as "/": symlinks are resolved as
+//! the container would see them and can never lead out of the rootfs (openat2 with
+//! RESOLVE_IN_ROOT; a userspace walk with the same rule on kernels before 5.6).
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context};
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 
 /// The identity the container's process runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,15 +32,475 @@ pub struct ResolvedUser {
     pub home: Option<String>,
 }
 
+/// /etc/passwd and /etc/group larger than this are refused (a hostile image could
+/// otherwise make us read without bound).
+const MAX_DB_SIZE: u64 = 16 << 20;
+
+/// Symlinks followed before giving up, as the kernel's limit.
+const MAX_SYMLINKS: usize = 40;
+
+/// One /etc/passwd entry (fields we use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PasswdEntry {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: String,
+}
+
+/// One /etc/group entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GroupEntry {
+    name: String,
+    gid: u32,
+    members: Vec<String>,
+}
+
+/// Lines that do not parse (comments, NIS "+" entries, junk) are skipped, as libc does.
+fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?.trim();
+            if name.is_empty() || name.starts_with('#') {
+                return None;
+            }
+            let _password = fields.next()?;
+            let uid = fields.next()?.trim().parse().ok()?;
+            let gid = fields.next()?.trim().parse().ok()?;
+            let _gecos = fields.next();
+            let home = fields.next().unwrap_or("").to_string();
+            Some(PasswdEntry {
+                name: name.to_string(),
+                uid,
+                gid,
+                home,
+            })
+        })
+        .collect()
+}
+
+fn parse_group(text: &str) -> Vec<GroupEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?.trim();
+            if name.is_empty() || name.starts_with('#') {
+                return None;
+            }
+            let _password = fields.next()?;
+            let gid = fields.next()?.trim().parse().ok()?;
+            let members = fields
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+                .collect();
+            Some(GroupEntry {
+                name: name.to_string(),
+                gid,
+                members,
+            })
+        })
+        .collect()
+}
+
+/// Opens `path` (absolute, as seen inside the container) under `rootfs`, treating
+/// `rootfs` as "/". Ok(None) when the file does not exist.
+fn open_in_root(rootfs: &Path, path: &str) -> anyhow::Result<Option<File>> {
+    let root = File::open(rootfs)
+        .with_context(|| format!("cannot open the container rootfs {}", rootfs.display()))?;
+    let relative = path.trim_start_matches('/');
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    match openat2(&root, relative, how) {
+        Ok(fd) => Ok(Some(File::from(fd))),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(Errno::ENOSYS) => open_in_root_by_walking(rootfs, relative),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "cannot open {path} in the container rootfs {}",
+                rootfs.display()
+            )
+        }),
+    }
+}
+
+/// Fallback for kernels without openat2: resolve each component ourselves, restarting at
+/// `rootfs` for absolute symlinks and never going above it with "..", then open the
+/// result without following a final symlink.
+fn open_in_root_by_walking(rootfs: &Path, relative: &str) -> anyhow::Result<Option<File>> {
+    let resolved = resolve_in_root(rootfs, relative)
+        .with_context(|| format!("cannot resolve /{relative} in {}", rootfs.display()))?;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(&resolved);
+    match opened {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot open {}", resolved.display())),
+    }
+}
+
+/// The host path of `relative` inside `rootfs`, with symlinks resolved as if `rootfs`
+/// were "/". The result is always under `rootfs`.
+fn resolve_in_root(rootfs: &Path, relative: &str) -> std::io::Result<PathBuf> {
+    let mut resolved: Vec<OsString> = Vec::new();
+    let mut pending: Vec<OsString> = components_reversed(Path::new(relative));
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate: PathBuf = std::iter::once(rootfs.as_os_str())
+            .chain(resolved.iter().map(|s| s.as_os_str()))
+            .chain(std::iter::once(part.as_os_str()))
+            .collect();
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = std::fs::read_link(&candidate)?;
+                if target.is_absolute() {
+                    resolved.clear();
+                }
+                pending.extend(components_reversed(&target));
+            }
+            // Missing components stay as they are: the open then reports "not found".
+            _ => resolved.push(part),
+        }
+    }
+    Ok(std::iter::once(rootfs.as_os_str())
+        .chain(resolved.iter().map(|s| s.as_os_str()))
+        .collect())
+}
+
+/// Normal and ".." components of `path`, last first (a stack to pop from).
+fn components_reversed(path: &Path) -> Vec<OsString> {
+    let mut parts: Vec<OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect();
+    parts.reverse();
+    parts
+}
+
+/// Reads an account database from the rootfs; Ok(None) when it does not exist.
+fn read_db(rootfs: &Path, path: &str) -> anyhow::Result<Option<String>> {
+    let Some(file) = open_in_root(rootfs, path)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_DB_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {path} in {}", rootfs.display()))?;
+    if bytes.len() as u64 > MAX_DB_SIZE {
+        bail!(
+            "{path} in {} is larger than {} MiB: refusing to parse it",
+            rootfs.display(),
+            MAX_DB_SIZE >> 20
+        );
+    }
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
 /// Resolves `spec` ("", "name", "uid", "name:group", "uid:gid") inside `rootfs`.
-pub fn resolve(_rootfs: &Path, spec: &str) -> anyhow::Result<ResolvedUser> {
-    let (user, group) = spec.split_once(':').unwrap_or((spec, ""));
-    let uid: u32 = if user.is_empty() { 0 } else { user.parse()? };
-    let gid: u32 = if group.is_empty() { 0 } else { group.parse()? };
+pub fn resolve(rootfs: &Path, spec: &str) -> anyhow::Result<ResolvedUser> {
+    let (user, group) = match spec.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (spec, None),
+    };
+    // Docker: an empty user means root; "-u :grp" keeps root as the user.
+    let user = if user.is_empty() { "0" } else { user };
+    let numeric_uid: Option<u32> = user.parse().ok();
+
+    let passwd = read_db(rootfs, "/etc/passwd")?
+        .map(|t| parse_passwd(&t))
+        .unwrap_or_default();
+    let entry = passwd
+        .iter()
+        .find(|e| e.name == user || Some(e.uid) == numeric_uid);
+    let (uid, mut gid, name, home) = match (entry, numeric_uid) {
+        (Some(e), _) => (e.uid, e.gid, Some(e.name.as_str()), e.home.clone()),
+        (None, Some(uid)) => (uid, 0, None, String::new()),
+        (None, None) => bail!(
+            "cannot find user {user:?} in {}/etc/passwd: use a user defined in the image or a numeric uid",
+            rootfs.display()
+        ),
+    };
+
+    let groups = read_db(rootfs, "/etc/group")?
+        .map(|t| parse_group(&t))
+        .unwrap_or_default();
+    let mut additional_gids = Vec::new();
+    match group {
+        Some(group) if !group.is_empty() => {
+            let numeric_gid: Option<u32> = group.parse().ok();
+            let found = groups
+                .iter()
+                .find(|g| g.name == group || Some(g.gid) == numeric_gid);
+            gid = match (found, numeric_gid) {
+                (Some(g), _) => g.gid,
+                (None, Some(gid)) => gid,
+                (None, None) => bail!(
+                    "cannot find group {group:?} in {}/etc/group: use a group defined in the image or a numeric gid",
+                    rootfs.display()
+                ),
+            };
+        }
+        _ => {
+            if let Some(name) = name {
+                for g in groups
+                    .iter()
+                    .filter(|g| g.members.iter().any(|m| m == name))
+                {
+                    if !additional_gids.contains(&g.gid) {
+                        additional_gids.push(g.gid);
+                    }
+                }
+            }
+        }
+    }
+
     Ok(ResolvedUser {
         uid,
         gid,
-        additional_gids: Vec::new(),
-        home: None,
+        additional_gids,
+        home: Some(if home.is_empty() {
+            "/".to_string()
+        } else {
+            home
+        }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    const PASSWD: &str = "\
+root:x:0:0:root:/root:/bin/sh
+# a comment
+daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+alice:x:1000:1000:Alice:/home/alice:/bin/sh
+broken line without colons
+bob:x:notanumber:1:bad uid:/home/bob:/bin/sh
+nohome:x:1002:1002::
+";
+
+    const GROUP: &str = "\
+root:x:0:
+wheel:x:10:root,alice
+alice:x:1000:
+audio:x:29:alice, bob
+staff:x:50:
+";
+
+    fn rootfs(passwd: Option<&str>, group: Option<&str>) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        if let Some(passwd) = passwd {
+            std::fs::write(dir.path().join("etc/passwd"), passwd).unwrap();
+        }
+        if let Some(group) = group {
+            std::fs::write(dir.path().join("etc/group"), group).unwrap();
+        }
+        dir
+    }
+
+    fn user(uid: u32, gid: u32, groups: &[u32], home: &str) -> ResolvedUser {
+        ResolvedUser {
+            uid,
+            gid,
+            additional_gids: groups.to_vec(),
+            home: Some(home.to_string()),
+        }
+    }
+
+    #[test]
+    fn resolves_names_and_numbers() {
+        let dir = rootfs(Some(PASSWD), Some(GROUP));
+        let root = dir.path();
+        assert_eq!(resolve(root, "").unwrap(), user(0, 0, &[10], "/root"));
+        assert_eq!(
+            resolve(root, "alice").unwrap(),
+            user(1000, 1000, &[10, 29], "/home/alice")
+        );
+        assert_eq!(
+            resolve(root, "1000").unwrap(),
+            user(1000, 1000, &[10, 29], "/home/alice")
+        );
+        assert_eq!(
+            resolve(root, "alice:audio").unwrap(),
+            user(1000, 29, &[], "/home/alice")
+        );
+        assert_eq!(
+            resolve(root, "alice:50").unwrap(),
+            user(1000, 50, &[], "/home/alice")
+        );
+        assert_eq!(
+            resolve(root, "alice:4242").unwrap(),
+            user(1000, 4242, &[], "/home/alice")
+        );
+        assert_eq!(
+            resolve(root, "daemon").unwrap(),
+            user(1, 1, &[], "/usr/sbin")
+        );
+        assert_eq!(resolve(root, "nohome").unwrap(), user(1002, 1002, &[], "/"));
+        assert_eq!(resolve(root, ":staff").unwrap(), user(0, 50, &[], "/root"));
+    }
+
+    #[test]
+    fn numeric_uid_not_in_passwd_runs_with_gid_zero() {
+        let dir = rootfs(Some(PASSWD), Some(GROUP));
+        assert_eq!(
+            resolve(dir.path(), "4242").unwrap(),
+            user(4242, 0, &[], "/")
+        );
+        assert_eq!(
+            resolve(dir.path(), "4242:7").unwrap(),
+            user(4242, 7, &[], "/")
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_clear_errors() {
+        let dir = rootfs(Some(PASSWD), Some(GROUP));
+        let err = resolve(dir.path(), "mallory").unwrap_err().to_string();
+        assert!(
+            err.contains("\"mallory\"") && err.contains("/etc/passwd"),
+            "{err}"
+        );
+        let err = resolve(dir.path(), "alice:nogroup")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"nogroup\"") && err.contains("/etc/group"),
+            "{err}"
+        );
+        // Lines that do not parse are skipped, not matched.
+        assert!(resolve(dir.path(), "bob").is_err());
+    }
+
+    #[test]
+    fn missing_files_allow_numeric_ids_only() {
+        let dir = rootfs(None, None);
+        assert_eq!(resolve(dir.path(), "").unwrap(), user(0, 0, &[], "/"));
+        assert_eq!(
+            resolve(dir.path(), "1000:1000").unwrap(),
+            user(1000, 1000, &[], "/")
+        );
+        assert!(resolve(dir.path(), "alice").is_err());
+        assert!(resolve(dir.path(), "0:wheel").is_err());
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_rootfs_only() {
+        // A "host" passwd outside the rootfs that must never be read.
+        let outside = tempfile::tempdir().unwrap();
+        let host_passwd = outside.path().join("passwd");
+        std::fs::write(&host_passwd, "mallory:x:666:666::/evil:/bin/sh\n").unwrap();
+
+        let dir = rootfs(None, Some(GROUP));
+        let root = dir.path();
+        // Absolute symlink: pointing at the host's file by its host path, it must be read
+        // as <rootfs><that path>, which does not exist.
+        symlink(&host_passwd, root.join("etc/passwd")).unwrap();
+        let err = resolve(root, "mallory").unwrap_err().to_string();
+        assert!(err.contains("cannot find user"), "{err}");
+        assert!(resolve(root, "666").unwrap().home == Some("/".into()));
+
+        // Relative escape: ../../.. is clamped at the rootfs.
+        std::fs::remove_file(root.join("etc/passwd")).unwrap();
+        let mut escape = PathBuf::new();
+        for _ in 0..32 {
+            escape.push("..");
+        }
+        symlink(
+            escape.join(host_passwd.strip_prefix("/").unwrap()),
+            root.join("etc/passwd"),
+        )
+        .unwrap();
+        assert!(resolve(root, "mallory").is_err());
+
+        // An absolute symlink inside the image is followed within the rootfs.
+        std::fs::remove_file(root.join("etc/passwd")).unwrap();
+        std::fs::create_dir_all(root.join("usr/share/base")).unwrap();
+        std::fs::write(root.join("usr/share/base/passwd"), PASSWD).unwrap();
+        symlink("/usr/share/base/passwd", root.join("etc/passwd")).unwrap();
+        assert_eq!(resolve(root, "alice").unwrap().uid, 1000);
+    }
+
+    #[test]
+    fn userspace_walk_matches_the_kernel_rule() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = rootfs(Some(PASSWD), None);
+        let root = dir.path();
+        symlink(outside.path(), root.join("escape")).unwrap();
+        symlink("../../../../etc", root.join("etc/up")).unwrap();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        symlink("/a", root.join("a/b/loop")).unwrap();
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("loop1", root.join("loop2")).unwrap();
+
+        let resolved = resolve_in_root(root, "escape/passwd").unwrap();
+        assert_eq!(
+            resolved,
+            root.join(outside.path().strip_prefix("/").unwrap())
+                .join("passwd")
+        );
+        assert!(resolved.starts_with(root));
+        assert_eq!(
+            resolve_in_root(root, "etc/up/passwd").unwrap(),
+            root.join("etc/passwd")
+        );
+        assert_eq!(
+            resolve_in_root(root, "a/b/loop/b").unwrap(),
+            root.join("a/b")
+        );
+        assert_eq!(
+            resolve_in_root(root, "../../etc/passwd").unwrap(),
+            root.join("etc/passwd")
+        );
+        let err = resolve_in_root(root, "loop1").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
+        let opened = open_in_root_by_walking(root, "etc/up/passwd")
+            .unwrap()
+            .unwrap();
+        drop(opened);
+        assert!(open_in_root_by_walking(root, "escape/passwd")
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn oversized_database_is_refused() {
+        let dir = rootfs(None, None);
+        let file = File::create(dir.path().join("etc/passwd")).unwrap();
+        file.set_len(MAX_DB_SIZE + 1).unwrap();
+        let err = resolve(dir.path(), "alice").unwrap_err().to_string();
+        assert!(err.contains("larger than"), "{err}");
+    }
+
+    #[test]
+    fn parsers_skip_malformed_lines() {
+        let users = parse_passwd(PASSWD);
+        assert_eq!(users.len(), 4);
+        assert!(users.iter().all(|u| u.name != "bob"));
+        let groups = parse_group(GROUP);
+        let audio = groups.iter().find(|g| g.name == "audio").unwrap();
+        assert_eq!(audio.members, vec!["alice", "bob"]);
+    }
 }
