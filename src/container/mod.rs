@@ -281,6 +281,9 @@ fn delete_locked(root: &Path, id: &str, dir: &Path, name: Option<&str>) -> anyho
         .and_then(|cg| cg.destroy())
         .with_context(|| format!("cannot remove the cgroup of container {id}"))?;
     fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    mycontainer_store::Store::open(root)
+        .and_then(|store| store.release_layers(id))
+        .with_context(|| format!("cannot release the layers of container {id}"))?;
     if let Some(name) = name {
         let link = names_dir(root).join(name);
         if fs::read_link(&link).is_ok_and(|owner| owner.as_os_str() == id) {

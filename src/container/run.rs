@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use mycontainer_store::{Digest, Store};
 
 use super::spec::{self, ImageDefaults, RootLayers, RunOptions};
 use super::state::{now_unix, State, Status};
@@ -48,6 +49,17 @@ fn human_bytes(bytes: u64) -> String {
 /// Runs the container in the foreground and returns the exit code for the CLI.
 pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
     let record = super::create(root, input.options.name.as_deref())?;
+    // The container keeps its image's layers alive: `image rm` and gc leave them alone
+    // until the container is removed (delete_locked releases the hold).
+    let held: Vec<Digest> = input
+        .lowerdirs
+        .iter()
+        .filter_map(|dir| Digest::parse(dir.file_name()?.to_str()?).ok())
+        .collect();
+    if let Err(err) = Store::open(root).and_then(|store| store.hold_layers(&record.id, &held)) {
+        let _ = super::discard(root, &record, Some(&record.name));
+        return Err(err).context("cannot record the layers this container uses");
+    }
     let name = Some(record.name.clone());
     let mut state = State {
         id: record.id.clone(),
@@ -64,7 +76,7 @@ pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
         started_at: None,
         finished_at: None,
     };
-    let result = start_and_wait(&record, &input, &mut state);
+    let result = start_and_wait(root, &record, &input, &mut state);
     let finish = |state: &mut State| -> anyhow::Result<()> {
         if input.auto_remove {
             super::discard(root, &record, name.as_deref())
@@ -114,6 +126,7 @@ pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
 }
 
 fn start_and_wait(
+    root: &Path,
     record: &super::Record,
     input: &RunInput,
     state: &mut State,
@@ -138,12 +151,14 @@ fn start_and_wait(
         .with_context(|| format!("cannot write {}", record.config_path().display()))?;
     record.save_state(state)?;
     let log_path = record.log_path();
+    let cache_dir = root.join("cache");
     let request = RunRequest {
         bundle: &record.dir,
         spec: &built.spec,
         interactive: input.interactive,
         log_path: Some(&log_path),
         stop_timeout: input.stop_timeout,
+        cache_dir: Some(&cache_dir),
     };
     let mut on_started = |pid: i32| {
         state.status = Status::Running;

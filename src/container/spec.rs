@@ -380,12 +380,14 @@ struct SecurityOpts {
     seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
-fn security_opts(opts: &RunOptions) -> anyhow::Result<SecurityOpts> {
+/// `bounding` is the container's bounding set: Docker's profile allows some syscalls
+/// only with a capability (mount with SYS_ADMIN, say), so it is evaluated for that set.
+fn security_opts(opts: &RunOptions, bounding: &[String]) -> anyhow::Result<SecurityOpts> {
     let mut no_new_privileges = false;
     let mut seccomp = if opts.privileged {
         None
     } else {
-        security::default_seccomp()
+        Some(security::default_seccomp_for_caps(bounding)?)
     };
     for opt in &opts.security_opts {
         let (key, value) = opt
@@ -399,7 +401,7 @@ fn security_opts(opts: &RunOptions) -> anyhow::Result<SecurityOpts> {
             ("seccomp", Some(path)) => {
                 let json = fs::read_to_string(path)
                     .with_context(|| format!("cannot read seccomp profile {path} (--security-opt)"))?;
-                seccomp = Some(security::seccomp_from_docker_profile(&json).with_context(|| {
+                seccomp = Some(security::seccomp_from_docker_profile_for_caps(&json, bounding).with_context(|| {
                     format!("invalid seccomp profile {path} (--security-opt)")
                 })?);
             }
@@ -491,7 +493,14 @@ pub fn build(
         env.push(format!("HOME={home}"));
     }
 
-    let security = security_opts(opts)?;
+    let caps = capabilities(opts, resolved.uid)?;
+    let bounding: Vec<String> = caps
+        .bounding()
+        .iter()
+        .flatten()
+        .filter_map(|c| serde_json::to_value(c).ok()?.as_str().map(String::from))
+        .collect();
+    let security = security_opts(opts, &bounding)?;
     let process = ProcessBuilder::default()
         .terminal(opts.tty)
         .user(
@@ -504,7 +513,7 @@ pub fn build(
         .args(args.clone())
         .env(env)
         .cwd(cwd)
-        .capabilities(capabilities(opts, resolved.uid)?)
+        .capabilities(caps)
         .no_new_privileges(security.no_new_privileges)
         .build()?;
 

@@ -47,6 +47,8 @@ pub struct RunRequest<'a> {
     pub log_path: Option<&'a Path>,
     /// After SIGTERM or SIGINT, how long to wait before SIGKILL.
     pub stop_timeout: Duration,
+    /// Where compiled seccomp filters are cached (`<root>/cache`), if anywhere.
+    pub cache_dir: Option<&'a Path>,
 }
 
 /// How a run ended.
@@ -372,7 +374,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         .as_ref()
         .and_then(|a| a.get(ANNOTATION_INIT))
         .is_some_and(|v| v == "true");
-    let prepared_security = security::prepare(spec)?;
+    let prepared_security = security::prepare_with_cache(spec, req.cache_dir)?;
     let linux = spec.linux().as_ref();
     let cgroup_name = linux
         .and_then(|l| l.cgroups_path().clone())

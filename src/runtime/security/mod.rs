@@ -67,6 +67,7 @@ pub struct Prepared {
 /// Capabilities the runtime itself does not hold (or the kernel does not know) are left
 /// out of the sets rather than failing the run (see [`CapMasks::clamp_to`]).
 /// Compiles the seccomp profile in memory; see [`prepare_with_cache`].
+#[cfg(test)]
 pub fn prepare(spec: &Spec) -> anyhow::Result<Prepared> {
     prepare_with_cache(spec, None)
 }
@@ -106,16 +107,6 @@ pub fn prepare_with_cache(spec: &Spec, cache_dir: Option<&Path>) -> anyhow::Resu
 }
 
 impl Prepared {
-    /// The capability masks that will be applied, if any.
-    pub fn cap_masks(&self) -> Option<&CapMasks> {
-        self.caps.as_ref()
-    }
-
-    /// The compiled seccomp filters, if any.
-    pub fn seccomp(&self) -> Option<&CompiledSeccomp> {
-        self.seccomp.as_ref()
-    }
-
     /// In the child, before setgroups/setgid/setuid: drops the bounding set and keeps
     /// capabilities across the uid change; loads seccomp here when no_new_privs is not
     /// requested (see the module docs). Async-signal-safe.
@@ -165,6 +156,7 @@ impl Prepared {
 
 /// Docker's default seccomp profile as an OCI `LinuxSeccomp` (EPERM for what it blocks),
 /// for a container holding Docker's default capabilities.
+#[cfg(test)]
 pub fn default_seccomp() -> Option<LinuxSeccomp> {
     default_seccomp_for_caps(DEFAULT_CAPS).ok()
 }
@@ -178,6 +170,7 @@ pub fn default_seccomp_for_caps<S: AsRef<str>>(caps: &[S]) -> anyhow::Result<Lin
 
 /// Parses a Docker seccomp profile (JSON) into an OCI `LinuxSeccomp`, evaluating its
 /// capability conditions against Docker's default capabilities.
+#[cfg(test)]
 pub fn seccomp_from_docker_profile(json: &str) -> anyhow::Result<LinuxSeccomp> {
     seccomp_from_docker_profile_for_caps(json, DEFAULT_CAPS)
 }

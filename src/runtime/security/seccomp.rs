@@ -69,6 +69,7 @@ struct SockFprog {
 
 impl CompiledSeccomp {
     /// Number of filters that will be stacked.
+    #[cfg(test)]
     pub fn filter_count(&self) -> usize {
         self.programs.len()
     }
