@@ -332,6 +332,15 @@ fn all_capabilities() -> HashSet<Capability> {
         .collect()
 }
 
+/// The supplementary groups to set: the primary group first, then the groups listing
+/// the user, so `id` shows what it shows under Docker and a dropped primary group cannot
+/// linger from the parent.
+fn groups_with_primary(user: &user::ResolvedUser) -> Vec<u32> {
+    let mut groups = vec![user.gid];
+    groups.extend(user.additional_gids.iter().filter(|g| **g != user.gid));
+    groups
+}
+
 /// Docker's capability rules: the default set, `--cap-drop` (ALL too), `--cap-add` (ALL
 /// too), everything for `--privileged`; a non-root user keeps only the bounding set.
 fn capabilities(
@@ -507,7 +516,7 @@ pub fn build(
             UserBuilder::default()
                 .uid(resolved.uid)
                 .gid(resolved.gid)
-                .additional_gids(resolved.additional_gids.clone())
+                .additional_gids(groups_with_primary(&resolved))
                 .build()?,
         )
         .args(args.clone())

@@ -1,0 +1,286 @@
+//! Issue 5 from inside real containers: capability sets, seccomp (default, unconfined,
+//! a Docker JSON profile), no_new_privs, users by name, privileged mode, and that
+//! nothing of the host (fds, environment) leaks in.
+
+mod common;
+mod probe;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use common::{ok, stderr, stdout, Fixture};
+
+/// Docker's default capability set as /proc/<pid>/status prints it.
+const DOCKER_DEFAULT_CAPS: &str = "00000000a80425fb";
+
+fn fixture() -> Fixture {
+    let fx = Fixture::new();
+    probe::install(&fx.rootfs);
+    std::fs::write(
+        fx.rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:alice:/home/alice:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        fx.rootfs.join("etc/group"),
+        "root:x:0:\nalice:x:1000:\nstaff:x:50:alice\naudio:x:29:alice,root\nnogroup:x:65534:\n",
+    )
+    .unwrap();
+    fx
+}
+
+/// The value of `field` in the container's /proc/self/status, run with `flags`.
+fn status_fields(fx: &Fixture, flags: &[&str], fields: &[&str]) -> Vec<String> {
+    let mut all = vec!["--rm"];
+    all.extend_from_slice(flags);
+    let text = ok(fx.run(&all, &["cat", "/proc/self/status"]));
+    fields
+        .iter()
+        .map(|field| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{field}:")))
+                .unwrap_or_else(|| panic!("no {field} in {text}"))
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn root_gets_dockers_default_capabilities_and_a_user_gets_none() {
+    let fx = fixture();
+    let fields = [
+        "CapInh",
+        "CapPrm",
+        "CapEff",
+        "CapBnd",
+        "CapAmb",
+        "NoNewPrivs",
+        "Seccomp",
+    ];
+    let root = status_fields(&fx, &[], &fields);
+    assert_eq!(
+        root,
+        [
+            DOCKER_DEFAULT_CAPS,
+            DOCKER_DEFAULT_CAPS,
+            DOCKER_DEFAULT_CAPS,
+            DOCKER_DEFAULT_CAPS,
+            "0000000000000000",
+            "0",
+            "2"
+        ]
+    );
+    let user = status_fields(
+        &fx,
+        &["-u", "1000"],
+        &["CapEff", "CapPrm", "CapBnd", "Seccomp"],
+    );
+    assert_eq!(
+        user,
+        [
+            "0000000000000000",
+            "0000000000000000",
+            DOCKER_DEFAULT_CAPS,
+            "2"
+        ]
+    );
+}
+
+#[test]
+fn cap_add_cap_drop_and_privileged() {
+    let fx = fixture();
+    let dropped = status_fields(&fx, &["--cap-drop", "ALL"], &["CapEff", "CapBnd"]);
+    assert_eq!(dropped, ["0000000000000000", "0000000000000000"]);
+    let out = fx.run(
+        &["--rm", "--cap-drop", "ALL"],
+        &["chown", "65534", "/image-marker"],
+    );
+    assert_ne!(out.status.code(), Some(0), "chown without CAP_CHOWN worked");
+
+    // NET_ADMIN is bit 12 (0x1000); CHOWN (bit 0) dropped.
+    let tuned = status_fields(
+        &fx,
+        &["--cap-add", "NET_ADMIN", "--cap-drop", "chown"],
+        &["CapEff"],
+    );
+    assert_eq!(tuned[0], "00000000a80435fa");
+
+    // SYS_ADMIN lets mount through, the capability and the seccomp profile agreeing.
+    assert_eq!(ok(fx.run(&["--rm"], &["probe", "mount"])).trim(), "EPERM");
+    assert_eq!(
+        ok(fx.run(&["--rm", "--cap-add", "SYS_ADMIN"], &["probe", "mount"])).trim(),
+        "ok"
+    );
+
+    let privileged = status_fields(&fx, &["--privileged"], &["CapEff", "Seccomp"]);
+    assert_ne!(privileged[0], DOCKER_DEFAULT_CAPS);
+    assert_eq!(privileged[1], "0", "--privileged runs without seccomp");
+    let bad = fx.run(&["--rm", "--cap-add", "NOT_A_CAP"], &["true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(stderr(&bad).contains("NOT_A_CAP"), "{}", stderr(&bad));
+    fx.assert_no_containers();
+}
+
+#[test]
+fn the_default_seccomp_filter_blocks_dangerous_syscalls_with_eperm() {
+    let fx = fixture();
+    for (syscall, expected) in [
+        ("keyctl", "EPERM"),
+        ("unshare-user", "EPERM"),
+        ("mount", "EPERM"),
+        ("getpid", "ok"),
+    ] {
+        let out = fx.run(&["--rm"], &["probe", syscall]);
+        assert_eq!(stdout(&out).trim(), expected, "{syscall}: {}", stderr(&out));
+    }
+    // Unconfined: keyctl reaches the kernel (which allows it), and Seccomp is 0.
+    assert_eq!(
+        ok(fx.run(
+            &["--rm", "--security-opt", "seccomp=unconfined"],
+            &["probe", "keyctl"]
+        ))
+        .trim(),
+        "ok"
+    );
+    let unconfined = status_fields(&fx, &["--security-opt", "seccomp=unconfined"], &["Seccomp"]);
+    assert_eq!(unconfined, ["0"]);
+    // mount stays impossible without CAP_SYS_ADMIN even unconfined.
+    assert_eq!(
+        ok(fx.run(
+            &["--rm", "--security-opt", "seccomp=unconfined"],
+            &["probe", "mount"]
+        ))
+        .trim(),
+        "EPERM"
+    );
+}
+
+#[test]
+fn a_docker_json_profile_is_applied() {
+    let fx = fixture();
+    let profile = fx.dir.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = fx.run(
+        &["--rm", "--security-opt", &opt],
+        &["sh", "-c", "mkdir /tmp/x; echo still-running; probe keyctl"],
+    );
+    assert_eq!(stdout(&out), "still-running\nok\n", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    let broken = fx.dir.path().join("broken.json");
+    std::fs::write(&broken, "{not json").unwrap();
+    let out = fx.run(
+        &[
+            "--rm",
+            "--security-opt",
+            &format!("seccomp={}", broken.display()),
+        ],
+        &["true"],
+    );
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("broken.json"), "{}", stderr(&out));
+}
+
+#[test]
+fn no_new_privileges_only_when_asked() {
+    let fx = fixture();
+    assert_eq!(status_fields(&fx, &[], &["NoNewPrivs"]), ["0"]);
+    assert_eq!(
+        status_fields(
+            &fx,
+            &["--security-opt", "no-new-privileges"],
+            &["NoNewPrivs"]
+        ),
+        ["1"]
+    );
+    assert_eq!(
+        status_fields(
+            &fx,
+            &["-u", "1000", "--security-opt", "no-new-privileges"],
+            &["NoNewPrivs", "Seccomp"]
+        ),
+        ["1", "2"]
+    );
+}
+
+#[test]
+fn users_resolve_by_name_with_supplementary_groups() {
+    let fx = fixture();
+    assert_eq!(
+        ok(fx.run(&["--rm", "-u", "alice"], &["id"])).trim(),
+        "uid=1000(alice) gid=1000(alice) groups=29(audio),50(staff),1000(alice)"
+    );
+    assert_eq!(
+        ok(fx.run(&["--rm", "-u", "alice:staff"], &["sh", "-c", "id -g"])).trim(),
+        "50"
+    );
+    assert_eq!(
+        ok(fx.run(&["--rm", "-u", "alice"], &["sh", "-c", "echo $HOME"])).trim(),
+        "/home/alice"
+    );
+    assert_eq!(
+        ok(fx.run(&["--rm", "-u", "4242"], &["sh", "-c", "id -u"])).trim(),
+        "4242"
+    );
+    let out = fx.run(&["--rm", "-u", "mallory"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("mallory") && stderr(&out).contains("passwd"),
+        "{}",
+        stderr(&out)
+    );
+    fx.assert_no_containers();
+}
+
+#[test]
+fn no_file_descriptors_or_environment_leak_in() {
+    let fx = fixture();
+    // An inheritable descriptor in the CLI (no CLOEXEC), as a careless caller might leave.
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills the two-element array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the descriptors were just created and are owned here.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let out = fx
+        .run_cmd(&["--rm"], &["probe", "fds"])
+        .env("HOST_SECRET", "leaked")
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&out).trim(),
+        "0 1 2",
+        "descriptors seen inside (host had {} and {})",
+        read_end.as_raw_fd(),
+        write_end.as_raw_fd()
+    );
+    let env = ok(fx
+        .run_cmd(&["--rm", "-e", "ASKED=yes"], &["env"])
+        .env("HOST_SECRET", "leaked")
+        .output()
+        .unwrap());
+    assert!(!env.contains("HOST_SECRET"), "{env}");
+    assert!(env.contains("ASKED=yes"), "{env}");
+}
+
+#[test]
+fn a_read_only_root_refuses_writes() {
+    let fx = fixture();
+    let out = fx.run(&["--rm", "--read-only"], &["sh", "-c", "touch /newfile"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!fx.rootfs.join("newfile").exists());
+}
