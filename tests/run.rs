@@ -368,7 +368,7 @@ fn sigterm_to_the_cli_is_forwarded_then_escalates_after_the_grace_period() {
         .spawn()
         .unwrap();
     assert!(
-        wait_for(5, || pids_with(&format!("sleep {marker}")).len() == 2),
+        wait_for(30, || pids_with(&format!("sleep {marker}")).len() == 2),
         "container did not start"
     );
     let id = fx.container_ids().pop().unwrap();
@@ -392,7 +392,7 @@ fn sigterm_to_the_cli_is_forwarded_then_escalates_after_the_grace_period() {
         .spawn()
         .unwrap();
     // The CLI, our init and the command.
-    assert!(wait_for(5, || pids_with(&format!("sleep {marker}")).len() == 3));
+    assert!(wait_for(30, || pids_with(&format!("sleep {marker}")).len() == 3));
     let id = fx.container_ids().pop().unwrap();
     std::thread::sleep(Duration::from_millis(100));
     // SAFETY: as above.
@@ -409,11 +409,11 @@ fn sigkill_of_the_cli_kills_the_container_and_the_next_command_reclaims_it() {
     let marker = format!("{}", 800_000 + std::process::id() % 100_000);
     let start_and_kill = |flags: &[&str]| {
         let mut child = fx.run_cmd(flags, &["sleep", &marker]).spawn().unwrap();
-        assert!(wait_for(5, || pids_with(&format!("sleep {marker}")).len() == 2));
+        assert!(wait_for(30, || pids_with(&format!("sleep {marker}")).len() == 2));
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(
-            wait_for(5, || pids_with(&format!("sleep {marker}")).is_empty()),
+            wait_for(30, || pids_with(&format!("sleep {marker}")).is_empty()),
             "the container outlived its CLI"
         );
     };
@@ -427,7 +427,7 @@ fn sigkill_of_the_cli_kills_the_container_and_the_next_command_reclaims_it() {
     // A killed process may still be closing its descriptors after its command line is
     // gone, so give gc a few tries.
     let mut out = String::new();
-    let reclaimed = wait_for(5, || {
+    let reclaimed = wait_for(30, || {
         out = ok(fx.cmd().arg("gc").output().unwrap());
         out.contains("removed orphaned container")
     });
@@ -563,7 +563,7 @@ fn a_running_container_cannot_be_removed() {
         .run_cmd(&["--name", "busy", "--init"], &["sleep", "30"])
         .spawn()
         .unwrap();
-    assert!(wait_for(5, || {
+    assert!(wait_for(30, || {
         let state = fx
             .container_ids()
             .first()
@@ -635,7 +635,7 @@ fn containers_get_a_generated_name_and_rm_force_kills_a_running_one() {
         .run_cmd(&["--name", "victim"], &["sleep", "30"])
         .spawn()
         .unwrap();
-    assert!(wait_for(5, || {
+    assert!(wait_for(30, || {
         let state = fx
             .container_ids()
             .first()

@@ -1,0 +1,225 @@
+//! Issue 4 from inside real containers, on whatever cgroup layout the host has (this
+//! suite also runs in a cgroup v2 VM: scripts/test-cgroup2): the limit files hold the
+//! flag values, the OOM killer gives exit 137 and a one-line message, forks fail with
+//! EAGAIN at the pids limit, a CPU quota throttles, bad values create nothing, and no
+//! cgroup directory survives.
+
+mod common;
+mod probe;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use common::{ok, stderr, stdout, Fixture};
+
+fn unified() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// A file of container `id`'s cgroup: v2 keeps them in one directory, v1 in the
+/// hierarchy of the file's controller.
+fn cgroup_file(id: &str, file: &str) -> PathBuf {
+    if unified() {
+        return PathBuf::from("/sys/fs/cgroup/mycontainer").join(id).join(file);
+    }
+    let controller = file.split('.').next().unwrap_or_default();
+    PathBuf::from("/sys/fs/cgroup").join(controller).join("mycontainer").join(id).join(file)
+}
+
+/// Every directory the container's cgroup could have, in any layout.
+fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("/sys/fs/cgroup/mycontainer").join(id)];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for entry in entries.flatten() {
+            dirs.push(entry.path().join("mycontainer").join(id));
+        }
+    }
+    dirs
+}
+
+#[track_caller]
+fn assert_cgroup_gone(id: &str) {
+    for dir in cgroup_dirs(id) {
+        assert!(!dir.exists(), "cgroup left behind: {}", dir.display());
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+fn fixture() -> Fixture {
+    let fx = Fixture::new();
+    probe::install(&fx.rootfs);
+    fx
+}
+
+/// A container that prints `ready` and then waits for a line on stdin: the test looks
+/// at its cgroup from outside while it runs.
+struct Running {
+    child: Child,
+    stdout: BufReader<std::process::ChildStdout>,
+    id: String,
+}
+
+impl Running {
+    fn start(fx: &Fixture, flags: &[&str], script: &str) -> Running {
+        let mut all = vec!["-i"];
+        all.extend_from_slice(flags);
+        let mut child = fx
+            .run_cmd(&all, &["sh", "-c", &format!("{script}; echo ready; read line")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "the container ended before it was ready");
+            if line.trim() == "ready" {
+                break;
+            }
+        }
+        let ids = fx.container_ids();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        Running {
+            child,
+            stdout,
+            id: ids[0].clone(),
+        }
+    }
+
+    fn finish(mut self) -> std::process::Output {
+        self.child.stdin.take().unwrap().write_all(b"bye\n").unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_cgroup_gone(&self.id);
+        out
+    }
+}
+
+#[test]
+fn limit_files_hold_the_flag_values() {
+    let fx = fixture();
+    let flags = [
+        "--rm", "--memory", "100M", "--memory-swap", "200M", "--cpus", "0.5", "--cpu-shares", "512",
+        "--cpuset-cpus", "0", "--pids-limit", "50",
+    ];
+    let running = Running::start(&fx, &flags, "true");
+    let id = running.id.clone();
+    if unified() {
+        assert_eq!(read(&cgroup_file(&id, "memory.max")), "104857600");
+        assert_eq!(read(&cgroup_file(&id, "memory.swap.max")), "104857600");
+        assert_eq!(read(&cgroup_file(&id, "cpu.max")), "50000 100000");
+        assert_eq!(read(&cgroup_file(&id, "cpu.weight")), "20");
+        assert_eq!(read(&cgroup_file(&id, "cpuset.cpus")), "0");
+    } else {
+        assert_eq!(read(&cgroup_file(&id, "memory.limit_in_bytes")), "104857600");
+        let memsw = cgroup_file(&id, "memory.memsw.limit_in_bytes");
+        if memsw.exists() {
+            assert_eq!(read(&memsw), "209715200");
+        }
+        assert_eq!(read(&cgroup_file(&id, "cpu.cfs_quota_us")), "50000");
+        assert_eq!(read(&cgroup_file(&id, "cpu.cfs_period_us")), "100000");
+        assert_eq!(read(&cgroup_file(&id, "cpu.shares")), "512");
+        assert_eq!(read(&cgroup_file(&id, "cpuset.cpus")), "0");
+    }
+    assert_eq!(read(&cgroup_file(&id, "pids.max")), "50");
+    // The container's shell is in it.
+    let procs = read(&cgroup_file(&id, "pids.current"));
+    assert_eq!(procs, "1", "the shell waiting in read");
+    running.finish();
+    fx.assert_no_containers();
+}
+
+#[test]
+fn the_seeds_flag_forms_are_accepted() {
+    let fx = fixture();
+    let running = Running::start(&fx, &["--rm", "--mem=64M", "--cpu=25%"], "true");
+    if unified() {
+        assert_eq!(read(&cgroup_file(&running.id, "memory.max")), "67108864");
+        assert_eq!(read(&cgroup_file(&running.id, "cpu.max")), "25000 100000");
+    } else {
+        assert_eq!(read(&cgroup_file(&running.id, "memory.limit_in_bytes")), "67108864");
+        assert_eq!(read(&cgroup_file(&running.id, "cpu.cfs_quota_us")), "25000");
+    }
+    running.finish();
+}
+
+#[test]
+fn going_over_the_memory_limit_is_an_oom_kill_with_exit_137() {
+    let fx = fixture();
+    let out = fx.run(&["--name", "hog", "--memory", "32m", "--memory-swap", "32m"], &["probe", "alloc", "256"]);
+    assert_eq!(out.status.code(), Some(137), "stdout {} stderr {}", stdout(&out), stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.lines().any(|l| l == "mycontainer: container hog was killed: out of memory (limit 32 MiB)"),
+        "{err}"
+    );
+    let id = fx.container_ids().pop().unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.root.join("containers").join(&id).join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["oom_killed"], true, "{state}");
+    assert_eq!(state["exit_code"], 137);
+    assert_cgroup_gone(&id);
+    ok(fx.cmd().args(["rm", "hog"]).output().unwrap());
+}
+
+#[test]
+fn forks_fail_with_eagain_at_the_pids_limit() {
+    let fx = fixture();
+    let out = ok(fx.run(&["--rm", "--pids-limit", "10"], &["probe", "fork", "40"]));
+    let words: Vec<&str> = out.split_whitespace().collect();
+    // "forked N failed M ERRNO"
+    let (made, failed) = (words[1].parse::<u32>().unwrap(), words[3].parse::<u32>().unwrap());
+    assert!(made < 10 && failed > 0, "{out}");
+    assert_eq!(words[4], "EAGAIN", "{out}");
+    // Without a limit the same load succeeds.
+    let out = ok(fx.run(&["--rm"], &["probe", "fork", "40"]));
+    assert!(out.starts_with("forked 40 failed 0"), "{out}");
+}
+
+#[test]
+fn a_cpu_quota_throttles_a_busy_loop() {
+    let fx = fixture();
+    let running = Running::start(&fx, &["--rm", "--cpus", "0.25"], "probe spin 2 > /tmp/share");
+    let stat = read(&cgroup_file(&running.id, "cpu.stat"));
+    let throttled: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("nr_throttled "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no nr_throttled in {stat}"));
+    assert!(throttled > 0, "{stat}");
+    running.finish();
+    // A second run reports the share it got (per mille of a core): about a quarter.
+    let share: u32 = ok(fx.run(&["--rm", "--cpus", "0.25"], &["probe", "spin", "2"])).trim().parse().unwrap();
+    assert!((100..=450).contains(&share), "a quarter core gave {share}/1000");
+}
+
+#[test]
+fn bad_values_are_rejected_before_anything_is_created() {
+    let fx = fixture();
+    for (flags, named) in [
+        (&["--memory", "lots"][..], "--memory"),
+        (&["--mem=12Q"], "--mem"),
+        (&["--cpus=-1"], "--cpus"),
+        (&["--cpu=0%"], "--cpu"),
+        (&["--cpuset-cpus", "x-y"], "--cpuset-cpus"),
+        (&["--memory", "64m", "--memory-swap", "32m"], "--memory-swap"),
+    ] {
+        let mut all = vec!["--rm"];
+        all.extend_from_slice(flags);
+        let out = fx.run(&all, &["true"]);
+        assert_eq!(out.status.code(), Some(125), "{flags:?} accepted");
+        assert!(stderr(&out).contains(named), "{flags:?}: {}", stderr(&out));
+        fx.assert_no_containers();
+    }
+}
