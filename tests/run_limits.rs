@@ -21,10 +21,16 @@ fn unified() -> bool {
 /// hierarchy of the file's controller.
 fn cgroup_file(id: &str, file: &str) -> PathBuf {
     if unified() {
-        return PathBuf::from("/sys/fs/cgroup/mycontainer").join(id).join(file);
+        return PathBuf::from("/sys/fs/cgroup/mycontainer")
+            .join(id)
+            .join(file);
     }
     let controller = file.split('.').next().unwrap_or_default();
-    PathBuf::from("/sys/fs/cgroup").join(controller).join("mycontainer").join(id).join(file)
+    PathBuf::from("/sys/fs/cgroup")
+        .join(controller)
+        .join("mycontainer")
+        .join(id)
+        .join(file)
 }
 
 /// Every directory the container's cgroup could have, in any layout.
@@ -71,7 +77,10 @@ impl Running {
         let mut all = vec!["-i"];
         all.extend_from_slice(flags);
         let mut child = fx
-            .run_cmd(&all, &["sh", "-c", &format!("{script}; echo ready; read line")])
+            .run_cmd(
+                &all,
+                &["sh", "-c", &format!("{script}; echo ready; read line")],
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -81,7 +90,10 @@ impl Running {
         let mut line = String::new();
         loop {
             line.clear();
-            assert!(stdout.read_line(&mut line).unwrap() > 0, "the container ended before it was ready");
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "the container ended before it was ready"
+            );
             if line.trim() == "ready" {
                 break;
             }
@@ -96,11 +108,20 @@ impl Running {
     }
 
     fn finish(mut self) -> std::process::Output {
-        self.child.stdin.take().unwrap().write_all(b"bye\n").unwrap();
+        self.child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"bye\n")
+            .unwrap();
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
         let out = self.child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_cgroup_gone(&self.id);
         out
     }
@@ -110,8 +131,19 @@ impl Running {
 fn limit_files_hold_the_flag_values() {
     let fx = fixture();
     let flags = [
-        "--rm", "--memory", "100M", "--memory-swap", "200M", "--cpus", "0.5", "--cpu-shares", "512",
-        "--cpuset-cpus", "0", "--pids-limit", "50",
+        "--rm",
+        "--memory",
+        "100M",
+        "--memory-swap",
+        "200M",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "--pids-limit",
+        "50",
     ];
     let running = Running::start(&fx, &flags, "true");
     let id = running.id.clone();
@@ -122,7 +154,10 @@ fn limit_files_hold_the_flag_values() {
         assert_eq!(read(&cgroup_file(&id, "cpu.weight")), "20");
         assert_eq!(read(&cgroup_file(&id, "cpuset.cpus")), "0");
     } else {
-        assert_eq!(read(&cgroup_file(&id, "memory.limit_in_bytes")), "104857600");
+        assert_eq!(
+            read(&cgroup_file(&id, "memory.limit_in_bytes")),
+            "104857600"
+        );
         let memsw = cgroup_file(&id, "memory.memsw.limit_in_bytes");
         if memsw.exists() {
             assert_eq!(read(&memsw), "209715200");
@@ -148,7 +183,10 @@ fn the_seeds_flag_forms_are_accepted() {
         assert_eq!(read(&cgroup_file(&running.id, "memory.max")), "67108864");
         assert_eq!(read(&cgroup_file(&running.id, "cpu.max")), "25000 100000");
     } else {
-        assert_eq!(read(&cgroup_file(&running.id, "memory.limit_in_bytes")), "67108864");
+        assert_eq!(
+            read(&cgroup_file(&running.id, "memory.limit_in_bytes")),
+            "67108864"
+        );
         assert_eq!(read(&cgroup_file(&running.id, "cpu.cfs_quota_us")), "25000");
     }
     running.finish();
@@ -157,16 +195,28 @@ fn the_seeds_flag_forms_are_accepted() {
 #[test]
 fn going_over_the_memory_limit_is_an_oom_kill_with_exit_137() {
     let fx = fixture();
-    let out = fx.run(&["--name", "hog", "--memory", "32m", "--memory-swap", "32m"], &["probe", "alloc", "256"]);
-    assert_eq!(out.status.code(), Some(137), "stdout {} stderr {}", stdout(&out), stderr(&out));
+    let out = fx.run(
+        &["--name", "hog", "--memory", "32m", "--memory-swap", "32m"],
+        &["probe", "alloc", "256"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "stdout {} stderr {}",
+        stdout(&out),
+        stderr(&out)
+    );
     let err = stderr(&out);
     assert!(
-        err.lines().any(|l| l == "mycontainer: container hog was killed: out of memory (limit 32 MiB)"),
+        err.lines()
+            .any(|l| l == "mycontainer: container hog was killed: out of memory (limit 32 MiB)"),
         "{err}"
     );
     let id = fx.container_ids().pop().unwrap();
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fx.root.join("containers").join(&id).join("state.json")).unwrap()).unwrap();
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fx.root.join("containers").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(state["oom_killed"], true, "{state}");
     assert_eq!(state["exit_code"], 137);
     assert_cgroup_gone(&id);
@@ -179,7 +229,10 @@ fn forks_fail_with_eagain_at_the_pids_limit() {
     let out = ok(fx.run(&["--rm", "--pids-limit", "10"], &["probe", "fork", "40"]));
     let words: Vec<&str> = out.split_whitespace().collect();
     // "forked N failed M ERRNO"
-    let (made, failed) = (words[1].parse::<u32>().unwrap(), words[3].parse::<u32>().unwrap());
+    let (made, failed) = (
+        words[1].parse::<u32>().unwrap(),
+        words[3].parse::<u32>().unwrap(),
+    );
     assert!(made < 10 && failed > 0, "{out}");
     assert_eq!(words[4], "EAGAIN", "{out}");
     // Without a limit the same load succeeds.
@@ -190,7 +243,11 @@ fn forks_fail_with_eagain_at_the_pids_limit() {
 #[test]
 fn a_cpu_quota_throttles_a_busy_loop() {
     let fx = fixture();
-    let running = Running::start(&fx, &["--rm", "--cpus", "0.25"], "probe spin 2 > /tmp/share");
+    let running = Running::start(
+        &fx,
+        &["--rm", "--cpus", "0.25"],
+        "probe spin 2 > /tmp/share",
+    );
     let stat = read(&cgroup_file(&running.id, "cpu.stat"));
     let throttled: u64 = stat
         .lines()
@@ -200,8 +257,14 @@ fn a_cpu_quota_throttles_a_busy_loop() {
     assert!(throttled > 0, "{stat}");
     running.finish();
     // A second run reports the share it got (per mille of a core): about a quarter.
-    let share: u32 = ok(fx.run(&["--rm", "--cpus", "0.25"], &["probe", "spin", "2"])).trim().parse().unwrap();
-    assert!((100..=450).contains(&share), "a quarter core gave {share}/1000");
+    let share: u32 = ok(fx.run(&["--rm", "--cpus", "0.25"], &["probe", "spin", "2"]))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        (100..=450).contains(&share),
+        "a quarter core gave {share}/1000"
+    );
 }
 
 #[test]
@@ -213,7 +276,10 @@ fn bad_values_are_rejected_before_anything_is_created() {
         (&["--cpus=-1"], "--cpus"),
         (&["--cpu=0%"], "--cpu"),
         (&["--cpuset-cpus", "x-y"], "--cpuset-cpus"),
-        (&["--memory", "64m", "--memory-swap", "32m"], "--memory-swap"),
+        (
+            &["--memory", "64m", "--memory-swap", "32m"],
+            "--memory-swap",
+        ),
     ] {
         let mut all = vec!["--rm"];
         all.extend_from_slice(flags);

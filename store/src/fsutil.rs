@@ -187,14 +187,28 @@ pub(crate) fn sync_parent(path: &Path) -> Result<()> {
 
 /// Replaces `target` with `bytes` atomically: temp file in the store, fsync, rename.
 pub(crate) fn write_atomic(store: &Store, target: &Path, bytes: &[u8]) -> Result<()> {
+    replace(store, target, bytes, true)
+}
+
+/// Replaces `target` atomically without waiting for the disk: readers see the old or
+/// the new content, never a mix, but a power cut may lose the change. For records
+/// whose loss costs a recomputation at most, on paths that run on every container start.
+pub(crate) fn write_atomic_volatile(store: &Store, target: &Path, bytes: &[u8]) -> Result<()> {
+    replace(store, target, bytes, false)
+}
+
+fn replace(store: &Store, target: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let (entry, mut file) = TempEntry::new_file(store, "write")?;
     file.write_all(bytes)
-        .and_then(|_| file.sync_all())
+        .and_then(|_| if durable { file.sync_all() } else { Ok(()) })
         .map_err(|e| Error::io("cannot write", entry.path(), e))?;
     let mut entry = entry;
     fs::rename(&entry.path, target).map_err(|e| Error::io("cannot replace", target, e))?;
     entry.persisted = true;
-    sync_parent(target)
+    if durable {
+        sync_parent(target)?;
+    }
+    Ok(())
 }
 
 fn unique_name(kind: &str) -> String {

@@ -73,7 +73,10 @@ impl Store {
         let dir = self.root().join("holds");
         fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
         let text: String = diff_ids.iter().map(|d| format!("{d}\n")).collect();
-        crate::fsutil::write_atomic(self, &dir.join(holder), text.as_bytes())
+        // Not fsynced: this runs on every container start, and after a power cut the
+        // worst case is a stopped container whose image was removed losing its layers
+        // to a gc (the container records stay; `rm` them).
+        crate::fsutil::write_atomic_volatile(self, &dir.join(holder), text.as_bytes())
     }
 
     /// Drops a hold taken with [`Store::hold_layers`].
