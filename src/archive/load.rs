@@ -11,7 +11,6 @@ use anyhow::{bail, Context};
 use mycontainer_store::{
     Compression, Digest, Image, LayerInfo, Reference, Store, REF_NAME_ANNOTATION,
 };
-use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
 use serde_json::Value;
 
 use super::tarindex::TarIndex;
@@ -241,7 +240,8 @@ fn load_docker(
             imported.insert(name.to_string(), layer.clone());
             layers.push(layer);
         }
-        let manifest_bytes = oci_manifest(&config_bytes, &layers)?;
+        // The config as it came (its digest is the image id), the layers as imported.
+        let manifest_bytes = mycontainer_store::oci_manifest(&config_bytes, &layers)?;
         loaded.push(add(
             store,
             &manifest_bytes,
@@ -250,34 +250,6 @@ fn load_docker(
         )?);
     }
     Ok(loaded)
-}
-
-/// An OCI manifest for a docker-archive image: the config as it came (its digest is the
-/// image id) and the layer blobs as imported.
-fn oci_manifest(config_bytes: &[u8], layers: &[LayerInfo]) -> anyhow::Result<Vec<u8>> {
-    let config = Descriptor::new(
-        MediaType::ImageConfig,
-        config_bytes.len() as u64,
-        Digest::of_bytes(config_bytes).to_oci(),
-    );
-    let layers = layers
-        .iter()
-        .map(|l| {
-            Descriptor::new(
-                MediaType::from(l.media_type.as_str()),
-                l.size,
-                l.digest.to_oci(),
-            )
-        })
-        .collect::<Vec<_>>();
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(config)
-        .layers(layers)
-        .build()
-        .context("cannot build the image manifest")?;
-    Ok(serde_json::to_vec(&manifest)?)
 }
 
 /// Adds the image under its first name and tags it with the others. Names are stored

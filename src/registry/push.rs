@@ -7,9 +7,8 @@ use std::io::{self, BufReader, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use mycontainer_store::{Digest, Store};
+use mycontainer_store::{Digest, HashingWriter, Store};
 use oci_spec::image::{Descriptor, ImageManifest, MediaType};
-use sha2::{Digest as _, Sha256};
 
 use super::client::{Client, ClientOptions, OCI_MANIFEST};
 use super::{auth, RegistryRef, Reporter};
@@ -353,11 +352,7 @@ fn compress(
         progress,
     });
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut output = HashingWriter {
-        inner: io::BufWriter::new(file),
-        hasher: Sha256::new(),
-        count: 0,
-    };
+    let mut output = HashingWriter::new(io::BufWriter::new(file));
     match compression {
         LayerCompression::Gzip => {
             let mut encoder =
@@ -371,27 +366,9 @@ fn compress(
             encoder.finish()?;
         }
     }
-    output.inner.flush()?;
-    Ok((Digest::from_sha256(output.hasher), output.count))
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
+    let (digest, size, mut file) = output.finish();
+    file.flush()?;
+    Ok((digest, size))
 }
 
 /// Reports bytes read through it; finishes the report at the end of the input.

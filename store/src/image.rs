@@ -146,29 +146,7 @@ impl Store {
             serde_json::to_vec(&config).map_err(|e| Error::BadInput(e.to_string()))?;
         let config_digest = blobs::put(self, &config_bytes)?;
 
-        let layer_descriptors: Vec<Descriptor> = layers
-            .iter()
-            .map(|l| {
-                Descriptor::new(
-                    MediaType::from(l.media_type.as_str()),
-                    l.size,
-                    l.digest.to_oci(),
-                )
-            })
-            .collect();
-        let manifest = ImageManifestBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageManifest)
-            .config(Descriptor::new(
-                MediaType::ImageConfig,
-                config_bytes.len() as u64,
-                config_digest.to_oci(),
-            ))
-            .layers(layer_descriptors)
-            .build()
-            .map_err(build_error)?;
-        let manifest_bytes =
-            serde_json::to_vec(&manifest).map_err(|e| Error::BadInput(e.to_string()))?;
+        let manifest_bytes = oci_manifest(&config_bytes, layers)?;
         let manifest_digest = blobs::put(self, &manifest_bytes)?;
 
         let descriptor = Descriptor::new(
@@ -449,6 +427,33 @@ impl Store {
     pub(crate) fn ingest_lock_file(&self) -> Result<FileLock> {
         FileLock::shared(&self.root().join("gc.lock"))
     }
+}
+
+/// The OCI image manifest of a config (as its bytes, whose digest is the image id) over
+/// stored layer blobs, base first.
+pub fn oci_manifest(config_bytes: &[u8], layers: &[LayerInfo]) -> Result<Vec<u8>> {
+    let layer_descriptors: Vec<Descriptor> = layers
+        .iter()
+        .map(|l| {
+            Descriptor::new(
+                MediaType::from(l.media_type.as_str()),
+                l.size,
+                l.digest.to_oci(),
+            )
+        })
+        .collect();
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(Descriptor::new(
+            MediaType::ImageConfig,
+            config_bytes.len() as u64,
+            Digest::of_bytes(config_bytes).to_oci(),
+        ))
+        .layers(layer_descriptors)
+        .build()
+        .map_err(build_error)?;
+    serde_json::to_vec(&manifest).map_err(|e| Error::BadInput(e.to_string()))
 }
 
 fn is_broken_pipe(error: &Error) -> bool {

@@ -24,10 +24,10 @@ mod unpack;
 
 use std::path::{Path, PathBuf};
 
-pub use digest::Digest;
+pub use digest::{Digest, HashingReader, HashingWriter};
 pub use error::{Error, Result};
 pub use gc::GcReport;
-pub use image::{Image, ImageSpec, ImportSource, IngestLock, LayerInfo};
+pub use image::{oci_manifest, Image, ImageSpec, ImportSource, IngestLock, LayerInfo};
 pub use import::{Compression, ImportedLayer, NoProgress, Progress};
 pub use reference::Reference;
 
