@@ -228,11 +228,14 @@ fn kill_9_mid_import_leaves_a_usable_store_and_temp_files_are_reclaimed() {
 #[test]
 fn two_processes_import_at_the_same_time() {
     let root = Root::new();
+    // One tree, so all four share one layer (two trees made a second apart would not).
+    let plain = rootfs_tar(None);
+    let gzipped = compress("gzip", &plain);
     let children: Vec<_> = (0..4)
         .map(|i| {
             let file = root.file(
                 &format!("in{i}.tar"),
-                &rootfs_tar(if i % 2 == 0 { None } else { Some("-z") }),
+                if i % 2 == 0 { &plain } else { &gzipped },
             );
             root.cmd(&[
                 "image",

@@ -217,13 +217,26 @@ impl Store {
     /// Finds an image by `name[:tag]`, by id (config digest, any unique prefix of at
     /// least 4 hex digits, with or without `sha256:`), or by manifest digest.
     pub fn image(&self, wanted: &str) -> Result<Image> {
-        let images = self.images()?;
+        // By name: only that image's blobs are read (this is on every `run`'s path).
         if let Ok(reference) = Reference::parse(wanted) {
             let full = reference.to_string();
-            if let Some(image) = images.iter().find(|i| i.names.contains(&full)) {
-                return Ok(image.clone());
+            let index = index::load(self)?;
+            let named = index
+                .manifests()
+                .iter()
+                .find(|d| index::ref_name(d) == Some(&full));
+            if let Some(descriptor) = named {
+                let mut names: Vec<String> = index
+                    .manifests()
+                    .iter()
+                    .filter(|d| d.digest() == descriptor.digest())
+                    .filter_map(|d| index::ref_name(d).map(String::from))
+                    .collect();
+                names.sort();
+                return self.load_image(&Digest::from_oci(descriptor.digest())?, names);
             }
         }
+        let images = self.images()?;
         let hex = wanted.strip_prefix("sha256:").unwrap_or(wanted);
         let is_hex =
             hex.len() >= 4 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
