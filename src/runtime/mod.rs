@@ -12,7 +12,7 @@ mod rootfs;
 pub mod security;
 mod supervise;
 
-pub use logfile::replay as replay_log;
+pub use logfile::{rfc3339, LogFollower};
 pub use supervise::{run, Outcome, RunRequest};
 
 /// "true": run our tiny init as PID 1 (Docker's `--init`).
