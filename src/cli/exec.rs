@@ -1,9 +1,9 @@
 //! `mycontainer exec`: a command inside a running container.
 
-use anyhow::bail;
 use clap::Args;
 
 use super::Ctx;
+use crate::container::{self, exec::ExecOptions};
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
@@ -28,6 +28,18 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-pub fn exec(_ctx: &Ctx, _args: ExecArgs) -> anyhow::Result<i32> {
-    bail!("exec is not implemented yet")
+pub fn exec(ctx: &Ctx, args: ExecArgs) -> anyhow::Result<i32> {
+    let record = container::find(&ctx.root, &args.container)?;
+    container::exec::exec(
+        &ctx.root,
+        &record,
+        &ExecOptions {
+            command: args.command,
+            env: args.env,
+            workdir: args.workdir,
+            user: args.user,
+            tty: args.tty,
+            interactive: args.interactive,
+        },
+    )
 }

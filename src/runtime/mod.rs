@@ -2,6 +2,7 @@
 //! process. It knows nothing of images or names: everything comes from the spec.
 
 pub mod cgroups;
+mod exec;
 mod init;
 mod logfile;
 mod namespaces;
@@ -12,6 +13,7 @@ mod rootfs;
 pub mod security;
 mod supervise;
 
+pub use exec::{exec, ExecRequest};
 pub use logfile::{rfc3339, LogFollower};
 pub use supervise::{run, Outcome, RunRequest};
 
