@@ -452,6 +452,10 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
         "{}",
         stderr(&missing)
     );
+    // -t: a pty from the container's own devpts, its output copied to ours.
+    let tty = ok(w.mc(&["exec", "-t", "host", "sh", "-c", "tty; echo in-pty"]));
+    assert!(tty.starts_with("/dev/pts/"), "{tty:?}");
+    assert!(tty.contains("in-pty"), "{tty:?}");
     // -i passes stdin.
     let mut cat = w
         .cmd()

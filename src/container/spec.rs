@@ -689,7 +689,8 @@ mod tests {
             "A=image",
             "B=file",
             "C=flag",
-            "HOME=/root",
+            // No /etc/passwd in this image: HOME is "/", as Docker gives (user::resolve).
+            "HOME=/",
         ] {
             assert!(
                 env.contains(&expected.to_string()),
