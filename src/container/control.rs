@@ -186,8 +186,15 @@ fn reset_work_dir(record: &Record) -> anyhow::Result<()> {
 /// the background. Returns the exit code when its command could not be executed.
 pub fn start(root: &Path, record: &Record) -> anyhow::Result<Option<i32>> {
     let Some(lock) = lock_dir(&record.dir, false)? else {
-        // Running already: Docker's start succeeds on a running container.
-        return Ok(None);
+        // Running already: Docker's start succeeds on a running container. Otherwise
+        // another command (rm, start) holds it right now.
+        if record.load_state().is_ok_and(|s| s.status == Status::Running) {
+            return Ok(None);
+        }
+        bail!(
+            "container {} is busy: another mycontainer command is acting on it, try again",
+            record.display_name()
+        );
     };
     let mut state = record.load_state()?;
     if state.status == Status::Running {
