@@ -112,7 +112,11 @@ fn run_d_returns_at_once_and_a_detached_supervisor_owns_the_container() {
     // -d with -t has nothing to attach the terminal to: refused before anything exists.
     let refused = w.run(&["-d", "-t"], &["true"]);
     assert_eq!(refused.status.code(), Some(125));
-    assert!(stderr(&refused).contains("-d cannot be combined"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("-d cannot be combined"),
+        "{}",
+        stderr(&refused)
+    );
     assert_eq!(w.container_ids().len(), 1);
 
     ok(w.mc(&["rm", "-f", "sleeper"]));

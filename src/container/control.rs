@@ -188,7 +188,10 @@ pub fn start(root: &Path, record: &Record) -> anyhow::Result<Option<i32>> {
     let Some(lock) = lock_dir(&record.dir, false)? else {
         // Running already: Docker's start succeeds on a running container. Otherwise
         // another command (rm, start) holds it right now.
-        if record.load_state().is_ok_and(|s| s.status == Status::Running) {
+        if record
+            .load_state()
+            .is_ok_and(|s| s.status == Status::Running)
+        {
             return Ok(None);
         }
         bail!(
