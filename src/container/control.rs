@@ -5,7 +5,7 @@
 //! lock is held, and a signal goes through a pidfd after checking that the process still
 //! sits in the container's cgroup, so a recycled pid is never signalled.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -84,7 +84,6 @@ pub fn signal(record: &Record, signal: i32) -> anyhow::Result<()> {
     if !cgroups.contains(&super::cgroup_name(&record.id)) {
         bail!("container {} is not running", record.display_name());
     }
-    use std::os::fd::AsRawFd;
     // SAFETY: pidfd_send_signal on our pidfd, no siginfo.
     let rc = unsafe {
         libc::syscall(
@@ -169,7 +168,7 @@ fn reset_work_dir(record: &Record) -> anyhow::Result<()> {
     let upper = std::fs::File::open(record.upper_dir())
         .with_context(|| format!("cannot open {}", record.upper_dir().display()))?;
     // SAFETY: syncfs on a descriptor we own.
-    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&upper)) } < 0 {
+    if unsafe { libc::syncfs(upper.as_raw_fd()) } < 0 {
         return Err(std::io::Error::last_os_error())
             .with_context(|| format!("cannot sync {}", record.upper_dir().display()));
     }

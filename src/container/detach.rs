@@ -53,8 +53,15 @@ pub fn spawn_supervisor(root: &Path, record: Record) -> anyhow::Result<Started> 
         .lock
         .as_ref()
         .context("internal error: the record to detach is not locked")?;
+    // Duplicates land on descriptor 3 or above: with a closed stdin the originals could
+    // be 0..2, which the child's stdio setup would overwrite. A duplicate shares the
+    // open file description, and with it the lock.
+    let lock = lock.try_clone().context("cannot pass the record lock on")?;
     let lock_fd = lock.as_raw_fd();
     let (reader, writer) = std::io::pipe().context("cannot create the supervisor's status pipe")?;
+    let writer = OwnedFd::from(writer)
+        .try_clone()
+        .context("cannot create the supervisor's status pipe")?;
     let status_fd = writer.as_raw_fd();
     let exe = std::env::current_exe().context("cannot find our own executable")?;
     let mut command = Command::new(exe);
@@ -91,7 +98,8 @@ pub fn spawn_supervisor(root: &Path, record: Record) -> anyhow::Result<Started> 
         .spawn()
         .context("cannot start the container's supervisor")?;
     drop(writer);
-    // The supervisor holds the lock now; ours goes with the record.
+    // The supervisor holds the lock now; ours go with the record.
+    drop(lock);
     drop(record);
     // Not waited for: the supervisor outlives us and is adopted by init.
     drop(child);
@@ -128,6 +136,9 @@ pub struct StatusPipe(Option<fs::File>);
 /// so the container's init does not inherit them (the pipe would stay open, and the
 /// lock would outlive the supervisor).
 pub fn adopt(root: &Path, id: &str, lock_fd: RawFd, status_fd: RawFd) -> anyhow::Result<Handover> {
+    if lock_fd == status_fd || lock_fd < 3 || status_fd < 3 {
+        bail!("invalid descriptors {lock_fd} and {status_fd} passed to the supervisor");
+    }
     for fd in [lock_fd, status_fd] {
         // SAFETY: fcntl on a descriptor number; fails harmlessly if it is not open.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
