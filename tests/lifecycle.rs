@@ -109,11 +109,11 @@ fn run_d_returns_at_once_and_a_detached_supervisor_owns_the_container() {
     assert_eq!(status(&w, &id), "running");
     assert!(alive(pid));
 
-    // -d with -t has nothing to attach the terminal to: refused before anything exists.
-    let refused = w.run(&["-d", "-t"], &["true"]);
+    // -d -i has no way to feed stdin later: refused before anything exists.
+    let refused = w.run(&["-d", "-i"], &["true"]);
     assert_eq!(refused.status.code(), Some(125));
     assert!(
-        stderr(&refused).contains("-d cannot be combined"),
+        stderr(&refused).contains("-d cannot be combined with -i"),
         "{}",
         stderr(&refused)
     );
@@ -123,6 +123,18 @@ fn run_d_returns_at_once_and_a_detached_supervisor_owns_the_container() {
     assert!(wait_for(10, || !alive(pid)));
     assert!(wait_for(10, || supervisor_pids(&id).is_empty()));
     w.assert_no_containers();
+    assert_no_cgroup(&id);
+}
+
+#[test]
+fn run_d_t_gives_the_container_a_terminal_and_logs_what_it_prints() {
+    let w = World::new();
+    let id = w.run_detached(&["-t"], &["sh", "-c", "tty; echo through-the-pty"]);
+    wait_exited(&w, &id);
+    let logs = ok(w.mc(&["logs", &id]));
+    // The pty turns "\n" into "\r\n", as under Docker.
+    assert_eq!(logs, "/dev/pts/0\r\nthrough-the-pty\r\n");
+    assert_eq!(w.state(&id)["exit_code"], 0);
     assert_no_cgroup(&id);
 }
 

@@ -176,9 +176,11 @@ impl RunArgs {
 }
 
 pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
-    if args.detach && (args.tty || args.interactive) {
+    // -d -t works: the supervisor holds the pty master and logs what it prints. -d -i
+    // would need an attach channel to feed stdin later, which does not exist yet.
+    if args.detach && args.interactive {
         anyhow::bail!(
-            "run -d cannot be combined with -i or -t yet (nothing would be attached): use run -d alone, then exec or logs"
+            "run -d cannot be combined with -i yet (nothing could attach to its stdin): use run -d, then exec -i"
         );
     }
     let options = args.options()?;
