@@ -312,6 +312,11 @@ fn rm_refuses_a_running_container_and_rm_f_and_rm_flag_clean_everything() {
     assert!(wait_for(10, || w.container_ids().is_empty()));
     assert_no_cgroup(&gone);
     assert!(wait_for(10, || supervisor_pids(&gone).is_empty()));
+    // stop of a --rm container: it stops and is gone when stop returns.
+    let stopped = w.run_detached(&["--rm", "--name", "ephemeral"], &["sleep", "60"]);
+    ok(w.mc(&["stop", "-t", "1", "ephemeral"]));
+    assert!(w.container_ids().is_empty());
+    assert_no_cgroup(&stopped);
 }
 
 #[test]
