@@ -1,6 +1,6 @@
 //! Verbs that act on existing containers: logs, rm, gc.
 
-use std::io::Write;
+use std::path::Path;
 
 use anyhow::Context;
 use clap::Args;
@@ -12,6 +12,15 @@ use crate::container;
 pub struct LogsArgs {
     /// Container name or id (the log is <root>/containers/<id>/container.log)
     pub container: String,
+    /// Keep printing new output until the container exits
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines ("all" for everything)
+    #[arg(short = 'n', long, value_name = "N", default_value = "all")]
+    pub tail: String,
+    /// Prefix each line with its RFC 3339 timestamp
+    #[arg(short, long)]
+    pub timestamps: bool,
 }
 
 #[derive(Args, Debug)]
@@ -31,18 +40,50 @@ pub struct GcArgs {}
 /// stdout and stderr to stderr.
 pub fn logs(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<i32> {
     let record = container::find(&ctx.root, &args.container)?;
+    let tail =
+        match args.tail.as_str() {
+            "all" => None,
+            n => Some(n.parse::<usize>().with_context(|| {
+                format!("invalid --tail {n:?}: give a number of lines or \"all\"")
+            })?),
+        };
     let path = record.log_path();
+    let mut follower = crate::runtime::LogFollower::open(&path, tail, args.timestamps)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if args.follow {
+        follow(&record, &mut follower)?;
+    } else {
+        pump(&mut follower, &path)?;
+    }
+    Ok(0)
+}
+
+/// Prints what the log holds now; a closed stdout ends quietly.
+fn pump(follower: &mut crate::runtime::LogFollower, path: &Path) -> anyhow::Result<bool> {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let (mut out, mut err) = (stdout.lock(), stderr.lock());
-    match crate::runtime::replay_log(&path, &mut out, &mut err) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    match follower.pump(&mut out, &mut err) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-    let _ = out.flush();
-    Ok(0)
+}
+
+/// Prints the log as it grows until the container stops (nobody supervises it).
+pub fn follow(
+    record: &container::Record,
+    follower: &mut crate::runtime::LogFollower,
+) -> anyhow::Result<()> {
+    let path = record.log_path();
+    loop {
+        // Checked before reading, so the output written before the exit is not missed.
+        let running = record.is_supervised();
+        if !pump(follower, &path)? || !running {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 pub fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {

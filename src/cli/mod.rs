@@ -3,7 +3,9 @@
 
 mod archive;
 mod container;
+mod exec;
 mod image;
+mod lifecycle;
 pub mod progress;
 mod registry;
 mod run;
@@ -52,6 +54,23 @@ pub enum Command {
     Run(run::RunArgs),
     /// Print a container's log
     Logs(container::LogsArgs),
+    /// List containers
+    Ps(lifecycle::PsArgs),
+    /// Stop running containers (SIGTERM, then SIGKILL after the timeout)
+    Stop(lifecycle::StopArgs),
+    /// Send a signal to running containers
+    Kill(lifecycle::KillArgs),
+    /// Start stopped containers again (in the background)
+    Start(lifecycle::StartArgs),
+    /// Show containers as JSON
+    Inspect(lifecycle::InspectArgs),
+    /// Make an image from a container's changes
+    Commit(lifecycle::CommitArgs),
+    /// Run a command in a running container
+    Exec(exec::ExecArgs),
+    /// (internal) supervise a detached container
+    #[command(hide = true)]
+    Supervise(lifecycle::SuperviseArgs),
     /// Remove stopped containers
     Rm(container::RmArgs),
     /// Reclaim leftovers: orphaned mounts, cgroups, temp files, unreferenced blobs
@@ -108,6 +127,14 @@ pub fn main() -> i32 {
         Command::Image(args) => image::main(&ctx, args),
         Command::Run(args) => run::main(&ctx, args),
         Command::Logs(args) => container::logs(&ctx, args),
+        Command::Ps(args) => lifecycle::ps(&ctx, args),
+        Command::Stop(args) => lifecycle::stop(&ctx, args),
+        Command::Kill(args) => lifecycle::kill(&ctx, args),
+        Command::Start(args) => lifecycle::start(&ctx, args),
+        Command::Inspect(args) => lifecycle::inspect(&ctx, args),
+        Command::Commit(args) => lifecycle::commit(&ctx, args),
+        Command::Exec(args) => exec::exec(&ctx, args),
+        Command::Supervise(args) => lifecycle::supervise(&ctx, args),
         Command::Rm(args) => container::rm(&ctx, args),
         Command::Gc(args) => container::gc(&ctx, args),
         Command::Pull(args) => registry::pull(&ctx, args),

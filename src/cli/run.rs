@@ -32,6 +32,9 @@ pub struct RunArgs {
     /// Remove the container when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Run in the background and print the container id
+    #[arg(short, long)]
+    pub detach: bool,
     /// Keep stdin attached to the container
     #[arg(short, long)]
     pub interactive: bool,
@@ -173,13 +176,21 @@ impl RunArgs {
 }
 
 pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
+    // -d -t works: the supervisor holds the pty master and logs what it prints. -d -i
+    // would need an attach channel to feed stdin later, which does not exist yet.
+    if args.detach && args.interactive {
+        anyhow::bail!(
+            "run -d cannot be combined with -i yet (nothing could attach to its stdin): use run -d, then exec -i"
+        );
+    }
     let options = args.options()?;
-    let (image, defaults, lowerdirs) = match &args.rootfs {
+    let (image, image_id, defaults, lowerdirs) = match &args.rootfs {
         Some(dir) => {
             let dir = std::fs::canonicalize(dir)
                 .with_context(|| format!("--rootfs {} does not exist", dir.display()))?;
             (
                 dir.display().to_string(),
+                None,
                 ImageDefaults::default(),
                 vec![dir],
             )
@@ -191,21 +202,30 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
             layers.reverse();
             (
                 args.image.clone(),
+                Some(image.id.to_string()),
                 ImageDefaults::from_image_config(&image.config),
                 layers,
             )
         }
     };
-    crate::container::run::run(
-        &ctx.root,
-        RunInput {
-            image,
-            defaults,
-            lowerdirs,
-            options,
-            auto_remove: args.rm,
-            interactive: args.interactive,
-            stop_timeout: Duration::from_secs(args.stop_timeout),
-        },
-    )
+    let input = RunInput {
+        image,
+        image_id,
+        defaults,
+        lowerdirs,
+        options,
+        auto_remove: args.rm,
+        interactive: args.interactive,
+        stop_timeout: Duration::from_secs(args.stop_timeout),
+    };
+    if !args.detach {
+        return crate::container::run::run(&ctx.root, input);
+    }
+    match crate::container::run::run_detached(&ctx.root, input)? {
+        Ok(id) => {
+            println!("{id}");
+            Ok(0)
+        }
+        Err(code) => Ok(code),
+    }
 }

@@ -5,6 +5,11 @@
 //! dies with that process, so a record that says "running" but is not locked belongs to
 //! a CLI that was killed: [`reclaim_orphans`] finishes its cleanup.
 
+pub mod commit;
+pub mod control;
+pub mod detach;
+pub mod exec;
+pub mod inspect;
 pub mod limits;
 mod names;
 pub mod run;
@@ -251,11 +256,7 @@ pub fn remove(root: &Path, record: &Record, force: bool) -> anyhow::Result<()> {
     if lock.is_none() && force {
         // Kill the container's init (its whole pid namespace dies with it); the CLI that
         // supervises it then cleans up and releases the lock.
-        if let Some(pid) = record.load_state().ok().and_then(|s| s.pid) {
-            // SAFETY: kill(2) on the pid recorded by the live supervisor, which has not
-            // reaped it (it still holds the lock), so the pid cannot have been reused.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
+        let _ = control::signal(record, libc::SIGKILL);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while lock.is_none() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(10));
@@ -404,6 +405,8 @@ mod tests {
             created_at: 0,
             started_at: None,
             finished_at: None,
+            image_id: None,
+            stop_timeout: 10,
         };
         record.save_state(&state).unwrap();
         assert!(reclaim_orphans(root.path()).unwrap().removed.is_empty());

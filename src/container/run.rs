@@ -23,6 +23,8 @@ pub struct RunInput {
     pub lowerdirs: Vec<PathBuf>,
     pub options: RunOptions,
     pub auto_remove: bool,
+    /// The image's config digest, when it came from the store (for `commit`).
+    pub image_id: Option<String>,
     pub interactive: bool,
     pub stop_timeout: Duration,
 }
@@ -46,8 +48,9 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// Runs the container in the foreground and returns the exit code for the CLI.
-pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
+/// Creates the record, holds the image's layers and writes config.json and the first
+/// state. On failure nothing is left behind but an exited record (or nothing with --rm).
+fn prepare(root: &Path, input: &RunInput) -> anyhow::Result<(super::Record, State)> {
     let record = super::create(root, input.options.name.as_deref())?;
     // The container keeps its image's layers alive: `image rm` and gc leave them alone
     // until the container is removed (delete_locked releases the hold).
@@ -60,10 +63,9 @@ pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
         let _ = super::discard(root, &record, Some(&record.name));
         return Err(err).context("cannot record the layers this container uses");
     }
-    let name = Some(record.name.clone());
     let mut state = State {
         id: record.id.clone(),
-        name: name.clone(),
+        name: Some(record.name.clone()),
         image: input.image.clone(),
         command: Vec::new(),
         status: Status::Created,
@@ -75,24 +77,51 @@ pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
         created_at: now_unix(),
         started_at: None,
         finished_at: None,
+        image_id: input.image_id.clone(),
+        stop_timeout: input.stop_timeout.as_secs(),
     };
-    let result = start_and_wait(root, &record, &input, &mut state);
-    let finish = |state: &mut State| -> anyhow::Result<()> {
-        if input.auto_remove {
-            super::discard(root, &record, name.as_deref())
-        } else {
-            state.status = Status::Exited;
-            state.pid = None;
-            state.finished_at = Some(now_unix());
-            record.save_state(state)
+    if let Err(err) = write_bundle(&record, input, &mut state) {
+        state.exit_code = Some(crate::cli::EXIT_RUNTIME_FAILED);
+        state.error = Some(format!("{err:#}"));
+        if let Err(cleanup) = finish(root, &record, &mut state) {
+            eprintln!("mycontainer: {cleanup:#}");
         }
-    };
+        return Err(err);
+    }
+    Ok((record, state))
+}
+
+/// Records how the container ended (or removes it with --rm).
+fn finish(root: &Path, record: &super::Record, state: &mut State) -> anyhow::Result<()> {
+    if state.auto_remove {
+        super::discard(root, record, state.name.as_deref())
+    } else {
+        state.status = Status::Exited;
+        state.pid = None;
+        state.finished_at = Some(now_unix());
+        record.save_state(state)
+    }
+}
+
+/// Runs the container in the foreground and returns the exit code for the CLI.
+pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
+    let (record, mut state) = prepare(root, &input)?;
+    let spec = oci_spec::runtime::Spec::load(record.config_path())
+        .with_context(|| format!("cannot read {}", record.config_path().display()))?;
+    let result = start_and_wait(
+        root,
+        &record,
+        &spec,
+        input.interactive,
+        &mut state,
+        &mut |_| {},
+    );
     match result {
         Ok(outcome) => {
             state.exit_code = Some(outcome.exit_code);
             state.oom_killed = outcome.oom_killed;
             state.error = outcome.exec_error.clone();
-            finish(&mut state)?;
+            finish(root, &record, &mut state)?;
             let label = &record.name;
             if let Some(reason) = &outcome.exec_error {
                 eprintln!("mycontainer: {reason}");
@@ -117,7 +146,7 @@ pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
             state.exit_code = Some(crate::cli::EXIT_RUNTIME_FAILED);
             state.error = Some(format!("{err:#}"));
             // The setup error is what the user needs to see; a cleanup error is secondary.
-            if let Err(cleanup) = finish(&mut state) {
+            if let Err(cleanup) = finish(root, &record, &mut state) {
                 eprintln!("mycontainer: {cleanup:#}");
             }
             Err(err)
@@ -125,12 +154,64 @@ pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
     }
 }
 
-fn start_and_wait(
+/// `run -d`: prepares the record, hands it to a detached supervisor and returns once the
+/// container's command runs. Returns the id, or the exit code when it could not start.
+pub fn run_detached(root: &Path, input: RunInput) -> anyhow::Result<Result<String, i32>> {
+    let (record, _state) = prepare(root, &input)?;
+    let id = record.id.clone();
+    match super::detach::spawn_supervisor(root, record)? {
+        super::detach::Started::Running => Ok(Ok(id)),
+        super::detach::Started::ExecFailed(code, reason) => {
+            eprintln!("mycontainer: {reason}");
+            Ok(Err(code))
+        }
+    }
+}
+
+/// The detached supervisor's work (`mycontainer supervise ID`): runs the record's
+/// config.json, reports the start on `report`, waits, records the end and cleans up.
+pub fn supervise(
     root: &Path,
     record: &super::Record,
-    input: &RunInput,
-    state: &mut State,
-) -> anyhow::Result<runtime::Outcome> {
+    report: &mut dyn FnMut(super::detach::Report),
+) -> anyhow::Result<i32> {
+    use super::detach::Report;
+    let mut state = record.load_state()?;
+    let spec = oci_spec::runtime::Spec::load(record.config_path())
+        .with_context(|| format!("cannot read {}", record.config_path().display()));
+    let result = spec.and_then(|spec| {
+        start_and_wait(root, record, &spec, false, &mut state, &mut |_| {
+            report(Report::Running)
+        })
+    });
+    let code = match result {
+        Ok(outcome) => {
+            state.exit_code = Some(if outcome.oom_killed {
+                EXIT_OOM
+            } else {
+                outcome.exit_code
+            });
+            state.oom_killed = outcome.oom_killed;
+            state.error = outcome.exec_error.clone();
+            if let Some(reason) = outcome.exec_error {
+                report(Report::ExecFailed(outcome.exit_code, reason));
+            }
+            outcome.exit_code
+        }
+        Err(err) => {
+            state.exit_code = Some(crate::cli::EXIT_RUNTIME_FAILED);
+            state.error = Some(format!("{err:#}"));
+            report(Report::Failed(format!("{err:#}")));
+            crate::cli::EXIT_RUNTIME_FAILED
+        }
+    };
+    finish(root, record, &mut state)?;
+    Ok(code)
+}
+
+/// Builds the OCI spec from the image defaults and flags and writes config.json and the
+/// state (status created).
+fn write_bundle(record: &super::Record, input: &RunInput, state: &mut State) -> anyhow::Result<()> {
     let layers = RootLayers {
         lowerdirs: input.lowerdirs.clone(),
         upperdir: record.upper_dir(),
@@ -149,24 +230,39 @@ fn start_and_wait(
         .spec
         .save(record.config_path())
         .with_context(|| format!("cannot write {}", record.config_path().display()))?;
-    record.save_state(state)?;
+    record.save_state(state)
+}
+
+fn start_and_wait(
+    root: &Path,
+    record: &super::Record,
+    spec: &oci_spec::runtime::Spec,
+    interactive: bool,
+    state: &mut State,
+    started: &mut dyn FnMut(i32),
+) -> anyhow::Result<runtime::Outcome> {
     let log_path = record.log_path();
     let cache_dir = root.join("cache");
     let request = RunRequest {
         bundle: &record.dir,
-        spec: &built.spec,
-        interactive: input.interactive,
+        spec,
+        interactive,
         log_path: Some(&log_path),
-        stop_timeout: input.stop_timeout,
+        stop_timeout: Duration::from_secs(state.stop_timeout),
         cache_dir: Some(&cache_dir),
     };
     let mut on_started = |pid: i32| {
         state.status = Status::Running;
         state.pid = Some(pid);
         state.started_at = Some(now_unix());
+        state.finished_at = None;
+        state.exit_code = None;
+        state.error = None;
+        state.oom_killed = false;
         // The lock, not this file, is what marks the record as alive; a failed write
         // only makes `ps` less precise.
         let _ = record.save_state(state);
+        started(pid);
     };
     runtime::run(&request, &mut on_started)
 }

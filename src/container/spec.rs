@@ -439,6 +439,15 @@ fn tmpfs_mount(value: &str) -> anyhow::Result<Mount> {
 }
 
 /// Everything the container layer hands to the runtime.
+/// `--cap-add` as given (comma-separated), for `inspect`.
+pub const ANNOTATION_CAP_ADD: &str = "org.mycontainer.cap-add";
+/// `--cap-drop` as given (comma-separated), for `inspect`.
+pub const ANNOTATION_CAP_DROP: &str = "org.mycontainer.cap-drop";
+/// "true" for `--privileged`, for `inspect`.
+pub const ANNOTATION_PRIVILEGED: &str = "org.mycontainer.privileged";
+/// `-u` as given, for `inspect`.
+pub const ANNOTATION_USER: &str = "org.mycontainer.user";
+
 #[derive(Debug)]
 pub struct Built {
     pub spec: Spec,
@@ -578,6 +587,19 @@ pub fn build(
     if opts.init {
         annotations.insert(ANNOTATION_INIT.to_string(), "true".into());
     }
+    // The flags `inspect` shows that the spec only holds in resolved form.
+    if !opts.cap_add.is_empty() {
+        annotations.insert(ANNOTATION_CAP_ADD.to_string(), opts.cap_add.join(","));
+    }
+    if !opts.cap_drop.is_empty() {
+        annotations.insert(ANNOTATION_CAP_DROP.to_string(), opts.cap_drop.join(","));
+    }
+    if opts.privileged {
+        annotations.insert(ANNOTATION_PRIVILEGED.to_string(), "true".into());
+    }
+    if let Some(user) = &opts.user {
+        annotations.insert(ANNOTATION_USER.to_string(), user.clone());
+    }
     mounts.insert(0, overlay_root(layers)?);
 
     let spec = SpecBuilder::default()
@@ -676,7 +698,7 @@ mod tests {
             "A=image",
             "B=file",
             "C=flag",
-            // No /etc/passwd in this test's image: HOME falls back to "/", as runc does.
+            // No /etc/passwd in this image: HOME is "/", as Docker and runc give.
             "HOME=/",
         ] {
             assert!(

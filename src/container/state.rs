@@ -40,6 +40,17 @@ pub struct State {
     pub created_at: u64,
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
+    /// The image's config digest (`sha256:...`) when it came from the store: what
+    /// `commit` builds on. None for `--rootfs` runs.
+    #[serde(default)]
+    pub image_id: Option<String>,
+    /// Seconds between SIGTERM and SIGKILL for the supervisor and `stop`.
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout: u64,
+}
+
+fn default_stop_timeout() -> u64 {
+    10
 }
 
 impl State {
@@ -99,6 +110,8 @@ mod tests {
             created_at: 1,
             started_at: Some(2),
             finished_at: Some(3),
+            image_id: None,
+            stop_timeout: 10,
         };
         state.save(&path, true).unwrap();
         let back = State::load(&path).unwrap();

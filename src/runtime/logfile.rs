@@ -4,7 +4,7 @@
 //! line or P for a partial one (output that did not end in a newline yet).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -80,29 +80,88 @@ impl LogWriter {
     }
 }
 
-/// Copies a log back to its streams (records joined, tags and timestamps dropped).
-pub fn replay(path: &Path, stdout: &mut dyn Write, stderr: &mut dyn Write) -> io::Result<()> {
-    let mut reader = BufReader::new(File::open(path)?);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
+/// Reads a log incrementally (`logs`, `logs -f`): each call to [`LogFollower::pump`]
+/// prints the records completed since the last one.
+pub struct LogFollower {
+    path: PathBuf,
+    offset: u64,
+    timestamps: bool,
+    /// Per stream (stdout, stderr): the last record was partial, so the next one
+    /// continues its line (no timestamp prefix).
+    mid_line: [bool; 2],
+}
+
+impl LogFollower {
+    /// Starts at the beginning, or `tail` records before the end.
+    pub fn open(path: &Path, tail: Option<usize>, timestamps: bool) -> io::Result<LogFollower> {
+        let mut offset = 0;
+        if let Some(tail) = tail {
+            match std::fs::read(path) {
+                Ok(data) => {
+                    let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                    let starts: Vec<usize> = std::iter::once(0)
+                        .chain(
+                            data[..complete]
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, b)| **b == b'\n')
+                                .map(|(i, _)| i + 1),
+                        )
+                        .filter(|i| *i < complete)
+                        .collect();
+                    offset = match starts.len().checked_sub(tail) {
+                        _ if tail == 0 => complete,
+                        Some(first) => starts[first],
+                        None => 0,
+                    } as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        let mut fields = line.splitn(4, |b| *b == b' ');
-        let (_stamp, stream, tag) = (fields.next(), fields.next(), fields.next());
-        let content = fields.next().unwrap_or_default();
-        let out: &mut dyn Write = match stream {
-            Some(b"stderr") => stderr,
-            _ => stdout,
+        Ok(LogFollower {
+            path: path.to_path_buf(),
+            offset,
+            timestamps,
+            mid_line: [false; 2],
+        })
+    }
+
+    /// Prints every complete record after the last one printed.
+    pub fn pump(&mut self, stdout: &mut dyn Write, stderr: &mut dyn Write) -> io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
         };
-        out.write_all(content)?;
-        if tag == Some(b"F") {
-            out.write_all(b"\n")?;
+        file.seek(SeekFrom::Start(self.offset))?;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data)?;
+        let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        for line in data[..complete].split(|b| *b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            let mut fields = line.splitn(4, |b| *b == b' ');
+            let (stamp, stream, tag) = (fields.next(), fields.next(), fields.next());
+            let content = fields.next().unwrap_or_default();
+            let slot = usize::from(stream == Some(b"stderr"));
+            let out: &mut dyn Write = if slot == 1 { stderr } else { stdout };
+            if self.timestamps && !self.mid_line[slot] {
+                out.write_all(stamp.unwrap_or_default())?;
+                out.write_all(b" ")?;
+            }
+            out.write_all(content)?;
+            let full = tag == Some(b"F");
+            if full {
+                out.write_all(b"\n")?;
+            }
+            self.mid_line[slot] = !full;
         }
+        self.offset += complete as u64;
+        stdout.flush()?;
+        stderr.flush()
     }
 }
 
@@ -114,7 +173,7 @@ pub fn rfc3339_now() -> String {
     rfc3339(now.as_secs(), now.subsec_nanos())
 }
 
-fn rfc3339(secs: u64, nanos: u32) -> String {
+pub fn rfc3339(secs: u64, nanos: u32) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
@@ -167,8 +226,41 @@ mod tests {
         );
         assert!(text.contains(" stdout P tw\n"));
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        replay(&path, &mut out, &mut err).unwrap();
+        LogFollower::open(&path, None, false)
+            .unwrap()
+            .pump(&mut out, &mut err)
+            .unwrap();
         assert_eq!(out, b"one\ntwo\n");
         assert_eq!(err, b"err\n");
+    }
+
+    #[test]
+    fn a_follower_tails_prefixes_timestamps_and_continues_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut writer = LogWriter::new(&path);
+        writer.write(Stream::Stdout, b"a\nb\nc\n").unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut follower = LogFollower::open(&path, Some(2), false).unwrap();
+        follower.pump(&mut out, &mut err).unwrap();
+        assert_eq!(out, b"b\nc\n");
+        writer.write(Stream::Stdout, b"d").unwrap();
+        writer.write(Stream::Stdout, b"e\n").unwrap();
+        follower.pump(&mut out, &mut err).unwrap();
+        assert_eq!(out, b"b\nc\nde\n");
+
+        let mut stamped = Vec::new();
+        let mut follower = LogFollower::open(&path, Some(2), true).unwrap();
+        follower.pump(&mut stamped, &mut err).unwrap();
+        let text = String::from_utf8(stamped).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(lines[0].ends_with("Z de"), "{text}");
+        let mut none = Vec::new();
+        LogFollower::open(&path, Some(0), false)
+            .unwrap()
+            .pump(&mut none, &mut err)
+            .unwrap();
+        assert!(none.is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! process. It knows nothing of images or names: everything comes from the spec.
 
 pub mod cgroups;
+mod exec;
 mod init;
 mod logfile;
 mod namespaces;
@@ -12,7 +13,8 @@ mod rootfs;
 pub mod security;
 mod supervise;
 
-pub use logfile::replay as replay_log;
+pub use exec::{exec, ExecRequest};
+pub use logfile::{rfc3339, LogFollower};
 pub use supervise::{run, Outcome, RunRequest};
 
 /// "true": run our tiny init as PID 1 (Docker's `--init`).

@@ -68,6 +68,12 @@ pub enum Step {
     Chdir {
         path: CString,
     },
+    /// Joins the namespace `fd` refers to (`exec`); `kind` names it for messages.
+    Setns {
+        fd: libc::c_int,
+        nstype: libc::c_int,
+        kind: &'static str,
+    },
 }
 
 fn show(s: &CString) -> std::borrow::Cow<'_, str> {
@@ -106,6 +112,7 @@ impl fmt::Display for Step {
             Step::SetHostname { name } => write!(f, "set the hostname to {}", show(name)),
             Step::LoopbackUp => write!(f, "bring up the loopback interface"),
             Step::Chdir { path } => write!(f, "enter the working directory {}", show(path)),
+            Step::Setns { kind, .. } => write!(f, "join the container's {kind} namespace"),
         }
     }
 }
@@ -174,6 +181,7 @@ pub fn execute(step: &Step) -> Result<(), i32> {
         }
         Step::LoopbackUp => loopback_up(),
         Step::Chdir { path } => check(unsafe { libc::chdir(path.as_ptr()) }),
+        Step::Setns { fd, nstype, .. } => check(unsafe { libc::setns(*fd, *nstype) }),
     }
 }
 

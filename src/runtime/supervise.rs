@@ -65,7 +65,7 @@ pub struct Outcome {
     pub killed_after_timeout: bool,
 }
 
-fn describe_errno(errno: i32) -> String {
+pub(super) fn describe_errno(errno: i32) -> String {
     let text = nix::errno::Errno::from_raw(errno).desc();
     let mut chars = text.chars();
     match chars.next() {
@@ -78,12 +78,12 @@ fn describe_errno(errno: i32) -> String {
 /// killing the CLI. They stay blocked after the run: a SIGINT arriving while we clean up
 /// must not kill us halfway through removing the cgroup or the container directory (the
 /// CLI exits right after the run anyway).
-struct BlockedSignals {
-    set: SigSet,
+pub(super) struct BlockedSignals {
+    pub(super) set: SigSet,
 }
 
 impl BlockedSignals {
-    fn block() -> anyhow::Result<BlockedSignals> {
+    pub(super) fn block() -> anyhow::Result<BlockedSignals> {
         let mut set = SigSet::empty();
         for signal in FORWARDED {
             set.add(*signal);
@@ -96,9 +96,9 @@ impl BlockedSignals {
 }
 
 /// The container's init until it is reaped: killed and reaped on drop otherwise.
-struct Child {
-    pid: libc::pid_t,
-    reaped: bool,
+pub(super) struct Child {
+    pub(super) pid: libc::pid_t,
+    pub(super) reaped: bool,
 }
 
 impl Child {
@@ -121,7 +121,7 @@ impl Child {
         Some(exit_code(status))
     }
 
-    fn wait(&mut self) -> i32 {
+    pub(super) fn wait(&mut self) -> i32 {
         let mut status = 0;
         loop {
             // SAFETY: as in try_wait, blocking.
@@ -228,7 +228,7 @@ fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn open_stdin(interactive: bool) -> anyhow::Result<OwnedFd> {
+pub(super) fn open_stdin(interactive: bool) -> anyhow::Result<OwnedFd> {
     if interactive {
         // SAFETY: duplicates our stdin into a new descriptor we own.
         let fd = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
@@ -279,7 +279,7 @@ fn read_fd(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
 }
 
 /// What the child reported while setting up.
-enum Startup {
+pub(super) enum Startup {
     /// execve succeeded (the sync socket closed); carries the pty master with `-t`.
     Started(Option<OwnedFd>),
     Failed(String),
@@ -288,7 +288,7 @@ enum Startup {
     },
 }
 
-fn receive_startup(sock: &OwnedFd, steps: &[Step]) -> anyhow::Result<Startup> {
+pub(super) fn receive_startup(sock: &OwnedFd, steps: &[Step]) -> anyhow::Result<Startup> {
     let mut master = None;
     loop {
         let mut message = Message::default();
@@ -542,15 +542,15 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     Ok(outcome)
 }
 
-struct Streams {
-    out: Option<OwnedFd>,
-    err: Option<OwnedFd>,
-    master: Option<OwnedFd>,
+pub(super) struct Streams {
+    pub(super) out: Option<OwnedFd>,
+    pub(super) err: Option<OwnedFd>,
+    pub(super) master: Option<OwnedFd>,
     /// Copy our stdin into the pty (`-it`).
-    stdin_open: bool,
+    pub(super) stdin_open: bool,
 }
 
-fn supervise(
+pub(super) fn supervise(
     child: &mut Child,
     signal_fd: &SignalFd,
     mut streams: Streams,

@@ -174,3 +174,63 @@ pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+impl Fixture {
+    /// `run -d --rootfs <busybox> <flags...> <command...>`: asserts success, returns the id.
+    #[track_caller]
+    pub fn run_detached(&self, flags: &[&str], command: &[&str]) -> String {
+        let mut cmd = self.cmd();
+        cmd.args(["run", "-d"])
+            .args(flags)
+            .arg("--rootfs")
+            .arg(&self.rootfs)
+            .args(command)
+            .stdin(Stdio::null());
+        let id = ok(cmd.output().unwrap()).trim().to_string();
+        assert_eq!(id.len(), 64, "run -d printed {id:?}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        id
+    }
+
+    /// `mycontainer <args...>` with our root.
+    pub fn mc(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// The container's state.json as JSON.
+    #[track_caller]
+    pub fn state(&self, id: &str) -> serde_json::Value {
+        self.try_state(id).expect("state.json is readable")
+    }
+
+    /// The container's state.json, if it exists yet.
+    pub fn try_state(&self, id: &str) -> Option<serde_json::Value> {
+        let path = self.root.join("containers").join(id).join("state.json");
+        serde_json::from_slice(&fs::read(path).ok()?).ok()
+    }
+
+    /// Waits for the only container to be running (a foreground run started in the
+    /// background) and returns its id.
+    #[track_caller]
+    pub fn wait_running(&self) -> String {
+        let mut found = None;
+        let running = wait_for(10, || {
+            let ids = self.container_ids();
+            found = ids.first().cloned();
+            found
+                .as_ref()
+                .and_then(|id| self.try_state(id))
+                .is_some_and(|s| s["status"] == "running")
+        });
+        assert!(running, "no container started running");
+        found.unwrap()
+    }
+
+    /// Removes every container with `rm -f` (for guards: running detached containers
+    /// would otherwise outlive the test).
+    pub fn remove_all(&self) {
+        for id in self.container_ids() {
+            let _ = self.mc(&["rm", "-f", &id]);
+        }
+    }
+}

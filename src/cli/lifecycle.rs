@@ -1,0 +1,338 @@
+//! Verbs on running and stopped containers: ps, stop, kill, start, inspect, commit, and
+//! the hidden `supervise` that `run -d` and `start` launch.
+
+use std::io::Write;
+use std::os::fd::RawFd;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use super::{Ctx, EXIT_RUNTIME_FAILED};
+use crate::container::{self, control, detach, State, Status};
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Show all containers (default: running ones)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not truncate ids and commands
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Seconds to wait after SIGTERM before SIGKILL (default: the container's --stop-timeout)
+    #[arg(short = 't', long = "time", value_name = "SECONDS")]
+    pub time: Option<u64>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    /// Signal to send (name like TERM or SIGTERM, or a number)
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Attach: print the container's output and return its exit code
+    #[arg(short, long)]
+    pub attach: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    pub container: String,
+    /// The new image's NAME[:TAG]
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SuperviseArgs {
+    #[arg(long)]
+    pub lock_fd: RawFd,
+    #[arg(long)]
+    pub status_fd: RawFd,
+    pub id: String,
+}
+
+/// Docker's approximate durations: "3 seconds", "About a minute", "2 hours".
+pub fn human_duration(secs: u64) -> String {
+    let minutes = secs / 60;
+    let hours = minutes / 60;
+    match secs {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours < 2 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 14 => format!("{} days", hours / 24),
+        _ if hours < 24 * 90 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 730 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", hours / 24 / 365),
+    }
+}
+
+fn status_text(state: &State, now: u64) -> String {
+    let since = |t: Option<u64>| human_duration(now.saturating_sub(t.unwrap_or(now)));
+    match state.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", since(state.started_at)),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            state.exit_code.unwrap_or(0),
+            since(state.finished_at)
+        ),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
+pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
+    let now = container::state::now_unix();
+    let shown: Vec<_> = control::list(&ctx.root)?
+        .into_iter()
+        .filter(|(_, state)| args.all || state.status == Status::Running)
+        .collect();
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    // -q (the global --quiet) prints ids only.
+    if ctx.quiet {
+        for (record, _) in &shown {
+            let id = if args.no_trunc {
+                &record.id
+            } else {
+                record.short_id()
+            };
+            let _ = writeln!(out, "{id}");
+        }
+        return Ok(0);
+    }
+    let mut rows = vec![[
+        "CONTAINER ID".to_string(),
+        "IMAGE".into(),
+        "COMMAND".into(),
+        "CREATED".into(),
+        "STATUS".into(),
+        "NAMES".into(),
+    ]];
+    for (record, state) in &shown {
+        let command = format!("\"{}\"", state.command.join(" "));
+        rows.push([
+            if args.no_trunc {
+                record.id.clone()
+            } else {
+                record.short_id().to_string()
+            },
+            if args.no_trunc {
+                state.image.clone()
+            } else {
+                truncate(&state.image, 40)
+            },
+            if args.no_trunc {
+                command
+            } else {
+                truncate(&command, 22)
+            },
+            format!(
+                "{} ago",
+                human_duration(now.saturating_sub(state.created_at))
+            ),
+            status_text(state, now),
+            state.name.clone().unwrap_or_default(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|col| {
+            rows.iter()
+                .map(|r| r[col].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in &rows {
+        let mut line = String::new();
+        for (col, cell) in row.iter().enumerate() {
+            if col == 5 {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(widths[col] - cell.chars().count() + 3));
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    Ok(0)
+}
+
+/// Runs `action` on each named container, printing the name on success (as Docker).
+fn each(
+    ctx: &Ctx,
+    names: &[String],
+    mut action: impl FnMut(&container::Record) -> anyhow::Result<()>,
+) -> i32 {
+    let mut failed = false;
+    for name in names {
+        match container::find(&ctx.root, name).and_then(|r| action(&r)) {
+            Ok(()) => println!("{name}"),
+            Err(err) => {
+                eprintln!("mycontainer: {err:#}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        EXIT_RUNTIME_FAILED
+    } else {
+        0
+    }
+}
+
+pub fn stop(ctx: &Ctx, args: StopArgs) -> anyhow::Result<i32> {
+    Ok(each(ctx, &args.containers, |record| {
+        let timeout = match args.time {
+            Some(t) => t,
+            None => record.load_state()?.stop_timeout,
+        };
+        control::stop(record, Duration::from_secs(timeout))
+    }))
+}
+
+/// Parses `KILL`, `SIGKILL`, `kill` or `9`.
+fn parse_signal(text: &str) -> anyhow::Result<i32> {
+    if let Ok(number) = text.parse::<i32>() {
+        if nix::sys::signal::Signal::try_from(number).is_ok() {
+            return Ok(number);
+        }
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    match nix::sys::signal::Signal::from_str(&name) {
+        Ok(signal) => Ok(signal as i32),
+        Err(_) => bail!("invalid signal {text:?}: use a name like TERM or a number like 15"),
+    }
+}
+
+pub fn kill(ctx: &Ctx, args: KillArgs) -> anyhow::Result<i32> {
+    let signal = parse_signal(&args.signal)?;
+    Ok(each(ctx, &args.containers, |record| {
+        control::signal(record, signal)
+    }))
+}
+
+pub fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<i32> {
+    if args.attach {
+        let [name] = args.containers.as_slice() else {
+            bail!("start -a takes one container");
+        };
+        let record = container::find(&ctx.root, name)?;
+        let offset_tail = Some(0);
+        let mut follower =
+            crate::runtime::LogFollower::open(&record.log_path(), offset_tail, false)
+                .with_context(|| format!("cannot read {}", record.log_path().display()))?;
+        if let Some(code) = control::start(&ctx.root, &record)? {
+            return Ok(code);
+        }
+        super::container::follow(&record, &mut follower)?;
+        let state = record.load_state()?;
+        return Ok(state.exit_code.unwrap_or(0));
+    }
+    let mut code = 0;
+    for name in &args.containers {
+        match container::find(&ctx.root, name).and_then(|r| control::start(&ctx.root, &r)) {
+            Ok(None) => println!("{name}"),
+            Ok(Some(exit)) => code = exit,
+            Err(err) => {
+                eprintln!("mycontainer: {err:#}");
+                code = EXIT_RUNTIME_FAILED;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub fn inspect(ctx: &Ctx, args: InspectArgs) -> anyhow::Result<i32> {
+    let mut found = Vec::new();
+    let mut failed = false;
+    for name in &args.containers {
+        match container::find(&ctx.root, name).and_then(|r| {
+            let state = r.load_state()?;
+            Ok(container::inspect::inspect(&r, &state))
+        }) {
+            Ok(value) => found.push(value),
+            Err(err) => {
+                eprintln!("mycontainer: {err:#}");
+                failed = true;
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&found)?);
+    Ok(if failed { EXIT_RUNTIME_FAILED } else { 0 })
+}
+
+pub fn commit(ctx: &Ctx, args: CommitArgs) -> anyhow::Result<i32> {
+    let record = container::find(&ctx.root, &args.container)?;
+    let image = container::commit::commit(&ctx.root, &record, &args.image)?;
+    println!("{}", image.id);
+    Ok(0)
+}
+
+/// The detached supervisor (`run -d`, `start`); its stdio is /dev/null.
+pub fn supervise(ctx: &Ctx, args: SuperviseArgs) -> anyhow::Result<i32> {
+    let mut handover = detach::adopt(&ctx.root, &args.id, args.lock_fd, args.status_fd)?;
+    let status = &mut handover.status;
+    container::run::supervise(&ctx.root, &handover.record, &mut |report| {
+        status.report(report)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_docker() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(3), "3 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(600), "10 minutes");
+        assert_eq!(human_duration(3 * 3600), "3 hours");
+        assert_eq!(human_duration(3 * 86400), "3 days");
+    }
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("KILL").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("sigterm").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("10").unwrap(), libc::SIGUSR1);
+        assert!(parse_signal("NOPE").is_err());
+    }
+}

@@ -1,0 +1,222 @@
+//! Acting on a container another process supervises: signals, stop, start, listing.
+//!
+//! A container runs exactly while some process (the foreground CLI or a detached
+//! supervisor) holds its record's lock; the pid in state.json is only trusted while that
+//! lock is held, and a signal goes through a pidfd after checking that the process still
+//! sits in the container's cgroup, so a recycled pid is never signalled.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use super::detach::{self, Started};
+use super::state::{State, Status};
+use super::{containers_dir, list_ids, lock_dir, Record};
+
+/// How long to wait for a supervisor to finish after SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+impl Record {
+    /// Whether a live process supervises the record (holds its lock).
+    pub fn is_supervised(&self) -> bool {
+        matches!(lock_dir(&self.dir, false), Ok(None))
+    }
+
+    /// A short id for messages.
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+
+    /// The name to show: the one it was found by, else the one in its state.
+    pub fn display_name(&self) -> String {
+        if !self.name.is_empty() {
+            return self.name.clone();
+        }
+        self.load_state()
+            .ok()
+            .and_then(|s| s.name)
+            .unwrap_or_else(|| self.short_id().to_string())
+    }
+}
+
+/// Every record with a readable state, oldest first.
+pub fn list(root: &Path) -> anyhow::Result<Vec<(Record, State)>> {
+    let mut all = Vec::new();
+    for id in list_ids(root)? {
+        let dir = containers_dir(root).join(&id);
+        let Ok(state) = State::load(&dir.join("state.json")) else {
+            continue;
+        };
+        let name = state.name.clone().unwrap_or_default();
+        all.push((
+            Record {
+                id,
+                name,
+                dir,
+                lock: None,
+            },
+            state,
+        ));
+    }
+    all.sort_by_key(|(_, s)| std::cmp::Reverse(s.created_at));
+    Ok(all)
+}
+
+/// Sends `signal` to the container's init. Errors when it is not running.
+pub fn signal(record: &Record, signal: i32) -> anyhow::Result<()> {
+    let state = record.load_state()?;
+    let pid = match state.pid {
+        Some(pid) if state.status == Status::Running && record.is_supervised() => pid,
+        _ => bail!("container {} is not running", record.display_name()),
+    };
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        bail!("container {} is not running", record.display_name());
+    }
+    // SAFETY: the descriptor was just created for us.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // The pidfd pins the process; if it is not in the container's cgroup, the pid was
+    // recycled after the container's init died.
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    if !cgroups.contains(&super::cgroup_name(&record.id)) {
+        bail!("container {} is not running", record.display_name());
+    }
+    // SAFETY: pidfd_send_signal on our pidfd, no siginfo.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ESRCH) {
+            bail!("container {} is not running", record.display_name());
+        }
+        return Err(err)
+            .with_context(|| format!("cannot signal container {}", record.display_name()));
+    }
+    Ok(())
+}
+
+/// Waits until nobody supervises the record; false on timeout.
+pub fn wait_unsupervised(record: &Record, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !record.is_supervised() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGTERM, then SIGKILL after `timeout`; returns once the supervisor has recorded the
+/// exit. Stopping a stopped container succeeds (as Docker).
+pub fn stop(record: &Record, timeout: Duration) -> anyhow::Result<()> {
+    if !record.is_supervised() {
+        return Ok(());
+    }
+    // A container still being set up has no pid yet: give it the same grace period.
+    let deadline = Instant::now() + timeout;
+    let mut signalled = false;
+    while Instant::now() < deadline && record.is_supervised() {
+        if signal(record, libc::SIGTERM).is_ok() {
+            signalled = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if signalled && wait_unsupervised(record, deadline.saturating_duration_since(Instant::now())) {
+        return Ok(());
+    }
+    kill_and_wait(record)
+}
+
+/// SIGKILL and wait for the supervisor to finish.
+pub fn kill_and_wait(record: &Record) -> anyhow::Result<()> {
+    let deadline = Instant::now() + KILL_GRACE;
+    while record.is_supervised() {
+        let _ = signal(record, libc::SIGKILL);
+        if wait_unsupervised(record, Duration::from_millis(200)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "container {} did not stop after SIGKILL: its supervisor still holds {}",
+                record.display_name(),
+                record.dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The overlay is mounted `volatile`, which leaves `work/work/incompat/volatile` behind
+/// and makes the kernel refuse the next mount (it cannot know the upper dir survived).
+/// We do know it: the container stopped cleanly on a live system. Sync the upper dir,
+/// then give overlay a fresh work dir.
+fn reset_work_dir(record: &Record) -> anyhow::Result<()> {
+    let upper = std::fs::File::open(record.upper_dir())
+        .with_context(|| format!("cannot open {}", record.upper_dir().display()))?;
+    // SAFETY: syncfs on a descriptor we own.
+    if unsafe { libc::syncfs(upper.as_raw_fd()) } < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot sync {}", record.upper_dir().display()));
+    }
+    let work = record.work_dir();
+    match std::fs::remove_dir_all(&work) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", work.display())),
+    }
+    std::fs::create_dir(&work).with_context(|| format!("cannot create {}", work.display()))
+}
+
+/// Starts a stopped container again from its config.json and upper dir, supervised in
+/// the background. Returns the exit code when its command could not be executed.
+pub fn start(root: &Path, record: &Record) -> anyhow::Result<Option<i32>> {
+    let Some(lock) = lock_dir(&record.dir, false)? else {
+        // Running already: Docker's start succeeds on a running container. Otherwise
+        // another command (rm, start) holds it right now.
+        if record
+            .load_state()
+            .is_ok_and(|s| s.status == Status::Running)
+        {
+            return Ok(None);
+        }
+        bail!(
+            "container {} is busy: another mycontainer command is acting on it, try again",
+            record.display_name()
+        );
+    };
+    let mut state = record.load_state()?;
+    if state.status == Status::Running {
+        return Ok(None);
+    }
+    reset_work_dir(record)?;
+    state.status = Status::Created;
+    state.pid = None;
+    record.save_state(&state)?;
+    let locked = Record {
+        id: record.id.clone(),
+        name: record.name.clone(),
+        dir: record.dir.clone(),
+        lock: Some(lock),
+    };
+    match detach::spawn_supervisor(root, locked)? {
+        Started::Running => Ok(None),
+        Started::ExecFailed(code, reason) => {
+            eprintln!("mycontainer: {reason}");
+            Ok(Some(code))
+        }
+    }
+}

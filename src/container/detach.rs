@@ -1,0 +1,179 @@
+//! Detached containers (`run -d`, `start`): the CLI re-executes its own binary as
+//! `mycontainer supervise ID` in a new session, handing it the record's lock and a
+//! status pipe. The supervisor owns the container from then on (stdio, log, wait,
+//! exit code, cleanup) and tells the CLI on the pipe whether the command started.
+//!
+//! Why re-exec rather than fork: the CLI may have threads (the store uses them), and
+//! after fork only async-signal-safe work is allowed, while the supervisor has to
+//! allocate, log and write JSON. A fresh process has none of those limits, and its
+//! memory is only what the supervisor touches.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context};
+
+use super::Record;
+
+/// What the supervisor reports to the CLI that started it, one line each.
+pub enum Report {
+    /// The container's command runs.
+    Running,
+    /// The command could not be executed: exit code (126/127) and why.
+    ExecFailed(i32, String),
+    /// Setting up the container failed.
+    Failed(String),
+}
+
+impl Report {
+    fn line(&self) -> String {
+        match self {
+            Report::Running => "running\n".into(),
+            Report::ExecFailed(code, reason) => format!("exec {code} {reason}\n"),
+            Report::Failed(reason) => format!("failed {reason}\n"),
+        }
+    }
+}
+
+/// How a detached start went, as seen by the CLI.
+pub enum Started {
+    Running,
+    ExecFailed(i32, String),
+}
+
+/// Starts `mycontainer supervise` for the locked `record` and waits until it reports.
+/// The lock passes to the supervisor (it inherits the locked descriptor), so at no time
+/// does the record look orphaned.
+pub fn spawn_supervisor(root: &Path, record: Record) -> anyhow::Result<Started> {
+    let lock = record
+        .lock
+        .as_ref()
+        .context("internal error: the record to detach is not locked")?;
+    // Duplicates land on descriptor 3 or above: with a closed stdin the originals could
+    // be 0..2, which the child's stdio setup would overwrite. A duplicate shares the
+    // open file description, and with it the lock.
+    let lock = lock.try_clone().context("cannot pass the record lock on")?;
+    let lock_fd = lock.as_raw_fd();
+    let (reader, writer) = std::io::pipe().context("cannot create the supervisor's status pipe")?;
+    let writer = OwnedFd::from(writer)
+        .try_clone()
+        .context("cannot create the supervisor's status pipe")?;
+    let status_fd = writer.as_raw_fd();
+    let exe = std::env::current_exe().context("cannot find our own executable")?;
+    let mut command = Command::new(exe);
+    command
+        .arg("--root")
+        .arg(root)
+        .arg("supervise")
+        .arg("--lock-fd")
+        .arg(lock_fd.to_string())
+        .arg("--status-fd")
+        .arg(status_fd.to_string())
+        .arg(&record.id)
+        .env_remove("MYCONTAINER_ROOT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: runs in the forked child before exec and only makes async-signal-safe
+    // syscalls (setsid, fcntl) on descriptors that stay open across the fork.
+    unsafe {
+        command.pre_exec(move || {
+            // A new session: no controlling terminal, no SIGHUP/SIGINT from the CLI's.
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for fd in [lock_fd, status_fd] {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .context("cannot start the container's supervisor")?;
+    drop(writer);
+    // The supervisor holds the lock now; ours go with the record.
+    drop(lock);
+    drop(record);
+    // Not waited for: the supervisor outlives us and is adopted by init.
+    drop(child);
+    let mut line = String::new();
+    BufReader::new(reader)
+        .read_line(&mut line)
+        .context("cannot read from the container's supervisor")?;
+    let line = line.trim_end();
+    let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
+    match kind {
+        "running" => Ok(Started::Running),
+        "exec" => {
+            let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            Ok(Started::ExecFailed(
+                code.parse().unwrap_or(126),
+                reason.to_string(),
+            ))
+        }
+        "failed" => bail!("{rest}"),
+        _ => bail!("the container's supervisor exited before the container started"),
+    }
+}
+
+/// The supervisor's side: takes over the lock and the status pipe passed by the CLI.
+pub struct Handover {
+    pub record: Record,
+    pub status: StatusPipe,
+}
+
+/// The write end of the status pipe; the first report closes it.
+pub struct StatusPipe(Option<fs::File>);
+
+/// Adopts the descriptors named on the command line. They are made close-on-exec again
+/// so the container's init does not inherit them (the pipe would stay open, and the
+/// lock would outlive the supervisor).
+pub fn adopt(root: &Path, id: &str, lock_fd: RawFd, status_fd: RawFd) -> anyhow::Result<Handover> {
+    if lock_fd == status_fd || lock_fd < 3 || status_fd < 3 {
+        bail!("invalid descriptors {lock_fd} and {status_fd} passed to the supervisor");
+    }
+    for fd in [lock_fd, status_fd] {
+        // SAFETY: fcntl on a descriptor number; fails harmlessly if it is not open.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("descriptor {fd} was not passed to the supervisor"));
+        }
+    }
+    // SAFETY: both descriptors were passed to us by the CLI for us alone to own.
+    let (lock, status) = unsafe {
+        (
+            OwnedFd::from_raw_fd(lock_fd),
+            OwnedFd::from_raw_fd(status_fd),
+        )
+    };
+    let dir = super::containers_dir(root).join(id);
+    if !dir.is_dir() {
+        bail!("no such container: {id}");
+    }
+    let record = Record {
+        id: id.to_string(),
+        name: String::new(),
+        dir,
+        lock: Some(fs::File::from(lock)),
+    };
+    Ok(Handover {
+        record,
+        status: StatusPipe(Some(fs::File::from(status))),
+    })
+}
+
+impl StatusPipe {
+    /// Sends the first report; later ones are dropped (the CLI has gone).
+    pub fn report(&mut self, report: Report) {
+        if let Some(mut pipe) = self.0.take() {
+            let _ = pipe.write_all(report.line().as_bytes());
+        }
+    }
+}

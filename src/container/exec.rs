@@ -1,0 +1,140 @@
+//! `exec`: the container's spec with its process replaced by the exec'd command, handed
+//! to the runtime while the container runs.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use oci_spec::runtime::{Spec, UserBuilder};
+
+use super::state::Status;
+use super::{user, Record};
+use crate::runtime::{self, ExecRequest};
+
+/// The flags of one exec.
+pub struct ExecOptions {
+    pub command: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub tty: bool,
+    pub interactive: bool,
+}
+
+/// `-e` entries over the container's environment, later wins by key (as Docker).
+fn merge_env(base: &[String], extra: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut env: Vec<String> = base.to_vec();
+    for entry in extra {
+        let entry = match entry.split_once('=') {
+            Some(_) => entry.clone(),
+            None => match std::env::var(entry) {
+                Ok(value) => format!("{entry}={value}"),
+                Err(_) => continue,
+            },
+        };
+        let key = entry.split('=').next().unwrap_or_default();
+        if key.is_empty() {
+            bail!("invalid environment variable {entry:?} (-e): use KEY=VALUE");
+        }
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(entry);
+    }
+    Ok(env)
+}
+
+/// The process of the exec: the container's, with the flags applied. A different user
+/// gets the capabilities as `run` gives them: the bounding set for root, none otherwise.
+fn exec_spec(mut spec: Spec, opts: &ExecOptions, rootfs: &Path) -> anyhow::Result<Spec> {
+    let mut process = spec
+        .process()
+        .clone()
+        .context("the container's spec has no process")?;
+    process.set_args(Some(opts.command.clone()));
+    let mut env = merge_env(&process.env().clone().unwrap_or_default(), &opts.env)?;
+    if let Some(dir) = &opts.workdir {
+        if !dir.starts_with('/') {
+            bail!("invalid working directory {dir:?}: it must be an absolute path (-w)");
+        }
+        process.set_cwd(PathBuf::from(dir));
+    }
+    if let Some(spec_user) = &opts.user {
+        let resolved = user::resolve(rootfs, spec_user)
+            .with_context(|| format!("cannot resolve user {spec_user:?} (-u) in the container"))?;
+        process.set_user(
+            UserBuilder::default()
+                .uid(resolved.uid)
+                .gid(resolved.gid)
+                .additional_gids(resolved.additional_gids.clone())
+                .build()?,
+        );
+        if !opts.env.iter().any(|e| e.starts_with("HOME=")) {
+            let home = resolved.home.clone().unwrap_or_else(|| {
+                if resolved.uid == 0 {
+                    "/root".into()
+                } else {
+                    "/".into()
+                }
+            });
+            env.retain(|e| !e.starts_with("HOME="));
+            env.push(format!("HOME={home}"));
+        }
+        if let Some(mut caps) = process.capabilities().clone() {
+            let granted = if resolved.uid == 0 {
+                caps.bounding().clone().unwrap_or_default()
+            } else {
+                HashSet::new()
+            };
+            caps.set_effective(Some(granted.clone()));
+            caps.set_permitted(Some(granted.clone()));
+            caps.set_inheritable(Some(granted));
+            caps.set_ambient(Some(HashSet::new()));
+            process.set_capabilities(Some(caps));
+        }
+    }
+    process.set_env(Some(env));
+    process.set_terminal(Some(opts.tty));
+    spec.set_process(Some(process));
+    Ok(spec)
+}
+
+/// Runs the command in the running container; returns its exit code.
+pub fn exec(root: &Path, record: &Record, opts: &ExecOptions) -> anyhow::Result<i32> {
+    let state = record.load_state()?;
+    let pid = match state.pid {
+        Some(pid) if state.status == Status::Running && record.is_supervised() => pid,
+        _ => bail!(
+            "container {} is not running: start it first (mycontainer start {})",
+            record.display_name(),
+            record.display_name()
+        ),
+    };
+    let spec = Spec::load(record.config_path())
+        .with_context(|| format!("cannot read {}", record.config_path().display()))?;
+    // The container's own view of its files, upper dir included, for `-u NAME`.
+    let rootfs = PathBuf::from(format!("/proc/{pid}/root"));
+    let spec = exec_spec(spec, opts, &rootfs)?;
+    let cache_dir = root.join("cache");
+    let outcome = runtime::exec(&ExecRequest {
+        spec: &spec,
+        init_pid: pid,
+        interactive: opts.interactive,
+        cache_dir: Some(&cache_dir),
+    })?;
+    if let Some(reason) = &outcome.exec_error {
+        eprintln!("mycontainer: {reason}");
+    }
+    Ok(outcome.exit_code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_env_overrides_by_key() {
+        let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        let env = merge_env(&base, &["A=2".into(), "B=3".into()]).unwrap();
+        assert_eq!(env, vec!["PATH=/bin", "A=2", "B=3"]);
+        assert!(merge_env(&base, &["=x".into()]).is_err());
+    }
+}

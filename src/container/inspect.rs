@@ -1,0 +1,145 @@
+//! `inspect`: a container as Docker-shaped JSON, from its state.json and config.json.
+
+use oci_spec::runtime::Spec;
+use serde_json::{json, Value};
+
+use super::spec::{
+    ANNOTATION_CAP_ADD, ANNOTATION_CAP_DROP, ANNOTATION_PRIVILEGED, ANNOTATION_USER,
+};
+use super::state::{State, Status};
+use super::Record;
+
+/// Docker's zero time, for times that did not happen yet.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+fn time(secs: Option<u64>) -> String {
+    secs.map_or_else(|| ZERO_TIME.to_string(), |s| crate::runtime::rfc3339(s, 0))
+}
+
+fn status_word(state: &State) -> &'static str {
+    match state.status {
+        Status::Created => "created",
+        Status::Running => "running",
+        Status::Exited => "exited",
+    }
+}
+
+/// The JSON object for one container.
+pub fn inspect(record: &Record, state: &State) -> Value {
+    let spec = Spec::load(record.config_path()).ok();
+    let annotation =
+        |key: &str| -> Option<String> { spec.as_ref()?.annotations().as_ref()?.get(key).cloned() };
+    let list = |key: &str| -> Vec<String> {
+        annotation(key)
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let process = spec.as_ref().and_then(|s| s.process().as_ref());
+    let args = process
+        .and_then(|p| p.args().clone())
+        .unwrap_or_else(|| state.command.clone());
+    let env = process.and_then(|p| p.env().clone()).unwrap_or_default();
+    let cwd = process
+        .map(|p| p.cwd().display().to_string())
+        .unwrap_or_default();
+    let user = annotation(ANNOTATION_USER).unwrap_or_default();
+    let hostname = spec
+        .as_ref()
+        .and_then(|s| s.hostname().clone())
+        .unwrap_or_default();
+    let mounts: Vec<Value> = spec
+        .as_ref()
+        .and_then(|s| s.mounts().clone())
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| m.typ().as_deref() == Some("bind"))
+        .filter_map(|m| {
+            let source = m.source().as_ref()?;
+            // Our own files (hosts, resolv.conf, hostname) are not the user's mounts.
+            if source.starts_with(&record.dir) {
+                return None;
+            }
+            let options = m.options().clone().unwrap_or_default();
+            let rw = !options.iter().any(|o| o == "ro");
+            Some(json!({
+                "Type": "bind",
+                "Source": source,
+                "Destination": m.destination(),
+                "Mode": if rw { "" } else { "ro" },
+                "RW": rw,
+            }))
+        })
+        .collect();
+    let resources = spec
+        .as_ref()
+        .and_then(|s| s.linux().as_ref())
+        .and_then(|l| l.resources().clone());
+    let memory = resources
+        .as_ref()
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .unwrap_or(0);
+    let cpu = resources.as_ref().and_then(|r| r.cpu().clone());
+    let nano_cpus = cpu
+        .as_ref()
+        .and_then(|c| Some((c.quota()?, c.period()?)))
+        .filter(|(quota, period)| *quota > 0 && *period > 0)
+        .map_or(0, |(quota, period)| {
+            (quota as u128 * 1_000_000_000 / period as u128) as i64
+        });
+    let shares = cpu.as_ref().and_then(|c| c.shares()).unwrap_or(0);
+    let cpuset = cpu
+        .as_ref()
+        .and_then(|c| c.cpus().clone())
+        .unwrap_or_default();
+    let pids_limit = resources
+        .as_ref()
+        .and_then(|r| r.pids().as_ref())
+        .map(|p| p.limit());
+    let readonly = spec
+        .as_ref()
+        .and_then(|s| s.root().as_ref())
+        .and_then(|r| r.readonly())
+        .unwrap_or(false);
+    let running = state.status == Status::Running;
+    json!({
+        "Id": state.id,
+        "Created": time(Some(state.created_at)),
+        "Path": args.first().cloned().unwrap_or_default(),
+        "Args": args.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": status_word(state),
+            "Running": running,
+            "Pid": if running { state.pid.unwrap_or(0) } else { 0 },
+            "ExitCode": state.exit_code.unwrap_or(0),
+            "OOMKilled": state.oom_killed,
+            "Error": state.error.clone().unwrap_or_default(),
+            "StartedAt": time(state.started_at),
+            "FinishedAt": time(state.finished_at),
+        },
+        "Image": state.image_id.clone().unwrap_or_else(|| state.image.clone()),
+        "Name": format!("/{}", state.name.clone().unwrap_or_default()),
+        "LogPath": record.log_path(),
+        "Config": {
+            "Hostname": hostname,
+            "User": user,
+            "Env": env,
+            "Cmd": args,
+            "Image": state.image,
+            "WorkingDir": cwd,
+        },
+        "Mounts": mounts,
+        "HostConfig": {
+            "Memory": memory,
+            "NanoCpus": nano_cpus,
+            "CpuShares": shares,
+            "PidsLimit": pids_limit,
+            "CpusetCpus": cpuset,
+            "Privileged": annotation(ANNOTATION_PRIVILEGED).is_some(),
+            "ReadonlyRootfs": readonly,
+            "CapAdd": list(ANNOTATION_CAP_ADD),
+            "CapDrop": list(ANNOTATION_CAP_DROP),
+            "AutoRemove": state.auto_remove,
+        },
+    })
+}

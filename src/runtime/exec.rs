@@ -1,0 +1,234 @@
+//! `exec`: a new process inside a running container. It joins the namespaces of the
+//! container's init and its cgroup, then goes through the same child code as the init
+//! (stdio or pty, capabilities, seccomp, user, execve), so the rules are the same.
+//!
+//! The pid namespace only applies to children, so the CLI joins it itself (setns with
+//! CLONE_NEWPID changes only where its next child is born) and the one child it forks
+//! is born inside. The other namespaces are joined by that child, single-threaded.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType};
+use oci_spec::runtime::Spec;
+
+use super::cgroups::Cgroup;
+use super::plan::Step;
+use super::process::{self, ChildPlan, ChildStdio, ExecTarget};
+use super::supervise::{
+    describe_errno, open_stdin, receive_startup, supervise, BlockedSignals, Child, Startup, Streams,
+};
+use super::{pty, security, Outcome};
+
+/// The namespaces an exec joins, in order, besides pid (joined by the CLI).
+const JOINED: &[(&str, libc::c_int)] = &[
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("net", libc::CLONE_NEWNET),
+    ("mnt", libc::CLONE_NEWNS),
+];
+
+/// After SIGTERM/SIGINT to `exec`, how long the command gets before SIGKILL.
+const EXEC_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one exec needs.
+pub struct ExecRequest<'a> {
+    /// The container's spec with the process replaced by the exec's.
+    pub spec: &'a Spec,
+    /// Host pid of the container's init (whose namespaces are joined).
+    pub init_pid: i32,
+    pub interactive: bool,
+    pub cache_dir: Option<&'a Path>,
+}
+
+/// The init's namespace `kind`, unless we are in it already (joining our own is
+/// pointless, and for some kinds an error).
+fn foreign_namespace(init_pid: i32, kind: &str) -> anyhow::Result<Option<OwnedFd>> {
+    let theirs = format!("/proc/{init_pid}/ns/{kind}");
+    let file = File::open(&theirs)
+        .with_context(|| format!("cannot open {theirs}: has the container stopped?"))?;
+    let ours = std::fs::metadata(format!("/proc/self/ns/{kind}"))
+        .with_context(|| format!("cannot read our own {kind} namespace"))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {theirs}"))?;
+    if meta.ino() == ours.ino() && meta.dev() == ours.dev() {
+        return Ok(None);
+    }
+    Ok(Some(file.into()))
+}
+
+/// Runs the exec'd command to completion; returns how it ended.
+pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
+    let spec = req.spec;
+    let process_spec = spec.process().as_ref().context("the spec has no process")?;
+    let exec = ExecTarget::new(
+        &process_spec.args().clone().unwrap_or_default(),
+        &process_spec.env().clone().unwrap_or_default(),
+    )?;
+    let terminal = process_spec.terminal().unwrap_or(false);
+    let user = process_spec.user();
+    let prepared_security = security::prepare_with_cache(spec, req.cache_dir)?;
+    let cgroup_name = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .context("the spec has no linux.cgroupsPath")?;
+    let cgroup_name = cgroup_name
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .to_string();
+    let cgroup = Cgroup::open(&cgroup_name)
+        .with_context(|| format!("cannot open cgroup {cgroup_name}: has the container stopped?"))?;
+
+    // Held open until the child has joined them (they are close-on-exec).
+    let mut namespace_fds = Vec::new();
+    let mut steps = Vec::new();
+    for (kind, nstype) in JOINED {
+        if let Some(fd) = foreign_namespace(req.init_pid, kind)? {
+            steps.push(Step::Setns {
+                fd: fd.as_raw_fd(),
+                nstype: *nstype,
+                kind,
+            });
+            namespace_fds.push(fd);
+        }
+    }
+    let cwd = std::ffi::CString::new(process_spec.cwd().as_os_str().as_encoded_bytes())
+        .context("the working directory contains a NUL byte")?;
+    steps.push(Step::Chdir { path: cwd });
+    let pid_namespace = foreign_namespace(req.init_pid, "pid")?;
+
+    let blocked = BlockedSignals::block()?;
+    let signal_fd =
+        SignalFd::with_flags(&blocked.set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .context("cannot create a signalfd")?;
+    // Without a pty the command writes straight to our stdout and stderr: exec output is
+    // not the container's log.
+    let mut child_fds: Vec<OwnedFd> = Vec::new();
+    let stdio = if terminal {
+        ChildStdio::Terminal(pty::window_size())
+    } else {
+        let stdin = open_stdin(req.interactive)?;
+        let fds = [stdin.as_raw_fd(), 1, 2];
+        child_fds.push(stdin);
+        ChildStdio::Fds(fds)
+    };
+    let (parent_sock, child_sock) = socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("cannot create the setup channel")?;
+    let plan = ChildPlan {
+        steps,
+        sync: child_sock.as_raw_fd(),
+        parent_sync: parent_sock.as_raw_fd(),
+        stdio,
+        uid: user.uid(),
+        gid: user.gid(),
+        groups: user.additional_gids().clone().unwrap_or_default(),
+        exec,
+        init: false,
+        blocked: *blocked.set.as_ref(),
+        security: prepared_security,
+    };
+
+    if let Some(fd) = &pid_namespace {
+        // SAFETY: setns on a namespace descriptor we own; with CLONE_NEWPID it only
+        // decides where our next child is born.
+        if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWPID) } < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("cannot join the container's pid namespace");
+        }
+    }
+    // SAFETY: a fork-like clone (no new stack, no namespace flags).
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    // The child runs only `child_main`: raw syscalls on the plan prepared above.
+    if pid == 0 {
+        process::child_main(&plan);
+    }
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("cannot fork the process to run in the container");
+    }
+    let mut child = Child {
+        pid: pid as libc::pid_t,
+        reaped: false,
+    };
+    drop(child_fds);
+    drop(child_sock);
+    cgroup
+        .add_process(child.pid)
+        .with_context(|| format!("cannot move the process into cgroup {cgroup_name}"))?;
+    // SAFETY: sends one byte from a literal.
+    if unsafe {
+        libc::send(
+            parent_sock.as_raw_fd(),
+            c"g".as_ptr().cast(),
+            1,
+            libc::MSG_NOSIGNAL,
+        )
+    } != 1
+    {
+        bail!("the process to run in the container died before it could start");
+    }
+    let master = match receive_startup(&parent_sock, &plan.steps)? {
+        Startup::Started(master) => master,
+        Startup::Failed(reason) => bail!("{reason}"),
+        Startup::ExecFailed { errno } => {
+            child.wait();
+            let program = plan.exec.program();
+            let (code, reason) = match errno {
+                libc::ENOENT if plan.exec.searched_path() => (
+                    127,
+                    format!("exec: {program:?}: executable file not found in $PATH"),
+                ),
+                libc::ENOENT => (127, format!("exec: {program:?}: no such file or directory")),
+                other => (126, format!("exec: {program:?}: {}", describe_errno(other))),
+            };
+            return Ok(Outcome {
+                exit_code: code,
+                exec_error: Some(reason),
+                ..Default::default()
+            });
+        }
+    };
+    drop(parent_sock);
+    drop(namespace_fds);
+    let raw_mode = if master.is_some() && req.interactive {
+        pty::RawMode::enable(0)
+    } else {
+        None
+    };
+    let outcome = supervise(
+        &mut child,
+        &signal_fd,
+        Streams {
+            out: None,
+            err: None,
+            master,
+            stdin_open: req.interactive && terminal,
+        },
+        &mut None,
+        EXEC_STOP_TIMEOUT,
+    );
+    drop(raw_mode);
+    Ok(outcome)
+}

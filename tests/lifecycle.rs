@@ -1,0 +1,684 @@
+//! The container lifecycle: `run -d` with its detached supervisor, ps, logs, stop, kill,
+//! rm, inspect, start, commit, and what happens when supervisors are killed or two
+//! clients act on one container at once. Real containers (busybox rootfs); each test
+//! checks that no process, cgroup or mount is left.
+
+mod common;
+
+use std::fs;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A fixture whose containers are force-removed before the leak checks run.
+struct World {
+    fx: Fixture,
+}
+
+impl World {
+    fn new() -> World {
+        World { fx: Fixture::new() }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.fx.remove_all();
+    }
+}
+
+impl std::ops::Deref for World {
+    type Target = Fixture;
+    fn deref(&self) -> &Fixture {
+        &self.fx
+    }
+}
+
+fn supervisor_pids(id: &str) -> Vec<i32> {
+    pids_with("supervise --lock-fd")
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(id))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn init_pid(w: &World, id: &str) -> i32 {
+    w.state(id)["pid"].as_i64().unwrap() as i32
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is dead for our purposes.
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+fn status(w: &World, id: &str) -> String {
+    w.state(id)["status"].as_str().unwrap().to_string()
+}
+
+fn wait_exited(w: &World, id: &str) {
+    assert!(
+        wait_for(20, || status(w, id) == "exited"),
+        "container {id} did not exit: {}",
+        w.state(id)
+    );
+}
+
+#[test]
+fn run_d_returns_at_once_and_a_detached_supervisor_owns_the_container() {
+    let w = World::new();
+    let started = Instant::now();
+    let id = w.run_detached(&["--name", "sleeper"], &["sleep", "60"]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(status(&w, &id), "running");
+    let pid = init_pid(&w, &id);
+    assert!(alive(pid));
+    // The container's init sits in its cgroup; its supervisor runs in its own session.
+    let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(cgroup.contains(&format!("mycontainer/{id}")), "{cgroup}");
+    let supervisors = supervisor_pids(&id);
+    assert_eq!(supervisors.len(), 1, "{supervisors:?}");
+    let stat = fs::read_to_string(format!("/proc/{}/stat", supervisors[0])).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        fields[3],
+        supervisors[0].to_string(),
+        "supervisor is not a session leader"
+    );
+    // The init's stdin is /dev/null; its stdout goes to the supervisor, not the CLI.
+    let stdin = fs::read_link(format!("/proc/{pid}/fd/0")).unwrap();
+    assert_eq!(stdin.to_string_lossy(), "/dev/null");
+    // Another command does not take the running container for an orphan.
+    ok(w.mc(&["gc"]));
+    assert_eq!(status(&w, &id), "running");
+    assert!(alive(pid));
+
+    // -d -i has no way to feed stdin later: refused before anything exists.
+    let refused = w.run(&["-d", "-i"], &["true"]);
+    assert_eq!(refused.status.code(), Some(125));
+    assert!(
+        stderr(&refused).contains("-d cannot be combined with -i"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(w.container_ids().len(), 1);
+
+    ok(w.mc(&["rm", "-f", "sleeper"]));
+    assert!(wait_for(10, || !alive(pid)));
+    assert!(wait_for(10, || supervisor_pids(&id).is_empty()));
+    w.assert_no_containers();
+    assert_no_cgroup(&id);
+}
+
+#[test]
+fn run_d_t_gives_the_container_a_terminal_and_logs_what_it_prints() {
+    let w = World::new();
+    let id = w.run_detached(&["-t"], &["sh", "-c", "tty; echo through-the-pty"]);
+    wait_exited(&w, &id);
+    let logs = ok(w.mc(&["logs", &id]));
+    // The pty turns "\n" into "\r\n", as under Docker.
+    assert_eq!(logs, "/dev/pts/0\r\nthrough-the-pty\r\n");
+    assert_eq!(w.state(&id)["exit_code"], 0);
+    assert_no_cgroup(&id);
+}
+
+#[test]
+fn ps_lists_running_containers_and_with_a_all_of_them() {
+    let w = World::new();
+    let up = w.run_detached(&["--name", "up-one"], &["sleep", "60"]);
+    let done = w.run_detached(&["--name", "done-one"], &["sh", "-c", "exit 3"]);
+    wait_exited(&w, &done);
+
+    let ps = ok(w.mc(&["ps"]));
+    let lines: Vec<&str> = ps.lines().collect();
+    assert!(lines[0].starts_with("CONTAINER ID"), "{ps}");
+    for column in ["IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"] {
+        assert!(lines[0].contains(column), "{ps}");
+    }
+    assert_eq!(lines.len(), 2, "{ps}");
+    assert!(lines[1].starts_with(&up[..12]), "{ps}");
+    assert!(lines[1].contains("Up "), "{ps}");
+    assert!(lines[1].ends_with("up-one"), "{ps}");
+    assert!(lines[1].contains("\"sleep 60\""), "{ps}");
+
+    let all = ok(w.mc(&["ps", "-a"]));
+    let exited = all.lines().find(|l| l.contains("done-one")).unwrap();
+    assert!(exited.contains("Exited (3) "), "{all}");
+    assert!(exited.contains(" ago"), "{all}");
+
+    let ids = ok(w.mc(&["ps", "-a", "-q"]));
+    let mut ids: Vec<&str> = ids.lines().collect();
+    ids.sort();
+    let mut expected = vec![&up[..12], &done[..12]];
+    expected.sort();
+    assert_eq!(ids, expected);
+    let full = ok(w.mc(&["ps", "-q", "--no-trunc"]));
+    assert_eq!(full.trim(), up);
+    // Any unique prefix names a container.
+    ok(w.mc(&["stop", "-t", "0", &up[..5]]));
+    assert_eq!(ok(w.mc(&["ps", "-q"])), "");
+}
+
+#[test]
+fn logs_replays_streams_tails_stamps_and_follows() {
+    let w = World::new();
+    let id = w.run_detached(&[], &["sh", "-c", "echo one; echo two >&2; echo three"]);
+    wait_exited(&w, &id);
+    let out = w.mc(&["logs", &id]);
+    assert_eq!(ok(out.clone()), "one\nthree\n");
+    assert_eq!(stderr(&out), "two\n");
+    // The streams are read separately, so "two" may be recorded after "three": the
+    // tail is the last record of either.
+    let tail = w.mc(&["logs", "--tail", "1", &id]);
+    let last = format!("{}{}", ok(tail.clone()), stderr(&tail));
+    assert!(last == "three\n" || last == "two\n", "{last:?}");
+    let tail = w.mc(&["logs", "--tail", "3", &id]);
+    assert_eq!(ok(tail.clone()), "one\nthree\n");
+    assert_eq!(stderr(&tail), "two\n");
+    let stamped = ok(w.mc(&["logs", "-t", &id]));
+    for line in stamped.lines() {
+        let (stamp, text) = line.split_once(' ').unwrap();
+        assert!(
+            stamp.len() == 30 && stamp.ends_with('Z') && stamp.contains('T'),
+            "{line}"
+        );
+        assert!(text == "one" || text == "three", "{line}");
+    }
+
+    // -f prints output as it comes and returns when the container exits.
+    let id = w.run_detached(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "echo first; sleep 1; echo second; sleep 1; echo third",
+        ],
+    );
+    let started = Instant::now();
+    let follow = w.mc(&["logs", "-f", &id]);
+    assert_eq!(ok(follow), "first\nsecond\nthird\n");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(status(&w, &id), "exited");
+}
+
+#[test]
+fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
+    let w = World::new();
+    // A shell as PID 1 with a TERM trap exits on SIGTERM.
+    let polite = w.run_detached(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
+        ],
+    );
+    // PID 1 without a handler ignores SIGTERM: only SIGKILL stops it.
+    let stubborn = w.run_detached(&[], &["sleep", "300"]);
+    let (p1, p2) = (init_pid(&w, &polite), init_pid(&w, &stubborn));
+    std::thread::sleep(Duration::from_millis(200));
+
+    let started = Instant::now();
+    assert_eq!(ok(w.mc(&["stop", &polite])).trim(), polite);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(w.state(&polite)["exit_code"], 0);
+    assert_eq!(ok(w.mc(&["logs", &polite])), "bye\n");
+
+    let started = Instant::now();
+    ok(w.mc(&["stop", "-t", "1", &stubborn]));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert_eq!(w.state(&stubborn)["exit_code"], 137);
+    assert!(!alive(p1) && !alive(p2));
+    // Stopping a stopped container is fine; the records stay (no --rm).
+    ok(w.mc(&["stop", &stubborn]));
+    assert_eq!(w.container_ids().len(), 2);
+    assert_no_cgroup(&polite);
+    assert_no_cgroup(&stubborn);
+}
+
+#[test]
+fn kill_delivers_the_signal_and_refuses_stopped_containers() {
+    let w = World::new();
+    let id = w.run_detached(
+        &["--name", "trapper"],
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-usr1' USR1; while true; do sleep 0.1; done",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    ok(w.mc(&["kill", "-s", "USR1", "trapper"]));
+    assert!(wait_for(5, || ok(w.mc(&["logs", "trapper"])).contains("got-usr1")));
+    assert_eq!(status(&w, &id), "running");
+    ok(w.mc(&["kill", "trapper"]));
+    wait_exited(&w, &id);
+    assert_eq!(w.state(&id)["exit_code"], 137);
+    let again = w.mc(&["kill", "trapper"]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("is not running"),
+        "{}",
+        stderr(&again)
+    );
+    let bad = w.mc(&["kill", "-s", "NOPE", "trapper"]);
+    assert_eq!(bad.status.code(), Some(125));
+}
+
+#[test]
+fn rm_refuses_a_running_container_and_rm_f_and_rm_flag_clean_everything() {
+    let w = World::new();
+    let id = w.run_detached(&["--name", "busy"], &["sleep", "60"]);
+    let pid = init_pid(&w, &id);
+    let refused = w.mc(&["rm", "busy"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("is running"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(alive(pid));
+    ok(w.mc(&["rm", "-f", "busy"]));
+    assert!(!alive(pid));
+    w.assert_no_containers();
+    assert_no_cgroup(&id);
+    // The name is free again.
+    let again = w.run_detached(&["--name", "busy"], &["true"]);
+    wait_exited(&w, &again);
+    ok(w.mc(&["rm", "busy"]));
+
+    // --rm: the supervisor removes the record when the command ends.
+    let gone = w.run_detached(&["--rm"], &["sh", "-c", "sleep 0.3"]);
+    assert!(wait_for(10, || w.container_ids().is_empty()));
+    assert_no_cgroup(&gone);
+    assert!(wait_for(10, || supervisor_pids(&gone).is_empty()));
+    // stop of a --rm container: it stops and is gone when stop returns.
+    let stopped = w.run_detached(&["--rm", "--name", "ephemeral"], &["sleep", "60"]);
+    ok(w.mc(&["stop", "-t", "1", "ephemeral"]));
+    assert!(w.container_ids().is_empty());
+    assert_no_cgroup(&stopped);
+}
+
+#[test]
+fn inspect_shows_state_config_and_limits_like_docker() {
+    let w = World::new();
+    let vol = w.dir.path().join("vol");
+    fs::create_dir(&vol).unwrap();
+    let volume = format!("{}:/data:ro", vol.display());
+    let id = w.run_detached(
+        &[
+            "--name",
+            "insp",
+            "-h",
+            "inspected",
+            "-e",
+            "GREETING=hi",
+            "-w",
+            "/tmp",
+            "-m",
+            "64m",
+            "--pids-limit",
+            "50",
+            "--cpus",
+            "0.5",
+            "--cap-drop",
+            "NET_RAW",
+            "-v",
+            &volume,
+        ],
+        &["sleep", "60"],
+    );
+    let out = ok(w.mc(&["inspect", "insp"]));
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &json[0];
+    assert_eq!(c["Id"], id.as_str());
+    assert_eq!(c["Name"], "/insp");
+    assert_eq!(c["Path"], "sleep");
+    assert_eq!(c["Args"], serde_json::json!(["60"]));
+    assert_eq!(c["State"]["Status"], "running");
+    assert_eq!(c["State"]["Running"], true);
+    let pid = c["State"]["Pid"].as_i64().unwrap();
+    assert!(pid > 0 && alive(pid as i32));
+    assert!(c["State"]["StartedAt"].as_str().unwrap().starts_with("20"));
+    assert_eq!(c["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(c["Config"]["Hostname"], "inspected");
+    assert_eq!(c["Config"]["WorkingDir"], "/tmp");
+    let env = c["Config"]["Env"].as_array().unwrap();
+    assert!(env.iter().any(|e| e == "GREETING=hi"), "{env:?}");
+    assert_eq!(c["HostConfig"]["Memory"], 64 << 20);
+    assert_eq!(c["HostConfig"]["NanoCpus"], 500_000_000);
+    assert_eq!(c["HostConfig"]["PidsLimit"], 50);
+    assert_eq!(c["HostConfig"]["CapDrop"], serde_json::json!(["NET_RAW"]));
+    assert_eq!(c["HostConfig"]["AutoRemove"], false);
+    assert_eq!(c["Mounts"][0]["Destination"], "/data");
+    assert_eq!(c["Mounts"][0]["RW"], false);
+    assert!(c["LogPath"].as_str().unwrap().ends_with("container.log"));
+
+    ok(w.mc(&["kill", "insp"]));
+    wait_exited(&w, &id);
+    let json: serde_json::Value = serde_json::from_str(&ok(w.mc(&["inspect", &id[..8]]))).unwrap();
+    assert_eq!(json[0]["State"]["Status"], "exited");
+    assert_eq!(json[0]["State"]["Running"], false);
+    assert_eq!(json[0]["State"]["ExitCode"], 137);
+    assert_ne!(json[0]["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
+    let missing = w.mc(&["inspect", "nope"]);
+    assert_eq!(missing.status.code(), Some(125));
+    assert_eq!(stdout(&missing).trim(), "[]");
+}
+
+#[test]
+fn start_reruns_a_stopped_container_with_its_files() {
+    let w = World::new();
+    let id = w.run_detached(
+        &["--name", "again"],
+        &["sh", "-c", "echo run >> /runs; wc -l < /runs; exit 5"],
+    );
+    wait_exited(&w, &id);
+    // -a: prints this run's output and returns its exit code.
+    let attached = w.mc(&["start", "-a", "again"]);
+    assert_eq!(attached.status.code(), Some(5), "{}", stderr(&attached));
+    assert_eq!(stdout(&attached), "2\n");
+    assert_eq!(ok(w.mc(&["start", "again"])).trim(), "again");
+    wait_exited(&w, &id);
+    assert_eq!(ok(w.mc(&["logs", "--tail", "1", "again"])), "3\n");
+    assert_eq!(w.state(&id)["exit_code"], 5);
+    assert_no_cgroup(&id);
+}
+
+#[test]
+fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
+    let w = World::new();
+    let id = w.run_detached(
+        &[
+            "--name",
+            "host",
+            "-h",
+            "inner",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CHOWN",
+        ],
+        &["sh", "-c", "echo made-by-init > /tmp/file; sleep 60"],
+    );
+    let pid = init_pid(&w, &id);
+    assert!(wait_for(5, || w
+        .mc(&["exec", "host", "cat", "/tmp/file"])
+        .stdout
+        .starts_with(b"made-by-init")));
+    for ns in ["pid", "mnt", "net", "uts", "ipc", "cgroup"] {
+        let host_view = fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        let inside = ok(w.mc(&["exec", "host", "readlink", &format!("/proc/self/ns/{ns}")]));
+        assert_eq!(inside.trim(), host_view.to_string_lossy(), "{ns} namespace");
+    }
+    assert_eq!(ok(w.mc(&["exec", "host", "hostname"])), "inner\n");
+    // In the pid namespace: the init (sh, which exec'd its last command) is PID 1 there.
+    assert_eq!(
+        ok(w.mc(&["exec", "host", "cat", "/proc/1/comm"])),
+        "sleep\n"
+    );
+    // In the cgroup, seen from the host while it runs.
+    let mut sleeper = w
+        .cmd()
+        .args(["exec", "host", "sleep", "30"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let procs = format!("mycontainer/{id}");
+    assert!(wait_for(5, || pids_with("sleep 30").into_iter().any(|p| {
+        fs::read_to_string(format!("/proc/{p}/cgroup")).is_ok_and(|c| c.contains(&procs))
+    })));
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    // The same capability rules as run: CHOWN only; none for a non-root user.
+    let caps = ok(w.mc(&["exec", "host", "grep", "CapEff", "/proc/self/status"]));
+    assert_eq!(caps.split_whitespace().last().unwrap(), "0000000000000001");
+    let nobody = ok(w.mc(&[
+        "exec",
+        "-u",
+        "nobody",
+        "-w",
+        "/tmp",
+        "-e",
+        "X=y",
+        "host",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $X; grep CapEff /proc/self/status",
+    ]));
+    assert_eq!(nobody, "65534\n/tmp\ny\nCapEff:\t0000000000000000\n");
+    // Exit codes pass through; a missing command is 127.
+    assert_eq!(
+        w.mc(&["exec", "host", "sh", "-c", "exit 9"]).status.code(),
+        Some(9)
+    );
+    let missing = w.mc(&["exec", "host", "no-such-command"]);
+    assert_eq!(missing.status.code(), Some(127));
+    assert!(
+        stderr(&missing).contains("not found"),
+        "{}",
+        stderr(&missing)
+    );
+    // -t: a pty from the container's own devpts, its output copied to ours.
+    let tty = ok(w.mc(&["exec", "-t", "host", "sh", "-c", "tty; echo in-pty"]));
+    assert!(tty.starts_with("/dev/pts/"), "{tty:?}");
+    assert!(tty.contains("in-pty"), "{tty:?}");
+    // -i passes stdin.
+    let mut cat = w
+        .cmd()
+        .args(["exec", "-i", "host", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    cat.stdin
+        .take()
+        .unwrap()
+        .write_all(b"through stdin\n")
+        .unwrap();
+    assert_eq!(ok(cat.wait_with_output().unwrap()), "through stdin\n");
+    // A stopped container cannot be exec'd into.
+    ok(w.mc(&["stop", "-t", "0", "host"]));
+    let stopped = w.mc(&["exec", "host", "true"]);
+    assert_eq!(stopped.status.code(), Some(125));
+    assert!(
+        stderr(&stopped).contains("not running"),
+        "{}",
+        stderr(&stopped)
+    );
+}
+
+#[test]
+fn exec_works_in_a_foreground_container_too() {
+    let w = World::new();
+    let mut fg = w
+        .run_cmd(&["--name", "fg"], &["sh", "-c", "sleep 30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    w.wait_running();
+    assert_eq!(
+        ok(w.mc(&["exec", "fg", "cat", "/proc/1/cmdline"])),
+        "sleep\x0030\0"
+    );
+    ok(w.mc(&["stop", "-t", "1", "fg"]));
+    let status = fg.wait().unwrap();
+    assert_eq!(status.code(), Some(137));
+}
+
+#[test]
+fn commit_turns_the_upper_dir_into_an_image_with_deletions() {
+    let w = World::new();
+    // An image in the store, from the built-in busybox recipe.
+    ok(w.mc(&["run", "--rm", "busybox", "true"]));
+    let base = w.mc(&[
+        "run",
+        "--name",
+        "changer",
+        "busybox",
+        "sh",
+        "-c",
+        "echo added > /added; rm /bin/vi; mkdir -p /etc/newdir; echo x > /etc/newdir/f",
+    ]);
+    ok(base);
+    let out = ok(w.mc(&["commit", "changer", "changed:v1"]));
+    assert!(out.trim().starts_with("sha256:"), "{out}");
+    let seen = ok(w.mc(&["run", "--rm", "changed:v1", "sh", "-c",
+        "cat /added /etc/newdir/f; test -e /bin/vi && echo vi-still-there || echo vi-gone; ls /bin/busybox"]));
+    assert_eq!(seen, "added\nx\nvi-gone\n/bin/busybox\n");
+    // The image config is carried over: the default command still runs (sh, stdin empty).
+    ok(w.mc(&["run", "--rm", "changed:v1"]));
+    // The base image is untouched.
+    let base = ok(w.mc(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "test -e /bin/vi && echo vi-here",
+    ]));
+    assert_eq!(base, "vi-here\n");
+    // A --rootfs container has no image to build on.
+    let dir_run = w.run_detached(&["--name", "from-dir"], &["true"]);
+    wait_exited(&w, &dir_run);
+    let refused = w.mc(&["commit", "from-dir", "x:1"]);
+    assert_eq!(refused.status.code(), Some(125));
+    assert!(
+        stderr(&refused).contains("not a stored image"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
+fn a_killed_supervisor_takes_its_container_down_and_ps_tells_the_truth() {
+    let w = World::new();
+    let id = w.run_detached(&["--name", "victim"], &["sleep", "300"]);
+    let pid = init_pid(&w, &id);
+    let supervisor = supervisor_pids(&id)[0];
+    // SAFETY: SIGKILL to the supervisor process this test started.
+    assert_eq!(unsafe { libc::kill(supervisor, libc::SIGKILL) }, 0);
+    // The container dies with it (parent-death signal).
+    assert!(wait_for(10, || !alive(pid)));
+    // The next command notices: exited, the cgroup reclaimed.
+    let all = ok(w.mc(&["ps", "-a"]));
+    assert!(all.contains("Exited (137)"), "{all}");
+    assert_eq!(status(&w, &id), "exited");
+    assert!(w.state(&id)["error"].as_str().unwrap().contains("killed"));
+    assert_no_cgroup(&id);
+    assert_eq!(ok(w.mc(&["ps", "-q"])), "");
+    // It can be started again and removed.
+    ok(w.mc(&["start", "victim"]));
+    assert_eq!(status(&w, &id), "running");
+    ok(w.mc(&["rm", "-f", "victim"]));
+    w.assert_no_containers();
+}
+
+#[test]
+fn a_killed_foreground_cli_leaves_nothing_that_gc_does_not_reclaim() {
+    let w = World::new();
+    let mut cli = w
+        .run_cmd(&["--name", "fg-victim"], &["sleep", "300"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = w.wait_running();
+    let pid = init_pid(&w, &id);
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    assert!(wait_for(10, || !alive(pid)));
+    let gc = ok(w.mc(&["gc"]));
+    assert!(
+        gc.contains(&format!("marked container {id} exited")),
+        "{gc}"
+    );
+    assert_no_cgroup(&id);
+    assert!(ok(w.mc(&["ps", "-a"])).contains("Exited (137)"));
+}
+
+#[test]
+fn two_clients_on_one_container_at_once_behave() {
+    let w = World::new();
+    // Two stops at once: both succeed, the container is stopped once.
+    let id = w.run_detached(&["--name", "twice"], &["sleep", "300"]);
+    let spawn = |args: &[&str]| {
+        w.cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn(&["stop", "-t", "1", "twice"]);
+    let b = spawn(&["stop", "-t", "1", "twice"]);
+    ok(a.wait_with_output().unwrap());
+    ok(b.wait_with_output().unwrap());
+    assert_eq!(w.state(&id)["exit_code"], 137);
+
+    // stop and rm -f at once: the container ends up removed, nothing leaks.
+    let id = w.run_detached(&["--name", "contested"], &["sleep", "300"]);
+    let pid = init_pid(&w, &id);
+    let stop = spawn(&["stop", "-t", "5", "contested"]);
+    let rm = spawn(&["rm", "-f", "contested"]);
+    ok(rm.wait_with_output().unwrap());
+    let stop = stop.wait_with_output().unwrap();
+    // stop either saw it stop, or found it already removed.
+    assert!(
+        stop.status.success() || stderr(&stop).contains("no such container"),
+        "{}",
+        stderr(&stop)
+    );
+    assert!(!alive(pid));
+    assert!(!w.container_ids().contains(&id));
+    assert_no_cgroup(&id);
+
+    // ps while containers are being started: never an error, never a warning.
+    let starters: Vec<_> = (0..4)
+        .map(|i| {
+            spawn(&[
+                "run",
+                "-d",
+                "--name",
+                &format!("par{i}"),
+                "--rootfs",
+                w.rootfs.to_str().unwrap(),
+                "sleep",
+                "60",
+            ])
+        })
+        .collect();
+    for _ in 0..20 {
+        let ps = w.mc(&["ps", "-a"]);
+        assert!(
+            ps.status.success() && stderr(&ps).is_empty(),
+            "{}",
+            stderr(&ps)
+        );
+    }
+    for s in starters {
+        ok(s.wait_with_output().unwrap());
+    }
+    assert_eq!(ok(w.mc(&["ps", "-q"])).lines().count(), 4);
+}
