@@ -7,6 +7,7 @@ mod cli;
 mod container;
 mod registry;
 mod runtime;
+mod timefmt;
 
 fn main() {
     std::process::exit(cli::main());

@@ -108,7 +108,7 @@ fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<i32> {
     let store = ctx.store()?;
     let progress = ByteProgress::new("importing", ctx.quiet);
     let spec = ImageSpec {
-        created: Some(build::now_rfc3339()),
+        created: Some(crate::timefmt::now_seconds()),
         created_by: Some(format!("mycontainer image import {}", args.file)),
         ..ImageSpec::default()
     };

@@ -29,7 +29,7 @@ pub fn commit(root: &Path, record: &Record, name: &str) -> anyhow::Result<Image>
     })?;
     let spec = ImageSpec {
         config: base.config.config().clone().unwrap_or_default(),
-        created: Some(crate::runtime::rfc3339(super::state::now_unix(), 0)),
+        created: Some(crate::timefmt::rfc3339_seconds(super::state::now_unix())),
         created_by: Some(format!("mycontainer commit {}", record.short_id())),
     };
     store

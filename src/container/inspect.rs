@@ -13,7 +13,7 @@ use super::Record;
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 fn time(secs: Option<u64>) -> String {
-    secs.map_or_else(|| ZERO_TIME.to_string(), |s| crate::runtime::rfc3339(s, 0))
+    secs.map_or_else(|| ZERO_TIME.to_string(), |s| crate::timefmt::rfc3339(s, 0))
 }
 
 fn status_word(state: &State) -> &'static str {

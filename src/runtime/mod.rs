@@ -14,7 +14,7 @@ pub mod security;
 mod supervise;
 
 pub use exec::{exec, ExecRequest};
-pub use logfile::{rfc3339, LogFollower};
+pub use logfile::LogFollower;
 pub use supervise::{run, Outcome, RunRequest};
 
 /// "true": run our tiny init as PID 1 (Docker's `--init`).
