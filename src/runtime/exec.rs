@@ -21,7 +21,8 @@ use super::cgroups::Cgroup;
 use super::plan::Step;
 use super::process::{self, ChildPlan, ChildStdio, ExecTarget};
 use super::supervise::{
-    describe_errno, open_stdin, receive_startup, supervise, BlockedSignals, Child, Startup, Streams,
+    exec_failure, open_stdin, receive_startup, release_child, supervise, BlockedSignals, Child,
+    Startup, Streams,
 };
 use super::{pty, security, Outcome};
 
@@ -177,32 +178,14 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
     cgroup
         .add_process(child.pid)
         .with_context(|| format!("cannot move the process into cgroup {cgroup_name}"))?;
-    // SAFETY: sends one byte from a literal.
-    if unsafe {
-        libc::send(
-            parent_sock.as_raw_fd(),
-            c"g".as_ptr().cast(),
-            1,
-            libc::MSG_NOSIGNAL,
-        )
-    } != 1
-    {
-        bail!("the process to run in the container died before it could start");
-    }
+    release_child(&parent_sock)
+        .context("the process to run in the container died before it could start")?;
     let master = match receive_startup(&parent_sock, &plan.steps)? {
         Startup::Started(master) => master,
         Startup::Failed(reason) => bail!("{reason}"),
         Startup::ExecFailed { errno } => {
             child.wait();
-            let program = plan.exec.program();
-            let (code, reason) = match errno {
-                libc::ENOENT if plan.exec.searched_path() => (
-                    127,
-                    format!("exec: {program:?}: executable file not found in $PATH"),
-                ),
-                libc::ENOENT => (127, format!("exec: {program:?}: no such file or directory")),
-                other => (126, format!("exec: {program:?}: {}", describe_errno(other))),
-            };
+            let (code, reason) = exec_failure(&plan.exec, errno);
             return Ok(Outcome {
                 exit_code: code,
                 exec_error: Some(reason),

@@ -288,6 +288,37 @@ pub(super) enum Startup {
     },
 }
 
+/// Lets the child go on past its sync point (one byte on the socket).
+pub(super) fn release_child(parent_sock: &OwnedFd) -> anyhow::Result<()> {
+    // SAFETY: sends one byte from a literal on a socket we own.
+    let sent = unsafe {
+        libc::send(
+            parent_sock.as_raw_fd(),
+            c"g".as_ptr().cast(),
+            1,
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    if sent != 1 {
+        bail!("it exited before it was released");
+    }
+    Ok(())
+}
+
+/// Docker's exit code and one-line reason for an execve that failed with `errno`:
+/// 127 when the program is not found, 126 when it cannot be executed.
+pub(super) fn exec_failure(exec: &ExecTarget, errno: i32) -> (i32, String) {
+    let program = exec.program();
+    match errno {
+        libc::ENOENT if exec.searched_path() => (
+            127,
+            format!("exec: {program:?}: executable file not found in $PATH"),
+        ),
+        libc::ENOENT => (127, format!("exec: {program:?}: no such file or directory")),
+        other => (126, format!("exec: {program:?}: {}", describe_errno(other))),
+    }
+}
+
 pub(super) fn receive_startup(sock: &OwnedFd, steps: &[Step]) -> anyhow::Result<Startup> {
     let mut master = None;
     loop {
@@ -479,32 +510,13 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
             .with_context(|| format!("cannot move the container into cgroup {cgroup_name}"))?;
     }
     drop(clone_into);
-    // SAFETY: sends one byte from a literal.
-    if unsafe {
-        libc::send(
-            parent_sock.as_raw_fd(),
-            c"g".as_ptr().cast(),
-            1,
-            libc::MSG_NOSIGNAL,
-        )
-    } != 1
-    {
-        bail!("the container's init died before it could be started");
-    }
+    release_child(&parent_sock).context("the container's init died before it could be started")?;
     let master = match receive_startup(&parent_sock, &plan.steps)? {
         Startup::Started(master) => master,
         Startup::Failed(reason) => bail!("{reason}"),
         Startup::ExecFailed { errno } => {
             child.wait();
-            let program = plan.exec.program();
-            let (code, reason) = match errno {
-                libc::ENOENT if plan.exec.searched_path() => (
-                    127,
-                    format!("exec: {program:?}: executable file not found in $PATH"),
-                ),
-                libc::ENOENT => (127, format!("exec: {program:?}: no such file or directory")),
-                other => (126, format!("exec: {program:?}: {}", describe_errno(other))),
-            };
+            let (code, reason) = exec_failure(&plan.exec, errno);
             cgroup.destroy()?;
             return Ok(Outcome {
                 exit_code: code,
