@@ -198,7 +198,7 @@ struct CloneArgs {
 }
 
 /// A fork-like clone3 whose child starts in the cgroup `cgroup_fd` refers to.
-fn clone3_into_cgroup(flags: libc::c_int, cgroup_fd: RawFd) -> libc::c_long {
+pub(crate) fn clone3_into_cgroup(flags: libc::c_int, cgroup_fd: RawFd) -> libc::c_long {
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     let args = CloneArgs {
         flags: flags as u32 as u64 | CLONE_INTO_CGROUP,

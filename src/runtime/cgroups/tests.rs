@@ -488,41 +488,12 @@ fn cgroups_names_outside_mycontainer_are_refused() {
 fn spawn_into_cgroup(cgroup_fd: &OwnedFd, argv: &[&str]) -> nix::unistd::Pid {
     use std::ffi::CString;
     use std::os::fd::AsRawFd;
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     // everything the child touches is prepared before the clone
     let strings: Vec<CString> = argv.iter().map(|a| CString::new(*a).unwrap()).collect();
     let mut pointers: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
     pointers.push(std::ptr::null());
-    let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup_fd.as_raw_fd() as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: a fork-like clone3 (no stack given: the child runs on a copy of ours);
-    // `args` is a valid clone_args of the size passed.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    // The runtime's own clone3 wrapper: what starts a container's init on v2.
+    let pid = crate::runtime::supervise::clone3_into_cgroup(0, cgroup_fd.as_raw_fd());
     if pid == 0 {
         // SAFETY: in the child of a possibly multi-threaded process only async-signal-safe
         // calls: execv on the prepared, NUL-terminated argv, else _exit.
