@@ -19,10 +19,10 @@ use oci_spec::runtime::Spec;
 
 use super::cgroups::Cgroup;
 use super::plan::Step;
-use super::process::{self, ChildPlan, ChildStdio, ExecTarget};
+use super::process::{ChildPlan, ChildStdio, ExecTarget};
 use super::supervise::{
-    exec_failure, open_stdin, receive_startup, release_child, supervise, BlockedSignals, Child,
-    Startup, Streams,
+    exec_failure, open_stdin, receive_startup, release_child, spawn_child, supervise,
+    BlockedSignals, Child, Startup, Streams,
 };
 use super::{pty, security, Outcome};
 
@@ -150,29 +150,10 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
                 .context("cannot join the container's pid namespace");
         }
     }
-    // SAFETY: a fork-like clone (no new stack, no namespace flags).
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    // The child runs only `child_main`: raw syscalls on the plan prepared above.
-    if pid == 0 {
-        process::child_main(&plan);
-    }
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error())
-            .context("cannot fork the process to run in the container");
-    }
-    let mut child = Child {
-        pid: pid as libc::pid_t,
-        reaped: false,
-    };
+    // No namespace flags: the child joins the container's namespaces itself (plan steps).
+    let pid =
+        spawn_child(0, None, &plan).context("cannot fork the process to run in the container")?;
+    let mut child = Child { pid, reaped: false };
     drop(child_fds);
     drop(child_sock);
     cgroup

@@ -288,6 +288,38 @@ pub(super) enum Startup {
     },
 }
 
+/// Starts the child with a fork-like clone (no new stack) with `flags`, born in the
+/// cgroup `cgroup_fd` when given (clone3). The child runs only `child_main`, which makes
+/// raw syscalls on the plan prepared before and never returns.
+pub(super) fn spawn_child(
+    flags: libc::c_int,
+    cgroup_fd: Option<RawFd>,
+    plan: &ChildPlan,
+) -> std::io::Result<libc::pid_t> {
+    let pid = match cgroup_fd {
+        Some(fd) => clone3_into_cgroup(flags, fd),
+        // SAFETY: a fork-like clone: no stack is given, so the child continues on a
+        // copy of ours and only calls child_main (async-signal-safe by construction).
+        None => unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flags | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        },
+    };
+    if pid == 0 {
+        process::child_main(plan);
+    }
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(pid as libc::pid_t)
+}
+
 /// Lets the child go on past its sync point (one byte on the socket).
 pub(super) fn release_child(parent_sock: &OwnedFd) -> anyhow::Result<()> {
     // SAFETY: sends one byte from a literal on a socket we own.
@@ -473,33 +505,9 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         flags |= libc::CLONE_NEWCGROUP;
         plan.steps.retain(|s| *s != Step::UnshareCgroup);
     }
-    let pid = match &clone_into {
-        Some(cgroup_fd) => clone3_into_cgroup(flags, cgroup_fd.as_raw_fd()),
-        // SAFETY: a fork-like clone (no new stack).
-        None => unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                (flags | libc::SIGCHLD) as libc::c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            )
-        },
-    };
-    // The child runs only `child_main`, which makes raw syscalls on data prepared above
-    // and never returns.
-    if pid == 0 {
-        process::child_main(&plan);
-    }
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error())
-            .context("cannot clone the container's init with new namespaces");
-    }
-    let mut child = Child {
-        pid: pid as libc::pid_t,
-        reaped: false,
-    };
+    let pid = spawn_child(flags, clone_into.as_ref().map(|fd| fd.as_raw_fd()), &plan)
+        .context("cannot clone the container's init with new namespaces")?;
+    let mut child = Child { pid, reaped: false };
     drop(child_fds);
     drop(child_sock);
 
