@@ -101,7 +101,6 @@ fn import_dir(
 /// Returns the image `name`, building it first when it is missing and a built-in recipe
 /// of that name builds automatically (so `mycontainer run busybox` works on a fresh
 /// machine).
-#[allow(dead_code)] // called by `run`, which lands with the runtime
 pub fn ensure_image(ctx: &Ctx, name: &str) -> anyhow::Result<Image> {
     let store = ctx.store()?;
     match store.image(name) {

@@ -112,6 +112,7 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {
 
 pub fn gc(ctx: &Ctx, _args: GcArgs) -> anyhow::Result<i32> {
     let reclaimed = container::reclaim_orphans(&ctx.root)?;
+    crate::runtime::cgroups::remove_unused_parents()?;
     let report = ctx.store()?.gc()?;
     if !ctx.quiet {
         for id in &reclaimed.removed {
