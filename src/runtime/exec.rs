@@ -14,15 +14,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockType};
 use oci_spec::runtime::Spec;
 
 use super::cgroups::Cgroup;
 use super::plan::Step;
 use super::process::{ChildPlan, ChildStdio, ExecTarget};
 use super::supervise::{
-    exec_failure, open_stdin, receive_startup, release_child, spawn_child, supervise,
-    BlockedSignals, Child, Startup, Streams,
+    exec_failure, open_stdin, receive_startup, release_child, setup_channel, spawn_child,
+    supervise, BlockedSignals, Child, Startup, Streams,
 };
 use super::{pty, security, Outcome};
 
@@ -121,13 +120,7 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
         child_fds.push(stdin);
         ChildStdio::Fds(fds)
     };
-    let (parent_sock, child_sock) = socket::socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .context("cannot create the setup channel")?;
+    let (parent_sock, child_sock) = setup_channel()?;
     let plan = ChildPlan {
         steps,
         sync: child_sock.as_raw_fd(),

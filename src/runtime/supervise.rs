@@ -320,6 +320,18 @@ pub(super) fn spawn_child(
     Ok(pid as libc::pid_t)
 }
 
+/// The parent/child setup channel: a SOCK_SEQPACKET pair, so each typed message
+/// (stage reached, setup failed, exec failed) arrives whole.
+pub(super) fn setup_channel() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("cannot create the setup channel")
+}
+
 /// Lets the child go on past its sync point (one byte on the socket).
 pub(super) fn release_child(parent_sock: &OwnedFd) -> anyhow::Result<()> {
     // SAFETY: sends one byte from a literal on a socket we own.
@@ -469,13 +481,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         child_fds.extend([stdin, out_w, err_w]);
         (ChildStdio::Fds(fds), Some(out_r), Some(err_r))
     };
-    let (parent_sock, child_sock) = socket::socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .context("cannot create the setup channel")?;
+    let (parent_sock, child_sock) = setup_channel()?;
 
     let blocked_set: libc::sigset_t = *blocked.set.as_ref();
     let plan = ChildPlan {
