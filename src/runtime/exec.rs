@@ -20,7 +20,7 @@ use super::cgroups::Cgroup;
 use super::plan::Step;
 use super::process::{ChildPlan, ChildStdio, ExecTarget};
 use super::supervise::{
-    exec_failure, open_stdin, receive_startup, release_child, setup_channel, spawn_child,
+    exec_failure, open_stdin, place_and_release, receive_startup, setup_channel, spawn_child,
     supervise, BlockedSignals, Child, Startup, Streams,
 };
 use super::{pty, security, Outcome};
@@ -144,16 +144,17 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
         }
     }
     // No namespace flags: the child joins the container's namespaces itself (plan steps).
-    let pid =
-        spawn_child(0, None, &plan).context("cannot fork the process to run in the container")?;
+    // It is born in the container's cgroup2 directory where there is one (v2, hybrid).
+    let clone_into = cgroup
+        .clone_into_fd()
+        .with_context(|| format!("cannot open cgroup {cgroup_name}: has the container stopped?"))?;
+    let pid = spawn_child(0, clone_into.as_ref().map(|fd| fd.as_raw_fd()), &plan)
+        .context("cannot fork the process to run in the container")?;
     let mut child = Child { pid, reaped: false };
     drop(child_fds);
     drop(child_sock);
-    cgroup
-        .add_process(child.pid)
-        .with_context(|| format!("cannot move the process into cgroup {cgroup_name}"))?;
-    release_child(&parent_sock)
-        .context("the process to run in the container died before it could start")?;
+    drop(clone_into);
+    place_and_release(&mut child, &cgroup, &parent_sock, &plan.steps)?;
     let master = match receive_startup(&parent_sock, &plan.steps)? {
         Startup::Started(master) => master,
         Startup::Failed(reason) => bail!("{reason}"),

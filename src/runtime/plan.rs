@@ -11,6 +11,11 @@ use libc::{c_ulong, mode_t};
 /// One setup action in the child.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
+    /// Waits until the parent has placed us in our cgroup (one byte on the setup
+    /// channel; end of file means the parent died). Carried out by `child_main`, which
+    /// holds the channel: everything before it overlaps with the parent's cgroup
+    /// migration, nothing after it runs outside the cgroup.
+    AwaitCgroup,
     /// Enters a new cgroup namespace (after the parent moved us into our cgroup, so the
     /// container sees its own cgroup as `/`).
     UnshareCgroup,
@@ -83,6 +88,7 @@ fn show(s: &CString) -> std::borrow::Cow<'_, str> {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Step::AwaitCgroup => write!(f, "wait to be placed in the container's cgroup"),
             Step::UnshareCgroup => write!(f, "create the cgroup namespace"),
             Step::Mount {
                 source,
@@ -122,6 +128,8 @@ pub fn execute(step: &Step) -> Result<(), i32> {
     // SAFETY (for every block below): each call passes NUL-terminated strings owned by
     // the plan, which outlives the call, or null where the syscall allows it.
     match step {
+        // child_main reads the release byte itself; nothing to do here.
+        Step::AwaitCgroup => Ok(()),
         Step::UnshareCgroup => check(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }),
         Step::Mount {
             source,

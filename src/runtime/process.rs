@@ -314,6 +314,16 @@ fn setup_stdio(fds: &[RawFd; 3]) -> Result<(), i32> {
     Ok(())
 }
 
+/// Blocks until the parent's release byte arrives; exits quietly if the parent died.
+fn await_release(sync: RawFd) {
+    let mut go = 0u8;
+    // SAFETY: reads one byte into a local from the setup channel we own.
+    if unsafe { libc::read(sync, (&mut go as *mut u8).cast(), 1) } != 1 {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(1) };
+    }
+}
+
 /// The child's whole life until execve. Never returns.
 pub fn child_main(plan: &ChildPlan) -> ! {
     let sync = plan.sync;
@@ -322,19 +332,34 @@ pub fn child_main(plan: &ChildPlan) -> ! {
         // Die with the CLI, even if it is SIGKILLed.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         libc::close(plan.parent_sync);
-        // Wait for the parent to put us in our cgroup. EOF: the parent died before our
-        // parent-death signal was armed.
-        let mut go = 0u8;
-        if libc::read(sync, (&mut go as *mut u8).cast(), 1) != 1 {
+        // The parent died before our parent-death signal was armed: its end of the
+        // channel is closed already.
+        let mut channel = libc::pollfd {
+            fd: sync,
+            events: libc::POLLIN | libc::POLLRDHUP,
+            revents: 0,
+        };
+        if libc::poll(&mut channel, 1, 0) < 0
+            || channel.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0
+        {
             libc::_exit(1);
         }
         // Exact modes for the directories and devices we create.
         libc::umask(0);
     }
+    // The release byte comes once the parent has placed us in our cgroup: at the plan's
+    // AwaitCgroup step, or after the last step of a plan without one (exec).
+    let mut released = false;
     for (index, step) in plan.steps.iter().enumerate() {
-        if let Err(errno) = plan::execute(step) {
+        if *step == Step::AwaitCgroup {
+            await_release(sync);
+            released = true;
+        } else if let Err(errno) = plan::execute(step) {
             fail(sync, MSG_STEP_FAILED, index as u32, errno);
         }
+    }
+    if !released {
+        await_release(sync);
     }
     let stdio = match &plan.stdio {
         ChildStdio::Terminal(size) => {

@@ -239,9 +239,6 @@ pub fn plan(spec: &Spec, bundle: &Path, ns: &Namespaces) -> anyhow::Result<Vec<S
     let linux = spec.linux().as_ref();
     let mut steps = Vec::new();
 
-    if ns.cgroup {
-        steps.push(Step::UnshareCgroup);
-    }
     // Nothing we mount may propagate back to the host.
     steps.push(Step::Mount {
         source: None,
@@ -326,6 +323,11 @@ pub fn plan(spec: &Spec, bundle: &Path, ns: &Namespaces) -> anyhow::Result<Vec<S
     }
     if ns.net {
         steps.push(Step::LoopbackUp);
+    }
+    // The root is ready: from here on the container must be in its cgroup.
+    steps.push(Step::AwaitCgroup);
+    if ns.cgroup {
+        steps.push(Step::UnshareCgroup);
     }
     steps.push(Step::Chdir {
         path: cstring(&cwd)?,

@@ -349,6 +349,37 @@ pub(super) fn release_child(parent_sock: &OwnedFd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Finishes putting a freshly spawned child in `cgroup` (the v1 hierarchies a clone
+/// could not place it in; the child meanwhile sets up its root and waits for us before
+/// anything runs), then releases it. If either fails, the child is killed and its own
+/// report, when it sent one (a setup step failed first), is the error.
+pub(super) fn place_and_release(
+    child: &mut Child,
+    cgroup: &Cgroup,
+    parent_sock: &OwnedFd,
+    steps: &[Step],
+) -> anyhow::Result<()> {
+    let placed = if cgroup.needs_add_after_clone() {
+        cgroup
+            .add_after_clone(child.pid)
+            .with_context(|| format!("cannot move the container into cgroup {}", cgroup.name()))
+    } else {
+        Ok(())
+    };
+    let result = placed.and_then(|()| {
+        release_child(parent_sock).context("the container's process died before it could start")
+    });
+    if let Err(error) = result {
+        child.kill(libc::SIGKILL);
+        child.wait();
+        if let Ok(Startup::Failed(reason)) = receive_startup(parent_sock, steps) {
+            return Err(anyhow::anyhow!("{reason}"));
+        }
+        return Err(error);
+    }
+    Ok(())
+}
+
 /// Docker's exit code and one-line reason for an execve that failed with `errno`:
 /// 127 when the program is not found, 126 when it cannot be executed.
 pub(super) fn exec_failure(exec: &ExecTarget, errno: i32) -> (i32, String) {
@@ -498,16 +529,19 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         security: prepared_security,
     };
 
-    // On a v2 host the child is born inside its cgroup (clone3 with CLONE_INTO_CGROUP):
-    // no migration afterwards, which saves the RCU grace period the kernel waits for on a
-    // process's first cgroup move, and the cgroup namespace can be part of the same clone.
+    // On v2 and hybrid hosts the child is born inside its cgroup2 directory (clone3 with
+    // CLONE_INTO_CGROUP): no migration, which costs an RCU grace period. Only v1 limits
+    // (hybrid) or a legacy host still need one, done while the child sets up its root;
+    // the cgroup namespace is then created after it (a plan step), so the container
+    // still sees its cgroups as `/`.
     let clone_into = cgroup
         .get()
         .clone_into_fd()
         .with_context(|| format!("cannot open cgroup {cgroup_name}"))?;
+    let moves_after_clone = cgroup.get().needs_add_after_clone();
     let mut plan = plan;
     let mut flags = ns.clone_flags();
-    if clone_into.is_some() && ns.cgroup {
+    if clone_into.is_some() && !moves_after_clone && ns.cgroup {
         flags |= libc::CLONE_NEWCGROUP;
         plan.steps.retain(|s| *s != Step::UnshareCgroup);
     }
@@ -516,15 +550,8 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     let mut child = Child { pid, reaped: false };
     drop(child_fds);
     drop(child_sock);
-
-    if clone_into.is_none() {
-        cgroup
-            .get()
-            .add_process(child.pid)
-            .with_context(|| format!("cannot move the container into cgroup {cgroup_name}"))?;
-    }
     drop(clone_into);
-    release_child(&parent_sock).context("the container's init died before it could be started")?;
+    place_and_release(&mut child, cgroup.get(), &parent_sock, &plan.steps)?;
     let master = match receive_startup(&parent_sock, &plan.steps)? {
         Startup::Started(master) => master,
         Startup::Failed(reason) => bail!("{reason}"),

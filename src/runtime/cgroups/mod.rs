@@ -1,9 +1,10 @@
 //! Container cgroups: one interface over cgroup v2 (unified), v1 (legacy) and hybrid
 //! hosts, picked at run time by what is mounted (see `detect`).
 //!
-//! Every container gets `mycontainer/<id>`: on v2 one directory under /sys/fs/cgroup, on
-//! v1 one per controller hierarchy (plus the cgroup2 tree on hybrid hosts). Nothing
-//! outside a `mycontainer` parent is ever created, written or removed.
+//! Every container gets `mycontainer/<id>`: on v2 one directory under /sys/fs/cgroup; on
+//! hybrid hosts one in the cgroup2 tree plus one per v1 hierarchy a limit needs; on
+//! legacy hosts one per v1 hierarchy. Nothing outside a `mycontainer` parent is ever
+//! created, written or removed.
 #![allow(dead_code)] // Stats, stats() and paths() are used by the tests only so far; kept for `inspect`/`stats`
 
 mod detect;
@@ -55,14 +56,18 @@ pub struct Stats {
 impl Cgroup {
     /// Creates the container's cgroup named `name` (e.g. "mycontainer/<id>": a path
     /// relative to the hierarchy root(s)) and applies `resources`. Works on unified,
-    /// hybrid and legacy layouts. Bad values fail before anything is created; a failure
-    /// later removes what was made. An existing cgroup of that name is an error.
+    /// hybrid and legacy layouts (on hybrid hosts only the v1 hierarchies a limit needs
+    /// are used: see v1.rs). Bad values fail before anything is created; a failure later
+    /// removes what was made. An existing cgroup of that name is an error.
     pub fn create(name: &str, resources: Option<&LinuxResources>) -> Result<Cgroup> {
         let limits = Limits::from_oci(resources).context("invalid resource limits")?;
-        let cgroup = Cgroup::open(name)?;
-        match &cgroup.backend {
+        let mut cgroup = Cgroup::locate(name)?;
+        match &mut cgroup.backend {
             Backend::V2(cg) => cg.create(name, &limits)?,
-            Backend::V1(cg) => cg.create(name, &limits)?,
+            Backend::V1(cg) => {
+                cg.keep_needed(&limits);
+                cg.create(name, &limits)?
+            }
         }
         Ok(cgroup)
     }
@@ -70,6 +75,15 @@ impl Cgroup {
     /// Opens an existing container cgroup (for exec, stop, gc). Only works out the
     /// paths: a cgroup that does not exist reads as empty and destroys as a no-op.
     pub fn open(name: &str) -> Result<Cgroup> {
+        let mut cgroup = Cgroup::locate(name)?;
+        if let Backend::V1(cg) = &mut cgroup.backend {
+            cg.keep_existing();
+        }
+        Ok(cgroup)
+    }
+
+    /// The paths `name` has in every hierarchy of the host's layout.
+    fn locate(name: &str) -> Result<Cgroup> {
         check_name(name)?;
         let backend = match detect::detect()? {
             Layout::Unified { root } => Backend::V2(v2::V2Cgroup::new(&root, name)),
@@ -88,11 +102,31 @@ impl Cgroup {
         &self.name
     }
 
-    /// Moves process `pid` into the cgroup (every v1 hierarchy, or the v2 one). Called by
-    /// the parent for the container's init before it is allowed to exec.
+    /// Moves process `pid` into the cgroup (every hierarchy in use).
     pub fn add_process(&self, pid: i32) -> Result<()> {
         match &self.backend {
             Backend::V2(cg) => cg.add_process(pid),
+            Backend::V1(cg) => cg.add_process(pid),
+        }
+    }
+
+    /// Whether a child cloned into `clone_into_fd()` (or, without one, forked) still has
+    /// to be moved with `add_after_clone`: on hybrid hosts when a v1 limit is in use, on
+    /// legacy hosts always, on v2 never.
+    pub fn needs_add_after_clone(&self) -> bool {
+        match &self.backend {
+            Backend::V2(_) => false,
+            Backend::V1(cg) => cg.has_v1_dirs(),
+        }
+    }
+
+    /// Completes the placement of a child started with `clone_into_fd()`: moves it into
+    /// the hierarchies a clone cannot reach (v1). The caller lets the child exec only
+    /// after this returned.
+    pub fn add_after_clone(&self, pid: i32) -> Result<()> {
+        match &self.backend {
+            Backend::V2(_) => Ok(()),
+            Backend::V1(cg) if cg.unified_dir().is_some() => cg.add_process_v1(pid),
             Backend::V1(cg) => cg.add_process(pid),
         }
     }
@@ -135,17 +169,21 @@ impl Cgroup {
         }
     }
 
-    /// On a unified (v2) host, an O_PATH directory fd of the cgroup for
-    /// clone3(CLONE_INTO_CGROUP), which starts the child already inside it (no
-    /// add_process needed, and no moment outside it). `None` on v1 and hybrid hosts,
-    /// where the process must be added to each hierarchy with `add_process`.
+    /// An O_PATH directory fd of the cgroup2 directory for clone3(CLONE_INTO_CGROUP),
+    /// which starts the child already inside it (no migration, and no moment outside
+    /// it): the container's cgroup on a v2 host, its cgroup2 directory on a hybrid one.
+    /// `None` on legacy hosts, where `add_after_clone` moves the child instead.
     pub fn clone_into_fd(&self) -> Result<Option<OwnedFd>> {
-        let Backend::V2(cg) = &self.backend else {
-            return Ok(None);
+        let dir = match &self.backend {
+            Backend::V2(cg) => cg.dir(),
+            Backend::V1(cg) => match cg.unified_dir() {
+                Some(dir) => dir,
+                None => return Ok(None),
+            },
         };
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let fd = open(cg.dir(), flags, Mode::empty())
-            .with_context(|| format!("cannot open cgroup {}", cg.dir().display()))?;
+        let fd = open(dir, flags, Mode::empty())
+            .with_context(|| format!("cannot open cgroup {}", dir.display()))?;
         Ok(Some(fd))
     }
 

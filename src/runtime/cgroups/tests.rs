@@ -61,6 +61,10 @@ fn is_v2(cgroup: &Cgroup) -> bool {
     matches!(cgroup.backend, Backend::V2(_))
 }
 
+fn is_hybrid(cgroup: &Cgroup) -> bool {
+    matches!(&cgroup.backend, Backend::V1(cg) if cg.unified_dir().is_some())
+}
+
 /// The trimmed content of `file` in whichever of the cgroup's directories has it.
 fn value(cgroup: &Cgroup, file: &str) -> String {
     let path = cgroup
@@ -243,35 +247,62 @@ fn cgroups_create_applies_limits() {
 fn cgroups_without_limits_are_unlimited() {
     let cgroup = create(None);
     assert_eq!(cgroup.memory_limit(), None);
-    assert_eq!(value(&cgroup, "pids.max"), "max");
+    if is_hybrid(&cgroup) {
+        // No limit, no v1 hierarchy: the cgroup2 directory alone tracks the container,
+        // and a clone into it needs no migration afterwards.
+        let paths = cgroup.paths();
+        assert_eq!(paths.len(), 1, "{paths:?}");
+        assert!(paths[0].join("cgroup.procs").exists());
+        assert!(!cgroup.needs_add_after_clone());
+    } else {
+        assert_eq!(value(&cgroup, "pids.max"), "max");
+    }
+    destroy_and_check_gone(&cgroup);
+}
+
+#[test]
+fn cgroups_on_hybrid_hosts_join_only_the_limited_v1_hierarchies() {
+    let resources = LinuxResourcesBuilder::default()
+        .pids(pids(100))
+        .build()
+        .unwrap();
+    let cgroup = create(Some(&resources));
+    if !is_hybrid(&cgroup) {
+        destroy_and_check_gone(&cgroup);
+        return;
+    }
+    let paths = cgroup.paths();
+    assert_eq!(
+        paths.len(),
+        2,
+        "the cgroup2 directory and pids only: {paths:?}"
+    );
+    assert_eq!(value(&cgroup, "pids.max"), "100");
+    assert!(cgroup.needs_add_after_clone());
+    // open (exec, stop, gc) finds the same directories
+    assert_eq!(Cgroup::open(cgroup.name()).unwrap().paths(), paths);
     destroy_and_check_gone(&cgroup);
 }
 
 #[test]
 fn cgroups_add_process_moves_it_into_every_hierarchy() {
-    let cgroup = create(None);
+    // A limit per controller, so every v1 hierarchy with one is used on hybrid hosts too.
+    let resources = LinuxResourcesBuilder::default()
+        .memory(memory(256 * MIB, None))
+        .cpu(LinuxCpuBuilder::default().shares(1024u64).build().unwrap())
+        .pids(pids(1000))
+        .build()
+        .unwrap();
+    let cgroup = create(Some(&resources));
     let mut child = sleeper();
     cgroup.add_process(child.id() as i32).unwrap();
     let membership = std::fs::read_to_string(format!("/proc/{}/cgroup", child.id())).unwrap();
     let expected = format!("/{}", cgroup.name());
-    let has_v2_tree = cgroup
-        .paths()
-        .iter()
-        .any(|p| p.join("cgroup.controllers").exists());
-    let mut checked = Vec::new();
-    for line in membership.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (_, controllers, path) = (fields.next(), fields.next().unwrap(), fields.next());
-        let ours = controllers.is_empty() && has_v2_tree
-            || controllers
-                .split(',')
-                .any(|c| detect::V1_CONTROLLERS.contains(&c));
-        if ours {
-            assert_eq!(path, Some(expected.as_str()), "{membership}");
-            checked.push(controllers.to_owned());
-        }
-    }
-    assert_eq!(checked.len(), cgroup.paths().len(), "{membership}");
+    let ours = membership
+        .lines()
+        .filter(|line| line.splitn(3, ':').nth(2) == Some(expected.as_str()))
+        .count();
+    assert_eq!(ours, cgroup.paths().len(), "{membership}");
     assert_eq!(cgroup.stats().pids_current, Some(1));
     // destroy with the process still running: it is killed, then everything removed
     destroy_and_check_gone(&cgroup);
@@ -356,7 +387,12 @@ fn cgroups_cpu_quota_throttles() {
 
 #[test]
 fn cgroups_destroy_kills_lingering_processes_in_nested_cgroups() {
-    let cgroup = create(None);
+    // a pids limit, so hybrid hosts use the v1 pids hierarchy too
+    let resources = LinuxResourcesBuilder::default()
+        .pids(pids(1000))
+        .build()
+        .unwrap();
+    let cgroup = create(Some(&resources));
     let mut first = sleeper();
     cgroup.add_process(first.id() as i32).unwrap();
     // a cgroup the container made for itself, holding a second process (pids has no
@@ -461,9 +497,8 @@ fn cgroups_bad_limits_create_nothing() {
         .unwrap();
     let err = Cgroup::create(&name, Some(&resources)).unwrap_err();
     assert!(format!("{err:#}").contains("cpuset.cpus"), "{err:#}");
-    for path in Cgroup::open(&name).unwrap().paths() {
-        assert!(!path.exists(), "{} left behind", path.display());
-    }
+    let listed = list_container_cgroups().unwrap();
+    assert!(!listed.contains(&name), "{name} left behind: {listed:?}");
 }
 
 #[test]
@@ -510,14 +545,15 @@ fn spawn_into_cgroup(cgroup_fd: &OwnedFd, argv: &[&str]) -> nix::unistd::Pid {
 fn cgroups_clone_into_cgroup_starts_the_child_inside() {
     let cgroup = create(None);
     let Some(fd) = cgroup.clone_into_fd().unwrap() else {
-        // v1 and hybrid hosts: the runtime uses add_process instead
-        assert!(!is_v2(&cgroup));
+        // legacy hosts: the runtime moves the child with add_after_clone instead
+        assert!(!is_v2(&cgroup) && !is_hybrid(&cgroup));
         destroy_and_check_gone(&cgroup);
         return;
     };
     let pid = spawn_into_cgroup(&fd, &["/bin/sleep", "30"]);
     let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert_eq!(membership.trim(), format!("0::/{}", cgroup.name()));
+    let line = format!("0::/{}", cgroup.name());
+    assert!(membership.lines().any(|l| l == line), "{membership}");
     destroy_and_check_gone(&cgroup);
     let status = nix::sys::wait::waitpid(pid, None).unwrap();
     assert!(

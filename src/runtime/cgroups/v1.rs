@@ -5,7 +5,17 @@
 //! Why the cgroup2 tree too: systemd tracks processes there, and a container started
 //! with a cgroup namespace should see its own cgroup as `/` in every hierarchy it can
 //! mount; left in our cgroup2 cgroup it would see ours (runc joins it for the same
-//! reason). It has no controllers, so it costs one mkdir and one write.
+//! reason). It has no controllers, so it costs one mkdir.
+//!
+//! On a hybrid host the cgroup2 directory is the container's cgroup: the child is cloned
+//! straight into it (CLONE_INTO_CGROUP), it is what `kill` checks and what cgroup.kill
+//! empties. The v1 hierarchies are joined only for the controllers a limit needs:
+//! joining a v1 cgroup is a migration (a write to cgroup.procs), which takes the
+//! kernel's global cgroup_threadgroup_rwsem for writing; the first such write after a
+//! quiet spell waits a whole RCU grace period (10-15 ms on our test host, far more than
+//! the rest of a container start) and stalls every fork and exit on the host meanwhile.
+//! A container without limits costs none of that. On a legacy host (no cgroup2 tree)
+//! every hierarchy is joined, as there is nothing else to track the container with.
 
 use std::path::{Path, PathBuf};
 
@@ -47,6 +57,33 @@ impl V1Cgroup {
                 .collect(),
             unified: unified_root.map(|root| (root.to_path_buf(), root.join(name))),
         }
+    }
+
+    /// A hybrid host keeps only the hierarchies whose controllers `limits` needs (see
+    /// the module comment); a legacy host keeps all of them.
+    pub fn keep_needed(&mut self, limits: &Limits) {
+        if self.unified.is_some() {
+            let mut needed = limits.required_controllers();
+            if needed.contains(&"cpu") {
+                // CPU usage is accounted by cpuacct, which some hosts mount apart.
+                needed.push("cpuacct");
+            }
+            self.dirs
+                .retain(|d| needed.iter().any(|c| d.hierarchy.has(c)));
+        }
+    }
+
+    /// A hybrid host keeps only the hierarchies the container joined (for exec, stop
+    /// and gc of an existing cgroup); a legacy host keeps all of them.
+    pub fn keep_existing(&mut self) {
+        if self.unified.is_some() {
+            self.dirs.retain(|d| d.dir.is_dir());
+        }
+    }
+
+    /// The cgroup2 directory a child can be cloned into (hybrid hosts).
+    pub fn unified_dir(&self) -> Option<&Path> {
+        self.unified.as_ref().map(|(_, dir)| dir.as_path())
     }
 
     /// Every directory this cgroup has (or would have); the cgroup2 one first.
@@ -146,11 +183,18 @@ impl V1Cgroup {
 
     /// Writes the pid into every hierarchy (and the cgroup2 tree on hybrid hosts).
     pub fn add_process(&self, pid: i32) -> Result<()> {
-        for dir in self.dirs() {
-            files::write(&dir.join("cgroup.procs"), &pid.to_string())
-                .with_context(|| format!("cannot move process {pid} into its cgroup"))?;
-        }
-        Ok(())
+        join(self.dirs(), pid)
+    }
+
+    /// Writes the pid into the v1 hierarchies only: for a process cloned into the
+    /// cgroup2 directory already.
+    pub fn add_process_v1(&self, pid: i32) -> Result<()> {
+        join(self.dirs.iter().map(|d| d.dir.clone()), pid)
+    }
+
+    /// Whether a process needs `add_process_v1` (some v1 hierarchy is in use).
+    pub fn has_v1_dirs(&self) -> bool {
+        !self.dirs.is_empty()
     }
 
     /// The `oom_kill` counter of memory.oom_control (kernel >= 4.13): the number of
@@ -198,6 +242,14 @@ impl V1Cgroup {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+fn join(dirs: impl IntoIterator<Item = PathBuf>, pid: i32) -> Result<()> {
+    for dir in dirs {
+        files::write(&dir.join("cgroup.procs"), &pid.to_string())
+            .with_context(|| format!("cannot move process {pid} into its cgroup"))?;
+    }
+    Ok(())
 }
 
 /// v1 cpuset refuses tasks while cpuset.cpus or cpuset.mems is empty, and a new
