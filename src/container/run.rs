@@ -48,9 +48,17 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// Creates the record, holds the image's layers and writes config.json and the first
-/// state. On failure nothing is left behind but an exited record (or nothing with --rm).
-fn prepare(root: &Path, input: &RunInput) -> anyhow::Result<(super::Record, State)> {
+/// Creates the record, holds the image's layers and writes config.json, and the first
+/// state when `save_created` (the detached supervisor starts from it; a foreground run
+/// saves its first state once the container runs: until then `ps` does not list it, and
+/// a CLI killed in between leaves a stateless record that reclaim removes). Returns the
+/// spec written. On failure nothing is left behind but an exited record (or nothing with
+/// --rm).
+fn prepare(
+    root: &Path,
+    input: &RunInput,
+    save_created: bool,
+) -> anyhow::Result<(super::Record, State, oci_spec::runtime::Spec)> {
     let record = super::create(root, input.options.name.as_deref())?;
     // The container keeps its image's layers alive: `image rm` and gc leave them alone
     // until the container is removed (delete_locked releases the hold).
@@ -80,15 +88,23 @@ fn prepare(root: &Path, input: &RunInput) -> anyhow::Result<(super::Record, Stat
         image_id: input.image_id.clone(),
         stop_timeout: input.stop_timeout.as_secs(),
     };
-    if let Err(err) = write_bundle(&record, input, &mut state) {
-        state.exit_code = Some(crate::cli::EXIT_RUNTIME_FAILED);
-        state.error = Some(format!("{err:#}"));
-        if let Err(cleanup) = finish(root, &record, &mut state) {
-            eprintln!("mycontainer: {cleanup:#}");
+    let written = write_bundle(&record, input, &mut state).and_then(|spec| {
+        if save_created {
+            record.save_state(&state)?;
         }
-        return Err(err);
+        Ok(spec)
+    });
+    match written {
+        Ok(spec) => Ok((record, state, spec)),
+        Err(err) => {
+            state.exit_code = Some(crate::cli::EXIT_RUNTIME_FAILED);
+            state.error = Some(format!("{err:#}"));
+            if let Err(cleanup) = finish(root, &record, &mut state) {
+                eprintln!("mycontainer: {cleanup:#}");
+            }
+            Err(err)
+        }
     }
-    Ok((record, state))
 }
 
 /// Records how the container ended (or removes it with --rm).
@@ -105,9 +121,7 @@ fn finish(root: &Path, record: &super::Record, state: &mut State) -> anyhow::Res
 
 /// Runs the container in the foreground and returns the exit code for the CLI.
 pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
-    let (record, mut state) = prepare(root, &input)?;
-    let spec = oci_spec::runtime::Spec::load(record.config_path())
-        .with_context(|| format!("cannot read {}", record.config_path().display()))?;
+    let (record, mut state, spec) = prepare(root, &input, false)?;
     let result = start_and_wait(
         root,
         &record,
@@ -157,7 +171,7 @@ pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
 /// `run -d`: prepares the record, hands it to a detached supervisor and returns once the
 /// container's command runs. Returns the id, or the exit code when it could not start.
 pub fn run_detached(root: &Path, input: RunInput) -> anyhow::Result<Result<String, i32>> {
-    let (record, _state) = prepare(root, &input)?;
+    let (record, _state, _spec) = prepare(root, &input, true)?;
     let id = record.id.clone();
     match super::detach::spawn_supervisor(root, record)? {
         super::detach::Started::Running => Ok(Ok(id)),
@@ -209,9 +223,13 @@ pub fn supervise(
     Ok(code)
 }
 
-/// Builds the OCI spec from the image defaults and flags and writes config.json and the
-/// state (status created).
-fn write_bundle(record: &super::Record, input: &RunInput, state: &mut State) -> anyhow::Result<()> {
+/// Builds the OCI spec from the image defaults and flags, writes it to config.json and
+/// returns it.
+fn write_bundle(
+    record: &super::Record,
+    input: &RunInput,
+    state: &mut State,
+) -> anyhow::Result<oci_spec::runtime::Spec> {
     let layers = RootLayers {
         lowerdirs: input.lowerdirs.clone(),
         upperdir: record.upper_dir(),
@@ -230,7 +248,7 @@ fn write_bundle(record: &super::Record, input: &RunInput, state: &mut State) -> 
         .spec
         .save(record.config_path())
         .with_context(|| format!("cannot write {}", record.config_path().display()))?;
-    record.save_state(state)
+    Ok(built.spec)
 }
 
 fn start_and_wait(

@@ -137,7 +137,20 @@ impl ExecTarget {
     /// (EACCES wins over ENOENT, as in execvp). Async-signal-safe.
     fn exec(&self) -> i32 {
         let mut denied = false;
+        let searching = self.candidates.len() > 1;
         for candidate in &self.candidates {
+            // A failed execve costs a new mm and a binprm; a stat tells "not here" for
+            // a fraction of that (the shell's PATH walk does the same). Anything but
+            // ENOENT/ENOTDIR still goes to execve, which gives the real answer.
+            if searching {
+                // SAFETY: stat of a NUL-terminated path into a zeroed struct we own.
+                let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                if unsafe { libc::stat(candidate.as_ptr(), &mut st) } < 0
+                    && matches!(errno(), libc::ENOENT | libc::ENOTDIR)
+                {
+                    continue;
+                }
+            }
             // SAFETY: NUL-terminated path and null-terminated pointer arrays whose
             // strings live in `self`.
             unsafe {

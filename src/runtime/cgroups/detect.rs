@@ -44,6 +44,17 @@ impl Hierarchy {
 /// Looks at what is mounted at /sys/fs/cgroup (filesystem magic, as youki and runc do)
 /// and, for v1, at /proc/self/mountinfo for each controller's mount point.
 pub fn detect() -> Result<Layout> {
+    // One look per process: a command asks several times (create, open, parents), and
+    // the layout does not change under a running process.
+    static LAYOUT: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
+    if let Some(layout) = LAYOUT.get() {
+        return Ok(layout.clone());
+    }
+    let layout = look()?;
+    Ok(LAYOUT.get_or_init(|| layout).clone())
+}
+
+fn look() -> Result<Layout> {
     let root = Path::new(CGROUP_ROOT);
     let fs = statfs(root)
         .with_context(|| format!("cannot statfs {CGROUP_ROOT}: is sysfs mounted?"))?
