@@ -85,20 +85,34 @@ fn names_dir(root: &Path) -> PathBuf {
 
 /// Creates a fresh, locked record with a random 64-hex id and claims `name` (a symlink in
 /// `<root>/names/`, so two concurrent runs cannot take the same name).
+/// The name a record directory has until it is locked (see `create`).
+const UNBORN_PREFIX: &str = ".new-";
+
+/// How old an unborn record must be before reclaim removes it: its creator may be
+/// between the mkdir and the lock.
+const UNBORN_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub fn create(root: &Path, name: Option<&str>) -> anyhow::Result<Record> {
     let id = random_id()?;
     let parent = containers_dir(root);
     fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    // Born under a hidden name, locked, then renamed into place: a visible record is
+    // locked by its creator from its first moment, so reclaim can take any unlocked
+    // record without a state as orphaned at once (see reclaim_orphans).
+    let unborn = parent.join(format!("{UNBORN_PREFIX}{id}"));
+    fs::create_dir(&unborn).with_context(|| format!("cannot create {}", unborn.display()))?;
+    let lock = lock_dir(&unborn, true)?;
     let dir = parent.join(&id);
-    fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if let Err(err) = fs::rename(&unborn, &dir) {
+        let _ = fs::remove_dir(&unborn);
+        return Err(err).with_context(|| format!("cannot create {}", dir.display()));
+    }
     let mut record = Record {
         id,
         name: String::new(),
         dir,
-        lock: None,
+        lock,
     };
-    let lock = lock_dir(&record.dir, true)?;
-    record.lock = lock;
     let claimed = match name {
         Some(name) => claim_name(root, name, &record.id).map(|()| name.to_string()),
         None => claim_generated_name(root, &record.id),
@@ -299,6 +313,37 @@ pub fn discard(root: &Path, record: &Record, name: Option<&str>) -> anyhow::Resu
     delete_locked(root, &record.id, &record.dir, name)
 }
 
+/// Removes hidden records whose creator died between mkdir and rename (unlocked and
+/// older than UNBORN_GRACE).
+fn reclaim_unborn(root: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = fs::read_dir(containers_dir(root)) else {
+        return Ok(());
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(UNBORN_PREFIX)
+        {
+            continue;
+        }
+        let dir = entry.path();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > UNBORN_GRACE);
+        if old {
+            if let Some(_lock) = lock_dir(&dir, false)? {
+                fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot remove {}", dir.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What [`reclaim_orphans`] did.
 #[derive(Debug, Default)]
 pub struct Reclaimed {
@@ -312,19 +357,16 @@ pub struct Reclaimed {
 /// to run before every command: one unlocked flock attempt per running record.
 pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
     let mut reclaimed = Reclaimed::default();
+    reclaim_unborn(root)?;
     for id in list_ids(root)? {
         let dir = containers_dir(root).join(&id);
         let state_path = dir.join("state.json");
         let Ok(mut state) = State::load(&state_path) else {
-            // A CLI killed between creating the directory and writing the first state
-            // leaves a record with nothing in it. Give a live creator a minute.
-            let stale = fs::metadata(&dir)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > std::time::Duration::from_secs(60));
-            if stale && !state_path.exists() {
-                if let Some(_lock) = lock_dir(&dir, false)? {
+            // No state yet: a foreground run that had not started its command. Its
+            // creator locked it before it became visible, so unlocked means the CLI is
+            // gone (its name link, unknown here, is freed by the next claim of it).
+            if let Some(_lock) = lock_dir(&dir, false)? {
+                if !state_path.exists() {
                     delete_locked(root, &id, &dir, None)?;
                     reclaimed.removed.push(id);
                 }
@@ -429,24 +471,42 @@ mod tests {
     }
 
     #[test]
-    fn an_old_unlocked_record_without_state_is_removed_and_a_fresh_one_is_kept() {
+    fn an_unlocked_record_without_state_is_removed_and_a_locked_one_is_kept() {
         let root = tempfile::tempdir().unwrap();
-        let fresh = create(root.path(), None).unwrap();
-        let old = create(root.path(), None).unwrap();
-        let (fresh_id, old_id) = (fresh.id.clone(), old.id.clone());
-        drop(fresh);
-        drop(old);
-        let path =
-            std::ffi::CString::new(containers_dir(root.path()).join(&old_id).to_str().unwrap())
-                .unwrap();
-        let times = [libc::timeval {
-            tv_sec: 1,
-            tv_usec: 0,
-        }; 2];
-        // SAFETY: utimes on a path and a two-element array we own.
-        assert_eq!(unsafe { libc::utimes(path.as_ptr(), times.as_ptr()) }, 0);
+        let alive = create(root.path(), None).unwrap();
+        let dead = create(root.path(), None).unwrap();
+        let dead_id = dead.id.clone();
+        drop(dead);
         let reclaimed = reclaim_orphans(root.path()).unwrap();
-        assert_eq!(reclaimed.removed, vec![old_id]);
-        assert_eq!(list_ids(root.path()).unwrap(), vec![fresh_id]);
+        assert_eq!(reclaimed.removed, vec![dead_id]);
+        assert_eq!(list_ids(root.path()).unwrap(), vec![alive.id.clone()]);
+    }
+
+    #[test]
+    fn an_unborn_record_is_removed_only_once_old_and_unlocked() {
+        let root = tempfile::tempdir().unwrap();
+        let parent = containers_dir(root.path());
+        fs::create_dir_all(&parent).unwrap();
+        let fresh = parent.join(format!("{UNBORN_PREFIX}{}", "a".repeat(64)));
+        let old = parent.join(format!("{UNBORN_PREFIX}{}", "b".repeat(64)));
+        let old_locked = parent.join(format!("{UNBORN_PREFIX}{}", "c".repeat(64)));
+        for dir in [&fresh, &old, &old_locked] {
+            fs::create_dir(dir).unwrap();
+        }
+        for dir in [&old, &old_locked] {
+            let path = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+            let times = [libc::timeval {
+                tv_sec: 1,
+                tv_usec: 0,
+            }; 2];
+            // SAFETY: utimes on a path and a two-element array we own.
+            assert_eq!(unsafe { libc::utimes(path.as_ptr(), times.as_ptr()) }, 0);
+        }
+        let _held = lock_dir(&old_locked, true).unwrap();
+        reclaim_orphans(root.path()).unwrap();
+        assert!(fresh.exists(), "a creator may still be about to lock it");
+        assert!(!old.exists());
+        assert!(old_locked.exists(), "its creator holds it");
+        assert!(list_ids(root.path()).unwrap().is_empty());
     }
 }
