@@ -284,3 +284,20 @@ fn a_read_only_root_refuses_writes() {
     );
     assert!(!fx.rootfs.join("newfile").exists());
 }
+
+#[test]
+fn the_init_of_run_init_is_confined_like_the_command() {
+    let fx = fixture();
+    let text = ok(fx.run(&["--rm", "--init"], &["cat", "/proc/1/status"]));
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(field("Name"), "init", "{text}");
+    assert_eq!(field("CapEff"), DOCKER_DEFAULT_CAPS, "{text}");
+    assert_eq!(field("CapBnd"), DOCKER_DEFAULT_CAPS, "{text}");
+    assert_eq!(field("Seccomp"), "2", "{text}");
+}

@@ -392,6 +392,19 @@ pub fn child_main(plan: &ChildPlan) -> ! {
             fail(sync, MSG_STAGE_FAILED, Stage::Init as u32, errno());
         }
         if worker > 0 {
+            // Init stays root in the container (it runs none of the user's code) but gets no more
+            // than the command: the container's capabilities, no_new_privs if asked,
+            // and the seccomp filter (sigwaitinfo, wait4, kill and exit are allowed
+            // by every sane profile). A failure is reported like the command's.
+            let confined = plan
+                .security
+                .before_user_switch()
+                .and_then(|()| plan.security.after_user_switch());
+            if let Err(e) = confined {
+                // SAFETY: the worker must not outlive a failed init.
+                unsafe { libc::kill(worker as libc::pid_t, libc::SIGKILL) };
+                fail(sync, MSG_STAGE_FAILED, Stage::Security as u32, e as i32);
+            }
             init::run(worker as libc::pid_t, &plan.blocked);
         }
         // SAFETY: the worker dies with init.
