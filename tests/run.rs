@@ -688,3 +688,14 @@ fn signals_are_forwarded_to_a_command_that_handles_them() {
     assert_eq!(child.wait().unwrap().code(), Some(7));
     fx.assert_no_containers();
 }
+
+#[test]
+fn words_after_the_command_belong_to_it_even_when_they_look_like_our_flags() {
+    let fx = Fixture::new();
+    // -u and -w are run flags too; after the command they are the command's.
+    assert_eq!(ok(fx.run(&["--rm"], &["id", "-u"])).trim(), "0");
+    assert_eq!(
+        ok(fx.run(&["--rm"], &["echo", "-w", "--name", "x"])).trim(),
+        "-w --name x"
+    );
+}

@@ -116,23 +116,40 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub tmpfs: Vec<String>,
 
-    /// Image to run (with --rootfs: the command)
-    pub image: String,
-    /// Command and arguments (default: the image's)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// The image, then the command and its arguments (default: the image's); with
+    /// --rootfs only the command. One positional, so everything after its first word
+    /// belongs to the container (`run --rootfs D id -u` passes -u to id), as in Docker.
+    #[arg(
+        value_name = "IMAGE [COMMAND [ARG...]]",
+        required = true,
+        trailing_var_arg = true
+    )]
+    pub words: Vec<String>,
 }
 
 impl RunArgs {
+    /// The image reference (empty with --rootfs, where there is none).
+    fn image(&self) -> &str {
+        match self.rootfs {
+            Some(_) => "",
+            None => self.words.first().map_or("", String::as_str),
+        }
+    }
+
+    /// The command and its arguments given after the image (all words with --rootfs).
+    fn command(&self) -> &[String] {
+        match self.rootfs {
+            Some(_) => &self.words,
+            None => self.words.get(1..).unwrap_or_default(),
+        }
+    }
+
     /// Checks and converts every flag, before anything is created.
     fn options(&self) -> anyhow::Result<RunOptions> {
         if let Some(name) = &self.name {
             crate::container::validate_name(name)?;
         }
-        let mut command = self.command.clone();
-        if self.rootfs.is_some() {
-            command.insert(0, self.image.clone());
-        }
+        let command = self.command().to_vec();
         let volumes = self
             .volume
             .iter()
@@ -197,11 +214,11 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         }
         None => {
             let store = ctx.store()?;
-            let image = crate::build::ensure_image(ctx, &args.image)?;
+            let image = crate::build::ensure_image(ctx, args.image())?;
             let mut layers = image.layer_dirs(&store);
             layers.reverse();
             (
-                args.image.clone(),
+                args.image().to_string(),
                 Some(image.id.to_string()),
                 ImageDefaults::from_image_config(&image.config),
                 layers,
