@@ -25,6 +25,7 @@ use super::detect::Hierarchy;
 use super::files;
 use super::resources::Limits;
 use super::v2::warn_no_swap_accounting;
+#[cfg(test)]
 use super::Stats;
 
 /// Above this a v1 limit file means "unlimited" (the kernel prints PAGE_COUNTER_MAX
@@ -214,6 +215,7 @@ impl V1Cgroup {
         files::read_u64(&dir.join("memory.limit_in_bytes")).filter(|v| *v < V1_UNLIMITED)
     }
 
+    #[cfg(test)]
     pub fn stats(&self) -> Stats {
         let read =
             |controller: &str, file: &str| files::read_u64(&self.dir_of(controller)?.join(file));

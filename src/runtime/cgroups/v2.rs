@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use super::files;
 use super::resources::{shares_to_weight, v2_cpu_max, Limits};
+#[cfg(test)]
 use super::Stats;
 
 /// The controllers we enable for containers, when the kernel offers them. Enabled even
@@ -93,6 +94,7 @@ impl V2Cgroup {
         Ok(())
     }
 
+    #[cfg(test)]
     pub fn add_process(&self, pid: i32) -> Result<()> {
         files::write(&self.dir.join("cgroup.procs"), &pid.to_string())
             .with_context(|| format!("cannot move process {pid} into its cgroup"))
@@ -109,6 +111,7 @@ impl V2Cgroup {
         files::read_u64(&self.dir.join("memory.max"))
     }
 
+    #[cfg(test)]
     pub fn stats(&self) -> Stats {
         let cpu_stat = self.dir.join("cpu.stat");
         Stats {
