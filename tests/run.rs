@@ -386,21 +386,24 @@ fn sigterm_to_the_cli_is_forwarded_then_escalates_after_the_grace_period() {
     fx.assert_no_containers();
     assert_no_cgroup(&id);
 
-    // With --init, SIGTERM reaches the command, which dies of it: 128+15.
-    let mut child = fx
-        .run_cmd(&["--rm", "--init"], &["sleep", &marker])
-        .spawn()
-        .unwrap();
-    // The CLI, our init and the command.
-    assert!(wait_for(30, || pids_with(&format!("sleep {marker}")).len() == 3));
-    let id = fx.container_ids().pop().unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    // SAFETY: as above.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(child.wait().unwrap().code(), Some(143));
-    assert!(pids_with(&format!("sleep {marker}")).is_empty());
-    fx.assert_no_containers();
-    assert_no_cgroup(&id);
+    // With --init, SIGTERM reaches the command, which dies of it: 128+15. Also as a
+    // non-root user: init runs as the command's user, so it may signal it.
+    for user in ["0", "1000"] {
+        let mut child = fx
+            .run_cmd(&["--rm", "--init", "-u", user], &["sleep", &marker])
+            .spawn()
+            .unwrap();
+        // The CLI, our init and the command.
+        assert!(wait_for(30, || pids_with(&format!("sleep {marker}")).len() == 3));
+        let id = fx.container_ids().pop().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        // SAFETY: as above.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert_eq!(child.wait().unwrap().code(), Some(143), "user {user}");
+        assert!(pids_with(&format!("sleep {marker}")).is_empty());
+        fx.assert_no_containers();
+        assert_no_cgroup(&id);
+    }
 }
 
 #[test]

@@ -289,3 +289,63 @@ fn bad_values_are_rejected_before_anything_is_created() {
         fx.assert_no_containers();
     }
 }
+
+/// `probe no-clone3 BIN --root R run ARGS...`: mycontainer where clone3 answers ENOSYS
+/// (kernels before 5.3, or Docker's seccomp profile around us).
+fn run_without_clone3(fx: &Fixture, flags: &[&str], command: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(probe::binary());
+    cmd.arg("no-clone3")
+        .arg(common::BIN)
+        .arg("--root")
+        .arg(&fx.root)
+        .arg("run")
+        .args(flags)
+        .arg("--rootfs")
+        .arg(&fx.rootfs)
+        .args(command);
+    cmd
+}
+
+#[test]
+fn without_clone3_the_container_is_still_placed_in_its_cgroup() {
+    let fx = fixture();
+    // No limit: the plain clone is moved into the cgroup before it runs anything.
+    let mut child =
+        run_without_clone3(&fx, &["--rm", "-i"], &["sh", "-c", "echo ready; read line"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let id = fx.container_ids().pop().unwrap();
+    let state = read(&fx.root.join("containers").join(&id).join("state.json"));
+    let pid: u32 = state
+        .split("\"pid\":")
+        .nth(1)
+        .and_then(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .find(|s| !s.is_empty())
+        })
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {state}"));
+    let membership = read(Path::new(&format!("/proc/{pid}/cgroup")));
+    assert!(
+        membership.contains(&format!("/mycontainer/{id}")),
+        "{membership}"
+    );
+    child.stdin.take().unwrap().write_all(b"bye\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_cgroup_gone(&id);
+    // A pids limit still holds.
+    let out = ok(run_without_clone3(
+        &fx,
+        &["--rm", "--pids-limit", "10"],
+        &["probe", "fork", "40"],
+    )
+    .output()
+    .unwrap());
+    assert!(out.contains("EAGAIN"), "{out}");
+}

@@ -20,7 +20,7 @@ pub mod user;
 use std::fs;
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -204,6 +204,21 @@ fn lock_dir(dir: &Path, wait: bool) -> anyhow::Result<Option<fs::File>> {
     Err(err).with_context(|| format!("cannot lock {}", dir.display()))
 }
 
+/// The lock of a record found by listing, for reclaim: `None` when someone holds it, or
+/// when the record vanished (removed by its owner, or by another command's reclaim)
+/// before or while we took it. A removed directory has no links left.
+fn lock_listed(dir: &Path) -> anyhow::Result<Option<fs::File>> {
+    let lock = match lock_dir(dir, false) {
+        Ok(lock) => lock,
+        Err(_) if !dir.exists() => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    match lock {
+        Some(file) if file.metadata().map(|m| m.nlink() > 0).unwrap_or(false) => Ok(Some(file)),
+        _ => Ok(None),
+    }
+}
+
 fn random_id() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     // SAFETY: getrandom writes at most bytes.len() bytes into the buffer we own.
@@ -295,7 +310,12 @@ fn delete_locked(root: &Path, id: &str, dir: &Path, name: Option<&str>) -> anyho
     Cgroup::open(&cgroup_name(id))
         .and_then(|cg| cg.destroy())
         .with_context(|| format!("cannot remove the cgroup of container {id}"))?;
-    fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    match fs::remove_dir_all(dir) {
+        Err(err) if err.kind() != ErrorKind::NotFound => {
+            return Err(err).with_context(|| format!("cannot remove {}", dir.display()))
+        }
+        _ => {}
+    }
     mycontainer_store::Store::open(root)
         .and_then(|store| store.release_layers(id))
         .with_context(|| format!("cannot release the layers of container {id}"))?;
@@ -335,7 +355,7 @@ fn reclaim_unborn(root: &Path) -> anyhow::Result<()> {
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age > UNBORN_GRACE);
         if old {
-            if let Some(_lock) = lock_dir(&dir, false)? {
+            if let Some(_lock) = lock_listed(&dir)? {
                 fs::remove_dir_all(&dir)
                     .with_context(|| format!("cannot remove {}", dir.display()))?;
             }
@@ -365,7 +385,7 @@ pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
             // No state yet: a foreground run that had not started its command. Its
             // creator locked it before it became visible, so unlocked means the CLI is
             // gone (its name link, unknown here, is freed by the next claim of it).
-            if let Some(_lock) = lock_dir(&dir, false)? {
+            if let Some(_lock) = lock_listed(&dir)? {
                 if !state_path.exists() {
                     delete_locked(root, &id, &dir, None)?;
                     reclaimed.removed.push(id);
@@ -376,7 +396,7 @@ pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
         if state.status == Status::Exited {
             continue;
         }
-        let Some(_lock) = lock_dir(&dir, false)? else {
+        let Some(_lock) = lock_listed(&dir)? else {
             continue;
         };
         // Re-read under the lock: the owner may have finished in between.

@@ -269,18 +269,20 @@ fn start_and_wait(
         stop_timeout: Duration::from_secs(state.stop_timeout),
         cache_dir: Some(&cache_dir),
     };
-    let mut on_started = |pid: i32| {
-        state.status = Status::Running;
-        state.pid = Some(pid);
-        state.started_at = Some(now_unix());
-        state.finished_at = None;
-        state.exit_code = None;
-        state.error = None;
-        state.oom_killed = false;
-        // The lock, not this file, is what marks the record as alive; a failed write
-        // only makes `ps` less precise.
-        let _ = record.save_state(state);
-        started(pid);
+    let mut progress = |event: runtime::Progress| match event {
+        runtime::Progress::Spawned(pid) => {
+            state.status = Status::Running;
+            state.pid = Some(pid);
+            state.started_at = Some(now_unix());
+            state.finished_at = None;
+            state.exit_code = None;
+            state.error = None;
+            state.oom_killed = false;
+            // The lock, not this file, is what marks the record as alive; a failed write
+            // only makes `ps` less precise.
+            let _ = record.save_state(state);
+        }
+        runtime::Progress::Started(pid) => started(pid),
     };
-    runtime::run(&request, &mut on_started)
+    runtime::run(&request, &mut progress)
 }

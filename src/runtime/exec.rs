@@ -20,7 +20,7 @@ use super::cgroups::Cgroup;
 use super::plan::Step;
 use super::process::{ChildPlan, ChildStdio, ExecTarget};
 use super::supervise::{
-    exec_failure, open_stdin, place_and_release, receive_startup, setup_channel, spawn_child,
+    exec_failure, open_stdin, place_and_release, receive_startup, setup_channel, spawn_in_cgroup,
     supervise, BlockedSignals, Child, Startup, Streams,
 };
 use super::{pty, security, Outcome};
@@ -133,6 +133,7 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
         init: false,
         blocked: *blocked.set.as_ref(),
         security: prepared_security,
+        cgroup_ns_by_clone: false,
     };
 
     if let Some(fd) = &pid_namespace {
@@ -144,17 +145,13 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
         }
     }
     // No namespace flags: the child joins the container's namespaces itself (plan steps).
-    // It is born in the container's cgroup2 directory where there is one (v2, hybrid).
-    let clone_into = cgroup
-        .clone_into_fd()
-        .with_context(|| format!("cannot open cgroup {cgroup_name}: has the container stopped?"))?;
-    let pid = spawn_child(0, clone_into.as_ref().map(|fd| fd.as_raw_fd()), &plan)
+    let mut plan = plan;
+    let (pid, born_inside) = spawn_in_cgroup(0, false, &cgroup, &mut plan)
         .context("cannot fork the process to run in the container")?;
     let mut child = Child { pid, reaped: false };
     drop(child_fds);
     drop(child_sock);
-    drop(clone_into);
-    place_and_release(&mut child, &cgroup, &parent_sock, &plan.steps)?;
+    place_and_release(&mut child, &cgroup, born_inside, &parent_sock, &plan.steps)?;
     let master = match receive_startup(&parent_sock, &plan.steps)? {
         Startup::Started(master) => master,
         Startup::Failed(reason) => bail!("{reason}"),

@@ -133,23 +133,36 @@ impl ExecTarget {
             .is_some_and(|a| !a.as_bytes().contains(&b'/'))
     }
 
-    /// Tries each candidate like execvp; returns the errno that explains the failure
-    /// (EACCES wins over ENOENT, as in execvp). Async-signal-safe.
-    fn exec(&self) -> i32 {
+    /// A bit per PATH candidate (the first 64) that stat reports absent (ENOENT or
+    /// ENOTDIR): `exec` skips them without an execve, which costs a new mm and a binprm
+    /// each (four of them for `true` under Docker's default PATH). Called before the
+    /// seccomp filter is loaded. Async-signal-safe.
+    fn absent_candidates(&self) -> u64 {
+        let mut absent = 0u64;
+        if self.candidates.len() < 2 {
+            return absent;
+        }
+        for (i, candidate) in self.candidates.iter().take(64).enumerate() {
+            // SAFETY: stat of a NUL-terminated path into a zeroed struct we own.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            if unsafe { libc::stat(candidate.as_ptr(), &mut st) } < 0
+                && matches!(errno(), libc::ENOENT | libc::ENOTDIR)
+            {
+                absent |= 1 << i;
+            }
+        }
+        absent
+    }
+
+    /// Tries each candidate like execvp, skipping those in `absent`; returns the errno
+    /// that explains the failure (EACCES wins over ENOENT, as in execvp). One difference:
+    /// absence is checked as the runtime's root, so a candidate in a directory the user
+    /// cannot search counts as absent rather than denied. Async-signal-safe.
+    fn exec(&self, absent: u64) -> i32 {
         let mut denied = false;
-        let searching = self.candidates.len() > 1;
-        for candidate in &self.candidates {
-            // A failed execve costs a new mm and a binprm; a stat tells "not here" for
-            // a fraction of that (the shell's PATH walk does the same). Anything but
-            // ENOENT/ENOTDIR still goes to execve, which gives the real answer.
-            if searching {
-                // SAFETY: stat of a NUL-terminated path into a zeroed struct we own.
-                let mut st: libc::stat = unsafe { std::mem::zeroed() };
-                if unsafe { libc::stat(candidate.as_ptr(), &mut st) } < 0
-                    && matches!(errno(), libc::ENOENT | libc::ENOTDIR)
-                {
-                    continue;
-                }
+        for (i, candidate) in self.candidates.iter().enumerate() {
+            if i < 64 && absent & (1 << i) != 0 {
+                continue;
             }
             // SAFETY: NUL-terminated path and null-terminated pointer arrays whose
             // strings live in `self`.
@@ -199,6 +212,8 @@ pub struct ChildPlan {
     pub init: bool,
     /// The signals the CLI blocked (and that init waits for).
     pub blocked: libc::sigset_t,
+    /// The clone created the cgroup namespace already: skip the UnshareCgroup step.
+    pub cgroup_ns_by_clone: bool,
     pub security: security::Prepared,
 }
 
@@ -367,6 +382,8 @@ pub fn child_main(plan: &ChildPlan) -> ! {
         if *step == Step::AwaitCgroup {
             await_release(sync);
             released = true;
+        } else if *step == Step::UnshareCgroup && plan.cgroup_ns_by_clone {
+            continue;
         } else if let Err(errno) = plan::execute(step) {
             fail(sync, MSG_STEP_FAILED, index as u32, errno);
         }
@@ -384,6 +401,10 @@ pub fn child_main(plan: &ChildPlan) -> ! {
         fail(sync, MSG_STAGE_FAILED, stage as u32, errno);
     }
 
+    // Which PATH candidates are absent, looked up before any seccomp filter is loaded
+    // (a custom profile may not allow stat).
+    let absent = plan.exec.absent_candidates();
+
     if plan.init {
         // SAFETY: a fork-like clone of this single-threaded child (no atfork handlers).
         let worker =
@@ -392,41 +413,17 @@ pub fn child_main(plan: &ChildPlan) -> ! {
             fail(sync, MSG_STAGE_FAILED, Stage::Init as u32, errno());
         }
         if worker > 0 {
-            // Init stays root in the container (it runs none of the user's code) but gets no more
-            // than the command: the container's capabilities, no_new_privs if asked,
-            // and the seccomp filter (sigwaitinfo, wait4, kill and exit are allowed
-            // by every sane profile). A failure is reported like the command's.
-            let confined = plan
-                .security
-                .before_user_switch()
-                .and_then(|()| plan.security.after_user_switch());
-            if let Err(e) = confined {
-                // SAFETY: the worker must not outlive a failed init.
-                unsafe { libc::kill(worker as libc::pid_t, libc::SIGKILL) };
-                fail(sync, MSG_STAGE_FAILED, Stage::Security as u32, e as i32);
-            }
-            init::run(worker as libc::pid_t, &plan.blocked);
+            run_init(plan, worker as libc::pid_t);
         }
         // SAFETY: the worker dies with init.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     }
 
-    if let Err(e) = plan.security.before_user_switch() {
-        fail(sync, MSG_STAGE_FAILED, Stage::Capabilities as u32, e as i32);
+    if let Err((stage, errno)) = become_user(plan) {
+        fail(sync, MSG_STAGE_FAILED, stage as u32, errno);
     }
-    // SAFETY: credential syscalls on our own process with a prepared group list.
+    // SAFETY: signal dispositions, mask and descriptor flags of our own process.
     unsafe {
-        if libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) < 0 {
-            fail(sync, MSG_STAGE_FAILED, Stage::Groups as u32, errno());
-        }
-        if libc::setresgid(plan.gid, plan.gid, plan.gid) < 0 {
-            fail(sync, MSG_STAGE_FAILED, Stage::Gid as u32, errno());
-        }
-        if libc::setresuid(plan.uid, plan.uid, plan.uid) < 0 {
-            fail(sync, MSG_STAGE_FAILED, Stage::Uid as u32, errno());
-        }
-        // A credential change clears the parent-death signal: arm it again.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         libc::umask(0o022);
         // The command starts with default signal handling: nothing blocked, nothing
         // ignored (Rust ignores SIGPIPE in the CLI).
@@ -450,6 +447,58 @@ pub fn child_main(plan: &ChildPlan) -> ! {
     if let Err(e) = plan.security.after_user_switch() {
         fail(sync, MSG_STAGE_FAILED, Stage::Security as u32, e as i32);
     }
-    let errno = plan.exec.exec();
+    let errno = plan.exec.exec(absent);
     fail(sync, MSG_EXEC_FAILED, 0, errno)
+}
+
+/// Drops the bounding set and switches to the container's user and groups (the first
+/// half of the confinement; `after_user_switch` completes it). Shared by the command
+/// and `--init`, which runs as the same user so it may signal the command.
+fn become_user(plan: &ChildPlan) -> Result<(), (Stage, i32)> {
+    plan.security
+        .before_user_switch()
+        .map_err(|e| (Stage::Capabilities, e as i32))?;
+    // SAFETY: credential syscalls on our own process with a prepared group list.
+    unsafe {
+        if libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) < 0 {
+            return Err((Stage::Groups, errno()));
+        }
+        if libc::setresgid(plan.gid, plan.gid, plan.gid) < 0 {
+            return Err((Stage::Gid, errno()));
+        }
+        if libc::setresuid(plan.uid, plan.uid, plan.uid) < 0 {
+            return Err((Stage::Uid, errno()));
+        }
+        // A credential change clears the parent-death signal: arm it again.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    Ok(())
+}
+
+/// `--init`'s side of the fork: confined like the command (the container's user,
+/// capabilities, no_new_privs if asked, seccomp), then PID 1 until the command exits.
+/// Every descriptor but the setup channel is closed first, and the channel once
+/// confined, so a profile that blocks close_range cannot keep the CLI waiting.
+fn run_init(plan: &ChildPlan, worker: libc::pid_t) -> ! {
+    let sync = plan.sync;
+    // SAFETY: closes our own descriptors around the channel.
+    unsafe {
+        if sync > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, (sync - 1) as u32, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, (sync + 1) as u32, u32::MAX, 0u32);
+    }
+    let confined = become_user(plan).and_then(|()| {
+        plan.security
+            .after_user_switch()
+            .map_err(|e| (Stage::Security, e as i32))
+    });
+    if let Err((stage, errno)) = confined {
+        // SAFETY: the worker must not outlive a failed init.
+        unsafe { libc::kill(worker, libc::SIGKILL) };
+        fail(sync, MSG_STAGE_FAILED, stage as u32, errno);
+    }
+    // SAFETY: closes the last descriptor we hold from the runtime.
+    unsafe { libc::close(sync) };
+    init::run(worker, &plan.blocked)
 }

@@ -349,23 +349,64 @@ pub(super) fn release_child(parent_sock: &OwnedFd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Finishes putting a freshly spawned child in `cgroup` (the v1 hierarchies a clone
-/// could not place it in; the child meanwhile sets up its root and waits for us before
-/// anything runs), then releases it. If either fails, the child is killed and its own
-/// report, when it sent one (a setup step failed first), is the error.
+/// Spawns the child (see `spawn_child`) born in its cgroup where the kernel can do that
+/// (clone3 with CLONE_INTO_CGROUP into the cgroup2 directory: v2 and hybrid hosts, Linux
+/// 5.7+): no migration, which costs an RCU grace period. When no v1 hierarchy is left to
+/// join and `cgroup_ns` is asked, the same clone creates the cgroup namespace. Otherwise
+/// (a legacy host, an older kernel, or a seccomp sandbox that hides clone3) a plain clone;
+/// `place_and_release` then moves the child while it sets up its root, and the plan's
+/// UnshareCgroup step creates the namespace after that. Returns the pid and whether the
+/// child was born inside the cgroup.
+pub(super) fn spawn_in_cgroup(
+    flags: libc::c_int,
+    cgroup_ns: bool,
+    cgroup: &Cgroup,
+    plan: &mut ChildPlan,
+) -> anyhow::Result<(libc::pid_t, bool)> {
+    let into = cgroup
+        .clone_into_fd()
+        .with_context(|| format!("cannot open cgroup {}", cgroup.name()))?;
+    if let Some(fd) = into {
+        let ns_in_clone = cgroup_ns && !cgroup.needs_add_after_clone();
+        plan.cgroup_ns_by_clone = ns_in_clone;
+        let flags = if ns_in_clone {
+            flags | libc::CLONE_NEWCGROUP
+        } else {
+            flags
+        };
+        match spawn_child(flags, Some(fd.as_raw_fd()), plan) {
+            Ok(pid) => return Ok((pid, true)),
+            // E2BIG: clone3 without the cgroup field (5.3-5.6); ENOSYS: before 5.3, or
+            // filtered out by a seccomp profile (Docker's answers ENOSYS for clone3).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::E2BIG | libc::ENOSYS)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    plan.cgroup_ns_by_clone = false;
+    Ok((spawn_child(flags, None, plan)?, false))
+}
+
+/// Finishes putting a freshly spawned child in `cgroup`: the v1 hierarchies a clone into
+/// the cgroup2 directory could not reach, or every hierarchy when it was not `born_inside`
+/// (the child meanwhile sets up its root and waits for us before anything runs), then
+/// releases it. If either fails, the child is killed and its own report, when it sent
+/// one (a setup step failed first), is the error.
 pub(super) fn place_and_release(
     child: &mut Child,
     cgroup: &Cgroup,
+    born_inside: bool,
     parent_sock: &OwnedFd,
     steps: &[Step],
 ) -> anyhow::Result<()> {
-    let placed = if cgroup.needs_add_after_clone() {
-        cgroup
-            .add_after_clone(child.pid)
-            .with_context(|| format!("cannot move the container into cgroup {}", cgroup.name()))
+    let placed = if !born_inside {
+        cgroup.add_process(child.pid)
+    } else if cgroup.needs_add_after_clone() {
+        cgroup.add_after_clone(child.pid)
     } else {
         Ok(())
     };
+    let placed =
+        placed.with_context(|| format!("cannot move the container into cgroup {}", cgroup.name()));
     let result = placed.and_then(|()| {
         release_child(parent_sock).context("the container's process died before it could start")
     });
@@ -462,9 +503,19 @@ pub(super) fn receive_startup(sock: &OwnedFd, steps: &[Step]) -> anyhow::Result<
     }
 }
 
-/// Runs the container described by `req` to completion. `on_started` gets the host pid
-/// of the container's init once its command runs.
-pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<Outcome> {
+/// What `run` tells its caller along the way, with the host pid of the container's init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The init exists and is setting up its root (the caller records it now: this
+    /// overlaps with that setup, and a CLI killed from here on leaves a record that
+    /// says what ran).
+    Spawned(i32),
+    /// Its command runs (execve succeeded).
+    Started(i32),
+}
+
+/// Runs the container described by `req` to completion, reporting `Progress`.
+pub fn run(req: &RunRequest, progress: &mut dyn FnMut(Progress)) -> anyhow::Result<Outcome> {
     let spec = req.spec;
     let ns = Namespaces::from_spec(spec)?;
     let steps = rootfs::plan(spec, req.bundle, &ns)?;
@@ -527,31 +578,23 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         init,
         blocked: blocked_set,
         security: prepared_security,
+        cgroup_ns_by_clone: false,
     };
 
-    // On v2 and hybrid hosts the child is born inside its cgroup2 directory (clone3 with
-    // CLONE_INTO_CGROUP): no migration, which costs an RCU grace period. Only v1 limits
-    // (hybrid) or a legacy host still need one, done while the child sets up its root;
-    // the cgroup namespace is then created after it (a plan step), so the container
-    // still sees its cgroups as `/`.
-    let clone_into = cgroup
-        .get()
-        .clone_into_fd()
-        .with_context(|| format!("cannot open cgroup {cgroup_name}"))?;
-    let moves_after_clone = cgroup.get().needs_add_after_clone();
     let mut plan = plan;
-    let mut flags = ns.clone_flags();
-    if clone_into.is_some() && !moves_after_clone && ns.cgroup {
-        flags |= libc::CLONE_NEWCGROUP;
-        plan.steps.retain(|s| *s != Step::UnshareCgroup);
-    }
-    let pid = spawn_child(flags, clone_into.as_ref().map(|fd| fd.as_raw_fd()), &plan)
+    let (pid, born_inside) = spawn_in_cgroup(ns.clone_flags(), ns.cgroup, cgroup.get(), &mut plan)
         .context("cannot clone the container's init with new namespaces")?;
     let mut child = Child { pid, reaped: false };
     drop(child_fds);
     drop(child_sock);
-    drop(clone_into);
-    place_and_release(&mut child, cgroup.get(), &parent_sock, &plan.steps)?;
+    progress(Progress::Spawned(child.pid));
+    place_and_release(
+        &mut child,
+        cgroup.get(),
+        born_inside,
+        &parent_sock,
+        &plan.steps,
+    )?;
     let master = match receive_startup(&parent_sock, &plan.steps)? {
         Startup::Started(master) => master,
         Startup::Failed(reason) => bail!("{reason}"),
@@ -567,7 +610,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         }
     };
     drop(parent_sock);
-    on_started(child.pid);
+    progress(Progress::Started(child.pid));
 
     let raw_mode = if master.is_some() && req.interactive {
         pty::RawMode::enable(0)

@@ -9,7 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -42,7 +46,7 @@ static double now(clockid_t clock) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: probe keyctl|unshare-user|mount|getpid|alloc MB|fork N|spin SECS|fds\n");
+        fprintf(stderr, "usage: probe keyctl|unshare-user|mount|getpid|alloc MB|fork N|spin SECS|fds|no-clone3 CMD...\n");
         return 2;
     }
     const char *what = argv[1];
@@ -85,6 +89,24 @@ int main(int argc, char **argv) {
         double share = (now(CLOCK_PROCESS_CPUTIME_ID) - cpu0) / (now(CLOCK_MONOTONIC) - wall0);
         printf("%d\n", (int)(share * 1000)); /* per mille of one core */
         return 0;
+    }
+    if (!strcmp(what, "no-clone3") && argc > 2) {
+        /* Runs CMD where clone3 answers ENOSYS, as on kernels before 5.3 or under
+         * Docker's seccomp profile (needs CAP_SYS_ADMIN: run it as root). */
+        struct sock_filter code[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = { sizeof(code) / sizeof(code[0]), code };
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) {
+            perror("probe: seccomp");
+            return 2;
+        }
+        execvp(argv[2], argv + 2);
+        perror("probe: exec");
+        return 127;
     }
     if (!strcmp(what, "fds")) {
         DIR *dir = opendir("/proc/self/fd");

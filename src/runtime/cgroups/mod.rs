@@ -102,9 +102,8 @@ impl Cgroup {
         &self.name
     }
 
-    /// Moves process `pid` into the cgroup (every hierarchy in use). The runtime clones
-    /// into the cgroup instead (see `clone_into_fd`); the tests move helpers with this.
-    #[cfg(test)]
+    /// Moves process `pid` into the cgroup (every hierarchy in use): for a child that
+    /// could not be cloned into it (see `clone_into_fd`).
     pub fn add_process(&self, pid: i32) -> Result<()> {
         match &self.backend {
             Backend::V2(cg) => cg.add_process(pid),
@@ -112,9 +111,8 @@ impl Cgroup {
         }
     }
 
-    /// Whether a child cloned into `clone_into_fd()` (or, without one, forked) still has
-    /// to be moved with `add_after_clone`: on hybrid hosts when a v1 limit is in use, on
-    /// legacy hosts always, on v2 never.
+    /// Whether a child cloned into `clone_into_fd()` still has to be moved with
+    /// `add_after_clone`: on hybrid hosts when a v1 limit is in use, never on v2.
     pub fn needs_add_after_clone(&self) -> bool {
         match &self.backend {
             Backend::V2(_) => false,
@@ -122,14 +120,13 @@ impl Cgroup {
         }
     }
 
-    /// Completes the placement of a child started with `clone_into_fd()`: moves it into
-    /// the hierarchies a clone cannot reach (v1). The caller lets the child exec only
-    /// after this returned.
+    /// Completes the placement of a child cloned into `clone_into_fd()`: moves it into
+    /// the hierarchies a clone cannot reach (v1 on hybrid hosts). The caller lets the
+    /// child exec only after this returned.
     pub fn add_after_clone(&self, pid: i32) -> Result<()> {
         match &self.backend {
             Backend::V2(_) => Ok(()),
-            Backend::V1(cg) if cg.unified_dir().is_some() => cg.add_process_v1(pid),
-            Backend::V1(cg) => cg.add_process(pid),
+            Backend::V1(cg) => cg.add_process_v1(pid),
         }
     }
 

@@ -94,7 +94,6 @@ impl V2Cgroup {
         Ok(())
     }
 
-    #[cfg(test)]
     pub fn add_process(&self, pid: i32) -> Result<()> {
         files::write(&self.dir.join("cgroup.procs"), &pid.to_string())
             .with_context(|| format!("cannot move process {pid} into its cgroup"))
