@@ -49,10 +49,10 @@ fn human_bytes(bytes: u64) -> String {
 }
 
 /// Creates the record, holds the image's layers and writes config.json, and the first
-/// state when `save_created` (the detached supervisor starts from it; a foreground run
-/// saves its first state once the container runs: until then `ps` does not list it, and
-/// a CLI killed in between leaves a stateless record that reclaim removes). Returns the
-/// spec written. On failure nothing is left behind but an exited record (or nothing with
+/// state when `save_created` (the detached supervisor starts from it; a foreground --rm
+/// run saves its first state once its init exists: until then `ps` does not list it,
+/// and a CLI killed in between leaves a stateless record that reclaim removes). Returns
+/// the spec written. On failure nothing is left behind but an exited record (or nothing with
 /// --rm).
 fn prepare(
     root: &Path,
@@ -121,7 +121,9 @@ fn finish(root: &Path, record: &super::Record, state: &mut State) -> anyhow::Res
 
 /// Runs the container in the foreground and returns the exit code for the CLI.
 pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
-    let (record, mut state, spec) = prepare(root, &input, false)?;
+    // A --rm run has nothing to keep if its CLI dies before the init exists: its first
+    // state is the running one. Any other record says from the start what it is.
+    let (record, mut state, spec) = prepare(root, &input, !input.auto_remove)?;
     let result = start_and_wait(
         root,
         &record,
