@@ -96,15 +96,25 @@ fn prepare(
     });
     match written {
         Ok(spec) => Ok((record, state, spec)),
-        Err(err) => {
-            state.exit_code = Some(crate::cli::EXIT_RUNTIME_FAILED);
-            state.error = Some(format!("{err:#}"));
-            if let Err(cleanup) = finish(root, &record, &mut state) {
-                eprintln!("mycontainer: {cleanup:#}");
-            }
-            Err(err)
-        }
+        Err(err) => Err(record_failure(root, &record, &mut state, err)),
     }
+}
+
+/// Records a run that failed before or while starting (exit 125 and the reason), or
+/// removes it with --rm; returns the setup error, which is what the user needs to see
+/// (a cleanup error is secondary and only printed).
+fn record_failure(
+    root: &Path,
+    record: &super::Record,
+    state: &mut State,
+    err: anyhow::Error,
+) -> anyhow::Error {
+    state.exit_code = Some(crate::cli::EXIT_RUNTIME_FAILED);
+    state.error = Some(format!("{err:#}"));
+    if let Err(cleanup) = finish(root, record, state) {
+        eprintln!("mycontainer: {cleanup:#}");
+    }
+    err
 }
 
 /// Records how the container ended (or removes it with --rm).
@@ -158,15 +168,7 @@ pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
             }
             Ok(outcome.exit_code)
         }
-        Err(err) => {
-            state.exit_code = Some(crate::cli::EXIT_RUNTIME_FAILED);
-            state.error = Some(format!("{err:#}"));
-            // The setup error is what the user needs to see; a cleanup error is secondary.
-            if let Err(cleanup) = finish(root, &record, &mut state) {
-                eprintln!("mycontainer: {cleanup:#}");
-            }
-            Err(err)
-        }
+        Err(err) => Err(record_failure(root, &record, &mut state, err)),
     }
 }
 
