@@ -682,3 +682,43 @@ fn two_clients_on_one_container_at_once_behave() {
     }
     assert_eq!(ok(w.mc(&["ps", "-q"])).lines().count(), 4);
 }
+
+#[test]
+fn users_and_groups_are_looked_up_in_the_layer_the_container_sees() {
+    let w = World::new();
+    ok(w.mc(&["run", "--rm", "busybox", "true"]));
+    // Layer 2 adds a user (passwd and group); layer 3 only a group, as `groupadd` in a
+    // later build step would.
+    ok(w.mc(&["run", "--name", "adduser", "busybox", "sh", "-c",
+        "echo 'alice:x:1000:1000::/home/alice:/bin/sh' >> /etc/passwd; echo 'alice:x:1000:' >> /etc/group"]));
+    ok(w.mc(&["commit", "adduser", "users:1"]));
+    ok(w.mc(&[
+        "run",
+        "--name",
+        "addgroup",
+        "users:1",
+        "sh",
+        "-c",
+        "echo 'team:x:4242:alice' >> /etc/group",
+    ]));
+    ok(w.mc(&["commit", "addgroup", "users:2"]));
+    let ids = ok(w.mc(&["run", "--rm", "-u", "alice:team", "users:2", "id"]));
+    assert!(
+        ids.contains("uid=1000") && ids.contains("gid=4242"),
+        "{ids}"
+    );
+    // Without a group, alice's supplementary groups come from the top layer too.
+    let ids = ok(w.mc(&["run", "--rm", "-u", "alice", "users:2", "id", "-G"]));
+    assert!(ids.split_whitespace().any(|g| g == "4242"), "{ids}");
+    // A later layer that deletes /etc/passwd takes the names away.
+    ok(w.mc(&["run", "--name", "nopasswd", "users:2", "rm", "/etc/passwd"]));
+    ok(w.mc(&["commit", "nopasswd", "users:3"]));
+    let refused = w.mc(&["run", "--rm", "-u", "alice", "users:3", "true"]);
+    assert_eq!(refused.status.code(), Some(125));
+    assert!(
+        stderr(&refused).contains("cannot find user \"alice\""),
+        "{}",
+        stderr(&refused)
+    );
+    w.remove_all();
+}

@@ -29,16 +29,6 @@ pub struct RunInput {
     pub stop_timeout: Duration,
 }
 
-/// The directory where `-u NAME` is looked up: the topmost layer with an /etc/passwd.
-fn passwd_root(lowerdirs: &[PathBuf]) -> PathBuf {
-    lowerdirs
-        .iter()
-        .find(|d| d.join("etc/passwd").exists())
-        .or(lowerdirs.first())
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from("/nonexistent"))
-}
-
 fn human_bytes(bytes: u64) -> String {
     const MIB: u64 = 1 << 20;
     if bytes >= MIB && bytes.is_multiple_of(MIB) {
@@ -245,7 +235,6 @@ fn write_bundle(
         &input.defaults,
         &input.options,
         &layers,
-        &passwd_root(&input.lowerdirs),
     )?;
     state.command = built.args.clone();
     built

@@ -455,15 +455,14 @@ pub struct Built {
     pub args: Vec<String>,
 }
 
-/// Builds the spec for a container whose record directory is `dir`. `passwd_root` is
-/// where /etc/passwd and /etc/group of the image can be read (for `-u NAME`).
+/// Builds the spec for a container whose record directory is `dir`; `-u NAME` is looked
+/// up in the image's layers (`layers.lowerdirs`).
 pub fn build(
     id: &str,
     dir: &Path,
     image: &ImageDefaults,
     opts: &RunOptions,
     layers: &RootLayers,
-    passwd_root: &Path,
 ) -> anyhow::Result<Built> {
     let hostname = opts
         .hostname
@@ -497,7 +496,7 @@ pub fn build(
         .clone()
         .or_else(|| image.user.clone())
         .unwrap_or_default();
-    let resolved = user::resolve(passwd_root, &user_spec)
+    let resolved = user::resolve_in_layers(&layers.lowerdirs, &user_spec)
         .with_context(|| format!("cannot resolve user {user_spec:?} (-u) in the image"))?;
     let mut env = merge_env(&image.env, opts, &hostname)?;
     if !env.iter().any(|e| e.starts_with("HOME=")) {
@@ -630,14 +629,7 @@ mod tests {
             upperdir: dir.path().join("u"),
             workdir: dir.path().join("w"),
         };
-        build(
-            &"a".repeat(64),
-            dir.path(),
-            image,
-            opts,
-            &layers,
-            dir.path(),
-        )
+        build(&"a".repeat(64), dir.path(), image, opts, &layers)
     }
 
     #[test]

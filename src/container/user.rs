@@ -8,7 +8,9 @@
 //!   replaces the primary gid, and then no supplementary groups are added (as in runc).
 //! - Without GROUP the supplementary groups are the groups listing the user's name.
 //!
-//! The files are read inside the rootfs with the rootfs as "/": symlinks are resolved as
+//! For an image, each file is read from the layer whose copy the overlay shows
+//! (whiteouts and opaque directories honoured, see `mycontainer_store::visible_layer`).
+//! The files are read inside that root with the root as "/": symlinks are resolved as
 //! the container would see them and can never lead out of the rootfs (openat2 with
 //! RESOLVE_IN_ROOT; a userspace walk with the same rule on kernels before 5.6).
 
@@ -196,6 +198,14 @@ fn components_reversed(path: &Path) -> Vec<OsString> {
     parts
 }
 
+/// Reads an account database from the layer that shows it; Ok(None) when none does.
+fn read_visible_db(layers: &[PathBuf], path: &str) -> anyhow::Result<Option<String>> {
+    match mycontainer_store::visible_layer(layers, Path::new(path)) {
+        Some(layer) => read_db(layer, path),
+        None => Ok(None),
+    }
+}
+
 /// Reads an account database from the rootfs; Ok(None) when it does not exist.
 fn read_db(rootfs: &Path, path: &str) -> anyhow::Result<Option<String>> {
     let Some(file) = open_in_root(rootfs, path)? else {
@@ -217,6 +227,14 @@ fn read_db(rootfs: &Path, path: &str) -> anyhow::Result<Option<String>> {
 
 /// Resolves `spec` ("", "name", "uid", "name:group", "uid:gid") inside `rootfs`.
 pub fn resolve(rootfs: &Path, spec: &str) -> anyhow::Result<ResolvedUser> {
+    resolve_in_layers(&[rootfs.to_path_buf()], spec)
+}
+
+/// Resolves `spec` in an image's unpacked layers (topmost first), reading /etc/passwd
+/// and /etc/group each from the layer whose copy the container will see: a layer that
+/// only added a group (`groupadd`) counts, and a deleted file is gone.
+pub fn resolve_in_layers(layers: &[PathBuf], spec: &str) -> anyhow::Result<ResolvedUser> {
+    let shown = layers.first().map_or(Path::new("/"), PathBuf::as_path);
     let (user, group) = match spec.split_once(':') {
         Some((user, group)) => (user, Some(group)),
         None => (spec, None),
@@ -225,7 +243,7 @@ pub fn resolve(rootfs: &Path, spec: &str) -> anyhow::Result<ResolvedUser> {
     let user = if user.is_empty() { "0" } else { user };
     let numeric_uid: Option<u32> = user.parse().ok();
 
-    let passwd = read_db(rootfs, "/etc/passwd")?
+    let passwd = read_visible_db(layers, "/etc/passwd")?
         .map(|t| parse_passwd(&t))
         .unwrap_or_default();
     let entry = passwd
@@ -236,11 +254,11 @@ pub fn resolve(rootfs: &Path, spec: &str) -> anyhow::Result<ResolvedUser> {
         (None, Some(uid)) => (uid, 0, None, String::new()),
         (None, None) => bail!(
             "cannot find user {user:?} in {}/etc/passwd: use a user defined in the image or a numeric uid",
-            rootfs.display()
+            shown.display()
         ),
     };
 
-    let groups = read_db(rootfs, "/etc/group")?
+    let groups = read_visible_db(layers, "/etc/group")?
         .map(|t| parse_group(&t))
         .unwrap_or_default();
     let mut additional_gids = Vec::new();
@@ -255,7 +273,7 @@ pub fn resolve(rootfs: &Path, spec: &str) -> anyhow::Result<ResolvedUser> {
                 (None, Some(gid)) => gid,
                 (None, None) => bail!(
                     "cannot find group {group:?} in {}/etc/group: use a group defined in the image or a numeric gid",
-                    rootfs.display()
+                    shown.display()
                 ),
             };
         }

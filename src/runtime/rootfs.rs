@@ -351,15 +351,7 @@ mod tests {
             cmd: vec!["sh".into()],
             ..Default::default()
         };
-        let built = build(
-            &"b".repeat(64),
-            dir.path(),
-            &image,
-            opts,
-            &layers,
-            dir.path(),
-        )
-        .unwrap();
+        let built = build(&"b".repeat(64), dir.path(), &image, opts, &layers).unwrap();
         let ns = Namespaces::from_spec(&built.spec).unwrap();
         (plan(&built.spec, dir.path(), &ns).unwrap(), dir)
     }

@@ -172,7 +172,7 @@ impl<W: Write> LayerWriter<W> {
     }
 }
 
-fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+pub(crate) fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
     let c_name = CString::new(name).ok()?;
     let mut buffer = vec![0u8; 256];

@@ -21,6 +21,7 @@ mod import;
 mod index;
 mod reference;
 mod unpack;
+mod visible;
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,7 @@ pub use gc::GcReport;
 pub use image::{oci_manifest, Image, ImageSpec, ImportSource, IngestLock, LayerInfo};
 pub use import::{Compression, ImportedLayer, NoProgress, Progress};
 pub use reference::Reference;
+pub use visible::visible_layer;
 
 /// Annotation that names an image in `index.json`, as skopeo and umoci expect.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
