@@ -349,3 +349,39 @@ fn without_clone3_the_container_is_still_placed_in_its_cgroup() {
     .unwrap());
     assert!(out.contains("EAGAIN"), "{out}");
 }
+
+#[test]
+fn the_container_sees_its_own_limits_read_only_at_sys_fs_cgroup() {
+    let fx = fixture();
+    let host_before = cgroup_mount_options();
+    let script = "cat /sys/fs/cgroup/memory.max 2>/dev/null \
+        || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+        cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max; \
+        procs=/sys/fs/cgroup/cgroup.procs; [ -e $procs ] || procs=/sys/fs/cgroup/unified/cgroup.procs; \
+        wc -l < $procs; echo 1 > $procs && echo writable || echo read-only";
+    let out = ok(fx.run(
+        &["--rm", "--memory", "64m", "--pids-limit", "20"],
+        &["sh", "-c", script],
+    ));
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    // its own cgroup as the root: the limits, and only its two processes (sh, wc)
+    assert_eq!(lines, ["67108864", "20", "2", "read-only"], "{out}");
+    assert_eq!(
+        cgroup_mount_options(),
+        host_before,
+        "the host's cgroup mounts changed"
+    );
+}
+
+/// (mount point, per-mount options) of the host's cgroup mounts.
+fn cgroup_mount_options() -> Vec<(String, String)> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" - cgroup"))
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields[4].to_string(), fields[5].to_string())
+        })
+        .collect()
+}

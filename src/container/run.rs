@@ -40,7 +40,7 @@ fn human_bytes(bytes: u64) -> String {
 
 /// Creates the record, holds the image's layers and writes config.json, and the first
 /// state when `save_created` (the detached supervisor starts from it; a foreground --rm
-/// run saves its first state once its init exists: until then `ps` does not list it,
+/// run saves its first state once its command runs: until then `ps` does not list it,
 /// and a CLI killed in between leaves a stateless record that reclaim removes). Returns
 /// the spec written. On failure nothing is left behind but an exited record (or nothing with
 /// --rm).
@@ -121,7 +121,7 @@ fn finish(root: &Path, record: &super::Record, state: &mut State) -> anyhow::Res
 
 /// Runs the container in the foreground and returns the exit code for the CLI.
 pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
-    // A --rm run has nothing to keep if its CLI dies before the init exists: its first
+    // A --rm run has nothing to keep if its CLI dies before its command runs: its first
     // state is the running one. Any other record says from the start what it is.
     let (record, mut state, spec) = prepare(root, &input, !input.auto_remove)?;
     let result = start_and_wait(
@@ -262,20 +262,18 @@ fn start_and_wait(
         stop_timeout: Duration::from_secs(state.stop_timeout),
         cache_dir: Some(&cache_dir),
     };
-    let mut progress = |event: runtime::Progress| match event {
-        runtime::Progress::Spawned(pid) => {
-            state.status = Status::Running;
-            state.pid = Some(pid);
-            state.started_at = Some(now_unix());
-            state.finished_at = None;
-            state.exit_code = None;
-            state.error = None;
-            state.oom_killed = false;
-            // The lock, not this file, is what marks the record as alive; a failed write
-            // only makes `ps` less precise.
-            let _ = record.save_state(state);
-        }
-        runtime::Progress::Started(pid) => started(pid),
+    let mut on_started = |pid: i32| {
+        state.status = Status::Running;
+        state.pid = Some(pid);
+        state.started_at = Some(now_unix());
+        state.finished_at = None;
+        state.exit_code = None;
+        state.error = None;
+        state.oom_killed = false;
+        // The lock, not this file, is what marks the record as alive; a failed write
+        // only makes `ps` less precise.
+        let _ = record.save_state(state);
+        started(pid);
     };
-    runtime::run(&request, &mut progress)
+    runtime::run(&request, &mut on_started)
 }

@@ -232,7 +232,8 @@ fn mount(destination: &str, typ: &str, options: &[&str]) -> anyhow::Result<Mount
         .build()?)
 }
 
-/// The runc/Docker default mounts: /proc, /dev (tmpfs), /dev/pts, /dev/shm, /dev/mqueue, /sys.
+/// The runc/Docker default mounts: /proc, /dev (tmpfs), /dev/pts, /dev/shm, /dev/mqueue,
+/// /sys and the container's cgroups at /sys/fs/cgroup (read-only).
 fn default_mounts() -> anyhow::Result<Vec<Mount>> {
     Ok(vec![
         mount("/proc", "proc", &["nosuid", "noexec", "nodev"])?,
@@ -260,6 +261,11 @@ fn default_mounts() -> anyhow::Result<Vec<Mount>> {
         )?,
         mount("/dev/mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
         mount("/sys", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        )?,
     ])
 }
 

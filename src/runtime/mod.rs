@@ -15,7 +15,7 @@ mod supervise;
 
 pub use exec::{exec, ExecRequest};
 pub use logfile::LogFollower;
-pub use supervise::{run, Outcome, Progress, RunRequest};
+pub use supervise::{run, Outcome, RunRequest};
 
 /// "true": run our tiny init as PID 1 (Docker's `--init`).
 pub const ANNOTATION_INIT: &str = "org.mycontainer.init";

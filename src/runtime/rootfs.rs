@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use libc::c_ulong;
 use oci_spec::runtime::{Mount, Spec};
 
+use super::cgroups::CgroupView;
 use super::namespaces::Namespaces;
 use super::plan::Step;
 
@@ -188,6 +189,61 @@ fn plan_mount(mount: &Mount, steps: &mut Vec<Step>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Mounts the container's own cgroups read-only at the mount's destination: cgroup2
+/// itself on a v2 host; else a tmpfs with a cgroup2 mount at `unified` (hybrid) and a
+/// v1 mount of each hierarchy the container joined. Each is mounted read-write and then
+/// made read-only per mount (a bind remount), never through the superblock, which the
+/// host's mount of the same hierarchy shares.
+fn plan_cgroup_mount(
+    mount: &Mount,
+    cgroups: &CgroupView,
+    steps: &mut Vec<Step>,
+) -> anyhow::Result<()> {
+    const FLAGS: c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    let target = container_path(mount.destination())?;
+    mkdir_parents(&target, steps)?;
+    steps.push(Step::Mkdir {
+        path: cstring(&target)?,
+        mode: 0o755,
+    });
+    let mut mounted = vec![(target.clone(), "cgroup2", None)];
+    if let CgroupView::Split { unified, v1 } = cgroups {
+        mounted[0] = (target.clone(), "tmpfs", Some("mode=755"));
+        if *unified {
+            mounted.push((target.join("unified"), "cgroup2", None));
+        }
+        for (name, controllers) in v1 {
+            mounted.push((target.join(name), "cgroup", Some(controllers.as_str())));
+        }
+    }
+    for (i, (dir, fstype, data)) in mounted.iter().enumerate() {
+        if i > 0 {
+            steps.push(Step::Mkdir {
+                path: cstring(dir)?,
+                mode: 0o755,
+            });
+        }
+        steps.push(Step::Mount {
+            source: Some(CString::new(*fstype)?),
+            target: cstring(dir)?,
+            fstype: Some(CString::new(*fstype)?),
+            flags: FLAGS,
+            data: data.map(CString::new).transpose()?,
+        });
+    }
+    let read_only = mounted.into_iter().map(|(dir, _, _)| dir);
+    for dir in read_only {
+        steps.push(Step::Mount {
+            source: None,
+            target: cstring(&dir)?,
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | FLAGS,
+            data: None,
+        });
+    }
+    Ok(())
+}
+
 /// The spec's root mount: a first mount on "/" (our overlay of the image layers), to be
 /// mounted on `root.path` before pivot_root.
 fn root_mount(mounts: &[Mount]) -> Option<&Mount> {
@@ -232,8 +288,14 @@ fn plan_root(
     Ok(())
 }
 
-/// The whole filesystem setup of the child, in order.
-pub fn plan(spec: &Spec, bundle: &Path, ns: &Namespaces) -> anyhow::Result<Vec<Step>> {
+/// The whole filesystem setup of the child, in order. A mount of type "cgroup" (Docker's
+/// /sys/fs/cgroup) shows `cgroups`, mounted once the child is in its cgroup namespace.
+pub fn plan(
+    spec: &Spec,
+    bundle: &Path,
+    ns: &Namespaces,
+    cgroups: &CgroupView,
+) -> anyhow::Result<Vec<Step>> {
     let root = spec.root().as_ref().context("the spec has no root")?;
     let rootfs = bundle.join(root.path());
     let linux = spec.linux().as_ref();
@@ -260,7 +322,10 @@ pub fn plan(spec: &Spec, bundle: &Path, ns: &Namespaces) -> anyhow::Result<Vec<S
     });
 
     let skip = usize::from(root_mount.is_some());
-    for mount in &mounts[skip..] {
+    let (cgroup_mounts, other_mounts): (Vec<&Mount>, Vec<&Mount>) = mounts[skip..]
+        .iter()
+        .partition(|m| m.typ().as_deref() == Some("cgroup"));
+    for mount in other_mounts {
         plan_mount(mount, &mut steps)?;
     }
     if mounts.iter().any(|m| m.destination() == Path::new("/dev")) {
@@ -305,15 +370,6 @@ pub fn plan(spec: &Spec, bundle: &Path, ns: &Namespaces) -> anyhow::Result<Vec<S
     let process = spec.process().as_ref().context("the spec has no process")?;
     let cwd = container_path(process.cwd())?;
     mkdir_parents(&cwd.join("x"), &mut steps)?;
-    if root.readonly() == Some(true) {
-        steps.push(Step::Mount {
-            source: None,
-            target: CString::new("/")?,
-            fstype: None,
-            flags: libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-            data: None,
-        });
-    }
     if ns.uts {
         if let Some(hostname) = spec.hostname() {
             steps.push(Step::SetHostname {
@@ -328,6 +384,20 @@ pub fn plan(spec: &Spec, bundle: &Path, ns: &Namespaces) -> anyhow::Result<Vec<S
     steps.push(Step::AwaitCgroup);
     if ns.cgroup {
         steps.push(Step::UnshareCgroup);
+        // Without its own cgroup namespace a cgroup mount would show the host's tree.
+        for mount in cgroup_mounts {
+            plan_cgroup_mount(mount, cgroups, &mut steps)?;
+        }
+    }
+    // Last: every mkdir above may need a writable root.
+    if root.readonly() == Some(true) {
+        steps.push(Step::Mount {
+            source: None,
+            target: CString::new("/")?,
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+            data: None,
+        });
     }
     steps.push(Step::Chdir {
         path: cstring(&cwd)?,
@@ -353,7 +423,11 @@ mod tests {
         };
         let built = build(&"b".repeat(64), dir.path(), &image, opts, &layers).unwrap();
         let ns = Namespaces::from_spec(&built.spec).unwrap();
-        (plan(&built.spec, dir.path(), &ns).unwrap(), dir)
+        let view = CgroupView::Split {
+            unified: true,
+            v1: vec![("memory".into(), "memory".into())],
+        };
+        (plan(&built.spec, dir.path(), &ns, &view).unwrap(), dir)
     }
 
     fn position(steps: &[Step], wanted: impl Fn(&Step) -> bool) -> usize {

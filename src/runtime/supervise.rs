@@ -503,22 +503,12 @@ pub(super) fn receive_startup(sock: &OwnedFd, steps: &[Step]) -> anyhow::Result<
     }
 }
 
-/// What `run` tells its caller along the way, with the host pid of the container's init.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
-    /// The init exists and is setting up its root (the caller records it now: this
-    /// overlaps with that setup, and a CLI killed from here on leaves a record that
-    /// says what ran).
-    Spawned(i32),
-    /// Its command runs (execve succeeded).
-    Started(i32),
-}
-
-/// Runs the container described by `req` to completion, reporting `Progress`.
-pub fn run(req: &RunRequest, progress: &mut dyn FnMut(Progress)) -> anyhow::Result<Outcome> {
+/// Runs the container described by `req` to completion. `on_started` gets the host pid
+/// of the container's init once its command runs (the caller's state write then overlaps
+/// with the command).
+pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<Outcome> {
     let spec = req.spec;
     let ns = Namespaces::from_spec(spec)?;
-    let steps = rootfs::plan(spec, req.bundle, &ns)?;
     let process_spec = spec.process().as_ref().context("the spec has no process")?;
     let exec = ExecTarget::new(
         &process_spec.args().clone().unwrap_or_default(),
@@ -546,6 +536,7 @@ pub fn run(req: &RunRequest, progress: &mut dyn FnMut(Progress)) -> anyhow::Resu
         Cgroup::create(&cgroup_name, linux.and_then(|l| l.resources().as_ref()))
             .with_context(|| format!("cannot create cgroup {cgroup_name}"))?,
     ));
+    let steps = rootfs::plan(spec, req.bundle, &ns, &cgroup.get().view())?;
     let blocked = BlockedSignals::block()?;
     let signal_fd =
         SignalFd::with_flags(&blocked.set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
@@ -587,7 +578,6 @@ pub fn run(req: &RunRequest, progress: &mut dyn FnMut(Progress)) -> anyhow::Resu
     let mut child = Child { pid, reaped: false };
     drop(child_fds);
     drop(child_sock);
-    progress(Progress::Spawned(child.pid));
     place_and_release(
         &mut child,
         cgroup.get(),
@@ -610,7 +600,7 @@ pub fn run(req: &RunRequest, progress: &mut dyn FnMut(Progress)) -> anyhow::Resu
         }
     };
     drop(parent_sock);
-    progress(Progress::Started(child.pid));
+    on_started(child.pid);
 
     let raw_mode = if master.is_some() && req.interactive {
         pty::RawMode::enable(0)

@@ -42,6 +42,21 @@ enum Backend {
     V1(v1::V1Cgroup),
 }
 
+/// What a container's /sys/fs/cgroup shows: its own cgroups, mounted read-only inside
+/// its cgroup namespace (so each hierarchy's root is the container's cgroup), as Docker
+/// does. Tools such as the JVM read their limits there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupView {
+    /// cgroup2 at /sys/fs/cgroup.
+    Unified,
+    /// A tmpfs holding a cgroup2 mount at `unified` (hybrid hosts) and one v1 mount per
+    /// hierarchy the container joined: (directory name, controllers).
+    Split {
+        unified: bool,
+        v1: Vec<(String, String)>,
+    },
+}
+
 /// A snapshot of what the container used; `None` where the controller is missing.
 #[cfg(test)]
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +142,17 @@ impl Cgroup {
         match &self.backend {
             Backend::V2(_) => Ok(()),
             Backend::V1(cg) => cg.add_process_v1(pid),
+        }
+    }
+
+    /// What the container's /sys/fs/cgroup should show (see `CgroupView`).
+    pub fn view(&self) -> CgroupView {
+        match &self.backend {
+            Backend::V2(_) => CgroupView::Unified,
+            Backend::V1(cg) => CgroupView::Split {
+                unified: cg.unified_dir().is_some(),
+                v1: cg.hierarchy_mounts(),
+            },
         }
     }
 

@@ -82,6 +82,18 @@ impl V1Cgroup {
         }
     }
 
+    /// (directory name under /sys/fs/cgroup, controllers) of each hierarchy in use, to
+    /// mount them inside the container.
+    pub fn hierarchy_mounts(&self) -> Vec<(String, String)> {
+        self.dirs
+            .iter()
+            .filter_map(|d| {
+                let name = d.hierarchy.mount_point.file_name()?.to_str()?.to_string();
+                Some((name, d.hierarchy.controllers.join(",")))
+            })
+            .collect()
+    }
+
     /// The cgroup2 directory a child can be cloned into (hybrid hosts).
     pub fn unified_dir(&self) -> Option<&Path> {
         self.unified.as_ref().map(|(_, dir)| dir.as_path())
