@@ -373,15 +373,34 @@ fn the_container_sees_its_own_limits_read_only_at_sys_fs_cgroup() {
     );
 }
 
-/// (mount point, per-mount options) of the host's cgroup mounts.
-fn cgroup_mount_options() -> Vec<(String, String)> {
+/// (mount point, per-mount options, superblock options) of the host's cgroup mounts.
+fn cgroup_mount_options() -> Vec<(String, String, String)> {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
-        .filter(|l| l.contains(" - cgroup"))
-        .map(|l| {
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            (fields[4].to_string(), fields[5].to_string())
+        .filter_map(|l| {
+            let (mount, fs) = l.split_once(" - ")?;
+            let fs: Vec<&str> = fs.split_whitespace().collect();
+            if !fs[0].starts_with("cgroup") {
+                return None;
+            }
+            let fields: Vec<&str> = mount.split_whitespace().collect();
+            Some((
+                fields[4].to_string(),
+                fields[5].to_string(),
+                fs[2].to_string(),
+            ))
         })
         .collect()
+}
+
+#[test]
+fn a_volume_at_sys_fs_cgroup_wins_over_the_cgroup_view() {
+    let fx = fixture();
+    let host = fx.dir.path().join("fake-cgroup");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("marker"), "mine\n").unwrap();
+    let volume = format!("{}:/sys/fs/cgroup:ro", host.display());
+    let out = ok(fx.run(&["--rm", "-v", &volume], &["cat", "/sys/fs/cgroup/marker"]));
+    assert_eq!(out, "mine\n");
 }

@@ -200,10 +200,13 @@ fn components_reversed(path: &Path) -> Vec<OsString> {
 
 /// Reads an account database from the layer that shows it; Ok(None) when none does.
 fn read_visible_db(layers: &[PathBuf], path: &str) -> anyhow::Result<Option<String>> {
-    match mycontainer_store::visible_layer(layers, Path::new(path)) {
-        Some(layer) => read_db(layer, path),
-        None => Ok(None),
-    }
+    let Some((layer, file)) = mycontainer_store::visible_layer(layers, Path::new(path)) else {
+        return Ok(None);
+    };
+    // Opened again inside that layer with RESOLVE_IN_ROOT: whatever the lookup saw, the
+    // open cannot leave the layer.
+    let inside = file.strip_prefix(layer).unwrap_or(&file);
+    read_db(layer, &format!("/{}", inside.display()))
 }
 
 /// Reads an account database from the rootfs; Ok(None) when it does not exist.

@@ -66,38 +66,17 @@ fn foreign_namespace(init_pid: i32, kind: &str) -> anyhow::Result<Option<OwnedFd
 
 /// Refuses an init that has not finished its setup: until its pivot_root its root is
 /// ours, and a process joining its mount namespace then would see the host's files.
-/// Mount ids tell a container whose root is a bind of "/" (`--rootfs /`) apart.
+/// (A container's root is always an overlay, so it never is the host's root; a mount id
+/// would not tell, as a new mount namespace copies the root mount.)
 fn check_root_is_set_up(init_pid: i32) -> anyhow::Result<()> {
-    let theirs = root_identity(&format!("/proc/{init_pid}/root")).with_context(|| {
+    let theirs = std::fs::metadata(format!("/proc/{init_pid}/root")).with_context(|| {
         format!("cannot read the root of process {init_pid}: has the container stopped?")
     })?;
-    let ours = root_identity("/").context("cannot read our own root")?;
-    if theirs == ours {
+    let ours = std::fs::metadata("/").context("cannot read our own root")?;
+    if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
         bail!("the container is still starting (its root is not set up yet): try again");
     }
     Ok(())
-}
-
-/// (device, inode, mount id when the kernel reports it) of a directory.
-fn root_identity(path: &str) -> std::io::Result<(u64, u64, Option<u64>)> {
-    let c_path = std::ffi::CString::new(path)?;
-    // SAFETY: statx fills a zeroed struct we own; the path is NUL-terminated.
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let rc = unsafe {
-        libc::statx(
-            libc::AT_FDCWD,
-            c_path.as_ptr(),
-            0,
-            libc::STATX_INO | libc::STATX_MNT_ID,
-            &mut stx,
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let dev = libc::makedev(stx.stx_dev_major, stx.stx_dev_minor);
-    let mount = (stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id);
-    Ok((dev, stx.stx_ino, mount))
 }
 
 /// Runs the exec'd command to completion; returns how it ended.

@@ -342,6 +342,20 @@ fn setup_stdio(fds: &[RawFd; 3]) -> Result<(), i32> {
     Ok(())
 }
 
+/// Whether the parent died (its end of the setup channel is closed): checked right
+/// after the parent-death signal is armed, which covers a death just before. Never
+/// blocks. Async-signal-safe.
+fn parent_gone(sync: RawFd) -> bool {
+    let mut channel = libc::pollfd {
+        fd: sync,
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: poll on one pollfd we own, without waiting.
+    let rc = unsafe { libc::poll(&mut channel, 1, 0) };
+    rc < 0 || channel.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0
+}
+
 /// Blocks until the parent's release byte arrives; exits quietly if the parent died.
 fn await_release(sync: RawFd) {
     let mut go = 0u8;
@@ -360,16 +374,7 @@ pub fn child_main(plan: &ChildPlan) -> ! {
         // Die with the CLI, even if it is SIGKILLed.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         libc::close(plan.parent_sync);
-        // The parent died before our parent-death signal was armed: its end of the
-        // channel is closed already.
-        let mut channel = libc::pollfd {
-            fd: sync,
-            events: libc::POLLIN | libc::POLLRDHUP,
-            revents: 0,
-        };
-        if libc::poll(&mut channel, 1, 0) < 0
-            || channel.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0
-        {
+        if parent_gone(sync) {
             libc::_exit(1);
         }
         // Exact modes for the directories and devices we create.
@@ -469,8 +474,13 @@ fn become_user(plan: &ChildPlan) -> Result<(), (Stage, i32)> {
         if libc::setresuid(plan.uid, plan.uid, plan.uid) < 0 {
             return Err((Stage::Uid, errno()));
         }
-        // A credential change clears the parent-death signal: arm it again.
+        // A credential change clears the parent-death signal: arm it again, then make
+        // sure the parent did not die in between.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    if parent_gone(plan.sync) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(1) };
     }
     Ok(())
 }
@@ -481,8 +491,10 @@ fn become_user(plan: &ChildPlan) -> Result<(), (Stage, i32)> {
 /// confined, so a profile that blocks close_range cannot keep the CLI waiting.
 fn run_init(plan: &ChildPlan, worker: libc::pid_t) -> ! {
     let sync = plan.sync;
-    // SAFETY: closes our own descriptors around the channel.
+    // SAFETY: prctl and close on our own process and descriptors.
     unsafe {
+        // Before the command can look at us: /proc/1/exe is our binary.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0);
         if sync > 3 {
             libc::syscall(libc::SYS_close_range, 3u32, (sync - 1) as u32, 0u32);
         }

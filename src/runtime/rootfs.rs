@@ -325,6 +325,16 @@ pub fn plan(
     let (cgroup_mounts, other_mounts): (Vec<&Mount>, Vec<&Mount>) = mounts[skip..]
         .iter()
         .partition(|m| m.typ().as_deref() == Some("cgroup"));
+    // A volume or tmpfs the user put at or under /sys/fs/cgroup wins over our view, as
+    // in Docker (the view is mounted last and would hide it).
+    let cgroup_mounts: Vec<&Mount> = cgroup_mounts
+        .into_iter()
+        .filter(|c| {
+            !other_mounts
+                .iter()
+                .any(|m| m.destination().starts_with(c.destination()))
+        })
+        .collect();
     for mount in other_mounts {
         plan_mount(mount, &mut steps)?;
     }

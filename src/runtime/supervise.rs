@@ -172,6 +172,17 @@ impl CgroupGuard {
     }
 }
 
+impl CgroupGuard {
+    /// After the command ran, its exit code stays the result: a cgroup that cannot be
+    /// removed now is said, and removing the record (rm, --rm, gc) tries again.
+    fn destroy_or_warn(self) {
+        let name = self.get().name().to_string();
+        if let Err(e) = self.destroy() {
+            eprintln!("mycontainer: warning: cannot remove cgroup {name}: {e:#}");
+        }
+    }
+}
+
 impl Drop for CgroupGuard {
     fn drop(&mut self) {
         if let Some(cgroup) = self.0.take() {
@@ -591,7 +602,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         Startup::ExecFailed { errno } => {
             child.wait();
             let (code, reason) = exec_failure(&plan.exec, errno);
-            cgroup.destroy()?;
+            cgroup.destroy_or_warn();
             return Ok(Outcome {
                 exit_code: code,
                 exec_error: Some(reason),
@@ -622,9 +633,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     drop(raw_mode);
     outcome.oom_killed = cgroup.get().oom_killed();
     outcome.memory_limit = cgroup.get().memory_limit();
-    cgroup
-        .destroy()
-        .with_context(|| format!("cannot remove cgroup {cgroup_name}"))?;
+    cgroup.destroy_or_warn();
     Ok(outcome)
 }
 

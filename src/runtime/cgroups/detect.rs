@@ -32,7 +32,11 @@ pub enum Layout {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hierarchy {
     pub mount_point: PathBuf,
+    /// The controllers of ours it carries.
     pub controllers: Vec<String>,
+    /// The mount options that select this hierarchy (every controller it carries, ours
+    /// or not, and its `name=`): what mount(2) needs to show the same hierarchy again.
+    pub mount_data: String,
 }
 
 impl Hierarchy {
@@ -110,9 +114,33 @@ pub fn v1_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
         found.push(Hierarchy {
             mount_point: PathBuf::from(unescape_octal(mount_point)),
             controllers,
+            mount_data: selecting_options(super_options),
         });
     }
     found
+}
+
+/// The super options of a v1 mount that name its hierarchy: everything but the generic
+/// and behaviour flags (cgroup1_parse_param's list), i.e. controllers and `name=`.
+fn selecting_options(super_options: &str) -> String {
+    super_options
+        .split(',')
+        .filter(|o| {
+            !matches!(
+                *o,
+                "rw" | "ro"
+                    | "none"
+                    | "noprefix"
+                    | "clone_children"
+                    | "cpuset_v2_mode"
+                    | "xattr"
+                    | "favordynmods"
+                    | "nofavordynmods"
+            ) && !o.starts_with("release_agent=")
+                && !o.is_empty()
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// mountinfo escapes space, tab, newline and backslash as \ooo.
@@ -148,7 +176,7 @@ mod tests {
 27 26 0:25 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate
 28 26 0:26 / /sys/fs/cgroup/systemd rw shared:10 - cgroup cgroup rw,xattr,name=systemd
 31 26 0:29 / /sys/fs/cgroup/cpu,cpuacct rw shared:13 - cgroup cgroup rw,cpu,cpuacct
-32 26 0:30 / /sys/fs/cgroup/memory rw shared:14 - cgroup cgroup rw,memory
+32 26 0:30 / /sys/fs/cgroup/memory rw shared:14 - cgroup cgroup rw,memory,hugetlb,clone_children
 33 26 0:31 / /sys/fs/cgroup/pids rw shared:15 - cgroup cgroup rw,pids
 34 26 0:32 / /sys/fs/cgroup/freezer rw shared:16 - cgroup cgroup rw,freezer
 35 26 0:33 / /sys/fs/cgroup/cpuset rw shared:17 - cgroup cgroup rw,cpuset
@@ -171,6 +199,10 @@ mod tests {
         );
         assert_eq!(h[0].controllers, ["cpu", "cpuacct"]);
         assert!(h[0].has("cpuacct") && !h[0].has("memory"));
+        // mounting a hierarchy again takes all its controllers, not only ours
+        assert_eq!(h[0].mount_data, "cpu,cpuacct");
+        assert_eq!(h[1].controllers, ["memory"]);
+        assert_eq!(h[1].mount_data, "memory,hugetlb");
     }
 
     #[test]

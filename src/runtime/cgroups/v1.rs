@@ -89,7 +89,7 @@ impl V1Cgroup {
             .iter()
             .filter_map(|d| {
                 let name = d.hierarchy.mount_point.file_name()?.to_str()?.to_string();
-                Some((name, d.hierarchy.controllers.join(",")))
+                Some((name, d.hierarchy.mount_data.clone()))
             })
             .collect()
     }
