@@ -167,7 +167,10 @@ fn claim_name(root: &Path, name: &str, id: &str) -> anyhow::Result<()> {
     match symlink(id, &link) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == ErrorKind::AlreadyExists => {
-            // A name left by a record that no longer exists is free again.
+            // A name left by a record that no longer exists is free again. Taken over
+            // under the names lock, so two claimers (or a claimer and the old owner's
+            // removal) cannot both act on the same stale link.
+            let _names = lock_names(root)?;
             let owner = fs::read_link(&link).unwrap_or_default();
             if !owner.as_os_str().is_empty() && !containers_dir(root).join(&owner).exists() {
                 let _ = fs::remove_file(&link);
@@ -182,6 +185,24 @@ fn claim_name(root: &Path, name: &str, id: &str) -> anyhow::Result<()> {
         }
         Err(err) => Err(err).with_context(|| format!("cannot create {}", link.display())),
     }
+}
+
+/// Serializes changes to a name link that is not new (taking over a stale one,
+/// removing one's own). Held while the returned file lives.
+fn lock_names(root: &Path) -> anyhow::Result<fs::File> {
+    let path = names_dir(root).join(".lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot lock {}", path.display()));
+    }
+    Ok(file)
 }
 
 /// Takes the record lock on `dir`; `None` when `wait` is false and someone holds it.
@@ -321,6 +342,7 @@ fn delete_locked(root: &Path, id: &str, dir: &Path, name: Option<&str>) -> anyho
         .with_context(|| format!("cannot release the layers of container {id}"))?;
     if let Some(name) = name {
         let link = names_dir(root).join(name);
+        let _names = lock_names(root)?;
         if fs::read_link(&link).is_ok_and(|owner| owner.as_os_str() == id) {
             let _ = fs::remove_file(link);
         }
@@ -447,6 +469,28 @@ mod tests {
         assert_eq!(find(root.path(), &first.id[..10]).unwrap().id, first.id);
         // Only the first record exists: the failed create cleaned up after itself.
         assert_eq!(list_ids(root.path()).unwrap(), vec![first.id.clone()]);
+    }
+
+    #[test]
+    fn a_stale_name_is_taken_over_by_exactly_one_of_many_claimers() {
+        let root = tempfile::tempdir().unwrap();
+        for round in 0..20 {
+            let name = format!("web{round}");
+            let stale = create(root.path(), Some(&name)).unwrap();
+            fs::remove_dir_all(&stale.dir).unwrap();
+            drop(stale);
+            let winners: Vec<Record> = std::thread::scope(|scope| {
+                let claims: Vec<_> = (0..6)
+                    .map(|_| scope.spawn(|| create(root.path(), Some(&name)).ok()))
+                    .collect();
+                claims
+                    .into_iter()
+                    .filter_map(|c| c.join().unwrap())
+                    .collect()
+            });
+            assert_eq!(winners.len(), 1, "round {round}");
+            assert_eq!(find(root.path(), &name).unwrap().id, winners[0].id);
+        }
     }
 
     #[test]
