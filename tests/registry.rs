@@ -120,6 +120,17 @@ fn push_with_zstd_compression_is_pulled_back() {
     let b = Root::new();
     assert_eq!(b.ok(&["pull", &target]).trim(), id);
     assert_busybox_runs(&b.first_layer_dir(&target));
+    // The push cache remembers the compressed layer until the layer leaves the store.
+    assert_eq!(
+        a.entries("pushcache").len(),
+        1,
+        "{:?}",
+        a.entries("pushcache")
+    );
+    a.ok(&["image", "rm", "busybox"]);
+    let out = a.ok(&["gc"]);
+    assert!(out.contains("removed 1 push cache entries"), "{out}");
+    assert!(a.entries("pushcache").is_empty());
 }
 
 #[test]

@@ -113,8 +113,13 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {
 pub fn gc(ctx: &Ctx, _args: GcArgs) -> anyhow::Result<i32> {
     let reclaimed = container::reclaim_orphans(&ctx.root)?;
     crate::runtime::cgroups::remove_unused_parents()?;
-    let report = ctx.store()?.gc()?;
+    let store = ctx.store()?;
+    let report = store.gc()?;
+    let pruned = crate::registry::push::prune_push_cache(&store);
     if !ctx.quiet {
+        if pruned > 0 {
+            println!("removed {pruned} push cache entries of layers no longer stored");
+        }
         for id in &reclaimed.removed {
             println!("removed orphaned container {id}");
         }

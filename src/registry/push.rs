@@ -244,6 +244,28 @@ impl CompressedCache {
     }
 }
 
+/// Removes push-cache entries of layers the store no longer has (after `image rm` and
+/// gc), and temp files a killed push left. Returns how many files went.
+pub fn prune_push_cache(store: &Store) -> usize {
+    let Ok(entries) = std::fs::read_dir(store.root().join("pushcache")) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let (hex, kind) = name.split_once('.').unwrap_or((&name, ""));
+        let layer_gone = Digest::parse(&format!("sha256:{hex}"))
+            .map(|digest| !store.has_blob(&digest))
+            .unwrap_or(true);
+        let unfinished = kind.contains("tmp-");
+        if (layer_gone || unfinished) && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Whether the target repository has `digest` now: already there, or mounted from one
 /// of `sources`.
 fn reuse_blob(
