@@ -47,6 +47,14 @@ fn create(resources: Option<&LinuxResources>) -> TestCgroup {
     TestCgroup(Cgroup::create(&unique_name(), resources).unwrap())
 }
 
+fn create_with_pids(limit: i64) -> TestCgroup {
+    let resources = LinuxResourcesBuilder::default()
+        .pids(pids(limit))
+        .build()
+        .unwrap();
+    create(Some(&resources))
+}
+
 /// Destroys and checks that no directory of the cgroup is left in any hierarchy.
 fn destroy_and_check_gone(cgroup: &Cgroup) {
     cgroup.destroy().unwrap();
@@ -262,11 +270,7 @@ fn cgroups_without_limits_are_unlimited() {
 
 #[test]
 fn cgroups_on_hybrid_hosts_join_only_the_limited_v1_hierarchies() {
-    let resources = LinuxResourcesBuilder::default()
-        .pids(pids(100))
-        .build()
-        .unwrap();
-    let cgroup = create(Some(&resources));
+    let cgroup = create_with_pids(100);
     if !is_hybrid(&cgroup) {
         destroy_and_check_gone(&cgroup);
         return;
@@ -334,11 +338,7 @@ fn cgroups_oom_kill_is_detected() {
 
 #[test]
 fn cgroups_pids_limit_makes_fork_fail() {
-    let resources = LinuxResourcesBuilder::default()
-        .pids(pids(8))
-        .build()
-        .unwrap();
-    let cgroup = create(Some(&resources));
+    let cgroup = create_with_pids(8);
     let mut helper = start_helper("spawn:30");
     cgroup.add_process(helper.id() as i32).unwrap();
     release(&mut helper);
@@ -388,11 +388,7 @@ fn cgroups_cpu_quota_throttles() {
 #[test]
 fn cgroups_destroy_kills_lingering_processes_in_nested_cgroups() {
     // a pids limit, so hybrid hosts use the v1 pids hierarchy too
-    let resources = LinuxResourcesBuilder::default()
-        .pids(pids(1000))
-        .build()
-        .unwrap();
-    let cgroup = create(Some(&resources));
+    let cgroup = create_with_pids(1000);
     let mut first = sleeper();
     cgroup.add_process(first.id() as i32).unwrap();
     // a cgroup the container made for itself, holding a second process (pids has no
@@ -417,11 +413,7 @@ fn cgroups_destroy_kills_lingering_processes_in_nested_cgroups() {
 #[test]
 fn cgroups_destroy_stops_a_process_that_keeps_forking() {
     // the pids limit only keeps the host safe if destroy failed
-    let resources = LinuxResourcesBuilder::default()
-        .pids(pids(300))
-        .build()
-        .unwrap();
-    let cgroup = create(Some(&resources));
+    let cgroup = create_with_pids(300);
     let mut forker = Command::new("sh")
         .args(["-c", "read go; while :; do sleep 30 & done"])
         .stdin(Stdio::piped())
