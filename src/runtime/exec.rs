@@ -136,21 +136,17 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
         child_fds.push(stdin);
         ChildStdio::Fds(fds)
     };
-    let (parent_sock, child_sock) = setup_channel()?;
-    let plan = ChildPlan {
+    let channel = setup_channel()?;
+    let mut plan = ChildPlan::new(
         steps,
-        sync: child_sock.as_raw_fd(),
-        parent_sync: parent_sock.as_raw_fd(),
+        &channel,
         stdio,
-        uid: user.uid(),
-        gid: user.gid(),
-        groups: user.additional_gids().clone().unwrap_or_default(),
+        user,
         exec,
-        init: false,
-        blocked: *blocked.set.as_ref(),
-        security: prepared_security,
-        cgroup_ns_by_clone: false,
-    };
+        *blocked.set.as_ref(),
+        prepared_security,
+    );
+    let (parent_sock, child_sock) = channel;
 
     if let Some(fd) = &pid_namespace {
         // SAFETY: setns on a namespace descriptor we own; with CLONE_NEWPID it only
@@ -161,7 +157,6 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
         }
     }
     // No namespace flags: the child joins the container's namespaces itself (plan steps).
-    let mut plan = plan;
     let (pid, born_inside) = spawn_in_cgroup(0, false, &cgroup, &mut plan)
         .context("cannot fork the process to run in the container")?;
     let mut child = Child { pid, reaped: false };

@@ -6,7 +6,7 @@
 //! reads as "started".
 
 use std::ffi::{c_char, CString};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::plan::{self, Step};
 use super::{init, security};
@@ -215,6 +215,36 @@ pub struct ChildPlan {
     /// The clone created the cgroup namespace already: skip the UnshareCgroup step.
     pub cgroup_ns_by_clone: bool,
     pub security: security::Prepared,
+}
+
+impl ChildPlan {
+    /// A plan running `exec` as `user` after `steps`, reporting on `channel` (the
+    /// parent's end, the child's end). Without our init; `cgroup_ns_by_clone` is set by
+    /// the spawn.
+    pub fn new(
+        steps: Vec<Step>,
+        channel: &(OwnedFd, OwnedFd),
+        stdio: ChildStdio,
+        user: &oci_spec::runtime::User,
+        exec: ExecTarget,
+        blocked: libc::sigset_t,
+        security: security::Prepared,
+    ) -> ChildPlan {
+        ChildPlan {
+            steps,
+            sync: channel.1.as_raw_fd(),
+            parent_sync: channel.0.as_raw_fd(),
+            stdio,
+            uid: user.uid(),
+            gid: user.gid(),
+            groups: user.additional_gids().clone().unwrap_or_default(),
+            exec,
+            init: false,
+            blocked,
+            security,
+            cgroup_ns_by_clone: false,
+        }
+    }
 }
 
 fn errno() -> i32 {

@@ -565,25 +565,19 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         child_fds.extend([stdin, out_w, err_w]);
         (ChildStdio::Fds(fds), Some(out_r), Some(err_r))
     };
-    let (parent_sock, child_sock) = setup_channel()?;
-
-    let blocked_set: libc::sigset_t = *blocked.set.as_ref();
-    let plan = ChildPlan {
+    let channel = setup_channel()?;
+    let mut plan = ChildPlan::new(
         steps,
-        sync: child_sock.as_raw_fd(),
-        parent_sync: parent_sock.as_raw_fd(),
+        &channel,
         stdio,
-        uid: user.uid(),
-        gid: user.gid(),
-        groups: user.additional_gids().clone().unwrap_or_default(),
+        user,
         exec,
-        init,
-        blocked: blocked_set,
-        security: prepared_security,
-        cgroup_ns_by_clone: false,
-    };
+        *blocked.set.as_ref(),
+        prepared_security,
+    );
+    plan.init = init;
+    let (parent_sock, child_sock) = channel;
 
-    let mut plan = plan;
     let (pid, born_inside) = spawn_in_cgroup(ns.clone_flags(), ns.cgroup, cgroup.get(), &mut plan)
         .context("cannot clone the container's init with new namespaces")?;
     let mut child = Child { pid, reaped: false };
