@@ -6,14 +6,12 @@
 //! Everything here is async-signal-safe: it runs in the child of a clone.
 
 /// Our `--init`: PID 1 that forwards the CLI's signals to the command and reaps every
-/// zombie, exiting with the command's status. It never execs; the caller has closed
-/// every inherited descriptor and confined it like the command; it makes itself
-/// non-dumpable (its /proc/1/exe is our binary).
+/// zombie, exiting with the command's status. It never execs; the caller has named it,
+/// made it non-dumpable (its /proc/1/exe is our binary), closed every inherited
+/// descriptor and confined it like the command.
 pub fn run(worker: libc::pid_t, signals: &libc::sigset_t) -> ! {
     // SAFETY: raw syscalls on our own process; sigwaitinfo writes into a null info.
     unsafe {
-        libc::prctl(libc::PR_SET_NAME, c"init".as_ptr());
-        libc::prctl(libc::PR_SET_DUMPABLE, 0);
         loop {
             let signal = libc::sigwaitinfo(signals, std::ptr::null_mut());
             if signal < 0 && *libc::__errno_location() != libc::EINTR {

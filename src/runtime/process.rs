@@ -441,6 +441,13 @@ pub fn child_main(plan: &ChildPlan) -> ! {
     let absent = plan.exec.absent_candidates();
 
     if plan.init {
+        // Init tells the worker on this pipe once it is confined: the command never
+        // runs beside an init that still has the runtime's privileges.
+        let mut confined = [-1; 2];
+        // SAFETY: pipe2 fills the two-int array we own.
+        if unsafe { libc::pipe2(confined.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+            fail(sync, MSG_STAGE_FAILED, Stage::Init as u32, errno());
+        }
         // SAFETY: a fork-like clone of this single-threaded child (no atfork handlers).
         let worker =
             unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0) };
@@ -448,10 +455,21 @@ pub fn child_main(plan: &ChildPlan) -> ! {
             fail(sync, MSG_STAGE_FAILED, Stage::Init as u32, errno());
         }
         if worker > 0 {
-            run_init(plan, worker as libc::pid_t);
+            // SAFETY: closes our copy of the worker's end.
+            unsafe { libc::close(confined[0]) };
+            run_init(plan, worker as libc::pid_t, confined[1]);
         }
-        // SAFETY: the worker dies with init.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        // SAFETY: the worker dies with init; it waits for init's byte (end of file:
+        // init failed, and reports it).
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::close(confined[1]);
+            let mut byte = 0u8;
+            if libc::read(confined[0], (&mut byte as *mut u8).cast(), 1) != 1 {
+                libc::_exit(1);
+            }
+            libc::close(confined[0]);
+        }
     }
 
     if let Err((stage, errno)) = become_user(plan) {
@@ -515,32 +533,53 @@ fn become_user(plan: &ChildPlan) -> Result<(), (Stage, i32)> {
     Ok(())
 }
 
+/// Closes every descriptor from 3 up except `a` and `b` (in the child, where nothing
+/// else uses them). Async-signal-safe.
+fn close_all_but(a: RawFd, b: RawFd) {
+    let (low, high) = if a < b { (a, b) } else { (b, a) };
+    let mut start = 3;
+    // SAFETY: close_range on our own descriptor table; the kept ones stay valid.
+    unsafe {
+        for keep in [low, high] {
+            if keep > start {
+                libc::syscall(libc::SYS_close_range, start as u32, (keep - 1) as u32, 0u32);
+            }
+            start = start.max(keep + 1);
+        }
+        libc::syscall(libc::SYS_close_range, start as u32, u32::MAX, 0u32);
+    }
+}
+
 /// `--init`'s side of the fork: confined like the command (the container's user,
-/// capabilities, no_new_privs if asked, seccomp), then PID 1 until the command exits.
-/// Every descriptor but the setup channel is closed first, and the channel once
-/// confined, so a profile that blocks close_range cannot keep the CLI waiting.
-fn run_init(plan: &ChildPlan, worker: libc::pid_t) -> ! {
+/// capabilities, no_new_privs if asked, seccomp), then it lets the worker go on (a byte
+/// on `confined`) and is PID 1 until the command exits. Every descriptor but the setup
+/// channel and `confined` is closed first, those two once confined, so a profile that
+/// blocks close_range cannot keep the CLI waiting.
+fn run_init(plan: &ChildPlan, worker: libc::pid_t, confined: RawFd) -> ! {
     let sync = plan.sync;
     // SAFETY: prctl and close on our own process and descriptors.
     unsafe {
         // Before the command can look at us: /proc/1/exe is our binary.
         libc::prctl(libc::PR_SET_DUMPABLE, 0);
-        if sync > 3 {
-            libc::syscall(libc::SYS_close_range, 3u32, (sync - 1) as u32, 0u32);
-        }
-        libc::syscall(libc::SYS_close_range, (sync + 1) as u32, u32::MAX, 0u32);
+        libc::prctl(libc::PR_SET_NAME, c"init".as_ptr());
     }
-    let confined = become_user(plan).and_then(|()| {
+    close_all_but(sync, confined);
+    let result = become_user(plan).and_then(|()| {
         plan.security
             .after_user_switch()
             .map_err(|e| (Stage::Security, e as i32))
     });
-    if let Err((stage, errno)) = confined {
+    if let Err((stage, errno)) = result {
         // SAFETY: the worker must not outlive a failed init.
         unsafe { libc::kill(worker, libc::SIGKILL) };
         fail(sync, MSG_STAGE_FAILED, stage as u32, errno);
     }
-    // SAFETY: closes the last descriptor we hold from the runtime.
-    unsafe { libc::close(sync) };
+    // SAFETY: one byte from a literal to the worker, then closes the last descriptors
+    // we hold from the runtime.
+    unsafe {
+        libc::write(confined, c"c".as_ptr().cast(), 1);
+        libc::close(confined);
+        libc::close(sync);
+    }
     init::run(worker, &plan.blocked)
 }
