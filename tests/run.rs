@@ -571,15 +571,7 @@ fn a_running_container_cannot_be_removed() {
         .run_cmd(&["--name", "busy", "--init"], &["sleep", "30"])
         .spawn()
         .unwrap();
-    assert!(wait_for(30, || {
-        let state = fx
-            .container_ids()
-            .first()
-            .map(|id| fx.root.join("containers").join(id).join("state.json"));
-        state
-            .and_then(|p| fs::read_to_string(p).ok())
-            .is_some_and(|s| s.contains("\"running\""))
-    }));
+    wait_until_running(&fx);
     let out = fx.cmd().args(["rm", "busy"]).output().unwrap();
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("is running"), "{}", stderr(&out));
@@ -643,15 +635,7 @@ fn containers_get_a_generated_name_and_rm_force_kills_a_running_one() {
         .run_cmd(&["--name", "victim"], &["sleep", "30"])
         .spawn()
         .unwrap();
-    assert!(wait_for(30, || {
-        let state = fx
-            .container_ids()
-            .first()
-            .map(|id| fx.root.join("containers").join(id).join("state.json"));
-        state
-            .and_then(|p| fs::read_to_string(p).ok())
-            .is_some_and(|s| s.contains("\"running\""))
-    }));
+    wait_until_running(&fx);
     ok(fx.cmd().args(["rm", "-f", "victim"]).output().unwrap());
     assert_eq!(child.wait().unwrap().code(), Some(137));
     fx.assert_no_containers();
@@ -701,4 +685,17 @@ fn words_after_the_command_belong_to_it_even_when_they_look_like_our_flags() {
         ok(fx.run(&["--rm"], &["echo", "-w", "--name", "x"])).trim(),
         "-w --name x"
     );
+}
+
+/// Waits until the fixture's one container records that its command runs.
+fn wait_until_running(fx: &Fixture) {
+    assert!(wait_for(30, || {
+        let state = fx
+            .container_ids()
+            .first()
+            .map(|id| fx.root.join("containers").join(id).join("state.json"));
+        state
+            .and_then(|p| fs::read_to_string(p).ok())
+            .is_some_and(|s| s.contains("\"running\""))
+    }));
 }
