@@ -129,7 +129,13 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
     // not the container's log.
     let mut child_fds: Vec<OwnedFd> = Vec::new();
     let stdio = if terminal {
-        ChildStdio::Terminal(pty::window_size())
+        let null = open_stdin(false)?;
+        let stdio = ChildStdio::Terminal {
+            size: pty::window_size(),
+            null: null.as_raw_fd(),
+        };
+        child_fds.push(null);
+        stdio
     } else {
         let stdin = open_stdin(req.interactive)?;
         let fds = [stdin.as_raw_fd(), 1, 2];

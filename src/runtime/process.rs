@@ -17,6 +17,9 @@ pub const MSG_STAGE_FAILED: u32 = 2;
 pub const MSG_EXEC_FAILED: u32 = 3;
 /// Carries the pty master as SCM_RIGHTS.
 pub const MSG_PTY_MASTER: u32 = 4;
+/// The working directory (the Chdir step at `detail`) is not inside the container's
+/// root: reached through a descriptor or a mount of something outside.
+pub const MSG_CWD_OUTSIDE_ROOT: u32 = 5;
 
 /// Stages outside the step list, for MSG_STAGE_FAILED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,13 +190,19 @@ impl ExecTarget {
     }
 }
 
-/// Where the container's standard streams come from.
+/// Where the container's standard streams come from. Either way the child puts
+/// descriptors of the parent's choosing on 0, 1 and 2 first thing, so it never holds
+/// the caller's own streams (its terminal, say).
 pub enum ChildStdio {
     /// Descriptors (already open in the parent) for fds 0, 1, 2.
     Fds([RawFd; 3]),
     /// A pty created inside the container's devpts with this window size (so the
     /// command sees it from its first instruction); its master goes to the parent.
-    Terminal(Option<libc::winsize>),
+    /// `null` (the parent's /dev/null) holds 0, 1 and 2 until then.
+    Terminal {
+        size: Option<libc::winsize>,
+        null: RawFd,
+    },
 }
 
 /// Everything the child needs, built by the parent before the clone.
@@ -201,8 +210,6 @@ pub struct ChildPlan {
     pub steps: Vec<Step>,
     /// The child's end of the sync socket (CLOEXEC).
     pub sync: RawFd,
-    /// The parent's end, closed first thing in the child so EOF means "parent gone".
-    pub parent_sync: RawFd,
     pub stdio: ChildStdio,
     pub uid: libc::uid_t,
     pub gid: libc::gid_t,
@@ -215,6 +222,12 @@ pub struct ChildPlan {
     /// The clone created the cgroup namespace already: skip the UnshareCgroup step.
     pub cgroup_ns_by_clone: bool,
     pub security: security::Prepared,
+    /// The descriptors above 2 the child keeps at its start, ascending: the sync socket
+    /// and the namespaces of Setns steps. It closes every other one before any path
+    /// lookup, so no path (a working directory of /proc/self/fd/N, say) can reach the
+    /// host through a descriptor of the CLI; the parent's end of the channel goes too,
+    /// so end of file on it means "parent gone".
+    pub keep: Vec<RawFd>,
 }
 
 impl ChildPlan {
@@ -230,10 +243,20 @@ impl ChildPlan {
         blocked: libc::sigset_t,
         security: security::Prepared,
     ) -> ChildPlan {
+        let mut keep: Vec<RawFd> = steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Setns { fd, .. } => Some(*fd),
+                _ => None,
+            })
+            .collect();
+        keep.push(channel.1.as_raw_fd());
+        keep.sort_unstable();
+        keep.dedup();
         ChildPlan {
+            keep,
             steps,
             sync: channel.1.as_raw_fd(),
-            parent_sync: channel.0.as_raw_fd(),
             stdio,
             uid: user.uid(),
             gid: user.gid(),
@@ -357,19 +380,55 @@ fn setup_terminal(sync: RawFd, size: Option<&libc::winsize>) -> Result<(), i32> 
     Ok(())
 }
 
-fn setup_stdio(fds: &[RawFd; 3]) -> Result<(), i32> {
-    // SAFETY: setsid and dup2 on descriptors the parent opened for us.
+/// Puts the descriptors the parent chose for us on 0, 1 and 2 (`adopt_stdio` placed
+/// them) and leaves the caller's session, so the caller's terminal is not our
+/// controlling terminal.
+fn setup_stdio() -> Result<(), i32> {
+    // SAFETY: setsid on our own process.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+/// Moves the parent's stdio descriptors (with a pty: its /dev/null) onto 0, 1 and 2,
+/// first through copies above 2 so that no source is overwritten before it is copied.
+/// The copies go with the other inherited descriptors. Async-signal-safe.
+fn adopt_stdio(stdio: &ChildStdio) -> Result<(), i32> {
+    let sources = match stdio {
+        ChildStdio::Fds(fds) => *fds,
+        ChildStdio::Terminal { null, .. } => [*null; 3],
+    };
+    let mut copies = [-1; 3];
+    // SAFETY: fcntl and dup2 on descriptors the parent opened for us.
     unsafe {
-        if libc::setsid() < 0 {
-            return Err(errno());
+        for (copy, source) in copies.iter_mut().zip(sources) {
+            *copy = libc::fcntl(source, libc::F_DUPFD_CLOEXEC, 3);
+            if *copy < 0 {
+                return Err(errno());
+            }
         }
-        for (target, fd) in fds.iter().enumerate() {
-            if libc::dup2(*fd, target as RawFd) < 0 {
+        for (target, copy) in copies.into_iter().enumerate() {
+            if libc::dup2(copy, target as RawFd) < 0 {
                 return Err(errno());
             }
         }
     }
     Ok(())
+}
+
+/// Whether our working directory is inside our root: getcwd(2) names a directory the
+/// root cannot reach with "(unreachable)" instead of a leading '/' (as runc checks).
+/// Err with the errno when getcwd fails (ENOENT: the directory was removed).
+/// Async-signal-safe: the buffer is on the stack.
+fn cwd_inside_root() -> Result<bool, i32> {
+    let mut buf = [0u8; libc::PATH_MAX as usize];
+    // SAFETY: the kernel writes at most buf.len() bytes into our stack buffer.
+    let rc = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    if rc < 0 {
+        return Err(errno());
+    }
+    Ok(rc > 0 && buf[0] == b'/')
 }
 
 /// Whether the parent died (its end of the setup channel is closed): checked right
@@ -399,17 +458,26 @@ fn await_release(sync: RawFd) {
 /// The child's whole life until execve. Never returns.
 pub fn child_main(plan: &ChildPlan) -> ! {
     let sync = plan.sync;
-    // SAFETY: raw syscalls on our own process and descriptors; see each comment.
+    // SAFETY: prctl on our own process.
     unsafe {
+        // First: until execve resets it, only a holder of CAP_SYS_PTRACE may open our
+        // /proc files (fd/, exe, root, cwd) or attach to us.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0);
         // Die with the CLI, even if it is SIGKILLed.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        libc::close(plan.parent_sync);
-        if parent_gone(sync) {
-            libc::_exit(1);
-        }
-        // Exact modes for the directories and devices we create.
-        libc::umask(0);
     }
+    // Before any path lookup: nothing of the CLI's (its record directory, cgroup
+    // directories, terminal) stays reachable through /proc/self/fd.
+    if let Err(errno) = adopt_stdio(&plan.stdio) {
+        fail(sync, MSG_STAGE_FAILED, Stage::Stdio as u32, errno);
+    }
+    close_except(&plan.keep);
+    if parent_gone(sync) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(1) };
+    }
+    // SAFETY: umask of our own process. Exact modes for what we create.
+    unsafe { libc::umask(0) };
     // The release byte comes once the parent has placed us in our cgroup: at the plan's
     // AwaitCgroup step, or after the last step of a plan without one (exec).
     let mut released = false;
@@ -421,16 +489,24 @@ pub fn child_main(plan: &ChildPlan) -> ! {
             continue;
         } else if let Err(errno) = plan::execute(step) {
             fail(sync, MSG_STEP_FAILED, index as u32, errno);
+        } else if matches!(step, Step::Chdir { .. }) {
+            // A directory outside the root (a /proc/self/fd/N magic link, say) would hand
+            // the command the host's files through relative paths.
+            match cwd_inside_root() {
+                Ok(true) => {}
+                Ok(false) => fail(sync, MSG_CWD_OUTSIDE_ROOT, index as u32, 0),
+                Err(errno) => fail(sync, MSG_STEP_FAILED, index as u32, errno),
+            }
         }
     }
     if !released {
         await_release(sync);
     }
     let stdio = match &plan.stdio {
-        ChildStdio::Terminal(size) => {
+        ChildStdio::Terminal { size, .. } => {
             setup_terminal(sync, size.as_ref()).map_err(|e| (Stage::Terminal, e))
         }
-        ChildStdio::Fds(fds) => setup_stdio(fds).map_err(|e| (Stage::Stdio, e)),
+        ChildStdio::Fds(_) => setup_stdio().map_err(|e| (Stage::Stdio, e)),
     };
     if let Err((stage, errno)) = stdio {
         fail(sync, MSG_STAGE_FAILED, stage as u32, errno);
@@ -533,18 +609,17 @@ fn become_user(plan: &ChildPlan) -> Result<(), (Stage, i32)> {
     Ok(())
 }
 
-/// Closes every descriptor from 3 up except `a` and `b` (in the child, where nothing
-/// else uses them). Async-signal-safe.
-fn close_all_but(a: RawFd, b: RawFd) {
-    let (low, high) = if a < b { (a, b) } else { (b, a) };
+/// Closes every descriptor from 3 up except those in `keep` (ascending), in the child,
+/// where nothing else uses them. Async-signal-safe.
+fn close_except(keep: &[RawFd]) {
     let mut start = 3;
     // SAFETY: close_range on our own descriptor table; the kept ones stay valid.
     unsafe {
-        for keep in [low, high] {
-            if keep > start {
-                libc::syscall(libc::SYS_close_range, start as u32, (keep - 1) as u32, 0u32);
+        for &fd in keep {
+            if fd > start {
+                libc::syscall(libc::SYS_close_range, start as u32, (fd - 1) as u32, 0u32);
             }
-            start = start.max(keep + 1);
+            start = start.max(fd + 1);
         }
         libc::syscall(libc::SYS_close_range, start as u32, u32::MAX, 0u32);
     }
@@ -563,7 +638,12 @@ fn run_init(plan: &ChildPlan, worker: libc::pid_t, confined: RawFd) -> ! {
         libc::prctl(libc::PR_SET_DUMPABLE, 0);
         libc::prctl(libc::PR_SET_NAME, c"init".as_ptr());
     }
-    close_all_but(sync, confined);
+    let kept = if sync < confined {
+        [sync, confined]
+    } else {
+        [confined, sync]
+    };
+    close_except(&kept);
     let result = become_user(plan).and_then(|()| {
         plan.security
             .after_user_switch()

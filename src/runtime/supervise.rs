@@ -466,7 +466,9 @@ pub(super) fn receive_startup(sock: &OwnedFd, steps: &[Step]) -> anyhow::Result<
             MsgFlags::MSG_CMSG_CLOEXEC,
         ) {
             Ok(r) => r,
-            Err(nix::errno::Errno::EINTR) => continue,
+            // ECONNRESET: the child exited with our release byte unread; the error is
+            // reported (and cleared) before its last message, which is still queued.
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::ECONNRESET) => continue,
             Err(e) => return Err(e).context("cannot read from the container's setup channel"),
         };
         let mut passed = None;
@@ -494,6 +496,16 @@ pub(super) fn receive_startup(sock: &OwnedFd, steps: &[Step]) -> anyhow::Result<
                 return Ok(Startup::Failed(format!(
                     "cannot {what}: {}",
                     describe_errno(message.errno)
+                )));
+            }
+            process::MSG_CWD_OUTSIDE_ROOT => {
+                let what = steps
+                    .get(message.detail as usize)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "enter the working directory".into());
+                return Ok(Startup::Failed(format!(
+                    "cannot {what}: it resolves outside the container's root filesystem: \
+                     use a directory inside the container"
                 )));
             }
             process::MSG_STAGE_FAILED => {
@@ -556,7 +568,13 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     // Child ends live in `child_fds` until the clone, then are closed in the parent.
     let mut child_fds: Vec<OwnedFd> = Vec::new();
     let (stdio, out_read, err_read) = if terminal {
-        (ChildStdio::Terminal(pty::window_size()), None, None)
+        let null = open_stdin(false)?;
+        let stdio = ChildStdio::Terminal {
+            size: pty::window_size(),
+            null: null.as_raw_fd(),
+        };
+        child_fds.push(null);
+        (stdio, None, None)
     } else {
         let stdin = open_stdin(req.interactive)?;
         let (out_r, out_w) = pipe()?;
