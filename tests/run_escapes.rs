@@ -3,6 +3,7 @@
 //! reach, for run, run -d, start and exec.
 
 mod common;
+mod probe;
 
 use std::fs;
 use std::path::Path;
@@ -212,4 +213,174 @@ fn exec_refuses_a_working_directory_outside_its_root() {
             stderr(&out)
         );
     }
+}
+
+/// Runs `probe race` in a container started with `flags`, then `exec true` in it 50
+/// times with `exec_cli` (a copy of our binary, say) behind `wrapper`; returns the
+/// racer's log. The racer looks for a host file through /proc/PID/root at `host_marker`.
+fn race_execs(
+    w: &World,
+    flags: &[&str],
+    wrapper: &[&Path],
+    exec_cli: &Path,
+    host_marker: &Path,
+) -> String {
+    probe::install(&w.rootfs);
+    let racer = format!("probe race {}; sleep 60", host_marker.display());
+    let mut all = vec!["--name", "raced"];
+    all.extend_from_slice(flags);
+    w.run_detached(&all, &["sh", "-c", &racer]);
+    assert!(wait_for(10, || w
+        .mc(&["exec", "raced", "test", "-e", "/race.log"])
+        .status
+        .success()));
+    for _ in 0..50 {
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = std::process::Command::new(first);
+                cmd.args(rest).arg(exec_cli);
+                cmd
+            }
+            None => std::process::Command::new(exec_cli),
+        };
+        // Our streams are /dev/null: what the CLI hands the command is another test's.
+        let status = cmd
+            .env_remove("MYCONTAINER_ROOT")
+            .arg("--root")
+            .arg(&w.root)
+            .args(["exec", "raced", "true"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "exec failed: {status:?}");
+    }
+    ok(w.mc(&["exec", "raced", "touch", "/race.stop"]));
+    let mut log = String::new();
+    assert!(wait_for(10, || {
+        log = stdout(&w.mc(&["exec", "raced", "cat", "/race.log"]));
+        log.ends_with("done\n")
+    }));
+    let kinds = [
+        "exe ",
+        "exe-open",
+        "exe-write ",
+        "exe-write-refused",
+        "root",
+        "cwd",
+        "fd ",
+        "fd-write",
+    ];
+    let counts: Vec<String> = kinds
+        .iter()
+        .map(|k| {
+            format!(
+                "{}: {}",
+                k.trim(),
+                log.lines().filter(|l| l.starts_with(k)).count()
+            )
+        })
+        .collect();
+    eprintln!("racer: denied {}, {}", denied(&log), counts.join(", "));
+    log
+}
+
+/// How often the racer met a process that was still starting and refused it.
+fn denied(log: &str) -> u64 {
+    log.lines()
+        .find_map(|l| l.strip_prefix("denied "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_container_process_cannot_reach_what_exec_holds_before_its_command_runs() {
+    let w = World::new();
+    let marker = w.dir.path().join("host-marker");
+    fs::write(&marker, "untouched\n").unwrap();
+    let cli = Path::new(BIN);
+    let log = race_execs(&w, &[], &[], cli, &marker);
+    // With Docker's default capabilities (no CAP_SYS_PTRACE) every process exec starts
+    // is out of reach (non-dumpable) until its command runs: no exe, root, cwd or fd.
+    let reached: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            !["denied ", "rounds ", "done"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    assert_eq!(reached, Vec::<&str>::new(), "{log}");
+    assert_eq!(fs::read_to_string(&marker).unwrap(), "untouched\n");
+    // The racer did meet the processes while they were starting.
+    assert!(denied(&log) > 0, "{log}");
+}
+
+/// With CAP_SYS_PTRACE the racer may see the process exec starts (as with runc), but
+/// only once it is inside every namespace of the container holding nothing of the
+/// host's but our binary, which it cannot write.
+fn assert_ptrace_racer_reached_nothing(log: &str, marker: &Path, copy: &Path) {
+    for line in log.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("root" | "fd-write" | "exe-write") => panic!("{line}\n{log}"),
+            Some("fd") => {
+                let target = words.nth(2).unwrap_or("");
+                assert!(
+                    !target.starts_with('/') || target.starts_with("/dev/"),
+                    "a host file: {line}\n{log}"
+                );
+            }
+            Some("cwd") => {
+                assert_eq!(words.nth(1), Some("/"), "{line}\n{log}");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(fs::read_to_string(marker).unwrap(), "untouched\n");
+    assert!(
+        fs::read(copy).unwrap() == fs::read(BIN).unwrap(),
+        "the copy of our binary was changed through a handle from the container"
+    );
+    let handles = log.lines().filter(|l| l.starts_with("exe-open")).count();
+    let refused = log
+        .lines()
+        .filter(|l| l.starts_with("exe-write-refused"))
+        .count();
+    assert_eq!(handles, refused, "{log}");
+    // The racer did get hold of the binary: what it could not do was write it.
+    assert!(handles > 0, "{log}");
+}
+
+#[test]
+fn with_cap_sys_ptrace_exec_exposes_no_host_file_and_no_writable_binary() {
+    let w = World::new();
+    let marker = w.dir.path().join("host-marker");
+    fs::write(&marker, "untouched\n").unwrap();
+    // A copy nothing else runs, so only our protection keeps it from being written
+    // once the execs are over (a running binary is busy).
+    let copy = w.dir.path().join("mycontainer-copy");
+    fs::copy(BIN, &copy).unwrap();
+    let log = race_execs(&w, &["--cap-add", "SYS_PTRACE"], &[], &copy, &marker);
+    assert_ptrace_racer_reached_nothing(&log, &marker, &copy);
+}
+
+#[test]
+fn with_cap_sys_ptrace_and_no_open_tree_exec_runs_from_a_sealed_copy() {
+    let w = World::new();
+    let marker = w.dir.path().join("host-marker");
+    fs::write(&marker, "untouched\n").unwrap();
+    let copy = w.dir.path().join("mycontainer-copy");
+    fs::copy(BIN, &copy).unwrap();
+    // open_tree answers ENOSYS, as before Linux 5.2: the CLI falls back to a memfd.
+    let wrapper = [probe::binary(), Path::new("no-open-tree")];
+    let log = race_execs(&w, &["--privileged"], &wrapper, &copy, &marker);
+    assert_ptrace_racer_reached_nothing(&log, &marker, &copy);
+    assert!(
+        log.lines()
+            .filter(|l| l.starts_with("exe-open"))
+            .any(|l| l.contains("memfd:")),
+        "{log}"
+    );
 }

@@ -2,9 +2,10 @@
 //! container's init and its cgroup, then goes through the same child code as the init
 //! (stdio or pty, capabilities, seccomp, user, execve), so the rules are the same.
 //!
-//! The pid namespace only applies to children, so the CLI joins it itself (setns with
-//! CLONE_NEWPID changes only where its next child is born) and the one child it forks
-//! is born inside. The other namespaces are joined by that child, single-threaded.
+//! The pid namespace only applies to children: the CLI's child, in the host's pid
+//! namespace where the container cannot see it, joins the other namespaces and enters
+//! the working directory, then forks the process that is born inside the container's
+//! pid namespace (see `process::enter_pid_namespace`).
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -23,9 +24,9 @@ use super::supervise::{
     exec_failure, open_stdin, place_and_release, receive_startup, setup_channel, spawn_in_cgroup,
     supervise, BlockedSignals, Child, Startup, Streams,
 };
-use super::{pty, security, Outcome};
+use super::{pty, sealed_exe, security, Outcome};
 
-/// The namespaces an exec joins, in order, besides pid (joined by the CLI).
+/// The namespaces an exec joins, in order, before it enters the pid namespace.
 const JOINED: &[(&str, libc::c_int)] = &[
     ("cgroup", libc::CLONE_NEWCGROUP),
     ("ipc", libc::CLONE_NEWIPC),
@@ -81,6 +82,7 @@ fn check_root_is_set_up(init_pid: i32) -> anyhow::Result<()> {
 
 /// Runs the exec'd command to completion; returns how it ended.
 pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
+    sealed_exe::reexec_if_reachable(req.spec)?;
     check_root_is_set_up(req.init_pid)?;
     let spec = req.spec;
     let process_spec = spec.process().as_ref().context("the spec has no process")?;
@@ -152,16 +154,11 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
         *blocked.set.as_ref(),
         prepared_security,
     );
+    if let Some(fd) = &pid_namespace {
+        plan.join_pid_namespace(fd.as_raw_fd());
+    }
     let (parent_sock, child_sock) = channel;
 
-    if let Some(fd) = &pid_namespace {
-        // SAFETY: setns on a namespace descriptor we own; with CLONE_NEWPID it only
-        // decides where our next child is born.
-        if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWPID) } < 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("cannot join the container's pid namespace");
-        }
-    }
     // No namespace flags: the child joins the container's namespaces itself (plan steps).
     let (pid, born_inside) = spawn_in_cgroup(0, false, &cgroup, &mut plan)
         .context("cannot fork the process to run in the container")?;
@@ -169,7 +166,7 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
     drop(child_fds);
     drop(child_sock);
     place_and_release(&mut child, &cgroup, born_inside, &parent_sock, &plan.steps)?;
-    let master = match receive_startup(&parent_sock, &plan.steps)? {
+    let master = match receive_startup(&parent_sock, &plan.steps, &mut child)? {
         Startup::Started(master) => master,
         Startup::Failed(reason) => bail!("{reason}"),
         Startup::ExecFailed { errno } => {
@@ -184,6 +181,7 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
     };
     drop(parent_sock);
     drop(namespace_fds);
+    drop(pid_namespace);
     let raw_mode = if master.is_some() && req.interactive {
         pty::RawMode::enable(0)
     } else {

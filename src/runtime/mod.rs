@@ -10,6 +10,7 @@ mod plan;
 mod process;
 mod pty;
 mod rootfs;
+mod sealed_exe;
 pub mod security;
 mod supervise;
 

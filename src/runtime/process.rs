@@ -20,6 +20,9 @@ pub const MSG_PTY_MASTER: u32 = 4;
 /// The working directory (the Chdir step at `detail`) is not inside the container's
 /// root: reached through a descriptor or a mount of something outside.
 pub const MSG_CWD_OUTSIDE_ROOT: u32 = 5;
+/// exec: the process that goes on in the container's pid namespace is `detail` (a host
+/// pid); the one that reported it exits.
+pub const MSG_CHILD_PID: u32 = 6;
 
 /// Stages outside the step list, for MSG_STAGE_FAILED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +36,7 @@ pub enum Stage {
     Uid = 6,
     Security = 7,
     Init = 8,
+    PidNamespace = 9,
 }
 
 impl Stage {
@@ -46,6 +50,7 @@ impl Stage {
             Stage::Uid,
             Stage::Security,
             Stage::Init,
+            Stage::PidNamespace,
         ]
         .into_iter()
         .find(|s| *s as u32 == value)
@@ -61,6 +66,7 @@ impl Stage {
             Stage::Uid => "switch to the container's user id",
             Stage::Security => "apply capabilities, no_new_privs and seccomp",
             Stage::Init => "start the container's init (--init)",
+            Stage::PidNamespace => "start the process in the container's pid namespace",
         }
     }
 }
@@ -228,6 +234,9 @@ pub struct ChildPlan {
     /// host through a descriptor of the CLI; the parent's end of the channel goes too,
     /// so end of file on it means "parent gone".
     pub keep: Vec<RawFd>,
+    /// exec: the container's pid namespace, entered once everything else is joined
+    /// (see `enter_pid_namespace`).
+    pub pid_namespace: Option<RawFd>,
 }
 
 impl ChildPlan {
@@ -255,6 +264,7 @@ impl ChildPlan {
         keep.dedup();
         ChildPlan {
             keep,
+            pid_namespace: None,
             steps,
             sync: channel.1.as_raw_fd(),
             stdio,
@@ -267,6 +277,17 @@ impl ChildPlan {
             security,
             cgroup_ns_by_clone: false,
         }
+    }
+}
+
+impl ChildPlan {
+    /// Makes the child enter the pid namespace `fd` refers to (exec), keeping `fd` open
+    /// until then.
+    pub fn join_pid_namespace(&mut self, fd: RawFd) {
+        self.pid_namespace = Some(fd);
+        self.keep.push(fd);
+        self.keep.sort_unstable();
+        self.keep.dedup();
     }
 }
 
@@ -502,6 +523,9 @@ pub fn child_main(plan: &ChildPlan) -> ! {
     if !released {
         await_release(sync);
     }
+    if let Some(pid_namespace) = plan.pid_namespace {
+        enter_pid_namespace(sync, pid_namespace);
+    }
     let stdio = match &plan.stdio {
         ChildStdio::Terminal { size, .. } => {
             setup_terminal(sync, size.as_ref()).map_err(|e| (Stage::Terminal, e))
@@ -578,6 +602,48 @@ pub fn child_main(plan: &ChildPlan) -> ! {
     }
     let errno = plan.exec.exec(absent);
     fail(sync, MSG_EXEC_FAILED, 0, errno)
+}
+
+/// exec's way into the container's pid namespace. Only children are born in a pid
+/// namespace; ours is born last, after this process (which the container cannot see: it
+/// is in the host's pid namespace) joined every other namespace, chose its working
+/// directory and closed everything but stdio and the setup channel. So the container
+/// never sees a process of ours in the host's mount namespace or holding the CLI's
+/// descriptors, even with CAP_SYS_PTRACE. The new process is a child of the CLI
+/// (CLONE_PARENT), which learns its pid from us; we exit. Returns in the new process.
+fn enter_pid_namespace(sync: RawFd, pid_namespace: RawFd) {
+    // SAFETY: setns on a descriptor the parent opened for us.
+    if unsafe { libc::setns(pid_namespace, libc::CLONE_NEWPID) } < 0 {
+        fail(sync, MSG_STAGE_FAILED, Stage::PidNamespace as u32, errno());
+    }
+    close_except(&[sync]);
+    // SAFETY: a fork-like clone of this single-threaded process (no atfork handlers);
+    // CLONE_PARENT makes the CLI its parent (and SIGCHLD, our exit signal, its own).
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
+    if pid < 0 {
+        fail(sync, MSG_STAGE_FAILED, Stage::PidNamespace as u32, errno());
+    }
+    if pid > 0 {
+        report(sync, MSG_CHILD_PID, pid as u32, 0);
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: prctl on our own process. A clone does not inherit the parent-death
+    // signal; our parent is the CLI now.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    if parent_gone(sync) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(1) };
+    }
 }
 
 /// Drops the bounding set and switches to the container's user and groups (the first

@@ -424,7 +424,7 @@ pub(super) fn place_and_release(
     if let Err(error) = result {
         child.kill(libc::SIGKILL);
         child.wait();
-        if let Ok(Startup::Failed(reason)) = receive_startup(parent_sock, steps) {
+        if let Ok(Startup::Failed(reason)) = receive_startup(parent_sock, steps, child) {
             return Err(anyhow::anyhow!("{reason}"));
         }
         return Err(error);
@@ -446,7 +446,13 @@ pub(super) fn exec_failure(exec: &ExecTarget, errno: i32) -> (i32, String) {
     }
 }
 
-pub(super) fn receive_startup(sock: &OwnedFd, steps: &[Step]) -> anyhow::Result<Startup> {
+/// Reads the child's reports until its execve closes the channel. `child` follows the
+/// process exec moves into the container's pid namespace (MSG_CHILD_PID).
+pub(super) fn receive_startup(
+    sock: &OwnedFd,
+    steps: &[Step],
+    child: &mut Child,
+) -> anyhow::Result<Startup> {
     let mut master = None;
     loop {
         let mut message = Message::default();
@@ -488,6 +494,14 @@ pub(super) fn receive_startup(sock: &OwnedFd, steps: &[Step]) -> anyhow::Result<
         }
         match message.kind {
             process::MSG_PTY_MASTER => master = passed,
+            process::MSG_CHILD_PID => {
+                // The reporter exits right after the report: reap it, follow its child.
+                child.wait();
+                *child = Child {
+                    pid: message.detail as libc::pid_t,
+                    reaped: false,
+                };
+            }
             process::MSG_STEP_FAILED => {
                 let what = steps
                     .get(message.detail as usize)
@@ -608,7 +622,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         &parent_sock,
         &plan.steps,
     )?;
-    let master = match receive_startup(&parent_sock, &plan.steps)? {
+    let master = match receive_startup(&parent_sock, &plan.steps, &mut child)? {
         Startup::Started(master) => master,
         Startup::Failed(reason) => bail!("{reason}"),
         Startup::ExecFailed { errno } => {

