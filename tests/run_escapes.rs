@@ -384,3 +384,184 @@ fn with_cap_sys_ptrace_and_no_open_tree_exec_runs_from_a_sealed_copy() {
         "{log}"
     );
 }
+
+/// A pty pair: the master (the "host terminal" as its user sees it) and the slave that
+/// commands get as their standard streams and controlling terminal.
+struct Pty {
+    master: std::fs::File,
+    slave: std::fs::File,
+}
+
+impl Pty {
+    fn open() -> Pty {
+        use std::os::fd::FromRawFd;
+        // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r on a descriptor we own; the
+        // name buffer is ours.
+        unsafe {
+            let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            assert!(master >= 0);
+            assert_eq!(libc::grantpt(master), 0);
+            assert_eq!(libc::unlockpt(master), 0);
+            let mut name = [0 as libc::c_char; 64];
+            assert_eq!(libc::ptsname_r(master, name.as_mut_ptr(), name.len()), 0);
+            let slave = libc::open(
+                name.as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            );
+            assert!(slave >= 0);
+            assert_eq!(
+                libc::fcntl(master, libc::F_SETFL, libc::O_NONBLOCK),
+                0,
+                "non-blocking master"
+            );
+            Pty {
+                master: std::fs::File::from_raw_fd(master),
+                slave: std::fs::File::from_raw_fd(slave),
+            }
+        }
+    }
+
+    /// Runs `mycontainer ARGS` with the slave as its stdin, stdout, stderr and
+    /// controlling terminal, as from a shell on this terminal; returns its exit code.
+    fn run(&self, w: &World, args: &[&str]) -> i32 {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = w.cmd();
+        cmd.args(args)
+            .stdin(self.slave.try_clone().unwrap())
+            .stdout(self.slave.try_clone().unwrap())
+            .stderr(self.slave.try_clone().unwrap());
+        // SAFETY: setsid and ioctl are async-signal-safe; they run in the forked child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.status().unwrap().code().unwrap_or(-1)
+    }
+
+    /// Everything written to the terminal so far.
+    fn output(&self) -> String {
+        use std::io::Read;
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = (&self.master).read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&all).replace("\r\n", "\n")
+    }
+
+    /// Types `text` on the terminal.
+    fn type_in(&self, text: &str) {
+        use std::io::Write;
+        (&self.master).write_all(text.as_bytes()).unwrap();
+    }
+}
+
+#[test]
+fn exec_never_hands_the_callers_terminal_to_the_container() {
+    let w = World::new();
+    w.run_detached(&["--name", "term"], &["sleep", "60"]);
+    let pty = Pty::open();
+    let show = "for i in 0 1 2; do readlink /proc/self/fd/$i; done";
+    for flags in [&[][..], &["-i"][..]] {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["term", "sh", "-c", show]);
+        assert_eq!(pty.run(&w, &args), 0);
+        let seen = pty.output();
+        let fds: Vec<&str> = seen.lines().collect();
+        assert_eq!(fds.len(), 3, "{flags:?}: {seen:?}");
+        for fd in fds {
+            assert!(
+                fd.starts_with("pipe:") || fd == "/dev/null",
+                "{flags:?}: the command holds {fd}: {seen:?}"
+            );
+        }
+    }
+    // Processes left behind in the container, reading from every stream they were
+    // given and writing to the terminal later.
+    let leave = "(cat > /stolen0 &); (cat <&1 > /stolen1 &); (cat <&2 > /stolen2 &); \
+                 (sleep 0.5; echo injected-later >&2) & echo started";
+    for flags in [&[][..], &["-i"][..]] {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["term", "sh", "-c", leave]);
+        assert_eq!(pty.run(&w, &args), 0);
+        assert!(pty.output().contains("started"));
+        // Typed on the caller's terminal once exec has returned.
+        pty.type_in("typed-after-exec\n");
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        let later = pty.output();
+        assert!(!later.contains("injected-later"), "{flags:?}: {later:?}");
+        let stolen = ok(w.mc(&["exec", "term", "sh", "-c", "cat /stolen*"]));
+        assert!(!stolen.contains("typed-after"), "{flags:?}: {stolen:?}");
+    }
+    // Output still reaches the caller, exit codes pass through, -i still feeds stdin.
+    assert_eq!(pty.run(&w, &["exec", "term", "echo", "hello"]), 0);
+    assert_eq!(pty.output(), "hello\n");
+    assert_eq!(
+        pty.run(&w, &["exec", "term", "sh", "-c", "echo oops >&2; exit 5"]),
+        5
+    );
+    assert_eq!(pty.output(), "oops\n");
+    let mut cat = w
+        .cmd()
+        .args(["exec", "-i", "term", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = cat.stdin.take().unwrap();
+        // More than a pipe holds, so the copy has to wait for the command to read.
+        let line = "through stdin\n".repeat(20_000);
+        stdin.write_all(line.as_bytes()).unwrap();
+    }
+    let out = ok(cat.wait_with_output().unwrap());
+    assert_eq!(out.len(), "through stdin\n".len() * 20_000);
+    assert!(out.lines().all(|l| l == "through stdin"));
+    // A command that never reads its stdin does not hold up exec.
+    let mut ignore = w
+        .cmd()
+        .args(["exec", "-i", "term", "true"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let _ = ignore.stdin.take().unwrap().write_all(&vec![b'x'; 1 << 20]);
+    }
+    assert!(ignore.wait().unwrap().success());
+}
+
+#[test]
+fn run_i_gives_the_container_a_pipe_not_the_callers_terminal() {
+    let w = World::new();
+    let pty = Pty::open();
+    let code = pty.run(
+        &w,
+        &[
+            "run",
+            "--rm",
+            "-i",
+            "--rootfs",
+            &w.rootfs.display().to_string(),
+            "sh",
+            "-c",
+            "for i in 0 1 2; do readlink /proc/self/fd/$i; done",
+        ],
+    );
+    assert_eq!(code, 0);
+    let seen = pty.output();
+    assert_eq!(seen.lines().count(), 3, "{seen:?}");
+    assert!(seen.lines().all(|fd| fd.starts_with("pipe:")), "{seen:?}");
+    w.assert_no_containers();
+}

@@ -19,10 +19,10 @@ use oci_spec::runtime::Spec;
 
 use super::cgroups::Cgroup;
 use super::plan::Step;
-use super::process::{ChildPlan, ChildStdio, ExecTarget};
+use super::process::{ChildPlan, ExecTarget};
 use super::supervise::{
-    exec_failure, open_stdin, place_and_release, receive_startup, setup_channel, spawn_in_cgroup,
-    supervise, BlockedSignals, Child, Startup, Streams,
+    container_stdio, exec_failure, place_and_release, receive_startup, setup_channel,
+    spawn_in_cgroup, supervise, BlockedSignals, Child, Startup,
 };
 use super::{pty, sealed_exe, security, Outcome};
 
@@ -127,23 +127,9 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
     let signal_fd =
         SignalFd::with_flags(&blocked.set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .context("cannot create a signalfd")?;
-    // Without a pty the command writes straight to our stdout and stderr: exec output is
-    // not the container's log.
-    let mut child_fds: Vec<OwnedFd> = Vec::new();
-    let stdio = if terminal {
-        let null = open_stdin(false)?;
-        let stdio = ChildStdio::Terminal {
-            size: pty::window_size(),
-            null: null.as_raw_fd(),
-        };
-        child_fds.push(null);
-        stdio
-    } else {
-        let stdin = open_stdin(req.interactive)?;
-        let fds = [stdin.as_raw_fd(), 1, 2];
-        child_fds.push(stdin);
-        ChildStdio::Fds(fds)
-    };
+    // Pipes (or a pty) that we copy, never our own descriptors: a process the command
+    // leaves in the container must not keep the caller's terminal or files.
+    let (stdio, child_fds, mut streams) = container_stdio(terminal, req.interactive)?;
     let channel = setup_channel()?;
     let mut plan = ChildPlan::new(
         steps,
@@ -187,15 +173,11 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
     } else {
         None
     };
+    streams.master = master;
     let outcome = supervise(
         &mut child,
         &signal_fd,
-        Streams {
-            out: None,
-            err: None,
-            master,
-            stdin_open: req.interactive && terminal,
-        },
+        streams,
         &mut None,
         EXEC_STOP_TIMEOUT,
     );

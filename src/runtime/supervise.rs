@@ -233,26 +233,68 @@ fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     // SAFETY: pipe2 fills the two-int array we own.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
         return Err(std::io::Error::last_os_error())
-            .context("cannot create a pipe for the container's output");
+            .context("cannot create a pipe for the container's standard streams");
     }
     // SAFETY: both descriptors were just created and are owned by nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-pub(super) fn open_stdin(interactive: bool) -> anyhow::Result<OwnedFd> {
-    if interactive {
-        // SAFETY: duplicates our stdin into a new descriptor we own.
-        let fd = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("cannot pass stdin to the container (-i): is stdin open?");
-        }
-        // SAFETY: fresh descriptor.
-        return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-    }
+fn open_null() -> anyhow::Result<OwnedFd> {
     let null = std::fs::File::open("/dev/null")
         .context("cannot open /dev/null for the container's stdin")?;
     Ok(null.into())
+}
+
+/// The container's standard streams: what the child puts on 0, 1 and 2 (and the ends it
+/// holds, to close in the parent after the clone), and our side of them. Never one of
+/// our own descriptors: a process left in the container (exec's, say) could otherwise
+/// read the caller's terminal or write to its files after we are gone. With a pty
+/// (`terminal`) the child opens it, holding /dev/null until then, and sends us the
+/// master; else pipes: stdin from /dev/null, or with `interactive` a pipe we copy our
+/// stdin into; output and errors into pipes we copy out.
+pub(super) fn container_stdio(
+    terminal: bool,
+    interactive: bool,
+) -> anyhow::Result<(ChildStdio, Vec<OwnedFd>, Streams)> {
+    let mut streams = Streams {
+        out: None,
+        err: None,
+        master: None,
+        stdin: None,
+        stdin_open: interactive,
+    };
+    if terminal {
+        let null = open_null()?;
+        let stdio = ChildStdio::Terminal {
+            size: pty::window_size(),
+            null: null.as_raw_fd(),
+        };
+        return Ok((stdio, vec![null], streams));
+    }
+    let stdin = if interactive {
+        let (read, write) = pipe()?;
+        // Ours only (the child's end is another open file): a command that does not
+        // read must not stall the copying of its output.
+        // SAFETY: fcntl on a descriptor we own.
+        if unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("cannot make the container's stdin pipe non-blocking");
+        }
+        streams.stdin = Some(write);
+        read
+    } else {
+        open_null()?
+    };
+    let (out_read, out_write) = pipe()?;
+    let (err_read, err_write) = pipe()?;
+    let stdio = ChildStdio::Fds([
+        stdin.as_raw_fd(),
+        out_write.as_raw_fd(),
+        err_write.as_raw_fd(),
+    ]);
+    streams.out = Some(out_read);
+    streams.err = Some(err_read);
+    Ok((stdio, vec![stdin, out_write, err_write], streams))
 }
 
 /// Writes everything to one of our descriptors, ignoring a closed terminal.
@@ -580,23 +622,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
             .context("cannot create a signalfd")?;
 
     // Child ends live in `child_fds` until the clone, then are closed in the parent.
-    let mut child_fds: Vec<OwnedFd> = Vec::new();
-    let (stdio, out_read, err_read) = if terminal {
-        let null = open_stdin(false)?;
-        let stdio = ChildStdio::Terminal {
-            size: pty::window_size(),
-            null: null.as_raw_fd(),
-        };
-        child_fds.push(null);
-        (stdio, None, None)
-    } else {
-        let stdin = open_stdin(req.interactive)?;
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
-        let fds = [stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
-        child_fds.extend([stdin, out_w, err_w]);
-        (ChildStdio::Fds(fds), Some(out_r), Some(err_r))
-    };
+    let (stdio, child_fds, mut streams) = container_stdio(terminal, req.interactive)?;
     let channel = setup_channel()?;
     let mut plan = ChildPlan::new(
         steps,
@@ -644,18 +670,8 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     } else {
         None
     };
-    let mut outcome = supervise(
-        &mut child,
-        &signal_fd,
-        Streams {
-            out: out_read,
-            err: err_read,
-            master,
-            stdin_open: req.interactive && terminal,
-        },
-        &mut log,
-        req.stop_timeout,
-    );
+    streams.master = master;
+    let mut outcome = supervise(&mut child, &signal_fd, streams, &mut log, req.stop_timeout);
     drop(raw_mode);
     outcome.oom_killed = cgroup.get().oom_killed();
     outcome.memory_limit = cgroup.get().memory_limit();
@@ -663,12 +679,33 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     Ok(outcome)
 }
 
+/// Our side of the container's standard streams (see `container_stdio`).
 pub(super) struct Streams {
     pub(super) out: Option<OwnedFd>,
     pub(super) err: Option<OwnedFd>,
     pub(super) master: Option<OwnedFd>,
-    /// Copy our stdin into the pty (`-it`).
+    /// The container's stdin pipe (`-i` without `-t`), non-blocking.
+    pub(super) stdin: Option<OwnedFd>,
+    /// Copy our stdin into the pty master or the stdin pipe (`-i`), until its end.
     pub(super) stdin_open: bool,
+}
+
+/// Writes what it can of `pending` into the container's stdin pipe without blocking;
+/// false once the pipe is unusable (the container closed its end).
+fn feed_stdin(pipe: RawFd, pending: &mut Vec<u8>) -> bool {
+    while !pending.is_empty() {
+        // SAFETY: writes from a buffer we own.
+        let n = unsafe { libc::write(pipe, pending.as_ptr().cast(), pending.len()) };
+        if n < 0 {
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return true,
+                _ => return false,
+            }
+        }
+        pending.drain(..n as usize);
+    }
+    true
 }
 
 pub(super) fn supervise(
@@ -688,16 +725,33 @@ pub(super) fn supervise(
     const ERR: usize = 1;
     const MASTER: usize = 2;
     const STDIN: usize = 3;
+    // The container's stdin pipe, polled for room while `pending` holds what it did not
+    // take yet (our stdin is not read meanwhile).
+    const STDIN_PIPE: usize = 4;
+    let mut pending: Vec<u8> = Vec::new();
     loop {
+        if status.is_some() || (!streams.stdin_open && pending.is_empty()) {
+            // Nobody left to read it, or nothing more to give: the command sees its end.
+            streams.stdin = None;
+        }
+        let relay_to = streams
+            .master
+            .as_ref()
+            .or(streams.stdin.as_ref().filter(|_| pending.is_empty()));
         let open = [
             streams.out.as_ref().map(|f| f.as_raw_fd()),
             streams.err.as_ref().map(|f| f.as_raw_fd()),
             streams.master.as_ref().map(|f| f.as_raw_fd()),
-            if streams.stdin_open && streams.master.is_some() && status.is_none() {
+            if streams.stdin_open && relay_to.is_some() && status.is_none() {
                 Some(0)
             } else {
                 None
             },
+            streams
+                .stdin
+                .as_ref()
+                .filter(|_| !pending.is_empty())
+                .map(|f| f.as_raw_fd()),
         ];
         if status.is_some() && open[..3].iter().all(Option::is_none) {
             break;
@@ -712,7 +766,11 @@ pub(super) fn supervise(
             if let Some(fd) = fd {
                 pollfds.push(libc::pollfd {
                     fd: *fd,
-                    events: libc::POLLIN,
+                    events: if slot == STDIN_PIPE {
+                        libc::POLLOUT
+                    } else {
+                        libc::POLLIN
+                    },
                     revents: 0,
                 });
                 slots.push(slot);
@@ -786,11 +844,26 @@ pub(super) fn supervise(
                 continue;
             }
             let fd = open[slot].unwrap_or(-1);
+            if slot == STDIN_PIPE {
+                if !feed_stdin(fd, &mut pending) {
+                    pending.clear();
+                    streams.stdin = None;
+                    streams.stdin_open = false;
+                }
+                continue;
+            }
             let data = read_fd(fd, &mut buf);
             match (slot, data) {
                 (STDIN, Some(n)) => {
                     if let Some(master) = &streams.master {
                         write_all_fd(master.as_raw_fd(), &buf[..n]);
+                    } else if let Some(pipe) = &streams.stdin {
+                        pending.extend_from_slice(&buf[..n]);
+                        if !feed_stdin(pipe.as_raw_fd(), &mut pending) {
+                            pending.clear();
+                            streams.stdin = None;
+                            streams.stdin_open = false;
+                        }
                     }
                 }
                 (STDIN, None) => streams.stdin_open = false,
