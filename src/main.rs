@@ -7,6 +7,7 @@ mod cli;
 mod container;
 mod registry;
 mod runtime;
+mod stateroot;
 mod timefmt;
 
 fn main() {

@@ -156,6 +156,28 @@ fn the_default_seccomp_filter_blocks_dangerous_syscalls_with_eperm() {
 }
 
 #[test]
+fn io_uring_is_blocked_by_the_default_profile_as_in_docker() {
+    let fx = fixture();
+    let out = fx.run(&["--rm"], &["probe", "io_uring"]);
+    assert_eq!(stdout(&out).trim(), "EPERM", "{}", stderr(&out));
+    // Unconfined, the call reaches the kernel. It succeeds unless the host disabled
+    // io_uring itself (kernel.io_uring_disabled 1 refuses it without CAP_SYS_ADMIN,
+    // 2 always, both with EPERM), so only a host that allows it proves the filter.
+    let unconfined = ok(fx.run(
+        &["--rm", "--security-opt", "seccomp=unconfined"],
+        &["probe", "io_uring"],
+    ));
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map(|v| v.trim() != "0")
+        .unwrap_or(false);
+    if disabled {
+        eprintln!("io_uring is disabled on this host: the unconfined case proves nothing");
+    } else {
+        assert_eq!(unconfined.trim(), "ok");
+    }
+}
+
+#[test]
 fn a_docker_json_profile_is_applied() {
     let fx = fixture();
     let profile = fx.dir.path().join("profile.json");
@@ -300,4 +322,108 @@ fn the_init_of_run_init_is_confined_like_the_command() {
     assert_eq!(field("CapEff"), DOCKER_DEFAULT_CAPS, "{text}");
     assert_eq!(field("CapBnd"), DOCKER_DEFAULT_CAPS, "{text}");
     assert_eq!(field("Seccomp"), "2", "{text}");
+}
+
+/// Force-removes the fixture's containers when a test ends, even by a panic.
+struct RemoveAll<'a>(&'a Fixture);
+
+impl Drop for RemoveAll<'_> {
+    fn drop(&mut self) {
+        self.0.remove_all();
+    }
+}
+
+/// `mycontainer ARGS` under `timeout`, so that a lookup that blocks fails the test
+/// (exit 137) instead of hanging it.
+fn mc_within(fx: &Fixture, secs: u32, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("timeout")
+        .args(["-s", "KILL", &secs.to_string(), common::BIN])
+        .env_remove("MYCONTAINER_ROOT")
+        .arg("--root")
+        .arg(&fx.root)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn assert_refused(out: &std::process::Output, message: &str) {
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(out));
+    assert!(stderr(out).contains(message), "{}", stderr(out));
+}
+
+#[test]
+fn a_fifo_or_a_device_as_passwd_or_group_fails_run_and_exec_at_once() {
+    let fx = fixture();
+    let _cleanup = RemoveAll(&fx);
+    ok(fx.mc(&["run", "--rm", "busybox", "true"]));
+    // Images whose /etc/passwd is a fifo (a reader blocks forever) and whose /etc/group
+    // is /dev/zero (a reader never reaches the end), made by container root.
+    ok(fx.mc(&[
+        "run",
+        "--name",
+        "fifo",
+        "busybox",
+        "sh",
+        "-c",
+        "rm /etc/passwd && mkfifo /etc/passwd",
+    ]));
+    ok(fx.mc(&["commit", "fifo", "hostile:fifo"]));
+    ok(fx.mc(&[
+        "run",
+        "--name",
+        "zero",
+        "busybox",
+        "sh",
+        "-c",
+        "rm -f /etc/group && mknod /etc/group c 1 5",
+    ]));
+    ok(fx.mc(&["commit", "zero", "hostile:zero"]));
+    let out = mc_within(
+        &fx,
+        20,
+        &["run", "--rm", "-u", "nobody", "hostile:fifo", "true"],
+    );
+    assert_refused(
+        &out,
+        "/etc/passwd in the image is not a regular file (it is a fifo)",
+    );
+    let out = mc_within(
+        &fx,
+        20,
+        &["run", "--rm", "-u", "nobody", "hostile:zero", "true"],
+    );
+    assert_refused(
+        &out,
+        "/etc/group in the image is not a regular file (it is a character device)",
+    );
+
+    // exec reads the container's live root, which its root user changes at will.
+    let id = fx.run_detached(&["--name", "live"], &["sleep", "1000"]);
+    ok(fx.mc(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "rm /etc/passwd && mkfifo /etc/passwd",
+    ]));
+    let out = mc_within(&fx, 20, &["exec", "-u", "nobody", &id, "true"]);
+    assert_refused(
+        &out,
+        "/etc/passwd in the container is not a regular file (it is a fifo)",
+    );
+    ok(fx.mc(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "rm /etc/passwd /etc/group && echo nobody:x:65534:65534::/:/bin/sh > /etc/passwd && mknod /etc/group c 1 5",
+    ]));
+    let out = mc_within(&fx, 20, &["exec", "-u", "nobody", &id, "true"]);
+    assert_refused(
+        &out,
+        "/etc/group in the container is not a regular file (it is a character device)",
+    );
+    ok(fx.mc(&["rm", "-f", &id]));
 }

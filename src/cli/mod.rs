@@ -116,6 +116,16 @@ pub fn main() -> i32 {
         root: cli.root,
         quiet: cli.quiet,
     };
+    // Every command starts here: the one place that makes sure the state root is
+    // private before anything is created in it (see stateroot.rs).
+    match crate::stateroot::prepare(&ctx.root) {
+        Ok(None) => {}
+        Ok(Some(warning)) => eprintln!("mycontainer: warning: {warning}"),
+        Err(err) => {
+            eprintln!("mycontainer: {err:#}");
+            return EXIT_RUNTIME_FAILED;
+        }
+    }
     // Finish the cleanup of runs whose CLI was killed (even by SIGKILL): cheap, and it
     // means no command ever sees their leftovers.
     if !matches!(cli.command, Command::Gc(_)) {

@@ -20,13 +20,29 @@ pub mod user;
 use std::fs;
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{symlink, MetadataExt};
+use std::os::unix::fs::{symlink, DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
 use crate::runtime::cgroups::Cgroup;
 pub use state::{State, Status};
+
+/// Writes `bytes` to `path` readable by its owner only (config.json and state.json
+/// hold the container's environment, secrets included); an existing file is made 0600.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<fs::File> {
+    use std::io::Write;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    Ok(file)
+}
 
 /// A container directory this process created or opened.
 #[derive(Debug)]
@@ -95,7 +111,13 @@ const UNBORN_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 pub fn create(root: &Path, name: Option<&str>) -> anyhow::Result<Record> {
     let id = random_id()?;
     let parent = containers_dir(root);
-    fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    // 0700: upper dirs hold what container root made (setuid binaries among them), and
+    // records their secrets (see stateroot.rs).
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
     // Born under a hidden name, locked, then renamed into place: a visible record is
     // locked by its creator from its first moment, so reclaim can take any unlocked
     // record without a state as orphaned at once (see reclaim_orphans).
@@ -191,11 +213,7 @@ fn claim_name(root: &Path, name: &str, id: &str) -> anyhow::Result<()> {
 /// removing one's own). Held while the returned file lives.
 fn lock_names(root: &Path) -> anyhow::Result<fs::File> {
     let path = names_dir(root).join(".lock");
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
+    let file = mycontainer_store::open_lock_file(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     // SAFETY: flock on a descriptor we own; no memory is involved.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {

@@ -237,9 +237,9 @@ fn write_bundle(
         &layers,
     )?;
     state.command = built.args.clone();
-    built
-        .spec
-        .save(record.config_path())
+    serde_json::to_vec(&built.spec)
+        .map_err(std::io::Error::from)
+        .and_then(|bytes| super::write_private(&record.config_path(), &bytes))
         .with_context(|| format!("cannot write {}", record.config_path().display()))?;
     Ok(built.spec)
 }

@@ -1,7 +1,6 @@
 //! `state.json`: what a container is doing, replaced atomically (temp file + rename).
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -66,9 +65,7 @@ impl State {
     pub fn save(&self, path: &Path, durable: bool) -> anyhow::Result<()> {
         let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(self)?;
-        let mut file =
-            fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        file.write_all(&bytes)
+        let file = super::write_private(&tmp, &bytes)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         if durable {
             file.sync_all()

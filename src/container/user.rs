@@ -13,11 +13,18 @@
 //! The files are read inside that root with the root as "/": symlinks are resolved as
 //! the container would see them and can never lead out of the rootfs (openat2 with
 //! RESOLVE_IN_ROOT; a userspace walk with the same rule on kernels before 5.6).
+//! Only a regular file is read: the image (or, for exec, the container's root) decides
+//! what is at /etc/passwd, and a fifo there would hang the command while a device
+//! node would have the host open (and read) one of its own devices. So the file is
+//! first opened with O_PATH, which runs no driver and never blocks, checked with
+//! fstat, and only then opened for reading through /proc/self/fd, which opens that very
+//! inode whatever happens to the name meanwhile.
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -109,19 +116,39 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
         .collect()
 }
 
+/// Where an account database is read from, for messages: "image" (run) or "container"
+/// (exec, the container's live root).
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    Image,
+    Container,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Place::Image => "image",
+            Place::Container => "container",
+        })
+    }
+}
+
 /// Opens `path` (absolute, as seen inside the container) under `rootfs`, treating
-/// `rootfs` as "/". Ok(None) when the file does not exist.
-fn open_in_root(rootfs: &Path, path: &str) -> anyhow::Result<Option<File>> {
+/// `rootfs` as "/", for reading; it must be a regular file. Ok(None) when it does not
+/// exist.
+fn open_in_root(rootfs: &Path, path: &str, place: Place) -> anyhow::Result<Option<File>> {
     let root = File::open(rootfs)
         .with_context(|| format!("cannot open the container rootfs {}", rootfs.display()))?;
     let relative = path.trim_start_matches('/');
+    // `path` comes from visible_layer, which resolved its symlinks already: one found
+    // now was swapped in since (a live container's root) and is refused as not a file.
     let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
+        .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     match openat2(&root, relative, how) {
-        Ok(fd) => Ok(Some(File::from(fd))),
+        Ok(fd) => open_regular(File::from(fd), path, place).map(Some),
         Err(Errno::ENOENT) => Ok(None),
-        Err(Errno::ENOSYS) => open_in_root_by_walking(rootfs, relative),
+        Err(Errno::ENOSYS) => open_in_root_by_walking(rootfs, relative, place),
         Err(e) => Err(e).with_context(|| {
             format!(
                 "cannot open {path} in the container rootfs {}",
@@ -134,17 +161,59 @@ fn open_in_root(rootfs: &Path, path: &str) -> anyhow::Result<Option<File>> {
 /// Fallback for kernels without openat2: resolve each component ourselves, restarting at
 /// `rootfs` for absolute symlinks and never going above it with "..", then open the
 /// result without following a final symlink.
-fn open_in_root_by_walking(rootfs: &Path, relative: &str) -> anyhow::Result<Option<File>> {
+fn open_in_root_by_walking(
+    rootfs: &Path,
+    relative: &str,
+    place: Place,
+) -> anyhow::Result<Option<File>> {
     let resolved = resolve_in_root(rootfs, relative)
         .with_context(|| format!("cannot resolve /{relative} in {}", rootfs.display()))?;
     let opened = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&resolved);
     match opened {
-        Ok(file) => Ok(Some(file)),
+        Ok(file) => open_regular(file, &format!("/{relative}"), place).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot open {}", resolved.display())),
+    }
+}
+
+/// Turns an O_PATH descriptor into one open for reading, if it is a regular file (see
+/// the module comment). O_NONBLOCK as well, should anything but a regular file slip by.
+fn open_regular(path_fd: File, path: &str, place: Place) -> anyhow::Result<File> {
+    let meta = path_fd
+        .metadata()
+        .with_context(|| format!("cannot stat {path} in the {place}"))?;
+    if !meta.file_type().is_file() {
+        bail!(
+            "{path} in the {place} is not a regular file (it is {}): replace it with a regular file",
+            kind_of(&meta.file_type())
+        );
+    }
+    let fd_path = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(&fd_path)
+        .with_context(|| format!("cannot open {path} in the {place} (through {fd_path})"))
+}
+
+fn kind_of(file_type: &std::fs::FileType) -> &'static str {
+    if file_type.is_fifo() {
+        "a fifo"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symlink"
+    } else {
+        "not a file"
     }
 }
 
@@ -199,19 +268,19 @@ fn components_reversed(path: &Path) -> Vec<OsString> {
 }
 
 /// Reads an account database from the layer that shows it; Ok(None) when none does.
-fn read_visible_db(layers: &[PathBuf], path: &str) -> anyhow::Result<Option<String>> {
+fn read_visible_db(layers: &[PathBuf], path: &str, place: Place) -> anyhow::Result<Option<String>> {
     let Some((layer, file)) = mycontainer_store::visible_layer(layers, Path::new(path)) else {
         return Ok(None);
     };
     // Opened again inside that layer with RESOLVE_IN_ROOT: whatever the lookup saw, the
     // open cannot leave the layer.
     let inside = file.strip_prefix(layer).unwrap_or(&file);
-    read_db(layer, &format!("/{}", inside.display()))
+    read_db(layer, &format!("/{}", inside.display()), place)
 }
 
 /// Reads an account database from the rootfs; Ok(None) when it does not exist.
-fn read_db(rootfs: &Path, path: &str) -> anyhow::Result<Option<String>> {
-    let Some(file) = open_in_root(rootfs, path)? else {
+fn read_db(rootfs: &Path, path: &str, place: Place) -> anyhow::Result<Option<String>> {
+    let Some(file) = open_in_root(rootfs, path, place)? else {
         return Ok(None);
     };
     let mut bytes = Vec::new();
@@ -230,13 +299,17 @@ fn read_db(rootfs: &Path, path: &str) -> anyhow::Result<Option<String>> {
 
 /// Resolves `spec` ("", "name", "uid", "name:group", "uid:gid") inside `rootfs`.
 pub fn resolve(rootfs: &Path, spec: &str) -> anyhow::Result<ResolvedUser> {
-    resolve_in_layers(&[rootfs.to_path_buf()], spec)
+    resolve_at(&[rootfs.to_path_buf()], spec, Place::Container)
 }
 
 /// Resolves `spec` in an image's unpacked layers (topmost first), reading /etc/passwd
 /// and /etc/group each from the layer whose copy the container will see: a layer that
 /// only added a group (`groupadd`) counts, and a deleted file is gone.
 pub fn resolve_in_layers(layers: &[PathBuf], spec: &str) -> anyhow::Result<ResolvedUser> {
+    resolve_at(layers, spec, Place::Image)
+}
+
+fn resolve_at(layers: &[PathBuf], spec: &str, place: Place) -> anyhow::Result<ResolvedUser> {
     let shown = layers.first().map_or(Path::new("/"), PathBuf::as_path);
     let (user, group) = match spec.split_once(':') {
         Some((user, group)) => (user, Some(group)),
@@ -246,7 +319,7 @@ pub fn resolve_in_layers(layers: &[PathBuf], spec: &str) -> anyhow::Result<Resol
     let user = if user.is_empty() { "0" } else { user };
     let numeric_uid: Option<u32> = user.parse().ok();
 
-    let passwd = read_visible_db(layers, "/etc/passwd")?
+    let passwd = read_visible_db(layers, "/etc/passwd", place)?
         .map(|t| parse_passwd(&t))
         .unwrap_or_default();
     let entry = passwd
@@ -261,7 +334,7 @@ pub fn resolve_in_layers(layers: &[PathBuf], spec: &str) -> anyhow::Result<Resol
         ),
     };
 
-    let groups = read_visible_db(layers, "/etc/group")?
+    let groups = read_visible_db(layers, "/etc/group", place)?
         .map(|t| parse_group(&t))
         .unwrap_or_default();
     let mut additional_gids = Vec::new();
@@ -497,11 +570,11 @@ staff:x:50:
         );
         let err = resolve_in_root(root, "loop1").unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
-        let opened = open_in_root_by_walking(root, "etc/up/passwd")
+        let opened = open_in_root_by_walking(root, "etc/up/passwd", Place::Image)
             .unwrap()
             .unwrap();
         drop(opened);
-        assert!(open_in_root_by_walking(root, "escape/passwd")
+        assert!(open_in_root_by_walking(root, "escape/passwd", Place::Image)
             .unwrap()
             .is_none());
     }
@@ -513,6 +586,60 @@ staff:x:50:
         file.set_len(MAX_DB_SIZE + 1).unwrap();
         let err = resolve(dir.path(), "alice").unwrap_err().to_string();
         assert!(err.contains("larger than"), "{err}");
+    }
+
+    /// resolve() on another thread, so that a regression hangs no longer than `secs`.
+    fn resolve_within(root: &Path, spec: &str, secs: u64) -> anyhow::Result<ResolvedUser> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (root, spec) = (root.to_path_buf(), spec.to_string());
+        std::thread::spawn(move || tx.send(resolve(&root, &spec)));
+        rx.recv_timeout(std::time::Duration::from_secs(secs))
+            .expect("the lookup blocked")
+    }
+
+    #[test]
+    fn fifos_and_devices_are_refused_without_opening_them() {
+        // SAFETY: geteuid has no preconditions.
+        let as_root = unsafe { libc::geteuid() } == 0;
+        let dir = rootfs(None, Some(GROUP));
+        let passwd = std::ffi::CString::new(
+            dir.path()
+                .join("etc/passwd")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        // SAFETY: mkfifo of a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(passwd.as_ptr(), 0o644) }, 0);
+        let err = format!("{:#}", resolve_within(dir.path(), "alice", 5).unwrap_err());
+        assert!(
+            err.contains("/etc/passwd in the container is not a regular file (it is a fifo)"),
+            "{err}"
+        );
+        if as_root {
+            // /dev/zero as /etc/group: reading it would never end.
+            std::fs::remove_file(dir.path().join("etc/group")).unwrap();
+            std::fs::remove_file(dir.path().join("etc/passwd")).unwrap();
+            std::fs::write(dir.path().join("etc/passwd"), PASSWD).unwrap();
+            let group = std::ffi::CString::new(
+                dir.path()
+                    .join("etc/group")
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
+            .unwrap();
+            // SAFETY: mknod of a NUL-terminated path we own.
+            let rc =
+                unsafe { libc::mknod(group.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 5)) };
+            assert_eq!(rc, 0);
+            let err = format!("{:#}", resolve_within(dir.path(), "alice", 5).unwrap_err());
+            assert!(
+                err.contains(
+                    "/etc/group in the container is not a regular file (it is a character device)"
+                ),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +42,16 @@ impl LogWriter {
 
     fn file(&mut self) -> io::Result<&mut File> {
         if self.file.is_none() {
+            // 0600: what a container prints may be secret. A log made by an older
+            // version (0644) is made 0600 when written again.
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&self.path)?;
+            if file.metadata()?.permissions().mode() & 0o077 != 0 {
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
             return Ok(self.file.insert(file));
         }
         self.file

@@ -21,8 +21,8 @@ pub(crate) fn write_layer<W: Write>(upper: &Path, out: W) -> Result<W> {
         upper: upper.to_path_buf(),
         inodes: HashMap::new(),
     };
-    // The root entry keeps the layer's root directory attributes, and makes an empty
-    // diff a valid one-entry layer.
+    // The root entry keeps the layer's root directory attributes (for other tools: our
+    // unpack ignores them), and makes an empty diff a valid one-entry layer.
     let root_meta = fs::symlink_metadata(upper).map_err(|e| Error::io("cannot stat", upper, e))?;
     writer.append("./", upper, &root_meta, EntryType::Directory, None)?;
     writer.walk(Path::new(""))?;

@@ -4,7 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,16 +30,49 @@ impl FileLock {
     }
 
     fn lock(path: &Path, how: libc::c_int) -> Result<FileLock> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| Error::io("cannot open lock file", path, e))?;
+        let file = open_lock_file(path).map_err(|e| Error::io("cannot open lock file", path, e))?;
         flock(&file, how).map_err(|e| Error::io("cannot lock", path, e))?;
         Ok(FileLock { _file: file })
+    }
+}
+
+/// Opens a lock file, creating it 0600, and makes an existing one 0600 too: anyone who
+/// can open a lock file can flock it (read-only is enough) and stall every command that
+/// takes the lock.
+pub fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)?;
+    if file.metadata()?.permissions().mode() & 0o077 != 0 {
+        // Made by an older version, with the umask's mode.
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
+}
+
+/// Creates `dir` with mode 0700 (its missing parents as create_dir_all does) unless it
+/// exists: for the directories whose content other users must not reach (see
+/// [`crate::Store::open`]).
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
+    let create = || fs::DirBuilder::new().mode(0o700).create(dir);
+    let created = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = dir.parent().unwrap_or(Path::new("/"));
+            fs::create_dir_all(parent).map_err(|e| Error::io("cannot create", parent, e))?;
+            create()
+        }
+        other => other,
+    };
+    match created {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(Error::io("cannot create", dir, e))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -7,6 +7,8 @@
 //! <root>/tmp/                                               every write starts here
 //! ```
 //!
+//! `<root>`, `layers/` and `tmp/` are 0700 and lock files 0600 (see [`Store::open`]).
+//!
 //! Nothing here needs root or namespaces; unpacking device nodes and whiteouts does
 //! (CAP_MKNOD), and ownership is applied only when running as root.
 
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use digest::{Digest, HashingReader, HashingWriter};
 pub use error::{Error, Result};
+pub use fsutil::open_lock_file;
 pub use gc::GcReport;
 pub use image::{oci_manifest, Image, ImageSpec, ImportSource, IngestLock, LayerInfo};
 pub use import::{Compression, ImportedLayer, NoProgress, Progress};
@@ -54,6 +57,11 @@ pub struct Store {
 impl Store {
     /// Opens (creating on first use) the store under `root`, and reclaims temp leftovers
     /// of writers that died (a temp entry nobody holds a lock on).
+    ///
+    /// A new `root`, `layers/` and `tmp/` are created 0700: layers hold whatever the
+    /// images hold (setuid binaries, files with capabilities, world-writable dirs), and
+    /// no other user may reach them. Existing directories are left as they are; the
+    /// binary tightens an existing state root at start-up.
     pub fn open(root: &Path) -> Result<Store> {
         let store = Store {
             root: root.to_path_buf(),
@@ -97,12 +105,10 @@ impl Store {
 
     fn init_layout(&self) -> Result<()> {
         let layout = self.layout_dir();
-        for dir in [
-            layout.join("blobs/sha256"),
-            self.root.join("layers"),
-            self.root.join("layerdb"),
-            self.tmp_dir(),
-        ] {
+        for dir in [&self.root, &self.root.join("layers"), &self.tmp_dir()] {
+            fsutil::create_private_dir(dir)?;
+        }
+        for dir in [layout.join("blobs/sha256"), self.root.join("layerdb")] {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
         }
         let marker = layout.join("oci-layout");

@@ -65,7 +65,8 @@ impl Unpacker {
     /// Unpacks every entry of `reader` and returns the reader, positioned after the
     /// end-of-archive marker, so the caller can hash what follows.
     pub(crate) fn unpack<R: Read>(mut self, reader: R) -> Result<(UnpackStats, R)> {
-        // Whatever the umask: a layer root without a "./" entry is a normal 0755 dir.
+        // Whatever the umask and whatever the archive's "./" entry says (see
+        // unpack_entry): a layer root is a normal 0755 dir.
         fs::set_permissions(&self.root, fs::Permissions::from_mode(0o755))
             .map_err(|e| Error::io("cannot chmod", &self.root, e))?;
         let mut archive = Archive::new(reader);
@@ -111,10 +112,13 @@ impl Unpacker {
         }
         let rel = clean_name(raw_name)?;
         let Some(rel) = rel else {
-            // The archive root itself ("./"): its metadata becomes the layer root's.
-            if kind == EntryType::Directory {
-                self.record_dir(PathBuf::new(), entry)?;
-            }
+            // The archive root itself ("." or "./"): its metadata is ignored, and the
+            // layer root stays the 0755 directory of the store's user set above (as
+            // Docker's and containerd's snapshot directories are). The archive's owner
+            // and mode bits (setuid, sticky, world-writable) there would apply to a
+            // directory of the host's store, not to anything inside a container: the
+            // container's "/" is its upper dir's. `/` entries are refused as absolute
+            // names; a change that accepts them must keep this rule for them.
             return Ok(());
         };
         let file_name = rel

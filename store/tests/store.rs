@@ -203,6 +203,57 @@ fn unsafe_geteuid_is_root() -> bool {
 }
 
 #[test]
+fn the_archive_root_entry_never_sets_the_layer_roots_mode_or_owner() {
+    // A "." or "./" entry is the layer root itself: a setuid, sticky, world-writable
+    // mode or a foreign owner there would land on a directory of the host's store.
+    // The rule: the store's 0755 directory, whatever the entry says.
+    for (name, mode) in [(".", 0o4777), ("./", 0o1777), ("./", 0o700)] {
+        let t = TestStore::new();
+        let tar = TarBuilder::new()
+            .raw(name, EntryType::Directory, None, b"", mode)
+            .file("etc/hello", b"hello\n")
+            .finish();
+        let image = t.import(tar, Some("dot")).unwrap();
+        let layer = fs::metadata(layer_path(&t.store, &image)).unwrap();
+        assert_eq!(layer.mode() & 0o7777, 0o755, "{name:?} with mode {mode:o}");
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(layer.uid(), unsafe { libc::geteuid() }, "{name:?}");
+    }
+}
+
+#[test]
+fn a_new_store_is_private_and_its_lock_files_are_0600() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let store = Store::open(&root).unwrap();
+    let mode = |path: &Path| fs::metadata(path).unwrap().mode() & 0o7777;
+    for private in ["", "layers", "tmp"] {
+        assert_eq!(mode(&root.join(private)), 0o700, "<root>/{private}");
+    }
+    let source = ImportSource::Stream(Box::new(std::io::Cursor::new(sample_tar())));
+    let import = |source, name| {
+        let _ingest = store.ingest_lock().unwrap();
+        let reference = Reference::parse(name).unwrap();
+        store
+            .import_image(source, &ImageSpec::default(), Some(&reference), &NoProgress)
+            .unwrap();
+    };
+    import(source, "sample");
+    for lock in ["index.lock", "gc.lock"] {
+        assert_eq!(mode(&root.join(lock)), 0o600, "{lock}");
+    }
+    // Lock files an older version made with the umask's 0644 are closed when next used.
+    for lock in ["index.lock", "gc.lock"] {
+        fs::set_permissions(root.join(lock), fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let again = ImportSource::Stream(Box::new(std::io::Cursor::new(sample_tar())));
+    import(again, "another");
+    for lock in ["index.lock", "gc.lock"] {
+        assert_eq!(mode(&root.join(lock)), 0o600, "{lock}");
+    }
+}
+
+#[test]
 fn gzip_and_zstd_share_the_unpacked_layer_and_reimport_stores_nothing() {
     let t = TestStore::new();
     let plain = sample_tar();

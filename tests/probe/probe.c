@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/filter.h>
+#include <linux/io_uring.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <sys/mount.h>
@@ -162,7 +163,7 @@ static double now(clockid_t clock) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: probe keyctl|unshare-user|mount|getpid|alloc MB|fork N|spin SECS|fds|no-clone3 CMD...|no-open-tree CMD...|race HOSTPATH\n");
+        fprintf(stderr, "usage: probe keyctl|unshare-user|mount|getpid|io_uring|alloc MB|fork N|spin SECS|fds|no-clone3 CMD...|no-open-tree CMD...|race HOSTPATH\n");
         return 2;
     }
     const char *what = argv[1];
@@ -172,6 +173,13 @@ int main(int argc, char **argv) {
         return report(unshare(CLONE_NEWUSER));
     if (!strcmp(what, "mount"))
         return report(mount("none", "/tmp", "tmpfs", 0, NULL));
+    if (!strcmp(what, "io_uring")) { /* a one-entry ring, closed again */
+        struct io_uring_params params;
+        memset(&params, 0, sizeof(params));
+        long fd = syscall(SYS_io_uring_setup, 1, &params);
+        if (fd >= 0) close(fd);
+        return report(fd);
+    }
     if (!strcmp(what, "getpid"))
         return report(syscall(SYS_getpid));
     if (!strcmp(what, "alloc") && argc > 2) {
