@@ -467,6 +467,10 @@ pub(super) fn receive_startup(sock: &OwnedFd, steps: &[Step]) -> anyhow::Result<
         ) {
             Ok(r) => r,
             Err(nix::errno::Errno::EINTR) => continue,
+            // A child that failed before reading our release byte closes its end with
+            // that byte unread: the kernel then reports ECONNRESET once, ahead of the
+            // failure message still queued for us. Read on to get it.
+            Err(nix::errno::Errno::ECONNRESET) => continue,
             Err(e) => return Err(e).context("cannot read from the container's setup channel"),
         };
         let mut passed = None;
