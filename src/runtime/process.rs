@@ -199,6 +199,8 @@ pub enum ChildStdio {
 /// Everything the child needs, built by the parent before the clone.
 pub struct ChildPlan {
     pub steps: Vec<Step>,
+    /// Where the steps keep the descriptors they pass on (sized for `steps`).
+    pub slots: plan::Slots,
     /// The child's end of the sync socket (CLOEXEC).
     pub sync: RawFd,
     /// The parent's end, closed first thing in the child so EOF means "parent gone".
@@ -231,6 +233,7 @@ impl ChildPlan {
         security: security::Prepared,
     ) -> ChildPlan {
         ChildPlan {
+            slots: plan::Slots::for_steps(&steps),
             steps,
             sync: channel.1.as_raw_fd(),
             parent_sync: channel.0.as_raw_fd(),
@@ -419,7 +422,7 @@ pub fn child_main(plan: &ChildPlan) -> ! {
             released = true;
         } else if *step == Step::UnshareCgroup && plan.cgroup_ns_by_clone {
             continue;
-        } else if let Err(errno) = plan::execute(step) {
+        } else if let Err(errno) = plan::execute(step, &plan.slots) {
             fail(sync, MSG_STEP_FAILED, index as u32, errno);
         }
     }
