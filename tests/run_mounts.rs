@@ -137,7 +137,7 @@ fn volume_targets_through_proc_magic_links_do_not_escape() {
 
     // A descriptor of the setup (a volume's source held open, say) would be the host
     // directory itself: whichever number it has, a target through it is refused.
-    for n in 3..=12 {
+    for n in 3..=24 {
         let name = format!("fd{n}");
         symlink(format!("/proc/self/fd/{n}"), fx.rootfs.join(&name)).unwrap();
         let out = fx.run(
