@@ -214,6 +214,8 @@ pub enum ChildStdio {
 /// Everything the child needs, built by the parent before the clone.
 pub struct ChildPlan {
     pub steps: Vec<Step>,
+    /// Where the steps keep the descriptors they pass on (sized for `steps`).
+    pub slots: plan::Slots,
     /// The child's end of the sync socket (CLOEXEC).
     pub sync: RawFd,
     pub stdio: ChildStdio,
@@ -265,6 +267,7 @@ impl ChildPlan {
         ChildPlan {
             keep,
             pid_namespace: None,
+            slots: plan::Slots::for_steps(&steps),
             steps,
             sync: channel.1.as_raw_fd(),
             stdio,
@@ -508,7 +511,7 @@ pub fn child_main(plan: &ChildPlan) -> ! {
             released = true;
         } else if *step == Step::UnshareCgroup && plan.cgroup_ns_by_clone {
             continue;
-        } else if let Err(errno) = plan::execute(step) {
+        } else if let Err(errno) = plan::execute(step, &plan.slots) {
             fail(sync, MSG_STEP_FAILED, index as u32, errno);
         } else if matches!(step, Step::Chdir { .. }) {
             // A directory outside the root (a /proc/self/fd/N magic link, say) would hand

@@ -1,6 +1,14 @@
 //! Plans the container's filesystem: the overlay root, pivot_root, the spec's mounts,
 //! /dev, masked and read-only paths. Produces [`Step`]s; nothing here touches the system,
 //! so the plan is unit-tested without root.
+//!
+//! The order is the defence against the image (the class of runc's CVE-2021-30465): only
+//! host paths the runtime chose are used while the host's root is reachable (the root
+//! mount, and the bind sources, opened as detached mounts); pivot_root then detaches the
+//! host's root, and only after that is any container path (a mount target, its parents,
+//! /etc, /dev, /proc...) looked up, inside the new root and without magic links. An image
+//! symlink, or one the container left in its upper dir for the next start, can then only
+//! lead somewhere inside the container.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -13,9 +21,6 @@ use oci_spec::runtime::{Mount, Spec};
 use super::cgroups::CgroupView;
 use super::namespaces::Namespaces;
 use super::plan::Step;
-
-/// Where the old root sits between pivot_root and its detach (inside the new root).
-const PUT_OLD: &str = "/.mycontainer-oldroot";
 
 /// The device nodes of a fresh /dev: (name, major, minor), all 0666 as in runc.
 const DEVICES: &[(&str, u32, u32)] = &[
@@ -114,7 +119,39 @@ fn parse_options(options: &[String]) -> Options {
     parsed
 }
 
-fn plan_mount(mount: &Mount, steps: &mut Vec<Step>) -> anyhow::Result<()> {
+/// Mount flags as mount_setattr attributes to (set, clear). A bind takes only per-mount
+/// flags: the superblock's (sync...) are the host's, as a bind remount would leave them.
+fn mount_attrs(flags: c_ulong) -> (u64, u64) {
+    let mut set = 0;
+    let mut clear = 0;
+    for (flag, attr) in [
+        (libc::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
+        (libc::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+        (libc::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+        (libc::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+        (libc::MS_NODIRATIME, libc::MOUNT_ATTR_NODIRATIME),
+    ] {
+        if flags & flag != 0 {
+            set |= attr;
+        }
+    }
+    // The access-time mode is one field: setting one clears the others.
+    for (flag, attr) in [
+        (libc::MS_NOATIME, libc::MOUNT_ATTR_NOATIME),
+        (libc::MS_STRICTATIME, libc::MOUNT_ATTR_STRICTATIME),
+        (libc::MS_RELATIME, libc::MOUNT_ATTR_RELATIME),
+    ] {
+        if flags & flag != 0 {
+            set |= attr;
+            clear |= libc::MOUNT_ATTR__ATIME;
+        }
+    }
+    (set, clear)
+}
+
+/// Plans one spec mount: a bind's source is opened into the next slot by a step in
+/// `opens` (before pivot_root), everything on the container's side goes to `steps`.
+fn plan_mount(mount: &Mount, opens: &mut Vec<Step>, steps: &mut Vec<Step>) -> anyhow::Result<()> {
     let target = container_path(mount.destination())?;
     let options = parse_options(&mount.options().clone().unwrap_or_default());
     let typ = mount.typ().clone().unwrap_or_default();
@@ -142,29 +179,20 @@ fn plan_mount(mount: &Mount, steps: &mut Vec<Step>) -> anyhow::Result<()> {
                 path: cstring(&target)?,
             });
         }
-        // After pivot_root the host's tree is reachable only under the old root.
-        let relative = source.strip_prefix("/").unwrap_or(source);
-        let mut flags = libc::MS_BIND;
-        if options.recursive {
-            flags |= libc::MS_REC;
-        }
-        steps.push(Step::Mount {
-            source: Some(cstring(Path::new(PUT_OLD).join(relative))?),
-            target: cstring(&target)?,
-            fstype: None,
-            flags,
-            data: None,
+        let slot = opens.len();
+        opens.push(Step::OpenTree {
+            source: cstring(source)?,
+            recursive: options.recursive,
+            slot,
         });
-        if options.flags != 0 {
-            // Bind mounts ignore other flags on creation: they take a remount.
-            steps.push(Step::Mount {
-                source: None,
-                target: cstring(&target)?,
-                fstype: None,
-                flags: libc::MS_BIND | libc::MS_REMOUNT | options.flags,
-                data: None,
-            });
-        }
+        let (set, clear) = mount_attrs(options.flags);
+        steps.push(Step::Bind {
+            slot,
+            source: cstring(source)?,
+            target: cstring(&target)?,
+            set,
+            clear,
+        });
         return Ok(());
     }
     steps.push(Step::Mkdir {
@@ -175,7 +203,7 @@ fn plan_mount(mount: &Mount, steps: &mut Vec<Step>) -> anyhow::Result<()> {
         .source()
         .clone()
         .unwrap_or_else(|| PathBuf::from(&typ));
-    steps.push(Step::Mount {
+    steps.push(Step::MountFs {
         source: Some(cstring(source)?),
         target: cstring(&target)?,
         fstype: Some(cstring(&typ)?),
@@ -192,7 +220,7 @@ fn plan_mount(mount: &Mount, steps: &mut Vec<Step>) -> anyhow::Result<()> {
 /// Mounts the container's own cgroups read-only at the mount's destination: cgroup2
 /// itself on a v2 host; else a tmpfs with a cgroup2 mount at `unified` (hybrid) and a
 /// v1 mount of each hierarchy the container joined. Each is mounted read-write and then
-/// made read-only per mount (a bind remount), never through the superblock, which the
+/// made read-only per mount (mount_setattr), never through the superblock, which the
 /// host's mount of the same hierarchy shares.
 fn plan_cgroup_mount(
     mount: &Mount,
@@ -223,7 +251,7 @@ fn plan_cgroup_mount(
                 mode: 0o755,
             });
         }
-        steps.push(Step::Mount {
+        steps.push(Step::MountFs {
             source: Some(CString::new(*fstype)?),
             target: cstring(dir)?,
             fstype: Some(CString::new(*fstype)?),
@@ -232,13 +260,12 @@ fn plan_cgroup_mount(
         });
     }
     let read_only = mounted.into_iter().map(|(dir, _, _)| dir);
+    let (set, clear) = mount_attrs(libc::MS_RDONLY | FLAGS);
     for dir in read_only {
-        steps.push(Step::Mount {
-            source: None,
+        steps.push(Step::SetAttr {
             target: cstring(&dir)?,
-            fstype: None,
-            flags: libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | FLAGS,
-            data: None,
+            set,
+            clear,
         });
     }
     Ok(())
@@ -312,14 +339,6 @@ pub fn plan(
     let mounts = spec.mounts().clone().unwrap_or_default();
     let root_mount = root_mount(&mounts);
     plan_root(root_mount, &rootfs, &mut steps)?;
-    steps.push(Step::Mkdir {
-        path: cstring(rootfs.join(&PUT_OLD[1..]))?,
-        mode: 0o700,
-    });
-    steps.push(Step::PivotRoot {
-        new_root: cstring(&rootfs)?,
-        put_old: cstring(&PUT_OLD[1..])?,
-    });
 
     let skip = usize::from(root_mount.is_some());
     let (cgroup_mounts, other_mounts): (Vec<&Mount>, Vec<&Mount>) = mounts[skip..]
@@ -335,9 +354,18 @@ pub fn plan(
                 .any(|m| m.destination().starts_with(c.destination()))
         })
         .collect();
+    // The bind sources are opened while the host's root is ours; every other step of a
+    // mount waits until it is gone.
+    let mut opens = Vec::new();
+    let mut mounting = Vec::new();
     for mount in other_mounts {
-        plan_mount(mount, &mut steps)?;
+        plan_mount(mount, &mut opens, &mut mounting)?;
     }
+    steps.extend(opens);
+    steps.push(Step::PivotRoot {
+        new_root: cstring(&rootfs)?,
+    });
+    steps.extend(mounting);
     if mounts.iter().any(|m| m.destination() == Path::new("/dev")) {
         for (name, major, minor) in DEVICES {
             steps.push(Step::Mknod {
@@ -353,13 +381,6 @@ pub fn plan(
             });
         }
     }
-    steps.push(Step::Detach {
-        target: CString::new(PUT_OLD)?,
-    });
-    steps.push(Step::Rmdir {
-        path: CString::new(PUT_OLD)?,
-    });
-
     for path in linux
         .and_then(|l| l.masked_paths().clone())
         .unwrap_or_default()
@@ -401,12 +422,10 @@ pub fn plan(
     }
     // Last: every mkdir above may need a writable root.
     if root.readonly() == Some(true) {
-        steps.push(Step::Mount {
-            source: None,
+        steps.push(Step::SetAttr {
             target: CString::new("/")?,
-            fstype: None,
-            flags: libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-            data: None,
+            set: libc::MOUNT_ATTR_RDONLY,
+            clear: 0,
         });
     }
     steps.push(Step::Chdir {
@@ -444,8 +463,19 @@ mod tests {
         steps.iter().position(wanted).expect("step missing")
     }
 
+    fn with_volume(spec: &str, read_only: bool) -> (Vec<Step>, tempfile::TempDir) {
+        let host = tempfile::tempdir().unwrap();
+        let volume = Volume::parse(&format!("{}:{spec}", host.path().display())).unwrap();
+        let opts = RunOptions {
+            volumes: vec![volume],
+            read_only,
+            ..Default::default()
+        };
+        (planned(&opts).0, host)
+    }
+
     #[test]
-    fn root_is_private_then_overlay_then_pivot_then_old_root_detached() {
+    fn root_is_private_then_overlay_then_sources_then_pivot_with_the_old_root_detached() {
         let (steps, dir) = planned(&RunOptions::default());
         let private = position(
             &steps,
@@ -455,9 +485,9 @@ mod tests {
             &steps,
             |s| matches!(s, Step::Mount { fstype: Some(t), .. } if t.as_bytes() == b"overlay"),
         );
+        let open = position(&steps, |s| matches!(s, Step::OpenTree { .. }));
         let pivot = position(&steps, |s| matches!(s, Step::PivotRoot { .. }));
-        let detach = position(&steps, |s| matches!(s, Step::Detach { .. }));
-        assert!(private < overlay && overlay < pivot && pivot < detach);
+        assert!(private < overlay && overlay < open && open < pivot);
         let Step::Mount {
             data: Some(data), ..
         } = &steps[overlay]
@@ -478,12 +508,58 @@ mod tests {
         );
     }
 
+    /// The defence itself: before pivot_root (which detaches the host's root) only host
+    /// paths of ours; after it no step may take a host path, and nothing names an old
+    /// root inside the container.
+    #[test]
+    fn no_container_path_is_looked_up_before_the_host_root_is_detached() {
+        let (steps, host) = with_volume("/data/in", false);
+        let pivot = position(&steps, |s| matches!(s, Step::PivotRoot { .. }));
+        for step in &steps[..pivot] {
+            assert!(
+                matches!(step, Step::Mount { .. } | Step::OpenTree { .. }),
+                "{step:?} before pivot_root"
+            );
+        }
+        for step in &steps[pivot + 1..] {
+            assert!(
+                !matches!(step, Step::Mount { .. } | Step::OpenTree { .. }),
+                "{step:?} after pivot_root takes a host path"
+            );
+        }
+        assert!(steps.iter().all(|s| !format!("{s:?}").contains("oldroot")));
+        // Every source is opened into its own slot, and attached from that slot.
+        let opened: Vec<(usize, &CString)> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::OpenTree { slot, source, .. } => Some((*slot, source)),
+                _ => None,
+            })
+            .collect();
+        let bound: Vec<(usize, &CString)> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Bind { slot, source, .. } => Some((*slot, source)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(opened, bound);
+        assert_eq!(
+            opened.iter().map(|(slot, _)| *slot).collect::<Vec<_>>(),
+            (0..opened.len()).collect::<Vec<_>>()
+        );
+        // /etc/hostname, /etc/hosts, /etc/resolv.conf and the volume.
+        assert_eq!(opened.len(), 4);
+        assert_eq!(opened[3].1.as_bytes(), host.path().as_os_str().as_bytes());
+        assert_eq!(crate::runtime::plan::Slots::for_steps(&steps).len(), 4);
+    }
+
     #[test]
     fn dev_gets_devices_after_its_tmpfs_and_proc_is_masked_after_mounting() {
         let (steps, _dir) = planned(&RunOptions::default());
         let dev = position(
             &steps,
-            |s| matches!(s, Step::Mount { target, .. } if target.as_bytes() == b"/dev"),
+            |s| matches!(s, Step::MountFs { target, .. } if target.as_bytes() == b"/dev"),
         );
         let null = position(
             &steps,
@@ -491,7 +567,7 @@ mod tests {
         );
         let proc = position(
             &steps,
-            |s| matches!(s, Step::Mount { target, .. } if target.as_bytes() == b"/proc"),
+            |s| matches!(s, Step::MountFs { target, .. } if target.as_bytes() == b"/proc"),
         );
         let kcore = position(
             &steps,
@@ -502,42 +578,74 @@ mod tests {
     }
 
     #[test]
-    fn read_only_volume_is_bound_from_the_old_root_then_remounted() {
-        let host = tempfile::tempdir().unwrap();
-        let volume = Volume::parse(&format!("{}:/data/in:ro", host.path().display())).unwrap();
-        let opts = RunOptions {
-            volumes: vec![volume],
-            read_only: true,
-            ..Default::default()
-        };
-        let (steps, _dir) = planned(&opts);
+    fn read_only_volume_is_opened_before_pivot_and_attached_read_only_after() {
+        let (steps, host) = with_volume("/data/in:ro", true);
+        let open = position(
+            &steps,
+            |s| matches!(s, Step::OpenTree { source, .. } if source.as_bytes() == host.path().as_os_str().as_bytes()),
+        );
+        let pivot = position(&steps, |s| matches!(s, Step::PivotRoot { .. }));
+        let data = position(
+            &steps,
+            |s| matches!(s, Step::Mkdir { path, .. } if path.as_bytes() == b"/data"),
+        );
         let bind = position(
             &steps,
-            |s| matches!(s, Step::Mount { target, flags, .. } if target.as_bytes() == b"/data/in" && flags & libc::MS_REMOUNT == 0),
+            |s| matches!(s, Step::Bind { target, .. } if target.as_bytes() == b"/data/in"),
         );
-        let Step::Mount {
-            source: Some(source),
-            ..
-        } = &steps[bind]
-        else {
+        assert!(open < pivot && pivot < data && data < bind);
+        let Step::OpenTree { recursive, .. } = &steps[open] else {
             unreachable!()
         };
-        assert!(source.to_str().unwrap().starts_with(PUT_OLD));
+        assert!(*recursive, "-v is an rbind");
         assert!(
-            matches!(&steps[bind + 1], Step::Mount { flags, .. } if flags & libc::MS_RDONLY != 0)
+            matches!(&steps[bind], Step::Bind { set, .. } if set & libc::MOUNT_ATTR_RDONLY != 0)
         );
-        assert!(steps.contains(&Step::Mkdir {
-            path: CString::new("/data").unwrap(),
-            mode: 0o755
-        }));
         // The read-only root comes after every mkdir it would forbid.
         let ro_root = position(
             &steps,
-            |s| matches!(s, Step::Mount { target, flags, .. } if target.as_bytes() == b"/" && flags & libc::MS_RDONLY != 0),
+            |s| matches!(s, Step::SetAttr { target, set, .. } if target.as_bytes() == b"/" && set & libc::MOUNT_ATTR_RDONLY != 0),
         );
         assert!(steps[ro_root..]
             .iter()
-            .all(|s| !matches!(s, Step::Mkdir { .. })));
+            .all(|s| !matches!(s, Step::Mkdir { .. } | Step::CreateFile { .. })));
+    }
+
+    #[test]
+    fn cgroup_view_is_mounted_in_the_namespace_then_made_read_only_per_mount() {
+        let (steps, _dir) = planned(&RunOptions::default());
+        let unshare = position(&steps, |s| *s == Step::UnshareCgroup);
+        for dir in [
+            "/sys/fs/cgroup",
+            "/sys/fs/cgroup/unified",
+            "/sys/fs/cgroup/memory",
+        ] {
+            let mounted = position(
+                &steps,
+                |s| matches!(s, Step::MountFs { target, flags, .. } if target.as_bytes() == dir.as_bytes() && flags & libc::MS_RDONLY == 0),
+            );
+            let read_only = position(
+                &steps,
+                |s| matches!(s, Step::SetAttr { target, set, .. } if target.as_bytes() == dir.as_bytes() && set & libc::MOUNT_ATTR_RDONLY != 0),
+            );
+            assert!(unshare < mounted && mounted < read_only, "{dir}");
+        }
+    }
+
+    #[test]
+    fn bind_flags_become_mount_attributes() {
+        assert_eq!(mount_attrs(0), (0, 0));
+        assert_eq!(
+            mount_attrs(libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_SYNCHRONOUS),
+            (libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID, 0)
+        );
+        assert_eq!(
+            mount_attrs(libc::MS_NOATIME | libc::MS_NODEV),
+            (
+                libc::MOUNT_ATTR_NOATIME | libc::MOUNT_ATTR_NODEV,
+                libc::MOUNT_ATTR__ATIME
+            )
+        );
     }
 
     #[test]
