@@ -5,6 +5,7 @@ mod archive;
 mod build;
 mod cli;
 mod container;
+mod exitcode;
 mod registry;
 mod runtime;
 mod timefmt;

@@ -104,7 +104,7 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(if failed {
-        super::EXIT_RUNTIME_FAILED
+        crate::exitcode::TOOL_FAILED
     } else {
         0
     })

@@ -436,7 +436,7 @@ pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
             let _ = Cgroup::open(&cgroup_name(&id)).and_then(|cg| cg.destroy());
             state.status = Status::Exited;
             state.pid = None;
-            state.exit_code = Some(137);
+            state.exit_code = Some(crate::exitcode::KILLED);
             state.finished_at = Some(state::now_unix());
             state.error = Some("the mycontainer process supervising it was killed".into());
             state.save(&state_path, true)?;
