@@ -2,7 +2,7 @@
 //! (overlay root, namespaces, cgroups, security) and managing them.
 
 mod archive;
-mod build;
+mod builder;
 mod cli;
 mod container;
 mod exitcode;
