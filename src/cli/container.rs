@@ -48,7 +48,7 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<i32> {
             })?),
         };
     let path = record.log_path();
-    let mut follower = crate::runtime::LogFollower::open(&path, tail, args.timestamps)
+    let mut follower = container::logs::LogFollower::open(&path, tail, args.timestamps)
         .with_context(|| format!("cannot read {}", path.display()))?;
     if args.follow {
         follow(&record, &mut follower)?;
@@ -59,7 +59,7 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<i32> {
 }
 
 /// Prints what the log holds now; a closed stdout ends quietly.
-fn pump(follower: &mut crate::runtime::LogFollower, path: &Path) -> anyhow::Result<bool> {
+fn pump(follower: &mut container::logs::LogFollower, path: &Path) -> anyhow::Result<bool> {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let (mut out, mut err) = (stdout.lock(), stderr.lock());
@@ -73,7 +73,7 @@ fn pump(follower: &mut crate::runtime::LogFollower, path: &Path) -> anyhow::Resu
 /// Prints the log as it grows until the container stops (nobody supervises it).
 pub fn follow(
     record: &container::Record,
-    follower: &mut crate::runtime::LogFollower,
+    follower: &mut container::logs::LogFollower,
 ) -> anyhow::Result<()> {
     let path = record.log_path();
     loop {

@@ -257,7 +257,7 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<i32> {
         let record = container::find(&ctx.root, name)?;
         let offset_tail = Some(0);
         let mut follower =
-            crate::runtime::LogFollower::open(&record.log_path(), offset_tail, false)
+            container::logs::LogFollower::open(&record.log_path(), offset_tail, false)
                 .with_context(|| format!("cannot read {}", record.log_path().display()))?;
         if let Some(code) = control::start(&ctx.root, &record)? {
             return Ok(code);

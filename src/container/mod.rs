@@ -11,6 +11,7 @@ pub mod detach;
 pub mod exec;
 pub mod inspect;
 pub mod limits;
+pub mod logs;
 mod names;
 pub mod remove;
 pub mod run;
