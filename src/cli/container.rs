@@ -111,22 +111,21 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {
 }
 
 pub fn gc(ctx: &Ctx, _args: GcArgs) -> anyhow::Result<i32> {
-    let reclaimed = container::reclaim_orphans(&ctx.root)?;
-    crate::runtime::cgroups::remove_unused_parents()?;
-    let store = ctx.store()?;
-    let report = store.gc()?;
-    let pruned = crate::registry::push::prune_push_cache(&store);
+    let collected = container::gc::collect(&ctx.root, &crate::registry::push::prune_push_cache)?;
     if !ctx.quiet {
-        if pruned > 0 {
-            println!("removed {pruned} push cache entries of layers no longer stored");
+        if collected.pruned > 0 {
+            println!(
+                "removed {} push cache entries of layers no longer stored",
+                collected.pruned
+            );
         }
-        for id in &reclaimed.removed {
+        for id in &collected.reclaimed.removed {
             println!("removed orphaned container {id}");
         }
-        for id in &reclaimed.marked_exited {
+        for id in &collected.reclaimed.marked_exited {
             println!("marked container {id} exited (its mycontainer process was killed)");
         }
-        println!("{report}");
+        println!("{}", collected.store);
     }
     Ok(0)
 }

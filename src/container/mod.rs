@@ -9,6 +9,7 @@ pub mod commit;
 pub mod control;
 pub mod detach;
 pub mod exec;
+pub mod gc;
 pub mod inspect;
 pub mod limits;
 pub mod logs;
