@@ -2,9 +2,10 @@
 //! (overlay root, namespaces, cgroups, security) and managing them.
 
 mod archive;
-mod build;
+mod builder;
 mod cli;
 mod container;
+mod exitcode;
 mod registry;
 mod runtime;
 mod stateroot;

@@ -48,7 +48,7 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<i32> {
             })?),
         };
     let path = record.log_path();
-    let mut follower = crate::runtime::LogFollower::open(&path, tail, args.timestamps)
+    let mut follower = container::logs::LogFollower::open(&path, tail, args.timestamps)
         .with_context(|| format!("cannot read {}", path.display()))?;
     if args.follow {
         follow(&record, &mut follower)?;
@@ -59,7 +59,7 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<i32> {
 }
 
 /// Prints what the log holds now; a closed stdout ends quietly.
-fn pump(follower: &mut crate::runtime::LogFollower, path: &Path) -> anyhow::Result<bool> {
+fn pump(follower: &mut container::logs::LogFollower, path: &Path) -> anyhow::Result<bool> {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let (mut out, mut err) = (stdout.lock(), stderr.lock());
@@ -73,7 +73,7 @@ fn pump(follower: &mut crate::runtime::LogFollower, path: &Path) -> anyhow::Resu
 /// Prints the log as it grows until the container stops (nobody supervises it).
 pub fn follow(
     record: &container::Record,
-    follower: &mut crate::runtime::LogFollower,
+    follower: &mut container::logs::LogFollower,
 ) -> anyhow::Result<()> {
     let path = record.log_path();
     loop {
@@ -90,7 +90,7 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {
     let mut failed = false;
     for name in &args.containers {
         let result = container::find(&ctx.root, name)
-            .and_then(|r| container::remove(&ctx.root, &r, args.force));
+            .and_then(|r| container::remove::remove(&ctx.root, &r, args.force));
         match result {
             Ok(()) => {
                 if !ctx.quiet {
@@ -104,29 +104,28 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(if failed {
-        super::EXIT_RUNTIME_FAILED
+        crate::exitcode::TOOL_FAILED
     } else {
         0
     })
 }
 
 pub fn gc(ctx: &Ctx, _args: GcArgs) -> anyhow::Result<i32> {
-    let reclaimed = container::reclaim_orphans(&ctx.root)?;
-    crate::runtime::cgroups::remove_unused_parents()?;
-    let store = ctx.store()?;
-    let report = store.gc()?;
-    let pruned = crate::registry::push::prune_push_cache(&store);
+    let collected = container::gc::collect(&ctx.root, &crate::registry::push::prune_push_cache)?;
     if !ctx.quiet {
-        if pruned > 0 {
-            println!("removed {pruned} push cache entries of layers no longer stored");
+        if collected.pruned > 0 {
+            println!(
+                "removed {} push cache entries of layers no longer stored",
+                collected.pruned
+            );
         }
-        for id in &reclaimed.removed {
+        for id in &collected.reclaimed.removed {
             println!("removed orphaned container {id}");
         }
-        for id in &reclaimed.marked_exited {
+        for id in &collected.reclaimed.marked_exited {
             println!("marked container {id} exited (its mycontainer process was killed)");
         }
-        println!("{report}");
+        println!("{}", collected.store);
     }
     Ok(0)
 }

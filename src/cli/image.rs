@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::progress::ByteProgress;
 use super::Ctx;
-use crate::build;
+use crate::builder;
 
 #[derive(Args, Debug)]
 pub struct ImageArgs {
@@ -93,13 +93,23 @@ pub fn main(ctx: &Ctx, args: ImageArgs) -> anyhow::Result<i32> {
 }
 
 fn build_image(ctx: &Ctx, args: BuildArgs) -> anyhow::Result<i32> {
-    let recipe = build::Recipe::find(&args.recipe)?;
-    let options = build::BuildOptions {
+    let recipe = builder::Recipe::find(&args.recipe)?;
+    let options = builder::BuildOptions {
         mirror: args.mirror,
     };
-    let image = build::build(ctx, &recipe, &options)?;
+    let store = ctx.store()?;
+    let reporter = ByteProgress::new("importing", ctx.quiet);
+    let image = builder::build(&store, &recipe, &options, &reporter)?;
     print_id(ctx, &image);
     Ok(0)
+}
+
+/// The image `name` for `run`, built first from its built-in recipe when it is missing
+/// and builds automatically (so `mycontainer run busybox` works on a fresh machine).
+pub fn ensure_image(ctx: &Ctx, name: &str) -> anyhow::Result<Image> {
+    let store = ctx.store()?;
+    let reporter = ByteProgress::new("importing", ctx.quiet);
+    builder::ensure_image(&store, name, &reporter)
 }
 
 fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<i32> {

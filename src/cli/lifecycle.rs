@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::{Ctx, EXIT_RUNTIME_FAILED};
+use super::Ctx;
 use crate::container::{self, control, detach, State, Status};
+use crate::exitcode;
 
 #[derive(Args, Debug)]
 pub struct PsArgs {
@@ -206,7 +207,7 @@ fn each(
         }
     }
     if failed {
-        EXIT_RUNTIME_FAILED
+        exitcode::TOOL_FAILED
     } else {
         0
     }
@@ -256,7 +257,7 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<i32> {
         let record = container::find(&ctx.root, name)?;
         let offset_tail = Some(0);
         let mut follower =
-            crate::runtime::LogFollower::open(&record.log_path(), offset_tail, false)
+            container::logs::LogFollower::open(&record.log_path(), offset_tail, false)
                 .with_context(|| format!("cannot read {}", record.log_path().display()))?;
         if let Some(code) = control::start(&ctx.root, &record)? {
             return Ok(code);
@@ -272,7 +273,7 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<i32> {
             Ok(Some(exit)) => code = exit,
             Err(err) => {
                 eprintln!("mycontainer: {err:#}");
-                code = EXIT_RUNTIME_FAILED;
+                code = exitcode::TOOL_FAILED;
             }
         }
     }
@@ -295,7 +296,7 @@ pub fn inspect(ctx: &Ctx, args: InspectArgs) -> anyhow::Result<i32> {
         }
     }
     println!("{}", serde_json::to_string_pretty(&found)?);
-    Ok(if failed { EXIT_RUNTIME_FAILED } else { 0 })
+    Ok(if failed { exitcode::TOOL_FAILED } else { 0 })
 }
 
 pub fn commit(ctx: &Ctx, args: CommitArgs) -> anyhow::Result<i32> {

@@ -15,8 +15,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use mycontainer_store::Store;
 
-/// Exit code when mycontainer itself fails (Docker's convention).
-pub const EXIT_RUNTIME_FAILED: i32 = 125;
+use crate::exitcode;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -104,7 +103,7 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(err) => {
             let code = if err.use_stderr() {
-                EXIT_RUNTIME_FAILED
+                exitcode::TOOL_FAILED
             } else {
                 0
             };
@@ -123,7 +122,7 @@ pub fn main() -> i32 {
         Ok(Some(warning)) => eprintln!("mycontainer: warning: {warning}"),
         Err(err) => {
             eprintln!("mycontainer: {err:#}");
-            return EXIT_RUNTIME_FAILED;
+            return exitcode::TOOL_FAILED;
         }
     }
     // Finish the cleanup of runs whose CLI was killed (even by SIGKILL): cheap, and it
@@ -156,7 +155,7 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(err) => {
             eprintln!("mycontainer: {err:#}");
-            EXIT_RUNTIME_FAILED
+            exitcode::TOOL_FAILED
         }
     }
 }

@@ -5,10 +5,14 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 use mycontainer_store::Progress;
 
-/// A byte-count bar (bytes, rate, eta) that draws nothing when stderr is not a tty.
+use crate::builder;
+
+/// A byte-count bar (bytes, rate, eta) that draws nothing when stderr is not a tty; as a
+/// builder's reporter it also prints status lines, unless quiet.
 pub struct ByteProgress {
     bar: Option<ProgressBar>,
     label: String,
+    quiet: bool,
 }
 
 impl ByteProgress {
@@ -17,6 +21,15 @@ impl ByteProgress {
         ByteProgress {
             bar,
             label: label.to_string(),
+            quiet,
+        }
+    }
+}
+
+impl builder::Reporter for ByteProgress {
+    fn status(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("{line}");
         }
     }
 }

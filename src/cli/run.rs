@@ -214,7 +214,7 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         }
         None => {
             let store = ctx.store()?;
-            let image = crate::build::ensure_image(ctx, args.image())?;
+            let image = super::image::ensure_image(ctx, args.image())?;
             let mut layers = image.layer_dirs(&store);
             layers.reverse();
             (

@@ -114,7 +114,7 @@ pub fn spawn_supervisor(root: &Path, record: Record) -> anyhow::Result<Started> 
         "exec" => {
             let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
             Ok(Started::ExecFailed(
-                code.parse().unwrap_or(126),
+                code.parse().unwrap_or(crate::exitcode::CANNOT_EXECUTE),
                 reason.to_string(),
             ))
         }

@@ -9,9 +9,12 @@ pub mod commit;
 pub mod control;
 pub mod detach;
 pub mod exec;
+pub mod gc;
 pub mod inspect;
 pub mod limits;
+pub mod logs;
 mod names;
+pub mod remove;
 pub mod run;
 pub mod spec;
 pub mod state;
@@ -26,6 +29,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::runtime::cgroups::Cgroup;
+pub use names::validate_name;
 pub use state::{State, Status};
 
 /// Writes `bytes` to `path` readable by its owner only (config.json and state.json
@@ -99,8 +103,6 @@ fn names_dir(root: &Path) -> PathBuf {
     root.join("names")
 }
 
-/// Creates a fresh, locked record with a random 64-hex id and claims `name` (a symlink in
-/// `<root>/names/`, so two concurrent runs cannot take the same name).
 /// The name a record directory has until it is locked (see `create`).
 const UNBORN_PREFIX: &str = ".new-";
 
@@ -108,6 +110,8 @@ const UNBORN_PREFIX: &str = ".new-";
 /// between the mkdir and the lock.
 const UNBORN_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Creates a fresh, locked record with a random 64-hex id and claims `name` (a symlink in
+/// `<root>/names/`, so two concurrent runs cannot take the same name).
 pub fn create(root: &Path, name: Option<&str>) -> anyhow::Result<Record> {
     let id = random_id()?;
     let parent = containers_dir(root);
@@ -150,17 +154,6 @@ pub fn create(root: &Path, name: Option<&str>) -> anyhow::Result<Record> {
         fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     Ok(record)
-}
-
-/// Container names follow Docker's rule, so they are safe as file names.
-pub fn validate_name(name: &str) -> anyhow::Result<()> {
-    let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if !first_ok || !rest_ok || name.len() > 128 {
-        bail!("invalid container name {name:?}: use letters, digits, '_', '.', '-' (first a letter or digit)");
-    }
-    Ok(())
 }
 
 /// Docker-style generated name (`brave_turing`), retried on the rare collision.
@@ -318,33 +311,8 @@ fn list_ids(root: &Path) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-/// Deletes a stopped record: its cgroup, its directory and its name.
-pub fn remove(root: &Path, record: &Record, force: bool) -> anyhow::Result<()> {
-    let mut lock = lock_dir(&record.dir, false)?;
-    if lock.is_none() && force {
-        // Kill the container's init (its whole pid namespace dies with it); the CLI that
-        // supervises it then cleans up and releases the lock.
-        let _ = control::signal(record, libc::SIGKILL);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while lock.is_none() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            lock = lock_dir(&record.dir, false)?;
-        }
-    }
-    let Some(_lock) = lock else {
-        bail!(
-            "container {} is running: stop it first, or use rm -f",
-            &record.id[..12]
-        );
-    };
-    if !record.dir.exists() {
-        // Its supervisor ran with --rm and removed it after the kill.
-        return Ok(());
-    }
-    let name = record.load_state().ok().and_then(|s| s.name);
-    delete_locked(root, &record.id, &record.dir, name.as_deref())
-}
-
+/// Deletes the record `id` whose lock the caller holds: its cgroup, its directory, its
+/// layer holds and its name.
 fn delete_locked(root: &Path, id: &str, dir: &Path, name: Option<&str>) -> anyhow::Result<()> {
     Cgroup::open(&cgroup_name(id))
         .and_then(|cg| cg.destroy())
@@ -454,7 +422,7 @@ pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
             let _ = Cgroup::open(&cgroup_name(&id)).and_then(|cg| cg.destroy());
             state.status = Status::Exited;
             state.pid = None;
-            state.exit_code = Some(137);
+            state.exit_code = Some(crate::exitcode::KILLED);
             state.finished_at = Some(state::now_unix());
             state.error = Some("the mycontainer process supervising it was killed".into());
             state.save(&state_path, true)?;
@@ -467,15 +435,6 @@ pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_checked_like_docker() {
-        assert!(validate_name("web-1.a_b").is_ok());
-        assert!(validate_name("").is_err());
-        assert!(validate_name("-x").is_err());
-        assert!(validate_name("a/b").is_err());
-        assert!(validate_name("..").is_err());
-    }
 
     #[test]
     fn a_name_cannot_be_claimed_twice_while_its_record_exists() {

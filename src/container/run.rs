@@ -9,10 +9,8 @@ use mycontainer_store::{Digest, Store};
 
 use super::spec::{self, ImageDefaults, RootLayers, RunOptions};
 use super::state::{now_unix, State, Status};
+use crate::exitcode;
 use crate::runtime::{self, RunRequest};
-
-/// Exit code when the OOM killer struck, as Docker (128 + SIGKILL).
-const EXIT_OOM: i32 = 137;
 
 /// What `run` needs besides the flags.
 pub struct RunInput {
@@ -90,16 +88,16 @@ fn prepare(
     }
 }
 
-/// Records a run that failed before or while starting (exit 125 and the reason), or
-/// removes it with --rm; returns the setup error, which is what the user needs to see
-/// (a cleanup error is secondary and only printed).
+/// Records a run that failed before or while starting (exit [`exitcode::TOOL_FAILED`]
+/// and the reason), or removes it with --rm; returns the setup error, which is what the
+/// user needs to see (a cleanup error is secondary and only printed).
 fn record_failure(
     root: &Path,
     record: &super::Record,
     state: &mut State,
     err: anyhow::Error,
 ) -> anyhow::Error {
-    state.exit_code = Some(crate::cli::EXIT_RUNTIME_FAILED);
+    state.exit_code = Some(exitcode::TOOL_FAILED);
     state.error = Some(format!("{err:#}"));
     if let Err(cleanup) = finish(root, record, state) {
         eprintln!("mycontainer: {cleanup:#}");
@@ -148,7 +146,7 @@ pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
                     .map(|l| format!(" (limit {})", human_bytes(l)))
                     .unwrap_or_default();
                 eprintln!("mycontainer: container {label} was killed: out of memory{limit}");
-                return Ok(EXIT_OOM);
+                return Ok(exitcode::KILLED);
             }
             if outcome.killed_after_timeout {
                 eprintln!(
@@ -195,7 +193,7 @@ pub fn supervise(
     let code = match result {
         Ok(outcome) => {
             state.exit_code = Some(if outcome.oom_killed {
-                EXIT_OOM
+                exitcode::KILLED
             } else {
                 outcome.exit_code
             });
@@ -207,10 +205,10 @@ pub fn supervise(
             outcome.exit_code
         }
         Err(err) => {
-            state.exit_code = Some(crate::cli::EXIT_RUNTIME_FAILED);
+            state.exit_code = Some(exitcode::TOOL_FAILED);
             state.error = Some(format!("{err:#}"));
             report(Report::Failed(format!("{err:#}")));
-            crate::cli::EXIT_RUNTIME_FAILED
+            exitcode::TOOL_FAILED
         }
     };
     finish(root, record, &mut state)?;

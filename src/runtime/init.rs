@@ -18,7 +18,7 @@ pub fn run(worker: libc::pid_t, signals: &libc::sigset_t) -> ! {
                 // Cannot wait for signals (a seccomp profile without rt_sigtimedwait):
                 // end the container rather than spin.
                 libc::kill(worker, libc::SIGKILL);
-                libc::_exit(128 + libc::SIGKILL);
+                libc::_exit(crate::exitcode::KILLED);
             }
             if signal == libc::SIGCHLD {
                 loop {
@@ -28,12 +28,7 @@ pub fn run(worker: libc::pid_t, signals: &libc::sigset_t) -> ! {
                         break;
                     }
                     if pid == worker {
-                        let code = if libc::WIFEXITED(status) {
-                            libc::WEXITSTATUS(status)
-                        } else {
-                            128 + libc::WTERMSIG(status)
-                        };
-                        libc::_exit(code);
+                        libc::_exit(crate::exitcode::from_wait_status(status));
                     }
                 }
             } else if signal > 0 {

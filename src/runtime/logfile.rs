@@ -2,6 +2,9 @@
 //! kubelet uses: one record per line, `TIMESTAMP STREAM TAG CONTENT`, where TIMESTAMP is
 //! RFC 3339 with nanoseconds (UTC), STREAM is stdout or stderr, and TAG is F for a full
 //! line or P for a partial one (output that did not end in a newline yet).
+//!
+//! The runtime writes it ([`LogWriter`]); `logs` reads it back through [`LogRecord`],
+//! so the format is defined here only.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -19,6 +22,41 @@ impl Stream {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// The tag of a record that ends its line.
+const FULL: &str = "F";
+/// The tag of a record whose line goes on in the stream's next record.
+const PARTIAL: &str = "P";
+
+/// One record of the log, as read back (borrowing the line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRecord<'a> {
+    /// The RFC 3339 timestamp, as written.
+    pub stamp: &'a [u8],
+    pub stream: Stream,
+    /// The record ends its line (F); otherwise the stream's next record continues it.
+    pub full: bool,
+    pub content: &'a [u8],
+}
+
+impl<'a> LogRecord<'a> {
+    /// Reads one record from a line of the log (without its newline). Lenient: an
+    /// unknown stream reads as stdout, a missing field as empty.
+    pub fn parse(line: &'a [u8]) -> LogRecord<'a> {
+        let mut fields = line.splitn(4, |b| *b == b' ');
+        let (stamp, stream, tag) = (fields.next(), fields.next(), fields.next());
+        LogRecord {
+            stamp: stamp.unwrap_or_default(),
+            stream: if stream == Some(Stream::Stderr.name().as_bytes()) {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            },
+            full: tag == Some(FULL.as_bytes()),
+            content: fields.next().unwrap_or_default(),
         }
     }
 }
@@ -66,8 +104,8 @@ impl LogWriter {
         let mut rest = chunk;
         while !rest.is_empty() {
             let (line, tag, next) = match rest.iter().position(|b| *b == b'\n') {
-                Some(i) => (&rest[..i], "F", &rest[i + 1..]),
-                None => (rest, "P", &rest[rest.len()..]),
+                Some(i) => (&rest[..i], FULL, &rest[i + 1..]),
+                None => (rest, PARTIAL, &rest[rest.len()..]),
             };
             self.buffer.extend_from_slice(stamp.as_bytes());
             self.buffer.push(b' ');
@@ -86,146 +124,30 @@ impl LogWriter {
     }
 }
 
-/// Reads a log incrementally (`logs`, `logs -f`): each call to [`LogFollower::pump`]
-/// prints the records completed since the last one.
-pub struct LogFollower {
-    path: PathBuf,
-    offset: u64,
-    timestamps: bool,
-    /// Per stream (stdout, stderr): the last record was partial, so the next one
-    /// continues its line (no timestamp prefix).
-    mid_line: [bool; 2],
-}
-
-impl LogFollower {
-    /// Starts at the beginning, or `tail` records before the end.
-    pub fn open(path: &Path, tail: Option<usize>, timestamps: bool) -> io::Result<LogFollower> {
-        let mut offset = 0;
-        if let Some(tail) = tail {
-            match std::fs::read(path) {
-                Ok(data) => {
-                    let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-                    let starts: Vec<usize> = std::iter::once(0)
-                        .chain(
-                            data[..complete]
-                                .iter()
-                                .enumerate()
-                                .filter(|(_, b)| **b == b'\n')
-                                .map(|(i, _)| i + 1),
-                        )
-                        .filter(|i| *i < complete)
-                        .collect();
-                    offset = match starts.len().checked_sub(tail) {
-                        _ if tail == 0 => complete,
-                        Some(first) => starts[first],
-                        None => 0,
-                    } as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(LogFollower {
-            path: path.to_path_buf(),
-            offset,
-            timestamps,
-            mid_line: [false; 2],
-        })
-    }
-
-    /// Prints every complete record after the last one printed.
-    pub fn pump(&mut self, stdout: &mut dyn Write, stderr: &mut dyn Write) -> io::Result<()> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        file.seek(SeekFrom::Start(self.offset))?;
-        let mut data = Vec::new();
-        file.read_to_end(&mut data)?;
-        let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        for line in data[..complete].split(|b| *b == b'\n') {
-            if line.is_empty() {
-                continue;
-            }
-            let mut fields = line.splitn(4, |b| *b == b' ');
-            let (stamp, stream, tag) = (fields.next(), fields.next(), fields.next());
-            let content = fields.next().unwrap_or_default();
-            let slot = usize::from(stream == Some(b"stderr"));
-            let out: &mut dyn Write = if slot == 1 { stderr } else { stdout };
-            if self.timestamps && !self.mid_line[slot] {
-                out.write_all(stamp.unwrap_or_default())?;
-                out.write_all(b" ")?;
-            }
-            out.write_all(content)?;
-            let full = tag == Some(b"F");
-            if full {
-                out.write_all(b"\n")?;
-            }
-            self.mid_line[slot] = !full;
-        }
-        self.offset += complete as u64;
-        stdout.flush()?;
-        stderr.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn replay_restores_streams_and_partial_lines() {
+    fn records_read_back_as_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         let mut writer = LogWriter::new(&path);
-        assert!(!path.exists(), "created before any output");
-        writer.write(Stream::Stdout, b"one\ntw").unwrap();
-        writer.write(Stream::Stderr, b"err\n").unwrap();
-        writer.write(Stream::Stdout, b"o\n").unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            text.lines().next().unwrap().ends_with(" stdout F one"),
-            "{text}"
+        writer.write(Stream::Stderr, b"a b\nrest").unwrap();
+        let text = std::fs::read(&path).unwrap();
+        let records: Vec<LogRecord> = text
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(LogRecord::parse)
+            .collect();
+        assert_eq!(records.len(), 2);
+        assert_eq!(
+            (records[0].stream, records[0].full, records[0].content),
+            (Stream::Stderr, true, &b"a b"[..])
         );
-        assert!(text.contains(" stdout P tw\n"));
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        LogFollower::open(&path, None, false)
-            .unwrap()
-            .pump(&mut out, &mut err)
-            .unwrap();
-        assert_eq!(out, b"one\ntwo\n");
-        assert_eq!(err, b"err\n");
-    }
-
-    #[test]
-    fn a_follower_tails_prefixes_timestamps_and_continues_where_it_stopped() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let mut writer = LogWriter::new(&path);
-        writer.write(Stream::Stdout, b"a\nb\nc\n").unwrap();
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut follower = LogFollower::open(&path, Some(2), false).unwrap();
-        follower.pump(&mut out, &mut err).unwrap();
-        assert_eq!(out, b"b\nc\n");
-        writer.write(Stream::Stdout, b"d").unwrap();
-        writer.write(Stream::Stdout, b"e\n").unwrap();
-        follower.pump(&mut out, &mut err).unwrap();
-        assert_eq!(out, b"b\nc\nde\n");
-
-        let mut stamped = Vec::new();
-        let mut follower = LogFollower::open(&path, Some(2), true).unwrap();
-        follower.pump(&mut stamped, &mut err).unwrap();
-        let text = String::from_utf8(stamped).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 1, "{text}");
-        assert!(lines[0].ends_with("Z de"), "{text}");
-        let mut none = Vec::new();
-        LogFollower::open(&path, Some(0), false)
-            .unwrap()
-            .pump(&mut none, &mut err)
-            .unwrap();
-        assert!(none.is_empty());
+        assert_eq!((records[1].full, records[1].content), (false, &b"rest"[..]));
+        assert!(records[0].stamp.ends_with(b"Z"));
+        assert_eq!(LogRecord::parse(b"").content, b"");
+        assert_eq!(LogRecord::parse(b"t other F x").stream, Stream::Stdout);
     }
 }

@@ -4,7 +4,7 @@
 pub mod cgroups;
 mod exec;
 mod init;
-mod logfile;
+pub mod logfile;
 mod namespaces;
 mod plan;
 mod process;
@@ -15,7 +15,6 @@ pub mod security;
 mod supervise;
 
 pub use exec::{exec, ExecRequest};
-pub use logfile::LogFollower;
 pub use supervise::{run, Outcome, RunRequest};
 
 /// "true": run our tiny init as PID 1 (Docker's `--init`).

@@ -8,28 +8,15 @@ use oci_spec::image::{
     Config, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
     ImageManifest, ImageManifestBuilder, MediaType, RootFsBuilder,
 };
-use serde::Serialize;
 
 use crate::blobs;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fsutil::FileLock;
-use crate::import::{ImportedLayer, Progress};
 use crate::index;
+use crate::layer::{ImportedLayer, LayerInfo, NoProgress, Progress};
 use crate::reference::Reference;
 use crate::Store;
-
-/// One layer of an image: the stored blob and the unpacked content it holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LayerInfo {
-    /// Digest of the blob as stored (compressed or not).
-    pub digest: Digest,
-    /// Digest of the uncompressed tar: names the unpacked directory.
-    pub diff_id: Digest,
-    /// Size of the blob in bytes.
-    pub size: u64,
-    pub media_type: String,
-}
 
 /// An image in the store.
 #[derive(Debug, Clone)]
@@ -493,7 +480,7 @@ impl Store {
             std::io::pipe().map_err(|e| Error::io("cannot create a pipe for", upper, e))?;
         let imported = std::thread::scope(|scope| {
             let producer = scope.spawn(move || crate::diff::write_layer(upper, writer).map(drop));
-            let imported = self.import_layer_stream(reader, None, None, &crate::import::NoProgress);
+            let imported = self.import_layer_stream(reader, None, None, &NoProgress);
             let produced = producer
                 .join()
                 .unwrap_or_else(|_| Err(Error::BadInput("the layer writer panicked".into())));

@@ -12,7 +12,7 @@ use crate::blobs::BlobWriter;
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 use crate::fsutil::{write_atomic, TempEntry};
-use crate::image::LayerInfo;
+use crate::layer::{ImportedLayer, LayerInfo, Progress};
 use crate::unpack::Unpacker;
 use crate::Store;
 
@@ -58,24 +58,6 @@ impl Compression {
             Compression::Zstd => "zstd",
         }
     }
-}
-
-/// Progress of an import, in input bytes. The CLI draws a bar; library users may ignore it.
-pub trait Progress: Sync {
-    fn start(&self, _total: Option<u64>) {}
-    fn advance(&self, _bytes: u64) {}
-    fn finish(&self) {}
-}
-
-/// Reports nothing.
-pub struct NoProgress;
-impl Progress for NoProgress {}
-
-#[derive(Debug, Clone)]
-pub struct ImportedLayer {
-    pub layer: LayerInfo,
-    /// The same content was already in the store: nothing new was written.
-    pub reused: bool,
 }
 
 impl Store {

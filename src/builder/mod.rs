@@ -1,4 +1,6 @@
 //! Image recipes: builds base images (busybox, debian, or a recipe file) into the store.
+//! Everything here works on a [`Store`] and reports through [`Reporter`]; the CLI opens
+//! the store and draws the progress.
 
 mod busybox;
 mod debootstrap;
@@ -7,22 +9,34 @@ mod recipe;
 use std::io::Cursor;
 
 use anyhow::Context;
-use mycontainer_store::{Error as StoreError, Image, ImageSpec, ImportSource, Reference, Store};
+use mycontainer_store::{
+    Error as StoreError, Image, ImageSpec, ImportSource, Progress, Reference, Store,
+};
 use oci_spec::image::ConfigBuilder;
 
 pub use recipe::{Builder, Recipe};
 
-use crate::cli::progress::ByteProgress;
-use crate::cli::Ctx;
+/// How a build tells the user what it does: the bytes of the layer import (as
+/// [`Progress`]) and status lines. The CLI draws a bar on a terminal and drops status
+/// lines with -q.
+pub trait Reporter: Progress {
+    /// One line of status for the user.
+    fn status(&self, line: &str);
+}
 
+/// What `image build` may change about a recipe.
 pub struct BuildOptions {
     /// Overrides the recipe's Debian mirror.
     pub mirror: Option<String>,
 }
 
 /// Builds `recipe` and tags the image `name:TAG` for each of its tags.
-pub fn build(ctx: &Ctx, recipe: &Recipe, options: &BuildOptions) -> anyhow::Result<Image> {
-    let store = ctx.store()?;
+pub fn build(
+    store: &Store,
+    recipe: &Recipe,
+    options: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<Image> {
     let mut references = recipe
         .tags
         .iter()
@@ -36,7 +50,6 @@ pub fn build(ctx: &Ctx, recipe: &Recipe, options: &BuildOptions) -> anyhow::Resu
         .clone()
         .unwrap_or_else(crate::timefmt::now_seconds);
     let spec = image_spec(recipe, &created)?;
-    let progress = ByteProgress::new("importing", ctx.quiet);
     let scratch = store.temp_dir("build")?;
 
     let (image, _) = match recipe.builder {
@@ -52,7 +65,7 @@ pub fn build(ctx: &Ctx, recipe: &Recipe, options: &BuildOptions) -> anyhow::Resu
                 ImportSource::Stream(Box::new(Cursor::new(tar))),
                 &spec,
                 Some(&references[0]),
-                &progress,
+                reporter,
             )?
         }
         Builder::Debootstrap => {
@@ -64,7 +77,7 @@ pub fn build(ctx: &Ctx, recipe: &Recipe, options: &BuildOptions) -> anyhow::Resu
             let rootfs = scratch.path().join("rootfs");
             let built = debootstrap::bootstrap(section, &mirror, &rootfs);
             let built =
-                built.and_then(|()| import_dir(&store, &rootfs, &spec, &references[0], &progress));
+                built.and_then(|()| import_dir(store, &rootfs, &spec, &references[0], reporter));
             // Never leave a mount behind, whatever happened.
             debootstrap::unmount_below(scratch.path())?;
             built?
@@ -76,12 +89,13 @@ pub fn build(ctx: &Ctx, recipe: &Recipe, options: &BuildOptions) -> anyhow::Resu
     store.image(&references[0].to_string()).map_err(Into::into)
 }
 
+/// Imports the directory `rootfs` as a one-layer image named `name`, through `tar`.
 fn import_dir(
     store: &Store,
     rootfs: &std::path::Path,
     spec: &ImageSpec,
     name: &Reference,
-    progress: &ByteProgress,
+    progress: &dyn Progress,
 ) -> anyhow::Result<(Image, mycontainer_store::ImportedLayer)> {
     let mut tar = debootstrap::tar_stream(rootfs)?;
     let stdout = tar.stdout.take().context("tar has no stdout")?;
@@ -101,15 +115,14 @@ fn import_dir(
 /// Returns the image `name`, building it first when it is missing and a built-in recipe
 /// of that name builds automatically (so `mycontainer run busybox` works on a fresh
 /// machine).
-pub fn ensure_image(ctx: &Ctx, name: &str) -> anyhow::Result<Image> {
-    let store = ctx.store()?;
+pub fn ensure_image(store: &Store, name: &str, reporter: &dyn Reporter) -> anyhow::Result<Image> {
     match store.image(name) {
         Err(StoreError::ImageNotFound(_)) => match Recipe::auto_build_for(name) {
             Some(recipe) => {
-                if !ctx.quiet {
-                    eprintln!("image {name} not found: building it from the built-in recipe");
-                }
-                build(ctx, &recipe, &BuildOptions { mirror: None })
+                reporter.status(&format!(
+                    "image {name} not found: building it from the built-in recipe"
+                ));
+                build(store, &recipe, &BuildOptions { mirror: None }, reporter)
             }
             None => Err(StoreError::ImageNotFound(name.to_string()).into()),
         },
@@ -117,6 +130,7 @@ pub fn ensure_image(ctx: &Ctx, name: &str) -> anyhow::Result<Image> {
     }
 }
 
+/// The image config and history a recipe gives, created at `created`.
 fn image_spec(recipe: &Recipe, created: &str) -> anyhow::Result<ImageSpec> {
     let section = &recipe.config;
     let mut config = ConfigBuilder::default();

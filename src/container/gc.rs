@@ -1,0 +1,37 @@
+//! `gc`: reclaims what killed commands and removed images left behind, bottom-up:
+//! orphaned records first (they release their layer holds), then empty cgroup parents,
+//! then the store (blobs and layers nothing references), then caches of store content.
+
+use std::path::Path;
+
+use mycontainer_store::{GcReport, Store};
+
+use super::Reclaimed;
+
+/// What [`collect`] removed.
+#[derive(Debug)]
+pub struct Collected {
+    /// Records of dead CLIs: removed (`--rm`) or marked exited.
+    pub reclaimed: Reclaimed,
+    /// What the store's gc removed.
+    pub store: GcReport,
+    /// How many cache entries `prune_caches` removed.
+    pub pruned: usize,
+}
+
+/// Runs a full gc under the state root `root`. `prune_caches` drops the caches that
+/// layers above the store keep of store content (the registry's push cache) once the
+/// store has swept, and returns how many entries went; the caller passes it because
+/// those layers sit above this one.
+pub fn collect(root: &Path, prune_caches: &dyn Fn(&Store) -> usize) -> anyhow::Result<Collected> {
+    let reclaimed = super::reclaim_orphans(root)?;
+    crate::runtime::cgroups::remove_unused_parents()?;
+    let store = Store::open(root)?;
+    let report = store.gc()?;
+    let pruned = prune_caches(&store);
+    Ok(Collected {
+        reclaimed,
+        store: report,
+        pruned,
+    })
+}

@@ -1,0 +1,34 @@
+//! `rm`: deletes a stopped record; with `force`, kills a running container first.
+
+use std::path::Path;
+
+use anyhow::bail;
+
+use super::{control, delete_locked, lock_dir, Record};
+
+/// Deletes a stopped record: its cgroup, its directory and its name.
+pub fn remove(root: &Path, record: &Record, force: bool) -> anyhow::Result<()> {
+    let mut lock = lock_dir(&record.dir, false)?;
+    if lock.is_none() && force {
+        // Kill the container's init (its whole pid namespace dies with it); the CLI that
+        // supervises it then cleans up and releases the lock.
+        let _ = control::signal(record, libc::SIGKILL);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while lock.is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            lock = lock_dir(&record.dir, false)?;
+        }
+    }
+    let Some(_lock) = lock else {
+        bail!(
+            "container {} is running: stop it first, or use rm -f",
+            &record.id[..12]
+        );
+    };
+    if !record.dir.exists() {
+        // Its supervisor ran with --rm and removed it after the kill.
+        return Ok(());
+    }
+    let name = record.load_state().ok().and_then(|s| s.name);
+    delete_locked(root, &record.id, &record.dir, name.as_deref())
+}
