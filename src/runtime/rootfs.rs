@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context};
 use libc::c_ulong;
-use oci_spec::runtime::{Mount, Spec};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
 use super::cgroups::CgroupView;
 use super::namespaces::Namespaces;
@@ -244,6 +244,46 @@ fn plan_cgroup_mount(
     Ok(())
 }
 
+/// The spec's `linux.devices`: each node (and its parent directories) with its mode and
+/// owner. Planned before the default nodes, so a spec node at a default path wins (the
+/// later mknod finds it there), as in runc.
+fn plan_spec_devices(devices: &[LinuxDevice], steps: &mut Vec<Step>) -> anyhow::Result<()> {
+    for device in devices {
+        let path = container_path(device.path())?;
+        let kind = match device.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+            LinuxDeviceType::B => libc::S_IFBLK,
+            LinuxDeviceType::P => libc::S_IFIFO,
+            LinuxDeviceType::A => {
+                bail!("device {} has type a: give b, c, u or p", path.display())
+            }
+        };
+        let number = |n: i64| u32::try_from(n).ok();
+        let (Some(major), Some(minor)) = (number(device.major()), number(device.minor())) else {
+            bail!(
+                "device {} has an invalid major or minor number",
+                path.display()
+            );
+        };
+        mkdir_parents(&path, steps)?;
+        let path = cstring(&path)?;
+        steps.push(Step::Mknod {
+            path: path.clone(),
+            mode: kind | (device.file_mode().unwrap_or(0o666) & 0o7777),
+            dev: libc::makedev(major, minor),
+        });
+        if device.uid().is_some() || device.gid().is_some() {
+            // -1 (u32::MAX) leaves that id as it is: root, who made the node
+            steps.push(Step::Chown {
+                path,
+                uid: device.uid().unwrap_or(u32::MAX),
+                gid: device.gid().unwrap_or(u32::MAX),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The spec's root mount: a first mount on "/" (our overlay of the image layers), to be
 /// mounted on `root.path` before pivot_root.
 fn root_mount(mounts: &[Mount]) -> Option<&Mount> {
@@ -338,6 +378,8 @@ pub fn plan(
     for mount in other_mounts {
         plan_mount(mount, &mut steps)?;
     }
+    let spec_devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+    plan_spec_devices(&spec_devices, &mut steps)?;
     if mounts.iter().any(|m| m.destination() == Path::new("/dev")) {
         for (name, major, minor) in DEVICES {
             steps.push(Step::Mknod {

@@ -6,7 +6,9 @@
 //! legacy hosts one per v1 hierarchy. Nothing outside a `mycontainer` parent is ever
 //! created, written or removed.
 
+mod bpf;
 mod detect;
+mod devices;
 mod files;
 mod resources;
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! cgroup v1 (legacy and hybrid hosts): one `mycontainer/<id>` directory in each
-//! controller hierarchy (memory, cpu, cpuacct, cpuset, pids; co-mounted controllers
-//! share one), plus, on a hybrid host, one in the controller-less cgroup2 tree.
+//! controller hierarchy (memory, cpu, cpuacct, cpuset, pids, and devices on legacy
+//! hosts; co-mounted controllers share one), plus, on a hybrid host, one in the
+//! controller-less cgroup2 tree, which also carries the device filter (eBPF).
 //!
 //! Why the cgroup2 tree too: systemd tracks processes there, and a container started
 //! with a cgroup namespace should see its own cgroup as `/` in every hierarchy it can
@@ -27,6 +28,7 @@ use super::resources::Limits;
 use super::v2::warn_no_swap_accounting;
 #[cfg(test)]
 use super::Stats;
+use super::{bpf, devices};
 
 /// Above this a v1 limit file means "unlimited" (the kernel prints PAGE_COUNTER_MAX
 /// in bytes, 0x7ffffffffffff000 on x86-64, not -1).
@@ -124,6 +126,12 @@ impl V1Cgroup {
                 );
             }
         }
+        if limits.devices.is_some() && self.unified.is_none() && self.dir_of("devices").is_none() {
+            bail!(
+                "cannot apply the device rules: no cgroup v1 hierarchy with the devices \
+                 controller is mounted (see /proc/self/mountinfo)"
+            );
+        }
         let mut created = Vec::new();
         let result = self
             .create_dirs(name, &mut created)
@@ -191,6 +199,20 @@ impl V1Cgroup {
         if let (Some(dir), Some(pids)) = (self.dir_of("pids"), limits.pids) {
             files::write(&dir.join("pids.max"), &pids.v2())?;
         }
+        if let Some(rules) = &limits.devices {
+            match (&self.unified, self.dir_of("devices")) {
+                // Hybrid: the cgroup2 directory the container is cloned into filters
+                // devices with eBPF as on v2, and no v1 migration is needed for it.
+                (Some((_, unified)), _) => {
+                    if !devices::allows_everything(rules) {
+                        bpf::attach_device_filter(unified, rules)?;
+                    }
+                }
+                (None, Some(dir)) => apply_v1_devices(dir, rules)?,
+                // checked in create()
+                (None, None) => {}
+            }
+        }
         Ok(())
     }
 
@@ -256,6 +278,14 @@ impl V1Cgroup {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// The device rules as devices.deny/devices.allow writes (legacy hosts).
+pub fn apply_v1_devices(dir: &Path, rules: &[devices::DeviceRule]) -> Result<()> {
+    for (file, line) in devices::v1_writes(rules)?.writes {
+        files::write(&dir.join(file.name()), &line)?;
+    }
+    Ok(())
 }
 
 fn join(dirs: impl IntoIterator<Item = PathBuf>, pid: i32) -> Result<()> {
