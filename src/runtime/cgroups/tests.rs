@@ -762,3 +762,32 @@ fn cgroups_v1_device_rules_give_the_kernels_list() {
     assert_eq!(listed.lines().collect::<Vec<_>>(), expected);
     assert!(expected.contains(&"b 7:5 r".to_string()), "{expected:?}");
 }
+
+/// Start-latency cost of the device filter: create + destroy with Docker's device rules
+/// against none, after a quiet spell each time (µs). A benchmark, not a check:
+/// `cargo test cgroups_bench_device -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark"]
+fn cgroups_bench_device_filter() {
+    let rules = with_devices(docker_device_rules());
+    for (what, resources) in [
+        ("no device rules", None),
+        ("Docker's device rules", Some(&rules)),
+    ] {
+        let mut create_us = Vec::new();
+        for _ in 0..30 {
+            std::thread::sleep(Duration::from_millis(100));
+            let t = Instant::now();
+            let cgroup = create(resources);
+            create_us.push(t.elapsed().as_micros());
+            cgroup.destroy().unwrap();
+        }
+        create_us.sort();
+        eprintln!(
+            "create with {what}: median {} us, min {} us, max {} us",
+            create_us[create_us.len() / 2],
+            create_us[0],
+            create_us[create_us.len() - 1]
+        );
+    }
+}
