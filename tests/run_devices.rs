@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::{ok, stderr, Fixture};
@@ -15,7 +15,6 @@ use common::{ok, stderr, Fixture};
 /// block device of the host the tests can attack.
 struct LoopDevice {
     device: String,
-    file: PathBuf,
 }
 
 impl LoopDevice {
@@ -31,7 +30,7 @@ impl LoopDevice {
             .unwrap();
         let device = ok(out).trim().to_string();
         assert!(device.starts_with("/dev/loop"), "{device}");
-        LoopDevice { device, file }
+        LoopDevice { device }
     }
 
     /// The major and minor of the device, and its permission bits.
@@ -46,8 +45,17 @@ impl LoopDevice {
         )
     }
 
+    /// The first bytes of the disk, read through the device: what the container wrote
+    /// there may sit in the device's page cache until its last opener (udev probing
+    /// it, say) closes it, before it reaches the file.
     fn head(&self) -> Vec<u8> {
-        std::fs::read(&self.file).unwrap()[..6].to_vec()
+        use std::io::Read;
+        let mut head = vec![0u8; 6];
+        std::fs::File::open(&self.device)
+            .unwrap()
+            .read_exact(&mut head)
+            .unwrap();
+        head
     }
 }
 
