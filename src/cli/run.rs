@@ -94,7 +94,7 @@ pub struct RunArgs {
     /// CPUs the container may use (0-1, 0,2)
     #[arg(long, value_name = "LIST")]
     pub cpuset_cpus: Option<String>,
-    /// Maximum number of processes (-1: unlimited)
+    /// Maximum number of processes and threads (default 2048; -1 or 0: unlimited)
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
 
