@@ -510,6 +510,42 @@ fn cgroups_names_outside_mycontainer_are_refused() {
     assert!(check_name("mycontainer/abc123").is_ok());
 }
 
+#[test]
+fn cgroups_a_child_of_a_carried_thread_is_born_in_the_v1_cgroups() {
+    let cgroup = create_with_pids(100);
+    let before = std::fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+    let Some(carried) = cgroup.carry_current_thread().unwrap() else {
+        // v2: a clone into the cgroup places the child fully
+        assert!(!cgroup.needs_add_after_clone());
+        destroy_and_check_gone(&cgroup);
+        return;
+    };
+    let ours = format!(":/{}", cgroup.name());
+    let during = std::fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+    assert!(during.lines().any(|l| l.ends_with(&ours)), "{during}");
+    // std spawns from the calling thread, whose v1 cgroups the child inherits
+    let mut child = sleeper();
+    carried.go_home().unwrap();
+    assert_eq!(
+        std::fs::read_to_string("/proc/thread-self/cgroup").unwrap(),
+        before
+    );
+    let membership = std::fs::read_to_string(format!("/proc/{}/cgroup", child.id())).unwrap();
+    let pids_line = membership
+        .lines()
+        .find(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|c| c.split(',').any(|c| c == "pids"))
+        })
+        .unwrap();
+    assert!(pids_line.ends_with(&ours), "{membership}");
+    // the thread left: only the child counts
+    assert_eq!(cgroup.stats().pids_current, Some(1));
+    destroy_and_check_gone(&cgroup);
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+}
+
 /// clone3(CLONE_INTO_CGROUP), fork-like (no new stack): the child starts inside the
 /// cgroup of `cgroup_fd` and execs `argv`. How the runtime can start its init on v2.
 fn spawn_into_cgroup(cgroup_fd: &OwnedFd, argv: &[&str]) -> nix::unistd::Pid {
