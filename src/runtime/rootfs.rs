@@ -592,4 +592,31 @@ mod tests {
         assert!(!steps.contains(&Step::LoopbackUp));
         assert!(container_path(Path::new("/a/../etc")).is_err());
     }
+
+    #[test]
+    fn spec_devices_are_made_with_their_owner_before_the_default_nodes() {
+        let null = crate::container::devices::Device::parse("/dev/null:/dev/sub/mine:r").unwrap();
+        let opts = RunOptions {
+            devices: vec![null],
+            ..Default::default()
+        };
+        let (steps, _dir) = planned(&opts);
+        let mine = position(
+            &steps,
+            |s| matches!(s, Step::Mknod { path, mode, dev } if path.as_bytes() == b"/dev/sub/mine" && *mode == libc::S_IFCHR | 0o666 && *dev == libc::makedev(1, 3)),
+        );
+        let parent = position(
+            &steps,
+            |s| matches!(s, Step::Mkdir { path, .. } if path.as_bytes() == b"/dev/sub"),
+        );
+        let default_null = position(
+            &steps,
+            |s| matches!(s, Step::Mknod { path, .. } if path.as_bytes() == b"/dev/null"),
+        );
+        assert!(parent < mine && mine < default_null);
+        assert!(matches!(
+            &steps[mine + 1],
+            Step::Chown { uid: 0, gid: 0, .. }
+        ));
+    }
 }
