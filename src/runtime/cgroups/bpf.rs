@@ -10,8 +10,8 @@
 //! allow takes its bits off, and once none is left the access is allowed. Bits no rule
 //! decides are denied. An open for read and write is thus allowed only if each bit is.
 //!
-//! Only the bpf(2) calls are unsafe, in `bpf()`; the emitter and its test interpreter
-//! are plain code.
+//! Only the bpf(2) boundary is unsafe (`bpf()`, and taking ownership of the descriptors
+//! it returns); the emitter and its test interpreter are plain code.
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
