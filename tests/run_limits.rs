@@ -175,6 +175,49 @@ fn limit_files_hold_the_flag_values() {
     fx.assert_no_containers();
 }
 
+/// What the container's own /sys/fs/cgroup shows for pids.max ("none" without a pids
+/// cgroup: hybrid hosts join the v1 pids hierarchy only for a limit).
+const PIDS_MAX_INSIDE: &str = "cat /sys/fs/cgroup/pids.max 2>/dev/null \
+    || cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || echo none";
+
+#[test]
+fn without_the_flag_a_container_gets_podmans_pids_limit() {
+    let fx = fixture();
+    // from the host
+    let running = Running::start(&fx, &["--rm"], "true");
+    assert_eq!(read(&cgroup_file(&running.id, "pids.max")), "2048");
+    running.finish();
+    // and from inside
+    let out = ok(fx.run(&["--rm"], &["sh", "-c", PIDS_MAX_INSIDE]));
+    assert_eq!(out.trim(), "2048");
+    fx.assert_no_containers();
+}
+
+#[test]
+fn pids_limit_minus_one_or_zero_means_no_limit() {
+    let fx = fixture();
+    for flag in ["-1", "0"] {
+        let running = Running::start(&fx, &["--rm", "--pids-limit", flag], "true");
+        let file = cgroup_file(&running.id, "pids.max");
+        let expected = if unified() {
+            // v2 enables pids for every container: its pids.max is the kernel default
+            assert_eq!(read(&file), "max");
+            "max"
+        } else {
+            // hybrid: no pids cgroup was made (and no v1 migration paid)
+            assert!(!file.exists(), "{} exists", file.display());
+            "none"
+        };
+        running.finish();
+        let out = ok(fx.run(
+            &["--rm", "--pids-limit", flag],
+            &["sh", "-c", PIDS_MAX_INSIDE],
+        ));
+        assert_eq!(out.trim(), expected, "--pids-limit {flag}");
+    }
+    fx.assert_no_containers();
+}
+
 #[test]
 fn the_seeds_flag_forms_are_accepted() {
     let fx = fixture();

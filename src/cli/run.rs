@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{ArgAction, Args, ValueEnum};
 
 use super::Ctx;
+use crate::container::devices::Device;
 use crate::container::limits::LimitFlags;
 use crate::container::run::RunInput;
 use crate::container::spec::{ImageDefaults, Network, RunOptions, Volume};
@@ -93,7 +94,7 @@ pub struct RunArgs {
     /// CPUs the container may use (0-1, 0,2)
     #[arg(long, value_name = "LIST")]
     pub cpuset_cpus: Option<String>,
-    /// Maximum number of processes (-1: unlimited)
+    /// Maximum number of processes and threads (default 2048; -1 or 0: unlimited)
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
 
@@ -103,9 +104,12 @@ pub struct RunArgs {
     /// Drop a capability (or ALL)
     #[arg(long, value_name = "CAP")]
     pub cap_drop: Vec<String>,
-    /// All capabilities, no seccomp, no masked paths
+    /// All capabilities and devices, no seccomp, no masked paths
     #[arg(long)]
     pub privileged: bool,
+    /// Give the container a host device: HOST[:CONTAINER][:PERMISSIONS] (rwm)
+    #[arg(long, value_name = "HOST[:CTR][:rwm]")]
+    pub device: Vec<String>,
     /// no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json
     #[arg(long, value_name = "OPT")]
     pub security_opt: Vec<String>,
@@ -155,6 +159,11 @@ impl RunArgs {
             .iter()
             .map(|v| Volume::parse(v))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let devices = self
+            .device
+            .iter()
+            .map(|d| Device::parse(d))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let limits = LimitFlags {
             memory: self.memory.clone(),
             memory_swap: self.memory_swap.clone(),
@@ -185,6 +194,7 @@ impl RunArgs {
             cap_add: self.cap_add.clone(),
             cap_drop: self.cap_drop.clone(),
             privileged: self.privileged,
+            devices,
             security_opts: self.security_opt.clone(),
             read_only: self.read_only,
             tmpfs: self.tmpfs.clone(),

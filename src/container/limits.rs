@@ -10,6 +10,11 @@ use oci_spec::runtime::{
 /// CFS period used for `--cpus` and `--cpu=P%` (the kernel's and Docker's default).
 const CPU_PERIOD_US: u64 = 100_000;
 
+/// The pids limit without `--pids-limit` (Podman's default): a fork bomb in a container
+/// stops at 2048 processes and threads instead of using up the host's pid space
+/// (kernel.pid_max is 32768 on many hosts).
+pub const DEFAULT_PIDS_LIMIT: i64 = 2048;
+
 /// The resource flags as typed by the user.
 #[derive(Debug, Default, Clone)]
 pub struct LimitFlags {
@@ -99,7 +104,8 @@ fn validate_cpuset(value: &str) -> anyhow::Result<()> {
 }
 
 impl LimitFlags {
-    /// The OCI resources, or `None` when no limit was asked for.
+    /// The OCI resources (with the default pids limit unless `--pids-limit` says
+    /// otherwise), or `None` when there is no limit at all.
     pub fn to_resources(&self) -> anyhow::Result<Option<LinuxResources>> {
         let mut resources = LinuxResourcesBuilder::default();
         let mut any = false;
@@ -162,12 +168,17 @@ impl LimitFlags {
             any = true;
         }
 
-        if let Some(pids) = self.pids_limit {
-            if pids == 0 || pids < -1 {
-                bail!("invalid value {pids} for --pids-limit: use a positive number, or -1 for unlimited");
+        // -1 and 0 mean no limit (as Docker): then no pids cgroup is asked for at all,
+        // which on a hybrid host also saves the v1 migration the pids controller costs.
+        match self.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT) {
+            -1 | 0 => {}
+            pids if pids < -1 => {
+                bail!("invalid value {pids} for --pids-limit: use a positive number, or -1 for unlimited")
             }
-            resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build()?);
-            any = true;
+            pids => {
+                resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build()?);
+                any = true;
+            }
         }
         if !any {
             return Ok(None);
@@ -225,7 +236,7 @@ mod tests {
         })
         .contains("--cpu"));
         assert!(err(LimitFlags {
-            pids_limit: Some(0),
+            pids_limit: Some(-2),
             ..Default::default()
         })
         .contains("--pids-limit"));
@@ -240,6 +251,27 @@ mod tests {
             ..Default::default()
         })
         .contains("--memory-swap"));
-        assert!(LimitFlags::default().to_resources().unwrap().is_none());
+    }
+
+    #[test]
+    fn pids_default_to_podmans_limit_and_minus_one_or_zero_lift_it() {
+        let limit = |pids_limit: Option<i64>| {
+            let flags = LimitFlags {
+                pids_limit,
+                ..Default::default()
+            };
+            let resources = flags.to_resources().unwrap();
+            resources.and_then(|r| r.pids().as_ref().map(|p| p.limit()))
+        };
+        assert_eq!(limit(None), Some(DEFAULT_PIDS_LIMIT));
+        assert_eq!(limit(Some(100)), Some(100));
+        // no limit: no pids entry at all, so no pids cgroup is needed
+        assert_eq!(limit(Some(-1)), None);
+        assert_eq!(limit(Some(0)), None);
+        let unlimited = LimitFlags {
+            pids_limit: Some(-1),
+            ..Default::default()
+        };
+        assert!(unlimited.to_resources().unwrap().is_none());
     }
 }

@@ -8,6 +8,7 @@
 pub mod commit;
 pub mod control;
 pub mod detach;
+pub mod devices;
 pub mod exec;
 pub mod gc;
 pub mod inspect;

@@ -12,6 +12,7 @@ use oci_spec::runtime::{
     Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
+use super::devices::{self, Device};
 use super::limits::LimitFlags;
 use super::user;
 use crate::runtime::security;
@@ -169,6 +170,8 @@ pub struct RunOptions {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub privileged: bool,
+    /// `--device`, resolved against the host's nodes.
+    pub devices: Vec<Device>,
     pub security_opts: Vec<String>,
     pub read_only: bool,
     pub tmpfs: Vec<String>,
@@ -581,8 +584,13 @@ pub fn build(
         } else {
             READONLY_PATHS.iter().map(|p| p.to_string()).collect()
         });
-    if let Some(resources) = opts.limits.to_resources()? {
-        linux = linux.resources(resources);
+    // Docker's device policy: which nodes the container may use, and its --device nodes.
+    let (device_nodes, device_rules) = devices::config(opts.privileged, &opts.devices)?;
+    let mut resources = opts.limits.to_resources()?.unwrap_or_default();
+    resources.set_devices(Some(device_rules));
+    linux = linux.resources(resources);
+    if !device_nodes.is_empty() {
+        linux = linux.devices(device_nodes);
     }
     if let Some(seccomp) = security.seccomp {
         linux = linux.seccomp(seccomp);

@@ -146,12 +146,12 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
     let (parent_sock, child_sock) = channel;
 
     // No namespace flags: the child joins the container's namespaces itself (plan steps).
-    let (pid, born_inside) = spawn_in_cgroup(0, false, &cgroup, &mut plan)
+    let (pid, remaining) = spawn_in_cgroup(0, false, &cgroup, &mut plan)
         .context("cannot fork the process to run in the container")?;
     let mut child = Child { pid, reaped: false };
     drop(child_fds);
     drop(child_sock);
-    place_and_release(&mut child, &cgroup, born_inside, &parent_sock, &plan.steps)?;
+    place_and_release(&mut child, &cgroup, remaining, &parent_sock, &plan.steps)?;
     let master = match receive_startup(&parent_sock, &plan.steps, &mut child)? {
         Startup::Started(master) => master,
         Startup::Failed(reason) => bail!("{reason}"),

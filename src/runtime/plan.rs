@@ -93,6 +93,12 @@ pub enum Step {
         mode: mode_t,
         dev: libc::dev_t,
     },
+    /// Sets the owner of a node we created (a device of the spec's linux.devices).
+    Chown {
+        path: CString,
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+    },
     Symlink {
         target: CString,
         link: CString,
@@ -182,6 +188,9 @@ impl fmt::Display for Step {
             Step::Mkdir { path, .. } => write!(f, "create directory {}", show(path)),
             Step::CreateFile { path } => write!(f, "create mount point {}", show(path)),
             Step::Mknod { path, .. } => write!(f, "create device {}", show(path)),
+            Step::Chown { path, uid, gid } => {
+                write!(f, "set the owner of {} to {uid}:{gid}", show(path))
+            }
             Step::Symlink { link, target } => {
                 write!(f, "create symlink {} -> {}", show(link), show(target))
             }
@@ -492,6 +501,7 @@ pub fn execute(step: &Step, slots: &Slots) -> Result<(), i32> {
             unsafe { libc::mknod(path.as_ptr(), *mode, *dev) },
             libc::EEXIST,
         ),
+        Step::Chown { path, uid, gid } => check(unsafe { libc::lchown(path.as_ptr(), *uid, *gid) }),
         Step::Symlink { target, link } => tolerate(
             unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) },
             libc::EEXIST,

@@ -16,7 +16,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context};
 use libc::c_ulong;
-use oci_spec::runtime::{Mount, Spec};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
 use super::cgroups::CgroupView;
 use super::namespaces::Namespaces;
@@ -271,6 +271,46 @@ fn plan_cgroup_mount(
     Ok(())
 }
 
+/// The spec's `linux.devices`: each node (and its parent directories) with its mode and
+/// owner. Planned before the default nodes, so a spec node at a default path wins (the
+/// later mknod finds it there), as in runc.
+fn plan_spec_devices(devices: &[LinuxDevice], steps: &mut Vec<Step>) -> anyhow::Result<()> {
+    for device in devices {
+        let path = container_path(device.path())?;
+        let kind = match device.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+            LinuxDeviceType::B => libc::S_IFBLK,
+            LinuxDeviceType::P => libc::S_IFIFO,
+            LinuxDeviceType::A => {
+                bail!("device {} has type a: give b, c, u or p", path.display())
+            }
+        };
+        let number = |n: i64| u32::try_from(n).ok();
+        let (Some(major), Some(minor)) = (number(device.major()), number(device.minor())) else {
+            bail!(
+                "device {} has an invalid major or minor number",
+                path.display()
+            );
+        };
+        mkdir_parents(&path, steps)?;
+        let path = cstring(&path)?;
+        steps.push(Step::Mknod {
+            path: path.clone(),
+            mode: kind | (device.file_mode().unwrap_or(0o666) & 0o7777),
+            dev: libc::makedev(major, minor),
+        });
+        if device.uid().is_some() || device.gid().is_some() {
+            // -1 (u32::MAX) leaves that id as it is: root, who made the node
+            steps.push(Step::Chown {
+                path,
+                uid: device.uid().unwrap_or(u32::MAX),
+                gid: device.gid().unwrap_or(u32::MAX),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The spec's root mount: a first mount on "/" (our overlay of the image layers), to be
 /// mounted on `root.path` before pivot_root.
 fn root_mount(mounts: &[Mount]) -> Option<&Mount> {
@@ -366,6 +406,8 @@ pub fn plan(
         new_root: cstring(&rootfs)?,
     });
     steps.extend(mounting);
+    let spec_devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+    plan_spec_devices(&spec_devices, &mut steps)?;
     if mounts.iter().any(|m| m.destination() == Path::new("/dev")) {
         for (name, major, minor) in DEVICES {
             steps.push(Step::Mknod {
@@ -657,5 +699,32 @@ mod tests {
         let (steps, _dir) = planned(&opts);
         assert!(!steps.contains(&Step::LoopbackUp));
         assert!(container_path(Path::new("/a/../etc")).is_err());
+    }
+
+    #[test]
+    fn spec_devices_are_made_with_their_owner_before_the_default_nodes() {
+        let null = crate::container::devices::Device::parse("/dev/null:/dev/sub/mine:r").unwrap();
+        let opts = RunOptions {
+            devices: vec![null],
+            ..Default::default()
+        };
+        let (steps, _dir) = planned(&opts);
+        let mine = position(
+            &steps,
+            |s| matches!(s, Step::Mknod { path, mode, dev } if path.as_bytes() == b"/dev/sub/mine" && *mode == libc::S_IFCHR | 0o666 && *dev == libc::makedev(1, 3)),
+        );
+        let parent = position(
+            &steps,
+            |s| matches!(s, Step::Mkdir { path, .. } if path.as_bytes() == b"/dev/sub"),
+        );
+        let default_null = position(
+            &steps,
+            |s| matches!(s, Step::Mknod { path, .. } if path.as_bytes() == b"/dev/null"),
+        );
+        assert!(parent < mine && mine < default_null);
+        assert!(matches!(
+            &steps[mine + 1],
+            Step::Chown { uid: 0, gid: 0, .. }
+        ));
     }
 }

@@ -402,33 +402,89 @@ pub(super) fn release_child(parent_sock: &OwnedFd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Spawns the child (see `spawn_child`) born in its cgroup where the kernel can do that
-/// (clone3 with CLONE_INTO_CGROUP into the cgroup2 directory: v2 and hybrid hosts, Linux
-/// 5.7+): no migration, which costs an RCU grace period. When no v1 hierarchy is left to
-/// join and `cgroup_ns` is asked, the same clone creates the cgroup namespace. Otherwise
-/// (a legacy host, an older kernel, or a seccomp sandbox that hides clone3) a plain clone;
-/// `place_and_release` then moves the child while it sets up its root, and the plan's
-/// UnshareCgroup step creates the namespace after that. Returns the pid and whether the
-/// child was born inside the cgroup.
+/// What a freshly spawned child still needs to be in all its cgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Remaining {
+    Nothing,
+    /// The v1 hierarchies a clone into the cgroup2 directory cannot reach.
+    V1,
+    Everything,
+}
+
+/// Spawns the child (see `spawn_child`) born in its cgroup where the kernel can do that,
+/// with no migration (a migration's first use after a quiet spell waits an RCU grace
+/// period, 10-15 ms here): clone3 with CLONE_INTO_CGROUP into the cgroup2 directory (v2
+/// and hybrid hosts, Linux 5.7+), and for the v1 hierarchies of hybrid and legacy hosts
+/// a clone from a thread that has stepped into them (`Cgroup::carry_current_thread`).
+/// When the child is complete at birth and `cgroup_ns` is asked, the same clone creates
+/// the cgroup namespace. What could not be done that way (an older kernel, a seccomp
+/// sandbox that hides clone3, a thread that cannot be carried) is left to
+/// `place_and_release`, which moves the child while it sets up its root, and the plan's
+/// UnshareCgroup step then creates the namespace.
 pub(super) fn spawn_in_cgroup(
     flags: libc::c_int,
     cgroup_ns: bool,
     cgroup: &Cgroup,
     plan: &mut ChildPlan,
-) -> anyhow::Result<(libc::pid_t, bool)> {
-    let into = cgroup
+) -> anyhow::Result<(libc::pid_t, Remaining)> {
+    let into_fd = cgroup
         .clone_into_fd()
         .with_context(|| format!("cannot open cgroup {}", cgroup.name()))?;
+    let into = into_fd.as_ref().map(|fd| fd.as_raw_fd());
+    // Not carried, the child is still moved afterwards, as before: nothing is lost.
+    let carried = cgroup.carry_current_thread().ok().flatten();
+    let v1_placed = carried.is_some() || !cgroup.needs_add_after_clone();
+    let spawned = spawn_placed(flags, cgroup_ns, into, v1_placed, plan);
+    match carried {
+        None => spawned,
+        Some(carried) => {
+            let home = carried
+                .go_home()
+                .context("cannot move the runtime's thread back out of the container's cgroup");
+            match (spawned, home) {
+                // The thread took a slot of the pids limit: with --pids-limit 1 the
+                // child has none left. Move it afterwards instead.
+                (Err(e), Ok(()))
+                    if e.downcast_ref::<std::io::Error>()
+                        .and_then(|e| e.raw_os_error())
+                        == Some(libc::EAGAIN) =>
+                {
+                    let v1_placed = !cgroup.needs_add_after_clone();
+                    spawn_placed(flags, cgroup_ns, into, v1_placed, plan)
+                }
+                (spawned, Ok(())) => spawned,
+                (Ok((pid, _)), Err(e)) => {
+                    let mut child = Child { pid, reaped: false };
+                    child.kill(libc::SIGKILL);
+                    child.wait();
+                    Err(e)
+                }
+                (Err(_), Err(e)) => Err(e),
+            }
+        }
+    }
+}
+
+/// The clone of `spawn_in_cgroup`, into the cgroup2 directory `into` when there is one;
+/// `v1_placed`: the child is born in its v1 cgroups (or has none to join).
+fn spawn_placed(
+    flags: libc::c_int,
+    cgroup_ns: bool,
+    into: Option<RawFd>,
+    v1_placed: bool,
+    plan: &mut ChildPlan,
+) -> anyhow::Result<(libc::pid_t, Remaining)> {
     if let Some(fd) = into {
-        let ns_in_clone = cgroup_ns && !cgroup.needs_add_after_clone();
+        let ns_in_clone = cgroup_ns && v1_placed;
         plan.cgroup_ns_by_clone = ns_in_clone;
         let flags = if ns_in_clone {
             flags | libc::CLONE_NEWCGROUP
         } else {
             flags
         };
-        match spawn_child(flags, Some(fd.as_raw_fd()), plan) {
-            Ok(pid) => return Ok((pid, true)),
+        match spawn_child(flags, Some(fd), plan) {
+            Ok(pid) if v1_placed => return Ok((pid, Remaining::Nothing)),
+            Ok(pid) => return Ok((pid, Remaining::V1)),
             // E2BIG: clone3 without the cgroup field (5.3-5.6); ENOSYS: before 5.3, or
             // filtered out by a seccomp profile (Docker's answers ENOSYS for clone3).
             Err(e) if matches!(e.raw_os_error(), Some(libc::E2BIG | libc::ENOSYS)) => {}
@@ -436,27 +492,31 @@ pub(super) fn spawn_in_cgroup(
         }
     }
     plan.cgroup_ns_by_clone = false;
-    Ok((spawn_child(flags, None, plan)?, false))
+    let pid = spawn_child(flags, None, plan)?;
+    // A legacy host has no cgroup2 directory: a carried thread placed the child fully.
+    let remaining = if into.is_none() && v1_placed {
+        Remaining::Nothing
+    } else {
+        Remaining::Everything
+    };
+    Ok((pid, remaining))
 }
 
-/// Finishes putting a freshly spawned child in `cgroup`: the v1 hierarchies a clone into
-/// the cgroup2 directory could not reach, or every hierarchy when it was not `born_inside`
-/// (the child meanwhile sets up its root and waits for us before anything runs), then
+/// Finishes putting a freshly spawned child in `cgroup` (what `remaining` says; the
+/// child meanwhile sets up its root and waits for us before anything runs), then
 /// releases it. If either fails, the child is killed and its own report, when it sent
 /// one (a setup step failed first), is the error.
 pub(super) fn place_and_release(
     child: &mut Child,
     cgroup: &Cgroup,
-    born_inside: bool,
+    remaining: Remaining,
     parent_sock: &OwnedFd,
     steps: &[Step],
 ) -> anyhow::Result<()> {
-    let placed = if !born_inside {
-        cgroup.add_process(child.pid)
-    } else if cgroup.needs_add_after_clone() {
-        cgroup.add_after_clone(child.pid)
-    } else {
-        Ok(())
+    let placed = match remaining {
+        Remaining::Nothing => Ok(()),
+        Remaining::V1 => cgroup.add_after_clone(child.pid),
+        Remaining::Everything => cgroup.add_process(child.pid),
     };
     let placed =
         placed.with_context(|| format!("cannot move the container into cgroup {}", cgroup.name()));
@@ -636,7 +696,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     plan.init = init;
     let (parent_sock, child_sock) = channel;
 
-    let (pid, born_inside) = spawn_in_cgroup(ns.clone_flags(), ns.cgroup, cgroup.get(), &mut plan)
+    let (pid, remaining) = spawn_in_cgroup(ns.clone_flags(), ns.cgroup, cgroup.get(), &mut plan)
         .context("cannot clone the container's init with new namespaces")?;
     let mut child = Child { pid, reaped: false };
     drop(child_fds);
@@ -644,7 +704,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     place_and_release(
         &mut child,
         cgroup.get(),
-        born_inside,
+        remaining,
         &parent_sock,
         &plan.steps,
     )?;

@@ -9,10 +9,11 @@ use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, TMPFS_MAGIC};
 /// Where every distribution mounts cgroups.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
-/// The v1 controllers a container is placed under. freezer, devices, blkio and the
-/// named `systemd` hierarchy are left alone: we set no limits there, and the cgroup
-/// namespace roots each hierarchy at the process's current cgroup anyway.
-pub const V1_CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "cpuset", "pids"];
+/// The v1 controllers a container is placed under. freezer, blkio and the named
+/// `systemd` hierarchy are left alone: we set no limits there, and the cgroup namespace
+/// roots each hierarchy at the process's current cgroup anyway. devices is used on
+/// legacy hosts only: v2 and hybrid hosts filter devices with eBPF on the cgroup2 tree.
+pub const V1_CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "cpuset", "pids", "devices"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layout {

@@ -159,6 +159,12 @@ pub fn remove_tree(dir: &Path) -> Result<()> {
         let mut pids = Vec::new();
         pids_in_tree(dir, &mut pids);
         for pid in &pids {
+            // Never ourselves: a thread of ours only passes through a container's v1
+            // cgroups around a clone (v1.rs), and if it got stuck there, failing to
+            // remove the cgroup beats killing the runtime that cleans up.
+            if *pid == std::process::id() as i32 {
+                continue;
+            }
             // ESRCH: exited between the read and the kill
             let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
         }

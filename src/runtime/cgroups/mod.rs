@@ -6,7 +6,9 @@
 //! legacy hosts one per v1 hierarchy. Nothing outside a `mycontainer` parent is ever
 //! created, written or removed.
 
+mod bpf;
 mod detect;
+mod devices;
 mod files;
 mod resources;
 #[cfg(test)]
@@ -24,6 +26,7 @@ use oci_spec::runtime::LinuxResources;
 
 use detect::Layout;
 pub use resources::Limits;
+pub use v1::Carried;
 
 /// The parent of every container cgroup, in every hierarchy.
 pub const PARENT: &str = "mycontainer";
@@ -142,6 +145,17 @@ impl Cgroup {
         match &self.backend {
             Backend::V2(_) => Ok(()),
             Backend::V1(cg) => cg.add_process_v1(pid),
+        }
+    }
+
+    /// Moves the calling thread into the v1 hierarchies a clone cannot reach (see
+    /// `needs_add_after_clone`), so that the child it clones next is born there too and
+    /// needs no `add_after_clone`; the thread goes back with `Carried::go_home`. `None`
+    /// when there is nothing to carry it into.
+    pub fn carry_current_thread(&self) -> Result<Option<Carried>> {
+        match &self.backend {
+            Backend::V1(cg) if cg.has_v1_dirs() => cg.carry_current_thread().map(Some),
+            _ => Ok(None),
         }
     }
 

@@ -5,6 +5,8 @@
 use anyhow::{bail, Result};
 use oci_spec::runtime::LinuxResources;
 
+use super::devices::{self, DeviceRule};
+
 /// The CFS period the kernel and Docker use when only a quota is given (100 ms).
 pub const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
 
@@ -61,6 +63,10 @@ pub struct Limits {
     pub cpuset_cpus: Option<String>,
     pub cpuset_mems: Option<String>,
     pub pids: Option<Limit>,
+    /// The device rules, in order (`None`: no restriction). Not a controller limit: v2
+    /// and hybrid hosts apply them with an eBPF program on the cgroup2 directory, so
+    /// they never need a v1 hierarchy there.
+    pub devices: Option<Vec<DeviceRule>>,
 }
 
 impl Limits {
@@ -99,6 +105,7 @@ impl Limits {
         if let Some(pids) = resources.pids() {
             limits.pids = Some(Limit::from_oci(pids.limit(), true));
         }
+        limits.devices = devices::from_oci(resources.devices().as_ref())?;
         limits.validate()?;
         Ok(limits)
     }

@@ -1,6 +1,7 @@
 //! cgroup v1 (legacy and hybrid hosts): one `mycontainer/<id>` directory in each
-//! controller hierarchy (memory, cpu, cpuacct, cpuset, pids; co-mounted controllers
-//! share one), plus, on a hybrid host, one in the controller-less cgroup2 tree.
+//! controller hierarchy (memory, cpu, cpuacct, cpuset, pids, and devices on legacy
+//! hosts; co-mounted controllers share one), plus, on a hybrid host, one in the
+//! controller-less cgroup2 tree, which also carries the device filter (eBPF).
 //!
 //! Why the cgroup2 tree too: systemd tracks processes there, and a container started
 //! with a cgroup namespace should see its own cgroup as `/` in every hierarchy it can
@@ -9,13 +10,20 @@
 //!
 //! On a hybrid host the cgroup2 directory is the container's cgroup: the child is cloned
 //! straight into it (CLONE_INTO_CGROUP), it is what `kill` checks and what cgroup.kill
-//! empties. The v1 hierarchies are joined only for the controllers a limit needs:
-//! joining a v1 cgroup is a migration (a write to cgroup.procs), which takes the
-//! kernel's global cgroup_threadgroup_rwsem for writing; the first such write after a
-//! quiet spell waits a whole RCU grace period (10-15 ms on our test host, far more than
-//! the rest of a container start) and stalls every fork and exit on the host meanwhile.
-//! A container without limits costs none of that. On a legacy host (no cgroup2 tree)
-//! every hierarchy is joined, as there is nothing else to track the container with.
+//! empties. The v1 hierarchies are joined only for the controllers a limit needs (the
+//! default pids limit included); on a legacy host (no cgroup2 tree) every hierarchy is
+//! joined, as there is nothing else to track the container with.
+//!
+//! Joining a v1 cgroup from outside is a migration (a write of the pid to
+//! cgroup.procs), which takes the kernel's global cgroup_threadgroup_rwsem for writing;
+//! the first such write after a quiet spell waits a whole RCU grace period (10-15 ms on
+//! our test host, more than the rest of a container start). But a child is born in the
+//! v1 cgroups of the thread that clones it, and a thread moving *itself* (writing "0"
+//! to a `tasks` file) takes no global lock. So the cloning thread steps into the
+//! container's v1 cgroups, clones, and steps back into its own (`carry_current_thread`):
+//! the child is in all its cgroups from its first instruction and nobody waits. Those
+//! steps back are the only writes outside a `mycontainer` parent, and move only that
+//! thread. The migration remains the fallback (`add_process_v1`).
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +35,7 @@ use super::resources::Limits;
 use super::v2::warn_no_swap_accounting;
 #[cfg(test)]
 use super::Stats;
+use super::{bpf, devices};
 
 /// Above this a v1 limit file means "unlimited" (the kernel prints PAGE_COUNTER_MAX
 /// in bytes, 0x7ffffffffffff000 on x86-64, not -1).
@@ -124,6 +133,12 @@ impl V1Cgroup {
                 );
             }
         }
+        if limits.devices.is_some() && self.unified.is_none() && self.dir_of("devices").is_none() {
+            bail!(
+                "cannot apply the device rules: no cgroup v1 hierarchy with the devices \
+                 controller is mounted (see /proc/self/mountinfo)"
+            );
+        }
         let mut created = Vec::new();
         let result = self
             .create_dirs(name, &mut created)
@@ -191,6 +206,20 @@ impl V1Cgroup {
         if let (Some(dir), Some(pids)) = (self.dir_of("pids"), limits.pids) {
             files::write(&dir.join("pids.max"), &pids.v2())?;
         }
+        if let Some(rules) = &limits.devices {
+            match (&self.unified, self.dir_of("devices")) {
+                // Hybrid: the cgroup2 directory the container is cloned into filters
+                // devices with eBPF as on v2, and no v1 migration is needed for it.
+                (Some((_, unified)), _) => {
+                    if !devices::allows_everything(rules) {
+                        bpf::attach_device_filter(unified, rules)?;
+                    }
+                }
+                (None, Some(dir)) => apply_v1_devices(dir, rules)?,
+                // checked in create()
+                (None, None) => {}
+            }
+        }
         Ok(())
     }
 
@@ -256,6 +285,92 @@ impl V1Cgroup {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// The calling thread, moved into a container's v1 cgroups by `carry_current_thread`;
+/// `go_home` (or drop) moves it back into its own.
+#[derive(Debug)]
+pub struct Carried {
+    /// The `tasks` file of each cgroup the thread came from, and its hierarchy's root
+    /// (where it goes if its own cgroup is gone).
+    homes: Vec<(PathBuf, PathBuf)>,
+}
+
+impl V1Cgroup {
+    /// Moves the calling thread into every v1 hierarchy in use (a thread moving itself
+    /// needs no RCU grace period, unlike `add_process`), so that a child it clones now
+    /// is born in all of them. Fails, with the thread where it was, if the thread's own
+    /// cgroups cannot be found to come back to (say, under a cgroup namespace).
+    pub fn carry_current_thread(&self) -> Result<Carried> {
+        let own = files::read(Path::new("/proc/thread-self/cgroup"))?;
+        let mut homes = Vec::new();
+        for d in &self.dirs {
+            // "ID:CONTROLLERS:PATH", one line per hierarchy
+            let path = own
+                .lines()
+                .find_map(|line| {
+                    let mut fields = line.splitn(3, ':');
+                    let controllers = fields.nth(1)?;
+                    let path = fields.next()?;
+                    controllers
+                        .split(',')
+                        .any(|c| d.hierarchy.has(c))
+                        .then_some(path)
+                })
+                .context("the thread's own v1 cgroups are not in /proc/thread-self/cgroup")?;
+            let root = d.hierarchy.mount_point.join("tasks");
+            let home = d
+                .hierarchy
+                .mount_point
+                .join(path.trim_start_matches('/'))
+                .join("tasks");
+            if !home.exists() {
+                bail!("the thread's own cgroup {} is not visible", home.display());
+            }
+            homes.push((home, root));
+        }
+        let mut carried = Carried { homes: Vec::new() };
+        for (d, home) in self.dirs.iter().zip(homes) {
+            // on failure, dropping `carried` takes the thread back from where it went
+            files::write(&d.dir.join("tasks"), "0")?;
+            carried.homes.push(home);
+        }
+        Ok(carried)
+    }
+}
+
+impl Carried {
+    /// Moves the thread back into its own cgroups.
+    pub fn go_home(mut self) -> Result<()> {
+        self.return_home()
+    }
+
+    fn return_home(&mut self) -> Result<()> {
+        let mut first_error = None;
+        for (home, root) in self.homes.drain(..) {
+            // A cgroup left empty for a moment may have been removed: the hierarchy's
+            // root then, never the container's cgroup (whose removal kills its tasks).
+            let moved = files::write(&home, "0").or_else(|_| files::write(&root, "0"));
+            if let Err(e) = moved {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Carried {
+    fn drop(&mut self) {
+        let _ = self.return_home();
+    }
+}
+
+/// The device rules as devices.deny/devices.allow writes (legacy hosts).
+pub fn apply_v1_devices(dir: &Path, rules: &[devices::DeviceRule]) -> Result<()> {
+    for (file, line) in devices::v1_writes(rules)?.writes {
+        files::write(&dir.join(file.name()), &line)?;
+    }
+    Ok(())
 }
 
 fn join(dirs: impl IntoIterator<Item = PathBuf>, pid: i32) -> Result<()> {

@@ -9,6 +9,7 @@ use super::files;
 use super::resources::{shares_to_weight, v2_cpu_max, Limits};
 #[cfg(test)]
 use super::Stats;
+use super::{bpf, devices};
 
 /// The controllers we enable for containers, when the kernel offers them. Enabled even
 /// without a limit: memory gives memory.events (OOM detection), pids gives pids.current.
@@ -90,6 +91,13 @@ impl V2Cgroup {
         }
         if let Some(pids) = limits.pids {
             files::write(&dir.join("pids.max"), &pids.v2())?;
+        }
+        // Before any process exists: the container is cloned into this directory, so
+        // the filter holds from its first instruction.
+        if let Some(rules) = &limits.devices {
+            if !devices::allows_everything(rules) {
+                bpf::attach_device_filter(dir, rules)?;
+            }
         }
         Ok(())
     }
