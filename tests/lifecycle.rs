@@ -11,30 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A fixture whose containers are force-removed before the leak checks run.
-struct World {
-    fx: Fixture,
-}
-
-impl World {
-    fn new() -> World {
-        World { fx: Fixture::new() }
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        self.fx.remove_all();
-    }
-}
-
-impl std::ops::Deref for World {
-    type Target = Fixture;
-    fn deref(&self) -> &Fixture {
-        &self.fx
-    }
-}
-
 fn supervisor_pids(id: &str) -> Vec<i32> {
     pids_with("supervise --lock-fd")
         .into_iter()

@@ -10,30 +10,6 @@ use std::path::Path;
 
 use common::*;
 
-/// Force-removes every container before the fixture's leak checks.
-struct World {
-    fx: Fixture,
-}
-
-impl World {
-    fn new() -> World {
-        World { fx: Fixture::new() }
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        self.fx.remove_all();
-    }
-}
-
-impl std::ops::Deref for World {
-    type Target = Fixture;
-    fn deref(&self) -> &Fixture {
-        &self.fx
-    }
-}
-
 const SECRET: &str = "host-secret-6f1c";
 
 /// Run inside the container from its working directory: reads `host-secret` and writes

@@ -11,16 +11,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{ok, stderr, wait_for, Fixture};
-
-/// Force-removes the fixture's containers when the test ends, even by a panic.
-struct World(Fixture);
-
-impl Drop for World {
-    fn drop(&mut self) {
-        self.0.remove_all();
-    }
-}
+use common::{ok, stderr, wait_for, Fixture, World};
 
 /// Runs `args` on the host as uid/gid 65534 without supplementary groups: a real
 /// setuid(2) in the child, which drops every capability before the exec. (`setpriv
@@ -65,8 +56,8 @@ fn chmod(path: &Path, mode: u32) {
 
 #[test]
 fn other_users_cannot_reach_layers_upper_dirs_secrets_or_locks() {
-    let w = World(Fixture::new());
-    let fx = &w.0;
+    let w = World::new();
+    let fx: &Fixture = &w;
     // The test's own directory is opened to everyone, so that <root> is the only
     // barrier, as /var/lib is for /var/lib/mycontainer.
     chmod(fx.dir.path(), 0o755);

@@ -234,3 +234,28 @@ impl Fixture {
         }
     }
 }
+
+/// A fixture whose containers are force-removed when the test ends (even by a panic),
+/// before the fixture's leak checks: detached containers would otherwise outlive it.
+pub struct World {
+    fx: Fixture,
+}
+
+impl World {
+    pub fn new() -> World {
+        World { fx: Fixture::new() }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.fx.remove_all();
+    }
+}
+
+impl std::ops::Deref for World {
+    type Target = Fixture;
+    fn deref(&self) -> &Fixture {
+        &self.fx
+    }
+}

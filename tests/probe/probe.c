@@ -161,6 +161,25 @@ static double now(clockid_t clock) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Runs CMD with a seccomp filter under which the syscall NR answers ENOSYS (needs
+ * CAP_SYS_ADMIN or no_new_privs: run it as root). Returns only on failure. */
+static int exec_without(long nr, char **cmd) {
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { sizeof(code) / sizeof(code[0]), code };
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) {
+        perror("probe: seccomp");
+        return 2;
+    }
+    execvp(cmd[0], cmd);
+    perror("probe: exec");
+    return 127;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: probe keyctl|unshare-user|mount|getpid|io_uring|alloc MB|fork N|spin SECS|fds|no-clone3 CMD...|no-open-tree CMD...|race HOSTPATH\n");
@@ -214,44 +233,15 @@ int main(int argc, char **argv) {
         printf("%d\n", (int)(share * 1000)); /* per mille of one core */
         return 0;
     }
-    if (!strcmp(what, "no-clone3") && argc > 2) {
-        /* Runs CMD where clone3 answers ENOSYS, as on kernels before 5.3 or under
-         * Docker's seccomp profile (needs CAP_SYS_ADMIN: run it as root). */
-        struct sock_filter code[] = {
-            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        };
-        struct sock_fprog prog = { sizeof(code) / sizeof(code[0]), code };
-        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) {
-            perror("probe: seccomp");
-            return 2;
-        }
-        execvp(argv[2], argv + 2);
-        perror("probe: exec");
-        return 127;
-    }
+    if (!strcmp(what, "no-clone3") && argc > 2)
+        /* CMD where clone3 answers ENOSYS, as on kernels before 5.3 or under Docker's
+         * seccomp profile. */
+        return exec_without(SYS_clone3, argv + 2);
     if (!strcmp(what, "race") && argc > 2)
         return race(argv[2]);
-    if (!strcmp(what, "no-open-tree") && argc > 2) {
-        /* Runs CMD where open_tree answers ENOSYS, as on kernels before 5.2 (needs
-         * CAP_SYS_ADMIN or no_new_privs: run it as root). */
-        struct sock_filter code[] = {
-            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_open_tree, 0, 1),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        };
-        struct sock_fprog prog = { sizeof(code) / sizeof(code[0]), code };
-        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) {
-            perror("probe: seccomp");
-            return 2;
-        }
-        execvp(argv[2], argv + 2);
-        perror("probe: exec");
-        return 127;
-    }
+    if (!strcmp(what, "no-open-tree") && argc > 2)
+        /* CMD where open_tree answers ENOSYS, as on kernels before 5.2. */
+        return exec_without(SYS_open_tree, argv + 2);
     if (!strcmp(what, "fds")) {
         DIR *dir = opendir("/proc/self/fd");
         if (!dir) return report(-1);
