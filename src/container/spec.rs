@@ -12,8 +12,8 @@ use oci_spec::runtime::{
     Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
-use super::devices::{self, Device};
 use super::limits::LimitFlags;
+use super::policy::devices::{self, Device};
 use super::user;
 use crate::runtime::security;
 use crate::runtime::ANNOTATION_INIT;
