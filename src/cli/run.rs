@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::{ArgAction, Args, ValueEnum};
 
 use super::Ctx;
-use crate::container::devices::Device;
 use crate::container::limits::LimitFlags;
+use crate::container::policy::devices::Device;
 use crate::container::run::RunInput;
 use crate::container::spec::{ImageDefaults, Network, RunOptions, Volume};
 

@@ -8,13 +8,13 @@
 pub mod commit;
 pub mod control;
 pub mod detach;
-pub mod devices;
 pub mod exec;
 pub mod gc;
 pub mod inspect;
 pub mod limits;
 pub mod logs;
 mod names;
+pub mod policy;
 pub mod remove;
 pub mod run;
 pub mod spec;

@@ -12,10 +12,10 @@ use oci_spec::runtime::{
     Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
-use super::devices::{self, Device};
 use super::limits::LimitFlags;
+use super::policy;
+use super::policy::devices::{self, Device};
 use super::user;
-use crate::runtime::security;
 use crate::runtime::ANNOTATION_INIT;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -359,7 +359,7 @@ fn capabilities(
     let mut set: HashSet<Capability> = if opts.privileged {
         all_capabilities()
     } else {
-        security::DEFAULT_CAPS
+        policy::DEFAULT_CAPS
             .iter()
             .map(|name| parse_capability(name, "the default set"))
             .collect::<anyhow::Result<_>>()?
@@ -405,7 +405,7 @@ fn security_opts(opts: &RunOptions, bounding: &[String]) -> anyhow::Result<Secur
     let mut seccomp = if opts.privileged {
         None
     } else {
-        Some(security::default_seccomp_for_caps(bounding)?)
+        Some(policy::default_seccomp_for_caps(bounding)?)
     };
     for opt in &opts.security_opts {
         let (key, value) = opt
@@ -419,7 +419,7 @@ fn security_opts(opts: &RunOptions, bounding: &[String]) -> anyhow::Result<Secur
             ("seccomp", Some(path)) => {
                 let json = fs::read_to_string(path)
                     .with_context(|| format!("cannot read seccomp profile {path} (--security-opt)"))?;
-                seccomp = Some(security::seccomp_from_docker_profile_for_caps(&json, bounding).with_context(|| {
+                seccomp = Some(policy::seccomp_from_docker_profile_for_caps(&json, bounding).with_context(|| {
                     format!("invalid seccomp profile {path} (--security-opt)")
                 })?);
             }
@@ -731,7 +731,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             caps.effective().as_ref().unwrap().len(),
-            security::DEFAULT_CAPS.len()
+            policy::DEFAULT_CAPS.len()
         );
         let opts = RunOptions {
             cap_drop: vec!["ALL".into()],

@@ -703,7 +703,8 @@ mod tests {
 
     #[test]
     fn spec_devices_are_made_with_their_owner_before_the_default_nodes() {
-        let null = crate::container::devices::Device::parse("/dev/null:/dev/sub/mine:r").unwrap();
+        let null =
+            crate::container::policy::devices::Device::parse("/dev/null:/dev/sub/mine:r").unwrap();
         let opts = RunOptions {
             devices: vec![null],
             ..Default::default()

@@ -293,32 +293,6 @@ mod tests {
     }
 
     #[test]
-    fn docker_default_set_gives_the_docker_mask() {
-        let defaults: Capabilities = super::super::DEFAULT_CAPS
-            .iter()
-            .map(|name| serde_json::from_value(serde_json::json!(name)).unwrap())
-            .collect();
-        let caps = LinuxCapabilitiesBuilder::default()
-            .bounding(defaults.clone())
-            .effective(defaults.clone())
-            .permitted(defaults.clone())
-            .inheritable(defaults)
-            .ambient(set(&[]))
-            .build()
-            .unwrap();
-        let masks = CapMasks::from_spec(Some(&caps), 40).unwrap();
-        assert_eq!(masks.effective, 0xa804_25fb);
-        assert_eq!(masks.bounding, 0xa804_25fb);
-        assert_eq!(masks.permitted, 0xa804_25fb);
-        assert_eq!(masks.inheritable, 0xa804_25fb);
-        assert_eq!(masks.ambient, 0);
-        assert_eq!(
-            mask_of_names(super::super::DEFAULT_CAPS).unwrap(),
-            0xa804_25fb
-        );
-    }
-
-    #[test]
     fn missing_capabilities_mean_empty_sets() {
         let masks = CapMasks::from_spec(None, 40).unwrap();
         assert_eq!((masks.bounding, masks.effective, masks.ambient), (0, 0, 0));

@@ -15,40 +15,21 @@
 //! when asked for.
 
 mod caps;
-mod profile;
 pub(crate) mod seccomp;
 mod syscalls;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::cell::Cell;
 use std::path::Path;
 
 use anyhow::Context;
 use nix::errno::Errno;
-use oci_spec::runtime::{LinuxSeccomp, Spec};
+use oci_spec::runtime::Spec;
 
-pub use caps::CapMasks;
+pub use caps::{mask_of_names, CapMasks, CapsError};
 pub use seccomp::CompiledSeccomp;
-
-/// Docker's default capability set, as OCI names ("CAP_CHOWN", ...).
-pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 /// Everything computed before clone (capability masks, compiled BPF), so the child only
 /// makes raw syscalls.
@@ -152,34 +133,4 @@ impl Prepared {
         self.seccomp_loaded.set(true);
         Ok(())
     }
-}
-
-/// Docker's default seccomp profile as an OCI `LinuxSeccomp` (EPERM for what it blocks),
-/// for a container holding Docker's default capabilities.
-#[cfg(test)]
-pub fn default_seccomp() -> Option<LinuxSeccomp> {
-    default_seccomp_for_caps(DEFAULT_CAPS).ok()
-}
-
-/// Docker's default seccomp profile for a container whose bounding set is `caps`
-/// (e.g. with `--cap-add SYS_ADMIN` it allows mount, as Docker does).
-pub fn default_seccomp_for_caps<S: AsRef<str>>(caps: &[S]) -> anyhow::Result<LinuxSeccomp> {
-    let target = profile::Target::native(caps::mask_of_names(caps)?);
-    Ok(profile::default_profile().to_oci(&target)?)
-}
-
-/// Parses a Docker seccomp profile (JSON) into an OCI `LinuxSeccomp`, evaluating its
-/// capability conditions against Docker's default capabilities.
-#[cfg(test)]
-pub fn seccomp_from_docker_profile(json: &str) -> anyhow::Result<LinuxSeccomp> {
-    seccomp_from_docker_profile_for_caps(json, DEFAULT_CAPS)
-}
-
-/// Parses a Docker seccomp profile (JSON) for a container whose bounding set is `caps`.
-pub fn seccomp_from_docker_profile_for_caps<S: AsRef<str>>(
-    json: &str,
-    caps: &[S],
-) -> anyhow::Result<LinuxSeccomp> {
-    let target = profile::Target::native(caps::mask_of_names(caps)?);
-    Ok(profile::parse(json)?.to_oci(&target)?)
 }

@@ -491,7 +491,19 @@ mod tests {
     #[test]
     fn cache_round_trips_and_survives_corruption() {
         let dir = tempfile::tempdir().unwrap();
-        let profile = super::super::default_seccomp().unwrap();
+        let mut enosys = rule(&["clone3"], LinuxSeccompAction::ScmpActErrno);
+        enosys.set_errno_ret(Some(38));
+        let profile = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActErrno)
+            .syscalls(vec![
+                rule(
+                    &["read", "write", "exit_group"],
+                    LinuxSeccompAction::ScmpActAllow,
+                ),
+                enosys,
+            ])
+            .build()
+            .unwrap();
         let fresh = compile(&profile).unwrap();
         let first = compile_cached(&profile, dir.path()).unwrap();
         assert_eq!(first, fresh);

@@ -9,7 +9,8 @@
 //!   container's bounding set;
 //! - `arches`: the Docker (Go) name of the native architecture ("amd64", "arm64");
 //!   sub-architectures such as "x86" or "x32" never match, because our filter only covers
-//!   the native architecture (see seccomp.rs);
+//!   the native architecture (see the runtime's security/seccomp.rs, which compiles the
+//!   result);
 //! - `minKernel`: compared with the running kernel's major.minor.
 
 use oci_spec::runtime::{
@@ -18,7 +19,7 @@ use oci_spec::runtime::{
 };
 use serde::Deserialize;
 
-use super::caps::{mask_of_names, CapsError};
+use crate::runtime::security::{mask_of_names, CapsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
@@ -800,6 +801,36 @@ pub fn default_profile() -> DockerProfile {
         syscalls: Some(rules),
         ..Default::default()
     }
+}
+
+/// Docker's default seccomp profile for a container whose bounding set is `caps`
+/// (e.g. with `--cap-add SYS_ADMIN` it allows mount, as Docker does).
+pub fn default_seccomp_for_caps<S: AsRef<str>>(caps: &[S]) -> anyhow::Result<LinuxSeccomp> {
+    let target = Target::native(mask_of_names(caps)?);
+    Ok(default_profile().to_oci(&target)?)
+}
+
+/// Parses a Docker seccomp profile (JSON) for a container whose bounding set is `caps`.
+pub fn seccomp_from_docker_profile_for_caps<S: AsRef<str>>(
+    json: &str,
+    caps: &[S],
+) -> anyhow::Result<LinuxSeccomp> {
+    let target = Target::native(mask_of_names(caps)?);
+    Ok(parse(json)?.to_oci(&target)?)
+}
+
+/// Docker's default seccomp profile as an OCI `LinuxSeccomp` (EPERM for what it blocks),
+/// for a container holding Docker's default capabilities.
+#[cfg(test)]
+pub fn default_seccomp() -> Option<LinuxSeccomp> {
+    default_seccomp_for_caps(super::DEFAULT_CAPS).ok()
+}
+
+/// Parses a Docker seccomp profile (JSON) into an OCI `LinuxSeccomp`, evaluating its
+/// capability conditions against Docker's default capabilities.
+#[cfg(test)]
+pub fn seccomp_from_docker_profile(json: &str) -> anyhow::Result<LinuxSeccomp> {
+    seccomp_from_docker_profile_for_caps(json, super::DEFAULT_CAPS)
 }
 
 #[cfg(test)]
