@@ -9,7 +9,7 @@ use clap::{ArgAction, Args, ValueEnum};
 use super::Ctx;
 use crate::container::devices::Device;
 use crate::container::limits::LimitFlags;
-use crate::container::run::RunInput;
+use crate::container::run::{RootSource, RunInput};
 use crate::container::spec::{ImageDefaults, Network, RunOptions, Volume};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,27 +211,30 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         );
     }
     let options = args.options()?;
-    let (image, image_id, defaults, lowerdirs) = match &args.rootfs {
-        Some(dir) => {
-            let dir = std::fs::canonicalize(dir)
-                .with_context(|| format!("--rootfs {} does not exist", dir.display()))?;
-            (
-                dir.display().to_string(),
-                None,
-                ImageDefaults::default(),
-                vec![dir],
-            )
-        }
+    let rootfs = match &args.rootfs {
+        Some(dir) => Some(
+            std::fs::canonicalize(dir)
+                .with_context(|| format!("--rootfs {} does not exist", dir.display()))?,
+        ),
+        None => None,
+    };
+    // The one store of this command: it holds the layers, and the record goes through
+    // it when it is removed.
+    let store = ctx.store()?;
+    let (image, image_id, defaults, root) = match rootfs {
+        Some(dir) => (
+            dir.display().to_string(),
+            None,
+            ImageDefaults::default(),
+            RootSource::Dir(dir),
+        ),
         None => {
-            let store = ctx.store()?;
-            let image = super::image::ensure_image(ctx, args.image())?;
-            let mut layers = image.layer_dirs(&store);
-            layers.reverse();
+            let image = super::image::ensure_image(ctx, &store, args.image())?;
             (
                 args.image().to_string(),
                 Some(image.id.to_string()),
                 ImageDefaults::from_image_config(&image.config),
-                layers,
+                RootSource::Image(Box::new(image)),
             )
         }
     };
@@ -239,16 +242,16 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         image,
         image_id,
         defaults,
-        lowerdirs,
+        root,
         options,
         auto_remove: args.rm,
         interactive: args.interactive,
         stop_timeout: Duration::from_secs(args.stop_timeout),
     };
     if !args.detach {
-        return crate::container::run::run(&ctx.root, input);
+        return crate::container::run::run(&store, input);
     }
-    match crate::container::run::run_detached(&ctx.root, input)? {
+    match crate::container::run::run_detached(&store, input)? {
         Ok(id) => {
             println!("{id}");
             Ok(0)
