@@ -1,7 +1,6 @@
 //! Builds the OCI runtime-spec `config.json` of a container from the image config and the
 //! `run` flags, as Docker does. This is the contract with `src/runtime/`: everything the
 //! runtime needs is in the spec (the overlay of the image layers is its first mount, on "/").
-
 //!
 //! `process.rs` builds the process, `mounts.rs` the mounts, `linux.rs` the `linux`
 //! section; [`build`] composes them.
