@@ -172,8 +172,8 @@ impl RunArgs {
             cpu_shares: self.cpu_shares,
             cpuset_cpus: self.cpuset_cpus.clone(),
             pids_limit: self.pids_limit,
-        };
-        limits.to_resources()?;
+        }
+        .parse()?;
         Ok(RunOptions {
             name: self.name.clone(),
             command,

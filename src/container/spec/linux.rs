@@ -72,7 +72,7 @@ pub(super) fn linux(
         });
     // Docker's device policy: which nodes the container may use, and its --device nodes.
     let (device_nodes, device_rules) = devices::config(opts.privileged, &opts.devices)?;
-    let mut resources = opts.limits.to_resources()?.unwrap_or_default();
+    let mut resources = opts.limits.resources().cloned().unwrap_or_default();
     resources.set_devices(Some(device_rules));
     linux = linux.resources(resources);
     if !device_nodes.is_empty() {

@@ -18,7 +18,7 @@ use mycontainer_store::RootMount;
 use oci_spec::runtime::{RootBuilder, Spec, SpecBuilder};
 
 use super::devices::Device;
-use super::limits::LimitFlags;
+use super::limits::Limits;
 use crate::runtime::ANNOTATION_INIT;
 
 pub use mounts::ETC_FILES;
@@ -108,7 +108,8 @@ pub struct RunOptions {
     pub network: Network,
     pub tty: bool,
     pub init: bool,
-    pub limits: LimitFlags,
+    /// The resource flags, parsed.
+    pub limits: Limits,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub privileged: bool,
