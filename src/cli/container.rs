@@ -88,9 +88,10 @@ pub fn follow(
 
 pub fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {
     let mut failed = false;
+    let store = ctx.store()?;
     for name in &args.containers {
         let result = container::find(&ctx.root, name)
-            .and_then(|r| container::remove::remove(&ctx.root, &r, args.force));
+            .and_then(|r| container::remove::remove(&store, &r, args.force));
         match result {
             Ok(()) => {
                 if !ctx.quiet {

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use mycontainer_store::{Image, ImageSpec, ImportSource, Reference};
+use mycontainer_store::{Image, ImageSpec, ImportSource, Reference, Store};
 use serde_json::json;
 
 use super::progress::ByteProgress;
@@ -106,10 +106,9 @@ fn build_image(ctx: &Ctx, args: BuildArgs) -> anyhow::Result<i32> {
 
 /// The image `name` for `run`, built first from its built-in recipe when it is missing
 /// and builds automatically (so `mycontainer run busybox` works on a fresh machine).
-pub fn ensure_image(ctx: &Ctx, name: &str) -> anyhow::Result<Image> {
-    let store = ctx.store()?;
+pub fn ensure_image(ctx: &Ctx, store: &Store, name: &str) -> anyhow::Result<Image> {
     let reporter = ByteProgress::new("importing", ctx.quiet);
-    builder::ensure_image(&store, name, &reporter)
+    builder::ensure_image(store, name, &reporter)
 }
 
 fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<i32> {

@@ -310,7 +310,8 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> anyhow::Result<i32> {
 pub fn supervise(ctx: &Ctx, args: SuperviseArgs) -> anyhow::Result<i32> {
     let mut handover = detach::adopt(&ctx.root, &args.id, args.lock_fd, args.status_fd)?;
     let status = &mut handover.status;
-    container::run::supervise(&ctx.root, &handover.record, &mut |report| {
+    let store = ctx.store()?;
+    container::run::supervise(&store, &handover.record, &mut |report| {
         status.report(report)
     })
 }

@@ -9,7 +9,7 @@ use clap::{ArgAction, Args, ValueEnum};
 use super::Ctx;
 use crate::container::limits::LimitFlags;
 use crate::container::policy::devices::Device;
-use crate::container::run::RunInput;
+use crate::container::run::{RootSource, RunInput};
 use crate::container::spec::{ImageDefaults, Network, RunOptions, Volume};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,29 +131,31 @@ pub struct RunArgs {
     pub words: Vec<String>,
 }
 
-impl RunArgs {
+/// The flags that say how to run, as opposed to what the container is ([`RunOptions`]).
+struct Launch {
     /// The image reference (empty with --rootfs, where there is none).
-    fn image(&self) -> &str {
-        match self.rootfs {
-            Some(_) => "",
-            None => self.words.first().map_or("", String::as_str),
-        }
-    }
+    image: String,
+    rootfs: Option<PathBuf>,
+    detach: bool,
+    interactive: bool,
+    rm: bool,
+    stop_timeout: Duration,
+}
 
-    /// The command and its arguments given after the image (all words with --rootfs).
-    fn command(&self) -> &[String] {
-        match self.rootfs {
-            Some(_) => &self.words,
-            None => self.words.get(1..).unwrap_or_default(),
-        }
-    }
-
-    /// Checks and converts every flag, before anything is created.
-    fn options(&self) -> anyhow::Result<RunOptions> {
+impl RunArgs {
+    /// Checks and converts every flag, once and before anything is created.
+    fn into_parts(self) -> anyhow::Result<(Launch, RunOptions)> {
         if let Some(name) = &self.name {
             crate::container::validate_name(name)?;
         }
-        let command = self.command().to_vec();
+        // With --rootfs every word is the command; else the first names the image.
+        let (image, command) = match self.rootfs {
+            Some(_) => (String::new(), self.words),
+            None => {
+                let mut words = self.words.into_iter();
+                (words.next().unwrap_or_default(), words.collect())
+            }
+        };
         let volumes = self
             .volume
             .iter()
@@ -165,24 +167,32 @@ impl RunArgs {
             .map(|d| Device::parse(d))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let limits = LimitFlags {
-            memory: self.memory.clone(),
-            memory_swap: self.memory_swap.clone(),
-            cpus: self.cpus.clone(),
-            cpu_percent: self.cpu_percent.clone(),
+            memory: self.memory,
+            memory_swap: self.memory_swap,
+            cpus: self.cpus,
+            cpu_percent: self.cpu_percent,
             cpu_shares: self.cpu_shares,
-            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_cpus: self.cpuset_cpus,
             pids_limit: self.pids_limit,
+        }
+        .parse()?;
+        let launch = Launch {
+            image,
+            rootfs: self.rootfs,
+            detach: self.detach,
+            interactive: self.interactive,
+            rm: self.rm,
+            stop_timeout: Duration::from_secs(self.stop_timeout),
         };
-        limits.to_resources()?;
-        Ok(RunOptions {
-            name: self.name.clone(),
+        let options = RunOptions {
+            name: self.name,
             command,
-            entrypoint: self.entrypoint.clone(),
-            env: self.env.clone(),
-            env_files: self.env_file.clone(),
-            workdir: self.workdir.clone(),
-            user: self.user.clone(),
-            hostname: self.hostname.clone(),
+            entrypoint: self.entrypoint,
+            env: self.env,
+            env_files: self.env_file,
+            workdir: self.workdir,
+            user: self.user,
+            hostname: self.hostname,
             volumes,
             network: match self.network {
                 NetworkMode::None => Network::None,
@@ -191,14 +201,15 @@ impl RunArgs {
             tty: self.tty,
             init: self.init,
             limits,
-            cap_add: self.cap_add.clone(),
-            cap_drop: self.cap_drop.clone(),
+            cap_add: self.cap_add,
+            cap_drop: self.cap_drop,
             privileged: self.privileged,
             devices,
-            security_opts: self.security_opt.clone(),
+            security_opts: self.security_opt,
             read_only: self.read_only,
-            tmpfs: self.tmpfs.clone(),
-        })
+            tmpfs: self.tmpfs,
+        };
+        Ok((launch, options))
     }
 }
 
@@ -210,28 +221,31 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
             "run -d cannot be combined with -i yet (nothing could attach to its stdin): use run -d, then exec -i"
         );
     }
-    let options = args.options()?;
-    let (image, image_id, defaults, lowerdirs) = match &args.rootfs {
-        Some(dir) => {
-            let dir = std::fs::canonicalize(dir)
-                .with_context(|| format!("--rootfs {} does not exist", dir.display()))?;
-            (
-                dir.display().to_string(),
-                None,
-                ImageDefaults::default(),
-                vec![dir],
-            )
-        }
+    let (launch, options) = args.into_parts()?;
+    let rootfs = match &launch.rootfs {
+        Some(dir) => Some(
+            std::fs::canonicalize(dir)
+                .with_context(|| format!("--rootfs {} does not exist", dir.display()))?,
+        ),
+        None => None,
+    };
+    // The one store of this command: it holds the layers, and the record goes through
+    // it when it is removed.
+    let store = ctx.store()?;
+    let (image, image_id, defaults, root) = match rootfs {
+        Some(dir) => (
+            dir.display().to_string(),
+            None,
+            ImageDefaults::default(),
+            RootSource::Dir(dir),
+        ),
         None => {
-            let store = ctx.store()?;
-            let image = super::image::ensure_image(ctx, args.image())?;
-            let mut layers = image.layer_dirs(&store);
-            layers.reverse();
+            let image = super::image::ensure_image(ctx, &store, &launch.image)?;
             (
-                args.image().to_string(),
+                launch.image.clone(),
                 Some(image.id.to_string()),
                 ImageDefaults::from_image_config(&image.config),
-                layers,
+                RootSource::Image(Box::new(image)),
             )
         }
     };
@@ -239,16 +253,16 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         image,
         image_id,
         defaults,
-        lowerdirs,
+        root,
         options,
-        auto_remove: args.rm,
-        interactive: args.interactive,
-        stop_timeout: Duration::from_secs(args.stop_timeout),
+        auto_remove: launch.rm,
+        interactive: launch.interactive,
+        stop_timeout: launch.stop_timeout,
     };
-    if !args.detach {
-        return crate::container::run::run(&ctx.root, input);
+    if !launch.detach {
+        return crate::container::run::run(&store, input);
     }
-    match crate::container::run::run_detached(&ctx.root, input)? {
+    match crate::container::run::run_detached(&store, input)? {
         Ok(id) => {
             println!("{id}");
             Ok(0)

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use oci_spec::runtime::{Spec, UserBuilder};
 
+use super::env::merge_env;
 use super::state::Status;
 use super::{user, Record};
 use crate::runtime::{self, ExecRequest};
@@ -21,27 +22,6 @@ pub struct ExecOptions {
     pub interactive: bool,
 }
 
-/// `-e` entries over the container's environment, later wins by key (as Docker).
-fn merge_env(base: &[String], extra: &[String]) -> anyhow::Result<Vec<String>> {
-    let mut env: Vec<String> = base.to_vec();
-    for entry in extra {
-        let entry = match entry.split_once('=') {
-            Some(_) => entry.clone(),
-            None => match std::env::var(entry) {
-                Ok(value) => format!("{entry}={value}"),
-                Err(_) => continue,
-            },
-        };
-        let key = entry.split('=').next().unwrap_or_default();
-        if key.is_empty() {
-            bail!("invalid environment variable {entry:?} (-e): use KEY=VALUE");
-        }
-        env.retain(|e| e.split('=').next() != Some(key));
-        env.push(entry);
-    }
-    Ok(env)
-}
-
 /// The process of the exec: the container's, with the flags applied. A different user
 /// gets the capabilities as `run` gives them: the bounding set for root, none otherwise.
 fn exec_spec(mut spec: Spec, opts: &ExecOptions, rootfs: &Path) -> anyhow::Result<Spec> {
@@ -50,7 +30,8 @@ fn exec_spec(mut spec: Spec, opts: &ExecOptions, rootfs: &Path) -> anyhow::Resul
         .clone()
         .context("the container's spec has no process")?;
     process.set_args(Some(opts.command.clone()));
-    let mut env = merge_env(&process.env().clone().unwrap_or_default(), &opts.env)?;
+    let base = process.env().clone().unwrap_or_default();
+    let mut env = merge_env(&[("the container's spec", &base), ("-e", &opts.env)])?;
     if let Some(dir) = &opts.workdir {
         if !dir.starts_with('/') {
             bail!("invalid working directory {dir:?}: it must be an absolute path (-w)");
@@ -124,17 +105,4 @@ pub fn exec(root: &Path, record: &Record, opts: &ExecOptions) -> anyhow::Result<
         eprintln!("mycontainer: {reason}");
     }
     Ok(outcome.exit_code)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exec_env_overrides_by_key() {
-        let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
-        let env = merge_env(&base, &["A=2".into(), "B=3".into()]).unwrap();
-        assert_eq!(env, vec!["PATH=/bin", "A=2", "B=3"]);
-        assert!(merge_env(&base, &["=x".into()]).is_err());
-    }
 }

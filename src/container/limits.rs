@@ -103,7 +103,30 @@ fn validate_cpuset(value: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The container's resource limits, parsed once from the flags ([`LimitFlags::parse`]).
+#[derive(Debug, Clone)]
+pub struct Limits(Option<LinuxResources>);
+
+impl Default for Limits {
+    /// No flags: only the default pids limit (which cannot fail to parse).
+    fn default() -> Limits {
+        Limits(LimitFlags::default().to_resources().ok().flatten())
+    }
+}
+
+impl Limits {
+    /// The OCI resources, or `None` when there is no limit at all.
+    pub fn resources(&self) -> Option<&LinuxResources> {
+        self.0.as_ref()
+    }
+}
+
 impl LimitFlags {
+    /// Checks every flag (errors name the flag) and returns the limits.
+    pub fn parse(&self) -> anyhow::Result<Limits> {
+        self.to_resources().map(Limits)
+    }
+
     /// The OCI resources (with the default pids limit unless `--pids-limit` says
     /// otherwise), or `None` when there is no limit at all.
     pub fn to_resources(&self) -> anyhow::Result<Option<LinuxResources>> {

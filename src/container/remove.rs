@@ -1,13 +1,12 @@
 //! `rm`: deletes a stopped record; with `force`, kills a running container first.
 
-use std::path::Path;
-
 use anyhow::bail;
+use mycontainer_store::Store;
 
 use super::{control, delete_locked, lock_dir, Record};
 
 /// Deletes a stopped record: its cgroup, its directory and its name.
-pub fn remove(root: &Path, record: &Record, force: bool) -> anyhow::Result<()> {
+pub fn remove(store: &Store, record: &Record, force: bool) -> anyhow::Result<()> {
     let mut lock = lock_dir(&record.dir, false)?;
     if lock.is_none() && force {
         // Kill the container's init (its whole pid namespace dies with it); the CLI that
@@ -30,5 +29,5 @@ pub fn remove(root: &Path, record: &Record, force: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let name = record.load_state().ok().and_then(|s| s.name);
-    delete_locked(root, &record.id, &record.dir, name.as_deref())
+    delete_locked(store, &record.id, &record.dir, name.as_deref())
 }

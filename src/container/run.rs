@@ -1,13 +1,13 @@
 //! One foreground `run`: creates the record, writes its config.json and state, hands the
 //! bundle to the runtime, records how it ended, and cleans up on every path.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use mycontainer_store::{Digest, Store};
+use mycontainer_store::{Image, RootMount, Store};
 
-use super::spec::{self, ImageDefaults, RootLayers, RunOptions};
+use super::spec::{self, ImageDefaults, RunOptions};
 use super::state::{now_unix, State, Status};
 use crate::exitcode;
 use crate::runtime::{self, RunRequest};
@@ -17,14 +17,22 @@ pub struct RunInput {
     /// The image reference as given (for the state file).
     pub image: String,
     pub defaults: ImageDefaults,
-    /// Unpacked layers, nearest (top) first.
-    pub lowerdirs: Vec<PathBuf>,
+    /// What the container's root is made of.
+    pub root: RootSource,
     pub options: RunOptions,
     pub auto_remove: bool,
     /// The image's config digest, when it came from the store (for `commit`).
     pub image_id: Option<String>,
     pub interactive: bool,
     pub stop_timeout: Duration,
+}
+
+/// Where a container's root comes from.
+pub enum RootSource {
+    /// A stored image: its layers, held for the container.
+    Image(Box<Image>),
+    /// A directory used as the only layer (`--rootfs`).
+    Dir(PathBuf),
 }
 
 fn human_bytes(bytes: u64) -> String {
@@ -43,22 +51,30 @@ fn human_bytes(bytes: u64) -> String {
 /// the spec written. On failure nothing is left behind but an exited record (or nothing with
 /// --rm).
 fn prepare(
-    root: &Path,
+    store: &Store,
     input: &RunInput,
     save_created: bool,
 ) -> anyhow::Result<(super::Record, State, oci_spec::runtime::Spec)> {
-    let record = super::create(root, input.options.name.as_deref())?;
+    let record = super::create(store.root(), input.options.name.as_deref())?;
     // The container keeps its image's layers alive: `image rm` and gc leave them alone
     // until the container is removed (delete_locked releases the hold).
-    let held: Vec<Digest> = input
-        .lowerdirs
-        .iter()
-        .filter_map(|dir| Digest::parse(dir.file_name()?.to_str()?).ok())
-        .collect();
-    if let Err(err) = Store::open(root).and_then(|store| store.hold_layers(&record.id, &held)) {
-        let _ = super::discard(root, &record, Some(&record.name));
-        return Err(err).context("cannot record the layers this container uses");
-    }
+    let root = match &input.root {
+        RootSource::Image(image) => {
+            store.root_mount(image, &record.id, record.upper_dir(), record.work_dir())
+        }
+        RootSource::Dir(dir) => Ok(RootMount {
+            lowerdirs: vec![dir.clone()],
+            upperdir: record.upper_dir(),
+            workdir: record.work_dir(),
+        }),
+    };
+    let root = match root {
+        Ok(root) => root,
+        Err(err) => {
+            let _ = super::discard(store, &record, Some(&record.name));
+            return Err(err).context("cannot record the layers this container uses");
+        }
+    };
     let mut state = State {
         id: record.id.clone(),
         name: Some(record.name.clone()),
@@ -76,7 +92,7 @@ fn prepare(
         image_id: input.image_id.clone(),
         stop_timeout: input.stop_timeout.as_secs(),
     };
-    let written = write_bundle(&record, input, &mut state).and_then(|spec| {
+    let written = write_bundle(&record, input, &root, &mut state).and_then(|spec| {
         if save_created {
             record.save_state(&state)?;
         }
@@ -84,7 +100,7 @@ fn prepare(
     });
     match written {
         Ok(spec) => Ok((record, state, spec)),
-        Err(err) => Err(record_failure(root, &record, &mut state, err)),
+        Err(err) => Err(record_failure(store, &record, &mut state, err)),
     }
 }
 
@@ -92,23 +108,23 @@ fn prepare(
 /// and the reason), or removes it with --rm; returns the setup error, which is what the
 /// user needs to see (a cleanup error is secondary and only printed).
 fn record_failure(
-    root: &Path,
+    store: &Store,
     record: &super::Record,
     state: &mut State,
     err: anyhow::Error,
 ) -> anyhow::Error {
     state.exit_code = Some(exitcode::TOOL_FAILED);
     state.error = Some(format!("{err:#}"));
-    if let Err(cleanup) = finish(root, record, state) {
+    if let Err(cleanup) = finish(store, record, state) {
         eprintln!("mycontainer: {cleanup:#}");
     }
     err
 }
 
 /// Records how the container ended (or removes it with --rm).
-fn finish(root: &Path, record: &super::Record, state: &mut State) -> anyhow::Result<()> {
+fn finish(store: &Store, record: &super::Record, state: &mut State) -> anyhow::Result<()> {
     if state.auto_remove {
-        super::discard(root, record, state.name.as_deref())
+        super::discard(store, record, state.name.as_deref())
     } else {
         state.status = Status::Exited;
         state.pid = None;
@@ -118,12 +134,12 @@ fn finish(root: &Path, record: &super::Record, state: &mut State) -> anyhow::Res
 }
 
 /// Runs the container in the foreground and returns the exit code for the CLI.
-pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
+pub fn run(store: &Store, input: RunInput) -> anyhow::Result<i32> {
     // A --rm run has nothing to keep if its CLI dies before its command runs: its first
     // state is the running one. Any other record says from the start what it is.
-    let (record, mut state, spec) = prepare(root, &input, !input.auto_remove)?;
+    let (record, mut state, spec) = prepare(store, &input, !input.auto_remove)?;
     let result = start_and_wait(
-        root,
+        store,
         &record,
         &spec,
         input.interactive,
@@ -135,7 +151,7 @@ pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
             state.exit_code = Some(outcome.exit_code);
             state.oom_killed = outcome.oom_killed;
             state.error = outcome.exec_error.clone();
-            finish(root, &record, &mut state)?;
+            finish(store, &record, &mut state)?;
             let label = &record.name;
             if let Some(reason) = &outcome.exec_error {
                 eprintln!("mycontainer: {reason}");
@@ -156,16 +172,16 @@ pub fn run(root: &Path, input: RunInput) -> anyhow::Result<i32> {
             }
             Ok(outcome.exit_code)
         }
-        Err(err) => Err(record_failure(root, &record, &mut state, err)),
+        Err(err) => Err(record_failure(store, &record, &mut state, err)),
     }
 }
 
 /// `run -d`: prepares the record, hands it to a detached supervisor and returns once the
 /// container's command runs. Returns the id, or the exit code when it could not start.
-pub fn run_detached(root: &Path, input: RunInput) -> anyhow::Result<Result<String, i32>> {
-    let (record, _state, _spec) = prepare(root, &input, true)?;
+pub fn run_detached(store: &Store, input: RunInput) -> anyhow::Result<Result<String, i32>> {
+    let (record, _state, _spec) = prepare(store, &input, true)?;
     let id = record.id.clone();
-    match super::detach::spawn_supervisor(root, record)? {
+    match super::detach::spawn_supervisor(store.root(), record)? {
         super::detach::Started::Running => Ok(Ok(id)),
         super::detach::Started::ExecFailed(code, reason) => {
             eprintln!("mycontainer: {reason}");
@@ -177,7 +193,7 @@ pub fn run_detached(root: &Path, input: RunInput) -> anyhow::Result<Result<Strin
 /// The detached supervisor's work (`mycontainer supervise ID`): runs the record's
 /// config.json, reports the start on `report`, waits, records the end and cleans up.
 pub fn supervise(
-    root: &Path,
+    store: &Store,
     record: &super::Record,
     report: &mut dyn FnMut(super::detach::Report),
 ) -> anyhow::Result<i32> {
@@ -186,7 +202,7 @@ pub fn supervise(
     let spec = oci_spec::runtime::Spec::load(record.config_path())
         .with_context(|| format!("cannot read {}", record.config_path().display()));
     let result = spec.and_then(|spec| {
-        start_and_wait(root, record, &spec, false, &mut state, &mut |_| {
+        start_and_wait(store, record, &spec, false, &mut state, &mut |_| {
             report(Report::Running)
         })
     });
@@ -211,7 +227,7 @@ pub fn supervise(
             exitcode::TOOL_FAILED
         }
     };
-    finish(root, record, &mut state)?;
+    finish(store, record, &mut state)?;
     Ok(code)
 }
 
@@ -220,20 +236,18 @@ pub fn supervise(
 fn write_bundle(
     record: &super::Record,
     input: &RunInput,
+    root: &RootMount,
     state: &mut State,
 ) -> anyhow::Result<oci_spec::runtime::Spec> {
-    let layers = RootLayers {
-        lowerdirs: input.lowerdirs.clone(),
-        upperdir: record.upper_dir(),
-        workdir: record.work_dir(),
-    };
     let built = spec::build(
         &record.id,
         &record.dir,
         &input.defaults,
         &input.options,
-        &layers,
+        root,
     )?;
+    let hostname = built.spec.hostname().clone().unwrap_or_default();
+    record.write_etc_files(&hostname, input.options.network)?;
     state.command = built.args.clone();
     serde_json::to_vec(&built.spec)
         .map_err(std::io::Error::from)
@@ -243,7 +257,7 @@ fn write_bundle(
 }
 
 fn start_and_wait(
-    root: &Path,
+    store: &Store,
     record: &super::Record,
     spec: &oci_spec::runtime::Spec,
     interactive: bool,
@@ -251,7 +265,7 @@ fn start_and_wait(
     started: &mut dyn FnMut(i32),
 ) -> anyhow::Result<runtime::Outcome> {
     let log_path = record.log_path();
-    let cache_dir = root.join("cache");
+    let cache_dir = store.root().join("cache");
     let request = RunRequest {
         bundle: &record.dir,
         spec,

@@ -479,11 +479,12 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::spec::{build, ImageDefaults, RootLayers, RunOptions, Volume};
+    use crate::container::spec::{build, ImageDefaults, RunOptions, Volume, ETC_FILES};
+    use mycontainer_store::RootMount;
 
     fn planned(opts: &RunOptions) -> (Vec<Step>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let layers = RootLayers {
+        let layers = RootMount {
             lowerdirs: vec![dir.path().join("l1"), dir.path().join("l0")],
             upperdir: dir.path().join("upper"),
             workdir: dir.path().join("work"),
@@ -493,6 +494,10 @@ mod tests {
             ..Default::default()
         };
         let built = build(&"b".repeat(64), dir.path(), &image, opts, &layers).unwrap();
+        // The record writes the etc files the spec bind-mounts; the plan checks sources.
+        for name in ETC_FILES {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
         let ns = Namespaces::from_spec(&built.spec).unwrap();
         let view = CgroupView::Split {
             unified: true,

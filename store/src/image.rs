@@ -1,7 +1,7 @@
 //! Images: a config blob and a manifest blob over layer blobs, named in index.json.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use oci_spec::image::{
@@ -34,14 +34,6 @@ pub struct Image {
 }
 
 impl Image {
-    /// Unpacked layer directories, base layer first (reverse for overlay's lowerdir).
-    pub fn layer_dirs(&self, store: &Store) -> Vec<PathBuf> {
-        self.layers
-            .iter()
-            .map(|l| store.layer_dir(&l.diff_id))
-            .collect()
-    }
-
     /// The creation time recorded in the config, if any.
     pub fn created(&self) -> Option<&str> {
         self.config.created().as_deref()

@@ -22,6 +22,7 @@ mod image;
 mod import;
 mod index;
 mod layer;
+mod mount;
 mod reference;
 mod unpack;
 mod visible;
@@ -35,6 +36,7 @@ pub use gc::GcReport;
 pub use image::{oci_manifest, Image, ImageSpec, ImportSource, IngestLock};
 pub use import::Compression;
 pub use layer::{ImportedLayer, LayerInfo, NoProgress, Progress};
+pub use mount::RootMount;
 pub use reference::Reference;
 pub use visible::visible_layer;
 

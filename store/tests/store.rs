@@ -146,7 +146,26 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn layer_path(store: &Store, image: &mycontainer_store::Image) -> PathBuf {
-    image.layer_dirs(store).pop().unwrap()
+    store.layer_dir(&image.layers.last().unwrap().diff_id)
+}
+
+#[test]
+fn root_mount_holds_the_layers_and_lists_the_top_one_first() {
+    let t = TestStore::new();
+    let image = t.import(sample_tar(), Some("sample")).unwrap();
+    let root = t
+        .store
+        .root_mount(&image, "c1", PathBuf::from("/u"), PathBuf::from("/w"))
+        .unwrap();
+    assert_eq!(root.lowerdirs, vec![layer_path(&t.store, &image)]);
+    assert_eq!((root.upperdir, root.workdir), ("/u".into(), "/w".into()));
+    // Held: the layer outlives its image until the holder lets go.
+    t.store.remove_image("sample").unwrap();
+    t.store.gc().unwrap();
+    assert!(layer_path(&t.store, &image).is_dir());
+    t.store.release_layers("c1").unwrap();
+    t.store.gc().unwrap();
+    assert!(!layer_path(&t.store, &image).exists());
 }
 
 #[test]

@@ -1,0 +1,200 @@
+//! Orphan reclaim: finishes the cleanup of records whose supervising CLI died (kill -9
+//! included), and of records whose creator died before it could lock them.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Context;
+use mycontainer_store::Store;
+
+use super::record::{delete_locked, list_ids, lock_listed, UNBORN_GRACE, UNBORN_PREFIX};
+use super::state::{self, State, Status};
+use super::{cgroup_name, containers_dir};
+use crate::runtime::cgroups::Cgroup;
+
+/// Removes hidden records whose creator died between mkdir and rename (unlocked and
+/// older than UNBORN_GRACE).
+fn reclaim_unborn(root: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = fs::read_dir(containers_dir(root)) else {
+        return Ok(());
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(UNBORN_PREFIX)
+        {
+            continue;
+        }
+        let dir = entry.path();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > UNBORN_GRACE);
+        if old {
+            if let Some(_lock) = lock_listed(&dir)? {
+                fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot remove {}", dir.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What [`reclaim_orphans`] did.
+#[derive(Debug, Default)]
+pub struct Reclaimed {
+    pub removed: Vec<String>,
+    pub marked_exited: Vec<String>,
+}
+
+/// Finishes the cleanup of records whose CLI died (even by SIGKILL): their container is
+/// already dead (parent-death signal, and its mounts lived only in its mount namespace),
+/// so what is left is the cgroup, the state, and for `--rm` the directory. Cheap enough
+/// to run before every command: one unlocked flock attempt per running record.
+pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
+    let mut reclaimed = Reclaimed::default();
+    reclaim_unborn(root)?;
+    // Opened only once something is to be deleted: this runs before every command.
+    let mut store = None;
+    let mut open_store = || -> anyhow::Result<Store> {
+        if store.is_none() {
+            store = Some(Store::open(root)?);
+        }
+        Ok(store.clone().expect("opened above"))
+    };
+    for id in list_ids(root)? {
+        let dir = containers_dir(root).join(&id);
+        let state_path = dir.join("state.json");
+        let Ok(mut state) = State::load(&state_path) else {
+            // No state yet: a foreground run that had not started its command. Its
+            // creator locked it before it became visible, so unlocked means the CLI is
+            // gone (its name link, unknown here, is freed by the next claim of it).
+            if let Some(_lock) = lock_listed(&dir)? {
+                if !state_path.exists() {
+                    delete_locked(&open_store()?, &id, &dir, None)?;
+                    reclaimed.removed.push(id);
+                }
+            }
+            continue;
+        };
+        if state.status == Status::Exited {
+            continue;
+        }
+        let Some(_lock) = lock_listed(&dir)? else {
+            continue;
+        };
+        // Re-read under the lock: the owner may have finished in between.
+        let Ok(fresh) = State::load(&state_path) else {
+            continue;
+        };
+        state = fresh;
+        if state.status == Status::Exited {
+            continue;
+        }
+        if state.auto_remove {
+            delete_locked(&open_store()?, &id, &dir, state.name.as_deref())?;
+            reclaimed.removed.push(id);
+        } else {
+            let _ = Cgroup::open(&cgroup_name(&id)).and_then(|cg| cg.destroy());
+            state.status = Status::Exited;
+            state.pid = None;
+            state.exit_code = Some(crate::exitcode::KILLED);
+            state.finished_at = Some(state::now_unix());
+            state.error = Some("the mycontainer process supervising it was killed".into());
+            state.save(&state_path, true)?;
+            reclaimed.marked_exited.push(id);
+        }
+    }
+    Ok(reclaimed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::find;
+    use crate::container::record::{create, lock_dir};
+
+    #[test]
+    fn a_locked_record_is_not_reclaimed_and_an_unlocked_one_is() {
+        let root = tempfile::tempdir().unwrap();
+        let record = create(root.path(), None).unwrap();
+        let mut state = State {
+            id: record.id.clone(),
+            name: None,
+            image: "x".into(),
+            command: vec![],
+            status: Status::Running,
+            pid: Some(1),
+            exit_code: None,
+            oom_killed: false,
+            error: None,
+            auto_remove: true,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+            image_id: None,
+            stop_timeout: 10,
+        };
+        record.save_state(&state).unwrap();
+        assert!(reclaim_orphans(root.path()).unwrap().removed.is_empty());
+        drop(record);
+        assert_eq!(reclaim_orphans(root.path()).unwrap().removed.len(), 1);
+        assert!(list_ids(root.path()).unwrap().is_empty());
+
+        let record = create(root.path(), None).unwrap();
+        state.id = record.id.clone();
+        state.auto_remove = false;
+        record.save_state(&state).unwrap();
+        let id = record.id.clone();
+        drop(record);
+        assert_eq!(
+            reclaim_orphans(root.path()).unwrap().marked_exited,
+            vec![id.clone()]
+        );
+        let back = find(root.path(), &id).unwrap().load_state().unwrap();
+        assert_eq!(back.status, Status::Exited);
+    }
+
+    #[test]
+    fn an_unlocked_record_without_state_is_removed_and_a_locked_one_is_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let alive = create(root.path(), None).unwrap();
+        let dead = create(root.path(), None).unwrap();
+        let dead_id = dead.id.clone();
+        drop(dead);
+        let reclaimed = reclaim_orphans(root.path()).unwrap();
+        assert_eq!(reclaimed.removed, vec![dead_id]);
+        assert_eq!(list_ids(root.path()).unwrap(), vec![alive.id.clone()]);
+    }
+
+    #[test]
+    fn an_unborn_record_is_removed_only_once_old_and_unlocked() {
+        let root = tempfile::tempdir().unwrap();
+        let parent = containers_dir(root.path());
+        fs::create_dir_all(&parent).unwrap();
+        let fresh = parent.join(format!("{UNBORN_PREFIX}{}", "a".repeat(64)));
+        let old = parent.join(format!("{UNBORN_PREFIX}{}", "b".repeat(64)));
+        let old_locked = parent.join(format!("{UNBORN_PREFIX}{}", "c".repeat(64)));
+        for dir in [&fresh, &old, &old_locked] {
+            fs::create_dir(dir).unwrap();
+        }
+        for dir in [&old, &old_locked] {
+            let path = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+            let times = [libc::timeval {
+                tv_sec: 1,
+                tv_usec: 0,
+            }; 2];
+            // SAFETY: utimes on a path and a two-element array we own.
+            assert_eq!(unsafe { libc::utimes(path.as_ptr(), times.as_ptr()) }, 0);
+        }
+        let _held = lock_dir(&old_locked, true).unwrap();
+        reclaim_orphans(root.path()).unwrap();
+        assert!(fresh.exists(), "a creator may still be about to lock it");
+        assert!(!old.exists());
+        assert!(old_locked.exists(), "its creator holds it");
+        assert!(list_ids(root.path()).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,343 @@
+//! Builds the OCI runtime-spec `config.json` of a container from the image config and the
+//! `run` flags, as Docker does. This is the contract with `src/runtime/`: everything the
+//! runtime needs is in the spec (the overlay of the image layers is its first mount, on "/").
+//!
+//! `process.rs` builds the process, `mounts.rs` the mounts, `linux.rs` the `linux`
+//! section; [`build`] composes them.
+
+mod linux;
+mod mounts;
+mod process;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use mycontainer_store::RootMount;
+use oci_spec::runtime::{RootBuilder, Spec, SpecBuilder};
+
+use super::limits::Limits;
+use super::policy::devices::Device;
+use crate::runtime::ANNOTATION_INIT;
+
+pub use mounts::ETC_FILES;
+
+/// Network modes available before bridge networking lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// A new network namespace with only `lo`, brought up.
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// The image config fields that `run` applies (Docker's semantics).
+#[derive(Debug, Default, Clone)]
+pub struct ImageDefaults {
+    pub env: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+}
+
+impl ImageDefaults {
+    pub fn from_image_config(config: &oci_spec::image::ImageConfiguration) -> ImageDefaults {
+        let Some(c) = config.config() else {
+            return ImageDefaults::default();
+        };
+        ImageDefaults {
+            env: c.env().clone().unwrap_or_default(),
+            entrypoint: c.entrypoint().clone().unwrap_or_default(),
+            cmd: c.cmd().clone().unwrap_or_default(),
+            working_dir: c.working_dir().clone().filter(|w| !w.is_empty()),
+            user: c.user().clone().filter(|u| !u.is_empty()),
+        }
+    }
+}
+
+/// `-v HOSTDIR:CTRDIR[:ro]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub host: PathBuf,
+    pub container: PathBuf,
+    pub read_only: bool,
+}
+
+impl Volume {
+    pub fn parse(value: &str) -> anyhow::Result<Volume> {
+        let parts: Vec<&str> = value.split(':').collect();
+        let (host, container, mode) = match parts.as_slice() {
+            [h, c] => (*h, *c, ""),
+            [h, c, m] => (*h, *c, *m),
+            _ => bail!("invalid value {value:?} for -v: use HOSTDIR:CTRDIR or HOSTDIR:CTRDIR:ro"),
+        };
+        let read_only = match mode {
+            "" | "rw" => false,
+            "ro" => true,
+            _ => bail!("invalid mode {mode:?} in -v {value:?}: use ro or rw"),
+        };
+        if !container.starts_with('/') || container == "/" {
+            bail!("invalid value {value:?} for -v: the container path must be absolute and not /");
+        }
+        let host = fs::canonicalize(host).with_context(|| {
+            format!("invalid value {value:?} for -v: host path {host:?} does not exist")
+        })?;
+        Ok(Volume {
+            host,
+            container: PathBuf::from(container),
+            read_only,
+        })
+    }
+}
+
+/// Everything `run` was asked for, validated (the CLI only parses).
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    pub name: Option<String>,
+    pub command: Vec<String>,
+    pub entrypoint: Option<String>,
+    pub env: Vec<String>,
+    pub env_files: Vec<PathBuf>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub volumes: Vec<Volume>,
+    pub network: Network,
+    pub tty: bool,
+    pub init: bool,
+    /// The resource flags, parsed.
+    pub limits: Limits,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    /// `--device`, resolved against the host's nodes.
+    pub devices: Vec<Device>,
+    pub security_opts: Vec<String>,
+    pub read_only: bool,
+    pub tmpfs: Vec<String>,
+}
+
+/// Everything the container layer hands to the runtime.
+/// `--cap-add` as given (comma-separated), for `inspect`.
+pub const ANNOTATION_CAP_ADD: &str = "org.mycontainer.cap-add";
+/// `--cap-drop` as given (comma-separated), for `inspect`.
+pub const ANNOTATION_CAP_DROP: &str = "org.mycontainer.cap-drop";
+/// "true" for `--privileged`, for `inspect`.
+pub const ANNOTATION_PRIVILEGED: &str = "org.mycontainer.privileged";
+/// `-u` as given, for `inspect`.
+pub const ANNOTATION_USER: &str = "org.mycontainer.user";
+
+#[derive(Debug)]
+pub struct Built {
+    pub spec: Spec,
+    /// The resolved command, for the state file and messages.
+    pub args: Vec<String>,
+}
+
+/// The hostname of container `id`: `-h`, or the short id as Docker gives.
+fn hostname(id: &str, opts: &RunOptions) -> String {
+    opts.hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string())
+}
+
+/// Builds the spec for container `id` over `root`: a pure function of its inputs (it
+/// reads only the image's user database and `--env-file`s). The etc files its mounts
+/// name in `dir` (the record directory) are the record's to write
+/// (`Record::write_etc_files`).
+pub fn build(
+    id: &str,
+    dir: &Path,
+    image: &ImageDefaults,
+    opts: &RunOptions,
+    root: &RootMount,
+) -> anyhow::Result<Built> {
+    let hostname = hostname(id, opts);
+    let (mut process, args) = process::process(image, opts, &hostname, root)?;
+    // Docker's seccomp profile allows some syscalls only with a capability (mount with
+    // SYS_ADMIN, say), so it is evaluated for the container's bounding set.
+    let bounding: Vec<String> = process
+        .capabilities()
+        .as_ref()
+        .and_then(|caps| caps.bounding().clone())
+        .iter()
+        .flatten()
+        .filter_map(|c| serde_json::to_value(c).ok()?.as_str().map(String::from))
+        .collect();
+    let security = linux::security_opts(opts, &bounding)?;
+    process.set_no_new_privileges(Some(security.no_new_privileges));
+    let mounts = mounts::mounts(opts, dir, root)?;
+    let linux = linux::linux(id, opts, security.seccomp)?;
+
+    let mut annotations = HashMap::new();
+    if opts.init {
+        annotations.insert(ANNOTATION_INIT.to_string(), "true".into());
+    }
+    // The flags `inspect` shows that the spec only holds in resolved form.
+    if !opts.cap_add.is_empty() {
+        annotations.insert(ANNOTATION_CAP_ADD.to_string(), opts.cap_add.join(","));
+    }
+    if !opts.cap_drop.is_empty() {
+        annotations.insert(ANNOTATION_CAP_DROP.to_string(), opts.cap_drop.join(","));
+    }
+    if opts.privileged {
+        annotations.insert(ANNOTATION_PRIVILEGED.to_string(), "true".into());
+    }
+    if let Some(user) = &opts.user {
+        annotations.insert(ANNOTATION_USER.to_string(), user.clone());
+    }
+
+    let spec = SpecBuilder::default()
+        .version("1.2.0")
+        .root(
+            RootBuilder::default()
+                .path(super::MERGED_DIR)
+                .readonly(opts.read_only)
+                .build()?,
+        )
+        .hostname(hostname)
+        .process(process)
+        .mounts(mounts)
+        .linux(linux)
+        .annotations(annotations)
+        .build()?;
+    Ok(Built { spec, args })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build_with(image: &ImageDefaults, opts: &RunOptions) -> anyhow::Result<Built> {
+        let dir = tempfile::tempdir().unwrap();
+        let layers = RootMount {
+            lowerdirs: vec![dir.path().join("l")],
+            upperdir: dir.path().join("u"),
+            workdir: dir.path().join("w"),
+        };
+        build(&"a".repeat(64), dir.path(), image, opts, &layers)
+    }
+
+    #[test]
+    fn command_follows_docker_entrypoint_and_cmd_rules() {
+        let image = ImageDefaults {
+            entrypoint: vec!["/ep".into()],
+            cmd: vec!["default".into()],
+            ..Default::default()
+        };
+        let args = |opts: RunOptions| build_with(&image, &opts).unwrap().args;
+        assert_eq!(args(RunOptions::default()), ["/ep", "default"]);
+        assert_eq!(
+            args(RunOptions {
+                command: vec!["x".into()],
+                ..Default::default()
+            }),
+            ["/ep", "x"]
+        );
+        assert_eq!(
+            args(RunOptions {
+                entrypoint: Some("sh".into()),
+                ..Default::default()
+            }),
+            ["sh"]
+        );
+        let none = build_with(&ImageDefaults::default(), &RunOptions::default());
+        assert!(none.is_err());
+    }
+
+    #[test]
+    fn env_merges_image_file_and_flags_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("env");
+        fs::write(&file, "# comment\nB=file\nC=file\n").unwrap();
+        let image = ImageDefaults {
+            env: vec!["A=image".into(), "B=image".into(), "PATH=/bin".into()],
+            cmd: vec!["sh".into()],
+            ..Default::default()
+        };
+        let opts = RunOptions {
+            env: vec!["C=flag".into()],
+            env_files: vec![file],
+            hostname: Some("box".into()),
+            ..Default::default()
+        };
+        let built = build_with(&image, &opts).unwrap();
+        let env = built
+            .spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .env()
+            .clone()
+            .unwrap();
+        for expected in [
+            "PATH=/bin",
+            "HOSTNAME=box",
+            "A=image",
+            "B=file",
+            "C=flag",
+            // No /etc/passwd in this image: HOME is "/", as Docker and runc give.
+            "HOME=/",
+        ] {
+            assert!(
+                env.contains(&expected.to_string()),
+                "{expected} missing in {env:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn default_capabilities_are_dockers_and_drop_all_empties_them() {
+        let image = ImageDefaults {
+            cmd: vec!["sh".into()],
+            ..Default::default()
+        };
+        let built = build_with(&image, &RunOptions::default()).unwrap();
+        let caps = built
+            .spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert_eq!(
+            caps.effective().as_ref().unwrap().len(),
+            crate::container::policy::DEFAULT_CAPS.len()
+        );
+        let opts = RunOptions {
+            cap_drop: vec!["ALL".into()],
+            cap_add: vec!["net_admin".into()],
+            ..Default::default()
+        };
+        let built = build_with(&image, &opts).unwrap();
+        let caps = built
+            .spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert_eq!(caps.bounding().as_ref().unwrap().len(), 1);
+        let bad = RunOptions {
+            cap_add: vec!["NOPE".into()],
+            ..Default::default()
+        };
+        assert!(build_with(&image, &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("--cap-add"));
+    }
+
+    #[test]
+    fn volumes_need_an_existing_host_path_and_absolute_target() {
+        assert!(Volume::parse("/tmp:/data:ro").unwrap().read_only);
+        assert!(Volume::parse("/tmp:data").is_err());
+        assert!(Volume::parse("/does/not/exist:/data").is_err());
+        assert!(Volume::parse("/tmp:/data:rx").is_err());
+    }
+}
