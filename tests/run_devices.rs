@@ -23,6 +23,10 @@ impl LoopDevice {
         let mut content = vec![0u8; 1 << 20];
         content[..6].copy_from_slice(b"MARKER");
         std::fs::write(&file, content).unwrap();
+        // A fresh kernel (the cgroup v2 VM's) may not have loaded the loop driver yet.
+        if !Path::new("/dev/loop-control").exists() {
+            let _ = Command::new("modprobe").arg("loop").status();
+        }
         let out = Command::new("losetup")
             .args(["--find", "--show"])
             .arg(&file)
