@@ -8,7 +8,11 @@ use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use anyhow::{bail, Context};
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 
 use super::cgroups::Cgroup;
 use super::plan::Step;
@@ -16,7 +20,7 @@ use super::process::{self, ChildPlan, ExecTarget, Message, Stage};
 use crate::exitcode;
 
 pub(super) fn describe_errno(errno: i32) -> String {
-    let text = nix::errno::Errno::from_raw(errno).desc();
+    let text = Errno::from_raw(errno).desc();
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
@@ -31,46 +35,55 @@ pub(super) struct Child {
 }
 
 impl Child {
-    pub(super) fn kill(&self, signal: i32) {
+    pub(super) fn kill(&self, signal: Signal) {
         if !self.reaped {
-            // SAFETY: signals our own unreaped child, whose pid cannot be reused yet.
-            unsafe { libc::kill(self.pid, signal) };
+            // ESRCH cannot happen (unreaped, the pid cannot be reused yet); a zombie
+            // ignores the signal, which is what we want.
+            let _ = kill(Pid::from_raw(self.pid), signal);
         }
     }
 
     /// Non-blocking wait; the exit code in Docker's convention once it exited.
     pub(super) fn try_wait(&mut self) -> Option<i32> {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child with a status int we own.
-        let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
-        if rc != self.pid {
-            return None;
+        match waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => None,
+            Ok(status) => {
+                self.reaped = true;
+                Some(exit_code(status))
+            }
         }
-        self.reaped = true;
-        Some(exitcode::from_wait_status(status))
     }
 
     pub(super) fn wait(&mut self) -> i32 {
-        let mut status = 0;
         loop {
-            // SAFETY: as in try_wait, blocking.
-            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
-            if rc == self.pid {
-                self.reaped = true;
-                return exitcode::from_wait_status(status);
-            }
-            if rc < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                self.reaped = true;
-                return 255;
+            match waitpid(Pid::from_raw(self.pid), None) {
+                Ok(status) => {
+                    self.reaped = true;
+                    return exit_code(status);
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => {
+                    self.reaped = true;
+                    return 255;
+                }
             }
         }
+    }
+}
+
+/// The exit code for how a child ended (waitpid without WUNTRACED reports only these).
+fn exit_code(status: WaitStatus) -> i32 {
+    match status {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, signal, _) => exitcode::signaled(signal as i32),
+        _ => 255,
     }
 }
 
 impl Drop for Child {
     fn drop(&mut self) {
         if !self.reaped {
-            self.kill(libc::SIGKILL);
+            self.kill(Signal::SIGKILL);
             self.wait();
         }
     }
@@ -169,16 +182,8 @@ pub(super) fn setup_channel() -> anyhow::Result<(OwnedFd, OwnedFd)> {
 
 /// Lets the child go on past its sync point (one byte on the socket).
 fn release_child(parent_sock: &OwnedFd) -> anyhow::Result<()> {
-    // SAFETY: sends one byte from a literal on a socket we own.
-    let sent = unsafe {
-        libc::send(
-            parent_sock.as_raw_fd(),
-            c"g".as_ptr().cast(),
-            1,
-            libc::MSG_NOSIGNAL,
-        )
-    };
-    if sent != 1 {
+    let sent = socket::send(parent_sock.as_raw_fd(), b"g", MsgFlags::MSG_NOSIGNAL);
+    if sent != Ok(1) {
         bail!("it exited before it was released");
     }
     Ok(())
@@ -237,7 +242,7 @@ fn spawn_in_cgroup(
                 (spawned, Ok(())) => spawned,
                 (Ok((pid, _)), Err(e)) => {
                     let mut child = Child { pid, reaped: false };
-                    child.kill(libc::SIGKILL);
+                    child.kill(Signal::SIGKILL);
                     child.wait();
                     Err(e)
                 }
@@ -306,7 +311,7 @@ fn place_and_release(
         release_child(parent_sock).context("the container's process died before it could start")
     });
     if let Err(error) = result {
-        child.kill(libc::SIGKILL);
+        child.kill(Signal::SIGKILL);
         child.wait();
         if let Ok(Startup::Failed(reason)) = receive_startup(parent_sock, steps, child) {
             return Err(anyhow::anyhow!("{reason}"));
@@ -360,7 +365,7 @@ fn receive_startup(sock: &OwnedFd, steps: &[Step], child: &mut Child) -> anyhow:
             Ok(r) => r,
             // ECONNRESET: the child exited with our release byte unread; the error is
             // reported (and cleared) before its last message, which is still queued.
-            Err(nix::errno::Errno::EINTR | nix::errno::Errno::ECONNRESET) => continue,
+            Err(Errno::EINTR | Errno::ECONNRESET) => continue,
             Err(e) => return Err(e).context("cannot read from the container's setup channel"),
         };
         let mut passed = None;

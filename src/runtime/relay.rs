@@ -2,13 +2,16 @@
 //! terminal and the log, feeds it our stdin, forwards our signals, enforces the stop
 //! grace period, and collects the exit status. `run` and `exec` both end here.
 
-use std::ffi::c_void;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::SignalFd;
+use nix::unistd;
 
 use super::launch::Child;
 use super::logfile::{LogWriter, Stream};
@@ -65,14 +68,8 @@ impl BlockedSignals {
 }
 
 fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the two-int array we own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error())
-            .context("cannot create a pipe for the container's standard streams");
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    unistd::pipe2(OFlag::O_CLOEXEC)
+        .context("cannot create a pipe for the container's standard streams")
 }
 
 fn open_null() -> anyhow::Result<OwnedFd> {
@@ -111,11 +108,8 @@ pub(super) fn container_stdio(
         let (read, write) = pipe()?;
         // Ours only (the child's end is another open file): a command that does not
         // read must not stall the copying of its output.
-        // SAFETY: fcntl on a descriptor we own.
-        if unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } < 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("cannot make the container's stdin pipe non-blocking");
-        }
+        fcntl(&write, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+            .context("cannot make the container's stdin pipe non-blocking")?;
         streams.stdin = Some(write);
         read
     } else {
@@ -134,35 +128,25 @@ pub(super) fn container_stdio(
 }
 
 /// Writes everything to one of our descriptors, ignoring a closed terminal.
-fn write_all_fd(fd: RawFd, mut data: &[u8]) {
+fn write_all_fd(fd: BorrowedFd, mut data: &[u8]) {
     while !data.is_empty() {
-        // SAFETY: writes from a slice we own.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return;
+        match unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::EINTR) => {}
+            Err(_) => return,
         }
-        data = &data[n as usize..];
     }
 }
 
 /// Reads once; `None` at end of stream (EOF, or EIO from a pty whose slave is gone).
-fn read_fd(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
+fn read_fd(fd: BorrowedFd, buf: &mut [u8]) -> Option<usize> {
     loop {
-        // SAFETY: reads into a buffer we own.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast::<c_void>(), buf.len()) };
-        if n > 0 {
-            return Some(n as usize);
-        }
-        if n == 0 {
-            return None;
-        }
-        match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN) => return Some(0),
-            _ => return None,
+        match unistd::read(fd, buf) {
+            Ok(0) => return None,
+            Ok(n) => return Some(n),
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => return Some(0),
+            Err(_) => return None,
         }
     }
 }
@@ -180,18 +164,16 @@ pub(super) struct Streams {
 
 /// Writes what it can of `pending` into the container's stdin pipe without blocking;
 /// false once the pipe is unusable (the container closed its end).
-fn feed_stdin(pipe: RawFd, pending: &mut Vec<u8>) -> bool {
+fn feed_stdin(pipe: BorrowedFd, pending: &mut Vec<u8>) -> bool {
     while !pending.is_empty() {
-        // SAFETY: writes from a buffer we own.
-        let n = unsafe { libc::write(pipe, pending.as_ptr().cast(), pending.len()) };
-        if n < 0 {
-            match std::io::Error::last_os_error().raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => return true,
-                _ => return false,
+        match unistd::write(pipe, pending) {
+            Ok(n) => {
+                pending.drain(..n);
             }
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => return true,
+            Err(_) => return false,
         }
-        pending.drain(..n as usize);
     }
     true
 }
@@ -217,6 +199,7 @@ pub(super) fn supervise(
     // take yet (our stdin is not read meanwhile).
     const STDIN_PIPE: usize = 4;
     let mut pending: Vec<u8> = Vec::new();
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
     loop {
         if status.is_some() || (!streams.stdin_open && pending.is_empty()) {
             // Nobody left to read it, or nothing more to give: the command sees its end.
@@ -227,11 +210,11 @@ pub(super) fn supervise(
             .as_ref()
             .or(streams.stdin.as_ref().filter(|_| pending.is_empty()));
         let open = [
-            streams.out.as_ref().map(|f| f.as_raw_fd()),
-            streams.err.as_ref().map(|f| f.as_raw_fd()),
-            streams.master.as_ref().map(|f| f.as_raw_fd()),
+            streams.out.as_ref().map(|f| f.as_fd()),
+            streams.err.as_ref().map(|f| f.as_fd()),
+            streams.master.as_ref().map(|f| f.as_fd()),
             if streams.stdin_open && relay_to.is_some() && status.is_none() {
-                Some(0)
+                Some(stdin.as_fd())
             } else {
                 None
             },
@@ -239,28 +222,21 @@ pub(super) fn supervise(
                 .stdin
                 .as_ref()
                 .filter(|_| !pending.is_empty())
-                .map(|f| f.as_raw_fd()),
+                .map(|f| f.as_fd()),
         ];
         if status.is_some() && open[..3].iter().all(Option::is_none) {
             break;
         }
-        let mut pollfds = vec![libc::pollfd {
-            fd: signal_fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
+        let mut pollfds = vec![PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
         let mut slots = Vec::new();
         for (slot, fd) in open.iter().enumerate() {
             if let Some(fd) = fd {
-                pollfds.push(libc::pollfd {
-                    fd: *fd,
-                    events: if slot == STDIN_PIPE {
-                        libc::POLLOUT
-                    } else {
-                        libc::POLLIN
-                    },
-                    revents: 0,
-                });
+                let events = if slot == STDIN_PIPE {
+                    PollFlags::POLLOUT
+                } else {
+                    PollFlags::POLLIN
+                };
+                pollfds.push(PollFd::new(*fd, events));
                 slots.push(slot);
             }
         }
@@ -270,31 +246,39 @@ pub(super) fn supervise(
             (None, _, Some(deadline)) => Some(deadline),
             _ => None,
         };
-        let timeout = wake.map_or(-1, |t| {
-            t.saturating_duration_since(now)
+        let timeout = wake.map_or(PollTimeout::NONE, |t| {
+            let ms = t
+                .saturating_duration_since(now)
                 .as_millis()
-                .min(i32::MAX as u128) as i32
+                .min(i32::MAX as u128) as i32;
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
         });
-        // SAFETY: polls an array of pollfd we own.
-        let ready =
-            unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
-        if ready < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            break;
+        match poll(&mut pollfds, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
         }
+        let fired = |p: &PollFd| p.revents().is_some_and(|r| !r.is_empty());
+        let signalled = fired(&pollfds[0]);
+        // Which streams are ready; each is looked up again below, as handling one may
+        // close another.
+        let ready: Vec<usize> = pollfds[1..]
+            .iter()
+            .zip(slots)
+            .filter(|(p, _)| fired(p))
+            .map(|(_, slot)| slot)
+            .collect();
         let now = Instant::now();
         if status.is_some() && drain_until.is_some_and(|t| now >= t) {
             // Something outside the container's pid namespace holds the output open.
             break;
         }
         if status.is_none() && deadline.is_some_and(|t| now >= t) {
-            child.kill(libc::SIGKILL);
+            child.kill(Signal::SIGKILL);
             outcome.killed_after_timeout = true;
             deadline = None;
         }
-        if pollfds[0].revents != 0 {
+        if signalled {
             while let Ok(Some(info)) = signal_fd.read_signal() {
                 let signal = info.ssi_signo as i32;
                 if signal == libc::SIGCHLD {
@@ -312,7 +296,10 @@ pub(super) fn supervise(
                         continue;
                     }
                 }
-                child.kill(signal);
+                // Only the forwarded signals are in the signalfd's set.
+                if let Ok(signal) = Signal::try_from(signal) {
+                    child.kill(signal);
+                }
                 if (signal == libc::SIGTERM || signal == libc::SIGINT)
                     && deadline.is_none()
                     && !outcome.killed_after_timeout
@@ -327,27 +314,35 @@ pub(super) fn supervise(
                 }
             }
         }
-        for (pollfd, slot) in pollfds[1..].iter().zip(slots) {
-            if pollfd.revents == 0 {
-                continue;
-            }
-            let fd = open[slot].unwrap_or(-1);
+        for slot in ready {
             if slot == STDIN_PIPE {
-                if !feed_stdin(fd, &mut pending) {
+                let Some(pipe) = &streams.stdin else {
+                    continue;
+                };
+                if !feed_stdin(pipe.as_fd(), &mut pending) {
                     pending.clear();
                     streams.stdin = None;
                     streams.stdin_open = false;
                 }
                 continue;
             }
+            let fd = match slot {
+                OUT => streams.out.as_ref().map(|f| f.as_fd()),
+                ERR => streams.err.as_ref().map(|f| f.as_fd()),
+                MASTER => streams.master.as_ref().map(|f| f.as_fd()),
+                _ => Some(stdin.as_fd()),
+            };
+            let Some(fd) = fd else {
+                continue;
+            };
             let data = read_fd(fd, &mut buf);
             match (slot, data) {
                 (STDIN, Some(n)) => {
                     if let Some(master) = &streams.master {
-                        write_all_fd(master.as_raw_fd(), &buf[..n]);
+                        write_all_fd(master.as_fd(), &buf[..n]);
                     } else if let Some(pipe) = &streams.stdin {
                         pending.extend_from_slice(&buf[..n]);
-                        if !feed_stdin(pipe.as_raw_fd(), &mut pending) {
+                        if !feed_stdin(pipe.as_fd(), &mut pending) {
                             pending.clear();
                             streams.stdin = None;
                             streams.stdin_open = false;
@@ -357,9 +352,9 @@ pub(super) fn supervise(
                 (STDIN, None) => streams.stdin_open = false,
                 (_, Some(n)) => {
                     let (target, stream) = if slot == ERR {
-                        (2, Stream::Stderr)
+                        (stderr.as_fd(), Stream::Stderr)
                     } else {
-                        (1, Stream::Stdout)
+                        (stdout.as_fd(), Stream::Stdout)
                     };
                     write_all_fd(target, &buf[..n]);
                     if let Some(log) = log {
