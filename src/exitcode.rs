@@ -10,9 +10,6 @@ pub const TOOL_FAILED: i32 = 125;
 pub const CANNOT_EXECUTE: i32 = 126;
 
 /// The command was not found.
-// Only the runtime's exec failure (runtime::supervise) gives this code; it still
-// spells the number there.
-#[allow(dead_code)]
 pub const NOT_FOUND: i32 = 127;
 
 /// Killed by SIGKILL: the OOM killer, `kill -9`, or a supervisor that died (137).

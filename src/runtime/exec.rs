@@ -18,12 +18,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use oci_spec::runtime::Spec;
 
 use super::cgroups::Cgroup;
+use super::launch::{launch, setup_channel, Launched, Spawn};
 use super::plan::Step;
 use super::process::{ChildPlan, ExecTarget};
-use super::supervise::{
-    container_stdio, exec_failure, place_and_release, receive_startup, setup_channel,
-    spawn_in_cgroup, supervise, BlockedSignals, Child, Startup,
-};
+use super::relay::{container_stdio, supervise, BlockedSignals};
 use super::{pty, sealed_exe, security, Outcome};
 
 /// The namespaces an exec joins, in order, before it enters the pid namespace.
@@ -143,29 +141,23 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
     if let Some(fd) = &pid_namespace {
         plan.join_pid_namespace(fd.as_raw_fd());
     }
-    let (parent_sock, child_sock) = channel;
-
     // No namespace flags: the child joins the container's namespaces itself (plan steps).
-    let (pid, remaining) = spawn_in_cgroup(0, false, &cgroup, &mut plan)
-        .context("cannot fork the process to run in the container")?;
-    let mut child = Child { pid, reaped: false };
-    drop(child_fds);
-    drop(child_sock);
-    place_and_release(&mut child, &cgroup, remaining, &parent_sock, &plan.steps)?;
-    let master = match receive_startup(&parent_sock, &plan.steps, &mut child)? {
-        Startup::Started(master) => master,
-        Startup::Failed(reason) => bail!("{reason}"),
-        Startup::ExecFailed { errno } => {
-            child.wait();
-            let (code, reason) = exec_failure(&plan.exec, errno);
+    let spawn = Spawn {
+        flags: 0,
+        cgroup_ns: false,
+        cgroup: &cgroup,
+        what: "cannot fork the process to run in the container",
+    };
+    let (mut child, master) = match launch(spawn, &mut plan, channel, child_fds)? {
+        Launched::Started { child, master } => (child, master),
+        Launched::ExecFailed { code, reason } => {
             return Ok(Outcome {
                 exit_code: code,
                 exec_error: Some(reason),
                 ..Default::default()
-            });
+            })
         }
     };
-    drop(parent_sock);
     drop(namespace_fds);
     drop(pid_namespace);
     let raw_mode = if master.is_some() && req.interactive {

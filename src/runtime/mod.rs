@@ -4,18 +4,21 @@
 pub mod cgroups;
 mod exec;
 mod init;
+mod launch;
 pub mod logfile;
 mod namespaces;
 mod plan;
 mod process;
 mod pty;
+mod relay;
 mod rootfs;
+mod run;
 mod sealed_exe;
 pub mod security;
-mod supervise;
 
 pub use exec::{exec, ExecRequest};
-pub use supervise::{run, Outcome, RunRequest};
+pub use relay::Outcome;
+pub use run::{run, RunRequest};
 
 /// "true": run our tiny init as PID 1 (Docker's `--init`).
 pub const ANNOTATION_INIT: &str = "org.mycontainer.init";

@@ -479,51 +479,145 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::spec::{build, ImageDefaults, RunOptions, Volume, ETC_FILES};
-    use mycontainer_store::RootMount;
+    use oci_spec::runtime::{
+        LinuxBuilder, LinuxDeviceBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, MountBuilder,
+        ProcessBuilder, RootBuilder, SpecBuilder,
+    };
 
-    fn planned(opts: &RunOptions) -> (Vec<Step>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let layers = RootMount {
-            lowerdirs: vec![dir.path().join("l1"), dir.path().join("l0")],
-            upperdir: dir.path().join("upper"),
-            workdir: dir.path().join("work"),
-        };
-        let image = ImageDefaults {
-            cmd: vec!["sh".into()],
-            ..Default::default()
-        };
-        let built = build(&"b".repeat(64), dir.path(), &image, opts, &layers).unwrap();
-        // The record writes the etc files the spec bind-mounts; the plan checks sources.
-        for name in ETC_FILES {
-            std::fs::write(dir.path().join(name), "").unwrap();
+    /// What a test asks of its container's spec (what the flags of `run` set).
+    #[derive(Default)]
+    struct Asked {
+        /// (host dir, container path, read-only), as `-v`.
+        volumes: Vec<(PathBuf, &'static str, bool)>,
+        read_only: bool,
+        host_network: bool,
+        devices: Vec<LinuxDevice>,
+    }
+
+    fn mount(destination: &str, typ: &str, source: &Path, options: &[&str]) -> Mount {
+        MountBuilder::default()
+            .destination(destination)
+            .typ(typ)
+            .source(source)
+            .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+            .build()
+            .unwrap()
+    }
+
+    /// A spec laid out as a container's is: the overlay of two layers under `dir` on "/",
+    /// the default filesystems (/proc, /dev, /sys, the cgroup view), /etc files bound
+    /// from `dir`, the volumes, masked and read-only paths, and the namespaces.
+    fn container_spec(dir: &Path, asked: &Asked) -> Spec {
+        let overlay = format!(
+            "lowerdir={}:{},upperdir={},workdir={}",
+            dir.join("l1").display(),
+            dir.join("l0").display(),
+            dir.join("upper").display(),
+            dir.join("work").display(),
+        );
+        let overlay: Vec<&str> = overlay.split(',').chain(["volatile"]).collect();
+        let fs = |typ: &str| PathBuf::from(typ);
+        let mut mounts = vec![
+            mount("/", "overlay", &fs("overlay"), &overlay),
+            mount("/proc", "proc", &fs("proc"), &["nosuid", "noexec", "nodev"]),
+            mount("/dev", "tmpfs", &fs("tmpfs"), &["nosuid", "mode=755"]),
+            mount(
+                "/dev/pts",
+                "devpts",
+                &fs("devpts"),
+                &["nosuid", "newinstance"],
+            ),
+            mount("/dev/shm", "tmpfs", &fs("tmpfs"), &["nosuid", "mode=1777"]),
+            mount("/dev/mqueue", "mqueue", &fs("mqueue"), &["nosuid", "nodev"]),
+            mount("/sys", "sysfs", &fs("sysfs"), &["nosuid", "ro"]),
+            mount("/sys/fs/cgroup", "cgroup", &fs("cgroup"), &["nosuid", "ro"]),
+        ];
+        for name in ["hostname", "hosts", "resolv.conf"] {
+            let source = dir.join(name);
+            std::fs::write(&source, "").unwrap();
+            let target = format!("/etc/{name}");
+            mounts.push(mount(&target, "bind", &source, &["rbind", "rprivate"]));
         }
-        let ns = Namespaces::from_spec(&built.spec).unwrap();
+        for (host, container, read_only) in &asked.volumes {
+            let options: &[&str] = if *read_only {
+                &["rbind", "rprivate", "ro"]
+            } else {
+                &["rbind", "rprivate"]
+            };
+            mounts.push(mount(container, "bind", host, options));
+        }
+        let mut namespaces = vec![
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Mount,
+            LinuxNamespaceType::Uts,
+            LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Cgroup,
+        ];
+        if !asked.host_network {
+            namespaces.push(LinuxNamespaceType::Network);
+        }
+        let namespaces = namespaces
+            .into_iter()
+            .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build().unwrap())
+            .collect::<Vec<_>>();
+        let linux = LinuxBuilder::default()
+            .namespaces(namespaces)
+            .masked_paths(vec!["/proc/kcore".to_string(), "/proc/keys".to_string()])
+            .readonly_paths(vec!["/proc/sys".to_string()])
+            .devices(asked.devices.clone())
+            .build()
+            .unwrap();
+        SpecBuilder::default()
+            .root(
+                RootBuilder::default()
+                    .path("merged")
+                    .readonly(asked.read_only)
+                    .build()
+                    .unwrap(),
+            )
+            .hostname("box")
+            .process(
+                ProcessBuilder::default()
+                    .args(vec!["sh".to_string()])
+                    .cwd("/")
+                    .build()
+                    .unwrap(),
+            )
+            .mounts(mounts)
+            .linux(linux)
+            .build()
+            .unwrap()
+    }
+
+    fn planned(asked: &Asked) -> (Vec<Step>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = container_spec(dir.path(), asked);
+        let ns = Namespaces::from_spec(&spec).unwrap();
         let view = CgroupView::Split {
             unified: true,
             v1: vec![("memory".into(), "memory".into())],
         };
-        (plan(&built.spec, dir.path(), &ns, &view).unwrap(), dir)
+        (plan(&spec, dir.path(), &ns, &view).unwrap(), dir)
     }
 
     fn position(steps: &[Step], wanted: impl Fn(&Step) -> bool) -> usize {
         steps.iter().position(wanted).expect("step missing")
     }
 
-    fn with_volume(spec: &str, read_only: bool) -> (Vec<Step>, tempfile::TempDir) {
+    /// A plan with a volume of a fresh host dir at `container`.
+    fn with_volume(container: &'static str, read_only: bool) -> (Vec<Step>, tempfile::TempDir) {
         let host = tempfile::tempdir().unwrap();
-        let volume = Volume::parse(&format!("{}:{spec}", host.path().display())).unwrap();
-        let opts = RunOptions {
-            volumes: vec![volume],
+        let asked = Asked {
+            volumes: vec![(host.path().to_path_buf(), container, read_only)],
             read_only,
             ..Default::default()
         };
-        (planned(&opts).0, host)
+        (planned(&asked).0, host)
     }
 
     #[test]
     fn root_is_private_then_overlay_then_sources_then_pivot_with_the_old_root_detached() {
-        let (steps, dir) = planned(&RunOptions::default());
+        let (steps, dir) = planned(&Asked::default());
         let private = position(
             &steps,
             |s| matches!(s, Step::Mount { flags, .. } if *flags == libc::MS_REC | libc::MS_PRIVATE),
@@ -603,7 +697,7 @@ mod tests {
 
     #[test]
     fn dev_gets_devices_after_its_tmpfs_and_proc_is_masked_after_mounting() {
-        let (steps, _dir) = planned(&RunOptions::default());
+        let (steps, _dir) = planned(&Asked::default());
         let dev = position(
             &steps,
             |s| matches!(s, Step::MountFs { target, .. } if target.as_bytes() == b"/dev"),
@@ -626,7 +720,7 @@ mod tests {
 
     #[test]
     fn read_only_volume_is_opened_before_pivot_and_attached_read_only_after() {
-        let (steps, host) = with_volume("/data/in:ro", true);
+        let (steps, host) = with_volume("/data/in", true);
         let open = position(
             &steps,
             |s| matches!(s, Step::OpenTree { source, .. } if source.as_bytes() == host.path().as_os_str().as_bytes()),
@@ -660,7 +754,7 @@ mod tests {
 
     #[test]
     fn cgroup_view_is_mounted_in_the_namespace_then_made_read_only_per_mount() {
-        let (steps, _dir) = planned(&RunOptions::default());
+        let (steps, _dir) = planned(&Asked::default());
         let unshare = position(&steps, |s| *s == Step::UnshareCgroup);
         for dir in [
             "/sys/fs/cgroup",
@@ -697,24 +791,34 @@ mod tests {
 
     #[test]
     fn host_network_skips_loopback_and_dotdot_is_refused() {
-        let opts = RunOptions {
-            network: crate::container::spec::Network::Host,
+        let asked = Asked {
+            host_network: true,
             ..Default::default()
         };
-        let (steps, _dir) = planned(&opts);
+        let (steps, _dir) = planned(&asked);
         assert!(!steps.contains(&Step::LoopbackUp));
         assert!(container_path(Path::new("/a/../etc")).is_err());
     }
 
     #[test]
     fn spec_devices_are_made_with_their_owner_before_the_default_nodes() {
-        let null =
-            crate::container::policy::devices::Device::parse("/dev/null:/dev/sub/mine:r").unwrap();
-        let opts = RunOptions {
+        // As `--device /dev/null:/dev/sub/mine` gives it: the host node's numbers,
+        // mode and owner.
+        let null = LinuxDeviceBuilder::default()
+            .path("/dev/sub/mine")
+            .typ(LinuxDeviceType::C)
+            .major(1)
+            .minor(3)
+            .file_mode(0o666u32)
+            .uid(0u32)
+            .gid(0u32)
+            .build()
+            .unwrap();
+        let asked = Asked {
             devices: vec![null],
             ..Default::default()
         };
-        let (steps, _dir) = planned(&opts);
+        let (steps, _dir) = planned(&asked);
         let mine = position(
             &steps,
             |s| matches!(s, Step::Mknod { path, mode, dev } if path.as_bytes() == b"/dev/sub/mine" && *mode == libc::S_IFCHR | 0o666 && *dev == libc::makedev(1, 3)),

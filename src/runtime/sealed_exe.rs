@@ -16,6 +16,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{bail, Context};
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::statvfs::{fstatvfs, FsFlags};
 use oci_spec::runtime::{Capability, Spec};
 
 /// Set in the environment of the re-executed CLI, so a re-exec that did not protect the
@@ -49,15 +51,9 @@ fn container_may_ptrace(spec: &Spec) -> bool {
 /// Whether our binary cannot be written through a handle on /proc/PID/exe: it is on a
 /// read-only mount, or a memfd sealed against writes.
 fn protected(exe: &File) -> bool {
-    // SAFETY: fstatvfs fills a zeroed struct we own; fcntl only reads the seals.
-    unsafe {
-        let mut fs: libc::statvfs = std::mem::zeroed();
-        if libc::fstatvfs(exe.as_raw_fd(), &mut fs) == 0 && fs.f_flag & libc::ST_RDONLY != 0 {
-            return true;
-        }
-        let seals = libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS);
-        seals >= 0 && seals & libc::F_SEAL_WRITE != 0
-    }
+    let read_only = fstatvfs(exe).is_ok_and(|fs| fs.flags().contains(FsFlags::ST_RDONLY));
+    read_only
+        || fcntl(exe, FcntlArg::F_GET_SEALS).is_ok_and(|seals| seals & libc::F_SEAL_WRITE != 0)
 }
 
 fn last_error<T>(what: &str) -> anyhow::Result<T> {
@@ -125,10 +121,11 @@ fn sealed_copy() -> anyhow::Result<OwnedFd> {
     let copy = unsafe { File::from_raw_fd(fd) };
     let mut exe = File::open("/proc/self/exe").context("cannot read our own binary")?;
     std::io::copy(&mut exe, &mut &copy).context("cannot copy our binary into a memfd")?;
-    // SAFETY: fcntl on the memfd we own.
-    if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } < 0 {
-        return last_error("cannot seal the copy of our binary");
-    }
+    fcntl(
+        &copy,
+        FcntlArg::F_ADD_SEALS(SealFlag::from_bits_retain(SEALS)),
+    )
+    .context("cannot seal the copy of our binary")?;
     Ok(copy.into())
 }
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, TMPFS_MAGIC};
+use nix::sys::statfs::{statfs, FsType, CGROUP2_SUPER_MAGIC, TMPFS_MAGIC};
 
 /// Where every distribution mounts cgroups.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -65,22 +65,48 @@ fn look() -> Result<Layout> {
         .with_context(|| format!("cannot statfs {CGROUP_ROOT}: is sysfs mounted?"))?
         .filesystem_type();
     if fs == CGROUP2_SUPER_MAGIC {
-        return Ok(Layout::Unified { root: root.into() });
+        return classify(root, fs, None, "");
     }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .context("cannot read /proc/self/mountinfo: is /proc mounted?")?;
-    let v1 = v1_hierarchies(&mountinfo);
+    // Only a tmpfs at the root can hold systemd's cgroup2 mount of a hybrid host.
+    let unified_fs = if fs == TMPFS_MAGIC {
+        statfs(&root.join("unified"))
+            .ok()
+            .map(|s| s.filesystem_type())
+    } else {
+        None
+    };
+    classify(root, fs, unified_fs, &mountinfo)
+}
+
+/// The layout from what is mounted: the filesystem at `root`, the one at `root/unified`
+/// (looked at only when the root is a tmpfs) and the v1 mounts in `mountinfo` (read only
+/// when the root is not cgroup2). Apart from `look` so a test can give any host's.
+fn classify(
+    root: &Path,
+    root_fs: FsType,
+    unified_fs: Option<FsType>,
+    mountinfo: &str,
+) -> Result<Layout> {
+    if root_fs == CGROUP2_SUPER_MAGIC {
+        return Ok(Layout::Unified { root: root.into() });
+    }
+    let v1 = v1_hierarchies(mountinfo);
     if v1.is_empty() {
         bail!(
-            "no cgroup filesystem found: {CGROUP_ROOT} is neither cgroup2 nor holds v1 \
-             controller mounts; mount cgroup2 at {CGROUP_ROOT}"
+            "no cgroup filesystem found: {} is neither cgroup2 nor holds v1 \
+             controller mounts; mount cgroup2 at {}",
+            root.display(),
+            root.display()
         );
     }
-    let unified = root.join("unified");
-    let is_hybrid = fs == TMPFS_MAGIC
-        && statfs(&unified).is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC);
+    let is_hybrid = root_fs == TMPFS_MAGIC && unified_fs == Some(CGROUP2_SUPER_MAGIC);
     Ok(if is_hybrid {
-        Layout::Hybrid { v1, unified }
+        Layout::Hybrid {
+            v1,
+            unified: root.join("unified"),
+        }
     } else {
         Layout::Legacy { v1 }
     })
@@ -216,6 +242,51 @@ mod tests {
     fn mount_points_are_unescaped() {
         assert_eq!(unescape_octal("/a\\040b\\134c"), "/a b\\c");
         assert_eq!(unescape_octal("/plain\\9"), "/plain\\9");
+    }
+
+    /// A legacy host: every controller in its own v1 mount on a tmpfs, no cgroup2.
+    const LEGACY: &str = "\
+25 30 0:23 / /sys rw,nosuid shared:7 - sysfs sysfs rw
+26 25 0:24 / /sys/fs/cgroup ro,nosuid shared:8 - tmpfs tmpfs ro,mode=755
+31 26 0:29 / /sys/fs/cgroup/cpu,cpuacct rw shared:13 - cgroup cgroup rw,cpu,cpuacct
+32 26 0:30 / /sys/fs/cgroup/memory rw shared:14 - cgroup cgroup rw,memory
+33 26 0:31 / /sys/fs/cgroup/pids rw shared:15 - cgroup cgroup rw,pids
+36 26 0:34 / /sys/fs/cgroup/devices rw shared:18 - cgroup cgroup rw,devices
+";
+
+    #[test]
+    fn the_layout_follows_what_is_mounted() {
+        let root = Path::new("/fixture/cgroup");
+        let unified = classify(root, CGROUP2_SUPER_MAGIC, None, "").unwrap();
+        assert_eq!(unified, Layout::Unified { root: root.into() });
+
+        let hybrid = classify(root, TMPFS_MAGIC, Some(CGROUP2_SUPER_MAGIC), HYBRID).unwrap();
+        let Layout::Hybrid { v1, unified } = hybrid else {
+            panic!("not hybrid: {hybrid:?}")
+        };
+        assert_eq!(unified, root.join("unified"));
+        assert_eq!(v1, v1_hierarchies(HYBRID));
+
+        // No cgroup2 at `unified` (or no mount there at all): legacy.
+        let legacy = classify(root, TMPFS_MAGIC, Some(TMPFS_MAGIC), LEGACY).unwrap();
+        assert!(
+            matches!(&legacy, Layout::Legacy { v1 } if v1.len() == 4),
+            "{legacy:?}"
+        );
+        let legacy = classify(root, TMPFS_MAGIC, None, LEGACY).unwrap();
+        assert!(matches!(legacy, Layout::Legacy { .. }));
+    }
+
+    #[test]
+    fn no_cgroup_mount_at_all_is_an_error_naming_the_root() {
+        let sysfs_only = "25 30 0:23 / /sys rw,nosuid shared:7 - sysfs sysfs rw\n";
+        let err = classify(Path::new("/fixture/cgroup"), TMPFS_MAGIC, None, sysfs_only)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no cgroup filesystem found: /fixture/cgroup"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@ mod bpf;
 mod detect;
 mod devices;
 mod files;
+#[cfg(test)]
+mod fixture;
 mod resources;
 #[cfg(test)]
 mod tests;

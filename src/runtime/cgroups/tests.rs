@@ -556,7 +556,7 @@ fn spawn_into_cgroup(cgroup_fd: &OwnedFd, argv: &[&str]) -> nix::unistd::Pid {
     let mut pointers: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
     pointers.push(std::ptr::null());
     // The runtime's own clone3 wrapper: what starts a container's init on v2.
-    let pid = crate::runtime::supervise::clone3_into_cgroup(0, cgroup_fd.as_raw_fd());
+    let pid = crate::runtime::launch::clone3_into_cgroup(0, cgroup_fd.as_raw_fd());
     if pid == 0 {
         // SAFETY: in the child of a possibly multi-threaded process only async-signal-safe
         // calls: execv on the prepared, NUL-terminated argv, else _exit.

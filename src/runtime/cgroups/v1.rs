@@ -394,3 +394,174 @@ fn inherit_cpuset(parent: &Path, child: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::cgroups::fixture::{empty_files, hierarchy, lay_out, written};
+    use crate::runtime::cgroups::resources::{CpuMax, Limit};
+
+    const NAME: &str = "mycontainer/c1";
+
+    /// A tmpfs root with memory, cpu+cpuacct (co-mounted), cpuset and pids hierarchies.
+    fn hierarchies(root: &Path) -> Vec<Hierarchy> {
+        vec![
+            hierarchy(root, "memory", &["memory"]),
+            hierarchy(root, "cpu,cpuacct", &["cpu", "cpuacct"]),
+            hierarchy(root, "cpuset", &["cpuset"]),
+            hierarchy(root, "pids", &["pids"]),
+        ]
+    }
+
+    fn pids_limit(limit: u64) -> Limits {
+        Limits {
+            pids: Some(Limit::Value(limit)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn limits_are_written_in_v1_spelling_to_each_controllers_hierarchy() {
+        let root = tempfile::tempdir().unwrap();
+        let cg = V1Cgroup::new(&hierarchies(root.path()), None, NAME);
+        let leaf = |dir: &str| root.path().join(dir).join(NAME);
+        empty_files(
+            &leaf("memory"),
+            &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"],
+        );
+        empty_files(
+            &leaf("cpu,cpuacct"),
+            &["cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares"],
+        );
+        empty_files(&leaf("cpuset"), &["cpuset.cpus", "cpuset.mems"]);
+        empty_files(&leaf("pids"), &["pids.max"]);
+        let limits = Limits {
+            memory: Some(Limit::Value(64 << 20)),
+            memory_and_swap: Some(Limit::Value(96 << 20)),
+            cpu_max: Some(CpuMax {
+                quota: Limit::Value(50_000),
+                period: 100_000,
+            }),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0-1".into()),
+            cpuset_mems: Some("0".into()),
+            pids: Some(Limit::Value(100)),
+            devices: None,
+        };
+        cg.apply(&limits).unwrap();
+        let file = |dir: &str, name: &str| written(&leaf(dir).join(name));
+        assert_eq!(file("memory", "memory.limit_in_bytes"), "67108864");
+        // v1 limits memory and swap together (memsw), unlike v2's swap alone.
+        assert_eq!(file("memory", "memory.memsw.limit_in_bytes"), "100663296");
+        assert_eq!(file("cpu,cpuacct", "cpu.cfs_period_us"), "100000");
+        assert_eq!(file("cpu,cpuacct", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(file("cpu,cpuacct", "cpu.shares"), "512");
+        assert_eq!(file("cpuset", "cpuset.cpus"), "0-1");
+        assert_eq!(file("cpuset", "cpuset.mems"), "0");
+        assert_eq!(file("pids", "pids.max"), "100");
+        assert_eq!(cg.memory_limit(), Some(64 << 20));
+    }
+
+    #[test]
+    fn unlimited_is_minus_one_and_reads_back_as_no_limit() {
+        let root = tempfile::tempdir().unwrap();
+        let cg = V1Cgroup::new(&hierarchies(root.path()), None, NAME);
+        let memory = root.path().join("memory").join(NAME);
+        let cpu = root.path().join("cpu,cpuacct").join(NAME);
+        empty_files(&memory, &["memory.limit_in_bytes"]);
+        empty_files(&cpu, &["cpu.cfs_period_us", "cpu.cfs_quota_us"]);
+        let limits = Limits {
+            memory: Some(Limit::Max),
+            cpu_max: Some(CpuMax {
+                quota: Limit::Max,
+                period: 100_000,
+            }),
+            ..Default::default()
+        };
+        cg.apply(&limits).unwrap();
+        assert_eq!(written(&memory.join("memory.limit_in_bytes")), "-1");
+        assert_eq!(written(&cpu.join("cpu.cfs_quota_us")), "-1");
+        // What the kernel shows for "-1": PAGE_COUNTER_MAX in bytes.
+        lay_out(
+            &memory,
+            &[("memory.limit_in_bytes", "9223372036854771712\n")],
+        );
+        assert_eq!(cg.memory_limit(), None);
+    }
+
+    #[test]
+    fn hybrid_hosts_join_only_the_hierarchies_a_limit_needs_plus_cgroup2() {
+        let root = tempfile::tempdir().unwrap();
+        let unified = root.path().join("unified");
+        std::fs::create_dir(&unified).unwrap();
+        let mut cg = V1Cgroup::new(&hierarchies(root.path()), Some(&unified), NAME);
+        cg.keep_needed(&pids_limit(100));
+        assert_eq!(
+            cg.hierarchy_mounts(),
+            vec![("pids".to_string(), "pids".to_string())]
+        );
+        assert_eq!(cg.unified_dir(), Some(unified.join(NAME).as_path()));
+        // Made with nothing to write (the fixture's leaf has no pids.max).
+        cg.create(NAME, &Limits::default()).unwrap();
+        assert_eq!(
+            cg.dirs(),
+            [unified.join(NAME), root.path().join("pids").join(NAME)]
+        );
+        assert!(cg.dirs().iter().all(|d| d.is_dir()));
+        assert!(!root.path().join("memory/mycontainer").exists());
+        cg.destroy().unwrap();
+        assert!(cg.dirs().iter().all(|d| !d.exists()));
+    }
+
+    #[test]
+    fn legacy_hosts_join_every_hierarchy() {
+        let root = tempfile::tempdir().unwrap();
+        let mut cg = V1Cgroup::new(&hierarchies(root.path()), None, NAME);
+        cg.keep_needed(&pids_limit(100));
+        assert_eq!(cg.hierarchy_mounts().len(), 4);
+        assert!(cg.unified_dir().is_none());
+    }
+
+    #[test]
+    fn a_failed_limit_removes_what_create_made() {
+        let root = tempfile::tempdir().unwrap();
+        let unified = root.path().join("unified");
+        std::fs::create_dir(&unified).unwrap();
+        let mut cg = V1Cgroup::new(&hierarchies(root.path()), Some(&unified), NAME);
+        let limits = pids_limit(100);
+        cg.keep_needed(&limits);
+        // The fixture's new leaf has no pids.max (the kernel would make one).
+        let err = format!("{:#}", cg.create(NAME, &limits).unwrap_err());
+        assert!(err.contains("pids.max"), "{err}");
+        assert!(cg.dirs().iter().all(|d| !d.exists()));
+    }
+
+    #[test]
+    fn a_limit_without_its_hierarchy_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let only_pids = [hierarchy(root.path(), "pids", &["pids"])];
+        let cg = V1Cgroup::new(&only_pids, None, NAME);
+        let limits = Limits {
+            memory: Some(Limit::Value(64 << 20)),
+            ..Default::default()
+        };
+        let err = cg.create(NAME, &limits).unwrap_err().to_string();
+        assert!(
+            err.contains("no cgroup v1 hierarchy with the memory controller"),
+            "{err}"
+        );
+        assert!(!root.path().join("pids/mycontainer").exists());
+    }
+
+    #[test]
+    fn a_new_cpuset_cgroup_inherits_cpus_and_mems_from_its_parent() {
+        let root = tempfile::tempdir().unwrap();
+        let parent = root.path().join("cpuset/mycontainer");
+        let child = parent.join("c1");
+        lay_out(&parent, &[("cpuset.cpus", "0-3\n"), ("cpuset.mems", "0\n")]);
+        empty_files(&child, &["cpuset.cpus", "cpuset.mems"]);
+        inherit_cpuset(&parent, &child).unwrap();
+        assert_eq!(written(&child.join("cpuset.cpus")), "0-3");
+        assert_eq!(written(&child.join("cpuset.mems")), "0");
+    }
+}

@@ -162,3 +162,158 @@ pub fn warn_no_swap_accounting(file: &Path) {
         file.display()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::cgroups::fixture::{empty_files, lay_out, written};
+    use crate::runtime::cgroups::resources::{CpuMax, Limit};
+
+    const NAME: &str = "mycontainer/c1";
+    /// The files a v2 cgroup with memory, cpu, cpuset and pids shows that we write.
+    const LIMIT_FILES: &[&str] = &[
+        "memory.max",
+        "memory.swap.max",
+        "cpu.max",
+        "cpu.weight",
+        "cpuset.cpus",
+        "cpuset.mems",
+        "pids.max",
+    ];
+
+    /// A unified root offering `controllers`, with the `mycontainer` parent already made
+    /// (the kernel gives a new directory its files; a fixture cannot).
+    fn unified_root(controllers: &str) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        lay_out(
+            root.path(),
+            &[
+                ("cgroup.controllers", controllers),
+                ("cgroup.subtree_control", ""),
+            ],
+        );
+        lay_out(
+            &root.path().join("mycontainer"),
+            &[("cgroup.subtree_control", "")],
+        );
+        root
+    }
+
+    #[test]
+    fn limits_are_written_in_v2_spelling() {
+        let root = tempfile::tempdir().unwrap();
+        let cg = V2Cgroup::new(root.path(), NAME);
+        empty_files(cg.dir(), LIMIT_FILES);
+        let limits = Limits {
+            memory: Some(Limit::Value(64 << 20)),
+            memory_and_swap: Some(Limit::Value(96 << 20)),
+            cpu_max: Some(CpuMax {
+                quota: Limit::Value(50_000),
+                period: 100_000,
+            }),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0-1".into()),
+            cpuset_mems: Some("0".into()),
+            pids: Some(Limit::Value(100)),
+            devices: None,
+        };
+        cg.apply(&limits).unwrap();
+        let file = |name: &str| written(&cg.dir().join(name));
+        assert_eq!(file("memory.max"), "67108864");
+        // v2 limits swap alone: memory+swap minus memory.
+        assert_eq!(file("memory.swap.max"), "33554432");
+        assert_eq!(file("cpu.max"), "50000 100000");
+        assert_eq!(file("cpu.weight"), shares_to_weight(512).to_string());
+        assert_eq!(file("cpuset.cpus"), "0-1");
+        assert_eq!(file("cpuset.mems"), "0");
+        assert_eq!(file("pids.max"), "100");
+        assert_eq!(cg.memory_limit(), Some(64 << 20));
+    }
+
+    #[test]
+    fn unlimited_is_max_and_unset_limits_are_not_written() {
+        let root = tempfile::tempdir().unwrap();
+        let cg = V2Cgroup::new(root.path(), NAME);
+        empty_files(cg.dir(), LIMIT_FILES);
+        let limits = Limits {
+            memory: Some(Limit::Max),
+            cpu_max: Some(CpuMax {
+                quota: Limit::Max,
+                period: 100_000,
+            }),
+            pids: Some(Limit::Max),
+            ..Default::default()
+        };
+        cg.apply(&limits).unwrap();
+        let file = |name: &str| written(&cg.dir().join(name));
+        assert_eq!(file("memory.max"), "max");
+        assert_eq!(file("cpu.max"), "max 100000");
+        assert_eq!(file("pids.max"), "max");
+        for untouched in ["memory.swap.max", "cpu.weight", "cpuset.cpus"] {
+            assert_eq!(file(untouched), "", "{untouched}");
+        }
+        assert_eq!(cg.memory_limit(), None);
+    }
+
+    #[test]
+    fn a_missing_swap_file_skips_the_swap_limit() {
+        let root = tempfile::tempdir().unwrap();
+        let cg = V2Cgroup::new(root.path(), NAME);
+        empty_files(cg.dir(), &["memory.max"]);
+        let limits = Limits {
+            memory: Some(Limit::Value(64 << 20)),
+            memory_and_swap: Some(Limit::Value(96 << 20)),
+            ..Default::default()
+        };
+        cg.apply(&limits).unwrap();
+        assert!(!cg.dir().join("memory.swap.max").exists());
+        assert_eq!(written(&cg.dir().join("memory.max")), "67108864");
+    }
+
+    #[test]
+    fn create_enables_controllers_down_the_tree_and_destroy_removes_the_leaf() {
+        let root = unified_root("pids");
+        let cg = V2Cgroup::new(root.path(), NAME);
+        cg.create(NAME, &Limits::default()).unwrap();
+        assert!(cg.dir().is_dir());
+        assert_eq!(
+            written(&root.path().join("cgroup.subtree_control")),
+            "+pids"
+        );
+        let parent = root.path().join("mycontainer/cgroup.subtree_control");
+        assert_eq!(written(&parent), "+pids");
+        cg.destroy().unwrap();
+        assert!(!cg.dir().exists());
+        assert!(root.path().join("mycontainer").is_dir());
+    }
+
+    #[test]
+    fn create_refuses_a_limit_whose_controller_is_missing_before_any_mkdir() {
+        let root = unified_root("cpu pids");
+        let cg = V2Cgroup::new(root.path(), NAME);
+        let limits = Limits {
+            memory: Some(Limit::Value(64 << 20)),
+            ..Default::default()
+        };
+        let err = cg.create(NAME, &limits).unwrap_err().to_string();
+        assert!(
+            err.contains("the cgroup v2 memory controller is not available"),
+            "{err}"
+        );
+        assert!(!cg.dir().exists());
+    }
+
+    #[test]
+    fn a_limit_that_cannot_be_written_removes_the_new_cgroup() {
+        // The fixture's new leaf has no pids.max (the kernel would make one).
+        let root = unified_root("pids");
+        let cg = V2Cgroup::new(root.path(), NAME);
+        let limits = Limits {
+            pids: Some(Limit::Value(10)),
+            ..Default::default()
+        };
+        let err = format!("{:#}", cg.create(NAME, &limits).unwrap_err());
+        assert!(err.contains("pids.max"), "{err}");
+        assert!(!cg.dir().exists());
+    }
+}

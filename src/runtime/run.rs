@@ -1,0 +1,152 @@
+//! `run`: the container's init. Prepares everything from the spec, creates the cgroup,
+//! launches the init with its namespaces (`launch`), then relays it to its end
+//! (`relay`). Every resource is held by a guard, so each failure path undoes what was
+//! done (the container killed and reaped, the cgroup removed).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use oci_spec::runtime::Spec;
+
+use super::cgroups::Cgroup;
+use super::launch::{launch, setup_channel, Launched, Spawn};
+use super::logfile::LogWriter;
+use super::namespaces::Namespaces;
+use super::process::{ChildPlan, ExecTarget};
+use super::relay::{container_stdio, supervise, BlockedSignals, Outcome};
+use super::{pty, rootfs, security, ANNOTATION_INIT};
+
+/// What the caller asks of one run.
+pub struct RunRequest<'a> {
+    /// Directory holding config.json; `root.path` is relative to it.
+    pub bundle: &'a Path,
+    pub spec: &'a Spec,
+    /// Keep stdin attached (`-i`).
+    pub interactive: bool,
+    pub log_path: Option<&'a Path>,
+    /// After SIGTERM or SIGINT, how long to wait before SIGKILL.
+    pub stop_timeout: Duration,
+    /// Where compiled seccomp filters are cached (`<root>/cache`), if anywhere.
+    pub cache_dir: Option<&'a Path>,
+}
+
+/// The cgroup, destroyed on drop unless destroyed explicitly (to see the error).
+struct CgroupGuard(Option<Cgroup>);
+
+impl CgroupGuard {
+    fn get(&self) -> &Cgroup {
+        self.0.as_ref().expect("cgroup guard used after destroy")
+    }
+    fn destroy(mut self) -> anyhow::Result<()> {
+        match self.0.take() {
+            Some(cgroup) => cgroup.destroy(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl CgroupGuard {
+    /// After the command ran, its exit code stays the result: a cgroup that cannot be
+    /// removed now is said, and removing the record (rm, --rm, gc) tries again.
+    fn destroy_or_warn(self) {
+        let name = self.get().name().to_string();
+        if let Err(e) = self.destroy() {
+            eprintln!("mycontainer: warning: cannot remove cgroup {name}: {e:#}");
+        }
+    }
+}
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        if let Some(cgroup) = self.0.take() {
+            let _ = cgroup.destroy();
+        }
+    }
+}
+
+/// Runs the container described by `req` to completion. `on_started` gets the host pid
+/// of the container's init once its command runs (the caller's state write then overlaps
+/// with the command).
+pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<Outcome> {
+    let spec = req.spec;
+    let ns = Namespaces::from_spec(spec)?;
+    let process_spec = spec.process().as_ref().context("the spec has no process")?;
+    let exec = ExecTarget::new(
+        &process_spec.args().clone().unwrap_or_default(),
+        &process_spec.env().clone().unwrap_or_default(),
+    )?;
+    let terminal = process_spec.terminal().unwrap_or(false);
+    let user = process_spec.user();
+    let init = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_INIT))
+        .is_some_and(|v| v == "true");
+    let prepared_security = security::prepare_with_cache(spec, req.cache_dir)?;
+    let linux = spec.linux().as_ref();
+    let cgroup_name = linux
+        .and_then(|l| l.cgroups_path().clone())
+        .context("the spec has no linux.cgroupsPath")?;
+    let cgroup_name = cgroup_name
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .to_string();
+
+    let mut log = req.log_path.map(LogWriter::new);
+    let cgroup = CgroupGuard(Some(
+        Cgroup::create(&cgroup_name, linux.and_then(|l| l.resources().as_ref()))
+            .with_context(|| format!("cannot create cgroup {cgroup_name}"))?,
+    ));
+    let steps = rootfs::plan(spec, req.bundle, &ns, &cgroup.get().view())?;
+    let blocked = BlockedSignals::block()?;
+    let signal_fd =
+        SignalFd::with_flags(&blocked.set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .context("cannot create a signalfd")?;
+
+    // Child ends live in `child_fds` until the clone, then are closed in the parent.
+    let (stdio, child_fds, mut streams) = container_stdio(terminal, req.interactive)?;
+    let channel = setup_channel()?;
+    let mut plan = ChildPlan::new(
+        steps,
+        &channel,
+        stdio,
+        user,
+        exec,
+        *blocked.set.as_ref(),
+        prepared_security,
+    );
+    plan.init = init;
+    let spawn = Spawn {
+        flags: ns.clone_flags(),
+        cgroup_ns: ns.cgroup,
+        cgroup: cgroup.get(),
+        what: "cannot clone the container's init with new namespaces",
+    };
+    let (mut child, master) = match launch(spawn, &mut plan, channel, child_fds)? {
+        Launched::Started { child, master } => (child, master),
+        Launched::ExecFailed { code, reason } => {
+            cgroup.destroy_or_warn();
+            return Ok(Outcome {
+                exit_code: code,
+                exec_error: Some(reason),
+                ..Default::default()
+            });
+        }
+    };
+    on_started(child.pid);
+
+    let raw_mode = if master.is_some() && req.interactive {
+        pty::RawMode::enable(0)
+    } else {
+        None
+    };
+    streams.master = master;
+    let mut outcome = supervise(&mut child, &signal_fd, streams, &mut log, req.stop_timeout);
+    drop(raw_mode);
+    outcome.oom_killed = cgroup.get().oom_killed();
+    outcome.memory_limit = cgroup.get().memory_limit();
+    cgroup.destroy_or_warn();
+    Ok(outcome)
+}
