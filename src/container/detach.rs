@@ -153,7 +153,7 @@ pub fn adopt(root: &Path, id: &str, lock_fd: RawFd, status_fd: RawFd) -> anyhow:
             OwnedFd::from_raw_fd(status_fd),
         )
     };
-    let dir = super::containers_dir(root).join(id);
+    let dir = super::paths::containers_dir(root).join(id);
     if !dir.is_dir() {
         bail!("no such container: {id}");
     }

@@ -8,8 +8,9 @@ use anyhow::{bail, Context};
 use oci_spec::runtime::{Spec, UserBuilder};
 
 use super::env::merge_env;
+use super::record::Record;
 use super::state::Status;
-use super::{user, Record};
+use super::user;
 use crate::runtime::{self, ExecRequest};
 
 /// The flags of one exec.

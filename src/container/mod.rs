@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod limits;
 pub mod logs;
 mod names;
+mod paths;
 pub mod policy;
 mod reclaim;
 mod record;
@@ -21,28 +22,8 @@ pub mod spec;
 pub mod state;
 pub mod user;
 
-use std::path::{Path, PathBuf};
-
 pub use names::validate_name;
+pub use paths::cgroup_name;
 pub use reclaim::{reclaim_orphans, Reclaimed};
 pub use record::{create, discard, find, write_private, Record};
 pub use state::{State, Status};
-
-use record::{delete_locked, list_ids, lock_dir};
-
-/// Where the container's root is assembled (the spec's `root.path`, relative to the
-/// record); a mount point only inside the container's mount namespace.
-pub const MERGED_DIR: &str = "merged";
-
-/// The cgroup of container `id`, relative to the hierarchy root(s).
-pub fn cgroup_name(id: &str) -> String {
-    format!("mycontainer/{id}")
-}
-
-pub(crate) fn containers_dir(root: &Path) -> PathBuf {
-    root.join("containers")
-}
-
-fn names_dir(root: &Path) -> PathBuf {
-    root.join("names")
-}

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use super::{containers_dir, names_dir};
+use super::paths::{containers_dir, names_dir};
 
 const ADJECTIVES: &[&str] = &[
     "brave", "calm", "clever", "eager", "gentle", "happy", "jolly", "keen", "lucid", "merry",

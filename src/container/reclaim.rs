@@ -7,9 +7,9 @@ use std::path::Path;
 use anyhow::Context;
 use mycontainer_store::Store;
 
+use super::paths::{cgroup_name, containers_dir};
 use super::record::{delete_locked, list_ids, lock_listed, UNBORN_GRACE, UNBORN_PREFIX};
 use super::state::{self, State, Status};
-use super::{cgroup_name, containers_dir};
 use crate::runtime::cgroups::Cgroup;
 
 /// Removes hidden records whose creator died between mkdir and rename (unlocked and

@@ -15,9 +15,9 @@ use anyhow::{bail, Context};
 use mycontainer_store::Store;
 
 use super::names::{self, claim_generated_name, claim_name, validate_name};
+use super::paths::{cgroup_name, containers_dir, names_dir, MERGED_DIR};
 use super::spec::{Network, ETC_FILES};
 use super::state::State;
-use super::{cgroup_name, containers_dir, names_dir, MERGED_DIR};
 use crate::runtime::cgroups::Cgroup;
 
 /// Writes `bytes` to `path` readable by its owner only (config.json and state.json

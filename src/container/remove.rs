@@ -3,7 +3,8 @@
 use anyhow::bail;
 use mycontainer_store::Store;
 
-use super::{control, delete_locked, lock_dir, Record};
+use super::control;
+use super::record::{delete_locked, lock_dir, Record};
 
 /// Deletes a stopped record: its cgroup, its directory and its name.
 pub fn remove(store: &Store, record: &Record, force: bool) -> anyhow::Result<()> {

@@ -194,7 +194,7 @@ pub fn build(
         .version("1.2.0")
         .root(
             RootBuilder::default()
-                .path(super::MERGED_DIR)
+                .path(super::paths::MERGED_DIR)
                 .readonly(opts.read_only)
                 .build()?,
         )
