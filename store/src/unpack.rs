@@ -9,8 +9,9 @@ use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use tar::{Archive, Entry, EntryType};
@@ -29,9 +30,13 @@ pub struct UnpackStats {
 }
 
 /// Metadata applied to directories after all their children are written, so that
-/// read-only directories and directory mtimes come out right.
+/// read-only directories and directory mtimes come out right. `dev`/`ino` name the
+/// directory this entry created or found: a later entry may have replaced it (by a
+/// file, a symlink or another directory), and then this metadata is not applied.
 struct DirMeta {
-    path: PathBuf,
+    rel: PathBuf,
+    dev: u64,
+    ino: u64,
     mode: u32,
     owner: Option<(u64, u64)>,
     mtime: u64,
@@ -338,6 +343,10 @@ impl Unpacker {
     }
 
     fn record_dir<R: Read>(&mut self, rel: PathBuf, entry: &Entry<R>) -> Result<()> {
+        let path = self.root.join(&rel);
+        let meta = path
+            .symlink_metadata()
+            .map_err(|e| Error::io("cannot stat", &path, e))?;
         let header = entry.header();
         let name = rel.display().to_string();
         let owner = if self.as_root {
@@ -349,7 +358,9 @@ impl Unpacker {
             None
         };
         self.dirs.push(DirMeta {
-            path: self.root.join(rel),
+            rel,
+            dev: meta.dev(),
+            ino: meta.ino(),
             mode: header.mode().map_err(|e| bad_header(&name, &e))? & 0o7777,
             owner,
             mtime: header.mtime().unwrap_or(0),
@@ -380,9 +391,30 @@ impl Unpacker {
     }
 
     /// Deepest directories first, so setting a parent's mtime comes after its children.
+    /// Each directory is reached from the layer root without following any symlink and
+    /// must still be the one its entry made: a later file `a` after a directory `a`
+    /// keeps its own mode and mtime, and a symlink put in its place is never chmod'ed.
     fn finish_dirs(&mut self) -> Result<()> {
+        let root = open_dir_nofollow(libc::AT_FDCWD, &c_path(&self.root)?)
+            .map_err(|e| Error::io("cannot open", &self.root, e))?;
         for dir in self.dirs.iter().rev() {
-            apply_metadata(&dir.path, false, dir.mode, dir.owner, dir.mtime)?;
+            let path = self.root.join(&dir.rel);
+            let fd = match open_beneath(&root, &dir.rel) {
+                Ok(fd) => fd,
+                // Replaced by a non-directory or a symlink, here or above.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("cannot open", &path, e)),
+            };
+            let meta = File::from(fd);
+            let stat = meta
+                .metadata()
+                .map_err(|e| Error::io("cannot stat", &path, e))?;
+            if (stat.dev(), stat.ino()) != (dir.dev, dir.ino) {
+                // Another directory took its name: that one's entry says its metadata.
+                continue;
+            }
+            apply_dir_metadata(&meta, &path, dir.mode, dir.owner, dir.mtime)?;
         }
         Ok(())
     }
@@ -461,6 +493,72 @@ fn apply_metadata(
             libc::AT_SYMLINK_NOFOLLOW,
         )
     };
+    if rc != 0 {
+        return Err(Error::io(
+            "cannot set times on",
+            path,
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens a directory relative to `dirfd` without following a symlink at the last
+/// component.
+fn open_dir_nofollow(dirfd: libc::c_int, name: &CString) -> io::Result<OwnedFd> {
+    // SAFETY: valid NUL-terminated name; the returned descriptor is owned by us.
+    let fd = unsafe {
+        libc::openat(
+            dirfd,
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by openat and is not owned elsewhere.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens the directory `rel` under `root` one component at a time, none of them
+/// followed if it is a symlink (ELOOP or ENOTDIR then).
+fn open_beneath(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
+    let mut current = root.try_clone()?;
+    for component in rel.components() {
+        let name = CString::new(component.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        current = open_dir_nofollow(current.as_raw_fd(), &name)?;
+    }
+    Ok(current)
+}
+
+/// apply_metadata on an open directory.
+fn apply_dir_metadata(
+    dir: &File,
+    path: &Path,
+    mode: u32,
+    owner: Option<(u64, u64)>,
+    mtime: u64,
+) -> Result<()> {
+    let fd = dir.as_raw_fd();
+    if let Some((uid, gid)) = owner {
+        // SAFETY: fchown on a descriptor we own; no memory is passed.
+        let rc = unsafe { libc::fchown(fd, uid as libc::uid_t, gid as libc::gid_t) };
+        if rc != 0 {
+            return Err(Error::io("cannot chown", path, io::Error::last_os_error()));
+        }
+    }
+    // After chown, which clears setuid/setgid bits.
+    dir.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("cannot chmod", path, e))?;
+    let time = libc::timespec {
+        tv_sec: mtime.min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [time, time];
+    // SAFETY: a descriptor we own and a two-element timespec array.
+    let rc = unsafe { libc::futimens(fd, times.as_ptr()) };
     if rc != 0 {
         return Err(Error::io(
             "cannot set times on",

@@ -19,13 +19,18 @@ impl TarBuilder {
         TarBuilder { bytes: Vec::new() }
     }
 
-    fn raw(
+    fn raw(self, name: &str, kind: EntryType, link: Option<&str>, data: &[u8], mode: u32) -> Self {
+        self.raw_at(name, kind, link, data, mode, 1_600_000_000)
+    }
+
+    fn raw_at(
         mut self,
         name: &str,
         kind: EntryType,
         link: Option<&str>,
         data: &[u8],
         mode: u32,
+        mtime: u64,
     ) -> Self {
         let mut header = Header::new_ustar();
         {
@@ -40,7 +45,7 @@ impl TarBuilder {
         header.set_mode(mode);
         header.set_uid(1000);
         header.set_gid(1001);
-        header.set_mtime(1_600_000_000);
+        header.set_mtime(mtime);
         header.set_size(data.len() as u64);
         header.set_cksum();
         self.bytes.extend_from_slice(header.as_bytes());
@@ -238,6 +243,33 @@ fn the_archive_root_entry_never_sets_the_layer_roots_mode_or_owner() {
         // SAFETY: geteuid has no preconditions.
         assert_eq!(layer.uid(), unsafe { libc::geteuid() }, "{name:?}");
     }
+}
+
+#[test]
+fn a_file_that_replaces_a_directory_keeps_its_own_mode_and_mtime() {
+    // The directory's metadata is applied at the end: it must not land on the file
+    // (or the symlink) that later took the directory's name.
+    let t = TestStore::new();
+    let tar = TarBuilder::new()
+        .raw_at("a", EntryType::Directory, None, b"", 0o1777, 1_700_000_000)
+        .raw("a", EntryType::Regular, None, b"secret", 0o600)
+        .raw_at("b/", EntryType::Directory, None, b"", 0o1777, 1_700_000_000)
+        .raw("b", EntryType::Symlink, Some("a"), b"", 0o777)
+        .finish();
+    let image = t.import(tar, Some("dirfile")).unwrap();
+    let layer = layer_path(&t.store, &image);
+    let file = fs::symlink_metadata(layer.join("a")).unwrap();
+    assert!(file.is_file());
+    assert_eq!(file.mode() & 0o7777, 0o600);
+    assert_eq!(file.mtime(), 1_600_000_000);
+    let link = fs::symlink_metadata(layer.join("b")).unwrap();
+    assert!(link.file_type().is_symlink());
+    assert_eq!(link.mtime(), 1_600_000_000);
+    // Nor was the symlink followed: its target is the file, still 0600.
+    assert_eq!(
+        fs::metadata(layer.join("b")).unwrap().mode() & 0o7777,
+        0o600
+    );
 }
 
 #[test]
