@@ -1,7 +1,8 @@
 //! Unpacks one layer tarball into a directory that nobody else writes to.
 //!
-//! Every entry name is cleaned and checked: `..` and absolute names are rejected, no
-//! entry is written through a symlink, and hardlinks may only point at files already
+//! Every entry name is cleaned and checked: `..` is rejected, absolute names are
+//! resolved inside the layer (`/etc/passwd` is `etc/passwd`, as GNU tar and containerd
+//! do), no entry is written through a symlink, and hardlinks may only point at files already
 //! unpacked inside the layer. OCI whiteouts become overlayfs whiteouts (`.wh.NAME` ->
 //! char device 0/0 at NAME, `.wh..wh..opq` -> `trusted.overlay.opaque=y`).
 
@@ -117,13 +118,13 @@ impl Unpacker {
         }
         let rel = clean_name(raw_name)?;
         let Some(rel) = rel else {
-            // The archive root itself ("." or "./"): its metadata is ignored, and the
-            // layer root stays the 0755 directory of the store's user set above (as
+            // The archive root itself (".", "./" or "/"): its metadata is ignored, and
+            // the layer root stays the 0755 directory of the store's user set above (as
             // Docker's and containerd's snapshot directories are). The archive's owner
             // and mode bits (setuid, sticky, world-writable) there would apply to a
             // directory of the host's store, not to anything inside a container: the
-            // container's "/" is its upper dir's. `/` entries are refused as absolute
-            // names; a change that accepts them must keep this rule for them.
+            // container's "/" is its upper dir's. containerd applies a "/" entry's
+            // metadata to the root; this rule deliberately wins over that.
             return Ok(());
         };
         let file_name = rel
@@ -421,11 +422,10 @@ impl Unpacker {
 }
 
 /// Turns an archive name into a relative path with no `.`, `..` or root components.
-/// Returns None for the archive root itself.
+/// An absolute name is taken inside the layer (leading slashes dropped, as GNU tar and
+/// containerd do; umoci writes `/` entries). Returns None for the archive root itself
+/// (`.`, `./`, `/`). `..` is refused anywhere, so `/../x` cannot climb out either.
 pub(crate) fn clean_name(raw: &str) -> Result<Option<PathBuf>> {
-    if raw.starts_with('/') {
-        return Err(Error::hostile(raw, "has an absolute name"));
-    }
     if raw.as_bytes().contains(&0) {
         return Err(Error::hostile(raw, "has a NUL byte in its name"));
     }
@@ -652,11 +652,18 @@ mod tests {
         assert_eq!(clean_name("./a/./b/").unwrap(), Some(PathBuf::from("a/b")));
         assert_eq!(clean_name("./").unwrap(), None);
         assert_eq!(clean_name("a//b").unwrap(), Some(PathBuf::from("a/b")));
+        assert_eq!(clean_name("/").unwrap(), None);
+        assert_eq!(clean_name("//").unwrap(), None);
+        assert_eq!(clean_name("/etc/").unwrap(), Some(PathBuf::from("etc")));
+        assert_eq!(
+            clean_name("/etc/passwd").unwrap(),
+            Some(PathBuf::from("etc/passwd"))
+        );
     }
 
     #[test]
     fn rejects_escaping_names() {
-        for bad in ["../x", "a/../../x", "/etc/passwd", "a/..", "a\0b"] {
+        for bad in ["../x", "a/../../x", "/../x", "/etc/../../x", "a/..", "a\0b"] {
             let err = clean_name(bad).unwrap_err().to_string();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }

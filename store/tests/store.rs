@@ -228,10 +228,16 @@ fn unsafe_geteuid_is_root() -> bool {
 
 #[test]
 fn the_archive_root_entry_never_sets_the_layer_roots_mode_or_owner() {
-    // A "." or "./" entry is the layer root itself: a setuid, sticky, world-writable
-    // mode or a foreign owner there would land on a directory of the host's store.
-    // The rule: the store's 0755 directory, whatever the entry says.
-    for (name, mode) in [(".", 0o4777), ("./", 0o1777), ("./", 0o700)] {
+    // A ".", "./" or "/" entry is the layer root itself: a setuid, sticky,
+    // world-writable mode or a foreign owner there would land on a directory of the
+    // host's store. The rule: the store's 0755 directory, whatever the entry says.
+    for (name, mode) in [
+        (".", 0o4777),
+        ("./", 0o1777),
+        ("./", 0o700),
+        ("/", 0o4777),
+        ("/", 0o700),
+    ] {
         let t = TestStore::new();
         let tar = TarBuilder::new()
             .raw(name, EntryType::Directory, None, b"", mode)
@@ -270,6 +276,51 @@ fn a_file_that_replaces_a_directory_keeps_its_own_mode_and_mtime() {
         fs::metadata(layer.join("b")).unwrap().mode() & 0o7777,
         0o600
     );
+}
+
+#[test]
+fn absolute_names_are_resolved_inside_the_layer() {
+    // umoci writes "/" and "/etc/" entries; GNU tar and containerd take absolute names
+    // inside the layer. Symlinks, absolute ones included, are still never followed.
+    let t = TestStore::new();
+    let tar = TarBuilder::new()
+        .raw("/", EntryType::Directory, None, b"", 0o755)
+        .dir("/etc/")
+        .file("/etc/passwd", b"root:x:0:0::/root:/bin/sh\n")
+        .symlink("/etc/hostlink", "/etc")
+        .hardlink("/etc/passwd-", "/etc/passwd")
+        .finish();
+    let image = t.import(tar, Some("umoci")).unwrap();
+    let layer = layer_path(&t.store, &image);
+    assert_eq!(
+        fs::read(layer.join("etc/passwd")).unwrap(),
+        b"root:x:0:0::/root:/bin/sh\n"
+    );
+    assert!(fs::symlink_metadata(layer.join("etc")).unwrap().is_dir());
+    let link = fs::symlink_metadata(layer.join("etc/hostlink")).unwrap();
+    assert!(link.file_type().is_symlink());
+    assert_eq!(
+        fs::read_link(layer.join("etc/hostlink")).unwrap(),
+        Path::new("/etc")
+    );
+    let passwd = fs::metadata(layer.join("etc/passwd")).unwrap();
+    assert_eq!(passwd.nlink(), 2);
+    assert_eq!(
+        fs::metadata(layer.join("etc/passwd-")).unwrap().ino(),
+        passwd.ino()
+    );
+
+    // Writing through an absolute symlink is refused as through any symlink.
+    let t = TestStore::new();
+    let tar = TarBuilder::new()
+        .symlink("/etc", "/etc")
+        .file("/etc/evil", b"x")
+        .finish();
+    let err = t.import(tar, Some("evil")).unwrap_err();
+    assert!(matches!(err, Error::HostileEntry { .. }), "{err}");
+    assert!(err.to_string().contains("/etc/evil"), "{err}");
+    t.assert_untouched();
+    assert!(!Path::new("/etc/evil").exists());
 }
 
 #[test]
@@ -467,8 +518,12 @@ fn hostile_archives_are_refused_naming_the_entry_and_leave_nothing() {
             TarBuilder::new().file("a/../../evil", b"x").finish(),
         ),
         (
-            "/etc/evil",
-            TarBuilder::new().file("/etc/evil", b"x").finish(),
+            "/../escape",
+            TarBuilder::new().file("/../escape", b"x").finish(),
+        ),
+        (
+            "/etc/../../evil",
+            TarBuilder::new().file("/etc/../../evil", b"x").finish(),
         ),
         (
             "link/passwd",
@@ -490,6 +545,8 @@ fn hostile_archives_are_refused_naming_the_entry_and_leave_nothing() {
                 .hardlink("hard", "../../etc/passwd")
                 .finish(),
         ),
+        // An absolute hardlink target is taken inside the layer, where there is no
+        // etc/passwd.
         (
             "abs-hard",
             TarBuilder::new()
@@ -516,7 +573,7 @@ fn hostile_archives_are_refused_naming_the_entry_and_leave_nothing() {
         t.assert_untouched();
     }
     // And nothing was written outside the store.
-    assert!(!Path::new("/etc/evil").exists() && !Path::new("/evil").exists());
+    assert!(!Path::new("/escape").exists() && !Path::new("/evil").exists());
 }
 
 #[test]
