@@ -169,3 +169,38 @@ fn a_sticky_directory_as_root_is_left_alone_with_a_warning() {
     );
     assert_eq!(mode(&shared), 0o1777);
 }
+
+#[test]
+fn a_relative_root_works_for_run_and_detached_containers() {
+    // `--root rel` (or MYCONTAINER_ROOT=rel) is taken from the current directory once
+    // at start-up: bind sources must be absolute, and a detached supervisor must find
+    // the same root.
+    let f = Fixture::new();
+    let rootfs = f.rootfs.to_str().unwrap();
+    let relative = |env: bool| {
+        let mut cmd = Command::new(common::BIN);
+        cmd.current_dir(f.dir.path()).env_remove("MYCONTAINER_ROOT");
+        if env {
+            cmd.env("MYCONTAINER_ROOT", "root");
+        } else {
+            cmd.args(["--root", "root"]);
+        }
+        cmd.stdin(std::process::Stdio::null());
+        cmd
+    };
+    for env in [false, true] {
+        let out = relative(env)
+            .args(["run", "--rm", "--rootfs", rootfs, "/bin/true"])
+            .output()
+            .unwrap();
+        ok(out);
+        let id = ok(relative(env)
+            .args(["run", "-d", "--rootfs", rootfs, "/bin/sleep", "1000"])
+            .output()
+            .unwrap());
+        let id = id.trim();
+        assert_eq!(id.len(), 64, "run -d printed {id:?}");
+        ok(relative(env).args(["rm", "-f", id]).output().unwrap());
+        f.assert_no_containers();
+    }
+}

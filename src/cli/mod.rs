@@ -111,8 +111,20 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    // Absolute once, here: bind sources and the detached supervisor (which runs in
+    // another directory) need it. Not canonicalize: the root may not exist yet.
+    let root = match std::path::absolute(&cli.root) {
+        Ok(root) => root,
+        Err(err) => {
+            eprintln!(
+                "mycontainer: cannot resolve the state root {}: {err} (pass an absolute --root)",
+                cli.root.display()
+            );
+            return exitcode::TOOL_FAILED;
+        }
+    };
     let ctx = Ctx {
-        root: cli.root,
+        root,
         quiet: cli.quiet,
     };
     // Every command starts here: the one place that makes sure the state root is
