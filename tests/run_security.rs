@@ -324,6 +324,33 @@ fn the_init_of_run_init_is_confined_like_the_command() {
     assert_eq!(field("Seccomp"), "2", "{text}");
 }
 
+#[test]
+fn the_init_of_run_init_shows_no_host_command_line() {
+    // Our init is the CLI forked: without a new title its /proc/1/cmdline (readable
+    // by every process of the container) is the host's command line, volume paths
+    // and state root included. (Its environ is closed: init is not dumpable.)
+    let fx = fixture();
+    let volume = fx.dir.path().join("secret-volume-dir");
+    std::fs::create_dir(&volume).unwrap();
+    let bind = format!("{}:/x", volume.display());
+    let out = fx.run(
+        &["--rm", "--init", "-v", &bind],
+        &["cat", "/proc/1/cmdline"],
+    );
+    let text = ok(out).replace('\0', " ");
+    assert!(
+        text.starts_with("mycontainer-init -- cat /proc/1/cmdline"),
+        "{text:?}"
+    );
+    for secret in [
+        volume.to_str().unwrap(),
+        fx.root.to_str().unwrap(),
+        "--root",
+    ] {
+        assert!(!text.contains(secret), "{secret} in {text:?}");
+    }
+}
+
 /// Force-removes the fixture's containers when a test ends, even by a panic.
 struct RemoveAll<'a>(&'a Fixture);
 

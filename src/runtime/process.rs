@@ -223,8 +223,9 @@ pub struct ChildPlan {
     pub gid: libc::gid_t,
     pub groups: Vec<libc::gid_t>,
     pub exec: ExecTarget,
-    /// Run our own init as PID 1 (`--init`) and the command as its child.
-    pub init: bool,
+    /// Run our own init as PID 1 (`--init`), showing this command line, and the
+    /// command as its child.
+    pub init: Option<init::Title>,
     /// The signals the CLI blocked (and that init waits for).
     pub blocked: libc::sigset_t,
     /// The clone created the cgroup namespace already: skip the UnshareCgroup step.
@@ -275,7 +276,7 @@ impl ChildPlan {
             gid: user.gid(),
             groups: user.additional_gids().clone().unwrap_or_default(),
             exec,
-            init: false,
+            init: None,
             blocked,
             security,
             cgroup_ns_by_clone: false,
@@ -543,7 +544,7 @@ pub fn child_main(plan: &ChildPlan) -> ! {
     // (a custom profile may not allow stat).
     let absent = plan.exec.absent_candidates();
 
-    if plan.init {
+    if let Some(title) = &plan.init {
         // Init tells the worker on this pipe once it is confined: the command never
         // runs beside an init that still has the runtime's privileges.
         let mut confined = [-1; 2];
@@ -560,7 +561,7 @@ pub fn child_main(plan: &ChildPlan) -> ! {
         if worker > 0 {
             // SAFETY: closes our copy of the worker's end.
             unsafe { libc::close(confined[0]) };
-            run_init(plan, worker as libc::pid_t, confined[1]);
+            run_init(plan, title, worker as libc::pid_t, confined[1]);
         }
         // SAFETY: the worker dies with init; it waits for init's byte (end of file:
         // init failed, and reports it).
@@ -699,8 +700,10 @@ fn close_except(keep: &[RawFd]) {
 /// on `confined`) and is PID 1 until the command exits. Every descriptor but the setup
 /// channel and `confined` is closed first, those two once confined, so a profile that
 /// blocks close_range cannot keep the CLI waiting.
-fn run_init(plan: &ChildPlan, worker: libc::pid_t, confined: RawFd) -> ! {
+fn run_init(plan: &ChildPlan, title: &init::Title, worker: libc::pid_t, confined: RawFd) -> ! {
     let sync = plan.sync;
+    // Before the command can look at us: /proc/1/cmdline was the CLI's.
+    title.apply();
     // SAFETY: prctl and close on our own process and descriptors.
     unsafe {
         // Before the command can look at us: /proc/1/exe is our binary.

@@ -117,7 +117,9 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         *blocked.set.as_ref(),
         prepared_security,
     );
-    plan.init = init;
+    if init {
+        plan.init = Some(super::init::Title::prepare(&plan.exec.argv)?);
+    }
     let spawn = Spawn {
         flags: ns.clone_flags(),
         cgroup_ns: ns.cgroup,
