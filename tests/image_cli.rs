@@ -186,7 +186,7 @@ fn bad_input_fails_with_one_line_and_leaves_nothing() {
     let err = root.fails(&["image", "import", "/nonexistent/file.tar", "x"]);
     assert!(err.contains("/nonexistent/file.tar"), "{err}");
     let err = root.fails(&["image", "import", "/etc/hostname", "Bad Name"]);
-    assert!(err.contains("invalid image name"), "{err}");
+    assert!(err.contains("invalid reference format"), "{err}");
     assert_eq!(root.ok(&["image", "ls", "-q"]), "");
     assert_eq!(root.count("layers"), 0);
     assert_eq!(root.count("store/blobs/sha256"), 0);
@@ -388,6 +388,23 @@ fn a_recipe_file_downloads_busybox_and_checks_its_sha256() {
     assert!(err.contains("sha256") && err.contains("refusing"), "{err}");
     assert!(!root.ok(&["image", "ls"]).contains("dl/bad"));
     assert_eq!(root.count("tmp"), 0);
+}
+
+#[test]
+fn tag_refuses_references_docker_refuses() {
+    let root = Root::new();
+    let file = root.file("a.tar", &rootfs_tar(None));
+    root.ok(&["image", "import", file.to_str().unwrap(), "first"]);
+    for bad in ["a:b:c", "ok/../x:1", "a/./b", "x:.v1", "a..b"] {
+        let err = root.fails(&["image", "tag", "first", bad]);
+        assert!(
+            err.contains("invalid reference format") && err.contains(bad),
+            "{bad}: {err}"
+        );
+    }
+    root.ok(&["image", "tag", "first", "localhost:5000/team/app_x:v1.0"]);
+    let names = root.ok(&["image", "ls"]);
+    assert!(!names.contains("a:b") && !names.contains(".."), "{names}");
 }
 
 #[test]

@@ -16,7 +16,7 @@ pub enum Error {
     },
     #[error("image {0:?} not found (see `mycontainer image ls`)")]
     ImageNotFound(String),
-    #[error("invalid image name {name:?}: {reason}")]
+    #[error("invalid reference format {name:?}: {reason}")]
     BadReference { name: String, reason: &'static str },
     #[error("invalid digest {0:?}: expected sha256:<64 hex digits>")]
     BadDigest(String),

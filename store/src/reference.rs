@@ -15,15 +15,17 @@ pub struct Reference {
 }
 
 impl Reference {
-    /// Parses `name[:tag]`. A colon before the last `/` belongs to a registry host:port
-    /// (`localhost:5000/app` has no tag).
+    /// Parses `name[:tag]` by the distribution spec's grammar (as Docker does): the
+    /// name is `[HOST[:PORT]/]PATH(/PATH)*`, each path component lowercase letters and
+    /// digits joined by single `.` or `_`, `__`, or runs of `-`. A colon before the last
+    /// `/` belongs to the registry host:port (`localhost:5000/app` has no tag).
     pub fn parse(text: &str) -> Result<Reference, Error> {
         let bad = |reason| Error::BadReference {
             name: text.to_string(),
             reason,
         };
         let last_slash = text.rfind('/').map_or(0, |i| i + 1);
-        let (name, tag) = match text[last_slash..].rfind(':') {
+        let (name, tag) = match text[last_slash..].find(':') {
             Some(i) => (&text[..last_slash + i], &text[last_slash + i + 1..]),
             None => (text, DEFAULT_TAG),
         };
@@ -33,18 +35,25 @@ impl Reference {
         if name.len() > 255 {
             return Err(bad("the name is longer than 255 characters"));
         }
-        let name_ok = name
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' | b'/' | b':'));
-        if !name_ok {
-            return Err(bad("use lowercase letters, digits and . _ - /"));
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(bad("the repository name must be lowercase"));
         }
-        if name.starts_with(['.', '-', '_', '/']) || name.ends_with('/') || name.contains("//") {
-            return Err(bad("a name part must start and end with a letter or digit"));
+        let mut parts = name.split('/').peekable();
+        let mut first = true;
+        while let Some(part) = parts.next() {
+            let is_host = first && parts.peek().is_some() && is_host_port(part);
+            if !is_host && !is_path_component(part) {
+                return Err(bad(
+                    "use NAME[:TAG], a name of lowercase letters and digits joined by . _ __ - or / and an optional HOST[:PORT]/ first",
+                ));
+            }
+            first = false;
         }
-        let tag_ok = !tag.is_empty()
-            && tag.len() <= 128
-            && !tag.starts_with(['.', '-'])
+        let tag_ok = tag.len() <= 128
+            && tag
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
             && tag
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
@@ -58,6 +67,68 @@ impl Reference {
             tag: tag.to_string(),
         })
     }
+}
+
+/// `[a-z0-9]+` joined by `.`, `_`, `__` or `-`+ (the spec's path-component).
+fn is_path_component(part: &str) -> bool {
+    let bytes = part.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !bytes.first().is_some_and(|&b| alnum(b)) || !bytes.last().is_some_and(|&b| alnum(b)) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let run = bytes[i..].iter().take_while(|&&b| !alnum(b)).count();
+        let separator = &part[i..i + run];
+        let ok = matches!(separator, "." | "_" | "__") || separator.bytes().all(|b| b == b'-');
+        if !ok {
+            return false;
+        }
+        i += run;
+    }
+    true
+}
+
+/// A registry `HOST[:PORT]`: DNS labels joined by `.`, or an `[IPv6]` address.
+fn is_host_port(part: &str) -> bool {
+    let (host, port) = match part.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((inner, after)) => {
+                if inner.parse::<std::net::Ipv6Addr>().is_err() {
+                    return false;
+                }
+                match after {
+                    "" => ("", None),
+                    after => match after.strip_prefix(':') {
+                        Some(port) => ("", Some(port)),
+                        None => return false,
+                    },
+                }
+            }
+            None => return false,
+        },
+        None => match part.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (part, None),
+        },
+    };
+    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
+    }
+    // An IPv6 host was checked above.
+    part.starts_with('[')
+        || !host.is_empty()
+            && host.split('.').all(|label| {
+                let b = label.as_bytes();
+                !b.is_empty()
+                    && b[0].is_ascii_alphanumeric()
+                    && b[b.len() - 1].is_ascii_alphanumeric()
+                    && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+            })
 }
 
 impl fmt::Display for Reference {
@@ -94,9 +165,46 @@ mod tests {
     }
 
     #[test]
+    fn accepts_the_grammars_names() {
+        for good in [
+            "a",
+            "a_b",
+            "a__b",
+            "a---b.c",
+            "team/app:v1.0-rc_1",
+            "quay.io/team/app",
+            "localhost:5000/app:v1",
+            "[::1]:5000/app",
+            "my-host/app",
+            "a/b:_x",
+        ] {
+            assert!(Reference::parse(good).is_ok(), "{good:?} refused");
+        }
+    }
+
+    #[test]
     fn rejects_bad_names() {
         for bad in [
-            "", "Busybox", "a b", "x:", ":tag", "/abs", "a//b", "a:-x", "..", "a:b:c d",
+            "",
+            "Busybox",
+            "a b",
+            "x:",
+            ":tag",
+            "/abs",
+            "a//b",
+            "a:-x",
+            "..",
+            "a:b:c d",
+            "a:b:c",
+            "ok/../x:1",
+            "a/./b",
+            "a..b",
+            "a-:x",
+            "a/b_",
+            "a:b/c",
+            "host:/x",
+            "host:5000x/x",
+            "[::1/x",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} accepted");
         }
