@@ -317,6 +317,7 @@ fn bad_values_are_rejected_before_anything_is_created() {
         (&["--memory", "lots"][..], "--memory"),
         (&["--mem=12Q"], "--mem"),
         (&["--cpus=-1"], "--cpus"),
+        (&["--cpus=1000"], "range of CPUs is from 0.01 to"),
         (&["--cpu=0%"], "--cpu"),
         (&["--cpuset-cpus", "x-y"], "--cpuset-cpus"),
         (

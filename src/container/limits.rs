@@ -60,17 +60,30 @@ pub fn parse_size(flag: &str, value: &str) -> anyhow::Result<i64> {
     Ok(bytes)
 }
 
-/// CFS quota (µs per period) for `--cpus N`.
-fn quota_from_cpus(value: &str) -> anyhow::Result<i64> {
+/// CFS quota (µs per period) for `--cpus N`, N from 0.01 to the host's online CPUs
+/// (Docker's range).
+fn quota_from_cpus(value: &str, online: u32) -> anyhow::Result<i64> {
     let cpus: f64 = value
         .trim()
         .parse()
         .ok()
-        .filter(|n: &f64| n.is_finite() && *n > 0.0 && *n <= 1024.0)
+        .filter(|n: &f64| n.is_finite())
         .with_context(|| {
             format!("invalid value {value:?} for --cpus: use a number of CPUs such as 0.5 or 2")
         })?;
-    Ok(((cpus * CPU_PERIOD_US as f64).round() as i64).max(1000))
+    if !(0.01..=f64::from(online)).contains(&cpus) {
+        bail!(
+            "invalid value {value:?} for --cpus: the range of CPUs is from 0.01 to {online}.00, as there are only {online} CPUs available"
+        );
+    }
+    Ok((cpus * CPU_PERIOD_US as f64).round() as i64)
+}
+
+/// The host's online CPUs (at least 1).
+fn online_cpus() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    u32::try_from(n).unwrap_or(1).max(1)
 }
 
 /// CFS quota for the seed's `--cpu=P%` (percent of one CPU).
@@ -164,7 +177,7 @@ impl LimitFlags {
 
         let quota = match (&self.cpus, &self.cpu_percent) {
             (Some(_), Some(_)) => bail!("--cpus and --cpu both set the CPU quota: give only one"),
-            (Some(cpus), None) => Some(quota_from_cpus(cpus)?),
+            (Some(cpus), None) => Some(quota_from_cpus(cpus, online_cpus())?),
             (None, Some(percent)) => Some(quota_from_percent(percent)?),
             (None, None) => None,
         };
@@ -243,6 +256,21 @@ mod tests {
         let res = flags.to_resources().unwrap().unwrap();
         assert_eq!(res.cpu().as_ref().unwrap().quota(), Some(25_000));
         assert_eq!(res.cpu().as_ref().unwrap().period(), Some(100_000));
+    }
+
+    #[test]
+    fn cpus_range_from_a_hundredth_to_the_online_cpus() {
+        assert_eq!(quota_from_cpus("2", 2).unwrap(), 200_000);
+        assert_eq!(quota_from_cpus("0.01", 2).unwrap(), 1_000);
+        for bad in ["1000", "2.01", "0.001", "0", "-1"] {
+            let err = quota_from_cpus(bad, 2).unwrap_err().to_string();
+            assert!(
+                err.contains("the range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs"),
+                "{bad}: {err}"
+            );
+        }
+        let err = quota_from_cpus("inf", 2).unwrap_err().to_string();
+        assert!(err.contains("use a number of CPUs"), "{err}");
     }
 
     #[test]
