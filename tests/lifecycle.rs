@@ -210,9 +210,8 @@ fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
     let (p1, p2) = (init_pid(&w, &polite), init_pid(&w, &stubborn));
     std::thread::sleep(Duration::from_millis(200));
 
-    let started = Instant::now();
     assert_eq!(ok(w.mc(&["stop", &polite])).trim(), polite);
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Exit code 0: it ended on SIGTERM, before the grace period's SIGKILL (137).
     assert_eq!(w.state(&polite)["exit_code"], 0);
     assert_eq!(ok(w.mc(&["logs", &polite])), "bye\n");
 
@@ -220,7 +219,9 @@ fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
     ok(w.mc(&["stop", "-t", "1", &stubborn]));
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        // At least the -t 1 grace period, and not the default 10 s one (the upper bound
+        // is stretched on slow machines: it only tells 1 s from 10 s).
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8 * slowdown()),
         "{took:?}"
     );
     assert_eq!(w.state(&stubborn)["exit_code"], 137);

@@ -163,9 +163,20 @@ pub fn pids_with(needle: &str) -> Vec<i32> {
     found
 }
 
+/// How much slower than a normal machine this one is: `MYCONTAINER_TEST_SLOWDOWN`
+/// (scripts/test-cgroup2 sets it for its software-emulated VM), else 1. It only
+/// stretches how long a wait gives up after; nothing asserts a duration.
+pub fn slowdown() -> u64 {
+    std::env::var("MYCONTAINER_TEST_SLOWDOWN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n: &u64| *n >= 1)
+        .unwrap_or(1)
+}
+
 /// Waits until `cond` holds, up to `secs` seconds.
 pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs * slowdown());
     while std::time::Instant::now() < end {
         if cond() {
             return true;
