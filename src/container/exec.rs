@@ -67,8 +67,9 @@ fn exec_spec(mut spec: Spec, opts: &ExecOptions, rootfs: &Path) -> anyhow::Resul
                 HashSet::new()
             };
             caps.set_effective(Some(granted.clone()));
-            caps.set_permitted(Some(granted.clone()));
-            caps.set_inheritable(Some(granted));
+            caps.set_permitted(Some(granted));
+            // Empty, as for run (CVE-2022-24769; see spec::process::capabilities).
+            caps.set_inheritable(Some(HashSet::new()));
             caps.set_ambient(Some(HashSet::new()));
             process.set_capabilities(Some(caps));
         }
