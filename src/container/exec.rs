@@ -80,16 +80,24 @@ fn exec_spec(mut spec: Spec, opts: &ExecOptions, rootfs: &Path) -> anyhow::Resul
     Ok(spec)
 }
 
+/// The container to exec into is not running (the CLI exits 1 for it, as Docker).
+#[derive(Debug, thiserror::Error)]
+#[error("container {name} is not running: start it first (mycontainer start {name})")]
+pub struct NotRunning {
+    pub name: String,
+}
+
 /// Runs the command in the running container; returns its exit code.
 pub fn exec(root: &Path, record: &Record, opts: &ExecOptions) -> anyhow::Result<i32> {
     let state = record.load_state()?;
     let pid = match state.pid {
         Some(pid) if state.status == Status::Running && record.is_supervised() => pid,
-        _ => bail!(
-            "container {} is not running: start it first (mycontainer start {})",
-            record.display_name(),
-            record.display_name()
-        ),
+        _ => {
+            return Err(NotRunning {
+                name: record.display_name(),
+            }
+            .into())
+        }
     };
     let spec = Spec::load(record.config_path())
         .with_context(|| format!("cannot read {}", record.config_path().display()))?;

@@ -220,11 +220,20 @@ pub fn find(root: &Path, name_or_id: &str) -> anyhow::Result<Record> {
         (Some(_), Some(_)) => {
             bail!("container id prefix {name_or_id:?} is ambiguous: give more characters")
         }
-        (None, _) => bail!(
-            "no such container: {name_or_id} (see the ids in {})",
-            containers_dir(root).display()
-        ),
+        (None, _) => Err(NoSuchContainer {
+            name: name_or_id.to_string(),
+            dir: containers_dir(root),
+        }
+        .into()),
     }
+}
+
+/// [`find`] found no container by that name or id prefix (`rm -f` ignores it, as Docker).
+#[derive(Debug, thiserror::Error)]
+#[error("no such container: {name} (see the ids in {})", dir.display())]
+pub struct NoSuchContainer {
+    pub name: String,
+    pub dir: std::path::PathBuf,
 }
 
 pub(super) fn list_ids(root: &Path) -> anyhow::Result<Vec<String>> {
