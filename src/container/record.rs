@@ -1,5 +1,6 @@
 //! Container records: `<root>/containers/<id>/` with config.json, state.json, upper/,
-//! work/, merged/, container.log and the etc files bind-mounted into the container.
+//! work/, merged/, init/ (the init layer), container.log and the etc files bind-mounted
+//! into the container.
 //!
 //! A record is locked (flock on its directory) by the CLI that supervises it. The lock
 //! dies with that process, so a record that says "running" but is not locked belongs to
@@ -62,6 +63,11 @@ impl Record {
     }
     pub fn work_dir(&self) -> PathBuf {
         self.dir.join("work")
+    }
+    /// The container's init layer: what Docker adds under every container's files
+    /// (`/etc/mtab`), the lowest of its overlay layers.
+    pub fn init_dir(&self) -> PathBuf {
+        self.dir.join("init")
     }
     pub fn merged_dir(&self) -> PathBuf {
         self.dir.join(MERGED_DIR)
