@@ -382,6 +382,28 @@ fn a_read_only_root_refuses_writes() {
     assert!(!fx.rootfs.join("newfile").exists());
 }
 
+/// With --read-only the /etc files the container gets (hosts, hostname, resolv.conf) are
+/// read-only too, as in Docker; without it they are writable.
+#[test]
+fn a_read_only_root_makes_the_etc_files_read_only_too() {
+    let fx = fixture();
+    for file in ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"] {
+        let append = format!("echo x >> {file}");
+        let out = fx.run(&["--rm", "--read-only"], &["sh", "-c", &append]);
+        assert_ne!(out.status.code(), Some(0), "{file} was writable");
+        assert!(
+            stderr(&out).contains("Read-only file system"),
+            "{file}: {}",
+            stderr(&out)
+        );
+        let written = ok(fx.run(
+            &["--rm"],
+            &["sh", "-c", &format!("{append} && tail -n 1 {file}")],
+        ));
+        assert_eq!(written, "x\n", "{file}");
+    }
+}
+
 #[test]
 fn the_init_of_run_init_is_confined_like_the_command() {
     let fx = fixture();
