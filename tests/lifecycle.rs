@@ -747,3 +747,20 @@ fn managing_verbs_exit_1_and_rm_f_of_a_missing_container_exits_0() {
     let refused = w.run(&["-d", "-i"], &["true"]);
     assert_eq!(refused.status.code(), Some(125));
 }
+
+/// `exec -t` sets TERM=xterm as Docker does (and as `run -t` does), unless -e sets TERM;
+/// without -t there is no TERM.
+#[test]
+fn exec_t_sets_term_unless_the_user_did() {
+    let w = World::new();
+    w.run_detached(&["--name", "termless"], &["sleep", "1000"]);
+    let term = |args: &[&str]| -> String {
+        let mut all = vec!["exec"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["termless", "sh", "-c", "echo \"TERM=$TERM\""]);
+        ok(w.mc(&all)).trim().to_string()
+    };
+    assert_eq!(term(&["-t"]), "TERM=xterm");
+    assert_eq!(term(&["-t", "-e", "TERM=vt100"]), "TERM=vt100");
+    assert_eq!(term(&[]), "TERM=");
+}

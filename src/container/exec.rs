@@ -32,7 +32,17 @@ fn exec_spec(mut spec: Spec, opts: &ExecOptions, rootfs: &Path) -> anyhow::Resul
         .context("the container's spec has no process")?;
     process.set_args(Some(opts.command.clone()));
     let base = process.env().clone().unwrap_or_default();
-    let mut env = merge_env(&[("the container's spec", &base), ("-e", &opts.env)])?;
+    // Docker: `exec -t` gives TERM=xterm unless the container's env or -e sets TERM.
+    let term: Vec<String> = if opts.tty {
+        vec!["TERM=xterm".into()]
+    } else {
+        Vec::new()
+    };
+    let mut env = merge_env(&[
+        ("exec -t", &term),
+        ("the container's spec", &base),
+        ("-e", &opts.env),
+    ])?;
     if let Some(dir) = &opts.workdir {
         if !dir.starts_with('/') {
             bail!("invalid working directory {dir:?}: it must be an absolute path (-w)");
