@@ -6,6 +6,11 @@
 /// mycontainer itself failed (bad flags, a setup step, a missing image).
 pub const TOOL_FAILED: i32 = 125;
 
+/// A managing verb failed (rm, stop, kill, start, inspect, logs, commit; exec into a
+/// missing or stopped container): the docker CLI exits 1 for a daemon's error, and keeps
+/// 125 for `run` and `create` failing on their own.
+pub const VERB_FAILED: i32 = 1;
+
 /// The command exists but cannot be executed (permissions, bad format).
 pub const CANNOT_EXECUTE: i32 = 126;
 

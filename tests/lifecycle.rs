@@ -259,7 +259,7 @@ fn kill_delivers_the_signal_and_refuses_stopped_containers() {
         stderr(&again)
     );
     let bad = w.mc(&["kill", "-s", "NOPE", "trapper"]);
-    assert_eq!(bad.status.code(), Some(125));
+    assert_eq!(bad.status.code(), Some(1));
 }
 
 #[test]
@@ -359,7 +359,7 @@ fn inspect_shows_state_config_and_limits_like_docker() {
     assert_eq!(json[0]["State"]["ExitCode"], 137);
     assert_ne!(json[0]["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
     let missing = w.mc(&["inspect", "nope"]);
-    assert_eq!(missing.status.code(), Some(125));
+    assert_eq!(missing.status.code(), Some(1));
     assert_eq!(stdout(&missing).trim(), "[]");
 }
 
@@ -478,7 +478,7 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
     // A stopped container cannot be exec'd into.
     ok(w.mc(&["stop", "-t", "0", "host"]));
     let stopped = w.mc(&["exec", "host", "true"]);
-    assert_eq!(stopped.status.code(), Some(125));
+    assert_eq!(stopped.status.code(), Some(1));
     assert!(
         stderr(&stopped).contains("not running"),
         "{}",
@@ -540,7 +540,7 @@ fn commit_turns_the_upper_dir_into_an_image_with_deletions() {
     let dir_run = w.run_detached(&["--name", "from-dir"], &["true"]);
     wait_exited(&w, &dir_run);
     let refused = w.mc(&["commit", "from-dir", "x:1"]);
-    assert_eq!(refused.status.code(), Some(125));
+    assert_eq!(refused.status.code(), Some(1));
     assert!(
         stderr(&refused).contains("not a stored image"),
         "{}",
@@ -698,4 +698,70 @@ fn users_and_groups_are_looked_up_in_the_layer_the_container_sees() {
         stderr(&refused)
     );
     w.remove_all();
+}
+
+/// Docker's exit codes for the managing verbs: 1 when they fail (125 is `run`'s own
+/// failure), and `rm -f` of a container that is not there succeeds silently (scripts
+/// under `set -e` clean up with it).
+#[test]
+fn managing_verbs_exit_1_and_rm_f_of_a_missing_container_exits_0() {
+    let w = World::new();
+    let id = w.run_detached(&["--name", "busy"], &["sleep", "1000"]);
+    let running = w.mc(&["rm", "busy"]);
+    assert_eq!(running.status.code(), Some(1), "{}", stderr(&running));
+    assert_eq!(status(&w, &id), "running");
+    for verb in [
+        &["inspect", "nope"][..],
+        &["rm", "nope"],
+        &["stop", "nope"],
+        &["kill", "nope"],
+        &["logs", "nope"],
+        &["start", "nope"],
+        &["exec", "nope", "true"],
+    ] {
+        let out = w.mc(verb);
+        assert_eq!(out.status.code(), Some(1), "{verb:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("no such container"), "{verb:?}");
+    }
+    let gone = w.mc(&["rm", "-f", "nope"]);
+    assert_eq!(gone.status.code(), Some(0), "{}", stderr(&gone));
+    assert_eq!(stdout(&gone), "");
+    assert_eq!(stderr(&gone), "");
+    // With a real one beside it: that one is removed and named, the missing one ignored.
+    let mixed = w.mc(&["rm", "-f", "nope", "busy"]);
+    assert_eq!(mixed.status.code(), Some(0), "{}", stderr(&mixed));
+    assert_eq!(stdout(&mixed), "busy\n");
+    // exec into a stopped container: 1; a command that cannot start keeps 126/127.
+    let id = w.run_detached(&["--name", "idle"], &["sleep", "1000"]);
+    let missing_cmd = w.mc(&["exec", "idle", "no-such-command"]);
+    assert_eq!(
+        missing_cmd.status.code(),
+        Some(127),
+        "{}",
+        stderr(&missing_cmd)
+    );
+    ok(w.mc(&["stop", "-t", "0", "idle"]));
+    wait_exited(&w, &id);
+    let stopped = w.mc(&["exec", "idle", "true"]);
+    assert_eq!(stopped.status.code(), Some(1), "{}", stderr(&stopped));
+    // run's own failure stays 125.
+    let refused = w.run(&["-d", "-i"], &["true"]);
+    assert_eq!(refused.status.code(), Some(125));
+}
+
+/// `exec -t` sets TERM=xterm as Docker does (and as `run -t` does), unless -e sets TERM;
+/// without -t there is no TERM.
+#[test]
+fn exec_t_sets_term_unless_the_user_did() {
+    let w = World::new();
+    w.run_detached(&["--name", "termless"], &["sleep", "1000"]);
+    let term = |args: &[&str]| -> String {
+        let mut all = vec!["exec"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["termless", "sh", "-c", "echo \"TERM=$TERM\""]);
+        ok(w.mc(&all)).trim().to_string()
+    };
+    assert_eq!(term(&["-t"]), "TERM=xterm");
+    assert_eq!(term(&["-t", "-e", "TERM=vt100"]), "TERM=vt100");
+    assert_eq!(term(&[]), "TERM=");
 }

@@ -490,7 +490,7 @@ fn logs_keep_both_streams_with_timestamps() {
     assert!(state.contains("\"exit_code\": 0"), "{state}");
     ok(fx.cmd().args(["rm", "talker"]).output().unwrap());
     let out = fx.cmd().args(["logs", "talker"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     fx.assert_no_containers();
 }
 
@@ -573,7 +573,7 @@ fn a_running_container_cannot_be_removed() {
         .unwrap();
     wait_until_running(&fx);
     let out = fx.cmd().args(["rm", "busy"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("is running"), "{}", stderr(&out));
     // SAFETY: signals the child we spawned.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -698,4 +698,44 @@ fn wait_until_running(fx: &Fixture) {
             .and_then(|p| fs::read_to_string(p).ok())
             .is_some_and(|s| s.contains("\"running\""))
     }));
+}
+
+/// Docker's init layer: /etc/mtab is a symlink to /proc/mounts (`df` and `mount` read
+/// it) unless the image has its own, which it keeps; with a read-only root too, and a
+/// container started again still has it.
+#[test]
+fn etc_mtab_links_to_proc_mounts_unless_the_image_has_one() {
+    let fx = Fixture::new();
+    let out = ok(fx.run(
+        &["--rm"],
+        &[
+            "sh",
+            "-c",
+            "readlink /etc/mtab; grep -c . /etc/mtab; df / >/dev/null && echo df-ok",
+        ],
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "/proc/mounts", "{out}");
+    assert!(lines[1].parse::<u32>().unwrap() > 0, "{out}");
+    assert_eq!(lines[2], "df-ok", "{out}");
+    assert_eq!(
+        ok(fx.run(&["--rm", "--read-only"], &["readlink", "/etc/mtab"])),
+        "/proc/mounts\n"
+    );
+    // The image's /etc keeps its mode: the init layer (with an /etc 0755) is below it.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(fx.rootfs.join("etc"), fs::Permissions::from_mode(0o750)).unwrap();
+    assert_eq!(
+        ok(fx.run(&["--rm"], &["stat", "-c", "%a", "/etc"])),
+        "750\n"
+    );
+    fx.assert_no_containers();
+
+    let own = Fixture::new();
+    fs::write(own.rootfs.join("etc/mtab"), "the image's own\n").unwrap();
+    assert_eq!(
+        ok(own.run(&["--rm"], &["cat", "/etc/mtab"])),
+        "the image's own\n"
+    );
+    own.assert_no_containers();
 }

@@ -49,9 +49,16 @@ fn written(dir: &Path) -> Vec<String> {
 }
 
 /// The command must not have run, the CLI must have said which working directory it
-/// refused, and nothing of the host may have been read or written.
+/// refused (exiting 125, mycontainer's own failure), and nothing of the host may have
+/// been read or written.
 #[track_caller]
 fn assert_refused(w: &World, out: &std::process::Output, workdir: &str) {
+    assert_refused_with(w, out, workdir, 125);
+}
+
+/// [`assert_refused`] for a verb whose failure exits `code` (`start`: 1, as Docker).
+#[track_caller]
+fn assert_refused_with(w: &World, out: &std::process::Output, workdir: &str, code: i32) {
     let (stdout, stderr) = (stdout(out), stderr(out));
     assert!(
         !stdout.contains(SECRET),
@@ -61,7 +68,11 @@ fn assert_refused(w: &World, out: &std::process::Output, workdir: &str) {
         !stdout.contains("ran"),
         "{workdir}: the command ran: {stdout}"
     );
-    assert_eq!(out.status.code(), Some(125), "{workdir}: {stdout} {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{workdir}: {stdout} {stderr}"
+    );
     assert!(
         stderr.contains(workdir) && stderr.lines().count() == 1,
         "{workdir}: {stderr}"
@@ -103,7 +114,7 @@ fn run_d_and_start_with_a_working_directory_in_a_cli_descriptor_reach_nothing() 
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 out = w.mc(&["start", &name]);
             }
-            assert_refused(&w, &out, &workdir);
+            assert_refused_with(&w, &out, &workdir, 1);
         }
     }
 }

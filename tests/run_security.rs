@@ -61,7 +61,7 @@ fn root_gets_dockers_default_capabilities_and_a_user_gets_none() {
     assert_eq!(
         root,
         [
-            DOCKER_DEFAULT_CAPS,
+            "0000000000000000",
             DOCKER_DEFAULT_CAPS,
             DOCKER_DEFAULT_CAPS,
             DOCKER_DEFAULT_CAPS,
@@ -84,6 +84,81 @@ fn root_gets_dockers_default_capabilities_and_a_user_gets_none() {
             "2"
         ]
     );
+}
+
+/// CVE-2022-24769: the inheritable set stays empty (as in Docker 20.10.14+, runc and
+/// containerd), so a user who executes a file with inheritable file capabilities
+/// (`cap_net_raw+ei`) gains nothing, whether the container starts as that user or root
+/// drops to it (su here, gosu or su-exec in real entrypoints).
+#[test]
+fn the_inheritable_set_is_empty_so_file_capabilities_grant_nothing() {
+    let fx = fixture();
+    assert_eq!(status_fields(&fx, &[], &["CapInh"]), ["0000000000000000"]);
+    assert_eq!(
+        status_fields(&fx, &["-u", "1000"], &["CapInh"]),
+        ["0000000000000000"]
+    );
+    // A busybox that carries `cap_net_raw+ei`, set from the host (the name starts with
+    // "busybox" so it takes the applet from argv[1]).
+    let caps_bb = fx.rootfs.join("bin/busybox-caps");
+    std::fs::copy(fx.rootfs.join("bin/busybox"), &caps_bb).unwrap();
+    let set = std::process::Command::new("setcap")
+        .arg("cap_net_raw+ei")
+        .arg(&caps_bb)
+        .output()
+        .expect("setcap (libcap2-bin) is installed");
+    assert!(set.status.success(), "{}", stderr(&set));
+    let net_raw = 1u64 << 13;
+    let caps_of = |flags: &[&str], command: &[&str]| -> Vec<u64> {
+        let mut all = vec!["--rm"];
+        all.extend_from_slice(flags);
+        let text = ok(fx.run(&all, command));
+        ["CapPrm", "CapEff", "CapInh"]
+            .iter()
+            .map(|field| {
+                let hex = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{field}:")))
+                    .unwrap_or_else(|| panic!("no {field} in {text}"));
+                u64::from_str_radix(hex.trim(), 16).unwrap()
+            })
+            .collect()
+    };
+    let as_user = caps_of(
+        &["-u", "1000"],
+        &["/bin/busybox-caps", "cat", "/proc/self/status"],
+    );
+    assert_eq!(as_user, [0, 0, 0], "run -u 1000");
+    let dropped = caps_of(
+        &[],
+        &[
+            "su",
+            "alice",
+            "-c",
+            "/bin/busybox-caps cat /proc/self/status",
+        ],
+    );
+    assert_eq!(dropped[0] & net_raw, 0, "CapPrm after root dropped to 1000");
+    assert_eq!(dropped[1] & net_raw, 0, "CapEff after root dropped to 1000");
+    // exec builds its own process: the same rule.
+    let id = fx.run_detached(&[], &["sleep", "1000"]);
+    let text = ok(fx.mc(&[
+        "exec",
+        "-u",
+        "1000",
+        &id,
+        "/bin/busybox-caps",
+        "cat",
+        "/proc/self/status",
+    ]));
+    assert!(text.contains("CapInh:\t0000000000000000"), "{text}");
+    assert!(text.contains("CapEff:\t0000000000000000"), "{text}");
+    let root_exec = ok(fx.mc(&["exec", &id, "cat", "/proc/self/status"]));
+    assert!(
+        root_exec.contains("CapInh:\t0000000000000000"),
+        "{root_exec}"
+    );
+    ok(fx.mc(&["rm", "-f", &id]));
 }
 
 #[test]
@@ -305,6 +380,28 @@ fn a_read_only_root_refuses_writes() {
         stderr(&out)
     );
     assert!(!fx.rootfs.join("newfile").exists());
+}
+
+/// With --read-only the /etc files the container gets (hosts, hostname, resolv.conf) are
+/// read-only too, as in Docker; without it they are writable.
+#[test]
+fn a_read_only_root_makes_the_etc_files_read_only_too() {
+    let fx = fixture();
+    for file in ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"] {
+        let append = format!("echo x >> {file}");
+        let out = fx.run(&["--rm", "--read-only"], &["sh", "-c", &append]);
+        assert_ne!(out.status.code(), Some(0), "{file} was writable");
+        assert!(
+            stderr(&out).contains("Read-only file system"),
+            "{file}: {}",
+            stderr(&out)
+        );
+        let written = ok(fx.run(
+            &["--rm"],
+            &["sh", "-c", &format!("{append} && tail -n 1 {file}")],
+        ));
+        assert_eq!(written, "x\n", "{file}");
+    }
 }
 
 #[test]

@@ -93,6 +93,8 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {
         let result = container::find(&ctx.root, name)
             .and_then(|r| container::remove::remove(&store, &r, args.force));
         match result {
+            // `rm -f` of a container that is not there: nothing to do, nothing printed.
+            Err(err) if args.force && err.is::<container::NoSuchContainer>() => {}
             Ok(()) => {
                 if !ctx.quiet {
                     println!("{name}");
@@ -105,7 +107,7 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(if failed {
-        crate::exitcode::TOOL_FAILED
+        crate::exitcode::VERB_FAILED
     } else {
         0
     })

@@ -207,7 +207,7 @@ fn each(
         }
     }
     if failed {
-        exitcode::TOOL_FAILED
+        exitcode::VERB_FAILED
     } else {
         0
     }
@@ -273,7 +273,7 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<i32> {
             Ok(Some(exit)) => code = exit,
             Err(err) => {
                 eprintln!("mycontainer: {err:#}");
-                code = exitcode::TOOL_FAILED;
+                code = exitcode::VERB_FAILED;
             }
         }
     }
@@ -296,7 +296,7 @@ pub fn inspect(ctx: &Ctx, args: InspectArgs) -> anyhow::Result<i32> {
         }
     }
     println!("{}", serde_json::to_string_pretty(&found)?);
-    Ok(if failed { exitcode::TOOL_FAILED } else { 0 })
+    Ok(if failed { exitcode::VERB_FAILED } else { 0 })
 }
 
 pub fn commit(ctx: &Ctx, args: CommitArgs) -> anyhow::Result<i32> {

@@ -144,6 +144,7 @@ pub fn main() -> i32 {
             eprintln!("mycontainer: warning: {err:#}");
         }
     }
+    let failure = Failure::of(&cli.command);
     let result = match cli.command {
         Command::Image(args) => image::main(&ctx, args),
         Command::Run(args) => run::main(&ctx, args),
@@ -167,7 +168,46 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(err) => {
             eprintln!("mycontainer: {err:#}");
-            exitcode::TOOL_FAILED
+            failure.code(&err)
+        }
+    }
+}
+
+/// How a verb's own failure exits, as the docker CLI: `run` (and the verbs Docker has no
+/// managing counterpart for here) 125; the managing verbs 1; `exec` 1 only when there is
+/// no such container or it is not running (a command that cannot start keeps 125).
+enum Failure {
+    Tool,
+    Verb,
+    Exec,
+}
+
+impl Failure {
+    fn of(command: &Command) -> Failure {
+        match command {
+            Command::Stop(_)
+            | Command::Kill(_)
+            | Command::Start(_)
+            | Command::Inspect(_)
+            | Command::Commit(_)
+            | Command::Rm(_)
+            | Command::Logs(_)
+            | Command::Ps(_) => Failure::Verb,
+            Command::Exec(_) => Failure::Exec,
+            _ => Failure::Tool,
+        }
+    }
+
+    fn code(&self, err: &anyhow::Error) -> i32 {
+        match self {
+            Failure::Verb => exitcode::VERB_FAILED,
+            Failure::Exec
+                if err.is::<crate::container::NoSuchContainer>()
+                    || err.is::<crate::container::exec::NotRunning>() =>
+            {
+                exitcode::VERB_FAILED
+            }
+            Failure::Exec | Failure::Tool => exitcode::TOOL_FAILED,
         }
     }
 }

@@ -32,7 +32,17 @@ fn exec_spec(mut spec: Spec, opts: &ExecOptions, rootfs: &Path) -> anyhow::Resul
         .context("the container's spec has no process")?;
     process.set_args(Some(opts.command.clone()));
     let base = process.env().clone().unwrap_or_default();
-    let mut env = merge_env(&[("the container's spec", &base), ("-e", &opts.env)])?;
+    // Docker: `exec -t` gives TERM=xterm unless the container's env or -e sets TERM.
+    let term: Vec<String> = if opts.tty {
+        vec!["TERM=xterm".into()]
+    } else {
+        Vec::new()
+    };
+    let mut env = merge_env(&[
+        ("exec -t", &term),
+        ("the container's spec", &base),
+        ("-e", &opts.env),
+    ])?;
     if let Some(dir) = &opts.workdir {
         if !dir.starts_with('/') {
             bail!("invalid working directory {dir:?}: it must be an absolute path (-w)");
@@ -67,8 +77,9 @@ fn exec_spec(mut spec: Spec, opts: &ExecOptions, rootfs: &Path) -> anyhow::Resul
                 HashSet::new()
             };
             caps.set_effective(Some(granted.clone()));
-            caps.set_permitted(Some(granted.clone()));
-            caps.set_inheritable(Some(granted));
+            caps.set_permitted(Some(granted));
+            // Empty, as for run (CVE-2022-24769; see spec::process::capabilities).
+            caps.set_inheritable(Some(HashSet::new()));
             caps.set_ambient(Some(HashSet::new()));
             process.set_capabilities(Some(caps));
         }
@@ -79,16 +90,24 @@ fn exec_spec(mut spec: Spec, opts: &ExecOptions, rootfs: &Path) -> anyhow::Resul
     Ok(spec)
 }
 
+/// The container to exec into is not running (the CLI exits 1 for it, as Docker).
+#[derive(Debug, thiserror::Error)]
+#[error("container {name} is not running: start it first (mycontainer start {name})")]
+pub struct NotRunning {
+    pub name: String,
+}
+
 /// Runs the command in the running container; returns its exit code.
 pub fn exec(root: &Path, record: &Record, opts: &ExecOptions) -> anyhow::Result<i32> {
     let state = record.load_state()?;
     let pid = match state.pid {
         Some(pid) if state.status == Status::Running && record.is_supervised() => pid,
-        _ => bail!(
-            "container {} is not running: start it first (mycontainer start {})",
-            record.display_name(),
-            record.display_name()
-        ),
+        _ => {
+            return Err(NotRunning {
+                name: record.display_name(),
+            }
+            .into())
+        }
     };
     let spec = Spec::load(record.config_path())
         .with_context(|| format!("cannot read {}", record.config_path().display()))?;

@@ -1,5 +1,6 @@
 //! Container records: `<root>/containers/<id>/` with config.json, state.json, upper/,
-//! work/, merged/, container.log and the etc files bind-mounted into the container.
+//! work/, merged/, init/ (the init layer), container.log and the etc files bind-mounted
+//! into the container.
 //!
 //! A record is locked (flock on its directory) by the CLI that supervises it. The lock
 //! dies with that process, so a record that says "running" but is not locked belongs to
@@ -62,6 +63,11 @@ impl Record {
     }
     pub fn work_dir(&self) -> PathBuf {
         self.dir.join("work")
+    }
+    /// The container's init layer: what Docker adds under every container's files
+    /// (`/etc/mtab`), the lowest of its overlay layers.
+    pub fn init_dir(&self) -> PathBuf {
+        self.dir.join("init")
     }
     pub fn merged_dir(&self) -> PathBuf {
         self.dir.join(MERGED_DIR)
@@ -220,11 +226,20 @@ pub fn find(root: &Path, name_or_id: &str) -> anyhow::Result<Record> {
         (Some(_), Some(_)) => {
             bail!("container id prefix {name_or_id:?} is ambiguous: give more characters")
         }
-        (None, _) => bail!(
-            "no such container: {name_or_id} (see the ids in {})",
-            containers_dir(root).display()
-        ),
+        (None, _) => Err(NoSuchContainer {
+            name: name_or_id.to_string(),
+            dir: containers_dir(root),
+        }
+        .into()),
     }
+}
+
+/// [`find`] found no container by that name or id prefix (`rm -f` ignores it, as Docker).
+#[derive(Debug, thiserror::Error)]
+#[error("no such container: {name} (see the ids in {})", dir.display())]
+pub struct NoSuchContainer {
+    pub name: String,
+    pub dir: std::path::PathBuf,
 }
 
 pub(super) fn list_ids(root: &Path) -> anyhow::Result<Vec<String>> {

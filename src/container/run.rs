@@ -44,6 +44,28 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// Docker's init layer, below the image's layers so that whatever the image has wins:
+/// `/etc/mtab -> /proc/mounts` (`df` and `mount` read it). Below the image, an image's
+/// own /etc/mtab, or an /etc that is a symlink, hides it; and `commit`, which takes only
+/// the upper dir, never carries it into a new image.
+fn init_layer(record: &super::Record) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::{symlink, DirBuilderExt};
+    let dir = record.init_dir();
+    let etc = dir.join("etc");
+    for d in [&dir, &etc] {
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(d)
+            .with_context(|| format!("cannot create {}", d.display()))?;
+        // The mode as given, whatever the umask.
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .with_context(|| format!("cannot set the mode of {}", d.display()))?;
+    }
+    let mtab = etc.join("mtab");
+    symlink("/proc/mounts", &mtab).with_context(|| format!("cannot create {}", mtab.display()))?;
+    Ok(dir)
+}
+
 /// Creates the record, holds the image's layers and writes config.json, and the first
 /// state when `save_created` (the detached supervisor starts from it; a foreground --rm
 /// run saves its first state once its command runs: until then `ps` does not list it,
@@ -68,13 +90,20 @@ fn prepare(
             workdir: record.work_dir(),
         }),
     };
-    let root = match root {
+    let mut root = match root {
         Ok(root) => root,
         Err(err) => {
             let _ = super::discard(store, &record, Some(&record.name));
             return Err(err).context("cannot record the layers this container uses");
         }
     };
+    match init_layer(&record) {
+        Ok(dir) => root.lowerdirs.push(dir),
+        Err(err) => {
+            let _ = super::discard(store, &record, Some(&record.name));
+            return Err(err);
+        }
+    }
     let mut state = State {
         id: record.id.clone(),
         name: Some(record.name.clone()),

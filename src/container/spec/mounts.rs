@@ -18,7 +18,7 @@ pub(super) fn mounts(
 ) -> anyhow::Result<Vec<Mount>> {
     let mut mounts = vec![overlay_root(root)?];
     mounts.extend(default_mounts()?);
-    mounts.extend(etc_mounts(dir)?);
+    mounts.extend(etc_mounts(dir, opts.read_only)?);
     for volume in &opts.volumes {
         mounts.push(bind_mount(
             &volume.host,
@@ -72,15 +72,16 @@ pub(super) fn overlay_root(layers: &RootMount) -> anyhow::Result<Mount> {
 /// bind-mounts over /etc/<name>.
 pub const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
 
-/// Bind mounts of the record's etc files (in `dir`) over /etc/{hostname,hosts,resolv.conf}.
-pub(super) fn etc_mounts(dir: &Path) -> anyhow::Result<Vec<Mount>> {
+/// Bind mounts of the record's etc files (in `dir`) over /etc/{hostname,hosts,resolv.conf};
+/// read-only with a read-only root, as in Docker.
+pub(super) fn etc_mounts(dir: &Path, read_only: bool) -> anyhow::Result<Vec<Mount>> {
     ETC_FILES
         .iter()
         .map(|name| {
             bind_mount(
                 &dir.join(name),
                 Path::new("/etc").join(name).as_path(),
-                false,
+                read_only,
             )
         })
         .collect()

@@ -153,7 +153,9 @@ fn groups_with_primary(user: &user::ResolvedUser) -> Vec<u32> {
 }
 
 /// Docker's capability rules: the default set, `--cap-drop` (ALL too), `--cap-add` (ALL
-/// too), everything for `--privileged`; a non-root user keeps only the bounding set.
+/// too), everything for `--privileged`; a non-root user keeps only the bounding set. The
+/// inheritable and ambient sets stay empty, as in Docker since CVE-2022-24769: a filled
+/// inheritable set would let a user gain what a file's inheritable capabilities name.
 fn capabilities(
     opts: &RunOptions,
     uid: u32,
@@ -188,8 +190,8 @@ fn capabilities(
     Ok(LinuxCapabilitiesBuilder::default()
         .bounding(set)
         .effective(for_user.clone())
-        .permitted(for_user.clone())
-        .inheritable(for_user)
+        .permitted(for_user)
+        .inheritable(HashSet::new())
         .ambient(HashSet::new())
         .build()?)
 }
