@@ -14,15 +14,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use oci_spec::runtime::Spec;
 
 use super::cgroups::Cgroup;
-use super::launch::{launch, setup_channel, Launched, Spawn};
+use super::launch::{launch, ChildSetup, Launched, Spawn};
 use super::plan::Step;
-use super::process::{ChildPlan, ExecTarget};
-use super::relay::{container_stdio, supervise, BlockedSignals};
-use super::{pty, sealed_exe, security, Outcome};
+use super::process::ExecTarget;
+use super::relay::supervise;
+use super::{sealed_exe, security, Outcome};
 
 /// The namespaces an exec joins, in order, before it enters the pid namespace.
 const JOINED: &[(&str, libc::c_int)] = &[
@@ -121,23 +120,23 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
     steps.push(Step::Chdir { path: cwd });
     let pid_namespace = foreign_namespace(req.init_pid, "pid")?;
 
-    let blocked = BlockedSignals::block()?;
-    let signal_fd =
-        SignalFd::with_flags(&blocked.set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .context("cannot create a signalfd")?;
     // Pipes (or a pty) that we copy, never our own descriptors: a process the command
     // leaves in the container must not keep the caller's terminal or files.
-    let (stdio, child_fds, mut streams) = container_stdio(terminal, req.interactive)?;
-    let channel = setup_channel()?;
-    let mut plan = ChildPlan::new(
+    let ChildSetup {
+        _blocked,
+        signal_fd,
+        mut plan,
+        channel,
+        child_fds,
+        mut streams,
+    } = ChildSetup::new(
         steps,
-        &channel,
-        stdio,
+        terminal,
+        req.interactive,
         user,
         exec,
-        *blocked.set.as_ref(),
         prepared_security,
-    );
+    )?;
     if let Some(fd) = &pid_namespace {
         plan.join_pid_namespace(fd.as_raw_fd());
     }
@@ -160,19 +159,12 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
     };
     drop(namespace_fds);
     drop(pid_namespace);
-    let raw_mode = if master.is_some() && req.interactive {
-        pty::RawMode::enable(0)
-    } else {
-        None
-    };
     streams.master = master;
-    let outcome = supervise(
+    Ok(supervise(
         &mut child,
         &signal_fd,
         streams,
         &mut None,
         EXEC_STOP_TIMEOUT,
-    );
-    drop(raw_mode);
-    Ok(outcome)
+    ))
 }

@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use anyhow::{bail, Context};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -17,6 +18,8 @@ use nix::unistd::Pid;
 use super::cgroups::Cgroup;
 use super::plan::Step;
 use super::process::{self, ChildPlan, ExecTarget, Message, Stage};
+use super::relay::{container_stdio, BlockedSignals, Streams};
+use super::security;
 use crate::exitcode;
 
 pub(super) fn describe_errno(errno: i32) -> String {
@@ -441,6 +444,55 @@ pub(super) struct Spawn<'a> {
     pub(super) cgroup: &'a Cgroup,
     /// What the clone was for, to say when it fails.
     pub(super) what: &'static str,
+}
+
+/// What run and exec prepare the same way before a launch: the forwarded signals blocked
+/// (they arrive on `signal_fd`), the container's stdio (pipes or a pty, never our own
+/// descriptors), the setup channel and the child's plan built on them.
+pub(super) struct ChildSetup {
+    /// Kept until the child is relayed to its end: dropping it unblocks the signals.
+    pub(super) _blocked: BlockedSignals,
+    pub(super) signal_fd: SignalFd,
+    pub(super) plan: ChildPlan,
+    pub(super) channel: (OwnedFd, OwnedFd),
+    /// The child's ends of its stdio, closed in the parent by `launch`.
+    pub(super) child_fds: Vec<OwnedFd>,
+    pub(super) streams: Streams,
+}
+
+impl ChildSetup {
+    pub(super) fn new(
+        steps: Vec<Step>,
+        terminal: bool,
+        interactive: bool,
+        user: &oci_spec::runtime::User,
+        exec: ExecTarget,
+        security: security::Prepared,
+    ) -> anyhow::Result<ChildSetup> {
+        let blocked = BlockedSignals::block()?;
+        let signal_fd =
+            SignalFd::with_flags(&blocked.set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+                .context("cannot create a signalfd")?;
+        let (stdio, child_fds, streams) = container_stdio(terminal, interactive)?;
+        let channel = setup_channel()?;
+        let plan = ChildPlan::new(
+            steps,
+            &channel,
+            stdio,
+            user,
+            exec,
+            *blocked.set.as_ref(),
+            security,
+        );
+        Ok(ChildSetup {
+            _blocked: blocked,
+            signal_fd,
+            plan,
+            channel,
+            child_fds,
+            streams,
+        })
+    }
 }
 
 /// A launched child: running its command, or reaped after its execve failed.

@@ -185,6 +185,13 @@ pub(super) fn supervise(
     log: &mut Option<LogWriter>,
     stop_timeout: Duration,
 ) -> Outcome {
+    // Our terminal is raw while it feeds the container's pty (`-it`), so keys such as
+    // ctrl-c reach the container as bytes; restored when the relay ends.
+    let _raw_mode = if streams.master.is_some() && streams.stdin_open {
+        pty::RawMode::enable(0)
+    } else {
+        None
+    };
     let mut outcome = Outcome::default();
     let mut status: Option<i32> = None;
     let mut deadline: Option<Instant> = None;

@@ -7,16 +7,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use oci_spec::runtime::Spec;
 
 use super::cgroups::Cgroup;
-use super::launch::{launch, setup_channel, Launched, Spawn};
+use super::launch::{launch, ChildSetup, Launched, Spawn};
 use super::logfile::LogWriter;
 use super::namespaces::Namespaces;
-use super::process::{ChildPlan, ExecTarget};
-use super::relay::{container_stdio, supervise, BlockedSignals, Outcome};
-use super::{pty, rootfs, security, ANNOTATION_INIT};
+use super::process::ExecTarget;
+use super::relay::{supervise, Outcome};
+use super::{rootfs, security, ANNOTATION_INIT};
 
 /// What the caller asks of one run.
 pub struct RunRequest<'a> {
@@ -100,23 +99,21 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
             .with_context(|| format!("cannot create cgroup {cgroup_name}"))?,
     ));
     let steps = rootfs::plan(spec, req.bundle, &ns, &cgroup.get().view())?;
-    let blocked = BlockedSignals::block()?;
-    let signal_fd =
-        SignalFd::with_flags(&blocked.set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .context("cannot create a signalfd")?;
-
-    // Child ends live in `child_fds` until the clone, then are closed in the parent.
-    let (stdio, child_fds, mut streams) = container_stdio(terminal, req.interactive)?;
-    let channel = setup_channel()?;
-    let mut plan = ChildPlan::new(
+    let ChildSetup {
+        _blocked,
+        signal_fd,
+        mut plan,
+        channel,
+        child_fds,
+        mut streams,
+    } = ChildSetup::new(
         steps,
-        &channel,
-        stdio,
+        terminal,
+        req.interactive,
         user,
         exec,
-        *blocked.set.as_ref(),
         prepared_security,
-    );
+    )?;
     if init {
         plan.init = Some(super::init::Title::prepare(&plan.exec.argv)?);
     }
@@ -139,14 +136,8 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     };
     on_started(child.pid);
 
-    let raw_mode = if master.is_some() && req.interactive {
-        pty::RawMode::enable(0)
-    } else {
-        None
-    };
     streams.master = master;
     let mut outcome = supervise(&mut child, &signal_fd, streams, &mut log, req.stop_timeout);
-    drop(raw_mode);
     outcome.oom_killed = cgroup.get().oom_killed();
     outcome.memory_limit = cgroup.get().memory_limit();
     cgroup.destroy_or_warn();

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::detect::Hierarchy;
+use super::resources::{CpuMax, Limit, Limits};
 
 /// Creates `dir` and, inside it, each of `files` with `content`.
 pub fn lay_out(dir: &Path, files: &[(&str, &str)]) {
@@ -34,5 +35,23 @@ pub fn hierarchy(root: &Path, dir: &str, controllers: &[&str]) -> Hierarchy {
         mount_point,
         controllers: controllers.iter().map(|c| c.to_string()).collect(),
         mount_data: controllers.join(","),
+    }
+}
+
+/// One of every limit a backend writes: 64 MiB memory, 96 MiB memory and swap, half a
+/// CPU, 512 shares, cpus 0-1 on node 0, 100 pids.
+pub fn every_limit() -> Limits {
+    Limits {
+        memory: Some(Limit::Value(64 << 20)),
+        memory_and_swap: Some(Limit::Value(96 << 20)),
+        cpu_max: Some(CpuMax {
+            quota: Limit::Value(50_000),
+            period: 100_000,
+        }),
+        cpu_shares: Some(512),
+        cpuset_cpus: Some("0-1".into()),
+        cpuset_mems: Some("0".into()),
+        pids: Some(Limit::Value(100)),
+        devices: None,
     }
 }

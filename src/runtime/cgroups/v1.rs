@@ -398,7 +398,7 @@ fn inherit_cpuset(parent: &Path, child: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::cgroups::fixture::{empty_files, hierarchy, lay_out, written};
+    use crate::runtime::cgroups::fixture::{empty_files, every_limit, hierarchy, lay_out, written};
     use crate::runtime::cgroups::resources::{CpuMax, Limit};
 
     const NAME: &str = "mycontainer/c1";
@@ -435,19 +435,7 @@ mod tests {
         );
         empty_files(&leaf("cpuset"), &["cpuset.cpus", "cpuset.mems"]);
         empty_files(&leaf("pids"), &["pids.max"]);
-        let limits = Limits {
-            memory: Some(Limit::Value(64 << 20)),
-            memory_and_swap: Some(Limit::Value(96 << 20)),
-            cpu_max: Some(CpuMax {
-                quota: Limit::Value(50_000),
-                period: 100_000,
-            }),
-            cpu_shares: Some(512),
-            cpuset_cpus: Some("0-1".into()),
-            cpuset_mems: Some("0".into()),
-            pids: Some(Limit::Value(100)),
-            devices: None,
-        };
+        let limits = every_limit();
         cg.apply(&limits).unwrap();
         let file = |dir: &str, name: &str| written(&leaf(dir).join(name));
         assert_eq!(file("memory", "memory.limit_in_bytes"), "67108864");

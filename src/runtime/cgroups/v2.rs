@@ -166,7 +166,7 @@ pub fn warn_no_swap_accounting(file: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::cgroups::fixture::{empty_files, lay_out, written};
+    use crate::runtime::cgroups::fixture::{empty_files, every_limit, lay_out, written};
     use crate::runtime::cgroups::resources::{CpuMax, Limit};
 
     const NAME: &str = "mycontainer/c1";
@@ -204,19 +204,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let cg = V2Cgroup::new(root.path(), NAME);
         empty_files(cg.dir(), LIMIT_FILES);
-        let limits = Limits {
-            memory: Some(Limit::Value(64 << 20)),
-            memory_and_swap: Some(Limit::Value(96 << 20)),
-            cpu_max: Some(CpuMax {
-                quota: Limit::Value(50_000),
-                period: 100_000,
-            }),
-            cpu_shares: Some(512),
-            cpuset_cpus: Some("0-1".into()),
-            cpuset_mems: Some("0".into()),
-            pids: Some(Limit::Value(100)),
-            devices: None,
-        };
+        let limits = every_limit();
         cg.apply(&limits).unwrap();
         let file = |name: &str| written(&cg.dir().join(name));
         assert_eq!(file("memory.max"), "67108864");
