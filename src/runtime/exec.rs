@@ -122,14 +122,7 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
 
     // Pipes (or a pty) that we copy, never our own descriptors: a process the command
     // leaves in the container must not keep the caller's terminal or files.
-    let ChildSetup {
-        _blocked,
-        signal_fd,
-        mut plan,
-        channel,
-        child_fds,
-        mut streams,
-    } = ChildSetup::new(
+    let mut setup = ChildSetup::new(
         steps,
         terminal,
         req.interactive,
@@ -138,7 +131,7 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
         prepared_security,
     )?;
     if let Some(fd) = &pid_namespace {
-        plan.join_pid_namespace(fd.as_raw_fd());
+        setup.plan.join_pid_namespace(fd.as_raw_fd());
     }
     // No namespace flags: the child joins the container's namespaces itself (plan steps).
     let spawn = Spawn {
@@ -147,7 +140,8 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
         cgroup: &cgroup,
         what: "cannot fork the process to run in the container",
     };
-    let (mut child, master) = match launch(spawn, &mut plan, channel, child_fds)? {
+    let (mut child, master) = match launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)?
+    {
         Launched::Started { child, master } => (child, master),
         Launched::ExecFailed { code, reason } => {
             return Ok(Outcome {
@@ -159,11 +153,11 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
     };
     drop(namespace_fds);
     drop(pid_namespace);
-    streams.master = master;
+    setup.streams.master = master;
     Ok(supervise(
         &mut child,
-        &signal_fd,
-        streams,
+        &setup.signal_fd,
+        setup.streams,
         &mut None,
         EXEC_STOP_TIMEOUT,
     ))

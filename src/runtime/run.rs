@@ -99,14 +99,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
             .with_context(|| format!("cannot create cgroup {cgroup_name}"))?,
     ));
     let steps = rootfs::plan(spec, req.bundle, &ns, &cgroup.get().view())?;
-    let ChildSetup {
-        _blocked,
-        signal_fd,
-        mut plan,
-        channel,
-        child_fds,
-        mut streams,
-    } = ChildSetup::new(
+    let mut setup = ChildSetup::new(
         steps,
         terminal,
         req.interactive,
@@ -115,7 +108,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         prepared_security,
     )?;
     if init {
-        plan.init = Some(super::init::Title::prepare(&plan.exec.argv)?);
+        setup.plan.init = Some(super::init::Title::prepare(&setup.plan.exec.argv)?);
     }
     let spawn = Spawn {
         flags: ns.clone_flags(),
@@ -123,7 +116,8 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         cgroup: cgroup.get(),
         what: "cannot clone the container's init with new namespaces",
     };
-    let (mut child, master) = match launch(spawn, &mut plan, channel, child_fds)? {
+    let (mut child, master) = match launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)?
+    {
         Launched::Started { child, master } => (child, master),
         Launched::ExecFailed { code, reason } => {
             cgroup.destroy_or_warn();
@@ -136,8 +130,14 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     };
     on_started(child.pid);
 
-    streams.master = master;
-    let mut outcome = supervise(&mut child, &signal_fd, streams, &mut log, req.stop_timeout);
+    setup.streams.master = master;
+    let mut outcome = supervise(
+        &mut child,
+        &setup.signal_fd,
+        setup.streams,
+        &mut log,
+        req.stop_timeout,
+    );
     outcome.oom_killed = cgroup.get().oom_killed();
     outcome.memory_limit = cgroup.get().memory_limit();
     cgroup.destroy_or_warn();
