@@ -103,6 +103,32 @@ fn env_workdir_and_user_apply() {
 }
 
 #[test]
+fn a_missing_absolute_host_dir_of_a_volume_is_created_as_docker_does() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let fx = Fixture::new();
+    let missing = fx.dir.path().join("made/by/run");
+    let volume = format!("{}:/data", missing.display());
+    let out = fx.run(
+        &["--rm", "-v", &volume],
+        &["sh", "-c", "echo inside > /data/file"],
+    );
+    ok(out);
+    let meta = fs::metadata(&missing).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        fs::read_to_string(missing.join("file")).unwrap(),
+        "inside\n"
+    );
+    // A relative host path is not a directory to create (Docker reads it as a volume
+    // name): refused, nothing made.
+    let out = fx.run(&["--rm", "-v", "relative/dir:/data"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[test]
 fn volumes_are_shared_and_read_only_ones_refuse_writes() {
     let fx = Fixture::new();
     let rw = fx.dir.path().join("rw");

@@ -11,6 +11,7 @@ mod process;
 
 use std::collections::HashMap;
 use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -81,6 +82,17 @@ impl Volume {
         };
         if !container.starts_with('/') || container == "/" {
             bail!("invalid value {value:?} for -v: the container path must be absolute and not /");
+        }
+        // A missing absolute host directory is created (root, 0755), as Docker does for
+        // `-v` (not for `--mount type=bind`); a missing relative one is refused.
+        if Path::new(host).is_absolute() && fs::symlink_metadata(host).is_err() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(host)
+                .with_context(|| {
+                    format!("cannot create the host directory {host:?} for -v {value:?}")
+                })?;
         }
         let host = fs::canonicalize(host).with_context(|| {
             format!("invalid value {value:?} for -v: host path {host:?} does not exist")
@@ -210,6 +222,7 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn build_with(image: &ImageDefaults, opts: &RunOptions) -> anyhow::Result<Built> {
         let dir = tempfile::tempdir().unwrap();
@@ -334,10 +347,16 @@ mod tests {
     }
 
     #[test]
-    fn volumes_need_an_existing_host_path_and_absolute_target() {
+    fn volumes_need_an_absolute_target_and_create_a_missing_absolute_host_dir() {
         assert!(Volume::parse("/tmp:/data:ro").unwrap().read_only);
         assert!(Volume::parse("/tmp:data").is_err());
-        assert!(Volume::parse("/does/not/exist:/data").is_err());
+        assert!(Volume::parse("does/not/exist:/data").is_err());
         assert!(Volume::parse("/tmp:/data:rx").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("a/b");
+        let volume = Volume::parse(&format!("{}:/data", missing.display())).unwrap();
+        assert_eq!(volume.host, missing);
+        let mode = fs::metadata(&missing).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode & !0o022, 0o755 & !0o022, "{mode:o}");
     }
 }
