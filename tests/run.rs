@@ -278,7 +278,7 @@ fn exit_codes_follow_docker() {
         stderr(&out)
     );
     // mycontainer's own failure: 125 with one line.
-    let out = fx.run(&["--rm", "-v", "/nonexistent-dir:/x"], &["true"]);
+    let out = fx.run(&["--rm", "-v", "/tmp:relative-target"], &["true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("-v"), "{}", stderr(&out));
     fx.assert_no_containers();
