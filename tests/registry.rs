@@ -100,6 +100,38 @@ fn push_then_pull_round_trips_through_a_plain_registry() {
     assert_eq!(d.ok(&["pull", &other]).trim(), id);
 }
 
+/// A layer blob whose bytes no longer match its digest (a disk fault) never reaches a
+/// registry: not recompressed under a new, valid digest, not uploaded as it is.
+#[test]
+fn push_refuses_a_corrupt_layer_blob_and_publishes_nothing() {
+    let registry = Registry::start(RegistryAuth::None);
+    let a = Root::new();
+    a.busybox();
+    let image = a.inspect("busybox");
+    let blob = image["Layers"][0]["digest"].as_str().unwrap().to_string();
+    let path = a
+        .path()
+        .join("store/blobs/sha256")
+        .join(blob.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+
+    for compression in ["gzip", "zstd"] {
+        let target = format!("{}/corrupt/{compression}:v1", registry.addr);
+        let err = a.fails(&["push", "--compression", compression, "busybox", &target]);
+        assert!(err.contains(&blob) && err.contains("is corrupt"), "{err}");
+        let listed = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{target}"))
+            .output()
+            .unwrap();
+        assert!(!listed.status.success(), "{target} was published");
+    }
+}
+
 #[test]
 fn push_with_zstd_compression_is_pulled_back() {
     let registry = Registry::start(RegistryAuth::None);
@@ -529,7 +561,7 @@ fn token_auth_login_push_pull() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         err.contains("rejected the credentials of user \"bob\""),
         "{err}"

@@ -112,10 +112,7 @@ fn save_oci(
             continue;
         }
         let file = store.open_blob(&digest)?;
-        let size = file
-            .metadata()
-            .with_context(|| format!("cannot stat blob {digest}"))?
-            .len();
+        let size = file.size();
         append_reader(
             builder,
             &format!("blobs/sha256/{}", digest.hex()),
@@ -160,25 +157,22 @@ fn save_docker(
 }
 
 /// The layer blob as a plain tar: the blob itself when stored uncompressed, else
-/// decompressed into a scratch file (a tar member needs its size up front).
+/// decompressed into a scratch file (a tar member needs its size up front). Either way
+/// the blob is verified as it is read: a corrupt one fails the save.
 fn uncompressed_layer(
     store: &Store,
     digest: &Digest,
     scratch: &std::path::Path,
-) -> anyhow::Result<(File, u64)> {
+) -> anyhow::Result<(Box<dyn Read>, u64)> {
     let mut blob = store.open_blob(digest)?;
+    let size = blob.size();
     let mut head = [0u8; 6];
     let n = read_head(&mut blob, &mut head)?;
-    blob.rewind()?;
     let compression = Compression::sniff(&head[..n])?;
-    let decoded: Box<dyn Read> = match compression {
-        Compression::None => {
-            let size = blob.metadata()?.len();
-            return Ok((blob, size));
-        }
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(BufReader::new(blob))),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(blob)?),
-    };
+    let mut source = BufReader::new(io::Cursor::new(head[..n].to_vec()).chain(blob));
+    if compression == Compression::None {
+        return Ok((Box::new(source), size));
+    }
     let path = scratch.join(digest.hex());
     let mut out = File::options()
         .create(true)
@@ -187,16 +181,24 @@ fn uncompressed_layer(
         .write(true)
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    let size = io::copy(&mut BufReader::new(decoded), &mut out)
+    let decompressed = match compression {
+        Compression::Gzip => io::copy(&mut flate2::read::GzDecoder::new(&mut source), &mut out),
+        _ => zstd::stream::read::Decoder::new(&mut source)
+            .and_then(|mut decoder| io::copy(&mut decoder, &mut out)),
+    };
+    // A decoder may stop at the end of its stream: read the blob to its end so that its
+    // digest is checked whatever follows.
+    let size = decompressed
+        .and_then(|size| io::copy(&mut source, &mut io::sink()).map(|_| size))
         .with_context(|| format!("cannot decompress layer {digest}"))?;
     out.rewind()?;
-    Ok((out, size))
+    Ok((Box::new(out), size))
 }
 
-fn read_head(file: &mut File, head: &mut [u8]) -> io::Result<usize> {
+fn read_head(blob: &mut impl Read, head: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < head.len() {
-        match file.read(&mut head[filled..])? {
+        match blob.read(&mut head[filled..])? {
             0 => break,
             n => filled += n,
         }

@@ -138,7 +138,20 @@ fn print_id(_ctx: &Ctx, image: &Image) {
 }
 
 fn list(ctx: &Ctx) -> anyhow::Result<i32> {
-    let images = ctx.store()?.images()?;
+    let (images, damaged) = ctx.store()?.scan_images()?;
+    // A damaged image is named on stderr, so the listing of the others stays intact for
+    // scripts and one bad blob never hides the rest.
+    for image in &damaged {
+        let name = image
+            .names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| image.manifest_digest.to_string());
+        eprintln!(
+            "mycontainer: warning: image {name} is damaged: {}; remove it with `mycontainer image rm {name}`",
+            image.reason
+        );
+    }
     if ctx.quiet {
         for image in &images {
             println!("{}", image.id.short());

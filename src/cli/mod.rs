@@ -9,6 +9,7 @@ mod lifecycle;
 pub mod progress;
 mod registry;
 mod run;
+mod system;
 
 use std::path::PathBuf;
 
@@ -74,6 +75,8 @@ pub enum Command {
     Rm(container::RmArgs),
     /// Reclaim leftovers: orphaned mounts, cgroups, temp files, unreferenced blobs
     Gc(container::GcArgs),
+    /// Whole-state-root verbs: check [--repair]
+    System(system::SystemArgs),
     /// Download an image from a registry
     Pull(registry::PullArgs),
     /// Upload an image to a registry
@@ -159,6 +162,7 @@ pub fn main() -> i32 {
         Command::Supervise(args) => lifecycle::supervise(&ctx, args),
         Command::Rm(args) => container::rm(&ctx, args),
         Command::Gc(args) => container::gc(&ctx, args),
+        Command::System(args) => system::main(&ctx, args),
         Command::Pull(args) => registry::pull(&ctx, args),
         Command::Push(args) => registry::push(&ctx, args),
         Command::Login(args) => registry::login(&ctx, args),
@@ -184,17 +188,11 @@ enum Failure {
 
 impl Failure {
     fn of(command: &Command) -> Failure {
+        // As Docker: `run`'s own failure is 125, every other verb exits 1.
         match command {
-            Command::Stop(_)
-            | Command::Kill(_)
-            | Command::Start(_)
-            | Command::Inspect(_)
-            | Command::Commit(_)
-            | Command::Rm(_)
-            | Command::Logs(_)
-            | Command::Ps(_) => Failure::Verb,
+            Command::Run(_) | Command::Supervise(_) => Failure::Tool,
             Command::Exec(_) => Failure::Exec,
-            _ => Failure::Tool,
+            _ => Failure::Verb,
         }
     }
 

@@ -321,11 +321,11 @@ fn open(path: &Path) -> anyhow::Result<File> {
     File::open(path).with_context(|| format!("cannot open {}", path.display()))
 }
 
-fn upload(
+fn upload<R: io::Read + Send + 'static>(
     client: &Client,
     digest: &Digest,
     size: u64,
-    open: &dyn Fn() -> anyhow::Result<File>,
+    open: &dyn Fn() -> anyhow::Result<R>,
     mount_from: &[String],
     reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {

@@ -5,6 +5,8 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 
+use sha2::{Digest as _, Sha256};
+
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, Result};
 use crate::fsutil::TempEntry;
@@ -41,13 +43,20 @@ impl BlobWriter {
             }
         }
         let target = store.blob_path(&digest);
-        if target.exists() {
+        // An existing blob is never rewritten, unless it fails verification: then the
+        // good bytes just written replace it (a re-import or rebuild repairs the store).
+        let damaged = target.exists();
+        if damaged && verify_file(store, &digest).is_ok() {
             return Ok((digest, size));
         }
         file.set_permissions(fs::Permissions::from_mode(0o444))
             .and_then(|_| file.sync_all())
             .map_err(|e| Error::io("cannot sync", &path, e))?;
-        self.entry.persist(&target)?;
+        if damaged {
+            self.entry.persist_replacing(&target)?;
+        } else {
+            self.entry.persist(&target)?;
+        }
         Ok((digest, size))
     }
 }
@@ -64,7 +73,7 @@ impl Write for BlobWriter {
 /// Stores `bytes` as a blob and returns its digest.
 pub(crate) fn put(store: &Store, bytes: &[u8]) -> Result<Digest> {
     let digest = Digest::of_bytes(bytes);
-    if store.blob_path(&digest).exists() {
+    if store.blob_path(&digest).exists() && get(store, &digest).is_ok() {
         return Ok(digest);
     }
     let mut writer = BlobWriter::new(store)?;
@@ -84,7 +93,7 @@ pub(crate) fn get(store: &Store, digest: &Digest) -> Result<Vec<u8>> {
         .map_err(|e| Error::io("cannot read blob", &path, e))?;
     let actual = Digest::of_bytes(&bytes);
     if actual != *digest {
-        return Err(Error::DigestMismatch {
+        return Err(Error::CorruptBlob {
             digest: digest.to_string(),
             actual: actual.to_string(),
         });
@@ -101,4 +110,88 @@ pub(crate) fn get_json<T: serde::de::DeserializeOwned>(
         path: store.blob_path(digest),
         reason: e.to_string(),
     })
+}
+
+/// Hashes a stored blob in full; `Err(CorruptBlob)` when its bytes are not its name.
+pub(crate) fn verify_file(store: &Store, digest: &Digest) -> Result<()> {
+    let mut blob = VerifiedBlob::open(store, digest)?;
+    io::copy(&mut blob, &mut io::sink()).map_err(|e| match blob.mismatch.take() {
+        Some(mismatch) => mismatch,
+        None => Error::io("cannot read blob", &store.blob_path(digest), e),
+    })?;
+    Ok(())
+}
+
+/// A stored blob opened for streaming out of the store (save, push, compression):
+/// hashes what is read and fails the read that completes the blob when the bytes do not
+/// match the digest, so a corrupt blob never travels (the caller never sees a clean
+/// end of input).
+pub struct VerifiedBlob {
+    file: File,
+    digest: Digest,
+    hasher: Sha256,
+    size: u64,
+    read: u64,
+    checked: bool,
+    mismatch: Option<Error>,
+}
+
+impl VerifiedBlob {
+    pub(crate) fn open(store: &Store, digest: &Digest) -> Result<VerifiedBlob> {
+        let path = store.blob_path(digest);
+        let file = File::open(&path).map_err(|e| Error::io("cannot open blob", &path, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("cannot stat blob", &path, e))?
+            .len();
+        Ok(VerifiedBlob {
+            file,
+            digest: digest.clone(),
+            hasher: Sha256::new(),
+            size,
+            read: 0,
+            checked: false,
+            mismatch: None,
+        })
+    }
+
+    /// The blob's size on disk.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn check(&mut self) -> io::Result<()> {
+        let actual = Digest::from_sha256(std::mem::take(&mut self.hasher));
+        if actual == self.digest {
+            return Ok(());
+        }
+        let error = Error::CorruptBlob {
+            digest: self.digest.to_string(),
+            actual: actual.to_string(),
+        };
+        let message = error.to_string();
+        self.mismatch = Some(error);
+        Err(io::Error::new(io::ErrorKind::InvalidData, message))
+    }
+}
+
+impl Read for VerifiedBlob {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.mismatch.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("blob {} is corrupt", self.digest),
+            ));
+        }
+        let n = self.file.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        // Checked on the read that brings the last byte, not at EOF: a sized consumer
+        // (an HTTP body, a tar member) stops reading once it has `size` bytes.
+        if !self.checked && (n == 0 || self.read >= self.size) {
+            self.checked = true;
+            self.check()?;
+        }
+        Ok(n)
+    }
 }

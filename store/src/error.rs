@@ -22,10 +22,16 @@ pub enum Error {
     BadDigest(String),
     #[error("blob {digest} is corrupt: content hashes to {actual}")]
     DigestMismatch { digest: String, actual: String },
+    /// A blob already in the store whose bytes no longer match its name (disk fault,
+    /// tampering): nothing may leave the store with it.
+    #[error("blob {digest} in the store is corrupt (its content hashes to {actual}): run `mycontainer system check --repair`, then pull, load or build the image again")]
+    CorruptBlob { digest: String, actual: String },
     #[error("cannot unpack layer: entry {entry:?} {reason}")]
     HostileEntry { entry: String, reason: String },
     #[error("cannot read input: {0}")]
     BadInput(String),
+    #[error("the image index {path} is corrupt ({reason}): run `mycontainer system check --repair` to rebuild it from the images in the store (their names are lost: tag them again)")]
+    CorruptIndex { path: PathBuf, reason: String },
     #[error("store metadata {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error("{0}")]

@@ -147,6 +147,15 @@ impl TempEntry {
 
     /// Renames the entry to `target`. Returns false (and removes the entry) when the
     /// target already exists: content-addressed targets are never rewritten.
+    /// Moves the entry onto `target`, atomically replacing what is there (a stored blob
+    /// that failed verification: the good bytes take its place in one step).
+    pub(crate) fn persist_replacing(mut self, target: &Path) -> Result<()> {
+        fs::rename(&self.path, target)
+            .map_err(|e| Error::io("cannot move into place", target, e))?;
+        self.persisted = true;
+        sync_parent(target)
+    }
+
     pub(crate) fn persist(mut self, target: &Path) -> Result<bool> {
         if target.symlink_metadata().is_ok() {
             return Ok(false);

@@ -99,12 +99,24 @@ impl Store {
         };
         let mut live_blobs = HashSet::new();
         let mut live_layers = HashSet::new();
-        for image in self.images()? {
+        let (images, damaged) = self.scan_images()?;
+        for image in images {
             live_blobs.insert(image.manifest_digest.hex().to_string());
             live_blobs.insert(image.id.hex().to_string());
             for layer in &image.layers {
                 live_blobs.insert(layer.digest.hex().to_string());
                 live_layers.insert(layer.diff_id.hex().to_string());
+            }
+        }
+        // A damaged image keeps whatever its manifest still names, so that a pull, load
+        // or build that brings the good bytes back finds the rest in place.
+        for image in damaged {
+            live_blobs.insert(image.manifest_digest.hex().to_string());
+            for blob in self.manifest_references(&image.manifest_digest) {
+                if let Some(diff_id) = self.layer_for_blob(&blob) {
+                    live_layers.insert(diff_id.hex().to_string());
+                }
+                live_blobs.insert(blob.hex().to_string());
             }
         }
         live_layers.extend(self.held_layers()?);
@@ -143,6 +155,21 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// The config and layer blobs a manifest names, read without verifying it (for a
+    /// damaged image); nothing when it does not parse.
+    fn manifest_references(&self, manifest: &Digest) -> Vec<Digest> {
+        let Ok(bytes) = fs::read(self.blob_path(manifest)) else {
+            return Vec::new();
+        };
+        let Ok(parsed) = serde_json::from_slice::<oci_spec::image::ImageManifest>(&bytes) else {
+            return Vec::new();
+        };
+        std::iter::once(parsed.config())
+            .chain(parsed.layers())
+            .filter_map(|d| Digest::from_oci(d.digest()).ok())
+            .collect()
     }
 
     fn held_layers(&self) -> Result<Vec<String>> {

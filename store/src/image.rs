@@ -40,6 +40,17 @@ impl Image {
     }
 }
 
+/// An image named in the index whose manifest or config cannot be read or fails
+/// verification: listed apart so that one bad blob affects only the images using it.
+#[derive(Debug, Clone)]
+pub struct DamagedImage {
+    pub manifest_digest: Digest,
+    /// `name:tag` references pointing at it, sorted.
+    pub names: Vec<String>,
+    /// What is wrong, as one line.
+    pub reason: String,
+}
+
 /// What an image is made from, besides its layers.
 #[derive(Debug, Clone, Default)]
 pub struct ImageSpec {
@@ -172,8 +183,15 @@ impl Store {
         })
     }
 
-    /// All images, one entry per manifest, sorted by name.
+    /// All images that can be read, one entry per manifest, sorted by name. Damaged
+    /// ones are left out; see [`Store::scan_images`].
     pub fn images(&self) -> Result<Vec<Image>> {
+        Ok(self.scan_images()?.0)
+    }
+
+    /// Every image in the index: those that load, and those whose manifest or config
+    /// is missing, corrupt or inconsistent (each with the reason).
+    pub fn scan_images(&self) -> Result<(Vec<Image>, Vec<DamagedImage>)> {
         let index = index::load(self)?;
         let mut by_manifest: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for descriptor in index.manifests() {
@@ -185,12 +203,21 @@ impl Store {
             }
         }
         let mut images = Vec::new();
+        let mut damaged = Vec::new();
         for (manifest, mut names) in by_manifest {
             names.sort();
-            images.push(self.load_image(&Digest::parse(&manifest)?, names)?);
+            let manifest_digest = Digest::parse(&manifest)?;
+            match self.load_image(&manifest_digest, names.clone()) {
+                Ok(image) => images.push(image),
+                Err(e) => damaged.push(DamagedImage {
+                    manifest_digest,
+                    names,
+                    reason: e.to_string(),
+                }),
+            }
         }
         images.sort_by(|a, b| a.names.cmp(&b.names));
-        Ok(images)
+        Ok((images, damaged))
     }
 
     /// Finds an image by `name[:tag]`, by id (config digest, any unique prefix of at
@@ -255,15 +282,28 @@ impl Store {
     /// deletes the blobs and layer directories nothing else uses. Returns the names
     /// removed and whether the image itself is gone.
     pub fn remove_image(&self, wanted: &str) -> Result<(Vec<String>, bool)> {
-        let image = self.image(wanted)?;
+        let (manifest_digest, names) = match self.image(wanted) {
+            Ok(image) => (image.manifest_digest, image.names),
+            // A damaged image can still be removed by a name or its manifest digest.
+            Err(Error::ImageNotFound(_)) | Err(Error::BadReference { .. }) => {
+                match self.find_damaged(wanted)? {
+                    Some(damaged) => (damaged.manifest_digest, damaged.names),
+                    None => return Err(Error::ImageNotFound(wanted.to_string())),
+                }
+            }
+            Err(e) => match self.find_damaged(wanted)? {
+                Some(damaged) => (damaged.manifest_digest, damaged.names),
+                None => return Err(e),
+            },
+        };
         let removed: Vec<String> = match Reference::parse(wanted) {
-            Ok(reference) if image.names.contains(&reference.to_string()) => {
+            Ok(reference) if names.contains(&reference.to_string()) => {
                 vec![reference.to_string()]
             }
-            _ => image.names.clone(),
+            _ => names.clone(),
         };
         let gone: HashSet<&String> = removed.iter().collect();
-        let manifest = image.manifest_digest.to_oci();
+        let manifest = manifest_digest.to_oci();
         let still_there = index::update(self, |manifests| {
             manifests
                 .retain(|d| !index::ref_name(d).is_some_and(|n| gone.contains(&n.to_string())));
@@ -279,6 +319,16 @@ impl Store {
             self.gc()?;
         }
         Ok((removed, !still_there))
+    }
+
+    /// The damaged image named `wanted` (a name, or its manifest digest in full).
+    fn find_damaged(&self, wanted: &str) -> Result<Option<DamagedImage>> {
+        let full_name = Reference::parse(wanted).ok().map(|r| r.to_string());
+        let digest = Digest::parse(wanted).ok();
+        Ok(self.scan_images()?.1.into_iter().find(|d| {
+            full_name.as_ref().is_some_and(|n| d.names.contains(n))
+                || digest.as_ref() == Some(&d.manifest_digest)
+        }))
     }
 
     fn load_image(&self, manifest_digest: &Digest, names: Vec<String>) -> Result<Image> {
@@ -398,11 +448,10 @@ impl Store {
         blobs::get(self, digest)
     }
 
-    /// Opens a blob for streaming (layers). The caller hashes what it reads if it needs
-    /// to verify it.
-    pub fn open_blob(&self, digest: &Digest) -> Result<std::fs::File> {
-        let path = self.blob_path(digest);
-        std::fs::File::open(&path).map_err(|e| Error::io("cannot open blob", &path, e))
+    /// Opens a blob for streaming (layers out of the store): the reader verifies the
+    /// digest as it goes and fails when the bytes are corrupt.
+    pub fn open_blob(&self, digest: &Digest) -> Result<blobs::VerifiedBlob> {
+        blobs::VerifiedBlob::open(self, digest)
     }
 
     /// Whether the store holds this blob.

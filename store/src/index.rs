@@ -10,7 +10,7 @@ use crate::{Store, REF_NAME_ANNOTATION};
 pub(crate) fn load(store: &Store) -> Result<ImageIndex> {
     let path = store.layout_dir().join("index.json");
     let bytes = std::fs::read(&path).map_err(|e| Error::io("cannot read", &path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+    serde_json::from_slice(&bytes).map_err(|e| Error::CorruptIndex {
         path,
         reason: e.to_string(),
     })

@@ -13,6 +13,7 @@
 //! (CAP_MKNOD), and ownership is applied only when running as root.
 
 mod blobs;
+mod check;
 mod diff;
 mod digest;
 mod error;
@@ -29,11 +30,13 @@ mod visible;
 
 use std::path::{Path, PathBuf};
 
+pub use blobs::VerifiedBlob;
+pub use check::Finding;
 pub use digest::{Digest, HashingReader, HashingWriter};
 pub use error::{Error, Result};
 pub use fsutil::open_lock_file;
 pub use gc::GcReport;
-pub use image::{oci_manifest, Image, ImageSpec, ImportSource, IngestLock};
+pub use image::{oci_manifest, DamagedImage, Image, ImageSpec, ImportSource, IngestLock};
 pub use import::Compression;
 pub use layer::{ImportedLayer, LayerInfo, NoProgress, Progress};
 pub use mount::RootMount;

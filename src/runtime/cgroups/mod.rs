@@ -203,8 +203,8 @@ impl Cgroup {
     }
 
     /// Every directory of this cgroup (one on v2; one per hierarchy on v1), whether or
-    /// not it exists (to check that `destroy` left nothing).
-    #[cfg(test)]
+    /// not it exists (to check that `destroy` left nothing, or a dead container's
+    /// cgroup was removed).
     pub fn paths(&self) -> Vec<PathBuf> {
         match &self.backend {
             Backend::V2(cg) => vec![cg.dir().to_path_buf()],

@@ -1,0 +1,271 @@
+//! Integrity of the store under damage (issue 15): a corrupt blob never leaves the store
+//! (save), one bad blob affects only the images that use it, a re-load repairs it, a
+//! corrupt index says how to recover, and `system check [--repair]` finds and fixes
+//! what a disk fault or a killed writer leaves.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::{ok, stderr, stdout, World};
+
+fn blob_path(root: &Path, digest: &str) -> PathBuf {
+    root.join("store/blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// The manifest of image `name` as JSON (read straight from the store's layout).
+fn manifest(root: &Path, name: &str) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(root.join("store/index.json")).unwrap()).unwrap();
+    let wanted = if name.contains(':') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    };
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| {
+            d["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .is_some_and(|n| n == wanted || n.ends_with(&format!("/{wanted}")))
+        })
+        .unwrap_or_else(|| panic!("{name} not in the index: {index}"));
+    let digest = entry["digest"].as_str().unwrap();
+    serde_json::from_slice(&fs::read(blob_path(root, digest)).unwrap()).unwrap()
+}
+
+/// Flips one byte in the middle of a stored blob (as a disk fault would).
+fn corrupt(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(path, &bytes).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o444)).unwrap();
+}
+
+fn build_busybox(w: &World) {
+    ok(w.mc(&["image", "build", "-q", "busybox"]));
+}
+
+fn layer_blob(w: &World, image: &str) -> PathBuf {
+    let manifest = manifest(&w.root, image);
+    blob_path(&w.root, manifest["layers"][0]["digest"].as_str().unwrap())
+}
+
+fn config_blob(w: &World, image: &str) -> PathBuf {
+    let manifest = manifest(&w.root, image);
+    blob_path(&w.root, manifest["config"]["digest"].as_str().unwrap())
+}
+
+#[test]
+fn save_refuses_a_corrupt_layer_blob_in_either_format_and_writes_no_archive() {
+    let w = World::new();
+    build_busybox(&w);
+    let layer = layer_blob(&w, "busybox");
+    corrupt(&layer);
+    for format in ["oci", "docker"] {
+        let archive = w.dir.path().join(format!("out-{format}.tar"));
+        let out = w.mc(&[
+            "image",
+            "save",
+            "--format",
+            format,
+            "-o",
+            archive.to_str().unwrap(),
+            "busybox",
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{format}: {}", stderr(&out));
+        let err = stderr(&out);
+        let digest = layer.file_name().unwrap().to_str().unwrap();
+        assert!(
+            err.contains(&format!("sha256:{digest}")) && err.contains("is corrupt"),
+            "{format}: {err}"
+        );
+        assert!(!archive.exists(), "{format}: a partial archive was left");
+    }
+}
+
+#[test]
+fn one_corrupt_config_affects_only_its_image_and_a_load_repairs_it() {
+    let w = World::new();
+    build_busybox(&w);
+    ok(w.mc(&["image", "tag", "busybox", "other:1"]));
+    let archive = w.dir.path().join("busybox.tar");
+    ok(w.mc(&["image", "save", "-o", archive.to_str().unwrap(), "busybox"]));
+    // A second, distinct image whose config we break.
+    let tar = w.dir.path().join("rootfs.tar");
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&w.rootfs)
+        .args(["-cf", tar.to_str().unwrap(), "."])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    ok(w.mc(&["image", "import", tar.to_str().unwrap(), "victim:1"]));
+    let victim_config = config_blob(&w, "victim:1");
+    corrupt(&victim_config);
+
+    let listed = w.mc(&["image", "ls"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let out = stdout(&listed);
+    assert!(out.contains("busybox") && out.contains("other"), "{out}");
+    assert!(!out.contains("victim"), "{out}");
+    let warning = stderr(&listed);
+    assert!(
+        warning.contains("image victim:1 is damaged") && warning.contains("is corrupt"),
+        "{warning}"
+    );
+
+    // The healthy images still run, and gc keeps working.
+    let ran = w.mc(&["run", "--rm", "other:1", "echo", "still-fine"]);
+    assert_eq!(stdout(&ran).trim(), "still-fine", "{}", stderr(&ran));
+    ok(w.mc(&["gc"]));
+    // The damaged one fails alone, naming the blob.
+    let refused = w.mc(&["run", "--rm", "victim:1", "true"]);
+    assert_eq!(refused.status.code(), Some(125));
+    assert!(
+        stderr(&refused).contains("is corrupt"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Breaking busybox's own config, then loading the archive again, replaces the
+    // corrupt blob with the good bytes (same digest).
+    let busybox_config = config_blob(&w, "busybox");
+    corrupt(&busybox_config);
+    assert!(stderr(&w.mc(&["image", "ls"])).contains("image busybox:latest is damaged"));
+    ok(w.mc(&["image", "load", "-i", archive.to_str().unwrap()]));
+    let listed = w.mc(&["image", "ls"]);
+    assert!(
+        !stderr(&listed).contains("busybox:latest is damaged"),
+        "{}",
+        stderr(&listed)
+    );
+    ok(w.mc(&["run", "--rm", "busybox", "true"]));
+
+    // A damaged image is removed by name, and then nothing warns.
+    ok(w.mc(&["image", "rm", "victim:1"]));
+    let listed = w.mc(&["image", "ls"]);
+    assert!(!stderr(&listed).contains("damaged"), "{}", stderr(&listed));
+    assert!(
+        !victim_config.exists(),
+        "gc left the damaged image's config"
+    );
+}
+
+#[test]
+fn a_corrupt_index_says_how_to_recover_and_repair_rebuilds_it() {
+    let w = World::new();
+    build_busybox(&w);
+    let id = stdout(&w.mc(&["image", "ls", "-q"])).trim().to_string();
+    fs::write(w.root.join("store/index.json"), b"{\"manifests\": [tru").unwrap();
+
+    let out = w.mc(&["image", "ls"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("index") && err.contains("is corrupt"), "{err}");
+    assert!(err.contains("system check --repair"), "{err}");
+
+    let checked = w.mc(&["system", "check"]);
+    assert_eq!(checked.status.code(), Some(1), "{}", stdout(&checked));
+    assert!(stdout(&checked).contains("index"), "{}", stdout(&checked));
+
+    let repaired = w.mc(&["system", "check", "--repair"]);
+    assert!(repaired.status.success(), "{}", stdout(&repaired));
+    assert!(
+        stdout(&repaired).contains("repaired"),
+        "{}",
+        stdout(&repaired)
+    );
+    assert!(w.root.join("store/index.json.corrupt").exists());
+    // The image is back without its name; it runs by id and can be tagged again.
+    let listed = stdout(&w.mc(&["image", "ls", "-q"]));
+    assert_eq!(listed.trim(), id);
+    ok(w.mc(&["image", "tag", &id, "busybox:latest"]));
+    ok(w.mc(&["run", "--rm", "busybox", "true"]));
+    let clean = w.mc(&["system", "check"]);
+    assert!(clean.status.success(), "{}", stdout(&clean));
+}
+
+#[test]
+fn system_check_finds_corrupt_blobs_missing_layers_and_leftovers_and_repair_fixes_them() {
+    let w = World::new();
+    build_busybox(&w);
+    let clean = w.mc(&["system", "check"]);
+    assert!(
+        clean.status.success(),
+        "{}{}",
+        stdout(&clean),
+        stderr(&clean)
+    );
+    assert!(stdout(&clean).contains("no problems found"));
+
+    // A missing layer directory is unpacked again from its blob.
+    let manifest = manifest(&w.root, "busybox");
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(config_blob(&w, "busybox")).unwrap()).unwrap();
+    let diff_id = config["rootfs"]["diff_ids"][0].as_str().unwrap();
+    let layer_dir = w
+        .root
+        .join("layers")
+        .join(diff_id.trim_start_matches("sha256:"));
+    assert!(layer_dir.is_dir());
+    fs::remove_dir_all(&layer_dir).unwrap();
+    let found = w.mc(&["system", "check"]);
+    assert_eq!(found.status.code(), Some(1));
+    assert!(
+        stdout(&found).contains(&format!(
+            "layer {diff_id} of image busybox:latest is not unpacked"
+        )),
+        "{}",
+        stdout(&found)
+    );
+    let repaired = w.mc(&["system", "check", "--repair"]);
+    assert!(repaired.status.success(), "{}", stdout(&repaired));
+    assert!(layer_dir.join("bin/busybox").exists());
+
+    // A layer root left world-writable by an old import, and a half-written state file
+    // of a container.
+    fs::set_permissions(&layer_dir, fs::Permissions::from_mode(0o4777)).unwrap();
+    ok(w.mc(&["run", "--name", "tmpfile", "busybox", "true"]));
+    let id = w
+        .container_ids()
+        .into_iter()
+        .find(|id| id.len() == 64)
+        .unwrap();
+    let state_tmp = w.root.join("containers").join(&id).join("state.json.tmp");
+    fs::write(&state_tmp, b"").unwrap();
+    let found = stdout(&w.mc(&["system", "check"]));
+    assert!(found.contains("root directory mode 4777"), "{found}");
+    assert!(found.contains("half-written"), "{found}");
+    let repaired = w.mc(&["system", "check", "--repair"]);
+    assert!(repaired.status.success(), "{}", stdout(&repaired));
+    let mode = fs::metadata(&layer_dir).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755);
+    assert!(!state_tmp.exists());
+
+    // A corrupt layer blob: found, and removed by the repair; the image still runs from
+    // its unpacked layer, and check keeps saying the blob must come back to save it.
+    let layer = blob_path(&w.root, manifest["layers"][0]["digest"].as_str().unwrap());
+    corrupt(&layer);
+    let found = w.mc(&["system", "check"]);
+    assert_eq!(found.status.code(), Some(1));
+    assert!(stdout(&found).contains("is corrupt"), "{}", stdout(&found));
+    let repaired = stdout(&w.mc(&["system", "check", "--repair"]));
+    assert!(repaired.contains("removed it"), "{repaired}");
+    assert!(!layer.exists());
+    ok(w.mc(&["run", "--rm", "busybox", "true"]));
+    let after = w.mc(&["system", "check"]);
+    assert_eq!(after.status.code(), Some(1));
+    assert!(
+        stdout(&after).contains("is missing: it still runs"),
+        "{}",
+        stdout(&after)
+    );
+}
