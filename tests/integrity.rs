@@ -49,6 +49,12 @@ fn corrupt(path: &Path) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o444)).unwrap();
 }
 
+fn image_id(w: &World, name: &str) -> String {
+    let inspect: serde_json::Value =
+        serde_json::from_str(&stdout(&w.mc(&["image", "inspect", name]))).unwrap();
+    inspect[0]["Id"].as_str().unwrap().to_string()
+}
+
 fn build_busybox(w: &World) {
     ok(w.mc(&["image", "build", "-q", "busybox"]));
 }
@@ -268,4 +274,69 @@ fn system_check_finds_corrupt_blobs_missing_layers_and_leftovers_and_repair_fixe
         "{}",
         stdout(&after)
     );
+}
+
+/// `image rm` refuses an image a container (stopped too) still uses, as Docker does;
+/// `-f` removes only the name and keeps the image for the container (commit still
+/// works); an id naming several tags needs `-f`; the deleted image's digest is printed.
+#[test]
+fn image_rm_keeps_what_containers_use_and_commit_keeps_the_command() {
+    let w = World::new();
+    build_busybox(&w);
+    let id = image_id(&w, "busybox");
+    let ran = w.mc(&[
+        "run",
+        "--name",
+        "user1",
+        "busybox",
+        "echo",
+        "from-the-command",
+    ]);
+    assert_eq!(stdout(&ran).trim(), "from-the-command");
+    let short = &stdout(&w.mc(&["ps", "-aq"])).trim().to_string();
+
+    let refused = w.mc(&["image", "rm", "busybox"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = stderr(&refused);
+    assert!(err.contains(&format!("container {short} uses it")), "{err}");
+    assert!(err.contains("-f"), "{err}");
+    assert!(stdout(&w.mc(&["image", "ls"])).contains("busybox"));
+
+    // -f: the name goes, the image stays (untagged) for the container.
+    let forced = ok(w.mc(&["image", "rm", "-f", "busybox"]));
+    assert!(forced.contains("Untagged: busybox:latest"), "{forced}");
+    assert!(!forced.contains("Deleted"), "{forced}");
+    assert!(stdout(&w.mc(&["image", "ls"])).contains("<none>"));
+    // commit still works, and the new image runs the container's command.
+    ok(w.mc(&["commit", "user1", "committed:1"]));
+    let rerun = w.mc(&["run", "--rm", "committed:1"]);
+    assert_eq!(
+        stdout(&rerun).trim(),
+        "from-the-command",
+        "{}",
+        stderr(&rerun)
+    );
+
+    // Two names on one image: by id it takes -f; by name just untags.
+    ok(w.mc(&["image", "tag", "committed:1", "committed:2"]));
+    let committed_id = image_id(&w, "committed:1");
+    let refused = w.mc(&["image", "rm", &committed_id]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("committed:1, committed:2"),
+        "{}",
+        stderr(&refused)
+    );
+    let untagged = ok(w.mc(&["image", "rm", "committed:2"]));
+    assert_eq!(untagged.trim(), "Untagged: committed:2");
+
+    // Once the container is gone, the untagged base is deleted by id, digest printed.
+    ok(w.mc(&["rm", "user1"]));
+    let deleted = ok(w.mc(&["image", "rm", "committed:1"]));
+    assert!(
+        deleted.contains(&format!("Deleted: {committed_id}")),
+        "{deleted}"
+    );
+    let deleted = ok(w.mc(&["image", "rm", &id]));
+    assert!(deleted.contains(&format!("Deleted: {id}")), "{deleted}");
 }

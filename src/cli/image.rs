@@ -77,6 +77,10 @@ pub struct RmArgs {
     /// Image names or ids
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Remove every name of an image given by id; for an image a container uses,
+    /// remove the name and keep the image (untagged) for the container
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 pub fn main(ctx: &Ctx, args: ImageArgs) -> anyhow::Result<i32> {
@@ -217,13 +221,50 @@ fn tag(ctx: &Ctx, args: TagArgs) -> anyhow::Result<i32> {
 fn remove(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {
     let store = ctx.store()?;
     for wanted in &args.images {
-        let (names, deleted) = store.remove_image(wanted)?;
+        // A damaged image has no config to compare with containers: it is removed as it is.
+        let image = store.image(wanted).ok();
+        let by_name = Reference::parse(wanted)
+            .ok()
+            .map(|r| r.to_string())
+            .is_some_and(|n| image.as_ref().is_some_and(|i| i.names.contains(&n)));
+        let mut keep_for_containers = false;
+        if let Some(image) = &image {
+            // As Docker: an id names every tag of the image, so it takes -f to drop
+            // several names at once; one name of several is just untagged.
+            if !by_name && image.names.len() > 1 && !args.force {
+                anyhow::bail!(
+                    "cannot remove image {wanted}: it is tagged {}; remove the names one by one or use -f",
+                    image.names.join(", ")
+                );
+            }
+            let last_name = !by_name || image.names.len() <= 1;
+            let users =
+                crate::container::usage::containers_using(&ctx.root, &image.id.to_string())?;
+            if let (true, Some(user)) = (last_name, users.first()) {
+                if !args.force {
+                    anyhow::bail!(
+                        "cannot remove image {wanted}: container {} uses it ({}); remove the container first, or use -f to remove only the name",
+                        user.short_id,
+                        if user.running { "running" } else { "stopped" },
+                    );
+                }
+                keep_for_containers = true;
+            }
+        }
+        let (names, deleted) = if keep_for_containers {
+            (store.untag_image(wanted)?, false)
+        } else {
+            store.remove_image(wanted)?
+        };
         if !ctx.quiet {
             for name in names {
                 println!("Untagged: {name}");
             }
             if deleted {
-                println!("Deleted: {wanted}");
+                match &image {
+                    Some(image) => println!("Deleted: {}", image.id),
+                    None => println!("Deleted: {wanted}"),
+                }
             }
         }
     }

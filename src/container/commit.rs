@@ -27,8 +27,17 @@ pub fn commit(root: &Path, record: &Record, name: &str) -> anyhow::Result<Image>
             record.display_name()
         )
     })?;
+    // As Docker: the new image runs what the container ran (its entrypoint, and its
+    // command as Cmd), so `commit` of `run IMAGE CMD` keeps CMD.
+    let mut config = base.config.config().clone().unwrap_or_default();
+    if !state.command.is_empty() {
+        let split = state.entrypoint_len.min(state.command.len());
+        let (entrypoint, cmd) = state.command.split_at(split);
+        config.set_entrypoint((!entrypoint.is_empty()).then(|| entrypoint.to_vec()));
+        config.set_cmd((!cmd.is_empty()).then(|| cmd.to_vec()));
+    }
     let spec = ImageSpec {
-        config: base.config.config().clone().unwrap_or_default(),
+        config,
         created: Some(crate::timefmt::rfc3339_seconds(super::state::now_unix())),
         created_by: Some(format!("mycontainer commit {}", record.short_id())),
     };

@@ -21,6 +21,7 @@ pub mod remove;
 pub mod run;
 pub mod spec;
 pub mod state;
+pub mod usage;
 pub mod user;
 
 pub use names::validate_name;

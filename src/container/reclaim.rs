@@ -126,6 +126,7 @@ mod tests {
             name: None,
             image: "x".into(),
             command: vec![],
+            entrypoint_len: 0,
             status: Status::Running,
             pid: Some(1),
             exit_code: None,

@@ -109,6 +109,7 @@ fn prepare(
         name: Some(record.name.clone()),
         image: input.image.clone(),
         command: Vec::new(),
+        entrypoint_len: 0,
         status: Status::Created,
         pid: None,
         exit_code: None,
@@ -278,6 +279,7 @@ fn write_bundle(
     let hostname = built.spec.hostname().clone().unwrap_or_default();
     record.write_etc_files(&hostname, input.options.network)?;
     state.command = built.args.clone();
+    state.entrypoint_len = spec::entrypoint(&input.defaults, &input.options).len();
     serde_json::to_vec(&built.spec)
         .map_err(std::io::Error::from)
         .and_then(|bytes| super::write_private(&record.config_path(), &bytes))

@@ -25,6 +25,10 @@ pub struct State {
     pub name: Option<String>,
     pub image: String,
     pub command: Vec<String>,
+    /// How many leading words of `command` are the entrypoint (`commit` gives the new
+    /// image this Entrypoint and the rest as its Cmd, as Docker does).
+    #[serde(default)]
+    pub entrypoint_len: usize,
     pub status: Status,
     /// Host pid of the container's init while it runs.
     pub pid: Option<i32>,
@@ -98,6 +102,7 @@ mod tests {
             name: Some("web".into()),
             image: "busybox".into(),
             command: vec!["true".into()],
+            entrypoint_len: 0,
             status: Status::Exited,
             pid: None,
             exit_code: Some(3),

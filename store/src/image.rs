@@ -282,6 +282,17 @@ impl Store {
     /// deletes the blobs and layer directories nothing else uses. Returns the names
     /// removed and whether the image itself is gone.
     pub fn remove_image(&self, wanted: &str) -> Result<(Vec<String>, bool)> {
+        self.remove_names(wanted, false)
+    }
+
+    /// Removes the name `wanted` (or, given an id, every name of that image) but keeps
+    /// the image itself, untagged (`<none>`), with everything it needs: what `image rm
+    /// -f` does to an image a container still uses.
+    pub fn untag_image(&self, wanted: &str) -> Result<Vec<String>> {
+        Ok(self.remove_names(wanted, true)?.0)
+    }
+
+    fn remove_names(&self, wanted: &str, keep_image: bool) -> Result<(Vec<String>, bool)> {
         let (manifest_digest, names) = match self.image(wanted) {
             Ok(image) => (image.manifest_digest, image.names),
             // A damaged image can still be removed by a name or its manifest digest.
@@ -310,10 +321,18 @@ impl Store {
             let named_left = manifests
                 .iter()
                 .any(|d| d.digest() == &manifest && index::ref_name(d).is_some());
-            if !named_left {
+            let untagged_left = manifests.iter().any(|d| d.digest() == &manifest);
+            if !named_left && !untagged_left && keep_image {
+                let descriptor = Descriptor::new(
+                    MediaType::ImageManifest,
+                    blobs::get(self, &manifest_digest)?.len() as u64,
+                    manifest.clone(),
+                );
+                manifests.push(descriptor);
+            } else if !named_left && !keep_image {
                 manifests.retain(|d| d.digest() != &manifest);
             }
-            Ok(named_left)
+            Ok(named_left || keep_image)
         })?;
         if !still_there {
             self.gc()?;

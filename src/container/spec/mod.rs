@@ -23,6 +23,7 @@ use super::policy::devices::Device;
 use crate::runtime::ANNOTATION_INIT;
 
 pub use mounts::ETC_FILES;
+pub use process::entrypoint;
 
 /// Network modes available before bridge networking lands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -72,13 +72,18 @@ pub(super) fn process(
     Ok((process, args))
 }
 
-/// Docker's entrypoint and cmd rules.
-fn command(image: &ImageDefaults, opts: &RunOptions) -> anyhow::Result<Vec<String>> {
-    let mut args: Vec<String> = match &opts.entrypoint {
+/// The container's entrypoint: `--entrypoint` (empty clears it), else the image's.
+pub fn entrypoint(image: &ImageDefaults, opts: &RunOptions) -> Vec<String> {
+    match &opts.entrypoint {
         Some(entrypoint) if entrypoint.is_empty() => Vec::new(),
         Some(entrypoint) => vec![entrypoint.clone()],
         None => image.entrypoint.clone(),
-    };
+    }
+}
+
+/// Docker's entrypoint and cmd rules.
+fn command(image: &ImageDefaults, opts: &RunOptions) -> anyhow::Result<Vec<String>> {
+    let mut args = entrypoint(image, opts);
     if !opts.command.is_empty() {
         args.extend(opts.command.iter().cloned());
     } else if opts.entrypoint.is_none() {
