@@ -266,6 +266,33 @@ fn going_over_the_memory_limit_is_an_oom_kill_with_exit_137() {
     ok(fx.cmd().args(["rm", "hog"]).output().unwrap());
 }
 
+/// When the OOM killer takes a child and PID 1 survives, the container's own exit code
+/// is reported (not 137), OOMKilled is still recorded, and the kill is a warning.
+#[test]
+fn an_oom_killed_child_leaves_the_containers_own_exit_code() {
+    let fx = fixture();
+    let out = fx.run(
+        &["--name", "survivor", "--memory", "32m", "--memory-swap", "32m"],
+        &["sh", "-c", "probe alloc 256; echo child-status $?; exit 3"],
+    );
+    assert_eq!(out.status.code(), Some(3), "stderr {}", stderr(&out));
+    assert!(stdout(&out).contains("child-status 137"), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.lines().any(|l| l
+            == "mycontainer: warning: a process in container survivor was killed: out of memory (limit 32 MiB)"),
+        "{err}"
+    );
+    let id = fx.container_ids().pop().unwrap();
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fx.root.join("containers").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["oom_killed"], true, "{state}");
+    assert_eq!(state["exit_code"], 3);
+    ok(fx.cmd().args(["rm", "survivor"]).output().unwrap());
+}
+
 #[test]
 fn forks_fail_with_eagain_at_the_pids_limit() {
     let fx = fixture();

@@ -191,8 +191,15 @@ pub fn run(store: &Store, input: RunInput) -> anyhow::Result<i32> {
                     .memory_limit
                     .map(|l| format!(" (limit {})", human_bytes(l)))
                     .unwrap_or_default();
-                eprintln!("mycontainer: container {label} was killed: out of memory{limit}");
-                return Ok(exitcode::KILLED);
+                // The container's own code stands: when its PID 1 survived the OOM
+                // killer (a child was its victim), that is only a warning.
+                if outcome.exit_code == exitcode::KILLED {
+                    eprintln!("mycontainer: container {label} was killed: out of memory{limit}");
+                } else {
+                    eprintln!(
+                        "mycontainer: warning: a process in container {label} was killed: out of memory{limit}"
+                    );
+                }
             }
             if outcome.killed_after_timeout {
                 eprintln!(
@@ -238,11 +245,7 @@ pub fn supervise(
     });
     let code = match result {
         Ok(outcome) => {
-            state.exit_code = Some(if outcome.oom_killed {
-                exitcode::KILLED
-            } else {
-                outcome.exit_code
-            });
+            state.exit_code = Some(outcome.exit_code);
             state.oom_killed = outcome.oom_killed;
             state.error = outcome.exec_error.clone();
             if let Some(reason) = outcome.exec_error {
