@@ -340,3 +340,59 @@ fn image_rm_keeps_what_containers_use_and_commit_keeps_the_command() {
     let deleted = ok(w.mc(&["image", "rm", &id]));
     assert!(deleted.contains(&format!("Deleted: {id}")), "{deleted}");
 }
+
+/// Unmounts (lazily) when dropped, so a failing assertion leaves no mount behind.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A state root on overlayfs (as inside a Docker container) cannot hold an overlay
+/// upper dir: run says so and what to do, and creates nothing.
+#[test]
+fn a_state_root_on_overlayfs_is_refused_with_what_to_do() {
+    let w = World::new();
+    let base = w.dir.path().join("ovl");
+    for dir in ["lower", "upper", "work", "merged"] {
+        fs::create_dir_all(base.join(dir)).unwrap();
+    }
+    let merged = base.join("merged");
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        base.join("lower").display(),
+        base.join("upper").display(),
+        base.join("work").display()
+    );
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &options])
+        .arg(&merged)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let _unmount = Unmount(merged.clone());
+    let root = merged.join("root");
+    let out = std::process::Command::new(common::BIN)
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "--rm", "--rootfs"])
+        .arg(&w.rootfs)
+        .arg("true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert!(
+        err.contains("is on overlayfs") && err.contains("--root on an ext4"),
+        "{err}"
+    );
+    let containers: Vec<_> = fs::read_dir(root.join("containers"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(containers.is_empty(), "a record was left: {containers:?}");
+}

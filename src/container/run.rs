@@ -72,11 +72,27 @@ fn init_layer(record: &super::Record) -> anyhow::Result<PathBuf> {
 /// and a CLI killed in between leaves a stateless record that reclaim removes). Returns
 /// the spec written. On failure nothing is left behind but an exited record (or nothing with
 /// --rm).
+/// overlayfs cannot take an upper directory that is itself on overlayfs (a state root
+/// inside a Docker container, for one): the kernel's bare EINVAL at mount time says
+/// nothing, so say what it is and what to do before anything is created.
+fn refuse_overlay_state_root(root: &std::path::Path) -> anyhow::Result<()> {
+    let on_overlay = nix::sys::statfs::statfs(root)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC);
+    if on_overlay {
+        anyhow::bail!(
+            "the state root {} is on overlayfs, which cannot hold a container's writable layer: pass --root on an ext4, xfs, btrfs or tmpfs filesystem",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
 fn prepare(
     store: &Store,
     input: &RunInput,
     save_created: bool,
 ) -> anyhow::Result<(super::Record, State, oci_spec::runtime::Spec)> {
+    refuse_overlay_state_root(store.root())?;
     let record = super::create(store.root(), input.options.name.as_deref())?;
     // The container keeps its image's layers alive: `image rm` and gc leave them alone
     // until the container is removed (delete_locked releases the hold).
