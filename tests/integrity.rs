@@ -396,3 +396,63 @@ fn a_state_root_on_overlayfs_is_refused_with_what_to_do() {
         .unwrap_or_default();
     assert!(containers.is_empty(), "a record was left: {containers:?}");
 }
+
+/// When the state root's disk is full as a detached container ends, its supervisor
+/// cannot write the final state: `ps` and `inspect` still tell the truth (not `Up`
+/// forever) and no half-written state file stays behind.
+#[test]
+fn a_full_disk_at_exit_leaves_no_lie_in_ps_and_no_half_written_state() {
+    let w = World::new();
+    let small = w.dir.path().join("small");
+    fs::create_dir_all(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let _unmount = Unmount(small.clone());
+    let root = small.join("root");
+    let mc = |args: &[&str]| {
+        std::process::Command::new(common::BIN)
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let started = mc(&[
+        "run",
+        "-d",
+        "--name",
+        "full",
+        "--rootfs",
+        w.rootfs.to_str().unwrap(),
+        "sleep",
+        "1000",
+    ]);
+    assert!(started.status.success(), "{}", stderr(&started));
+    let id = stdout(&started).trim().to_string();
+    // Fill the disk to the last block.
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", small.join("filler").display()))
+        .output()
+        .unwrap();
+    ok(mc(&["kill", "full"]));
+    let exited = common::wait_for(30, || {
+        let listed = stdout(&mc(&["ps", "-a"]));
+        listed.contains("full") && listed.contains("Exited")
+    });
+    assert!(exited, "ps still shows: {}", stdout(&mc(&["ps", "-a"])));
+    let inspected: serde_json::Value =
+        serde_json::from_str(&stdout(&mc(&["inspect", "full"]))).unwrap();
+    assert_eq!(inspected[0]["State"]["Running"], false, "{inspected}");
+    let record = root.join("containers").join(&id);
+    assert!(!record.join("state.json.tmp").exists());
+    // Once there is room again, everything works and check is clean.
+    fs::remove_file(small.join("filler")).unwrap();
+    ok(mc(&["rm", "full"]));
+    let checked = mc(&["system", "check"]);
+    assert!(checked.status.success(), "{}", stdout(&checked));
+}

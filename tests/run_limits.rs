@@ -272,11 +272,22 @@ fn going_over_the_memory_limit_is_an_oom_kill_with_exit_137() {
 fn an_oom_killed_child_leaves_the_containers_own_exit_code() {
     let fx = fixture();
     let out = fx.run(
-        &["--name", "survivor", "--memory", "32m", "--memory-swap", "32m"],
+        &[
+            "--name",
+            "survivor",
+            "--memory",
+            "32m",
+            "--memory-swap",
+            "32m",
+        ],
         &["sh", "-c", "probe alloc 256; echo child-status $?; exit 3"],
     );
     assert_eq!(out.status.code(), Some(3), "stderr {}", stderr(&out));
-    assert!(stdout(&out).contains("child-status 137"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("child-status 137"),
+        "{}",
+        stdout(&out)
+    );
     let err = stderr(&out);
     assert!(
         err.lines().any(|l| l

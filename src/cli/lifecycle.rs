@@ -285,7 +285,7 @@ pub fn inspect(ctx: &Ctx, args: InspectArgs) -> anyhow::Result<i32> {
     let mut failed = false;
     for name in &args.containers {
         match container::find(&ctx.root, name).and_then(|r| {
-            let state = r.load_state()?;
+            let state = control::observed(&r, r.load_state()?);
             Ok(container::inspect::inspect(&r, &state))
         }) {
             Ok(value) => found.push(value),

@@ -51,18 +51,30 @@ pub fn list(root: &Path) -> anyhow::Result<Vec<(Record, State)>> {
             continue;
         };
         let name = state.name.clone().unwrap_or_default();
-        all.push((
-            Record {
-                id,
-                name,
-                dir,
-                lock: None,
-            },
-            state,
-        ));
+        let record = Record {
+            id,
+            name,
+            dir,
+            lock: None,
+        };
+        let state = observed(&record, state);
+        all.push((record, state));
     }
     all.sort_by_key(|(_, s)| std::cmp::Reverse(s.created_at));
     Ok(all)
+}
+
+/// The state as it really is: a record saying "running" whose supervisor is gone (it
+/// was killed, or could not write the final state on a full disk) shows as exited, so
+/// `ps` and `inspect` agree with `exec` and `stop` even before `gc` repairs the file.
+pub fn observed(record: &Record, mut state: State) -> State {
+    if state.status == Status::Running && !record.is_supervised() {
+        state.status = Status::Exited;
+        state.pid = None;
+        state.exit_code = state.exit_code.or(Some(crate::exitcode::KILLED));
+        state.error = Some("the mycontainer process supervising it is gone".into());
+    }
+    state
 }
 
 /// Sends `signal` to the container's init. Errors when it is not running.

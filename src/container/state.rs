@@ -69,15 +69,21 @@ impl State {
     pub fn save(&self, path: &Path, durable: bool) -> anyhow::Result<()> {
         let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(self)?;
-        let file = super::write_private(&tmp, &bytes)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        if durable {
-            file.sync_all()
-                .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        let written = super::write_private(&tmp, &bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))
+            .and_then(|file| {
+                if durable {
+                    file.sync_all()
+                        .with_context(|| format!("cannot sync {}", tmp.display()))?;
+                }
+                fs::rename(&tmp, path)
+                    .with_context(|| format!("cannot rename {} into place", tmp.display()))
+            });
+        // A failed write (a full disk) leaves no half-written file beside the state.
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
         }
-        fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename {} into place", tmp.display()))?;
-        Ok(())
+        written
     }
 }
 
