@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -37,13 +37,39 @@ pub fn load(
     let archive = TarIndex::open(&tar_path)?;
     // Held until the images are named, so gc cannot sweep the layers added before.
     let _ingest = store.ingest_lock()?;
-    if archive.contains("index.json") {
-        load_oci(store, &archive, reporter)
+    let loaded = if archive.contains("index.json") {
+        load_oci(store, &archive, reporter)?
     } else if archive.contains("manifest.json") {
-        load_docker(store, &archive, reporter)
+        load_docker(store, &archive, reporter)?
     } else {
         bail!("the input is not an image archive: it has neither index.json (OCI) nor manifest.json (docker)")
+    };
+    if loaded.is_empty() {
+        bail!("the archive holds no image: its index lists none");
     }
+    Ok(loaded)
+}
+
+/// An OCI image layout directory (what `skopeo copy ... oci:DIR` and umoci write),
+/// packed into a tar in `scratch` so it loads like an oci-archive.
+fn layout_dir_as_tar(dir: &Path, scratch: &Path) -> anyhow::Result<PathBuf> {
+    if !dir.join("index.json").is_file() {
+        bail!(
+            "{} is a directory without index.json: load takes a tar file or an OCI image layout directory",
+            dir.display()
+        );
+    }
+    let path = scratch.join("layout.tar");
+    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut builder = tar::Builder::new(io::BufWriter::new(file));
+    // A hostile layout's symlinks stay symlinks (the loader reads only regular members).
+    builder.follow_symlinks(false);
+    builder
+        .append_dir_all(".", dir)
+        .and_then(|_| builder.into_inner())
+        .and_then(|mut out| out.flush())
+        .with_context(|| format!("cannot read the image layout {}", dir.display()))?;
+    Ok(path)
 }
 
 /// A path to the archive as an uncompressed tar: the file itself when it is one,
@@ -59,7 +85,7 @@ fn plain_tar(input: LoadInput<'_>, scratch: &Path) -> anyhow::Result<PathBuf> {
                 .metadata()
                 .with_context(|| format!("cannot stat {}", path.display()))?;
             if meta.is_dir() {
-                bail!("{} is a directory: load takes a tar file", path.display());
+                return layout_dir_as_tar(path, scratch);
             }
             (Box::new(file), meta.is_file().then_some(path))
         }

@@ -124,7 +124,10 @@ fn find_binary(
         }
     }
     let (Some(url), Some(sha256)) = (&section.url, &section.sha256) else {
-        bail!("no static busybox found on this host: install busybox-static (apt-get install busybox-static) or give the recipe a url and sha256")
+        bail!(
+            "no static busybox found on this host (tried {}): install busybox-static (apt-get install busybox-static), or give the recipe host_paths that exist or a url and sha256",
+            section.host_paths.join(", ")
+        )
     };
     let bytes = download(url, sha256)?;
     let path = scratch.join("busybox");
@@ -136,15 +139,21 @@ fn find_binary(
 /// Downloads `url` and checks it against `sha256` before anything uses it.
 pub fn download(url: &str, sha256: &str) -> anyhow::Result<Vec<u8>> {
     eprintln!("downloading {url}");
-    let client = reqwest::blocking::Client::builder()
+    let response = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(300))
-        .build()?;
-    let response = client
-        .get(url)
-        .send()
+        .build()
+        .and_then(|client| client.get(url).send())
         .and_then(|r| r.error_for_status())
-        .with_context(|| {
-            format!("cannot download {url}: check the network or install busybox-static")
+        .map_err(|e| {
+            // Without a system trust store rustls has nothing to verify against: say
+            // which package brings one, not the library's words.
+            if format!("{e:?}").contains("CA certificates") {
+                anyhow::anyhow!("cannot download {url}: this machine has no CA certificates: install ca-certificates (apt-get install ca-certificates)")
+            } else {
+                anyhow::Error::new(e).context(format!(
+                    "cannot download {url}: check the network or install busybox-static"
+                ))
+            }
         })?;
     let mut bytes = Vec::new();
     response

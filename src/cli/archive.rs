@@ -16,7 +16,7 @@ pub struct SaveArgs {
     /// Images to save (names or ids)
     #[arg(required = true)]
     pub images: Vec<String>,
-    /// Write to this file (default: standard output)
+    /// Write to this file ("-" or none: standard output)
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Archive format
@@ -26,14 +26,16 @@ pub struct SaveArgs {
 
 #[derive(Args, Debug)]
 pub struct LoadArgs {
-    /// Read from this file, plain or gzip/zstd-compressed (default: standard input)
+    /// Read from this file, plain or gzip/zstd-compressed ("-" or none: standard input)
     #[arg(short, long)]
     pub input: Option<PathBuf>,
 }
 
 pub fn save(ctx: &Ctx, args: SaveArgs) -> anyhow::Result<i32> {
     let store = ctx.store()?;
-    let Some(output) = args.output else {
+    // `-o -` is standard output, as everywhere else.
+    let output = args.output.filter(|o| o.as_os_str() != "-");
+    let Some(output) = output else {
         let stdout = std::io::stdout();
         if stdout.is_terminal() {
             bail!(
@@ -76,7 +78,9 @@ pub fn save(ctx: &Ctx, args: SaveArgs) -> anyhow::Result<i32> {
 pub fn load(ctx: &Ctx, args: LoadArgs) -> anyhow::Result<i32> {
     let store = ctx.store()?;
     let reporter = TerminalReporter::new(ctx.quiet);
-    let input = match &args.input {
+    // `-i -` is standard input, as everywhere else.
+    let file = args.input.as_ref().filter(|i| i.as_os_str() != "-");
+    let input = match file {
         Some(path) => LoadInput::File(path),
         None => {
             if std::io::stdin().is_terminal() {
@@ -85,10 +89,7 @@ pub fn load(ctx: &Ctx, args: LoadArgs) -> anyhow::Result<i32> {
             LoadInput::Stream(Box::new(std::io::stdin().lock()))
         }
     };
-    let what = args
-        .input
-        .as_ref()
-        .map_or("standard input".to_string(), |p| p.display().to_string());
+    let what = file.map_or("standard input".to_string(), |p| p.display().to_string());
     let loaded =
         archive::load(&store, input, &reporter).with_context(|| format!("cannot load {what}"))?;
     reporter.done();

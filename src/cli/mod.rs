@@ -105,6 +105,16 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
+            // As Docker: no arguments (or a verb group without its verb) prints the
+            // usage on stdout and succeeds; a wrong flag is run's failure code.
+            let help_asked =
+                err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
+            if help_asked {
+                use std::io::Write;
+                // A closed pipe (`| head`) is not worth a panic.
+                let _ = write!(std::io::stdout(), "{}", err.render());
+                return 0;
+            }
             let code = if err.use_stderr() {
                 exitcode::TOOL_FAILED
             } else {

@@ -27,7 +27,14 @@ pub fn validate_name(name: &str) -> anyhow::Result<()> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if !first_ok || !rest_ok || name.len() > 128 {
+    if name.len() > 128 {
+        bail!(
+            "invalid container name {:?}...: it is {} characters long, the limit is 128",
+            name.chars().take(32).collect::<String>(),
+            name.len()
+        );
+    }
+    if !first_ok || !rest_ok {
         bail!("invalid container name {name:?}: use letters, digits, '_', '.', '-' (first a letter or digit)");
     }
     Ok(())

@@ -217,6 +217,11 @@ pub fn run(store: &Store, input: RunInput) -> anyhow::Result<i32> {
                     );
                 }
             }
+            if outcome.exit_code == exitcode::signaled(libc::SIGSYS) {
+                eprintln!(
+                    "mycontainer: container {label} was killed by SIGSYS: its seccomp profile forbids a system call it made"
+                );
+            }
             if outcome.killed_after_timeout {
                 eprintln!(
                     "mycontainer: container {label} did not stop within {}s: killed",

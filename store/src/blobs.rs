@@ -61,6 +61,13 @@ impl BlobWriter {
     }
 }
 
+impl BlobWriter {
+    /// Where the blob is being written (for messages).
+    pub(crate) fn path(&self) -> &std::path::Path {
+        self.entry.path()
+    }
+}
+
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.writer.write(buf)

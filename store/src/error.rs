@@ -7,12 +7,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{action} {path}: {source}")]
+    /// The cause is in the message and deliberately not a `source()`: anyhow's `{:#}`
+    /// would print it a second time.
+    #[error("{action} {path}: {cause}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("image {0:?} not found (see `mycontainer image ls`)")]
     ImageNotFound(String),
@@ -43,7 +44,7 @@ impl Error {
         Error::Io {
             action,
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 

@@ -220,8 +220,8 @@ impl Store {
         Ok((images, damaged))
     }
 
-    /// Finds an image by `name[:tag]`, by id (config digest, any unique prefix of at
-    /// least 4 hex digits, with or without `sha256:`), or by manifest digest.
+    /// Finds an image by `name[:tag]`, by id (config digest: any unique prefix of its
+    /// hex digits, with or without `sha256:`), or by manifest digest.
     pub fn image(&self, wanted: &str) -> Result<Image> {
         // By name: only that image's blobs are read (this is on every `run`'s path).
         if let Ok(reference) = Reference::parse(wanted) {
@@ -245,7 +245,7 @@ impl Store {
         let images = self.images()?;
         let hex = wanted.strip_prefix("sha256:").unwrap_or(wanted);
         let is_hex =
-            hex.len() >= 4 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+            !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
         if is_hex {
             let matches: Vec<&Image> = images
                 .iter()
@@ -517,7 +517,7 @@ pub fn oci_manifest(config_bytes: &[u8], layers: &[LayerInfo]) -> Result<Vec<u8>
 }
 
 fn is_broken_pipe(error: &Error) -> bool {
-    matches!(error, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    matches!(error, Error::Io { cause, .. } if cause.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn build_error(e: impl std::fmt::Display) -> Error {

@@ -258,8 +258,9 @@ fn copy_to_blob<R: Read>(
             Err(e) => return Err(Error::BadInput(format!("cannot read the input: {e}"))),
         };
         chunk.truncate(n);
-        blob.write_all(&chunk)
-            .map_err(|e| Error::io("cannot write blob", Path::new("<root>/tmp"), e))?;
+        if let Err(e) = blob.write_all(&chunk) {
+            return Err(Error::io("cannot write blob", blob.path(), e));
+        }
         progress.advance(n as u64);
         if sender.send(chunk).is_err() {
             // The unpacker stopped (and will report why); stop reading.

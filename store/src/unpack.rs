@@ -82,14 +82,10 @@ impl Unpacker {
             let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             self.unpack_entry(&mut entry, &raw_name)
                 .map_err(|e| match e {
-                    Error::Io {
-                        action,
-                        path,
-                        source,
-                    } if source.kind() == io::ErrorKind::UnexpectedEof => Error::BadInput(format!(
-                        "the tar is truncated inside entry {raw_name:?} ({action} {})",
-                        path.display()
-                    )),
+                    // The path is our staging directory's: of no use to the user.
+                    Error::Io { cause, .. } if cause.kind() == io::ErrorKind::UnexpectedEof => {
+                        Error::BadInput(format!("the tar is truncated inside entry {raw_name:?}"))
+                    }
                     other => other,
                 })?;
             self.stats.entries += 1;
@@ -636,7 +632,18 @@ fn bad_header(name: &str, e: &io::Error) -> Error {
 fn one_line(e: &io::Error) -> String {
     let text = e.to_string();
     let text = text.split(" when getting").next().unwrap_or(&text);
-    let mut shown: String = text.chars().take(80).flat_map(char::escape_debug).collect();
+    // Raw header bytes (random input) must not reach the terminal: only printable ASCII.
+    let mut shown: String = text
+        .chars()
+        .take(80)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
     if text.chars().count() > 80 {
         shown.push_str("...");
     }
