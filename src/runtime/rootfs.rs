@@ -86,6 +86,16 @@ struct Options {
 fn parse_options(options: &[String]) -> Options {
     let mut parsed = Options::default();
     for option in options {
+        // As mount(8) and runc: options apply in order, so a later "exec" undoes an
+        // earlier "noexec" (Docker's --tmpfs defaults come first, the user's after).
+        let cleared = match option.as_str() {
+            "rw" => libc::MS_RDONLY,
+            "exec" => libc::MS_NOEXEC,
+            "suid" => libc::MS_NOSUID,
+            "dev" => libc::MS_NODEV,
+            _ => 0,
+        };
+        parsed.flags &= !cleared;
         let flag = match option.as_str() {
             "ro" => libc::MS_RDONLY,
             "nosuid" => libc::MS_NOSUID,
@@ -106,7 +116,7 @@ fn parse_options(options: &[String]) -> Options {
                 0
             }
             // The whole tree is made rprivate before anything is mounted, so propagation
-            // options add nothing; "rw", "exec", "suid", "dev" are the defaults.
+            // options add nothing; "rw", "exec", "suid", "dev" only clear (above).
             "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "rw" | "exec"
             | "suid" | "dev" => 0,
             other => {
@@ -613,6 +623,16 @@ mod tests {
             ..Default::default()
         };
         (planned(&asked).0, host)
+    }
+
+    #[test]
+    fn later_options_undo_earlier_flags_as_mount_does() {
+        let options = |list: &[&str]| parse_options(&list.iter().map(|o| o.to_string()).collect::<Vec<_>>());
+        let parsed = options(&["nosuid", "nodev", "noexec", "size=4m", "exec"]);
+        assert_eq!(parsed.flags, libc::MS_NOSUID | libc::MS_NODEV);
+        assert_eq!(parsed.data, ["size=4m"]);
+        assert_eq!(options(&["ro", "rw"]).flags, 0);
+        assert_eq!(options(&["exec", "noexec"]).flags, libc::MS_NOEXEC);
     }
 
     #[test]

@@ -1,0 +1,35 @@
+//! Docker parity where users notice (issue 16): each probe states what Docker does and
+//! checks ours from inside a real container.
+
+mod common;
+
+use common::{ok, stderr, stdout, World};
+
+/// `--tmpfs PATH:OPTIONS` applies the user's options after Docker's defaults
+/// (noexec,nosuid,nodev), so `exec` and `size` take effect.
+#[test]
+fn tmpfs_options_are_honoured_over_the_defaults() {
+    let w = World::new();
+    let out = ok(w.run(
+        &["--rm", "--tmpfs", "/run:size=4m,exec,mode=0700"],
+        &[
+            "sh",
+            "-c",
+            "grep ' /run ' /proc/mounts; stat -c %a /run; printf '#!/bin/sh\\necho ran\\n' > /run/x; chmod +x /run/x; /run/x",
+        ],
+    ));
+    let line = out.lines().next().unwrap_or_default();
+    assert!(line.contains("size=4096k"), "{line}");
+    assert!(!line.contains("noexec"), "{line}");
+    assert!(line.contains("nosuid") && line.contains("nodev"), "{line}");
+    assert!(out.contains("\n700\n"), "{out}");
+    assert!(out.trim_end().ends_with("ran"), "{out}");
+
+    // Without options the defaults stand: a script there cannot run.
+    let out = w.run(
+        &["--rm", "--tmpfs", "/run"],
+        &["sh", "-c", "printf '#!/bin/sh\\necho ran\\n' > /run/x; chmod +x /run/x; /run/x"],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stderr(&out).contains("Permission denied"), "{}", stderr(&out));
+}
