@@ -28,8 +28,16 @@ fn tmpfs_options_are_honoured_over_the_defaults() {
     // Without options the defaults stand: a script there cannot run.
     let out = w.run(
         &["--rm", "--tmpfs", "/run"],
-        &["sh", "-c", "printf '#!/bin/sh\\necho ran\\n' > /run/x; chmod +x /run/x; /run/x"],
+        &[
+            "sh",
+            "-c",
+            "printf '#!/bin/sh\\necho ran\\n' > /run/x; chmod +x /run/x; /run/x",
+        ],
     );
     assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert!(stderr(&out).contains("Permission denied"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -218,6 +218,43 @@ fn pids_limit_minus_one_or_zero_means_no_limit() {
     fx.assert_no_containers();
 }
 
+/// Docker's default swap: `-m M` alone lets memory and swap together use 2M (v1
+/// memory.memsw.limit_in_bytes = 2M, v2 memory.swap.max = M); `--memory-swap` wins.
+#[test]
+fn memory_alone_allows_as_much_swap_again_as_docker_does() {
+    let fx = fixture();
+    let swap_file = if unified() {
+        "memory.swap.max"
+    } else {
+        "memory.memsw.limit_in_bytes"
+    };
+    let expected = |memory: u64, total: u64| {
+        if unified() {
+            (total - memory).to_string()
+        } else {
+            total.to_string()
+        }
+    };
+    let running = Running::start(&fx, &["--rm", "-m", "32m"], "true");
+    let file = cgroup_file(&running.id, swap_file);
+    if file.exists() {
+        assert_eq!(read(&file), expected(32 << 20, 64 << 20));
+    } else {
+        eprintln!(
+            "no swap accounting on this kernel: {} is missing",
+            file.display()
+        );
+    }
+    running.finish();
+    let running = Running::start(&fx, &["--rm", "-m", "32m", "--memory-swap", "48m"], "true");
+    let file = cgroup_file(&running.id, swap_file);
+    if file.exists() {
+        assert_eq!(read(&file), expected(32 << 20, 48 << 20));
+    }
+    running.finish();
+    fx.assert_no_containers();
+}
+
 #[test]
 fn the_seeds_flag_forms_are_accepted() {
     let fx = fixture();

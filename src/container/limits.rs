@@ -152,7 +152,8 @@ impl LimitFlags {
             .map(|v| parse_size("--memory", v))
             .transpose()?;
         let swap = match self.memory_swap.as_deref() {
-            None => None,
+            // As Docker: 0 means "not set".
+            None | Some("0") => None,
             Some("-1") => Some(-1),
             Some(v) => Some(parse_size("--memory-swap", v)?),
         };
@@ -163,6 +164,16 @@ impl LimitFlags {
         } else if swap.is_some() && memory.is_none() {
             bail!("--memory-swap needs --memory");
         }
+        // Docker's default: memory and swap together may use twice --memory (when the
+        // kernel accounts swap; otherwise no limit and no warning, as Docker).
+        let swap = match (swap, memory) {
+            (None, Some(memory))
+                if memory > 0 && crate::runtime::cgroups::has_swap_accounting() =>
+            {
+                Some(memory.saturating_mul(2))
+            }
+            (swap, _) => swap,
+        };
         if memory.is_some() {
             let mut builder = LinuxMemoryBuilder::default();
             if let Some(memory) = memory {

@@ -627,7 +627,8 @@ mod tests {
 
     #[test]
     fn later_options_undo_earlier_flags_as_mount_does() {
-        let options = |list: &[&str]| parse_options(&list.iter().map(|o| o.to_string()).collect::<Vec<_>>());
+        let options =
+            |list: &[&str]| parse_options(&list.iter().map(|o| o.to_string()).collect::<Vec<_>>());
         let parsed = options(&["nosuid", "nodev", "noexec", "size=4m", "exec"]);
         assert_eq!(parsed.flags, libc::MS_NOSUID | libc::MS_NODEV);
         assert_eq!(parsed.data, ["size=4m"]);

@@ -277,6 +277,24 @@ pub fn remove_unused_parents() -> Result<()> {
     Ok(())
 }
 
+/// Whether the kernel accounts swap per cgroup (v1 `memory.memsw.*`, v2
+/// `memory.swap.max`): without it a swap limit cannot be applied. On v2 the root has no
+/// memory files, so any child cgroup with the memory controller tells.
+pub fn has_swap_accounting() -> bool {
+    match detect::detect() {
+        Ok(Layout::Unified { root }) => std::fs::read_dir(&root).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().join("memory.swap.max").exists())
+        }),
+        Ok(Layout::Hybrid { v1, .. }) | Ok(Layout::Legacy { v1 }) => v1
+            .iter()
+            .find(|h| h.has("memory"))
+            .is_some_and(|h| h.mount_point.join("memory.memsw.limit_in_bytes").exists()),
+        Err(_) => false,
+    }
+}
+
 /// The root of every hierarchy we make cgroups in.
 fn hierarchy_roots() -> Result<Vec<PathBuf>> {
     Ok(match detect::detect()? {
