@@ -41,3 +41,17 @@ fn tmpfs_options_are_honoured_over_the_defaults() {
         stderr(&out)
     );
 }
+
+/// `/dev/shm` is 64 MiB as in Docker, and `--shm-size` sets it.
+#[test]
+fn shm_size_sets_dev_shm() {
+    let w = World::new();
+    let probe = ["sh", "-c", "grep ' /dev/shm ' /proc/mounts"];
+    let default = ok(w.run(&["--rm"], &probe));
+    assert!(default.contains("size=65536k"), "{default}");
+    let bigger = ok(w.run(&["--rm", "--shm-size", "128m"], &probe));
+    assert!(bigger.contains("size=131072k"), "{bigger}");
+    let bad = w.run(&["--rm", "--shm-size", "lots"], &["true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(stderr(&bad).contains("--shm-size"), "{}", stderr(&bad));
+}

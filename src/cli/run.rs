@@ -119,6 +119,9 @@ pub struct RunArgs {
     /// Mount a tmpfs at PATH[:OPTIONS]
     #[arg(long, value_name = "PATH")]
     pub tmpfs: Vec<String>,
+    /// Size of /dev/shm (64m by default)
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
 
     /// The image, then the command and its arguments (default: the image's); with
     /// --rootfs only the command. One positional, so everything after its first word
@@ -208,6 +211,13 @@ impl RunArgs {
             security_opts: self.security_opt,
             read_only: self.read_only,
             tmpfs: self.tmpfs,
+            shm_size: self
+                .shm_size
+                .as_deref()
+                .map(|v| crate::container::limits::parse_size("--shm-size", v))
+                .transpose()?
+                .map(|bytes| bytes.max(0) as u64)
+                .filter(|bytes| *bytes > 0),
         };
         Ok((launch, options))
     }

@@ -131,6 +131,8 @@ pub struct RunOptions {
     pub security_opts: Vec<String>,
     pub read_only: bool,
     pub tmpfs: Vec<String>,
+    /// Size of /dev/shm in bytes (`--shm-size`; Docker's default is 64 MiB).
+    pub shm_size: Option<u64>,
 }
 
 /// Everything the container layer hands to the runtime.

@@ -17,7 +17,7 @@ pub(super) fn mounts(
     root: &RootMount,
 ) -> anyhow::Result<Vec<Mount>> {
     let mut mounts = vec![overlay_root(root)?];
-    mounts.extend(default_mounts()?);
+    mounts.extend(default_mounts(opts.shm_size.unwrap_or(DEFAULT_SHM_SIZE))?);
     mounts.extend(etc_mounts(dir, opts.read_only)?);
     for volume in &opts.volumes {
         mounts.push(bind_mount(
@@ -113,9 +113,14 @@ fn mount(destination: &str, typ: &str, options: &[&str]) -> anyhow::Result<Mount
         .build()?)
 }
 
-/// The runc/Docker default mounts: /proc, /dev (tmpfs), /dev/pts, /dev/shm, /dev/mqueue,
-/// /sys and the container's cgroups at /sys/fs/cgroup (read-only).
-pub(super) fn default_mounts() -> anyhow::Result<Vec<Mount>> {
+/// Docker's /dev/shm size when `--shm-size` is not given.
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
+
+/// The runc/Docker default mounts: /proc, /dev (tmpfs), /dev/pts, /dev/shm of
+/// `shm_size` bytes, /dev/mqueue, /sys and the container's cgroups at /sys/fs/cgroup
+/// (read-only).
+pub(super) fn default_mounts(shm_size: u64) -> anyhow::Result<Vec<Mount>> {
+    let shm_size = format!("size={}k", shm_size.div_ceil(1024));
     Ok(vec![
         mount("/proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
@@ -138,7 +143,7 @@ pub(super) fn default_mounts() -> anyhow::Result<Vec<Mount>> {
         mount(
             "/dev/shm",
             "tmpfs",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
         )?,
         mount("/dev/mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
         mount("/sys", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
