@@ -132,6 +132,38 @@ fn push_refuses_a_corrupt_layer_blob_and_publishes_nothing() {
     }
 }
 
+/// `run` of an image that is not in the store pulls it, as Docker does; `--pull never`
+/// refuses instead and `--pull always` fetches even when it is there.
+#[test]
+fn run_pulls_a_missing_image_unless_told_never() {
+    let registry = Registry::start(RegistryAuth::None);
+    let a = Root::new();
+    a.busybox();
+    let target = format!("{}/runpull/busybox:v1", registry.addr);
+    a.ok(&["push", "busybox", &target]);
+
+    let b = Root::new();
+    let refused = b.run(&["run", "--rm", "--pull", "never", &target, "true"]);
+    assert_eq!(refused.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("--pull never"), "{err}");
+    assert_eq!(b.blob_count(), 0);
+
+    let ran = b.run(&["run", "--rm", &target, "echo", "pulled-and-ran"]);
+    let err = String::from_utf8_lossy(&ran.stderr);
+    assert!(ran.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), "pulled-and-ran");
+    assert!(err.contains("Unable to find image"), "{err}");
+
+    // Present now: no pull; with --pull always the registry is asked again.
+    let again = b.run(&["run", "--rm", &target, "true"]);
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("Unable to find"));
+    let always = b.run(&["run", "--rm", "--pull", "always", &target, "true"]);
+    let err = String::from_utf8_lossy(&always.stderr);
+    assert!(always.status.success(), "{err}");
+    assert!(err.contains("already exists"), "{err}");
+}
+
 #[test]
 fn push_with_zstd_compression_is_pulled_back() {
     let registry = Registry::start(RegistryAuth::None);

@@ -119,6 +119,9 @@ pub struct RunArgs {
     /// Mount a tmpfs at PATH[:OPTIONS]
     #[arg(long, value_name = "PATH")]
     pub tmpfs: Vec<String>,
+    /// When to pull the image from its registry: missing (default), always, never
+    #[arg(long, value_enum, default_value = "missing")]
+    pub pull: PullPolicy,
     /// Size of /dev/shm (64m by default)
     #[arg(long, value_name = "SIZE")]
     pub shm_size: Option<String>,
@@ -134,6 +137,17 @@ pub struct RunArgs {
     pub words: Vec<String>,
 }
 
+/// `--pull`: whether `run` may fetch its image from a registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Pull only when the image is not in the store (built-in recipes are built)
+    Missing,
+    /// Pull before every run, even when the image is in the store
+    Always,
+    /// Never pull: the image must be in the store
+    Never,
+}
+
 /// The flags that say how to run, as opposed to what the container is ([`RunOptions`]).
 struct Launch {
     /// The image reference (empty with --rootfs, where there is none).
@@ -143,6 +157,7 @@ struct Launch {
     interactive: bool,
     rm: bool,
     stop_timeout: Duration,
+    pull: PullPolicy,
 }
 
 impl RunArgs {
@@ -186,6 +201,7 @@ impl RunArgs {
             interactive: self.interactive,
             rm: self.rm,
             stop_timeout: Duration::from_secs(self.stop_timeout),
+            pull: self.pull,
         };
         let options = RunOptions {
             name: self.name,
@@ -250,7 +266,7 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
             RootSource::Dir(dir),
         ),
         None => {
-            let image = super::image::ensure_image(ctx, &store, &launch.image)?;
+            let image = image_for_run(ctx, &store, &launch.image, launch.pull)?;
             (
                 launch.image.clone(),
                 Some(image.id.to_string()),
@@ -279,4 +295,45 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         }
         Err(code) => Ok(code),
     }
+}
+
+/// The image `run` uses, as Docker finds it: from the store, else built from a built-in
+/// recipe or pulled from its registry (`--pull` decides).
+fn image_for_run(
+    ctx: &Ctx,
+    store: &mycontainer_store::Store,
+    name: &str,
+    policy: PullPolicy,
+) -> anyhow::Result<mycontainer_store::Image> {
+    use mycontainer_store::Error as StoreError;
+    let local = match policy {
+        PullPolicy::Always => None,
+        PullPolicy::Missing => match super::image::ensure_image(ctx, store, name) {
+            Err(err) if matches!(err.downcast_ref(), Some(StoreError::ImageNotFound(_))) => None,
+            found => Some(found),
+        },
+        PullPolicy::Never => Some(store.image(name).map_err(|err| match err {
+            StoreError::ImageNotFound(_) => anyhow::anyhow!(
+                "image {name:?} is not in the store and --pull never forbids fetching it: pull, build or load it first"
+            ),
+            other => other.into(),
+        })),
+    };
+    if let Some(found) = local {
+        return found;
+    }
+    let reference = crate::registry::RegistryRef::parse(name)?;
+    if policy == PullPolicy::Missing {
+        eprintln!("Unable to find image '{reference}' locally");
+    }
+    let reporter = super::registry::TerminalReporter::new(ctx.quiet);
+    let image = crate::registry::pull::pull(
+        store,
+        &reference,
+        &crate::registry::pull::PullOptions { insecure: false },
+        &reporter,
+    )
+    .with_context(|| format!("image {name:?} is not in the store and pulling it failed"))?;
+    reporter.done();
+    Ok(image)
 }
