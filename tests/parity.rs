@@ -55,3 +55,30 @@ fn shm_size_sets_dev_shm() {
     assert_eq!(bad.status.code(), Some(125));
     assert!(stderr(&bad).contains("--shm-size"), "{}", stderr(&bad));
 }
+
+/// `--stop-signal` is what `stop` sends first (Docker's STOPSIGNAL), shown by inspect;
+/// a bad name is refused before anything is created.
+#[test]
+fn stop_sends_the_stop_signal() {
+    let w = World::new();
+    let id = w.run_detached(
+        &["--name", "usr1", "--stop-signal", "USR1"],
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-usr1; exit 7' USR1; echo ready; while :; do sleep 0.1; done",
+        ],
+    );
+    assert!(common::wait_for(30, || stdout(&w.mc(&["logs", "usr1"])).contains("ready")));
+    let inspected: serde_json::Value =
+        serde_json::from_str(&stdout(&w.mc(&["inspect", "usr1"]))).unwrap();
+    assert_eq!(inspected[0]["Config"]["StopSignal"], "SIGUSR1");
+    ok(w.mc(&["stop", "usr1"]));
+    assert_eq!(w.state(&id)["exit_code"], 7, "{}", w.state(&id));
+    assert!(stdout(&w.mc(&["logs", "usr1"])).contains("got-usr1"));
+
+    let bad = w.run(&["--rm", "--stop-signal", "SIGNOPE"], &["true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(stderr(&bad).contains("invalid signal"), "{}", stderr(&bad));
+    assert!(w.container_ids().iter().all(|c| c.len() != 64 || c == &id));
+}

@@ -152,7 +152,10 @@ fn run_pulls_a_missing_image_unless_told_never() {
     let ran = b.run(&["run", "--rm", &target, "echo", "pulled-and-ran"]);
     let err = String::from_utf8_lossy(&ran.stderr);
     assert!(ran.status.success(), "{err}");
-    assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), "pulled-and-ran");
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout).trim(),
+        "pulled-and-ran"
+    );
     assert!(err.contains("Unable to find image"), "{err}");
 
     // Present now: no pull; with --pull always the registry is asked again.

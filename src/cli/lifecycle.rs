@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::os::fd::RawFd;
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -223,27 +222,8 @@ pub fn stop(ctx: &Ctx, args: StopArgs) -> anyhow::Result<i32> {
     }))
 }
 
-/// Parses `KILL`, `SIGKILL`, `kill` or `9`.
-fn parse_signal(text: &str) -> anyhow::Result<i32> {
-    if let Ok(number) = text.parse::<i32>() {
-        if nix::sys::signal::Signal::try_from(number).is_ok() {
-            return Ok(number);
-        }
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    match nix::sys::signal::Signal::from_str(&name) {
-        Ok(signal) => Ok(signal as i32),
-        Err(_) => bail!("invalid signal {text:?}: use a name like TERM or a number like 15"),
-    }
-}
-
 pub fn kill(ctx: &Ctx, args: KillArgs) -> anyhow::Result<i32> {
-    let signal = parse_signal(&args.signal)?;
+    let signal = container::signals::parse_signal(&args.signal)?;
     Ok(each(ctx, &args.containers, |record| {
         control::signal(record, signal)
     }))
@@ -328,13 +308,5 @@ mod tests {
         assert_eq!(human_duration(600), "10 minutes");
         assert_eq!(human_duration(3 * 3600), "3 hours");
         assert_eq!(human_duration(3 * 86400), "3 days");
-    }
-
-    #[test]
-    fn signals_parse_by_name_and_number() {
-        assert_eq!(parse_signal("KILL").unwrap(), libc::SIGKILL);
-        assert_eq!(parse_signal("sigterm").unwrap(), libc::SIGTERM);
-        assert_eq!(parse_signal("10").unwrap(), libc::SIGUSR1);
-        assert!(parse_signal("NOPE").is_err());
     }
 }

@@ -66,6 +66,9 @@ pub struct RunArgs {
     /// Network: none (loopback only) or host
     #[arg(long, value_enum, default_value = "none")]
     pub network: NetworkMode,
+    /// Signal `stop` sends first (default: the image's STOPSIGNAL, else SIGTERM)
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
     /// Seconds to wait after SIGTERM/SIGINT before killing the container
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub stop_timeout: u64,
@@ -157,6 +160,8 @@ struct Launch {
     interactive: bool,
     rm: bool,
     stop_timeout: Duration,
+    /// `--stop-signal`, checked; None leaves it to the image.
+    stop_signal: Option<i32>,
     pull: PullPolicy,
 }
 
@@ -202,6 +207,12 @@ impl RunArgs {
             rm: self.rm,
             stop_timeout: Duration::from_secs(self.stop_timeout),
             pull: self.pull,
+            stop_signal: self
+                .stop_signal
+                .as_deref()
+                .map(crate::container::signals::parse_signal)
+                .transpose()
+                .context("in --stop-signal")?,
         };
         let options = RunOptions {
             name: self.name,
@@ -275,6 +286,12 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
             )
         }
     };
+    let stop_signal = match (launch.stop_signal, &defaults.stop_signal) {
+        (Some(signal), _) => signal,
+        (None, Some(text)) => crate::container::signals::parse_signal(text)
+            .with_context(|| format!("the image {image}'s STOPSIGNAL"))?,
+        (None, None) => libc::SIGTERM,
+    };
     let input = RunInput {
         image,
         image_id,
@@ -284,6 +301,7 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         auto_remove: launch.rm,
         interactive: launch.interactive,
         stop_timeout: launch.stop_timeout,
+        stop_signal,
     };
     if !launch.detach {
         return crate::container::run::run(&store, input);

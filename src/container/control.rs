@@ -132,17 +132,21 @@ pub fn wait_unsupervised(record: &Record, timeout: Duration) -> bool {
     }
 }
 
-/// SIGTERM, then SIGKILL after `timeout`; returns once the supervisor has recorded the
+/// The stop signal (SIGTERM unless set), then SIGKILL after `timeout`; returns once the supervisor has recorded the
 /// exit. Stopping a stopped container succeeds (as Docker).
 pub fn stop(record: &Record, timeout: Duration) -> anyhow::Result<()> {
     if !record.is_supervised() {
         return Ok(());
     }
+    let stop_signal = record
+        .load_state()
+        .map(|s| s.stop_signal)
+        .unwrap_or(libc::SIGTERM);
     // A container still being set up has no pid yet: give it the same grace period.
     let deadline = Instant::now() + timeout;
     let mut signalled = false;
     while Instant::now() < deadline && record.is_supervised() {
-        if signal(record, libc::SIGTERM).is_ok() {
+        if signal(record, stop_signal).is_ok() {
             signalled = true;
             break;
         }

@@ -127,6 +127,7 @@ pub fn inspect(record: &Record, state: &State) -> Value {
             "Cmd": args,
             "Image": state.image,
             "WorkingDir": cwd,
+            "StopSignal": super::signals::signal_name(state.stop_signal),
         },
         "Mounts": mounts,
         "HostConfig": {

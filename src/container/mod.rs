@@ -19,6 +19,7 @@ mod reclaim;
 mod record;
 pub mod remove;
 pub mod run;
+pub mod signals;
 pub mod spec;
 pub mod state;
 pub mod usage;

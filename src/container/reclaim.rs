@@ -138,6 +138,7 @@ mod tests {
             finished_at: None,
             image_id: None,
             stop_timeout: 10,
+            stop_signal: libc::SIGTERM,
         };
         record.save_state(&state).unwrap();
         assert!(reclaim_orphans(root.path()).unwrap().removed.is_empty());

@@ -25,6 +25,8 @@ pub struct RunInput {
     pub image_id: Option<String>,
     pub interactive: bool,
     pub stop_timeout: Duration,
+    /// The signal `stop` sends before the timeout (`--stop-signal`, STOPSIGNAL).
+    pub stop_signal: i32,
 }
 
 /// Where a container's root comes from.
@@ -137,6 +139,7 @@ fn prepare(
         finished_at: None,
         image_id: input.image_id.clone(),
         stop_timeout: input.stop_timeout.as_secs(),
+        stop_signal: input.stop_signal,
     };
     let written = write_bundle(&record, input, &root, &mut state).and_then(|spec| {
         if save_created {

@@ -50,6 +50,13 @@ pub struct State {
     /// Seconds between SIGTERM and SIGKILL for the supervisor and `stop`.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout: u64,
+    /// What `stop` sends first (`--stop-signal`, the image's STOPSIGNAL; SIGTERM).
+    #[serde(default = "default_stop_signal")]
+    pub stop_signal: i32,
+}
+
+fn default_stop_signal() -> i32 {
+    libc::SIGTERM
 }
 
 fn default_stop_timeout() -> u64 {
@@ -120,6 +127,7 @@ mod tests {
             finished_at: Some(3),
             image_id: None,
             stop_timeout: 10,
+            stop_signal: libc::SIGTERM,
         };
         state.save(&path, true).unwrap();
         let back = State::load(&path).unwrap();

@@ -43,6 +43,8 @@ pub struct ImageDefaults {
     pub cmd: Vec<String>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// STOPSIGNAL: what `stop` sends first.
+    pub stop_signal: Option<String>,
 }
 
 impl ImageDefaults {
@@ -56,6 +58,7 @@ impl ImageDefaults {
             cmd: c.cmd().clone().unwrap_or_default(),
             working_dir: c.working_dir().clone().filter(|w| !w.is_empty()),
             user: c.user().clone().filter(|u| !u.is_empty()),
+            stop_signal: c.stop_signal().clone().filter(|s| !s.is_empty()),
         }
     }
 }
