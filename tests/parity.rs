@@ -82,3 +82,41 @@ fn stop_sends_the_stop_signal() {
     assert!(stderr(&bad).contains("invalid signal"), "{}", stderr(&bad));
     assert!(w.container_ids().iter().all(|c| c.len() != 64 || c == &id));
 }
+
+/// `exec -u USER` gets the same groups as `run -u USER`: the primary group first, then
+/// the user's supplementary groups from /etc/group (Docker: `groups=1000,29,50`).
+#[test]
+fn exec_u_gets_the_users_groups_as_run_does() {
+    let w = World::new();
+    let etc = w.rootfs.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(
+        etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("group"),
+        "root:x:0:\nalice:x:1000:\nstaff:x:50:alice\naudio:x:29:alice\n",
+    )
+    .unwrap();
+    let from_run = ok(w.run(&["--rm", "-u", "alice"], &["id", "-G"]));
+    let groups = |text: &str| {
+        let mut list: Vec<u32> = text
+            .split_whitespace()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        list.sort();
+        list
+    };
+    assert_eq!(groups(&from_run), [29, 50, 1000], "{from_run}");
+    w.run_detached(&["--name", "groups"], &["sleep", "100"]);
+    for user in ["alice", "1000"] {
+        let from_exec = ok(w.mc(&["exec", "-u", user, "groups", "id", "-G"]));
+        assert_eq!(
+            groups(&from_exec),
+            [29, 50, 1000],
+            "exec -u {user}: {from_exec}"
+        );
+    }
+}

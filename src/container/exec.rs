@@ -56,7 +56,7 @@ fn exec_spec(mut spec: Spec, opts: &ExecOptions, rootfs: &Path) -> anyhow::Resul
             UserBuilder::default()
                 .uid(resolved.uid)
                 .gid(resolved.gid)
-                .additional_gids(resolved.additional_gids.clone())
+                .additional_gids(resolved.groups_with_primary())
                 .build()?,
         );
         if !opts.env.iter().any(|e| e.starts_with("HOME=")) {

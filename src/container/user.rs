@@ -41,6 +41,16 @@ pub struct ResolvedUser {
     pub home: Option<String>,
 }
 
+impl ResolvedUser {
+    /// The process's supplementary groups as runc sets them for Docker: the primary
+    /// group first, then the user's other groups (for run and exec alike).
+    pub fn groups_with_primary(&self) -> Vec<u32> {
+        let mut groups = vec![self.gid];
+        groups.extend(self.additional_gids.iter().filter(|g| **g != self.gid));
+        groups
+    }
+}
+
 /// /etc/passwd and /etc/group larger than this are refused (a hostile image could
 /// otherwise make us read without bound).
 const MAX_DB_SIZE: u64 = 16 << 20;

@@ -61,7 +61,7 @@ pub(super) fn process(
             UserBuilder::default()
                 .uid(resolved.uid)
                 .gid(resolved.gid)
-                .additional_gids(groups_with_primary(&resolved))
+                .additional_gids(resolved.groups_with_primary())
                 .build()?,
         )
         .args(args.clone())
@@ -151,12 +151,6 @@ fn all_capabilities() -> HashSet<Capability> {
 /// The supplementary groups to set: the primary group first, then the groups listing
 /// the user, so `id` shows what it shows under Docker and a dropped primary group cannot
 /// linger from the parent.
-fn groups_with_primary(user: &user::ResolvedUser) -> Vec<u32> {
-    let mut groups = vec![user.gid];
-    groups.extend(user.additional_gids.iter().filter(|g| **g != user.gid));
-    groups
-}
-
 /// Docker's capability rules: the default set, `--cap-drop` (ALL too), `--cap-add` (ALL
 /// too), everything for `--privileged`; a non-root user keeps only the bounding set. The
 /// inheritable and ambient sets stay empty, as in Docker since CVE-2022-24769: a filled
