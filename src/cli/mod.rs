@@ -4,11 +4,13 @@
 mod archive;
 mod container;
 mod exec;
+mod format;
 mod image;
 mod lifecycle;
 pub mod progress;
 mod registry;
 mod run;
+mod volume;
 
 use std::path::PathBuf;
 
@@ -82,6 +84,8 @@ pub enum Command {
     Login(registry::LoginArgs),
     /// Remove stored credentials for a registry
     Logout(registry::LogoutArgs),
+    /// Manage volumes
+    Volume(volume::VolumeArgs),
 }
 
 /// What every command gets: resolved global options.
@@ -163,6 +167,7 @@ pub fn main() -> i32 {
         Command::Push(args) => registry::push(&ctx, args),
         Command::Login(args) => registry::login(&ctx, args),
         Command::Logout(args) => registry::logout(&ctx, args),
+        Command::Volume(args) => volume::main(&ctx, args),
     };
     match result {
         Ok(code) => code,
@@ -192,7 +197,8 @@ impl Failure {
             | Command::Commit(_)
             | Command::Rm(_)
             | Command::Logs(_)
-            | Command::Ps(_) => Failure::Verb,
+            | Command::Ps(_)
+            | Command::Volume(_) => Failure::Verb,
             Command::Exec(_) => Failure::Exec,
             _ => Failure::Tool,
         }

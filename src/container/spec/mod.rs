@@ -6,6 +6,7 @@
 //! section; [`build`] composes them.
 
 mod linux;
+mod mountflag;
 mod mounts;
 mod process;
 
@@ -22,6 +23,7 @@ use super::limits::Limits;
 use super::policy::devices::Device;
 use crate::runtime::ANNOTATION_INIT;
 
+pub use mountflag::{parse_mount, MountFlag};
 pub use mounts::ETC_FILES;
 
 /// Network modes available before bridge networking lands.
@@ -42,6 +44,8 @@ pub struct ImageDefaults {
     pub cmd: Vec<String>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// The image's `VOLUME` paths: each gets an anonymous volume.
+    pub volumes: Vec<String>,
 }
 
 impl ImageDefaults {
@@ -55,25 +59,48 @@ impl ImageDefaults {
             cmd: c.cmd().clone().unwrap_or_default(),
             working_dir: c.working_dir().clone().filter(|w| !w.is_empty()),
             user: c.user().clone().filter(|u| !u.is_empty()),
+            volumes: c.volumes().clone().unwrap_or_default(),
         }
     }
 }
 
-/// `-v HOSTDIR:CTRDIR[:ro]`.
+/// What a volume mount shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// The host directory in `host`.
+    Bind,
+    /// The named volume, created on first use (its `_data` goes to `host` when the
+    /// container is created).
+    Named(String),
+    /// A new anonymous volume, made for this container.
+    Anonymous,
+}
+
+/// `-v HOSTDIR:CTRDIR[:ro]`, `-v NAME:CTRDIR[:ro]`, `-v CTRDIR`, `--mount`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Volume {
+    /// The directory bound (empty for a volume until the container is created).
     pub host: PathBuf,
     pub container: PathBuf,
     pub read_only: bool,
+    pub source: VolumeSource,
 }
 
 impl Volume {
     pub fn parse(value: &str) -> anyhow::Result<Volume> {
         let parts: Vec<&str> = value.split(':').collect();
         let (host, container, mode) = match parts.as_slice() {
+            [c] if c.starts_with('/') && *c != "/" => {
+                return Ok(Volume {
+                    host: PathBuf::new(),
+                    container: PathBuf::from(c),
+                    read_only: false,
+                    source: VolumeSource::Anonymous,
+                })
+            }
             [h, c] => (*h, *c, ""),
             [h, c, m] => (*h, *c, *m),
-            _ => bail!("invalid value {value:?} for -v: use HOSTDIR:CTRDIR or HOSTDIR:CTRDIR:ro"),
+            _ => bail!("invalid value {value:?} for -v: use HOSTDIR:CTRDIR, VOLUME:CTRDIR (either with :ro) or CTRDIR"),
         };
         let read_only = match mode {
             "" | "rw" => false,
@@ -82,6 +109,15 @@ impl Volume {
         };
         if !container.starts_with('/') || container == "/" {
             bail!("invalid value {value:?} for -v: the container path must be absolute and not /");
+        }
+        // A name, not a path: a named volume, as Docker reads it.
+        if !host.starts_with(['/', '.']) && super::volumes::validate_name(host).is_ok() {
+            return Ok(Volume {
+                host: PathBuf::new(),
+                container: PathBuf::from(container),
+                read_only,
+                source: VolumeSource::Named(host.to_string()),
+            });
         }
         // A missing absolute host directory is created (root, 0755), as Docker does for
         // `-v` (not for `--mount type=bind`); a missing relative one is refused.
@@ -101,6 +137,7 @@ impl Volume {
             host,
             container: PathBuf::from(container),
             read_only,
+            source: VolumeSource::Bind,
         })
     }
 }
