@@ -4,6 +4,7 @@
 mod archive;
 mod container;
 mod exec;
+mod files;
 mod format;
 mod image;
 mod lifecycle;
@@ -86,6 +87,8 @@ pub enum Command {
     Logout(registry::LogoutArgs),
     /// Manage volumes
     Volume(volume::VolumeArgs),
+    /// Copy files between a container and the host (or a tar stream)
+    Cp(files::CpArgs),
 }
 
 /// What every command gets: resolved global options.
@@ -168,6 +171,7 @@ pub fn main() -> i32 {
         Command::Login(args) => registry::login(&ctx, args),
         Command::Logout(args) => registry::logout(&ctx, args),
         Command::Volume(args) => volume::main(&ctx, args),
+        Command::Cp(args) => files::cp(&ctx, args),
     };
     match result {
         Ok(code) => code,
@@ -198,7 +202,8 @@ impl Failure {
             | Command::Rm(_)
             | Command::Logs(_)
             | Command::Ps(_)
-            | Command::Volume(_) => Failure::Verb,
+            | Command::Volume(_)
+            | Command::Cp(_) => Failure::Verb,
             Command::Exec(_) => Failure::Exec,
             _ => Failure::Tool,
         }

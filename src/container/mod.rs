@@ -4,6 +4,7 @@
 
 pub mod commit;
 pub mod control;
+pub mod cp;
 pub mod detach;
 mod env;
 pub mod exec;

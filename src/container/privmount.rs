@@ -21,9 +21,9 @@ pub struct View<'a> {
     /// alone (read-only).
     pub upper: Option<(PathBuf, PathBuf)>,
     pub mountpoint: &'a Path,
-    /// Bind mounts to add (host source, container destination), resolved inside the
-    /// mounted root, as a stopped container's volumes.
-    pub binds: Vec<(PathBuf, PathBuf)>,
+    /// Bind mounts to add (host source, container destination, read-only), resolved
+    /// inside the mounted root, as a stopped container's volumes.
+    pub binds: Vec<(PathBuf, PathBuf, bool)>,
 }
 
 fn overlay_path(p: &Path) -> anyhow::Result<&str> {
@@ -83,8 +83,10 @@ fn mount_view(view: &View<'_>) -> anyhow::Result<()> {
     let mut flags = MsFlags::empty();
     match &view.upper {
         Some((upper, work)) => {
+            // volatile, as the runtime mounts it (the caller gave a fresh work dir;
+            // `start` gives the next one).
             options.push_str(&format!(
-                ",upperdir={},workdir={}",
+                ",upperdir={},workdir={},volatile",
                 overlay_path(upper)?,
                 overlay_path(work)?
             ));
@@ -123,8 +125,8 @@ fn mount_view(view: &View<'_>) -> anyhow::Result<()> {
             view.mountpoint.display()
         )
     })?;
-    for (source, destination) in &view.binds {
-        bind_inside(view.mountpoint, source, destination)?;
+    for (source, destination, read_only) in &view.binds {
+        bind_inside(view.mountpoint, source, destination, *read_only)?;
     }
     Ok(())
 }
@@ -132,7 +134,12 @@ fn mount_view(view: &View<'_>) -> anyhow::Result<()> {
 /// Bind-mounts the host directory `source` on `destination` resolved inside `root`
 /// (openat2 RESOLVE_IN_ROOT: a symlink in the container cannot move the mount out),
 /// through the /proc/self/fd path of the resolved descriptor.
-fn bind_inside(root: &Path, source: &Path, destination: &Path) -> anyhow::Result<()> {
+fn bind_inside(
+    root: &Path,
+    source: &Path,
+    destination: &Path,
+    read_only: bool,
+) -> anyhow::Result<()> {
     use nix::fcntl::{openat2, OpenHow, ResolveFlag};
     let root_fd =
         std::fs::File::open(root).with_context(|| format!("cannot open {}", root.display()))?;
@@ -141,7 +148,7 @@ fn bind_inside(root: &Path, source: &Path, destination: &Path) -> anyhow::Result
         .unwrap_or(destination)
         .to_path_buf();
     let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let target = match openat2(&root_fd, &relative, how) {
         Ok(fd) => fd,
@@ -166,5 +173,23 @@ fn bind_inside(root: &Path, source: &Path, destination: &Path) -> anyhow::Result
             source.display(),
             destination.display()
         )
-    })
+    })?;
+    if read_only {
+        // Opened again: the first descriptor names the directory under the new mount.
+        let mounted = openat2(&root_fd, &relative, how)
+            .with_context(|| format!("cannot open the mount {}", destination.display()))?;
+        let proc_path = format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&mounted)
+        );
+        mount(
+            None::<&str>,
+            proc_path.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .with_context(|| format!("cannot make {} read-only", destination.display()))?;
+    }
+    Ok(())
 }

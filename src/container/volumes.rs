@@ -364,9 +364,9 @@ pub fn fill_from_image(
                     .with_context(|| format!("cannot open {} in the image", path.display()))
             }
         };
-        fscopy::copy_contents(&source, &data_fd, fscopy::Owner::Keep)?;
+        fscopy::copy_contents(&source, &data_fd, fscopy::Rules::KEEP)?;
         let st = fscopy::stat(&source)?;
-        fscopy::apply_meta(&data_fd, &st, fscopy::Owner::Keep)?;
+        fscopy::apply_meta(&data_fd, &st, fscopy::Rules::KEEP)?;
         Ok(())
     })
     .with_context(|| format!("cannot copy the image's {} into its volume", path.display()))
