@@ -63,3 +63,50 @@ pub fn cp(ctx: &Ctx, args: CpArgs) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    pub container: String,
+}
+
+/// `diff`: A, C, D lines of what the container changed.
+pub fn diff(ctx: &Ctx, args: DiffArgs) -> anyhow::Result<i32> {
+    let record = container::find(&ctx.root, &args.container)?;
+    for change in container::diff::diff(&record)? {
+        println!("{} {}", change.kind, change.path);
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    pub container: String,
+    /// Write to this file instead of stdout
+    #[arg(short, long)]
+    pub output: Option<std::path::PathBuf>,
+}
+
+/// `export`: the container's filesystem as a tar.
+pub fn export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    let record = container::find(&ctx.root, &args.container)?;
+    match &args.output {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let mut out = std::io::BufWriter::new(file);
+            container::diff::export(&record, &mut out)?;
+            std::io::Write::flush(&mut out)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                bail!("export writes a tar: redirect stdout or use -o FILE");
+            }
+            let mut out = std::io::BufWriter::new(std::io::stdout());
+            container::diff::export(&record, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+        }
+    }
+    Ok(0)
+}

@@ -35,6 +35,18 @@ pub enum ImageCommand {
     Save(super::archive::SaveArgs),
     /// Load images from an archive (OCI or docker-archive, plain or compressed)
     Load(super::archive::LoadArgs),
+    /// Remove dangling images (every image no container uses with -a)
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Remove every image no container uses, not only dangling ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask (nothing is asked: accepted for Docker's scripts)
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -89,6 +101,7 @@ pub fn main(ctx: &Ctx, args: ImageArgs) -> anyhow::Result<i32> {
         ImageCommand::Rm(args) => remove(ctx, args),
         ImageCommand::Save(args) => super::archive::save(ctx, args),
         ImageCommand::Load(args) => super::archive::load(ctx, args),
+        ImageCommand::Prune(args) => super::system::image_prune(ctx, args.all),
     }
 }
 

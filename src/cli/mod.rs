@@ -11,6 +11,7 @@ mod lifecycle;
 pub mod progress;
 mod registry;
 mod run;
+mod system;
 mod volume;
 
 use std::path::PathBuf;
@@ -89,6 +90,16 @@ pub enum Command {
     Volume(volume::VolumeArgs),
     /// Copy files between a container and the host (or a tar stream)
     Cp(files::CpArgs),
+    /// Show what a container changed (A added, C changed, D deleted)
+    Diff(files::DiffArgs),
+    /// Write a container's filesystem as a tar
+    Export(files::ExportArgs),
+    /// Give a container another name
+    Rename(system::RenameArgs),
+    /// Manage containers (prune)
+    Container(system::ContainerArgs),
+    /// Disk usage and pruning
+    System(system::SystemArgs),
 }
 
 /// What every command gets: resolved global options.
@@ -172,6 +183,11 @@ pub fn main() -> i32 {
         Command::Logout(args) => registry::logout(&ctx, args),
         Command::Volume(args) => volume::main(&ctx, args),
         Command::Cp(args) => files::cp(&ctx, args),
+        Command::Diff(args) => files::diff(&ctx, args),
+        Command::Export(args) => files::export(&ctx, args),
+        Command::Rename(args) => system::rename(&ctx, args),
+        Command::Container(args) => system::container(&ctx, args),
+        Command::System(args) => system::system(&ctx, args),
     };
     match result {
         Ok(code) => code,
@@ -203,7 +219,12 @@ impl Failure {
             | Command::Logs(_)
             | Command::Ps(_)
             | Command::Volume(_)
-            | Command::Cp(_) => Failure::Verb,
+            | Command::Cp(_)
+            | Command::Diff(_)
+            | Command::Export(_)
+            | Command::Rename(_)
+            | Command::Container(_)
+            | Command::System(_) => Failure::Verb,
             Command::Exec(_) => Failure::Exec,
             _ => Failure::Tool,
         }

@@ -102,7 +102,7 @@ fn running_root(record: &Record, pid: i32) -> anyhow::Result<OwnedFd> {
 }
 
 /// The overlay of a container's config.json: lowerdirs, and (upper, work).
-fn overlay_of(
+pub(super) fn overlay_of(
     spec: &oci_spec::runtime::Spec,
 ) -> anyhow::Result<(Vec<PathBuf>, (PathBuf, PathBuf))> {
     let overlay = spec
@@ -316,7 +316,7 @@ fn host_target(host: &Path, contents: bool) -> anyhow::Result<(OwnedFd, Option<O
 }
 
 /// Appends `name` in `dir` (recursively) to the tar as `path`, never following a link.
-fn write_tar<W: Write>(
+pub(super) fn write_tar<W: Write>(
     builder: &mut tar::Builder<W>,
     dir: &OwnedFd,
     name: &OsStr,

@@ -172,6 +172,10 @@ fn record_failure(
 
 /// Records how the container ended (or removes it with --rm).
 fn finish(store: &Store, record: &super::Record, state: &mut State) -> anyhow::Result<()> {
+    // `rename` may have changed the name while it ran.
+    if let Ok(on_disk) = record.load_state() {
+        state.name = on_disk.name;
+    }
     if state.auto_remove {
         super::discard(store, record, state.name.as_deref())
     } else {
