@@ -5,6 +5,7 @@ mod archive;
 mod container;
 mod exec;
 mod files;
+mod filters;
 mod format;
 mod image;
 mod lifecycle;

@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// type=bind|volume|tmpfs,source=...,target=...[,readonly]
     #[arg(long, value_name = "SPEC")]
     pub mount: Vec<String>,
+    /// Set a label on the container (KEY=VALUE)
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
     /// Override the image's entrypoint ("" clears it)
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -220,6 +223,7 @@ impl RunArgs {
             security_opts: self.security_opt,
             read_only: self.read_only,
             tmpfs,
+            labels: super::volume::parse_labels(&self.label),
         };
         Ok((launch, options))
     }

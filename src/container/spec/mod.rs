@@ -46,6 +46,8 @@ pub struct ImageDefaults {
     pub user: Option<String>,
     /// The image's `VOLUME` paths: each gets an anonymous volume.
     pub volumes: Vec<String>,
+    /// The image's `LABEL`s: the container's labels start from them.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl ImageDefaults {
@@ -60,6 +62,7 @@ impl ImageDefaults {
             working_dir: c.working_dir().clone().filter(|w| !w.is_empty()),
             user: c.user().clone().filter(|u| !u.is_empty()),
             volumes: c.volumes().clone().unwrap_or_default(),
+            labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
         }
     }
 }
@@ -167,6 +170,8 @@ pub struct RunOptions {
     pub security_opts: Vec<String>,
     pub read_only: bool,
     pub tmpfs: Vec<String>,
+    /// `--label`s (over the image's).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Everything the container layer hands to the runtime.
@@ -178,6 +183,9 @@ pub const ANNOTATION_CAP_DROP: &str = "org.mycontainer.cap-drop";
 pub const ANNOTATION_PRIVILEGED: &str = "org.mycontainer.privileged";
 /// `-u` as given, for `inspect`.
 pub const ANNOTATION_USER: &str = "org.mycontainer.user";
+/// The container's labels (the image's, then `--label`) as a JSON object, for
+/// `inspect` and `ps --filter label=`.
+pub const ANNOTATION_LABELS: &str = "org.mycontainer.labels";
 
 #[derive(Debug)]
 pub struct Built {
@@ -237,6 +245,14 @@ pub fn build(
     }
     if let Some(user) = &opts.user {
         annotations.insert(ANNOTATION_USER.to_string(), user.clone());
+    }
+    let mut labels = image.labels.clone();
+    labels.extend(opts.labels.clone());
+    if !labels.is_empty() {
+        annotations.insert(
+            ANNOTATION_LABELS.to_string(),
+            serde_json::to_string(&labels)?,
+        );
     }
 
     let spec = SpecBuilder::default()
