@@ -87,6 +87,17 @@ pub fn lock(root: &Path) -> anyhow::Result<VolumesLock> {
         return Err(std::io::Error::last_os_error())
             .with_context(|| format!("cannot lock {}", path.display()));
     }
+    // A volume being made or deleted exists only while its maker holds this lock: any
+    // left now belongs to a command that was killed.
+    if let Ok(entries) = fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".new-") || name.starts_with(".rm-") {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
     Ok(VolumesLock(file))
 }
 
@@ -464,5 +475,16 @@ mod tests {
         assert!(list(root.path()).unwrap().is_empty());
         let err = remove(root.path(), &l, "data").unwrap_err();
         assert!(err.to_string().contains("no such volume"), "{err}");
+        drop(l);
+        // What a killed create or rm left is cleared by the next lock.
+        for stale in [".new-x", ".rm-y"] {
+            fs::create_dir_all(volumes_dir(root.path()).join(stale).join("_data")).unwrap();
+        }
+        let _l = lock(root.path()).unwrap();
+        let left: Vec<_> = fs::read_dir(volumes_dir(root.path()))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [".lock"]);
     }
 }
