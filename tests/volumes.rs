@@ -148,6 +148,18 @@ fn an_empty_volume_is_filled_from_the_image_keeping_owners_modes_and_links() {
         !host.join("sub").exists(),
         "a volume with content was filled again"
     );
+    // nocopy (in -v and --mount) leaves a new volume empty.
+    ok(w.run(&["--rm", "-v", "bare:/srv/app:ro,nocopy"], &["true"]));
+    ok(w.run(
+        &[
+            "--rm",
+            "--mount",
+            "type=volume,src=bare2,dst=/srv/app,volume-nocopy",
+        ],
+        &["true"],
+    ));
+    assert_eq!(fs::read_dir(data(&w, "bare")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(data(&w, "bare2")).unwrap().count(), 0);
     // A path the image does not have gives an empty volume.
     ok(w.run(&["--rm", "-v", "empty:/nothing/here"], &["true"]));
     assert_eq!(fs::read_dir(data(&w, "empty")).unwrap().count(), 0);

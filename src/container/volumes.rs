@@ -411,6 +411,7 @@ pub fn attach(
                 container: path.to_path_buf(),
                 read_only: false,
                 source: VolumeSource::Anonymous,
+                no_copy: false,
             });
         }
     }
@@ -430,7 +431,9 @@ pub fn attach(
                 }
             };
             volume.host = mountpoint(root, &name);
-            fill_from_image(lowerdirs, merged, &volume.container, &volume.host)?;
+            if !volume.no_copy {
+                fill_from_image(lowerdirs, merged, &volume.container, &volume.host)?;
+            }
         }
         Ok(())
     })();

@@ -87,6 +87,8 @@ pub struct Volume {
     pub container: PathBuf,
     pub read_only: bool,
     pub source: VolumeSource,
+    /// `nocopy`: a volume is never filled from the image.
+    pub no_copy: bool,
 }
 
 impl Volume {
@@ -99,17 +101,22 @@ impl Volume {
                     container: PathBuf::from(c),
                     read_only: false,
                     source: VolumeSource::Anonymous,
+                    no_copy: false,
                 })
             }
             [h, c] => (*h, *c, ""),
             [h, c, m] => (*h, *c, *m),
             _ => bail!("invalid value {value:?} for -v: use HOSTDIR:CTRDIR, VOLUME:CTRDIR (either with :ro) or CTRDIR"),
         };
-        let read_only = match mode {
-            "" | "rw" => false,
-            "ro" => true,
-            _ => bail!("invalid mode {mode:?} in -v {value:?}: use ro or rw"),
-        };
+        let (mut read_only, mut no_copy) = (false, false);
+        for option in mode.split(',').filter(|o| !o.is_empty()) {
+            match option {
+                "rw" => read_only = false,
+                "ro" => read_only = true,
+                "nocopy" => no_copy = true,
+                _ => bail!("invalid mode {mode:?} in -v {value:?}: use ro, rw or nocopy"),
+            }
+        }
         if !container.starts_with('/') || container == "/" {
             bail!("invalid value {value:?} for -v: the container path must be absolute and not /");
         }
@@ -120,6 +127,7 @@ impl Volume {
                 container: PathBuf::from(container),
                 read_only,
                 source: VolumeSource::Named(host.to_string()),
+                no_copy,
             });
         }
         // A missing absolute host directory is created (root, 0755), as Docker does for
@@ -141,6 +149,7 @@ impl Volume {
             container: PathBuf::from(container),
             read_only,
             source: VolumeSource::Bind,
+            no_copy,
         })
     }
 }

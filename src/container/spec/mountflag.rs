@@ -28,6 +28,7 @@ pub fn parse_mount(value: &str) -> anyhow::Result<MountFlag> {
     let mut source: Option<&str> = None;
     let mut target: Option<&str> = None;
     let mut read_only = false;
+    let mut no_copy = false;
     let mut tmpfs_options: Vec<String> = Vec::new();
     for field in value.split(',') {
         let (key, val) = match field.split_once('=') {
@@ -41,7 +42,8 @@ pub fn parse_mount(value: &str) -> anyhow::Result<MountFlag> {
             ("readonly" | "ro", v) => read_only = truthy(key, v, value)?,
             ("tmpfs-size", Some(v)) => tmpfs_options.push(format!("size={v}")),
             ("tmpfs-mode", Some(v)) => tmpfs_options.push(format!("mode={v}")),
-            ("bind-propagation" | "volume-nocopy" | "consistency", _) => {}
+            ("volume-nocopy", v) => no_copy = truthy(key, v, value)?,
+            ("bind-propagation" | "consistency", _) => {}
             _ => bail!(
                 "invalid field {field:?} in --mount {value:?}: use type=, source=, target=, readonly"
             ),
@@ -64,6 +66,7 @@ pub fn parse_mount(value: &str) -> anyhow::Result<MountFlag> {
                 container: PathBuf::from(target),
                 read_only,
                 source: VolumeSource::Bind,
+                no_copy: false,
             }))
         }
         "volume" => {
@@ -79,6 +82,7 @@ pub fn parse_mount(value: &str) -> anyhow::Result<MountFlag> {
                 container: PathBuf::from(target),
                 read_only,
                 source,
+                no_copy,
             }))
         }
         "tmpfs" => {
