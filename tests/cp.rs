@@ -461,3 +461,56 @@ fn cp_racing_a_directory_swapped_for_a_symlink_stays_inside() {
 fn ok_status(out: std::process::Output) -> bool {
     out.status.success()
 }
+
+/// Whether some thread of `pid` has `needle` in its mount table.
+fn thread_mounts_contain(pid: u32, needle: &str) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks
+        .flatten()
+        .any(|t| fs::read_to_string(t.path().join("mountinfo")).is_ok_and(|m| m.contains(needle)))
+}
+
+#[test]
+fn a_cp_killed_while_it_holds_a_stopped_containers_mounts_leaves_nothing() {
+    use std::io::Write;
+    let w = World::new();
+    ok(w.run(
+        &["--name", "victim", "-v", "kv:/vol"],
+        &["sh", "-c", "cat /vol/x 2>/dev/null; echo ran"],
+    ));
+    let id = w.container_ids().pop().unwrap();
+    let merged = w.root.join("containers").join(&id).join("merged");
+    let mut child = w
+        .cmd()
+        .args(["cp", "-", "victim:/vol"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Half a tar: cp mounts the container privately and waits for the rest.
+    let whole = tar_of(&[("x", "partial\n")]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&whole[..512]).unwrap();
+    let needle = merged.to_str().unwrap().to_string();
+    assert!(
+        wait_for(10, || thread_mounts_contain(child.id(), &needle)),
+        "cp never mounted the container"
+    );
+    // The host's mount table never shows it.
+    assert!(!fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(&needle));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    // Nothing is mounted anywhere, the record is free: it starts and is removed.
+    assert!(!fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(&needle));
+    ok(w.mc(&["start", "victim"]));
+    assert!(wait_for(10, || ok(w.mc(&["logs", "victim"])) == "ran\nran\n"));
+    ok(w.mc(&["rm", "-f", "victim"]));
+}
