@@ -47,11 +47,11 @@ fn ps_formats_and_filters_as_docker() {
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 3, "{table}");
     assert!(
-        lines[0].starts_with("CONTAINER ID   NAMES   IMAGE"),
+        lines[0].starts_with("CONTAINER ID   NAMES     IMAGE"),
         "{table}"
     );
     assert!(
-        lines.iter().any(|l| l.contains("   web     lab")),
+        lines.iter().any(|l| l.contains("   web       lab")),
         "{table}"
     );
     // json: one object per line, Docker's field names.
@@ -197,7 +197,7 @@ fn volume_ls_and_inspect_take_a_format() {
         "--format",
         "table {{.Name}}\\t{{.Mountpoint}}",
     ]));
-    assert!(table.starts_with("NAME   MOUNTPOINT\n"), "{table}");
+    assert!(table.starts_with("VOLUME NAME   MOUNTPOINT\n"), "{table}");
     let json = ok(w.mc(&["volume", "ls", "--format", "json"]));
     assert_eq!(json.lines().count(), 2);
     assert_eq!(

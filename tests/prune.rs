@@ -124,6 +124,16 @@ fn system_df_counts_and_system_prune_keeps_what_is_in_use() {
         df,
         "Images:1:1\nContainers:2:1\nLocal Volumes:3:2\nBuild Cache:0:0\n"
     );
+    let custom = ok(w.mc(&[
+        "system",
+        "df",
+        "--format",
+        "table {{.Type}}\\t{{.TotalCount}}",
+    ]));
+    assert!(
+        custom.starts_with("TYPE            TOTAL\nImages          1\n"),
+        "{custom}"
+    );
     let table = ok(w.mc(&["system", "df"]));
     assert!(
         table.starts_with("TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE\n"),

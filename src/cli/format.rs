@@ -203,7 +203,8 @@ fn header_of(key: &str, headers: &[(&str, &str)]) -> String {
     out
 }
 
-/// Aligns tab-separated cells in columns, as Go's tabwriter with 3 spaces of padding.
+/// Aligns tab-separated cells in columns as the docker CLI's tabwriter does: a column
+/// is its widest cell plus 3 spaces, and at least 10 wide.
 fn align(lines: &[String]) -> String {
     let rows: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
     let mut widths: Vec<usize> = Vec::new();
@@ -219,7 +220,7 @@ fn align(lines: &[String]) -> String {
     for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             if i + 1 < row.len() {
-                out.push_str(&format!("{cell:<w$}", w = widths[i] + 3));
+                out.push_str(&format!("{cell:<w$}", w = (widths[i] + 3).max(10)));
             } else {
                 out.push_str(cell);
             }
@@ -230,7 +231,8 @@ fn align(lines: &[String]) -> String {
 }
 
 /// Prints `rows` (one JSON object each) through `format`; `headers` names the columns
-/// of a `table` whose field names differ from Docker's headers.
+/// of a `table` whose field names differ from Docker's headers. Every `ls` verb prints
+/// its `--format` through here (network ls too: its rows, its headers).
 pub fn print_rows_with(
     format: &str,
     rows: &[serde_json::Value],
@@ -263,10 +265,6 @@ pub fn print_rows_with(
     std::io::stdout()
         .write_all(text.as_bytes())
         .context("cannot write to stdout")
-}
-
-pub fn print_rows(format: &str, rows: &[serde_json::Value]) -> anyhow::Result<()> {
-    print_rows_with(format, rows, &[])
 }
 
 /// `inspect --format`: the template applied to each object; `json` prints each object.
@@ -325,7 +323,7 @@ mod tests {
         assert_eq!(header_of("CreatedAt", &[]), "CREATED AT");
         assert_eq!(header_of("ID", &[("ID", "CONTAINER ID")]), "CONTAINER ID");
         let lines = vec!["NAMES\tSTATUS".to_string(), "a\tUp".to_string()];
-        assert_eq!(align(&lines), "NAMES   STATUS\na       Up\n");
+        assert_eq!(align(&lines), "NAMES     STATUS\na         Up\n");
     }
 
     #[test]

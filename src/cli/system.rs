@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::format::{human_size, print_rows};
+use super::format::{human_size, print_rows_with};
 use super::Ctx;
 use crate::container;
 
@@ -130,7 +130,7 @@ pub fn system(ctx: &Ctx, args: SystemArgs) -> anyhow::Result<i32> {
                         Ok(v)
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                print_rows(&format, &values)?;
+                print_rows_with(&format, &values, &[("TotalCount", "TOTAL")])?;
                 return Ok(0);
             }
             println!("TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE");

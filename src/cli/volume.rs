@@ -139,7 +139,9 @@ pub fn main(ctx: &Ctx, args: VolumeArgs) -> anyhow::Result<i32> {
                         println!("{:<10}{}", "local", m.name);
                     }
                 }
-                Some(format) => super::format::print_rows(format, &rows)?,
+                Some(format) => {
+                    super::format::print_rows_with(format, &rows, &[("Name", "VOLUME NAME")])?
+                }
             }
             Ok(0)
         }
