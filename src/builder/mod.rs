@@ -149,6 +149,18 @@ fn image_spec(recipe: &Recipe, created: &str) -> anyhow::Result<ImageSpec> {
     if let Some(user) = &section.user {
         config = config.user(user.clone());
     }
+    if !section.volumes.is_empty() {
+        config = config.volumes(section.volumes.clone());
+    }
+    if !section.labels.is_empty() {
+        config = config.labels(
+            section
+                .labels
+                .clone()
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+    }
     Ok(ImageSpec {
         config: config.build().context("invalid [config] in recipe")?,
         created: Some(created.to_string()),

@@ -70,6 +70,12 @@ pub struct ConfigSection {
     pub env: Vec<String>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// `VOLUME` paths: each run gets an anonymous volume there.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// `LABEL`s.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 fn default_tags() -> Vec<String> {

@@ -31,6 +31,9 @@ pub struct RmArgs {
     /// Kill a running container first
     #[arg(short, long)]
     pub force: bool,
+    /// Remove the container's anonymous volumes too
+    #[arg(short, long)]
+    pub volumes: bool,
 }
 
 #[derive(Args, Debug)]
@@ -91,7 +94,7 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {
     let store = ctx.store()?;
     for name in &args.containers {
         let result = container::find(&ctx.root, name)
-            .and_then(|r| container::remove::remove(&store, &r, args.force));
+            .and_then(|r| container::remove::remove(&store, &r, args.force, args.volumes));
         match result {
             // `rm -f` of a container that is not there: nothing to do, nothing printed.
             Err(err) if args.force && err.is::<container::NoSuchContainer>() => {}

@@ -35,6 +35,18 @@ pub enum ImageCommand {
     Save(super::archive::SaveArgs),
     /// Load images from an archive (OCI or docker-archive, plain or compressed)
     Load(super::archive::LoadArgs),
+    /// Remove dangling images (every image no container uses with -a)
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Remove every image no container uses, not only dangling ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask (nothing is asked: accepted for Docker's scripts)
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -55,13 +67,23 @@ pub struct ImportArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct LsArgs {}
+pub struct LsArgs {
+    /// Filter: reference=GLOB, dangling=true|false, label=KEY[=VALUE]
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Go template ({{.Repository}}:{{.Tag}}, {{json .}}, table ...) or json
+    #[arg(long)]
+    pub format: Option<String>,
+}
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// Image names or ids
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Go template or json
+    #[arg(short, long)]
+    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -87,12 +109,13 @@ pub fn main(ctx: &Ctx, args: ImageArgs) -> anyhow::Result<i32> {
     match args.command {
         ImageCommand::Build(args) => build_image(ctx, args),
         ImageCommand::Import(args) => import(ctx, args),
-        ImageCommand::Ls(_) => list(ctx),
+        ImageCommand::Ls(args) => list(ctx, args),
         ImageCommand::Inspect(args) => inspect(ctx, args),
         ImageCommand::Tag(args) => tag(ctx, args),
         ImageCommand::Rm(args) => remove(ctx, args),
         ImageCommand::Save(args) => super::archive::save(ctx, args),
         ImageCommand::Load(args) => super::archive::load(ctx, args),
+        ImageCommand::Prune(args) => super::system::image_prune(ctx, args.all),
     }
 }
 
@@ -141,7 +164,9 @@ fn print_id(_ctx: &Ctx, image: &Image) {
     println!("{}", image.id);
 }
 
-fn list(ctx: &Ctx) -> anyhow::Result<i32> {
+fn list(ctx: &Ctx, args: LsArgs) -> anyhow::Result<i32> {
+    let filters =
+        super::filters::Filters::parse(&args.filter, &["reference", "dangling", "label"])?;
     let (images, damaged) = ctx.store()?.scan_images()?;
     // A damaged image is named on stderr, so the listing of the others stays intact for
     // scripts and one bad blob never hides the rest.
@@ -156,36 +181,72 @@ fn list(ctx: &Ctx) -> anyhow::Result<i32> {
             image.reason
         );
     }
-    if ctx.quiet {
-        for image in &images {
-            println!("{}", image.id.short());
+    // One row per name (`<none>:<none>` for a dangling image), each matched on its own.
+    let mut rows: Vec<(&Image, String)> = Vec::new();
+    for image in &images {
+        let labels = image
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.labels().clone())
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let names: Vec<Option<String>> = if image.names.is_empty() {
+            vec![None]
+        } else {
+            image.names.iter().cloned().map(Some).collect()
+        };
+        for name in names {
+            let as_list: Vec<String> = name.iter().cloned().collect();
+            if super::filters::image_matches(&filters, &as_list, &labels) {
+                rows.push((image, name.unwrap_or_else(|| "<none>:<none>".into())));
+            }
         }
+    }
+    if ctx.quiet {
+        let mut seen = std::collections::BTreeSet::new();
+        for (image, _) in &rows {
+            if seen.insert(image.id.to_string()) {
+                println!("{}", image.id.short());
+            }
+        }
+        return Ok(0);
+    }
+    if let Some(format) = &args.format {
+        let values: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(image, name)| {
+                let (repo, tag) = name.rsplit_once(':').unwrap_or((name, ""));
+                json!({
+                    "Repository": repo,
+                    "Tag": tag,
+                    "ID": image.id.short(),
+                    "Digest": image.manifest_digest.to_string(),
+                    "CreatedAt": image.created().unwrap_or(""),
+                    "Size": human_size(image.size),
+                })
+            })
+            .collect();
+        super::format::print_rows_with(format, &values, &[("ID", "IMAGE ID")])?;
         return Ok(0);
     }
     println!(
         "{:<30} {:<12} {:<14} {:<22} {:>10}",
         "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
     );
-    for image in &images {
+    for (image, name) in &rows {
         let created = image.created().unwrap_or("-");
         let created = created.get(..19).unwrap_or(created).replace('T', " ");
-        let size = human_size(image.size);
-        let names = if image.names.is_empty() {
-            vec!["<none>:<none>".to_string()]
-        } else {
-            image.names.clone()
-        };
-        for name in names {
-            let (repo, tag) = name.rsplit_once(':').unwrap_or((&name, ""));
-            println!(
-                "{:<30} {:<12} {:<14} {:<22} {:>10}",
-                repo,
-                tag,
-                image.id.short(),
-                created,
-                size
-            );
-        }
+        let (repo, tag) = name.rsplit_once(':').unwrap_or((name, ""));
+        println!(
+            "{:<30} {:<12} {:<14} {:<22} {:>10}",
+            repo,
+            tag,
+            image.id.short(),
+            created,
+            human_size(image.size)
+        );
     }
     Ok(0)
 }
@@ -208,7 +269,10 @@ fn inspect(ctx: &Ctx, args: InspectArgs) -> anyhow::Result<i32> {
             "History": image.config.history(),
         }));
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    match &args.format {
+        Some(format) => super::format::print_each(format, &out)?,
+        None => println!("{}", serde_json::to_string_pretty(&out)?),
+    }
     Ok(0)
 }
 

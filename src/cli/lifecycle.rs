@@ -20,6 +20,12 @@ pub struct PsArgs {
     /// Do not truncate ids and commands
     #[arg(long)]
     pub no_trunc: bool,
+    /// Filter: status=, name=, label=KEY[=VALUE], ancestor=IMAGE, id=
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Go template ({{.Names}}\t{{.Status}}, {{json .}}, table ...) or json
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -53,6 +59,9 @@ pub struct StartArgs {
 pub struct InspectArgs {
     #[arg(required = true)]
     pub containers: Vec<String>,
+    /// Go template ({{.State.Status}}, {{json .Config.Labels}}) or json
+    #[arg(short, long)]
+    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -112,12 +121,61 @@ fn truncate(text: &str, max: usize) -> String {
     cut
 }
 
+/// One container as `ps --format` sees it (Docker's field names).
+fn ps_row(
+    record: &container::Record,
+    state: &State,
+    now: u64,
+    no_trunc: bool,
+) -> serde_json::Value {
+    let labels = container::inspect::labels_of(record);
+    let command = format!("\"{}\"", state.command.join(" "));
+    serde_json::json!({
+        "ID": if no_trunc { record.id.as_str() } else { record.short_id() },
+        "Image": state.image,
+        "Command": if no_trunc { command } else { truncate(&command, 22) },
+        "CreatedAt": crate::timefmt::rfc3339_seconds(state.created_at),
+        "RunningFor": format!("{} ago", human_duration(now.saturating_sub(state.created_at))),
+        "State": match state.status {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        },
+        "Status": status_text(state, now),
+        "Names": state.name.clone().unwrap_or_default(),
+        "Labels": labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+        "Ports": "",
+        "Mounts": "",
+        "Networks": "",
+        "Size": "",
+    })
+}
+
 pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
     let now = container::state::now_unix();
+    let filters = super::filters::Filters::parse(
+        &args.filter,
+        &["status", "name", "label", "ancestor", "id"],
+    )?;
+    // A status filter shows stopped containers without -a, as Docker.
+    let all = args.all || filters.has("status");
     let shown: Vec<_> = control::list(&ctx.root)?
         .into_iter()
-        .filter(|(_, state)| args.all || state.status == Status::Running)
+        .filter(|(_, state)| all || state.status == Status::Running)
+        .filter(|(record, state)| super::filters::ps_matches(&filters, record, state))
         .collect();
+    if let Some(format) = &args.format {
+        let rows: Vec<serde_json::Value> = shown
+            .iter()
+            .map(|(record, state)| ps_row(record, state, now, args.no_trunc))
+            .collect();
+        super::format::print_rows_with(
+            format,
+            &rows,
+            &[("ID", "CONTAINER ID"), ("RunningFor", "CREATED")],
+        )?;
+        return Ok(0);
+    }
     let out = std::io::stdout();
     let mut out = out.lock();
     // -q (the global --quiet) prints ids only.
@@ -275,7 +333,10 @@ pub fn inspect(ctx: &Ctx, args: InspectArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&found)?);
+    match &args.format {
+        Some(format) => super::format::print_each(format, &found)?,
+        None => println!("{}", serde_json::to_string_pretty(&found)?),
+    }
     Ok(if failed { exitcode::VERB_FAILED } else { 0 })
 }
 

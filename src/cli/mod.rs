@@ -4,12 +4,16 @@
 mod archive;
 mod container;
 mod exec;
+mod files;
+mod filters;
+mod format;
 mod image;
 mod lifecycle;
 pub mod progress;
 mod registry;
 mod run;
 mod system;
+mod volume;
 
 use std::path::PathBuf;
 
@@ -75,8 +79,6 @@ pub enum Command {
     Rm(container::RmArgs),
     /// Reclaim leftovers: orphaned mounts, cgroups, temp files, unreferenced blobs
     Gc(container::GcArgs),
-    /// Whole-state-root verbs: check [--repair]
-    System(system::SystemArgs),
     /// Download an image from a registry
     Pull(registry::PullArgs),
     /// Upload an image to a registry
@@ -85,6 +87,20 @@ pub enum Command {
     Login(registry::LoginArgs),
     /// Remove stored credentials for a registry
     Logout(registry::LogoutArgs),
+    /// Manage volumes
+    Volume(volume::VolumeArgs),
+    /// Copy files between a container and the host (or a tar stream)
+    Cp(files::CpArgs),
+    /// Show what a container changed (A added, C changed, D deleted)
+    Diff(files::DiffArgs),
+    /// Write a container's filesystem as a tar
+    Export(files::ExportArgs),
+    /// Give a container another name
+    Rename(system::RenameArgs),
+    /// Manage containers (prune)
+    Container(system::ContainerArgs),
+    /// The whole state root: check [--repair], df, prune
+    System(system::SystemArgs),
 }
 
 /// What every command gets: resolved global options.
@@ -172,11 +188,17 @@ pub fn main() -> i32 {
         Command::Supervise(args) => lifecycle::supervise(&ctx, args),
         Command::Rm(args) => container::rm(&ctx, args),
         Command::Gc(args) => container::gc(&ctx, args),
-        Command::System(args) => system::main(&ctx, args),
         Command::Pull(args) => registry::pull(&ctx, args),
         Command::Push(args) => registry::push(&ctx, args),
         Command::Login(args) => registry::login(&ctx, args),
         Command::Logout(args) => registry::logout(&ctx, args),
+        Command::Volume(args) => volume::main(&ctx, args),
+        Command::Cp(args) => files::cp(&ctx, args),
+        Command::Diff(args) => files::diff(&ctx, args),
+        Command::Export(args) => files::export(&ctx, args),
+        Command::Rename(args) => system::rename(&ctx, args),
+        Command::Container(args) => system::container(&ctx, args),
+        Command::System(args) => system::system(&ctx, args),
     };
     match result {
         Ok(code) => code,

@@ -10,7 +10,7 @@ use super::Ctx;
 use crate::container::limits::LimitFlags;
 use crate::container::policy::devices::Device;
 use crate::container::run::{RootSource, RunInput};
-use crate::container::spec::{ImageDefaults, Network, RunOptions, Volume};
+use crate::container::spec::{parse_mount, ImageDefaults, MountFlag, Network, RunOptions, Volume};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetworkMode {
@@ -57,9 +57,17 @@ pub struct RunArgs {
     /// Container hostname (default: the short id)
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,
-    /// Bind-mount a host directory: HOSTDIR:CTRDIR[:ro]
-    #[arg(short, long = "volume", value_name = "HOSTDIR:CTRDIR[:ro]")]
+    /// Bind-mount a host directory or a named volume (made on first use, filled from
+    /// the image): HOSTDIR:CTRDIR[:ro], NAME:CTRDIR[:ro]; CTRDIR alone for an anonymous
+    /// volume
+    #[arg(short, long = "volume", value_name = "SOURCE:CTRDIR[:ro]")]
     pub volume: Vec<String>,
+    /// type=bind|volume|tmpfs,source=...,target=...[,readonly]
+    #[arg(long, value_name = "SPEC")]
+    pub mount: Vec<String>,
+    /// Set a label on the container (KEY=VALUE)
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
     /// Override the image's entrypoint ("" clears it)
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -179,11 +187,18 @@ impl RunArgs {
                 (words.next().unwrap_or_default(), words.collect())
             }
         };
-        let volumes = self
+        let mut volumes = self
             .volume
             .iter()
             .map(|v| Volume::parse(v))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut tmpfs = self.tmpfs;
+        for value in &self.mount {
+            match parse_mount(value)? {
+                MountFlag::Volume(v) => volumes.push(v),
+                MountFlag::Tmpfs(t) => tmpfs.push(t),
+            }
+        }
         let devices = self
             .device
             .iter()
@@ -237,7 +252,8 @@ impl RunArgs {
             devices,
             security_opts: self.security_opt,
             read_only: self.read_only,
-            tmpfs: self.tmpfs,
+            tmpfs,
+            labels: super::volume::parse_labels(&self.label),
             shm_size: self
                 .shm_size
                 .as_deref()

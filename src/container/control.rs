@@ -181,7 +181,7 @@ pub fn kill_and_wait(record: &Record) -> anyhow::Result<()> {
 /// and makes the kernel refuse the next mount (it cannot know the upper dir survived).
 /// We do know it: the container stopped cleanly on a live system. Sync the upper dir,
 /// then give overlay a fresh work dir.
-fn reset_work_dir(record: &Record) -> anyhow::Result<()> {
+pub(super) fn reset_work_dir(record: &Record) -> anyhow::Result<()> {
     let upper = std::fs::File::open(record.upper_dir())
         .with_context(|| format!("cannot open {}", record.upper_dir().display()))?;
     // SAFETY: syncfs on a descriptor we own.

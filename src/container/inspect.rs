@@ -4,7 +4,8 @@ use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
 use super::spec::{
-    ANNOTATION_CAP_ADD, ANNOTATION_CAP_DROP, ANNOTATION_PRIVILEGED, ANNOTATION_USER,
+    ANNOTATION_CAP_ADD, ANNOTATION_CAP_DROP, ANNOTATION_LABELS, ANNOTATION_PRIVILEGED,
+    ANNOTATION_USER,
 };
 use super::state::{State, Status};
 use super::Record;
@@ -22,6 +23,32 @@ fn status_word(state: &State) -> &'static str {
         Status::Running => "running",
         Status::Exited => "exited",
     }
+}
+
+/// The container's labels (an annotation holding a JSON object).
+pub fn labels(annotation: Option<String>) -> Value {
+    annotation
+        .and_then(|a| serde_json::from_str(&a).ok())
+        .unwrap_or_else(|| json!({}))
+}
+
+/// The labels of the container whose config.json is in `record`.
+pub fn labels_of(record: &Record) -> std::collections::BTreeMap<String, String> {
+    Spec::load(record.config_path())
+        .ok()
+        .and_then(|s| s.annotations().as_ref()?.get(ANNOTATION_LABELS).cloned())
+        .and_then(|a| serde_json::from_str(&a).ok())
+        .unwrap_or_default()
+}
+
+/// The volume whose `_data` is `source`, under the state root `root`.
+fn volume_name(root: &std::path::Path, source: &std::path::Path) -> Option<String> {
+    let rest = source
+        .strip_prefix(super::volumes::volumes_dir(root))
+        .ok()?;
+    let mut parts = rest.components();
+    let name = parts.next()?.as_os_str().to_str()?.to_string();
+    (parts.next()?.as_os_str() == "_data" && parts.next().is_none()).then_some(name)
 }
 
 /// The JSON object for one container.
@@ -61,6 +88,19 @@ pub fn inspect(record: &Record, state: &State) -> Value {
             }
             let options = m.options().clone().unwrap_or_default();
             let rw = !options.iter().any(|o| o == "ro");
+            // A volume's directory: shown as the volume, as Docker does.
+            let root = record.dir.parent().and_then(|d| d.parent());
+            if let Some(name) = root.and_then(|r| volume_name(r, source)) {
+                return Some(json!({
+                    "Type": "volume",
+                    "Name": name,
+                    "Source": source,
+                    "Destination": m.destination(),
+                    "Driver": "local",
+                    "Mode": if rw { "z" } else { "ro" },
+                    "RW": rw,
+                }));
+            }
             Some(json!({
                 "Type": "bind",
                 "Source": source,
@@ -128,6 +168,7 @@ pub fn inspect(record: &Record, state: &State) -> Value {
             "Image": state.image,
             "WorkingDir": cwd,
             "StopSignal": super::signals::signal_name(state.stop_signal),
+            "Labels": labels(annotation(ANNOTATION_LABELS)),
         },
         "Mounts": mounts,
         "HostConfig": {

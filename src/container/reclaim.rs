@@ -95,7 +95,9 @@ pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
             continue;
         }
         if state.auto_remove {
+            let volumes = super::volumes::volumes_of_record(root, &dir);
             delete_locked(&open_store()?, &id, &dir, state.name.as_deref())?;
+            super::volumes::remove_anonymous(root, &volumes)?;
             reclaimed.removed.push(id);
         } else {
             let _ = Cgroup::open(&cgroup_name(&id)).and_then(|cg| cg.destroy());

@@ -287,8 +287,11 @@ pub(super) fn delete_locked(
 }
 
 /// Removes the record of a finished `--rm` run, or after a failed setup.
+/// Its anonymous volumes go with it, as Docker's `--rm` removes them.
 pub fn discard(store: &Store, record: &Record, name: Option<&str>) -> anyhow::Result<()> {
-    delete_locked(store, &record.id, &record.dir, name)
+    let volumes = super::volumes::volumes_of_record(store.root(), &record.dir);
+    delete_locked(store, &record.id, &record.dir, name)?;
+    super::volumes::remove_anonymous(store.root(), &volumes)
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@ use mycontainer_store::Store;
 use super::control;
 use super::record::{delete_locked, lock_dir, Record};
 
-/// Deletes a stopped record: its cgroup, its directory and its name.
-pub fn remove(store: &Store, record: &Record, force: bool) -> anyhow::Result<()> {
+/// Deletes a stopped record: its cgroup, its directory and its name; with `volumes`
+/// (`rm -v`) its anonymous volumes too.
+pub fn remove(store: &Store, record: &Record, force: bool, volumes: bool) -> anyhow::Result<()> {
     let mut lock = lock_dir(&record.dir, false)?;
     if lock.is_none() && force {
         // Kill the container's init (its whole pid namespace dies with it); the CLI that
@@ -30,5 +31,11 @@ pub fn remove(store: &Store, record: &Record, force: bool) -> anyhow::Result<()>
         return Ok(());
     }
     let name = record.load_state().ok().and_then(|s| s.name);
-    delete_locked(store, &record.id, &record.dir, name.as_deref())
+    let anonymous = if volumes {
+        super::volumes::volumes_of_record(store.root(), &record.dir)
+    } else {
+        Default::default()
+    };
+    delete_locked(store, &record.id, &record.dir, name.as_deref())?;
+    super::volumes::remove_anonymous(store.root(), &anonymous)
 }

@@ -141,7 +141,27 @@ fn prepare(
         stop_timeout: input.stop_timeout.as_secs(),
         stop_signal: input.stop_signal,
     };
-    let written = write_bundle(&record, input, &root, &mut state).and_then(|spec| {
+    // The volumes are found or made, and filled, under the volumes lock, which is held
+    // until config.json names them (what keeps `volume rm` from taking them).
+    let mut options = input.options.clone();
+    let attached = super::volumes::attach(
+        store.root(),
+        &record.merged_dir(),
+        &root.lowerdirs,
+        &mut options,
+        &input.defaults.volumes,
+    );
+    let (volumes_lock, made) = match attached {
+        Ok(attached) => attached,
+        Err(err) => return Err(record_failure(store, &record, &mut state, err)),
+    };
+    let written = write_bundle(&record, input, &options, &root, &mut state);
+    drop(volumes_lock);
+    if written.is_err() {
+        // Nothing names them: they are this run's alone.
+        let _ = super::volumes::remove_anonymous(store.root(), &made);
+    }
+    let written = written.and_then(|spec| {
         if save_created {
             record.save_state(&state)?;
         }
@@ -172,6 +192,10 @@ fn record_failure(
 
 /// Records how the container ended (or removes it with --rm).
 fn finish(store: &Store, record: &super::Record, state: &mut State) -> anyhow::Result<()> {
+    // `rename` may have changed the name while it ran.
+    if let Ok(on_disk) = record.load_state() {
+        state.name = on_disk.name;
+    }
     if state.auto_remove {
         super::discard(store, record, state.name.as_deref())
     } else {
@@ -293,18 +317,13 @@ pub fn supervise(
 fn write_bundle(
     record: &super::Record,
     input: &RunInput,
+    options: &RunOptions,
     root: &RootMount,
     state: &mut State,
 ) -> anyhow::Result<oci_spec::runtime::Spec> {
-    let built = spec::build(
-        &record.id,
-        &record.dir,
-        &input.defaults,
-        &input.options,
-        root,
-    )?;
+    let built = spec::build(&record.id, &record.dir, &input.defaults, options, root)?;
     let hostname = built.spec.hostname().clone().unwrap_or_default();
-    record.write_etc_files(&hostname, input.options.network)?;
+    record.write_etc_files(&hostname, options.network)?;
     state.command = built.args.clone();
     state.entrypoint_len = spec::entrypoint(&input.defaults, &input.options).len();
     serde_json::to_vec(&built.spec)

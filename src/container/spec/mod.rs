@@ -6,6 +6,7 @@
 //! section; [`build`] composes them.
 
 mod linux;
+mod mountflag;
 mod mounts;
 mod process;
 
@@ -22,6 +23,7 @@ use super::limits::Limits;
 use super::policy::devices::Device;
 use crate::runtime::ANNOTATION_INIT;
 
+pub use mountflag::{parse_mount, MountFlag};
 pub use mounts::ETC_FILES;
 pub use process::entrypoint;
 
@@ -45,6 +47,10 @@ pub struct ImageDefaults {
     pub user: Option<String>,
     /// STOPSIGNAL: what `stop` sends first.
     pub stop_signal: Option<String>,
+    /// The image's `VOLUME` paths: each gets an anonymous volume.
+    pub volumes: Vec<String>,
+    /// The image's `LABEL`s: the container's labels start from them.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl ImageDefaults {
@@ -59,33 +65,74 @@ impl ImageDefaults {
             working_dir: c.working_dir().clone().filter(|w| !w.is_empty()),
             user: c.user().clone().filter(|u| !u.is_empty()),
             stop_signal: c.stop_signal().clone().filter(|s| !s.is_empty()),
+            volumes: c.volumes().clone().unwrap_or_default(),
+            labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
         }
     }
 }
 
-/// `-v HOSTDIR:CTRDIR[:ro]`.
+/// What a volume mount shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// The host directory in `host`.
+    Bind,
+    /// The named volume, created on first use (its `_data` goes to `host` when the
+    /// container is created).
+    Named(String),
+    /// A new anonymous volume, made for this container.
+    Anonymous,
+}
+
+/// `-v HOSTDIR:CTRDIR[:ro]`, `-v NAME:CTRDIR[:ro]`, `-v CTRDIR`, `--mount`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Volume {
+    /// The directory bound (empty for a volume until the container is created).
     pub host: PathBuf,
     pub container: PathBuf,
     pub read_only: bool,
+    pub source: VolumeSource,
+    /// `nocopy`: a volume is never filled from the image.
+    pub no_copy: bool,
 }
 
 impl Volume {
     pub fn parse(value: &str) -> anyhow::Result<Volume> {
         let parts: Vec<&str> = value.split(':').collect();
         let (host, container, mode) = match parts.as_slice() {
+            [c] if c.starts_with('/') && *c != "/" => {
+                return Ok(Volume {
+                    host: PathBuf::new(),
+                    container: PathBuf::from(c),
+                    read_only: false,
+                    source: VolumeSource::Anonymous,
+                    no_copy: false,
+                })
+            }
             [h, c] => (*h, *c, ""),
             [h, c, m] => (*h, *c, *m),
-            _ => bail!("invalid value {value:?} for -v: use HOSTDIR:CTRDIR or HOSTDIR:CTRDIR:ro"),
+            _ => bail!("invalid value {value:?} for -v: use HOSTDIR:CTRDIR, VOLUME:CTRDIR (either with :ro) or CTRDIR"),
         };
-        let read_only = match mode {
-            "" | "rw" => false,
-            "ro" => true,
-            _ => bail!("invalid mode {mode:?} in -v {value:?}: use ro or rw"),
-        };
+        let (mut read_only, mut no_copy) = (false, false);
+        for option in mode.split(',').filter(|o| !o.is_empty()) {
+            match option {
+                "rw" => read_only = false,
+                "ro" => read_only = true,
+                "nocopy" => no_copy = true,
+                _ => bail!("invalid mode {mode:?} in -v {value:?}: use ro, rw or nocopy"),
+            }
+        }
         if !container.starts_with('/') || container == "/" {
             bail!("invalid value {value:?} for -v: the container path must be absolute and not /");
+        }
+        // A name, not a path: a named volume, as Docker reads it.
+        if !host.starts_with(['/', '.']) && super::volumes::validate_name(host).is_ok() {
+            return Ok(Volume {
+                host: PathBuf::new(),
+                container: PathBuf::from(container),
+                read_only,
+                source: VolumeSource::Named(host.to_string()),
+                no_copy,
+            });
         }
         // A missing absolute host directory is created (root, 0755), as Docker does for
         // `-v` (not for `--mount type=bind`); a missing relative one is refused.
@@ -105,6 +152,8 @@ impl Volume {
             host,
             container: PathBuf::from(container),
             read_only,
+            source: VolumeSource::Bind,
+            no_copy,
         })
     }
 }
@@ -136,6 +185,8 @@ pub struct RunOptions {
     pub tmpfs: Vec<String>,
     /// Size of /dev/shm in bytes (`--shm-size`; Docker's default is 64 MiB).
     pub shm_size: Option<u64>,
+    /// `--label`s (over the image's).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Everything the container layer hands to the runtime.
@@ -147,6 +198,9 @@ pub const ANNOTATION_CAP_DROP: &str = "org.mycontainer.cap-drop";
 pub const ANNOTATION_PRIVILEGED: &str = "org.mycontainer.privileged";
 /// `-u` as given, for `inspect`.
 pub const ANNOTATION_USER: &str = "org.mycontainer.user";
+/// The container's labels (the image's, then `--label`) as a JSON object, for
+/// `inspect` and `ps --filter label=`.
+pub const ANNOTATION_LABELS: &str = "org.mycontainer.labels";
 
 #[derive(Debug)]
 pub struct Built {
@@ -206,6 +260,14 @@ pub fn build(
     }
     if let Some(user) = &opts.user {
         annotations.insert(ANNOTATION_USER.to_string(), user.clone());
+    }
+    let mut labels = image.labels.clone();
+    labels.extend(opts.labels.clone());
+    if !labels.is_empty() {
+        annotations.insert(
+            ANNOTATION_LABELS.to_string(),
+            serde_json::to_string(&labels)?,
+        );
     }
 
     let spec = SpecBuilder::default()

@@ -20,6 +20,12 @@ pub(super) fn mounts(
     mounts.extend(default_mounts(opts.shm_size.unwrap_or(DEFAULT_SHM_SIZE))?);
     mounts.extend(etc_mounts(dir, opts.read_only)?);
     for volume in &opts.volumes {
+        if volume.host.as_os_str().is_empty() {
+            bail!(
+                "volume for {} was not created before the spec was built",
+                volume.container.display()
+            );
+        }
         mounts.push(bind_mount(
             &volume.host,
             &volume.container,
