@@ -218,3 +218,50 @@ fn recipe_downloads_say_what_is_missing() {
         stderr(&out)
     );
 }
+
+/// `image ls` as `docker images`: columns that fit long names, CREATED as "N units ago",
+/// newest first, whole ids with --no-trunc.
+#[test]
+fn image_ls_fits_long_names_shows_age_and_lists_newest_first() {
+    let w = World::new();
+    build_busybox(&w);
+    let long = "a-very-long-repository-name.example.com/team/project/service:a-long-tag-1.2.3";
+    ok(w.mc(&["image", "tag", "busybox", long]));
+    // A newer image: imported now (busybox's recipe pins 2024-01-01).
+    let tar = w.dir.path().join("rootfs.tar");
+    let packed = Command::new("tar")
+        .arg("-C")
+        .arg(&w.rootfs)
+        .args(["-cf", tar.to_str().unwrap(), "."])
+        .status()
+        .unwrap();
+    assert!(packed.success());
+    ok(w.mc(&["image", "import", tar.to_str().unwrap(), "newer:1"]));
+    let listed = ok(w.mc(&["image", "ls"]));
+    let lines: Vec<&str> = listed.lines().collect();
+    assert!(lines[0].starts_with("REPOSITORY"), "{listed}");
+    assert!(lines[1].starts_with("newer "), "newest first: {listed}");
+    assert!(
+        lines[1].contains("seconds ago") || lines[1].contains("second ago"),
+        "{listed}"
+    );
+    let long_line = lines
+        .iter()
+        .find(|l| l.contains("a-long-tag-1.2.3"))
+        .unwrap();
+    assert!(long_line.contains("years ago"), "{long_line}");
+    // Every column starts where the header's does, however long the name.
+    let id_column = lines[0].find("IMAGE ID").unwrap();
+    for line in &lines[1..] {
+        assert!(
+            line[id_column..]
+                .chars()
+                .next()
+                .unwrap()
+                .is_ascii_hexdigit(),
+            "{listed}"
+        );
+    }
+    let full = ok(w.mc(&["image", "ls", "--no-trunc"]));
+    assert!(full.contains("sha256:"), "{full}");
+}

@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use mycontainer_store::{Image, ImageSpec, ImportSource, Reference, Store};
 use serde_json::json;
 
+use super::format::human_size;
 use super::progress::ByteProgress;
 use super::Ctx;
 use crate::builder;
@@ -68,6 +69,9 @@ pub struct ImportArgs {
 
 #[derive(Args, Debug)]
 pub struct LsArgs {
+    /// Show whole image ids
+    #[arg(long)]
+    pub no_trunc: bool,
     /// Filter: reference=GLOB, dangling=true|false, label=KEY[=VALUE]
     #[arg(short, long, value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
@@ -213,41 +217,45 @@ fn list(ctx: &Ctx, args: LsArgs) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    if let Some(format) = &args.format {
-        let values: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(image, name)| {
-                let (repo, tag) = name.rsplit_once(':').unwrap_or((name, ""));
-                json!({
-                    "Repository": repo,
-                    "Tag": tag,
-                    "ID": image.id.short(),
-                    "Digest": image.manifest_digest.to_string(),
-                    "CreatedAt": image.created().unwrap_or(""),
-                    "Size": human_size(image.size),
-                })
+    // As `docker images`: newest first (then by name).
+    let created = |image: &Image| image.created().and_then(crate::timefmt::parse).unwrap_or(0);
+    rows.sort_by(|(a, a_name), (b, b_name)| {
+        created(b).cmp(&created(a)).then_with(|| a_name.cmp(b_name))
+    });
+    let now = crate::container::state::now_unix();
+    let values: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(image, name)| {
+            let (repo, tag) = name.rsplit_once(':').unwrap_or((name, ""));
+            let since = match image.created().and_then(crate::timefmt::parse) {
+                Some(at) => format!(
+                    "{} ago",
+                    super::lifecycle::human_duration(now.saturating_sub(at))
+                ),
+                None => "N/A".to_string(),
+            };
+            json!({
+                "Repository": repo,
+                "Tag": tag,
+                "ID": if args.no_trunc { image.id.to_string() } else { image.id.short().to_string() },
+                "Digest": image.manifest_digest.to_string(),
+                "CreatedAt": image.created().unwrap_or(""),
+                "CreatedSince": since,
+                "Size": human_size(image.size),
             })
-            .collect();
-        super::format::print_rows_with(format, &values, &[("ID", "IMAGE ID")])?;
+        })
+        .collect();
+    let headers = [("ID", "IMAGE ID"), ("CreatedSince", "CREATED")];
+    // Docker's default: a table whose columns grow to fit long names and tags.
+    let format = args
+        .format
+        .as_deref()
+        .unwrap_or("table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}");
+    if values.is_empty() && args.format.is_none() {
+        println!("REPOSITORY   TAG       IMAGE ID   CREATED   SIZE");
         return Ok(0);
     }
-    println!(
-        "{:<30} {:<12} {:<14} {:<22} {:>10}",
-        "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
-    );
-    for (image, name) in &rows {
-        let created = image.created().unwrap_or("-");
-        let created = created.get(..19).unwrap_or(created).replace('T', " ");
-        let (repo, tag) = name.rsplit_once(':').unwrap_or((name, ""));
-        println!(
-            "{:<30} {:<12} {:<14} {:<22} {:>10}",
-            repo,
-            tag,
-            image.id.short(),
-            created,
-            human_size(image.size)
-        );
-    }
+    super::format::print_rows_with(format, &values, &headers)?;
     Ok(0)
 }
 
@@ -333,20 +341,4 @@ fn remove(ctx: &Ctx, args: RmArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
-}
-
-/// Sizes as `docker images` shows them (decimal units).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{value:.3}{}", UNITS[unit]).replacen(".000", "", 1)
-    }
 }
