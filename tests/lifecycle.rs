@@ -563,6 +563,10 @@ fn a_killed_supervisor_takes_its_container_down_and_ps_tells_the_truth() {
     assert!(all.contains("Exited (137)"), "{all}");
     assert_eq!(status(&w, &id), "exited");
     assert!(w.state(&id)["error"].as_str().unwrap().contains("killed"));
+    // When it died is not known: not the time of the reclaim (Docker's zero time).
+    let inspected: serde_json::Value =
+        serde_json::from_str(&ok(w.mc(&["inspect", "victim"]))).unwrap();
+    assert_eq!(inspected[0]["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
     assert_no_cgroup(&id);
     assert_eq!(ok(w.mc(&["ps", "-q"])), "");
     // It can be started again and removed.

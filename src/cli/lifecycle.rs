@@ -104,6 +104,10 @@ fn status_text(state: &State, now: u64) -> String {
     match state.status {
         Status::Created => "Created".into(),
         Status::Running => format!("Up {}", since(state.started_at)),
+        // No finish time: its supervisor was killed, and when it died is not known.
+        Status::Exited if state.finished_at.is_none() => {
+            format!("Exited ({})", state.exit_code.unwrap_or(0))
+        }
         Status::Exited => format!(
             "Exited ({}) {} ago",
             state.exit_code.unwrap_or(0),

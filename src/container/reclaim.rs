@@ -9,7 +9,7 @@ use mycontainer_store::Store;
 
 use super::paths::{cgroup_name, containers_dir};
 use super::record::{delete_locked, list_ids, lock_listed, UNBORN_GRACE, UNBORN_PREFIX};
-use super::state::{self, State, Status};
+use super::state::{State, Status};
 use crate::runtime::cgroups::Cgroup;
 
 /// Removes hidden records whose creator died between mkdir and rename (unlocked and
@@ -104,8 +104,14 @@ pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
             state.status = Status::Exited;
             state.pid = None;
             state.exit_code = Some(crate::exitcode::KILLED);
-            state.finished_at = Some(state::now_unix());
-            state.error = Some("the mycontainer process supervising it was killed".into());
+            // Not "now": the container died with its supervisor (parent-death signal),
+            // at a moment nothing recorded; inspect shows the zero time, as Docker does
+            // for a time it does not know.
+            state.finished_at = None;
+            state.error = Some(
+                "the mycontainer process supervising it was killed; it stopped with it, at a time not recorded"
+                    .into(),
+            );
             state.save(&state_path, true)?;
             reclaimed.marked_exited.push(id);
         }
