@@ -17,7 +17,7 @@ use anyhow::{bail, Context};
 use oci_spec::runtime::Spec;
 
 use super::cgroups::Cgroup;
-use super::launch::{launch, ChildSetup, Launched, Spawn};
+use super::launch::{launch, ChildSetup, Launched, Spawn, StdioMode};
 use super::plan::Step;
 use super::process::ExecTarget;
 use super::relay::supervise;
@@ -125,7 +125,9 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
     let mut setup = ChildSetup::new(
         steps,
         terminal,
-        req.interactive,
+        StdioMode::Relayed {
+            interactive: req.interactive,
+        },
         user,
         exec,
         prepared_security,

@@ -18,7 +18,7 @@ pub mod security;
 
 pub use exec::{exec, ExecRequest};
 pub use relay::Outcome;
-pub use run::{run, RunRequest};
+pub use run::{create, make_start_fifo, release, run, CreateRequest, RunRequest};
 
 /// "true": run our tiny init as PID 1 (Docker's `--init`).
 pub const ANNOTATION_INIT: &str = "org.mycontainer.init";

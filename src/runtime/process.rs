@@ -23,6 +23,8 @@ pub const MSG_CWD_OUTSIDE_ROOT: u32 = 5;
 /// exec: the process that goes on in the container's pid namespace is `detail` (a host
 /// pid); the one that reported it exits.
 pub const MSG_CHILD_PID: u32 = 6;
+/// `create`: set up, waiting on the start fifo; the parent may go.
+pub const MSG_CREATED: u32 = 7;
 
 /// Stages outside the step list, for MSG_STAGE_FAILED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +242,9 @@ pub struct ChildPlan {
     /// exec: the container's pid namespace, entered once everything else is joined
     /// (see `enter_pid_namespace`).
     pub pid_namespace: Option<RawFd>,
+    /// `create`: the start fifo (opened read-write by the parent) on which the child,
+    /// once set up, waits for `start`'s byte before its execve.
+    pub start_fifo: Option<RawFd>,
 }
 
 impl ChildPlan {
@@ -268,6 +273,7 @@ impl ChildPlan {
         ChildPlan {
             keep,
             pid_namespace: None,
+            start_fifo: None,
             slots: plan::Slots::for_steps(&steps),
             steps,
             sync: channel.1.as_raw_fd(),
@@ -285,6 +291,15 @@ impl ChildPlan {
 }
 
 impl ChildPlan {
+    /// Makes the child wait, set up, for a byte on the start fifo `fd` (`create`/`start`),
+    /// keeping `fd` open until then.
+    pub fn wait_for_start(&mut self, fd: RawFd) {
+        self.start_fifo = Some(fd);
+        self.keep.push(fd);
+        self.keep.sort_unstable();
+        self.keep.dedup();
+    }
+
     /// Makes the child enter the pid namespace `fd` refers to (exec), keeping `fd` open
     /// until then.
     pub fn join_pid_namespace(&mut self, fd: RawFd) {
@@ -601,11 +616,50 @@ pub fn child_main(plan: &ChildPlan) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         );
     }
+    if let Some(fifo) = plan.start_fifo {
+        await_start(sync, fifo);
+    }
     if let Err(e) = plan.security.after_user_switch() {
         fail(sync, MSG_STAGE_FAILED, Stage::Security as u32, e as i32);
     }
     let errno = plan.exec.exec(absent);
+    if plan.start_fifo.is_some() {
+        // Nobody reads the setup channel any more: the exit status says it, as `run`'s
+        // 127/126 would.
+        let code = if errno == libc::ENOENT {
+            crate::exitcode::NOT_FOUND
+        } else {
+            crate::exitcode::CANNOT_EXECUTE
+        };
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(code) };
+    }
     fail(sync, MSG_EXEC_FAILED, 0, errno)
+}
+
+/// `create`: the container is set up. It outlives the runtime from here on (no
+/// parent-death signal: the caller, containerd's shim, reaps it), tells the parent, and
+/// waits for `start`'s byte on the fifo. End of file cannot happen (we hold the fifo
+/// read-write); any other failure ends the container. Async-signal-safe.
+fn await_start(sync: RawFd, fifo: RawFd) {
+    // SAFETY: prctl on our own process; read of one byte into a local from a descriptor
+    // the parent opened for us.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, 0);
+        report(sync, MSG_CREATED, 0, 0);
+        let mut byte = 0u8;
+        loop {
+            let n = libc::read(fifo, (&mut byte as *mut u8).cast(), 1);
+            if n == 1 {
+                break;
+            }
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            libc::_exit(1);
+        }
+        libc::close(fifo);
+    }
 }
 
 /// exec's way into the container's pid namespace. Only children are born in a pid

@@ -212,6 +212,24 @@ impl Cgroup {
         }
     }
 
+    /// The pids in the cgroup (`runtime ps`, `kill --all`): its cgroup2 directory's
+    /// cgroup.procs (every container process is there on v2 and hybrid hosts), else the
+    /// first v1 hierarchy's. Empty when the cgroup is gone.
+    pub fn pids(&self) -> Vec<i32> {
+        let dir = match &self.backend {
+            Backend::V2(cg) => Some(cg.dir().to_path_buf()),
+            Backend::V1(cg) => cg.dirs().into_iter().next(),
+        };
+        dir.and_then(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .map(|procs| {
+                procs
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// An O_PATH directory fd of the cgroup2 directory for clone3(CLONE_INTO_CGROUP),
     /// which starts the child already inside it (no migration, and no moment outside
     /// it): the container's cgroup on a v2 host, its cgroup2 directory on a hybrid one.
