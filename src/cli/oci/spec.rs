@@ -13,11 +13,19 @@ use super::SpecArgs;
 /// runc's default: `sh` with a terminal in a read-only `rootfs`, new pid, network, ipc,
 /// uts, mount and cgroup namespaces, the three default capabilities, /proc, /dev,
 /// /sys... masked and read-only paths as runc masks them.
-pub fn default_spec() -> Spec {
-    let mut spec = Spec::default();
-    spec.set_version(OCI_VERSION.to_string());
-    spec.set_hostname(Some("mycontainer".to_string()));
-    spec
+pub fn default_spec() -> anyhow::Result<serde_json::Value> {
+    let mut spec = serde_json::to_value(Spec::default())?;
+    spec["ociVersion"] = OCI_VERSION.into();
+    spec["hostname"] = "mycontainer".into();
+    let process = &mut spec["process"];
+    process["terminal"] = true.into();
+    let capabilities = &mut process["capabilities"];
+    if let Some(sets) = capabilities.as_object_mut() {
+        sets.remove("inheritable");
+        sets.remove("ambient");
+    }
+    spec["linux"]["resources"]["devices"] = serde_json::json!([{"allow": false, "access": "rwm"}]);
+    Ok(spec)
 }
 
 pub fn spec(args: &SpecArgs) -> anyhow::Result<()> {
@@ -25,7 +33,7 @@ pub fn spec(args: &SpecArgs) -> anyhow::Result<()> {
         bail!("--rootless is not supported: this runtime runs as root");
     }
     let path = args.bundle.join("config.json");
-    let json = serde_json::to_vec_pretty(&default_spec())?;
+    let json = serde_json::to_vec_pretty(&default_spec()?)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

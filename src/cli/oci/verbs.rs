@@ -14,7 +14,7 @@ use nix::sys::signal::{kill as send_signal, SigSet, Signal};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Spec};
 
 use super::log::Logger;
 use super::state::{self, Record, Status};
@@ -60,6 +60,11 @@ pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<Record> {
     let cgroup = format!("{}/rt-{}", runtime::cgroups::PARENT, args.id);
     let mut linux = spec.linux().clone().unwrap_or_default();
     linux.set_cgroups_path(Some(PathBuf::from(&cgroup)));
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    let mut devices = resources.devices().clone().unwrap_or_default();
+    devices.extend(default_allowed_devices());
+    resources.set_devices(Some(devices));
+    linux.set_resources(Some(resources));
     spec.set_linux(Some(linux));
     let root_path = spec
         .root()
@@ -120,6 +125,33 @@ fn create_in(ctx: &Ctx, args: &CreateArgs, spec: &Spec, record: &mut Record) -> 
         state::write_atomic(&pid_file, created.pid.to_string().as_bytes())?;
     }
     Ok(())
+}
+
+/// The devices every container may use whatever its device rules say, appended after
+/// them as runc does (a bundle from `spec` denies all): null, zero, full, random,
+/// urandom, tty, console, ptmx, the pty slaves and /dev/net/tun.
+fn default_allowed_devices() -> Vec<LinuxDeviceCgroup> {
+    let char_device = |major: i64, minor: Option<i64>| {
+        let mut rule = LinuxDeviceCgroup::default();
+        rule.set_allow(true);
+        rule.set_typ(Some(LinuxDeviceType::C));
+        rule.set_major(Some(major));
+        rule.set_minor(minor);
+        rule.set_access(Some("rwm".to_string()));
+        rule
+    };
+    vec![
+        char_device(1, Some(3)),
+        char_device(1, Some(5)),
+        char_device(1, Some(7)),
+        char_device(1, Some(8)),
+        char_device(1, Some(9)),
+        char_device(5, Some(0)),
+        char_device(5, Some(1)),
+        char_device(5, Some(2)),
+        char_device(136, None),
+        char_device(10, Some(200)),
+    ]
 }
 
 /// What config.json asks for that this runtime does not do, said rather than ignored.

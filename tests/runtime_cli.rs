@@ -1,0 +1,509 @@
+//! `mycontainer-runtime`: runc's command line, driven as containerd's shim drives it
+//! (create with our stdio or a console socket, start, state, kill, delete), on real
+//! containers. The test process is a child subreaper, as the shim is, so it reaps the
+//! containers and reads their exit status.
+
+mod common;
+
+use std::fs::{self, File};
+use std::io::{IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::symlink;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+
+use common::{build_busybox_rootfs, ok, stderr, stdout, wait_for, BIN};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+/// Orphaned container processes come to us (as to containerd's shim) to be reaped.
+fn become_subreaper() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: prctl on our own process.
+        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+        assert_eq!(rc, 0, "cannot become a child subreaper");
+    });
+}
+
+struct Rt {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    bin: PathBuf,
+    ids: Vec<String>,
+}
+
+impl Rt {
+    fn new() -> Rt {
+        become_subreaper();
+        let dir = tempfile::Builder::new()
+            .prefix("mycontainer-rt-test-")
+            .tempdir()
+            .unwrap();
+        let bin = dir.path().join("mycontainer-runtime");
+        symlink(BIN, &bin).unwrap();
+        let root = dir.path().join("state");
+        Rt {
+            root,
+            bin,
+            dir,
+            ids: Vec::new(),
+        }
+    }
+
+    /// A unique container id (cgroups are shared by every test process on the host).
+    fn id(&mut self, name: &str) -> String {
+        let id = format!("{name}-{}", std::process::id());
+        self.ids.push(id.clone());
+        id
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--root").arg(&self.root);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    fn rt(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// A bundle made by our own `spec`, with a busybox rootfs, `edit`ed.
+    fn bundle(&self, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+        let bundle = self.dir.path().join(name);
+        fs::create_dir_all(&bundle).unwrap();
+        ok(self
+            .cmd()
+            .args(["spec", "--bundle"])
+            .arg(&bundle)
+            .output()
+            .unwrap());
+        build_busybox_rootfs(&bundle.join("rootfs"));
+        let path = bundle.join("config.json");
+        let mut config: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        edit(&mut config);
+        fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        bundle
+    }
+
+    /// `create` with the container's stdout and stderr into `out` (the runtime exits;
+    /// the container keeps the file).
+    fn create(&self, bundle: &Path, id: &str, out: &Path, extra: &[&str]) -> Output {
+        let file = File::create(out).unwrap();
+        self.cmd()
+            .arg("create")
+            .args(extra)
+            .arg("--bundle")
+            .arg(bundle)
+            .arg(id)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .output()
+            .unwrap()
+    }
+
+    fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&ok(self.rt(&["state", id]))).unwrap()
+    }
+
+    fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = self.rt(&["delete", "--force", id]);
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        for id in &self.ids {
+            common::assert_no_cgroup(&format!("rt-{id}"));
+            assert!(!self.root.join(id).exists(), "state of {id} left behind");
+        }
+    }
+}
+
+fn noninteractive(args: &[&str]) -> impl FnOnce(&mut Value) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    move |config: &mut Value| {
+        config["process"]["terminal"] = json!(false);
+        config["process"]["args"] = json!(args);
+    }
+}
+
+/// Reaps `pid` (our orphan) and returns its exit code, 128+N for signal N.
+fn reap(pid: i32) -> i32 {
+    let mut code = None;
+    assert!(
+        wait_for(20, || {
+            match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, c)) => code = Some(c),
+                Ok(WaitStatus::Signaled(_, s, _)) => code = Some(128 + s as i32),
+                Ok(_) => {}
+                Err(e) => panic!("cannot wait for {pid}: {e}"),
+            }
+            code.is_some()
+        }),
+        "container process {pid} did not exit"
+    );
+    code.unwrap()
+}
+
+fn file_contains(path: &Path, text: &str) -> bool {
+    fs::read_to_string(path).unwrap_or_default().contains(text)
+}
+
+#[test]
+fn create_start_state_kill_delete_through_every_status() {
+    let mut rt = Rt::new();
+    let id = rt.id("life");
+    let script = "trap 'echo got-usr1; exit 7' USR1; echo started-$$; \
+                  while :; do sleep 0.05; done";
+    let bundle = rt.bundle("life", noninteractive(&["sh", "-c", script]));
+    let out = rt.dir.path().join("life.out");
+    let pid_file = rt.dir.path().join("life.pid");
+    let created = rt.create(
+        &bundle,
+        &id,
+        &out,
+        &["--pid-file", pid_file.to_str().unwrap()],
+    );
+    ok(created);
+
+    // Created: set up, its command not started.
+    let state = rt.state(&id);
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["id"], id.as_str());
+    assert_eq!(state["ociVersion"], "1.2.0");
+    assert_eq!(state["bundle"], bundle.to_str().unwrap());
+    let pid = state["pid"].as_i64().unwrap() as i32;
+    assert_eq!(fs::read_to_string(&pid_file).unwrap(), pid.to_string());
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains("while"),
+        "the command ran before start"
+    );
+    assert!(!file_contains(&out, "started"));
+    // Its pid namespace and hostname are the container's.
+    let ours = fs::read_link("/proc/self/ns/pid").unwrap();
+    assert_ne!(fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap(), ours);
+
+    let listed = stdout(&rt.rt(&["list"]));
+    assert!(listed
+        .lines()
+        .any(|l| l.starts_with(&id) && l.contains("created")));
+
+    ok(rt.rt(&["start", &id]));
+    // PID 1 of its namespace, writing to the stdout create was given.
+    assert!(wait_for(10, || file_contains(&out, "started-1")));
+    assert_eq!(rt.status(&id), "running");
+
+    // Invalid transitions.
+    let again = rt.rt(&["start", &id]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already running"),
+        "{}",
+        stderr(&again)
+    );
+    let delete = rt.rt(&["delete", &id]);
+    assert_eq!(delete.status.code(), Some(1));
+    assert!(stderr(&delete).contains("running"), "{}", stderr(&delete));
+    let taken = rt.create(&bundle, &id, &rt.dir.path().join("taken.out"), &[]);
+    assert_eq!(taken.status.code(), Some(1));
+    assert!(fs::read_to_string(rt.dir.path().join("taken.out"))
+        .unwrap()
+        .contains("already exists"));
+
+    // A signal by name reaches the command, whose exit status is ours to read.
+    ok(rt.rt(&["kill", &id, "USR1"]));
+    assert_eq!(reap(pid), 7);
+    assert!(file_contains(&out, "got-usr1"));
+    let state = rt.state(&id);
+    assert_eq!(state["status"], "stopped");
+    assert_eq!(state["pid"], 0);
+
+    let kill = rt.rt(&["kill", &id, "KILL"]);
+    assert_eq!(kill.status.code(), Some(1));
+    assert!(stderr(&kill).contains("container not running"));
+    let start = rt.rt(&["start", &id]);
+    assert!(stderr(&start).contains("stopped"), "{}", stderr(&start));
+
+    ok(rt.rt(&["delete", &id]));
+    let gone = rt.rt(&["state", &id]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(stderr(&gone).contains("does not exist"));
+    common::assert_no_cgroup(&format!("rt-{id}"));
+}
+
+#[test]
+fn kill_takes_numbers_and_all_reaches_every_process() {
+    let mut rt = Rt::new();
+    let id = rt.id("killall");
+    let script = "trap 'exit 3' TERM; sleep 1000 & echo ready; \
+                  while :; do sleep 0.05; done";
+    let bundle = rt.bundle("killall", noninteractive(&["sh", "-c", script]));
+    let out = rt.dir.path().join("k.out");
+    ok(rt.create(&bundle, &id, &out, &[]));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    ok(rt.rt(&["start", &id]));
+    assert!(wait_for(10, || file_contains(&out, "ready")));
+    let pids: Vec<i32> =
+        serde_json::from_str(&ok(rt.rt(&["ps", "--format", "json", &id]))).unwrap();
+    assert!(pids.contains(&pid) && pids.len() >= 2, "{pids:?}");
+
+    let sleeper = *pids
+        .iter()
+        .find(|p| {
+            fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default() == b"sleep\x001000\x00"
+        })
+        .expect("the background sleep is in the container's cgroup");
+
+    // --all: USR1 to every process; the init (no handler, PID 1) ignores it, the
+    // background sleep dies of it.
+    ok(rt.rt(&["kill", "--all", &id, "SIGUSR1"]));
+    assert!(wait_for(10, || {
+        fs::read(format!("/proc/{sleeper}/cmdline")).unwrap_or_default() != b"sleep\x001000\x00"
+    }));
+    assert_eq!(rt.status(&id), "running");
+    // 15 = TERM, caught by the trap.
+    ok(rt.rt(&["kill", &id, "15"]));
+    assert_eq!(reap(pid), 3);
+    let bad = rt.rt(&["kill", &id, "NOPE"]);
+    assert!(stderr(&bad).contains("invalid signal"));
+    ok(rt.rt(&["delete", &id]));
+}
+
+#[test]
+fn delete_force_kills_a_running_container_and_a_created_one_is_deletable() {
+    let mut rt = Rt::new();
+    let running = rt.id("force");
+    let created = rt.id("created");
+    let bundle = rt.bundle("force", noninteractive(&["sleep", "1000"]));
+    ok(rt.create(&bundle, &running, &rt.dir.path().join("f.out"), &[]));
+    ok(rt.create(&bundle, &created, &rt.dir.path().join("c.out"), &[]));
+    let pid = rt.state(&running)["pid"].as_i64().unwrap() as i32;
+    let created_pid = rt.state(&created)["pid"].as_i64().unwrap() as i32;
+    ok(rt.rt(&["start", &running]));
+    assert_eq!(rt.status(&running), "running");
+
+    ok(rt.rt(&["delete", "--force", &running]));
+    assert_eq!(reap(pid), 128 + libc::SIGKILL);
+    // A created container is deleted without --force (its process killed), as runc does.
+    ok(rt.rt(&["delete", &created]));
+    assert_eq!(reap(created_pid), 128 + libc::SIGKILL);
+    // --force on a container that is not there is fine (containerd retries deletes).
+    ok(rt.rt(&["delete", "--force", &running]));
+    let missing = rt.rt(&["delete", &running]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stdout(&rt.rt(&["list", "-q"])).trim().is_empty());
+}
+
+#[test]
+fn a_command_that_cannot_run_exits_127_after_start() {
+    let mut rt = Rt::new();
+    let id = rt.id("noexec");
+    let bundle = rt.bundle("noexec", noninteractive(&["/no/such/program"]));
+    ok(rt.create(&bundle, &id, &rt.dir.path().join("n.out"), &[]));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    ok(rt.rt(&["start", &id]));
+    assert_eq!(reap(pid), 127);
+    assert_eq!(rt.status(&id), "stopped");
+    ok(rt.rt(&["delete", &id]));
+}
+
+#[test]
+fn a_failed_create_leaves_nothing_and_its_error_is_in_the_json_log() {
+    let mut rt = Rt::new();
+    let id = rt.id("badmount");
+    let bundle = rt.bundle("badmount", |config| {
+        noninteractive(&["true"])(config);
+        config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/data", "type": "bind", "source": "/no/such/dir",
+            "options": ["rbind"]
+        }));
+    });
+    let log = rt.dir.path().join("log.json");
+    let out = rt
+        .cmd()
+        .args(["--log", log.to_str().unwrap(), "--log-format", "json"])
+        .args(["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let line = fs::read_to_string(&log).unwrap();
+    let record: Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+    assert_eq!(record["level"], "error");
+    let msg = record["msg"].as_str().unwrap();
+    assert!(msg.contains("/no/such/dir"), "{msg}");
+    assert!(record["time"].as_str().unwrap().ends_with('Z'));
+    assert!(!rt.root.join(&id).exists());
+    common::assert_no_cgroup(&format!("rt-{id}"));
+
+    // The text format, for an unknown container.
+    let text_log = rt.dir.path().join("log.txt");
+    let out = rt
+        .cmd()
+        .args(["--log", text_log.to_str().unwrap(), "start", "nosuch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = fs::read_to_string(&text_log).unwrap();
+    assert!(
+        text.contains("level=error msg=\"container nosuch does not exist\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_waits_returns_the_exit_code_and_cleans_up() {
+    let mut rt = Rt::new();
+    let id = rt.id("run");
+    let bundle = rt.bundle(
+        "run",
+        noninteractive(&["sh", "-c", "echo out-$(hostname); echo err >&2; exit 4"]),
+    );
+    let out = rt
+        .cmd()
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "out-mycontainer\n");
+    assert_eq!(stderr(&out), "err\n");
+    assert!(!rt.root.join(&id).exists());
+
+    // --detach: started, left to us.
+    let detached = rt.id("rund");
+    let bundle = rt.bundle("rund", noninteractive(&["sleep", "1000"]));
+    let status = rt
+        .cmd()
+        .args([
+            "run",
+            "--detach",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            &detached,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(rt.status(&detached), "running");
+    let pid = rt.state(&detached)["pid"].as_i64().unwrap() as i32;
+    let listed: Vec<Value> =
+        serde_json::from_str(&ok(rt.rt(&["list", "--format", "json"]))).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], detached.as_str());
+    assert_eq!(listed[0]["status"], "running");
+    ok(rt.rt(&["delete", "--force", &detached]));
+    reap(pid);
+}
+
+/// Receives one descriptor (the pty master) from a runtime connecting to `listener`.
+fn receive_fd(listener: &UnixListener) -> OwnedFd {
+    let (stream, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!(RawFd);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just gave us this descriptor.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no descriptor received");
+}
+
+#[test]
+fn console_socket_gets_the_pty_of_a_spec_default_shell() {
+    let mut rt = Rt::new();
+    let id = rt.id("tty");
+    // `spec`'s default process as is: `sh` with a terminal.
+    let bundle = rt.bundle("tty", |_| {});
+    let socket = rt.dir.path().join("console.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let receiver = std::thread::spawn(move || receive_fd(&listener));
+    // Without the socket, a terminal is refused.
+    let refused = rt.create(&bundle, &id, &rt.dir.path().join("r.out"), &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    ok(rt.create(
+        &bundle,
+        &id,
+        &rt.dir.path().join("t.out"),
+        &["--console-socket", socket.to_str().unwrap()],
+    ));
+    let master = File::from(receiver.join().unwrap());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    ok(rt.rt(&["start", &id]));
+
+    let mut writer = master.try_clone().unwrap();
+    writer
+        .write_all(b"tty; echo answer-$((6*7)) $$\nexit 5\n")
+        .unwrap();
+    let mut seen = String::new();
+    let mut reader = master;
+    let mut buf = [0u8; 4096];
+    while !seen.contains("answer-42 1") {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(seen.contains("answer-42 1"), "{seen:?}");
+    assert!(seen.contains("/dev/pts/0"), "{seen:?}");
+    assert_eq!(reap(pid), 5);
+    ok(rt.rt(&["delete", &id]));
+}
+
+#[test]
+fn spec_writes_a_runnable_default_and_refuses_to_overwrite() {
+    let rt = Rt::new();
+    let dir = rt.dir.path().join("spec");
+    fs::create_dir(&dir).unwrap();
+    ok(rt.rt(&["spec", "--bundle", dir.to_str().unwrap()]));
+    let config: Value =
+        serde_json::from_slice(&fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["root"]["path"], "rootfs");
+    assert_eq!(config["process"]["terminal"], true);
+    assert_eq!(config["process"]["args"], json!(["sh"]));
+    let again = rt.rt(&["spec", "--bundle", dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("exists already"));
+
+    let features: Value = serde_json::from_str(&ok(rt.rt(&["features"]))).unwrap();
+    assert_eq!(features["ociVersionMax"], "1.2.0");
+    assert!(features["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("pid")));
+    assert!(features["linux"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("CAP_SYS_ADMIN")));
+
+    // `mycontainer runtime ...` is the same command line.
+    let via_main = Command::new(BIN)
+        .args(["runtime", "--root"])
+        .arg(&rt.root)
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert!(via_main.status.success(), "{}", stderr(&via_main));
+}
