@@ -507,3 +507,170 @@ fn spec_writes_a_runnable_default_and_refuses_to_overwrite() {
         .unwrap();
     assert!(via_main.status.success(), "{}", stderr(&via_main));
 }
+
+#[test]
+fn exec_inline_and_detached_with_a_process_file() {
+    let mut rt = Rt::new();
+    let id = rt.id("exec");
+    let bundle = rt.bundle("exec", noninteractive(&["sleep", "1000"]));
+    ok(rt.create(&bundle, &id, &rt.dir.path().join("e.out"), &[]));
+    let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    ok(rt.rt(&["start", &id]));
+
+    // Inline: relayed, our exit code is the command's; -u, --cwd and -e apply.
+    let out = rt.rt(&[
+        "exec",
+        "-u",
+        "65534:65534",
+        "--cwd",
+        "/tmp",
+        "-e",
+        "FOO=bar",
+        &id,
+        "sh",
+        "-c",
+        "echo $(id -u):$(id -g) $PWD $FOO $(cat /proc/1/comm); exit 6",
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "65534:65534 /tmp bar sleep\n");
+    let missing = rt.rt(&["exec", &id, "/no/such"]);
+    assert_eq!(missing.status.code(), Some(127));
+
+    // --process --detach --pid-file: as containerd's shim execs; we reap it.
+    let process = rt.dir.path().join("process.json");
+    fs::write(
+        &process,
+        serde_json::to_vec(&json!({
+            "args": ["sh", "-c", "echo detached-$$; exit 9"],
+            "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let pid_file = rt.dir.path().join("exec.pid");
+    let out_file = rt.dir.path().join("exec.out");
+    let status = rt
+        .cmd()
+        .args(["exec", "--detach", "--process"])
+        .arg(&process)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(&id)
+        .stdout(File::create(&out_file).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert_eq!(reap(pid), 9);
+    // Its pid in the container's namespace is not 1: it joined, it is not the init.
+    let said = fs::read_to_string(&out_file).unwrap();
+    assert!(
+        said.starts_with("detached-") && said != "detached-1\n",
+        "{said}"
+    );
+
+    // Not in a stopped container.
+    ok(rt.rt(&["kill", &id, "KILL"]));
+    assert_eq!(reap(init), 128 + libc::SIGKILL);
+    let refused = rt.rt(&["exec", &id, "true"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("stopped"), "{}", stderr(&refused));
+    ok(rt.rt(&["delete", &id]));
+}
+
+/// The container's limit file `name` (cgroup2, or the v1 hierarchy that has it).
+fn cgroup_file(id: &str, name: &str) -> PathBuf {
+    let mut candidates = vec![PathBuf::from(format!("/sys/fs/cgroup/mycontainer/rt-{id}"))];
+    for hierarchy in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        candidates.push(
+            hierarchy
+                .path()
+                .join("mycontainer")
+                .join(format!("rt-{id}")),
+        );
+    }
+    candidates
+        .into_iter()
+        .map(|dir| dir.join(name))
+        .find(|f| f.exists())
+        .unwrap_or_else(|| panic!("no {name} for {id}"))
+}
+
+#[test]
+fn pause_freezes_resume_thaws_and_update_changes_limits() {
+    let mut rt = Rt::new();
+    let id = rt.id("pause");
+    let bundle = rt.bundle("pause", |config| {
+        noninteractive(&[
+            "sh",
+            "-c",
+            "i=0; while :; do i=$((i+1)); echo $i; sleep 0.01; done",
+        ])(config);
+        config["linux"]["resources"]["pids"] = json!({"limit": 100});
+    });
+    let out = rt.dir.path().join("p.out");
+    ok(rt.create(&bundle, &id, &out, &[]));
+    ok(rt.rt(&["start", &id]));
+    assert!(wait_for(10, || file_contains(&out, "\n3\n")));
+
+    let early = rt.rt(&["resume", &id]);
+    assert!(stderr(&early).contains("not paused"), "{}", stderr(&early));
+    ok(rt.rt(&["pause", &id]));
+    assert_eq!(rt.status(&id), "paused");
+    let events = fs::read_to_string(cgroup_file(&id, "cgroup.events")).unwrap();
+    assert!(events.contains("frozen 1"), "{events}");
+    // Frozen: the counter stands still.
+    let before = fs::read_to_string(&out).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(fs::read_to_string(&out).unwrap(), before);
+    let exec = rt.rt(&["exec", &id, "true"]);
+    assert_eq!(exec.status.code(), Some(1));
+    let start = rt.rt(&["start", &id]);
+    assert_eq!(start.status.code(), Some(1));
+    ok(rt.rt(&["resume", &id]));
+    assert_eq!(rt.status(&id), "running");
+    let lines = before.lines().count();
+    assert!(wait_for(10, || fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .count()
+        > lines + 2));
+
+    // update: from a file and from stdin (containerd's way).
+    let resources = rt.dir.path().join("resources.json");
+    fs::write(&resources, r#"{"pids": {"limit": 50}}"#).unwrap();
+    ok(rt.rt(&["update", "--resources", resources.to_str().unwrap(), &id]));
+    assert_eq!(
+        fs::read_to_string(cgroup_file(&id, "pids.max"))
+            .unwrap()
+            .trim(),
+        "50"
+    );
+    let mut child = rt
+        .cmd()
+        .args(["update", "-r", "-", &id])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"pids": {"limit": 70}}"#)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        fs::read_to_string(cgroup_file(&id, "pids.max"))
+            .unwrap()
+            .trim(),
+        "70"
+    );
+    let bad = rt.rt(&["update", "-r", "/no/such.json", &id]);
+    assert_eq!(bad.status.code(), Some(1));
+
+    // A paused container is deleted with --force (thawed, killed).
+    ok(rt.rt(&["pause", &id]));
+    let refused = rt.rt(&["delete", &id]);
+    assert_eq!(refused.status.code(), Some(1));
+    ok(rt.rt(&["delete", "--force", &id]));
+}

@@ -16,7 +16,7 @@ mod run;
 mod sealed_exe;
 pub mod security;
 
-pub use exec::{exec, ExecRequest};
+pub use exec::{exec, exec_detached, ExecRequest};
 pub use relay::Outcome;
 pub use run::{create, make_start_fifo, release, run, CreateRequest, RunRequest};
 

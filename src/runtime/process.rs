@@ -245,6 +245,9 @@ pub struct ChildPlan {
     /// `create`: the start fifo (opened read-write by the parent) on which the child,
     /// once set up, waits for `start`'s byte before its execve.
     pub start_fifo: Option<RawFd>,
+    /// The process outlives the runtime (the runtime CLI's `exec --detach`): it drops
+    /// its parent-death signal just before its execve.
+    pub outlive_parent: bool,
 }
 
 impl ChildPlan {
@@ -274,6 +277,7 @@ impl ChildPlan {
             keep,
             pid_namespace: None,
             start_fifo: None,
+            outlive_parent: false,
             slots: plan::Slots::for_steps(&steps),
             steps,
             sync: channel.1.as_raw_fd(),
@@ -618,6 +622,10 @@ pub fn child_main(plan: &ChildPlan) -> ! {
     }
     if let Some(fifo) = plan.start_fifo {
         await_start(sync, fifo);
+    }
+    if plan.outlive_parent {
+        // SAFETY: prctl on our own process.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0) };
     }
     if let Err(e) = plan.security.after_user_switch() {
         fail(sync, MSG_STAGE_FAILED, Stage::Security as u32, e as i32);

@@ -3,6 +3,7 @@
 //! it. Its own state lives under runc-style `--root` (one directory per container,
 //! `state.rs`); the verbs are in `verbs.rs`, `spec` and `features` in `spec.rs`.
 
+mod exec;
 mod log;
 mod spec;
 mod state;
@@ -77,6 +78,14 @@ enum RuntimeCommand {
     List(ListArgs),
     /// List a container's processes
     Ps(PsArgs),
+    /// Run a process in a container
+    Exec(exec::ExecArgs),
+    /// Freeze every process of a container (cgroup2 freezer)
+    Pause(IdArg),
+    /// Thaw a paused container
+    Resume(IdArg),
+    /// Change a container's cgroup limits
+    Update(UpdateArgs),
     /// Write a default bundle config.json
     Spec(SpecArgs),
     /// Print what this runtime supports (runtime-spec features JSON)
@@ -132,6 +141,14 @@ struct KillArgs {
     /// Name (TERM, SIGTERM) or number
     #[arg(default_value = "TERM")]
     signal: String,
+}
+
+#[derive(Args, Debug)]
+struct UpdateArgs {
+    /// An OCI linux.resources JSON file ("-": stdin)
+    #[arg(short, long)]
+    resources: PathBuf,
+    id: String,
 }
 
 #[derive(Args, Debug)]
@@ -232,6 +249,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
         RuntimeCommand::Run(args) => verbs::run(&ctx, &args),
         RuntimeCommand::List(args) => verbs::list(&ctx, &args).map(|()| 0),
         RuntimeCommand::Ps(args) => verbs::ps(&ctx, &args).map(|()| 0),
+        RuntimeCommand::Exec(args) => exec::exec(&ctx, &args),
+        RuntimeCommand::Pause(args) => verbs::pause(&ctx, &args.id, true).map(|()| 0),
+        RuntimeCommand::Resume(args) => verbs::pause(&ctx, &args.id, false).map(|()| 0),
+        RuntimeCommand::Update(args) => verbs::update(&ctx, &args.id, &args.resources).map(|()| 0),
         RuntimeCommand::Spec(args) => spec::spec(&args).map(|()| 0),
         RuntimeCommand::Features => spec::features().map(|()| 0),
     };

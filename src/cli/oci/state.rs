@@ -1,7 +1,8 @@
 //! The runtime CLI's record of one container: `<root>/<id>/state.json` (what `create`
 //! knew) and `<root>/<id>/start.fifo` (present until `start`). The status is never
 //! stored: it is read from the process each time (gone, a zombie or another process
-//! with its pid: stopped; its start fifo still there: created; else running).
+//! with its pid: stopped; its start fifo still there: created; its cgroup frozen:
+//! paused; else running).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
+
+use crate::runtime::cgroups::Cgroup;
 
 pub const STATE_FILE: &str = "state.json";
 pub const START_FIFO: &str = "start.fifo";
@@ -37,6 +40,8 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    /// Running, its cgroup frozen (`pause`).
+    Paused,
     Stopped,
 }
 
@@ -46,6 +51,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -124,6 +130,8 @@ impl Record {
         }
         if self.start_fifo(root).exists() {
             Status::Created
+        } else if Cgroup::open(&self.cgroup).is_ok_and(|c| c.is_frozen()) {
+            Status::Paused
         } else {
             Status::Running
         }

@@ -172,7 +172,7 @@ fn unsupported(spec: &Spec) -> Vec<String> {
 }
 
 /// Hands the pty master to whoever listens on `socket` (SCM_RIGHTS), as runc does.
-fn send_console(socket: &Path, master: OwnedFd) -> anyhow::Result<()> {
+pub(super) fn send_console(socket: &Path, master: OwnedFd) -> anyhow::Result<()> {
     let stream = UnixStream::connect(socket)
         .with_context(|| format!("cannot connect to the console socket {}", socket.display()))?;
     let fds = [master.as_raw_fd()];
@@ -194,7 +194,9 @@ pub fn start(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
         Status::Created => runtime::release(&record.start_fifo(&ctx.root))
             .with_context(|| format!("cannot start container {id}")),
         Status::Creating => bail!("cannot start container {id}: it is still being created"),
-        Status::Running => bail!("cannot start container {id}: it is already running"),
+        Status::Running | Status::Paused => {
+            bail!("cannot start container {id}: it is already running")
+        }
         Status::Stopped => {
             bail!("cannot start container {id}: it has stopped (delete it and create it again)")
         }
@@ -269,11 +271,15 @@ pub fn delete(ctx: &Ctx, id: &str, force: bool) -> anyhow::Result<()> {
         Err(e) => return Err(e),
     };
     let status = record.status(&ctx.root);
-    if matches!(status, Status::Running | Status::Creating) && !force {
+    if matches!(status, Status::Running | Status::Paused | Status::Creating) && !force {
         bail!(
             "cannot delete container {id}: it is {}: stop it first, or use --force",
             status.as_str()
         );
+    }
+    if status == Status::Paused {
+        // Thawed first, so that nothing is left frozen in the middle of dying.
+        let _ = Cgroup::open(&record.cgroup).and_then(|c| c.freeze(false));
     }
     if record.alive() {
         let _ = send_signal(Pid::from_raw(record.pid), Signal::SIGKILL);
@@ -416,4 +422,47 @@ pub fn ps(ctx: &Ctx, args: &PsArgs) -> anyhow::Result<()> {
     }
     print_table(&rows);
     Ok(())
+}
+
+/// `pause` (`freeze`) or `resume`: the container's cgroup frozen or thawed.
+pub fn pause(ctx: &Ctx, id: &str, freeze: bool) -> anyhow::Result<()> {
+    let record = Record::load(&ctx.root, id)?;
+    let (from, verb) = if freeze {
+        (Status::Running, "pause")
+    } else {
+        (Status::Paused, "resume")
+    };
+    let status = record.status(&ctx.root);
+    if status != from {
+        bail!(
+            "cannot {verb} container {id}: it is {}, not {}",
+            status.as_str(),
+            from.as_str()
+        );
+    }
+    Cgroup::open(&record.cgroup)
+        .and_then(|c| c.freeze(freeze))
+        .with_context(|| format!("cannot {verb} container {id}"))
+}
+
+/// `update --resources FILE|-`: new cgroup limits (an OCI linux.resources JSON) for a
+/// created, running or paused container.
+pub fn update(ctx: &Ctx, id: &str, resources: &Path) -> anyhow::Result<()> {
+    let record = Record::load(&ctx.root, id)?;
+    if matches!(record.status(&ctx.root), Status::Stopped | Status::Creating) {
+        bail!("cannot update container {id}: container not running");
+    }
+    let text = if resources == Path::new("-") {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut text)
+            .context("cannot read the resources from stdin")?;
+        text
+    } else {
+        std::fs::read(resources).with_context(|| format!("cannot read {}", resources.display()))?
+    };
+    let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(&text)
+        .context("cannot parse the resources: expected an OCI linux.resources JSON object")?;
+    Cgroup::open(&record.cgroup)
+        .and_then(|c| c.update(&resources))
+        .with_context(|| format!("cannot update container {id}"))
 }
