@@ -308,14 +308,29 @@ fn delete_force_kills_a_running_container_and_a_created_one_is_deletable() {
 }
 
 #[test]
-fn a_command_that_cannot_run_exits_127_after_start() {
+fn a_missing_command_fails_create_and_one_that_cannot_run_exits_126_after_start() {
     let mut rt = Rt::new();
+    // As runc: create looks the command up in the container, and says why.
+    let missing = rt.id("nocmd");
+    let bundle = rt.bundle("nocmd", noninteractive(&["no-such-command"]));
+    let out = rt.dir.path().join("n.out");
+    let created = rt.create(&bundle, &missing, &out, &[]);
+    assert_eq!(created.status.code(), Some(1));
+    let said = fs::read_to_string(&out).unwrap();
+    assert!(
+        said.contains("\"no-such-command\": executable file not found in $PATH"),
+        "{said}"
+    );
+    assert!(!rt.root.join(&missing).exists());
+    common::assert_no_cgroup(&format!("rt-{missing}"));
+
+    // Present but not executable: found at create, fails at its execve after start.
     let id = rt.id("noexec");
-    let bundle = rt.bundle("noexec", noninteractive(&["/no/such/program"]));
-    ok(rt.create(&bundle, &id, &rt.dir.path().join("n.out"), &[]));
+    let bundle = rt.bundle("noexec", noninteractive(&["/etc/passwd"]));
+    ok(rt.create(&bundle, &id, &rt.dir.path().join("x.out"), &[]));
     let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
     ok(rt.rt(&["start", &id]));
-    assert_eq!(reap(pid), 127);
+    assert_eq!(reap(pid), 126);
     assert_eq!(rt.status(&id), "stopped");
     ok(rt.rt(&["delete", &id]));
 }

@@ -165,6 +165,17 @@ impl ExecTarget {
         absent
     }
 
+    /// Whether some candidate exists (stat succeeds). `create` checks this before it
+    /// waits for `start`, so a missing command fails `create` (as runc's does) instead
+    /// of exiting 127 after `start`. Async-signal-safe.
+    fn any_exists(&self) -> bool {
+        self.candidates.iter().any(|candidate| {
+            // SAFETY: stat of a NUL-terminated path into a zeroed struct we own.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            unsafe { libc::stat(candidate.as_ptr(), &mut st) == 0 }
+        })
+    }
+
     /// Tries each candidate like execvp, skipping those in `absent`; returns the errno
     /// that explains the failure (EACCES wins over ENOENT, as in execvp). One difference:
     /// absence is checked as the runtime's root, so a candidate in a directory the user
@@ -562,6 +573,9 @@ pub fn child_main(plan: &ChildPlan) -> ! {
     // Which PATH candidates are absent, looked up before any seccomp filter is loaded
     // (a custom profile may not allow stat).
     let absent = plan.exec.absent_candidates();
+    if plan.start_fifo.is_some() && !plan.exec.any_exists() {
+        fail(sync, MSG_EXEC_FAILED, 0, libc::ENOENT);
+    }
 
     if let Some(title) = &plan.init {
         // Init tells the worker on this pipe once it is confined: the command never
