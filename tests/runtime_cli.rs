@@ -689,3 +689,203 @@ fn pause_freezes_resume_thaws_and_update_changes_limits() {
     assert_eq!(refused.status.code(), Some(1));
     ok(rt.rt(&["delete", "--force", &id]));
 }
+
+/// Debian's containerd on a private socket, root and state (no CRI), stopped on drop.
+struct Containerd {
+    dir: PathBuf,
+    socket: PathBuf,
+    daemon: std::process::Child,
+    namespace: String,
+}
+
+impl Containerd {
+    fn start(dir: &Path) -> Containerd {
+        let which = Command::new("sh")
+            .args(["-c", "command -v containerd && command -v ctr"])
+            .output()
+            .unwrap();
+        assert!(
+            which.status.success(),
+            "containerd and ctr are needed (apt-get install containerd; scripts/test does)"
+        );
+        let socket = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
+                root = dir.join("root").display(),
+                state = dir.join("state").display(),
+                sock = socket.display(),
+            ),
+        )
+        .unwrap();
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.join("containerd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let ctrd = Containerd {
+            dir: dir.to_path_buf(),
+            socket,
+            daemon,
+            namespace: format!("rt-test-{}", std::process::id()),
+        };
+        assert!(
+            wait_for(30, || ctrd.ctr(&["version"]).status.success()),
+            "containerd did not come up: {}",
+            fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+        );
+        ctrd
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("ctr")
+            .arg("-a")
+            .arg(&self.socket)
+            .args(["-n", &self.namespace])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // SAFETY: kill of the daemon we spawned (still our unreaped child).
+        unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
+        let _ = self.daemon.wait();
+        // Its snapshots are mounted under its root until it unmounts them.
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let ours = self.dir.to_string_lossy().into_owned();
+        for line in mounts.lines().rev() {
+            if let Some(target) = line.split(' ').nth(4).filter(|t| t.starts_with(&ours)) {
+                let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+}
+
+#[test]
+fn containerd_runs_an_image_through_the_runtime_cli() {
+    let mut rt = Rt::new();
+    let ctrd = Containerd::start(rt.dir.path());
+    // Our own busybox image, saved by us and imported by ctr.
+    let mc_root = rt.dir.path().join("mc");
+    let archive = rt.dir.path().join("busybox.tar");
+    let mc = |args: &[&str]| {
+        ok(Command::new(BIN)
+            .env_remove("MYCONTAINER_ROOT")
+            .arg("--root")
+            .arg(&mc_root)
+            .args(args)
+            .output()
+            .unwrap())
+    };
+    mc(&["image", "build", "busybox"]);
+    mc(&["image", "save", "busybox", "-o", archive.to_str().unwrap()]);
+    ok(ctrd.ctr(&["image", "import", archive.to_str().unwrap()]));
+    let image = "docker.io/library/busybox:latest";
+    let runtime = rt.bin.to_str().unwrap().to_string();
+    let runtime_root = rt.dir.path().join("runc-root");
+    let runtime_root = runtime_root.to_str().unwrap().to_string();
+    let run = |extra: &[&str], id: &str, command: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--runc-binary",
+            &runtime,
+            "--runc-root",
+            &runtime_root,
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[image, id]);
+        args.extend_from_slice(command);
+        ctrd.ctr(&args)
+    };
+
+    // Output and exit code, then --rm removes it.
+    let once = rt.id("ctr-once");
+    let out = run(
+        &["--rm"],
+        &once,
+        &["sh", "-c", "echo hello from $$; exit 3"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello from 1\n");
+
+    // A long one: exec into it, kill it, delete it.
+    let long = rt.id("ctr-long");
+    ok(run(&["-d"], &long, &["sleep", "1000"]));
+    let tasks = stdout(&ctrd.ctr(&["task", "ls"]));
+    assert!(
+        tasks
+            .lines()
+            .any(|l| l.starts_with(&long) && l.contains("RUNNING")),
+        "{tasks}"
+    );
+    let exec = ctrd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &long,
+        "sh",
+        "-c",
+        "echo in-exec $(cat /proc/1/comm); exit 2",
+    ]);
+    assert_eq!(exec.status.code(), Some(2), "{}", stderr(&exec));
+    assert_eq!(stdout(&exec), "in-exec sleep\n");
+    // The shim keeps each namespace's containers under <runc-root>/<namespace>.
+    let namespace_root = Path::new(&runtime_root).join(&ctrd.namespace);
+    let state: Value = serde_json::from_str(&ok(Command::new(&rt.bin)
+        .arg("--root")
+        .arg(&namespace_root)
+        .args(["state", &long])
+        .output()
+        .unwrap()))
+    .unwrap();
+    assert_eq!(state["status"], "running");
+    ok(ctrd.ctr(&["task", "kill", "-s", "KILL", &long]));
+    assert!(wait_for(20, || {
+        stdout(&ctrd.ctr(&["task", "ls"]))
+            .lines()
+            .any(|l| l.starts_with(&long) && l.contains("STOPPED"))
+    }));
+    ok(ctrd.ctr(&["task", "delete", &long]));
+    ok(ctrd.ctr(&["container", "delete", &long]));
+
+    // A command that is not there: containerd shows our error (from our --log).
+    let bad = rt.id("ctr-bad");
+    let out = run(&["--rm"], &bad, &["no-such-command"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("exec: \"no-such-command\": executable file not found in $PATH"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Nothing left: no containers, no runtime state, no cgroups (checked on drop), no
+    // processes.
+    assert!(stdout(&ctrd.ctr(&["container", "ls", "-q"]))
+        .trim()
+        .is_empty());
+    let left: Vec<_> = fs::read_dir(&namespace_root)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "runtime state left: {left:?}");
+    ok(ctrd.ctr(&["image", "rm", image]));
+    // Every shim has gone (each exits once its container is deleted).
+    let shim = format!("-namespace {}", ctrd.namespace);
+    assert!(
+        wait_for(20, || common::pids_with(&shim).is_empty()),
+        "shims left: {:?}",
+        common::pids_with(&shim)
+    );
+    drop(ctrd);
+}
