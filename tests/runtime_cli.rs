@@ -889,3 +889,230 @@ fn containerd_runs_an_image_through_the_runtime_cli() {
     );
     drop(ctrd);
 }
+
+/// A hook that writes the state on its stdin (and $HOOK_ENV) to `file`.
+fn writing_hook(file: &Path) -> Value {
+    json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("cat > {}; echo \"$HOOK_ENV\" >> {}", file.display(), file.display())],
+        "env": ["HOOK_ENV=from-the-hook-env"],
+        "timeout": 30
+    })
+}
+
+#[test]
+fn hooks_get_the_state_on_stdin_at_each_point() {
+    let mut rt = Rt::new();
+    let id = rt.id("hooks");
+    let dir = rt.dir.path().to_path_buf();
+    let bundle = rt.bundle("hooks", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["annotations"] = json!({"org.example.key": "value"});
+        config["hooks"] = json!({
+            "prestart": [writing_hook(&dir.join("prestart.json"))],
+            "createRuntime": [writing_hook(&dir.join("createRuntime.json"))],
+            "poststart": [writing_hook(&dir.join("poststart.json"))],
+            "poststop": [writing_hook(&dir.join("poststop.json"))],
+        });
+    });
+    ok(rt.create(&bundle, &id, &dir.join("h.out"), &[]));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let read = |name: &str| -> (Value, String) {
+        let text = fs::read_to_string(dir.join(name)).unwrap();
+        let (json_text, env) = text.rsplit_once('}').unwrap();
+        (
+            serde_json::from_str(&format!("{json_text}}}")).unwrap(),
+            env.trim().to_string(),
+        )
+    };
+    for point in ["prestart.json", "createRuntime.json"] {
+        let (state, env) = read(point);
+        assert_eq!(state["id"], id.as_str());
+        assert_eq!(state["status"], "creating");
+        assert_eq!(state["pid"], pid);
+        assert_eq!(state["bundle"], bundle.to_str().unwrap());
+        assert_eq!(state["annotations"]["org.example.key"], "value");
+        assert_eq!(env, "from-the-hook-env");
+    }
+    assert!(!dir.join("poststart.json").exists());
+    ok(rt.rt(&["start", &id]));
+    let (state, _) = read("poststart.json");
+    assert_eq!(state["status"], "running");
+    assert_eq!(state["pid"], pid);
+    assert!(!dir.join("poststop.json").exists());
+    ok(rt.rt(&["delete", "--force", &id]));
+    let (state, _) = read("poststop.json");
+    assert_eq!(state["status"], "stopped");
+    assert_eq!(state["id"], id.as_str());
+    reap(pid as i32);
+}
+
+#[test]
+fn a_failing_or_slow_create_hook_fails_create_and_leaves_nothing() {
+    let mut rt = Rt::new();
+    let failing = rt.id("hookfail");
+    let bundle = rt.bundle("hookfail", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["hooks"] = json!({"createRuntime": [{
+            "path": "/bin/sh", "args": ["sh", "-c", "echo network setup failed >&2; exit 3"]
+        }]});
+    });
+    let out = rt.dir.path().join("f.out");
+    let created = rt.create(&bundle, &failing, &out, &[]);
+    assert_eq!(created.status.code(), Some(1));
+    let said = fs::read_to_string(&out).unwrap();
+    assert!(
+        said.contains("createRuntime hook #0 (/bin/sh) failed"),
+        "{said}"
+    );
+    assert!(said.contains("network setup failed"), "{said}");
+    assert!(!rt.root.join(&failing).exists());
+    common::assert_no_cgroup(&format!("rt-{failing}"));
+
+    let slow = rt.id("hookslow");
+    let bundle = rt.bundle("hookslow", |config| {
+        noninteractive(&["true"])(config);
+        config["hooks"] = json!({"prestart": [{
+            "path": "/bin/sleep", "args": ["sleep", "1000"], "timeout": 1
+        }]});
+    });
+    let out = rt.dir.path().join("s.out");
+    assert_eq!(rt.create(&bundle, &slow, &out, &[]).status.code(), Some(1));
+    let said = fs::read_to_string(&out).unwrap();
+    assert!(said.contains("within its timeout of 1s"), "{said}");
+    assert!(!rt.root.join(&slow).exists());
+
+    let inside = rt.id("hookin");
+    let bundle = rt.bundle("hookin", |config| {
+        noninteractive(&["true"])(config);
+        config["hooks"] = json!({"startContainer": [{"path": "/bin/true"}]});
+    });
+    let out = rt.dir.path().join("i.out");
+    assert_eq!(
+        rt.create(&bundle, &inside, &out, &[]).status.code(),
+        Some(1)
+    );
+    assert!(fs::read_to_string(&out)
+        .unwrap()
+        .contains("startContainer is not supported"));
+}
+
+#[test]
+fn process_limits_groups_sysctl_and_seccomp_conditions_apply() {
+    let mut rt = Rt::new();
+    let id = rt.id("limits");
+    let script = "ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj; \
+                  grep Groups /proc/self/status; cat /proc/sys/net/ipv4/ip_forward; \
+                  cat /proc/sys/kernel/shmmni; \
+                  kill -0 $$ && echo zero-allowed; kill -CONT $$ && echo cont-allowed";
+    let bundle = rt.bundle("limits", |config| {
+        noninteractive(&["sh", "-c", script])(config);
+        config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]);
+        config["process"]["oomScoreAdj"] = json!(432);
+        config["process"]["user"]["additionalGids"] = json!([10, 20]);
+        config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"});
+        // kill(pid, 0) is refused with EPERM; other signals pass (argument condition).
+        config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                          "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}]}]
+        });
+    });
+    let out = rt
+        .cmd()
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(|l| l.trim().to_string()).collect();
+    assert_eq!(lines[0], "321");
+    assert_eq!(lines[1], "654");
+    assert_eq!(lines[2], "432");
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>(),
+        ["Groups:", "10", "20"]
+    );
+    assert_eq!(lines[4], "1");
+    assert_eq!(lines[5], "1234");
+    assert_eq!(&lines[6..], ["cont-allowed"]);
+
+    // A sysctl that is not the container's own is refused: it would change the host.
+    let host_swappiness = fs::read_to_string("/proc/sys/vm/swappiness").unwrap();
+    let attack = rt.id("sysctl");
+    let bundle = rt.bundle("sysctl", |config| {
+        noninteractive(&["true"])(config);
+        config["linux"]["sysctl"] = json!({"vm.swappiness": "7"});
+    });
+    let out = rt.dir.path().join("a.out");
+    assert_eq!(
+        rt.create(&bundle, &attack, &out, &[]).status.code(),
+        Some(1)
+    );
+    assert!(fs::read_to_string(&out)
+        .unwrap()
+        .contains("is not namespaced"));
+    assert_eq!(
+        fs::read_to_string("/proc/sys/vm/swappiness").unwrap(),
+        host_swappiness
+    );
+    // Nor a net.* one when the container shares the host's network namespace.
+    let shared = rt.id("sysnet");
+    let bundle = rt.bundle("sysnet", |config| {
+        noninteractive(&["true"])(config);
+        let namespaces = config["linux"]["namespaces"].as_array_mut().unwrap();
+        namespaces.retain(|n| n["type"] != "network");
+        config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    });
+    let out = rt.dir.path().join("n.out");
+    assert_eq!(
+        rt.create(&bundle, &shared, &out, &[]).status.code(),
+        Some(1)
+    );
+    assert!(fs::read_to_string(&out)
+        .unwrap()
+        .contains("needs a namespace of the container's own"));
+}
+
+#[test]
+fn a_container_joins_another_ones_network_namespace_by_path() {
+    let mut rt = Rt::new();
+    let first = rt.id("netns-a");
+    let bundle = rt.bundle("netns-a", noninteractive(&["sleep", "1000"]));
+    ok(rt.create(&bundle, &first, &rt.dir.path().join("a.out"), &[]));
+    let pid = rt.state(&first)["pid"].as_i64().unwrap();
+    let theirs = fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+
+    let second = rt.id("netns-b");
+    let path = format!("/proc/{pid}/ns/net");
+    let bundle = rt.bundle("netns-b", |config| {
+        noninteractive(&["readlink", "/proc/self/ns/net"])(config);
+        for ns in config["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "network" {
+                ns["path"] = json!(path);
+            }
+        }
+    });
+    let out = rt
+        .cmd()
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &second])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), theirs.to_str().unwrap());
+    assert_ne!(fs::read_link("/proc/self/ns/net").unwrap(), theirs);
+
+    // A namespace path that cannot be opened fails create, saying which.
+    let third = rt.id("netns-c");
+    let bundle = rt.bundle("netns-c", |config| {
+        noninteractive(&["true"])(config);
+        config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "ipc", "path": "/no/such/ns"}));
+    });
+    let out = rt.dir.path().join("c.out");
+    assert_eq!(rt.create(&bundle, &third, &out, &[]).status.code(), Some(1));
+    assert!(fs::read_to_string(&out).unwrap().contains("/no/such/ns"));
+    ok(rt.rt(&["delete", "--force", &first]));
+    reap(pid as i32);
+}

@@ -180,6 +180,7 @@ fn start(
         setup.plan.join_pid_namespace(fd.as_raw_fd());
     }
     setup.plan.outlive_parent = outlive;
+    setup.plan.set_process_limits(process_spec);
     // No namespace flags: the child joins the container's namespaces itself (plan steps).
     let spawn = Spawn {
         flags: 0,

@@ -39,6 +39,7 @@ pub enum Stage {
     Security = 7,
     Init = 8,
     PidNamespace = 9,
+    Limits = 10,
 }
 
 impl Stage {
@@ -53,6 +54,7 @@ impl Stage {
             Stage::Security,
             Stage::Init,
             Stage::PidNamespace,
+            Stage::Limits,
         ]
         .into_iter()
         .find(|s| *s as u32 == value)
@@ -69,6 +71,7 @@ impl Stage {
             Stage::Security => "apply capabilities, no_new_privs and seccomp",
             Stage::Init => "start the container's init (--init)",
             Stage::PidNamespace => "start the process in the container's pid namespace",
+            Stage::Limits => "apply process.rlimits or process.oomScoreAdj",
         }
     }
 }
@@ -259,6 +262,10 @@ pub struct ChildPlan {
     /// The process outlives the runtime (the runtime CLI's `exec --detach`): it drops
     /// its parent-death signal just before its execve.
     pub outlive_parent: bool,
+    /// process.rlimits: (resource, soft, hard), set before the user switch.
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    /// process.oomScoreAdj, as the decimal text written to /proc/self/oom_score_adj.
+    pub oom_score_adj: Option<CString>,
 }
 
 impl ChildPlan {
@@ -289,6 +296,8 @@ impl ChildPlan {
             pid_namespace: None,
             start_fifo: None,
             outlive_parent: false,
+            rlimits: Vec::new(),
+            oom_score_adj: None,
             slots: plan::Slots::for_steps(&steps),
             steps,
             sync: channel.1.as_raw_fd(),
@@ -306,6 +315,40 @@ impl ChildPlan {
 }
 
 impl ChildPlan {
+    /// Takes process.rlimits and process.oomScoreAdj from `process`.
+    pub fn set_process_limits(&mut self, process: &oci_spec::runtime::Process) {
+        use oci_spec::runtime::PosixRlimitType as T;
+        self.rlimits = process
+            .rlimits()
+            .iter()
+            .flatten()
+            .map(|r| {
+                let resource = match r.typ() {
+                    T::RlimitCpu => libc::RLIMIT_CPU,
+                    T::RlimitFsize => libc::RLIMIT_FSIZE,
+                    T::RlimitData => libc::RLIMIT_DATA,
+                    T::RlimitStack => libc::RLIMIT_STACK,
+                    T::RlimitCore => libc::RLIMIT_CORE,
+                    T::RlimitRss => libc::RLIMIT_RSS,
+                    T::RlimitNproc => libc::RLIMIT_NPROC,
+                    T::RlimitNofile => libc::RLIMIT_NOFILE,
+                    T::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+                    T::RlimitAs => libc::RLIMIT_AS,
+                    T::RlimitLocks => libc::RLIMIT_LOCKS,
+                    T::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+                    T::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+                    T::RlimitNice => libc::RLIMIT_NICE,
+                    T::RlimitRtprio => libc::RLIMIT_RTPRIO,
+                    T::RlimitRttime => libc::RLIMIT_RTTIME,
+                };
+                (resource, r.soft(), r.hard())
+            })
+            .collect();
+        self.oom_score_adj = process
+            .oom_score_adj()
+            .map(|v| CString::new(v.to_string()).expect("digits have no NUL"));
+    }
+
     /// Makes the child wait, set up, for a byte on the start fifo `fd` (`create`/`start`),
     /// keeping `fd` open until then.
     pub fn wait_for_start(&mut self, fd: RawFd) {
@@ -486,6 +529,29 @@ fn cwd_inside_root() -> Result<bool, i32> {
     Ok(rc > 0 && buf[0] == b'/')
 }
 
+/// Writes `value` to /proc/self/oom_score_adj: first thing in the child, while the host's
+/// /proc (where self is us) is still the root's. Async-signal-safe.
+fn write_oom_score_adj(value: &CString) -> Result<(), i32> {
+    // SAFETY: open/write/close with a literal path and a string we own.
+    unsafe {
+        let fd = libc::open(
+            c"/proc/self/oom_score_adj".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return Err(errno());
+        }
+        let bytes = value.as_bytes();
+        let written = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+        let error = errno();
+        libc::close(fd);
+        if written != bytes.len() as isize {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
 /// Whether the parent died (its end of the setup channel is closed): checked right
 /// after the parent-death signal is armed, which covers a death just before. Never
 /// blocks. Async-signal-safe.
@@ -530,6 +596,11 @@ pub fn child_main(plan: &ChildPlan) -> ! {
     if parent_gone(sync) {
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(1) };
+    }
+    if let Some(value) = &plan.oom_score_adj {
+        if let Err(errno) = write_oom_score_adj(value) {
+            fail(sync, MSG_STAGE_FAILED, Stage::Limits as u32, errno);
+        }
     }
     // SAFETY: umask of our own process. Exact modes for what we create.
     unsafe { libc::umask(0) };
@@ -609,6 +680,16 @@ pub fn child_main(plan: &ChildPlan) -> ! {
         }
     }
 
+    for (resource, soft, hard) in &plan.rlimits {
+        let limit = libc::rlimit {
+            rlim_cur: *soft,
+            rlim_max: *hard,
+        };
+        // SAFETY: setrlimit of our own process from a struct on the stack.
+        if unsafe { libc::setrlimit(*resource, &limit) } < 0 {
+            fail(sync, MSG_STAGE_FAILED, Stage::Limits as u32, errno());
+        }
+    }
     if let Err((stage, errno)) = become_user(plan) {
         fail(sync, MSG_STAGE_FAILED, stage as u32, errno);
     }

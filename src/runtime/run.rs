@@ -16,6 +16,7 @@ use super::cgroups::Cgroup;
 use super::launch::{launch, ChildSetup, Launched, Spawn, StdioMode};
 use super::logfile::LogWriter;
 use super::namespaces::Namespaces;
+use super::plan::Step;
 use super::process::ExecTarget;
 use super::relay::{supervise, Outcome};
 use super::{rootfs, security, ANNOTATION_INIT};
@@ -81,6 +82,8 @@ struct Prepared {
     cgroup: CgroupGuard,
     setup: ChildSetup,
     ns: Namespaces,
+    /// The namespaces joined by path, open until the child has joined them.
+    _joined: Vec<OwnedFd>,
 }
 
 fn prepare(
@@ -116,12 +119,40 @@ fn prepare(
         Cgroup::create(&cgroup_name, linux.and_then(|l| l.resources().as_ref()))
             .with_context(|| format!("cannot create cgroup {cgroup_name}"))?,
     ));
-    let steps = rootfs::plan(spec, bundle, &ns, &cgroup.get().view())?;
+    let mut steps = rootfs::plan(spec, bundle, &ns, &cgroup.get().view())?;
+    // Joined first, before anything is mounted or named in them.
+    let mut joined_fds = Vec::new();
+    for (index, joined) in Namespaces::joined(spec)?.into_iter().enumerate() {
+        let fd: OwnedFd = std::fs::File::open(&joined.path)
+            .with_context(|| {
+                format!(
+                    "cannot open the {} namespace {}",
+                    joined.kind,
+                    joined.path.display()
+                )
+            })?
+            .into();
+        steps.insert(
+            index,
+            Step::Setns {
+                fd: fd.as_raw_fd(),
+                nstype: joined.nstype,
+                kind: joined.kind,
+            },
+        );
+        joined_fds.push(fd);
+    }
     let mut setup = ChildSetup::new(steps, terminal, stdio, user, exec, prepared_security)?;
+    setup.plan.set_process_limits(process_spec);
     if init {
         setup.plan.init = Some(super::init::Title::prepare(&setup.plan.exec.argv)?);
     }
-    Ok(Prepared { cgroup, setup, ns })
+    Ok(Prepared {
+        cgroup,
+        setup,
+        ns,
+        _joined: joined_fds,
+    })
 }
 
 /// Runs the container described by `req` to completion. `on_started` gets the host pid
@@ -132,6 +163,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         cgroup,
         mut setup,
         ns,
+        _joined,
     } = prepare(
         req.bundle,
         req.spec,
@@ -209,6 +241,7 @@ pub fn create(req: &CreateRequest) -> anyhow::Result<Created> {
         cgroup,
         mut setup,
         ns,
+        _joined,
     } = prepare(req.bundle, req.spec, req.cache_dir, StdioMode::Inherited)?;
     let fifo = nix::fcntl::open(
         req.start_fifo,

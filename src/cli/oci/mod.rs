@@ -4,6 +4,7 @@
 //! `state.rs`); the verbs are in `verbs.rs`, `spec` and `features` in `spec.rs`.
 
 mod exec;
+mod hooks;
 mod log;
 mod spec;
 mod state;

@@ -33,6 +33,10 @@ pub struct Record {
     pub annotations: BTreeMap<String, String>,
     /// The container's cgroup (mycontainer/rt-<id>).
     pub cgroup: String,
+    /// config.json's hooks, kept for `start` (poststart) and `delete` (poststop): the
+    /// bundle may be gone by then.
+    #[serde(default)]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +153,11 @@ impl Record {
 
     /// The OCI state JSON (runc's, with its extra rootfs, created and owner).
     pub fn oci_state(&self, root: &Path) -> serde_json::Value {
-        let status = self.status(root);
+        self.oci_state_as(self.status(root))
+    }
+
+    /// The OCI state JSON with `status` (what a hook is told).
+    pub fn oci_state_as(&self, status: Status) -> serde_json::Value {
         let pid = if status == Status::Stopped {
             0
         } else {

@@ -16,6 +16,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Spec};
 
+use super::hooks;
 use super::log::Logger;
 use super::state::{self, Record, Status};
 use super::{CreateArgs, Format, KillArgs, ListArgs, PsArgs, RunArgs};
@@ -54,6 +55,9 @@ pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<Record> {
         ),
         _ => {}
     }
+    if let Some(hooks) = spec.hooks() {
+        hooks::check_supported(hooks)?;
+    }
     for warning in unsupported(&spec) {
         ctx.logger.warn(&warning);
     }
@@ -87,6 +91,7 @@ pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<Record> {
             .into_iter()
             .collect(),
         cgroup,
+        hooks: spec.hooks().clone(),
     };
     let result = create_in(ctx, args, &spec, &mut record);
     if result.is_err() {
@@ -119,6 +124,11 @@ fn create_in(ctx: &Ctx, args: &CreateArgs, spec: &Spec, record: &mut Record) -> 
         send_console(socket, master)?;
     }
     record.save(&ctx.root)?;
+    if let Some(hooks) = &record.hooks {
+        let state = serde_json::to_vec(&record.oci_state_as(Status::Creating))?;
+        hooks::run_all("prestart", hooks.prestart().as_ref(), &state)?;
+        hooks::run_all("createRuntime", hooks.create_runtime().as_ref(), &state)?;
+    }
     if let Some(pid_file) = &args.pid_file {
         let pid_file = std::path::absolute(pid_file)
             .with_context(|| format!("cannot resolve {}", pid_file.display()))?;
@@ -157,9 +167,6 @@ fn default_allowed_devices() -> Vec<LinuxDeviceCgroup> {
 /// What config.json asks for that this runtime does not do, said rather than ignored.
 fn unsupported(spec: &Spec) -> Vec<String> {
     let mut warnings = Vec::new();
-    if spec.hooks().is_some() {
-        warnings.push("hooks in config.json are not run by this runtime".to_string());
-    }
     if let Some(process) = spec.process() {
         if process.apparmor_profile().is_some() {
             warnings.push("process.apparmorProfile is ignored (no AppArmor here)".into());
@@ -191,8 +198,18 @@ pub(super) fn send_console(socket: &Path, master: OwnedFd) -> anyhow::Result<()>
 pub fn start(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     let record = Record::load(&ctx.root, id)?;
     match record.status(&ctx.root) {
-        Status::Created => runtime::release(&record.start_fifo(&ctx.root))
-            .with_context(|| format!("cannot start container {id}")),
+        Status::Created => {
+            runtime::release(&record.start_fifo(&ctx.root))
+                .with_context(|| format!("cannot start container {id}"))?;
+            if let Some(hooks) = &record.hooks {
+                let state = serde_json::to_vec(&record.oci_state_as(Status::Running))?;
+                for warning in hooks::run_all_warn("poststart", hooks.poststart().as_ref(), &state)
+                {
+                    ctx.logger.warn(&warning);
+                }
+            }
+            Ok(())
+        }
         Status::Creating => bail!("cannot start container {id}: it is still being created"),
         Status::Running | Status::Paused => {
             bail!("cannot start container {id}: it is already running")
@@ -288,6 +305,12 @@ pub fn delete(ctx: &Ctx, id: &str, force: bool) -> anyhow::Result<()> {
     Cgroup::open(&record.cgroup)
         .and_then(|cgroup| cgroup.destroy())
         .with_context(|| format!("cannot remove the cgroup of container {id}"))?;
+    if let Some(hooks) = &record.hooks {
+        let state = serde_json::to_vec(&record.oci_state_as(Status::Stopped))?;
+        for warning in hooks::run_all_warn("poststop", hooks.poststop().as_ref(), &state) {
+            ctx.logger.warn(&warning);
+        }
+    }
     std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
 }
 
