@@ -530,6 +530,14 @@ fn exec_inline_and_detached_with_a_process_file() {
     let bundle = rt.bundle("exec", noninteractive(&["sleep", "1000"]));
     ok(rt.create(&bundle, &id, &rt.dir.path().join("e.out"), &[]));
     let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    // Not before start: the waiting init is still our binary.
+    let early = rt.rt(&["exec", &id, "true"]);
+    assert_eq!(early.status.code(), Some(1));
+    assert!(
+        stderr(&early).contains("it is created"),
+        "{}",
+        stderr(&early)
+    );
     ok(rt.rt(&["start", &id]));
 
     // Inline: relayed, our exit code is the command's; -u, --cwd and -e apply.

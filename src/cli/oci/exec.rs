@@ -1,4 +1,4 @@
-//! `exec`: a new process in a created or running container, through the runtime's
+//! `exec`: a new process in a running container, through the runtime's
 //! `exec` (the same child code as the init). Either runc's `--process FILE` (an OCI
 //! process JSON, what containerd's shim sends) or the inline `exec ID CMD...` with
 //! -e/-u/--cwd/-t. With `--detach` the process gets our stdio (or its pty goes to
@@ -86,8 +86,10 @@ fn process_of(args: &ExecArgs, spec: &Spec) -> anyhow::Result<Process> {
 
 pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<i32> {
     let record = Record::load(&ctx.root, &args.id)?;
+    // Not into a created container: its init is still a clone of our binary (non-dumpable,
+    // waiting to execve), which nothing in the container may see (CVE-2019-5736).
     match record.status(&ctx.root) {
-        Status::Created | Status::Running => {}
+        Status::Running => {}
         other => bail!(
             "cannot exec in container {}: it is {}",
             args.id,
