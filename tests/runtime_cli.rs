@@ -766,6 +766,11 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        // After a failed assertion: what is left goes through the shim and our runtime.
+        for id in stdout(&self.ctr(&["container", "ls", "-q"])).lines() {
+            let _ = self.ctr(&["task", "delete", "--force", id]);
+            let _ = self.ctr(&["container", "delete", id]);
+        }
         // SAFETY: kill of the daemon we spawned (still our unreaped child).
         unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
         let _ = self.daemon.wait();
