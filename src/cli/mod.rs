@@ -9,6 +9,7 @@ mod filters;
 mod format;
 mod image;
 mod lifecycle;
+mod oci;
 pub mod progress;
 mod registry;
 mod run;
@@ -118,6 +119,10 @@ impl Ctx {
 
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main() -> i32 {
+    // `mycontainer-runtime ...` or `mycontainer runtime ...`: runc's command line.
+    if let Some(args) = oci::invoked() {
+        return oci::main(args);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

@@ -14,13 +14,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use nix::sys::signalfd::SignalFd;
 use oci_spec::runtime::Spec;
 
 use super::cgroups::Cgroup;
-use super::launch::{launch, ChildSetup, Launched, Spawn};
+use super::launch::{launch, ChildSetup, Launched, Spawn, StdioMode};
 use super::plan::Step;
 use super::process::ExecTarget;
-use super::relay::supervise;
+use super::relay::{supervise, Streams};
 use super::{sealed_exe, security, Outcome};
 
 /// The namespaces an exec joins, in order, before it enters the pid namespace.
@@ -77,8 +78,60 @@ fn check_root_is_set_up(init_pid: i32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A process started by `exec_detached`.
+pub struct Detached {
+    /// Its host pid; our child until we exit, then our caller's subreaper's.
+    pub pid: i32,
+    /// The pty master, when the process asked for a terminal.
+    pub console: Option<OwnedFd>,
+}
+
 /// Runs the exec'd command to completion; returns how it ended.
 pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
+    let stdio = StdioMode::Relayed {
+        interactive: req.interactive,
+    };
+    let (launched, signal_fd, mut streams) = start(req, stdio, false)?;
+    let (mut child, master) = match launched {
+        Launched::Started { child, master } => (child, master),
+        Launched::ExecFailed { code, reason } => {
+            return Ok(Outcome {
+                exit_code: code,
+                exec_error: Some(reason),
+                ..Default::default()
+            })
+        }
+    };
+    streams.master = master;
+    Ok(supervise(
+        &mut child,
+        &signal_fd,
+        streams,
+        &mut None,
+        EXEC_STOP_TIMEOUT,
+    ))
+}
+
+/// The runtime CLI's `exec --detach`: the process gets our own stdio (or a pty whose
+/// master is returned) and outlives us; nobody relays or waits for it here.
+pub fn exec_detached(req: &ExecRequest) -> anyhow::Result<Detached> {
+    let (launched, _signal_fd, _streams) = start(req, StdioMode::Inherited, true)?;
+    match launched {
+        Launched::Started { child, master } => Ok(Detached {
+            pid: child.detach(),
+            console: master,
+        }),
+        Launched::ExecFailed { reason, .. } => bail!("{reason}"),
+    }
+}
+
+/// Starts the exec'd process up to its execve; `outlive`: it drops its parent-death
+/// signal at the end (`exec_detached`).
+fn start(
+    req: &ExecRequest,
+    stdio: StdioMode,
+    outlive: bool,
+) -> anyhow::Result<(Launched, SignalFd, Streams)> {
     sealed_exe::reexec_if_reachable(req.spec)?;
     check_root_is_set_up(req.init_pid)?;
     let spec = req.spec;
@@ -122,17 +175,12 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
 
     // Pipes (or a pty) that we copy, never our own descriptors: a process the command
     // leaves in the container must not keep the caller's terminal or files.
-    let mut setup = ChildSetup::new(
-        steps,
-        terminal,
-        req.interactive,
-        user,
-        exec,
-        prepared_security,
-    )?;
+    let mut setup = ChildSetup::new(steps, terminal, stdio, user, exec, prepared_security)?;
     if let Some(fd) = &pid_namespace {
         setup.plan.join_pid_namespace(fd.as_raw_fd());
     }
+    setup.plan.outlive_parent = outlive;
+    setup.plan.set_process_limits(process_spec);
     // No namespace flags: the child joins the container's namespaces itself (plan steps).
     let spawn = Spawn {
         flags: 0,
@@ -140,25 +188,8 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
         cgroup: &cgroup,
         what: "cannot fork the process to run in the container",
     };
-    let (mut child, master) = match launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)?
-    {
-        Launched::Started { child, master } => (child, master),
-        Launched::ExecFailed { code, reason } => {
-            return Ok(Outcome {
-                exit_code: code,
-                exec_error: Some(reason),
-                ..Default::default()
-            })
-        }
-    };
+    let launched = launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)?;
     drop(namespace_fds);
     drop(pid_namespace);
-    setup.streams.master = master;
-    Ok(supervise(
-        &mut child,
-        &setup.signal_fd,
-        setup.streams,
-        &mut None,
-        EXEC_STOP_TIMEOUT,
-    ))
+    Ok((launched, setup.signal_fd, setup.streams))
 }

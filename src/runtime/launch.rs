@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use super::cgroups::Cgroup;
 use super::plan::Step;
 use super::process::{self, ChildPlan, ExecTarget, Message, Stage};
-use super::relay::{container_stdio, BlockedSignals, Streams};
+use super::relay::{container_stdio, inherited_stdio, BlockedSignals, Streams};
 use super::security;
 use crate::exitcode;
 
@@ -55,6 +55,13 @@ impl Child {
                 Some(exit_code(status))
             }
         }
+    }
+
+    /// Lets the child live on without us (`create`): no kill on drop; whoever it is
+    /// reparented to reaps it. Returns its pid.
+    pub(super) fn detach(mut self) -> libc::pid_t {
+        self.reaped = true;
+        self.pid
     }
 
     pub(super) fn wait(&mut self) -> i32 {
@@ -133,6 +140,8 @@ pub(crate) fn clone3_into_cgroup(flags: libc::c_int, cgroup_fd: RawFd) -> libc::
 enum Startup {
     /// execve succeeded (the sync socket closed); carries the pty master with `-t`.
     Started(Option<OwnedFd>),
+    /// Set up and waiting for `start` on its start fifo (`create`).
+    Created(Option<OwnedFd>),
     Failed(String),
     ExecFailed {
         errno: i32,
@@ -388,6 +397,7 @@ fn receive_startup(sock: &OwnedFd, steps: &[Step], child: &mut Child) -> anyhow:
         }
         match message.kind {
             process::MSG_PTY_MASTER => master = passed,
+            process::MSG_CREATED => return Ok(Startup::Created(master)),
             process::MSG_CHILD_PID => {
                 // The reporter exits right after the report: reap it, follow its child.
                 child.wait();
@@ -460,11 +470,20 @@ pub(super) struct ChildSetup {
     pub(super) streams: Streams,
 }
 
+/// Where the container's standard streams come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StdioMode {
+    /// Pipes or a pty we relay (`run`, `exec`); `interactive` keeps stdin.
+    Relayed { interactive: bool },
+    /// Our own 0, 1 and 2, or a pty whose master we hand on (the runtime CLI).
+    Inherited,
+}
+
 impl ChildSetup {
     pub(super) fn new(
         steps: Vec<Step>,
         terminal: bool,
-        interactive: bool,
+        stdio: StdioMode,
         user: &oci_spec::runtime::User,
         exec: ExecTarget,
         security: security::Prepared,
@@ -473,7 +492,10 @@ impl ChildSetup {
         let signal_fd =
             SignalFd::with_flags(&blocked.set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
                 .context("cannot create a signalfd")?;
-        let (stdio, child_fds, streams) = container_stdio(terminal, interactive)?;
+        let (stdio, child_fds, streams) = match stdio {
+            StdioMode::Relayed { interactive } => container_stdio(terminal, interactive)?,
+            StdioMode::Inherited => inherited_stdio(terminal)?,
+        };
         let channel = setup_channel()?;
         let plan = ChildPlan::new(
             steps,
@@ -497,7 +519,8 @@ impl ChildSetup {
 
 /// A launched child: running its command, or reaped after its execve failed.
 pub(super) enum Launched {
-    /// The command runs; with `-t` we hold the pty master.
+    /// The command runs (with a start fifo: is set up and waits for `start`); with
+    /// `-t` we hold the pty master.
     Started {
         child: Child,
         master: Option<OwnedFd>,
@@ -531,7 +554,9 @@ pub(super) fn launch(
         &plan.steps,
     )?;
     match receive_startup(&parent_sock, &plan.steps, &mut child)? {
-        Startup::Started(master) => Ok(Launched::Started { child, master }),
+        Startup::Started(master) | Startup::Created(master) => {
+            Ok(Launched::Started { child, master })
+        }
         Startup::Failed(reason) => bail!("{reason}"),
         Startup::ExecFailed { errno } => {
             child.wait();

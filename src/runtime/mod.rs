@@ -16,9 +16,9 @@ mod run;
 mod sealed_exe;
 pub mod security;
 
-pub use exec::{exec, ExecRequest};
+pub use exec::{exec, exec_detached, ExecRequest};
 pub use relay::Outcome;
-pub use run::{run, RunRequest};
+pub use run::{create, make_start_fifo, release, run, CreateRequest, RunRequest};
 
 /// "true": run our tiny init as PID 1 (Docker's `--init`).
 pub const ANNOTATION_INIT: &str = "org.mycontainer.init";

@@ -1,7 +1,17 @@
 //! Which namespaces the container gets, read from the spec, as clone(2) flags.
 
+use std::path::PathBuf;
+
 use anyhow::bail;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+/// A namespace the container joins (a `path` in the spec) instead of creating it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub path: PathBuf,
+    pub nstype: libc::c_int,
+    pub kind: &'static str,
+}
 
 /// The namespaces of one container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,10 +36,8 @@ impl Namespaces {
             .unwrap_or_default();
         for entry in list {
             if entry.path().is_some() {
-                bail!(
-                    "joining an existing {} namespace is not supported",
-                    entry.typ()
-                );
+                // Checked and collected by `joined`.
+                continue;
             }
             match entry.typ() {
                 LinuxNamespaceType::Pid => ns.pid = true,
@@ -46,6 +54,35 @@ impl Namespaces {
             bail!("the spec must ask for a mount namespace");
         }
         Ok(ns)
+    }
+
+    /// The namespaces the spec names by path: network, ipc and uts can be joined (the
+    /// child's first steps); the others cannot (yet).
+    pub fn joined(spec: &Spec) -> anyhow::Result<Vec<Joined>> {
+        let list = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default();
+        let mut joined = Vec::new();
+        for entry in list {
+            let Some(path) = entry.path() else { continue };
+            let (nstype, kind) = match entry.typ() {
+                LinuxNamespaceType::Network => (libc::CLONE_NEWNET, "network"),
+                LinuxNamespaceType::Ipc => (libc::CLONE_NEWIPC, "ipc"),
+                LinuxNamespaceType::Uts => (libc::CLONE_NEWUTS, "uts"),
+                other => bail!(
+                    "joining an existing {other} namespace is not supported: only network, \
+                     ipc and uts namespaces may have a path"
+                ),
+            };
+            joined.push(Joined {
+                path: path.clone(),
+                nstype,
+                kind,
+            });
+        }
+        Ok(joined)
     }
 
     /// The flags for the one clone that creates the container's init.

@@ -126,6 +126,12 @@ pub enum Step {
         nstype: libc::c_int,
         kind: &'static str,
     },
+    /// Writes `value` to the container's /proc/sys file `path` (linux.sysctl), before
+    /// /proc/sys is made read-only.
+    Sysctl {
+        path: CString,
+        value: CString,
+    },
 }
 
 fn show(s: &CString) -> std::borrow::Cow<'_, str> {
@@ -204,6 +210,9 @@ impl fmt::Display for Step {
             Step::LoopbackUp => write!(f, "bring up the loopback interface"),
             Step::Chdir { path } => write!(f, "enter the working directory {}", show(path)),
             Step::Setns { kind, .. } => write!(f, "join the container's {kind} namespace"),
+            Step::Sysctl { path, value } => {
+                write!(f, "write {} to {}", show(value), show(path))
+            }
         }
     }
 }
@@ -514,7 +523,30 @@ pub fn execute(step: &Step, slots: &Slots) -> Result<(), i32> {
         Step::LoopbackUp => loopback_up(),
         Step::Chdir { path } => check(unsafe { libc::chdir(path.as_ptr()) }),
         Step::Setns { fd, nstype, .. } => check(unsafe { libc::setns(*fd, *nstype) }),
+        Step::Sysctl { path, value } => write_file(path, value),
     }
+}
+
+/// Writes `value` to the existing file `path` (no symlink followed). Async-signal-safe.
+fn write_file(path: &CString, value: &CString) -> Result<(), i32> {
+    // SAFETY: open/write/close with NUL-terminated strings we own.
+    unsafe {
+        let fd = libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        );
+        if fd < 0 {
+            return Err(errno());
+        }
+        let bytes = value.as_bytes();
+        let written = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+        let error = errno();
+        libc::close(fd);
+        if written != bytes.len() as isize {
+            return Err(error);
+        }
+    }
+    Ok(())
 }
 
 fn ptr(s: &Option<CString>) -> *const libc::c_char {

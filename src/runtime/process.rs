@@ -23,6 +23,8 @@ pub const MSG_CWD_OUTSIDE_ROOT: u32 = 5;
 /// exec: the process that goes on in the container's pid namespace is `detail` (a host
 /// pid); the one that reported it exits.
 pub const MSG_CHILD_PID: u32 = 6;
+/// `create`: set up, waiting on the start fifo; the parent may go.
+pub const MSG_CREATED: u32 = 7;
 
 /// Stages outside the step list, for MSG_STAGE_FAILED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,7 @@ pub enum Stage {
     Security = 7,
     Init = 8,
     PidNamespace = 9,
+    Limits = 10,
 }
 
 impl Stage {
@@ -51,6 +54,7 @@ impl Stage {
             Stage::Security,
             Stage::Init,
             Stage::PidNamespace,
+            Stage::Limits,
         ]
         .into_iter()
         .find(|s| *s as u32 == value)
@@ -67,6 +71,7 @@ impl Stage {
             Stage::Security => "apply capabilities, no_new_privs and seccomp",
             Stage::Init => "start the container's init (--init)",
             Stage::PidNamespace => "start the process in the container's pid namespace",
+            Stage::Limits => "apply process.rlimits or process.oomScoreAdj",
         }
     }
 }
@@ -163,6 +168,17 @@ impl ExecTarget {
         absent
     }
 
+    /// Whether some candidate exists (stat succeeds). `create` checks this before it
+    /// waits for `start`, so a missing command fails `create` (as runc's does) instead
+    /// of exiting 127 after `start`. Async-signal-safe.
+    fn any_exists(&self) -> bool {
+        self.candidates.iter().any(|candidate| {
+            // SAFETY: stat of a NUL-terminated path into a zeroed struct we own.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            unsafe { libc::stat(candidate.as_ptr(), &mut st) == 0 }
+        })
+    }
+
     /// Tries each candidate like execvp, skipping those in `absent`; returns the errno
     /// that explains the failure (EACCES wins over ENOENT, as in execvp). One difference:
     /// absence is checked as the runtime's root, so a candidate in a directory the user
@@ -240,6 +256,16 @@ pub struct ChildPlan {
     /// exec: the container's pid namespace, entered once everything else is joined
     /// (see `enter_pid_namespace`).
     pub pid_namespace: Option<RawFd>,
+    /// `create`: the start fifo (opened read-write by the parent) on which the child,
+    /// once set up, waits for `start`'s byte before its execve.
+    pub start_fifo: Option<RawFd>,
+    /// The process outlives the runtime (the runtime CLI's `exec --detach`): it drops
+    /// its parent-death signal just before its execve.
+    pub outlive_parent: bool,
+    /// process.rlimits: (resource, soft, hard), set before the user switch.
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    /// process.oomScoreAdj, as the decimal text written to /proc/self/oom_score_adj.
+    pub oom_score_adj: Option<CString>,
 }
 
 impl ChildPlan {
@@ -268,6 +294,10 @@ impl ChildPlan {
         ChildPlan {
             keep,
             pid_namespace: None,
+            start_fifo: None,
+            outlive_parent: false,
+            rlimits: Vec::new(),
+            oom_score_adj: None,
             slots: plan::Slots::for_steps(&steps),
             steps,
             sync: channel.1.as_raw_fd(),
@@ -285,6 +315,49 @@ impl ChildPlan {
 }
 
 impl ChildPlan {
+    /// Takes process.rlimits and process.oomScoreAdj from `process`.
+    pub fn set_process_limits(&mut self, process: &oci_spec::runtime::Process) {
+        use oci_spec::runtime::PosixRlimitType as T;
+        self.rlimits = process
+            .rlimits()
+            .iter()
+            .flatten()
+            .map(|r| {
+                let resource = match r.typ() {
+                    T::RlimitCpu => libc::RLIMIT_CPU,
+                    T::RlimitFsize => libc::RLIMIT_FSIZE,
+                    T::RlimitData => libc::RLIMIT_DATA,
+                    T::RlimitStack => libc::RLIMIT_STACK,
+                    T::RlimitCore => libc::RLIMIT_CORE,
+                    T::RlimitRss => libc::RLIMIT_RSS,
+                    T::RlimitNproc => libc::RLIMIT_NPROC,
+                    T::RlimitNofile => libc::RLIMIT_NOFILE,
+                    T::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+                    T::RlimitAs => libc::RLIMIT_AS,
+                    T::RlimitLocks => libc::RLIMIT_LOCKS,
+                    T::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+                    T::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+                    T::RlimitNice => libc::RLIMIT_NICE,
+                    T::RlimitRtprio => libc::RLIMIT_RTPRIO,
+                    T::RlimitRttime => libc::RLIMIT_RTTIME,
+                };
+                (resource, r.soft(), r.hard())
+            })
+            .collect();
+        self.oom_score_adj = process
+            .oom_score_adj()
+            .map(|v| CString::new(v.to_string()).expect("digits have no NUL"));
+    }
+
+    /// Makes the child wait, set up, for a byte on the start fifo `fd` (`create`/`start`),
+    /// keeping `fd` open until then.
+    pub fn wait_for_start(&mut self, fd: RawFd) {
+        self.start_fifo = Some(fd);
+        self.keep.push(fd);
+        self.keep.sort_unstable();
+        self.keep.dedup();
+    }
+
     /// Makes the child enter the pid namespace `fd` refers to (exec), keeping `fd` open
     /// until then.
     pub fn join_pid_namespace(&mut self, fd: RawFd) {
@@ -456,6 +529,29 @@ fn cwd_inside_root() -> Result<bool, i32> {
     Ok(rc > 0 && buf[0] == b'/')
 }
 
+/// Writes `value` to /proc/self/oom_score_adj: first thing in the child, while the host's
+/// /proc (where self is us) is still the root's. Async-signal-safe.
+fn write_oom_score_adj(value: &CString) -> Result<(), i32> {
+    // SAFETY: open/write/close with a literal path and a string we own.
+    unsafe {
+        let fd = libc::open(
+            c"/proc/self/oom_score_adj".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return Err(errno());
+        }
+        let bytes = value.as_bytes();
+        let written = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+        let error = errno();
+        libc::close(fd);
+        if written != bytes.len() as isize {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
 /// Whether the parent died (its end of the setup channel is closed): checked right
 /// after the parent-death signal is armed, which covers a death just before. Never
 /// blocks. Async-signal-safe.
@@ -501,6 +597,11 @@ pub fn child_main(plan: &ChildPlan) -> ! {
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(1) };
     }
+    if let Some(value) = &plan.oom_score_adj {
+        if let Err(errno) = write_oom_score_adj(value) {
+            fail(sync, MSG_STAGE_FAILED, Stage::Limits as u32, errno);
+        }
+    }
     // SAFETY: umask of our own process. Exact modes for what we create.
     unsafe { libc::umask(0) };
     // The release byte comes once the parent has placed us in our cgroup: at the plan's
@@ -543,6 +644,9 @@ pub fn child_main(plan: &ChildPlan) -> ! {
     // Which PATH candidates are absent, looked up before any seccomp filter is loaded
     // (a custom profile may not allow stat).
     let absent = plan.exec.absent_candidates();
+    if plan.start_fifo.is_some() && !plan.exec.any_exists() {
+        fail(sync, MSG_EXEC_FAILED, 0, libc::ENOENT);
+    }
 
     if let Some(title) = &plan.init {
         // Init tells the worker on this pipe once it is confined: the command never
@@ -576,6 +680,16 @@ pub fn child_main(plan: &ChildPlan) -> ! {
         }
     }
 
+    for (resource, soft, hard) in &plan.rlimits {
+        let limit = libc::rlimit {
+            rlim_cur: *soft,
+            rlim_max: *hard,
+        };
+        // SAFETY: setrlimit of our own process from a struct on the stack.
+        if unsafe { libc::setrlimit(*resource, &limit) } < 0 {
+            fail(sync, MSG_STAGE_FAILED, Stage::Limits as u32, errno());
+        }
+    }
     if let Err((stage, errno)) = become_user(plan) {
         fail(sync, MSG_STAGE_FAILED, stage as u32, errno);
     }
@@ -601,11 +715,54 @@ pub fn child_main(plan: &ChildPlan) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         );
     }
+    if let Some(fifo) = plan.start_fifo {
+        await_start(sync, fifo);
+    }
+    if plan.outlive_parent {
+        // SAFETY: prctl on our own process.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0) };
+    }
     if let Err(e) = plan.security.after_user_switch() {
         fail(sync, MSG_STAGE_FAILED, Stage::Security as u32, e as i32);
     }
     let errno = plan.exec.exec(absent);
+    if plan.start_fifo.is_some() {
+        // Nobody reads the setup channel any more: the exit status says it, as `run`'s
+        // 127/126 would.
+        let code = if errno == libc::ENOENT {
+            crate::exitcode::NOT_FOUND
+        } else {
+            crate::exitcode::CANNOT_EXECUTE
+        };
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(code) };
+    }
     fail(sync, MSG_EXEC_FAILED, 0, errno)
+}
+
+/// `create`: the container is set up. It outlives the runtime from here on (no
+/// parent-death signal: the caller, containerd's shim, reaps it), tells the parent, and
+/// waits for `start`'s byte on the fifo. End of file cannot happen (we hold the fifo
+/// read-write); any other failure ends the container. Async-signal-safe.
+fn await_start(sync: RawFd, fifo: RawFd) {
+    // SAFETY: prctl on our own process; read of one byte into a local from a descriptor
+    // the parent opened for us.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, 0);
+        report(sync, MSG_CREATED, 0, 0);
+        let mut byte = 0u8;
+        loop {
+            let n = libc::read(fifo, (&mut byte as *mut u8).cast(), 1);
+            if n == 1 {
+                break;
+            }
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            libc::_exit(1);
+        }
+        libc::close(fifo);
+    }
 }
 
 /// exec's way into the container's pid namespace. Only children are born in a pid

@@ -127,6 +127,30 @@ pub(super) fn container_stdio(
     Ok((stdio, vec![stdin, out_write, err_write], streams))
 }
 
+/// The container's standard streams for a runtime CLI `create`: our own 0, 1 and 2, which
+/// the caller (containerd's shim) opened for the container, or with a pty (`terminal`)
+/// the one the child opens, whose master goes to the caller. Nothing is relayed.
+pub(super) fn inherited_stdio(
+    terminal: bool,
+) -> anyhow::Result<(ChildStdio, Vec<OwnedFd>, Streams)> {
+    let streams = Streams {
+        out: None,
+        err: None,
+        master: None,
+        stdin: None,
+        stdin_open: false,
+    };
+    if terminal {
+        let null = open_null()?;
+        let stdio = ChildStdio::Terminal {
+            size: None,
+            null: null.as_raw_fd(),
+        };
+        return Ok((stdio, vec![null], streams));
+    }
+    Ok((ChildStdio::Fds([0, 1, 2]), Vec::new(), streams))
+}
+
 /// Writes everything to one of our descriptors, ignoring a closed terminal.
 fn write_all_fd(fd: BorrowedFd, mut data: &[u8]) {
     while !data.is_empty() {

@@ -365,6 +365,46 @@ fn plan_root(
     Ok(())
 }
 
+/// The /proc/sys file of sysctl `key` (`net.ipv4.ip_forward` or `net/ipv4/ip_forward`),
+/// refused unless it belongs to a namespace the container has of its own: anything
+/// else would change the host. As runc: IPC sysctls (kernel.msg*, kernel.sem,
+/// kernel.shm*, fs.mqueue.*) with a new ipc namespace, net.* with a new network one,
+/// kernel.hostname and kernel.domainname with a new uts one.
+pub fn sysctl_path(key: &str, ns: &Namespaces) -> anyhow::Result<String> {
+    let dotted = key.replace('/', ".");
+    if dotted.split('.').any(|p| p.is_empty() || p == "..") || dotted.contains('\0') {
+        bail!("invalid sysctl {key:?}");
+    }
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let own = if IPC.contains(&dotted.as_str()) || dotted.starts_with("fs.mqueue.") {
+        ns.ipc
+    } else if dotted.starts_with("net.") {
+        ns.net
+    } else if dotted == "kernel.hostname" || dotted == "kernel.domainname" {
+        ns.uts
+    } else {
+        bail!(
+            "sysctl {key:?} is not namespaced: setting it would change the host (only ipc, \
+             net.* and uts sysctls are allowed)"
+        );
+    };
+    if !own {
+        bail!(
+            "sysctl {key:?} needs a namespace of the container's own (it would change the host's)"
+        );
+    }
+    Ok(format!("/proc/sys/{}", dotted.replace('.', "/")))
+}
+
 /// The whole filesystem setup of the child, in order. A mount of type "cgroup" (Docker's
 /// /sys/fs/cgroup) shows `cgroups`, mounted once the child is in its cgroup namespace.
 pub fn plan(
@@ -432,6 +472,18 @@ pub fn plan(
                 link: CString::new(*link)?,
             });
         }
+    }
+    let mut sysctls: Vec<_> = linux
+        .and_then(|l| l.sysctl().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    sysctls.sort();
+    for (key, value) in sysctls {
+        steps.push(Step::Sysctl {
+            path: CString::new(sysctl_path(&key, ns)?)?,
+            value: CString::new(value)?,
+        });
     }
     for path in linux
         .and_then(|l| l.masked_paths().clone())

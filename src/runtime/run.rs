@@ -6,13 +6,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use anyhow::{bail, Context};
 use oci_spec::runtime::Spec;
 
 use super::cgroups::Cgroup;
-use super::launch::{launch, ChildSetup, Launched, Spawn};
+use super::launch::{launch, ChildSetup, Launched, Spawn, StdioMode};
 use super::logfile::LogWriter;
 use super::namespaces::Namespaces;
+use super::plan::Step;
 use super::process::ExecTarget;
 use super::relay::{supervise, Outcome};
 use super::{rootfs, security, ANNOTATION_INIT};
@@ -57,6 +61,13 @@ impl CgroupGuard {
     }
 }
 
+impl CgroupGuard {
+    /// The cgroup outlives us (`create`): the caller destroys it later.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
 impl Drop for CgroupGuard {
     fn drop(&mut self) {
         if let Some(cgroup) = self.0.take() {
@@ -65,11 +76,22 @@ impl Drop for CgroupGuard {
     }
 }
 
-/// Runs the container described by `req` to completion. `on_started` gets the host pid
-/// of the container's init once its command runs (the caller's state write then overlaps
-/// with the command).
-pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<Outcome> {
-    let spec = req.spec;
+/// What `run` and `create` prepare the same way before the clone: the cgroup (with its
+/// limits), the child's plan and the clone's namespaces.
+struct Prepared {
+    cgroup: CgroupGuard,
+    setup: ChildSetup,
+    ns: Namespaces,
+    /// The namespaces joined by path, open until the child has joined them.
+    _joined: Vec<OwnedFd>,
+}
+
+fn prepare(
+    bundle: &Path,
+    spec: &Spec,
+    cache_dir: Option<&Path>,
+    stdio: StdioMode,
+) -> anyhow::Result<Prepared> {
     let ns = Namespaces::from_spec(spec)?;
     let process_spec = spec.process().as_ref().context("the spec has no process")?;
     let exec = ExecTarget::new(
@@ -83,7 +105,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         .as_ref()
         .and_then(|a| a.get(ANNOTATION_INIT))
         .is_some_and(|v| v == "true");
-    let prepared_security = security::prepare_with_cache(spec, req.cache_dir)?;
+    let prepared_security = security::prepare_with_cache(spec, cache_dir)?;
     let linux = spec.linux().as_ref();
     let cgroup_name = linux
         .and_then(|l| l.cgroups_path().clone())
@@ -93,23 +115,64 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         .trim_start_matches('/')
         .to_string();
 
-    let mut log = req.log_path.map(LogWriter::new);
     let cgroup = CgroupGuard(Some(
         Cgroup::create(&cgroup_name, linux.and_then(|l| l.resources().as_ref()))
             .with_context(|| format!("cannot create cgroup {cgroup_name}"))?,
     ));
-    let steps = rootfs::plan(spec, req.bundle, &ns, &cgroup.get().view())?;
-    let mut setup = ChildSetup::new(
-        steps,
-        terminal,
-        req.interactive,
-        user,
-        exec,
-        prepared_security,
-    )?;
+    let mut steps = rootfs::plan(spec, bundle, &ns, &cgroup.get().view())?;
+    // Joined first, before anything is mounted or named in them.
+    let mut joined_fds = Vec::new();
+    for (index, joined) in Namespaces::joined(spec)?.into_iter().enumerate() {
+        let fd: OwnedFd = std::fs::File::open(&joined.path)
+            .with_context(|| {
+                format!(
+                    "cannot open the {} namespace {}",
+                    joined.kind,
+                    joined.path.display()
+                )
+            })?
+            .into();
+        steps.insert(
+            index,
+            Step::Setns {
+                fd: fd.as_raw_fd(),
+                nstype: joined.nstype,
+                kind: joined.kind,
+            },
+        );
+        joined_fds.push(fd);
+    }
+    let mut setup = ChildSetup::new(steps, terminal, stdio, user, exec, prepared_security)?;
+    setup.plan.set_process_limits(process_spec);
     if init {
         setup.plan.init = Some(super::init::Title::prepare(&setup.plan.exec.argv)?);
     }
+    Ok(Prepared {
+        cgroup,
+        setup,
+        ns,
+        _joined: joined_fds,
+    })
+}
+
+/// Runs the container described by `req` to completion. `on_started` gets the host pid
+/// of the container's init once its command runs (the caller's state write then overlaps
+/// with the command).
+pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<Outcome> {
+    let Prepared {
+        cgroup,
+        mut setup,
+        ns,
+        _joined,
+    } = prepare(
+        req.bundle,
+        req.spec,
+        req.cache_dir,
+        StdioMode::Relayed {
+            interactive: req.interactive,
+        },
+    )?;
+    let mut log = req.log_path.map(LogWriter::new);
     let spawn = Spawn {
         flags: ns.clone_flags(),
         cgroup_ns: ns.cgroup,
@@ -142,4 +205,84 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     outcome.memory_limit = cgroup.get().memory_limit();
     cgroup.destroy_or_warn();
     Ok(outcome)
+}
+
+/// What one `create` needs (the runtime CLI: runc's create/start split).
+pub struct CreateRequest<'a> {
+    /// Directory holding config.json; `root.path` is relative to it.
+    pub bundle: &'a Path,
+    pub spec: &'a Spec,
+    pub cache_dir: Option<&'a Path>,
+    /// The fifo `start` writes to (made by the caller, see `make_start_fifo`).
+    pub start_fifo: &'a Path,
+}
+
+/// A created container: set up, waiting for `start`.
+pub struct Created {
+    /// Host pid of the container's init. It is no child of ours once we exit: it goes to
+    /// our caller's subreaper (containerd's shim) or to init, which reaps it.
+    pub pid: i32,
+    /// The pty master, when the process asked for a terminal.
+    pub console: Option<OwnedFd>,
+}
+
+/// Creates the fifo `start` releases a created container through (0600).
+pub fn make_start_fifo(path: &Path) -> anyhow::Result<()> {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .with_context(|| format!("cannot create the start fifo {}", path.display()))
+}
+
+/// `create`: everything `run` does up to the container's execve, which waits for
+/// `start` (`release`). The container's stdio is ours (or a pty whose master is
+/// returned); its cgroup stays until the caller destroys it (`delete`). On failure
+/// nothing is left (the child killed, the cgroup removed).
+pub fn create(req: &CreateRequest) -> anyhow::Result<Created> {
+    let Prepared {
+        cgroup,
+        mut setup,
+        ns,
+        _joined,
+    } = prepare(req.bundle, req.spec, req.cache_dir, StdioMode::Inherited)?;
+    let fifo = nix::fcntl::open(
+        req.start_fifo,
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("cannot open the start fifo {}", req.start_fifo.display()))?;
+    setup.plan.wait_for_start(fifo.as_raw_fd());
+    let spawn = Spawn {
+        flags: ns.clone_flags(),
+        cgroup_ns: ns.cgroup,
+        cgroup: cgroup.get(),
+        what: "cannot clone the container's init with new namespaces",
+    };
+    match launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)? {
+        Launched::Started { child, master } => {
+            cgroup.keep();
+            Ok(Created {
+                pid: child.detach(),
+                console: master,
+            })
+        }
+        // Only after `start`: the child no longer reports it then.
+        Launched::ExecFailed { reason, .. } => bail!("{reason}"),
+    }
+}
+
+/// `start`: lets a created container go on to its execve (one byte on its start fifo,
+/// which is then removed). A container that is gone fails with ENXIO (no reader).
+pub fn release(start_fifo: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(start_fifo)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENXIO) => anyhow::anyhow!("the container's process has exited"),
+            _ => anyhow::anyhow!("cannot open the start fifo {}: {e}", start_fifo.display()),
+        })?;
+    fifo.write_all(b"s")
+        .context("cannot write to the container's start fifo")?;
+    std::fs::remove_file(start_fifo)
+        .with_context(|| format!("cannot remove the start fifo {}", start_fifo.display()))
 }

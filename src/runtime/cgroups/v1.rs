@@ -124,6 +124,21 @@ impl V1Cgroup {
             .map(|d| d.dir.as_path())
     }
 
+    /// New limits for an existing cgroup (`runtime update`). Only the hierarchies it
+    /// joined when created can change: a limit of a controller it has no directory in
+    /// (a hybrid host makes only those the first limits needed) is refused.
+    pub fn update(&self, limits: &Limits) -> Result<()> {
+        for controller in limits.required_controllers() {
+            if self.dir_of(controller).is_none() {
+                bail!(
+                    "cannot change the {controller} limit: the container was created without \
+                     one, and on cgroup v1 a limit can only be changed, not added"
+                );
+            }
+        }
+        self.apply(limits)
+    }
+
     pub fn create(&self, name: &str, limits: &Limits) -> Result<()> {
         for controller in limits.required_controllers() {
             if self.dir_of(controller).is_none() {

@@ -1,0 +1,1131 @@
+//! `mycontainer-runtime`: runc's command line, driven as containerd's shim drives it
+//! (create with our stdio or a console socket, start, state, kill, delete), on real
+//! containers. The test process is a child subreaper, as the shim is, so it reaps the
+//! containers and reads their exit status.
+
+mod common;
+
+use std::fs::{self, File};
+use std::io::{IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::symlink;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+
+use common::{build_busybox_rootfs, ok, stderr, stdout, wait_for, BIN};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+/// Orphaned container processes come to us (as to containerd's shim) to be reaped.
+fn become_subreaper() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: prctl on our own process.
+        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+        assert_eq!(rc, 0, "cannot become a child subreaper");
+    });
+}
+
+struct Rt {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    bin: PathBuf,
+    ids: Vec<String>,
+}
+
+impl Rt {
+    fn new() -> Rt {
+        become_subreaper();
+        let dir = tempfile::Builder::new()
+            .prefix("mycontainer-rt-test-")
+            .tempdir()
+            .unwrap();
+        let bin = dir.path().join("mycontainer-runtime");
+        symlink(BIN, &bin).unwrap();
+        let root = dir.path().join("state");
+        Rt {
+            root,
+            bin,
+            dir,
+            ids: Vec::new(),
+        }
+    }
+
+    /// A unique container id (cgroups are shared by every test process on the host).
+    fn id(&mut self, name: &str) -> String {
+        let id = format!("{name}-{}", std::process::id());
+        self.ids.push(id.clone());
+        id
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--root").arg(&self.root);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    fn rt(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// A bundle made by our own `spec`, with a busybox rootfs, `edit`ed.
+    fn bundle(&self, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+        let bundle = self.dir.path().join(name);
+        fs::create_dir_all(&bundle).unwrap();
+        ok(self
+            .cmd()
+            .args(["spec", "--bundle"])
+            .arg(&bundle)
+            .output()
+            .unwrap());
+        build_busybox_rootfs(&bundle.join("rootfs"));
+        let path = bundle.join("config.json");
+        let mut config: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        edit(&mut config);
+        fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        bundle
+    }
+
+    /// `create` with the container's stdout and stderr into `out` (the runtime exits;
+    /// the container keeps the file).
+    fn create(&self, bundle: &Path, id: &str, out: &Path, extra: &[&str]) -> Output {
+        let file = File::create(out).unwrap();
+        self.cmd()
+            .arg("create")
+            .args(extra)
+            .arg("--bundle")
+            .arg(bundle)
+            .arg(id)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .output()
+            .unwrap()
+    }
+
+    fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&ok(self.rt(&["state", id]))).unwrap()
+    }
+
+    fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = self.rt(&["delete", "--force", id]);
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        for id in &self.ids {
+            common::assert_no_cgroup(&format!("rt-{id}"));
+            assert!(!self.root.join(id).exists(), "state of {id} left behind");
+        }
+    }
+}
+
+fn noninteractive(args: &[&str]) -> impl FnOnce(&mut Value) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    move |config: &mut Value| {
+        config["process"]["terminal"] = json!(false);
+        config["process"]["args"] = json!(args);
+    }
+}
+
+/// Reaps `pid` (our orphan) and returns its exit code, 128+N for signal N.
+fn reap(pid: i32) -> i32 {
+    let mut code = None;
+    assert!(
+        wait_for(20, || {
+            match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, c)) => code = Some(c),
+                Ok(WaitStatus::Signaled(_, s, _)) => code = Some(128 + s as i32),
+                Ok(_) => {}
+                Err(e) => panic!("cannot wait for {pid}: {e}"),
+            }
+            code.is_some()
+        }),
+        "container process {pid} did not exit"
+    );
+    code.unwrap()
+}
+
+fn file_contains(path: &Path, text: &str) -> bool {
+    fs::read_to_string(path).unwrap_or_default().contains(text)
+}
+
+#[test]
+fn create_start_state_kill_delete_through_every_status() {
+    let mut rt = Rt::new();
+    let id = rt.id("life");
+    let script = "trap 'echo got-usr1; exit 7' USR1; echo started-$$; \
+                  while :; do sleep 0.05; done";
+    let bundle = rt.bundle("life", noninteractive(&["sh", "-c", script]));
+    let out = rt.dir.path().join("life.out");
+    let pid_file = rt.dir.path().join("life.pid");
+    let created = rt.create(
+        &bundle,
+        &id,
+        &out,
+        &["--pid-file", pid_file.to_str().unwrap()],
+    );
+    ok(created);
+
+    // Created: set up, its command not started.
+    let state = rt.state(&id);
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["id"], id.as_str());
+    assert_eq!(state["ociVersion"], "1.2.0");
+    assert_eq!(state["bundle"], bundle.to_str().unwrap());
+    let pid = state["pid"].as_i64().unwrap() as i32;
+    assert_eq!(fs::read_to_string(&pid_file).unwrap(), pid.to_string());
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains("while"),
+        "the command ran before start"
+    );
+    assert!(!file_contains(&out, "started"));
+    // Its pid namespace and hostname are the container's.
+    let ours = fs::read_link("/proc/self/ns/pid").unwrap();
+    assert_ne!(fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap(), ours);
+
+    let listed = stdout(&rt.rt(&["list"]));
+    assert!(listed
+        .lines()
+        .any(|l| l.starts_with(&id) && l.contains("created")));
+
+    ok(rt.rt(&["start", &id]));
+    // PID 1 of its namespace, writing to the stdout create was given.
+    assert!(wait_for(10, || file_contains(&out, "started-1")));
+    assert_eq!(rt.status(&id), "running");
+
+    // Invalid transitions.
+    let again = rt.rt(&["start", &id]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already running"),
+        "{}",
+        stderr(&again)
+    );
+    let delete = rt.rt(&["delete", &id]);
+    assert_eq!(delete.status.code(), Some(1));
+    assert!(stderr(&delete).contains("running"), "{}", stderr(&delete));
+    let taken = rt.create(&bundle, &id, &rt.dir.path().join("taken.out"), &[]);
+    assert_eq!(taken.status.code(), Some(1));
+    assert!(fs::read_to_string(rt.dir.path().join("taken.out"))
+        .unwrap()
+        .contains("already exists"));
+
+    // A signal by name reaches the command, whose exit status is ours to read.
+    ok(rt.rt(&["kill", &id, "USR1"]));
+    assert_eq!(reap(pid), 7);
+    assert!(file_contains(&out, "got-usr1"));
+    let state = rt.state(&id);
+    assert_eq!(state["status"], "stopped");
+    assert_eq!(state["pid"], 0);
+
+    let kill = rt.rt(&["kill", &id, "KILL"]);
+    assert_eq!(kill.status.code(), Some(1));
+    assert!(stderr(&kill).contains("container not running"));
+    let start = rt.rt(&["start", &id]);
+    assert!(stderr(&start).contains("stopped"), "{}", stderr(&start));
+
+    ok(rt.rt(&["delete", &id]));
+    let gone = rt.rt(&["state", &id]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(stderr(&gone).contains("does not exist"));
+    common::assert_no_cgroup(&format!("rt-{id}"));
+}
+
+#[test]
+fn kill_takes_numbers_and_all_reaches_every_process() {
+    let mut rt = Rt::new();
+    let id = rt.id("killall");
+    let script = "trap 'exit 3' TERM; sleep 1000 & echo ready; \
+                  while :; do sleep 0.05; done";
+    let bundle = rt.bundle("killall", noninteractive(&["sh", "-c", script]));
+    let out = rt.dir.path().join("k.out");
+    ok(rt.create(&bundle, &id, &out, &[]));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    ok(rt.rt(&["start", &id]));
+    assert!(wait_for(10, || file_contains(&out, "ready")));
+    let pids: Vec<i32> =
+        serde_json::from_str(&ok(rt.rt(&["ps", "--format", "json", &id]))).unwrap();
+    assert!(pids.contains(&pid) && pids.len() >= 2, "{pids:?}");
+
+    let sleeper = *pids
+        .iter()
+        .find(|p| {
+            fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default() == b"sleep\x001000\x00"
+        })
+        .expect("the background sleep is in the container's cgroup");
+
+    // --all: USR1 to every process; the init (no handler, PID 1) ignores it, the
+    // background sleep dies of it.
+    ok(rt.rt(&["kill", "--all", &id, "SIGUSR1"]));
+    assert!(wait_for(10, || {
+        fs::read(format!("/proc/{sleeper}/cmdline")).unwrap_or_default() != b"sleep\x001000\x00"
+    }));
+    assert_eq!(rt.status(&id), "running");
+    // 15 = TERM, caught by the trap.
+    ok(rt.rt(&["kill", &id, "15"]));
+    assert_eq!(reap(pid), 3);
+    let bad = rt.rt(&["kill", &id, "NOPE"]);
+    assert!(stderr(&bad).contains("invalid signal"));
+    ok(rt.rt(&["delete", &id]));
+}
+
+#[test]
+fn delete_force_kills_a_running_container_and_a_created_one_is_deletable() {
+    let mut rt = Rt::new();
+    let running = rt.id("force");
+    let created = rt.id("created");
+    let bundle = rt.bundle("force", noninteractive(&["sleep", "1000"]));
+    ok(rt.create(&bundle, &running, &rt.dir.path().join("f.out"), &[]));
+    ok(rt.create(&bundle, &created, &rt.dir.path().join("c.out"), &[]));
+    let pid = rt.state(&running)["pid"].as_i64().unwrap() as i32;
+    let created_pid = rt.state(&created)["pid"].as_i64().unwrap() as i32;
+    ok(rt.rt(&["start", &running]));
+    assert_eq!(rt.status(&running), "running");
+
+    ok(rt.rt(&["delete", "--force", &running]));
+    assert_eq!(reap(pid), 128 + libc::SIGKILL);
+    // A created container is deleted without --force (its process killed), as runc does.
+    ok(rt.rt(&["delete", &created]));
+    assert_eq!(reap(created_pid), 128 + libc::SIGKILL);
+    // --force on a container that is not there is fine (containerd retries deletes).
+    ok(rt.rt(&["delete", "--force", &running]));
+    let missing = rt.rt(&["delete", &running]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stdout(&rt.rt(&["list", "-q"])).trim().is_empty());
+}
+
+#[test]
+fn a_missing_command_fails_create_and_one_that_cannot_run_exits_126_after_start() {
+    let mut rt = Rt::new();
+    // As runc: create looks the command up in the container, and says why.
+    let missing = rt.id("nocmd");
+    let bundle = rt.bundle("nocmd", noninteractive(&["no-such-command"]));
+    let out = rt.dir.path().join("n.out");
+    let created = rt.create(&bundle, &missing, &out, &[]);
+    assert_eq!(created.status.code(), Some(1));
+    let said = fs::read_to_string(&out).unwrap();
+    assert!(
+        said.contains("\"no-such-command\": executable file not found in $PATH"),
+        "{said}"
+    );
+    assert!(!rt.root.join(&missing).exists());
+    common::assert_no_cgroup(&format!("rt-{missing}"));
+
+    // Present but not executable: found at create, fails at its execve after start.
+    let id = rt.id("noexec");
+    let bundle = rt.bundle("noexec", noninteractive(&["/etc/passwd"]));
+    ok(rt.create(&bundle, &id, &rt.dir.path().join("x.out"), &[]));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    ok(rt.rt(&["start", &id]));
+    assert_eq!(reap(pid), 126);
+    assert_eq!(rt.status(&id), "stopped");
+    ok(rt.rt(&["delete", &id]));
+}
+
+#[test]
+fn a_failed_create_leaves_nothing_and_its_error_is_in_the_json_log() {
+    let mut rt = Rt::new();
+    let id = rt.id("badmount");
+    let bundle = rt.bundle("badmount", |config| {
+        noninteractive(&["true"])(config);
+        config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/data", "type": "bind", "source": "/no/such/dir",
+            "options": ["rbind"]
+        }));
+    });
+    let log = rt.dir.path().join("log.json");
+    let out = rt
+        .cmd()
+        .args(["--log", log.to_str().unwrap(), "--log-format", "json"])
+        .args(["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let line = fs::read_to_string(&log).unwrap();
+    let record: Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+    assert_eq!(record["level"], "error");
+    let msg = record["msg"].as_str().unwrap();
+    assert!(msg.contains("/no/such/dir"), "{msg}");
+    assert!(record["time"].as_str().unwrap().ends_with('Z'));
+    assert!(!rt.root.join(&id).exists());
+    common::assert_no_cgroup(&format!("rt-{id}"));
+
+    // The text format, for an unknown container.
+    let text_log = rt.dir.path().join("log.txt");
+    let out = rt
+        .cmd()
+        .args(["--log", text_log.to_str().unwrap(), "start", "nosuch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = fs::read_to_string(&text_log).unwrap();
+    assert!(
+        text.contains("level=error msg=\"container nosuch does not exist\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_waits_returns_the_exit_code_and_cleans_up() {
+    let mut rt = Rt::new();
+    let id = rt.id("run");
+    let bundle = rt.bundle(
+        "run",
+        noninteractive(&["sh", "-c", "echo out-$(hostname); echo err >&2; exit 4"]),
+    );
+    let out = rt
+        .cmd()
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "out-mycontainer\n");
+    assert_eq!(stderr(&out), "err\n");
+    assert!(!rt.root.join(&id).exists());
+
+    // --detach: started, left to us.
+    let detached = rt.id("rund");
+    let bundle = rt.bundle("rund", noninteractive(&["sleep", "1000"]));
+    let status = rt
+        .cmd()
+        .args([
+            "run",
+            "--detach",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            &detached,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(rt.status(&detached), "running");
+    let pid = rt.state(&detached)["pid"].as_i64().unwrap() as i32;
+    let listed: Vec<Value> =
+        serde_json::from_str(&ok(rt.rt(&["list", "--format", "json"]))).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], detached.as_str());
+    assert_eq!(listed[0]["status"], "running");
+    ok(rt.rt(&["delete", "--force", &detached]));
+    reap(pid);
+}
+
+/// Receives one descriptor (the pty master) from a runtime connecting to `listener`.
+fn receive_fd(listener: &UnixListener) -> OwnedFd {
+    let (stream, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!(RawFd);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just gave us this descriptor.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no descriptor received");
+}
+
+#[test]
+fn console_socket_gets_the_pty_of_a_spec_default_shell() {
+    let mut rt = Rt::new();
+    let id = rt.id("tty");
+    // `spec`'s default process as is: `sh` with a terminal.
+    let bundle = rt.bundle("tty", |_| {});
+    let socket = rt.dir.path().join("console.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let receiver = std::thread::spawn(move || receive_fd(&listener));
+    // Without the socket, a terminal is refused.
+    let refused = rt.create(&bundle, &id, &rt.dir.path().join("r.out"), &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    ok(rt.create(
+        &bundle,
+        &id,
+        &rt.dir.path().join("t.out"),
+        &["--console-socket", socket.to_str().unwrap()],
+    ));
+    let master = File::from(receiver.join().unwrap());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    ok(rt.rt(&["start", &id]));
+
+    let mut writer = master.try_clone().unwrap();
+    writer
+        .write_all(b"tty; echo answer-$((6*7)) $$\nexit 5\n")
+        .unwrap();
+    let mut seen = String::new();
+    let mut reader = master;
+    let mut buf = [0u8; 4096];
+    while !seen.contains("answer-42 1") {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(seen.contains("answer-42 1"), "{seen:?}");
+    assert!(seen.contains("/dev/pts/0"), "{seen:?}");
+    assert_eq!(reap(pid), 5);
+    ok(rt.rt(&["delete", &id]));
+}
+
+#[test]
+fn spec_writes_a_runnable_default_and_refuses_to_overwrite() {
+    let rt = Rt::new();
+    let dir = rt.dir.path().join("spec");
+    fs::create_dir(&dir).unwrap();
+    ok(rt.rt(&["spec", "--bundle", dir.to_str().unwrap()]));
+    let config: Value =
+        serde_json::from_slice(&fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["root"]["path"], "rootfs");
+    assert_eq!(config["process"]["terminal"], true);
+    assert_eq!(config["process"]["args"], json!(["sh"]));
+    let again = rt.rt(&["spec", "--bundle", dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("exists already"));
+
+    let features: Value = serde_json::from_str(&ok(rt.rt(&["features"]))).unwrap();
+    assert_eq!(features["ociVersionMax"], "1.2.0");
+    assert!(features["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("pid")));
+    assert!(features["linux"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("CAP_SYS_ADMIN")));
+
+    // `mycontainer runtime ...` is the same command line.
+    let via_main = Command::new(BIN)
+        .args(["runtime", "--root"])
+        .arg(&rt.root)
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert!(via_main.status.success(), "{}", stderr(&via_main));
+}
+
+#[test]
+fn exec_inline_and_detached_with_a_process_file() {
+    let mut rt = Rt::new();
+    let id = rt.id("exec");
+    let bundle = rt.bundle("exec", noninteractive(&["sleep", "1000"]));
+    ok(rt.create(&bundle, &id, &rt.dir.path().join("e.out"), &[]));
+    let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    // Not before start: the waiting init is still our binary.
+    let early = rt.rt(&["exec", &id, "true"]);
+    assert_eq!(early.status.code(), Some(1));
+    assert!(
+        stderr(&early).contains("it is created"),
+        "{}",
+        stderr(&early)
+    );
+    ok(rt.rt(&["start", &id]));
+
+    // Inline: relayed, our exit code is the command's; -u, --cwd and -e apply.
+    let out = rt.rt(&[
+        "exec",
+        "-u",
+        "65534:65534",
+        "--cwd",
+        "/tmp",
+        "-e",
+        "FOO=bar",
+        &id,
+        "sh",
+        "-c",
+        "echo $(id -u):$(id -g) $PWD $FOO $(cat /proc/1/comm); exit 6",
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "65534:65534 /tmp bar sleep\n");
+    let missing = rt.rt(&["exec", &id, "/no/such"]);
+    assert_eq!(missing.status.code(), Some(127));
+
+    // --process --detach --pid-file: as containerd's shim execs; we reap it.
+    let process = rt.dir.path().join("process.json");
+    fs::write(
+        &process,
+        serde_json::to_vec(&json!({
+            "args": ["sh", "-c", "echo detached-$$; exit 9"],
+            "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let pid_file = rt.dir.path().join("exec.pid");
+    let out_file = rt.dir.path().join("exec.out");
+    let status = rt
+        .cmd()
+        .args(["exec", "--detach", "--process"])
+        .arg(&process)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(&id)
+        .stdout(File::create(&out_file).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert_eq!(reap(pid), 9);
+    // Its pid in the container's namespace is not 1: it joined, it is not the init.
+    let said = fs::read_to_string(&out_file).unwrap();
+    assert!(
+        said.starts_with("detached-") && said != "detached-1\n",
+        "{said}"
+    );
+
+    // Not in a stopped container.
+    ok(rt.rt(&["kill", &id, "KILL"]));
+    assert_eq!(reap(init), 128 + libc::SIGKILL);
+    let refused = rt.rt(&["exec", &id, "true"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("stopped"), "{}", stderr(&refused));
+    ok(rt.rt(&["delete", &id]));
+}
+
+/// The container's limit file `name` (cgroup2, or the v1 hierarchy that has it).
+fn cgroup_file(id: &str, name: &str) -> PathBuf {
+    let mut candidates = vec![PathBuf::from(format!("/sys/fs/cgroup/mycontainer/rt-{id}"))];
+    for hierarchy in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        candidates.push(
+            hierarchy
+                .path()
+                .join("mycontainer")
+                .join(format!("rt-{id}")),
+        );
+    }
+    candidates
+        .into_iter()
+        .map(|dir| dir.join(name))
+        .find(|f| f.exists())
+        .unwrap_or_else(|| panic!("no {name} for {id}"))
+}
+
+#[test]
+fn pause_freezes_resume_thaws_and_update_changes_limits() {
+    let mut rt = Rt::new();
+    let id = rt.id("pause");
+    let bundle = rt.bundle("pause", |config| {
+        noninteractive(&[
+            "sh",
+            "-c",
+            "i=0; while :; do i=$((i+1)); echo $i; sleep 0.01; done",
+        ])(config);
+        config["linux"]["resources"]["pids"] = json!({"limit": 100});
+    });
+    let out = rt.dir.path().join("p.out");
+    ok(rt.create(&bundle, &id, &out, &[]));
+    ok(rt.rt(&["start", &id]));
+    assert!(wait_for(10, || file_contains(&out, "\n3\n")));
+
+    let early = rt.rt(&["resume", &id]);
+    assert!(stderr(&early).contains("not paused"), "{}", stderr(&early));
+    ok(rt.rt(&["pause", &id]));
+    assert_eq!(rt.status(&id), "paused");
+    let events = fs::read_to_string(cgroup_file(&id, "cgroup.events")).unwrap();
+    assert!(events.contains("frozen 1"), "{events}");
+    // Frozen: the counter stands still.
+    let before = fs::read_to_string(&out).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(fs::read_to_string(&out).unwrap(), before);
+    let exec = rt.rt(&["exec", &id, "true"]);
+    assert_eq!(exec.status.code(), Some(1));
+    let start = rt.rt(&["start", &id]);
+    assert_eq!(start.status.code(), Some(1));
+    ok(rt.rt(&["resume", &id]));
+    assert_eq!(rt.status(&id), "running");
+    let lines = before.lines().count();
+    assert!(wait_for(10, || fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .count()
+        > lines + 2));
+
+    // update: from a file and from stdin (containerd's way).
+    let resources = rt.dir.path().join("resources.json");
+    fs::write(&resources, r#"{"pids": {"limit": 50}}"#).unwrap();
+    ok(rt.rt(&["update", "--resources", resources.to_str().unwrap(), &id]));
+    assert_eq!(
+        fs::read_to_string(cgroup_file(&id, "pids.max"))
+            .unwrap()
+            .trim(),
+        "50"
+    );
+    let mut child = rt
+        .cmd()
+        .args(["update", "-r", "-", &id])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"pids": {"limit": 70}}"#)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        fs::read_to_string(cgroup_file(&id, "pids.max"))
+            .unwrap()
+            .trim(),
+        "70"
+    );
+    let bad = rt.rt(&["update", "-r", "/no/such.json", &id]);
+    assert_eq!(bad.status.code(), Some(1));
+
+    // A paused container is deleted with --force (thawed, killed).
+    ok(rt.rt(&["pause", &id]));
+    let refused = rt.rt(&["delete", &id]);
+    assert_eq!(refused.status.code(), Some(1));
+    ok(rt.rt(&["delete", "--force", &id]));
+}
+
+/// Debian's containerd on a private socket, root and state (no CRI), stopped on drop.
+struct Containerd {
+    dir: PathBuf,
+    socket: PathBuf,
+    daemon: std::process::Child,
+    namespace: String,
+}
+
+impl Containerd {
+    fn start(dir: &Path) -> Containerd {
+        let which = Command::new("sh")
+            .args(["-c", "command -v containerd && command -v ctr"])
+            .output()
+            .unwrap();
+        assert!(
+            which.status.success(),
+            "containerd and ctr are needed (apt-get install containerd; scripts/test does)"
+        );
+        let socket = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
+                root = dir.join("root").display(),
+                state = dir.join("state").display(),
+                sock = socket.display(),
+            ),
+        )
+        .unwrap();
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.join("containerd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let ctrd = Containerd {
+            dir: dir.to_path_buf(),
+            socket,
+            daemon,
+            namespace: format!("rt-test-{}", std::process::id()),
+        };
+        assert!(
+            wait_for(30, || ctrd.ctr(&["version"]).status.success()),
+            "containerd did not come up: {}",
+            fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+        );
+        ctrd
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("ctr")
+            .arg("-a")
+            .arg(&self.socket)
+            .args(["-n", &self.namespace])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // After a failed assertion: what is left goes through the shim and our runtime.
+        for id in stdout(&self.ctr(&["container", "ls", "-q"])).lines() {
+            let _ = self.ctr(&["task", "delete", "--force", id]);
+            let _ = self.ctr(&["container", "delete", id]);
+        }
+        // SAFETY: kill of the daemon we spawned (still our unreaped child).
+        unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
+        let _ = self.daemon.wait();
+        // Its snapshots are mounted under its root until it unmounts them.
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let ours = self.dir.to_string_lossy().into_owned();
+        for line in mounts.lines().rev() {
+            if let Some(target) = line.split(' ').nth(4).filter(|t| t.starts_with(&ours)) {
+                let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+}
+
+#[test]
+fn containerd_runs_an_image_through_the_runtime_cli() {
+    let mut rt = Rt::new();
+    let ctrd = Containerd::start(rt.dir.path());
+    // Our own busybox image, saved by us and imported by ctr.
+    let mc_root = rt.dir.path().join("mc");
+    let archive = rt.dir.path().join("busybox.tar");
+    let mc = |args: &[&str]| {
+        ok(Command::new(BIN)
+            .env_remove("MYCONTAINER_ROOT")
+            .arg("--root")
+            .arg(&mc_root)
+            .args(args)
+            .output()
+            .unwrap())
+    };
+    mc(&["image", "build", "busybox"]);
+    mc(&["image", "save", "busybox", "-o", archive.to_str().unwrap()]);
+    ok(ctrd.ctr(&["image", "import", archive.to_str().unwrap()]));
+    let image = "docker.io/library/busybox:latest";
+    let runtime = rt.bin.to_str().unwrap().to_string();
+    let runtime_root = rt.dir.path().join("runc-root");
+    let runtime_root = runtime_root.to_str().unwrap().to_string();
+    let run = |extra: &[&str], id: &str, command: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--runc-binary",
+            &runtime,
+            "--runc-root",
+            &runtime_root,
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[image, id]);
+        args.extend_from_slice(command);
+        ctrd.ctr(&args)
+    };
+
+    // Output and exit code, then --rm removes it.
+    let once = rt.id("ctr-once");
+    let out = run(
+        &["--rm"],
+        &once,
+        &["sh", "-c", "echo hello from $$; exit 3"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello from 1\n");
+
+    // A long one: exec into it, kill it, delete it.
+    let long = rt.id("ctr-long");
+    ok(run(&["-d"], &long, &["sleep", "1000"]));
+    let tasks = stdout(&ctrd.ctr(&["task", "ls"]));
+    assert!(
+        tasks
+            .lines()
+            .any(|l| l.starts_with(&long) && l.contains("RUNNING")),
+        "{tasks}"
+    );
+    let exec = ctrd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &long,
+        "sh",
+        "-c",
+        "echo in-exec $(cat /proc/1/comm); exit 2",
+    ]);
+    assert_eq!(exec.status.code(), Some(2), "{}", stderr(&exec));
+    assert_eq!(stdout(&exec), "in-exec sleep\n");
+    // The shim keeps each namespace's containers under <runc-root>/<namespace>.
+    let namespace_root = Path::new(&runtime_root).join(&ctrd.namespace);
+    let state: Value = serde_json::from_str(&ok(Command::new(&rt.bin)
+        .arg("--root")
+        .arg(&namespace_root)
+        .args(["state", &long])
+        .output()
+        .unwrap()))
+    .unwrap();
+    assert_eq!(state["status"], "running");
+    ok(ctrd.ctr(&["task", "kill", "-s", "KILL", &long]));
+    assert!(wait_for(20, || {
+        stdout(&ctrd.ctr(&["task", "ls"]))
+            .lines()
+            .any(|l| l.starts_with(&long) && l.contains("STOPPED"))
+    }));
+    ok(ctrd.ctr(&["task", "delete", &long]));
+    ok(ctrd.ctr(&["container", "delete", &long]));
+
+    // A command that is not there: containerd shows our error (from our --log).
+    let bad = rt.id("ctr-bad");
+    let out = run(&["--rm"], &bad, &["no-such-command"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("exec: \"no-such-command\": executable file not found in $PATH"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Nothing left: no containers, no runtime state, no cgroups (checked on drop), no
+    // processes.
+    assert!(stdout(&ctrd.ctr(&["container", "ls", "-q"]))
+        .trim()
+        .is_empty());
+    let left: Vec<_> = fs::read_dir(&namespace_root)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "runtime state left: {left:?}");
+    ok(ctrd.ctr(&["image", "rm", image]));
+    // Every shim has gone (each exits once its container is deleted).
+    let shim = format!("-namespace {}", ctrd.namespace);
+    assert!(
+        wait_for(20, || common::pids_with(&shim).is_empty()),
+        "shims left: {:?}",
+        common::pids_with(&shim)
+    );
+    drop(ctrd);
+}
+
+/// A hook that writes the state on its stdin (and $HOOK_ENV) to `file`.
+fn writing_hook(file: &Path) -> Value {
+    json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("cat > {}; echo \"$HOOK_ENV\" >> {}", file.display(), file.display())],
+        "env": ["HOOK_ENV=from-the-hook-env"],
+        "timeout": 30
+    })
+}
+
+#[test]
+fn hooks_get_the_state_on_stdin_at_each_point() {
+    let mut rt = Rt::new();
+    let id = rt.id("hooks");
+    let dir = rt.dir.path().to_path_buf();
+    let bundle = rt.bundle("hooks", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["annotations"] = json!({"org.example.key": "value"});
+        config["hooks"] = json!({
+            "prestart": [writing_hook(&dir.join("prestart.json"))],
+            "createRuntime": [writing_hook(&dir.join("createRuntime.json"))],
+            "poststart": [writing_hook(&dir.join("poststart.json"))],
+            "poststop": [writing_hook(&dir.join("poststop.json"))],
+        });
+    });
+    ok(rt.create(&bundle, &id, &dir.join("h.out"), &[]));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let read = |name: &str| -> (Value, String) {
+        let text = fs::read_to_string(dir.join(name)).unwrap();
+        let (json_text, env) = text.rsplit_once('}').unwrap();
+        (
+            serde_json::from_str(&format!("{json_text}}}")).unwrap(),
+            env.trim().to_string(),
+        )
+    };
+    for point in ["prestart.json", "createRuntime.json"] {
+        let (state, env) = read(point);
+        assert_eq!(state["id"], id.as_str());
+        assert_eq!(state["status"], "creating");
+        assert_eq!(state["pid"], pid);
+        assert_eq!(state["bundle"], bundle.to_str().unwrap());
+        assert_eq!(state["annotations"]["org.example.key"], "value");
+        assert_eq!(env, "from-the-hook-env");
+    }
+    assert!(!dir.join("poststart.json").exists());
+    ok(rt.rt(&["start", &id]));
+    let (state, _) = read("poststart.json");
+    assert_eq!(state["status"], "running");
+    assert_eq!(state["pid"], pid);
+    assert!(!dir.join("poststop.json").exists());
+    ok(rt.rt(&["delete", "--force", &id]));
+    let (state, _) = read("poststop.json");
+    assert_eq!(state["status"], "stopped");
+    assert_eq!(state["id"], id.as_str());
+    reap(pid as i32);
+}
+
+#[test]
+fn a_failing_or_slow_create_hook_fails_create_and_leaves_nothing() {
+    let mut rt = Rt::new();
+    let failing = rt.id("hookfail");
+    let bundle = rt.bundle("hookfail", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["hooks"] = json!({"createRuntime": [{
+            "path": "/bin/sh", "args": ["sh", "-c", "echo network setup failed >&2; exit 3"]
+        }]});
+    });
+    let out = rt.dir.path().join("f.out");
+    let created = rt.create(&bundle, &failing, &out, &[]);
+    assert_eq!(created.status.code(), Some(1));
+    let said = fs::read_to_string(&out).unwrap();
+    assert!(
+        said.contains("createRuntime hook #0 (/bin/sh) failed"),
+        "{said}"
+    );
+    assert!(said.contains("network setup failed"), "{said}");
+    assert!(!rt.root.join(&failing).exists());
+    common::assert_no_cgroup(&format!("rt-{failing}"));
+
+    let slow = rt.id("hookslow");
+    let bundle = rt.bundle("hookslow", |config| {
+        noninteractive(&["true"])(config);
+        config["hooks"] = json!({"prestart": [{
+            "path": "/bin/sleep", "args": ["sleep", "1000"], "timeout": 1
+        }]});
+    });
+    let out = rt.dir.path().join("s.out");
+    assert_eq!(rt.create(&bundle, &slow, &out, &[]).status.code(), Some(1));
+    let said = fs::read_to_string(&out).unwrap();
+    assert!(said.contains("within its timeout of 1s"), "{said}");
+    assert!(!rt.root.join(&slow).exists());
+
+    let inside = rt.id("hookin");
+    let bundle = rt.bundle("hookin", |config| {
+        noninteractive(&["true"])(config);
+        config["hooks"] = json!({"startContainer": [{"path": "/bin/true"}]});
+    });
+    let out = rt.dir.path().join("i.out");
+    assert_eq!(
+        rt.create(&bundle, &inside, &out, &[]).status.code(),
+        Some(1)
+    );
+    assert!(fs::read_to_string(&out)
+        .unwrap()
+        .contains("startContainer is not supported"));
+}
+
+#[test]
+fn process_limits_groups_sysctl_and_seccomp_conditions_apply() {
+    let mut rt = Rt::new();
+    let id = rt.id("limits");
+    let script = "ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj; \
+                  grep Groups /proc/self/status; cat /proc/sys/net/ipv4/ip_forward; \
+                  cat /proc/sys/kernel/shmmni; \
+                  kill -0 $$ && echo zero-allowed; kill -CONT $$ && echo cont-allowed";
+    let bundle = rt.bundle("limits", |config| {
+        noninteractive(&["sh", "-c", script])(config);
+        config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]);
+        config["process"]["oomScoreAdj"] = json!(432);
+        config["process"]["user"]["additionalGids"] = json!([10, 20]);
+        config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"});
+        // kill(pid, 0) is refused with EPERM; other signals pass (argument condition).
+        config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                          "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}]}]
+        });
+    });
+    let out = rt
+        .cmd()
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(|l| l.trim().to_string()).collect();
+    assert_eq!(lines[0], "321");
+    assert_eq!(lines[1], "654");
+    assert_eq!(lines[2], "432");
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>(),
+        ["Groups:", "10", "20"]
+    );
+    assert_eq!(lines[4], "1");
+    assert_eq!(lines[5], "1234");
+    assert_eq!(&lines[6..], ["cont-allowed"]);
+
+    // A sysctl that is not the container's own is refused: it would change the host.
+    let host_swappiness = fs::read_to_string("/proc/sys/vm/swappiness").unwrap();
+    let attack = rt.id("sysctl");
+    let bundle = rt.bundle("sysctl", |config| {
+        noninteractive(&["true"])(config);
+        config["linux"]["sysctl"] = json!({"vm.swappiness": "7"});
+    });
+    let out = rt.dir.path().join("a.out");
+    assert_eq!(
+        rt.create(&bundle, &attack, &out, &[]).status.code(),
+        Some(1)
+    );
+    assert!(fs::read_to_string(&out)
+        .unwrap()
+        .contains("is not namespaced"));
+    assert_eq!(
+        fs::read_to_string("/proc/sys/vm/swappiness").unwrap(),
+        host_swappiness
+    );
+    // Nor a net.* one when the container shares the host's network namespace.
+    let shared = rt.id("sysnet");
+    let bundle = rt.bundle("sysnet", |config| {
+        noninteractive(&["true"])(config);
+        let namespaces = config["linux"]["namespaces"].as_array_mut().unwrap();
+        namespaces.retain(|n| n["type"] != "network");
+        config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    });
+    let out = rt.dir.path().join("n.out");
+    assert_eq!(
+        rt.create(&bundle, &shared, &out, &[]).status.code(),
+        Some(1)
+    );
+    assert!(fs::read_to_string(&out)
+        .unwrap()
+        .contains("needs a namespace of the container's own"));
+}
+
+#[test]
+fn a_container_joins_another_ones_network_namespace_by_path() {
+    let mut rt = Rt::new();
+    let first = rt.id("netns-a");
+    let bundle = rt.bundle("netns-a", noninteractive(&["sleep", "1000"]));
+    ok(rt.create(&bundle, &first, &rt.dir.path().join("a.out"), &[]));
+    let pid = rt.state(&first)["pid"].as_i64().unwrap();
+    let theirs = fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+
+    let second = rt.id("netns-b");
+    let path = format!("/proc/{pid}/ns/net");
+    let bundle = rt.bundle("netns-b", |config| {
+        noninteractive(&["readlink", "/proc/self/ns/net"])(config);
+        for ns in config["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "network" {
+                ns["path"] = json!(path);
+            }
+        }
+    });
+    let out = rt
+        .cmd()
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &second])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), theirs.to_str().unwrap());
+    assert_ne!(fs::read_link("/proc/self/ns/net").unwrap(), theirs);
+
+    // A namespace path that cannot be opened fails create, saying which.
+    let third = rt.id("netns-c");
+    let bundle = rt.bundle("netns-c", |config| {
+        noninteractive(&["true"])(config);
+        config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "ipc", "path": "/no/such/ns"}));
+    });
+    let out = rt.dir.path().join("c.out");
+    assert_eq!(rt.create(&bundle, &third, &out, &[]).status.code(), Some(1));
+    assert!(fs::read_to_string(&out).unwrap().contains("/no/such/ns"));
+    ok(rt.rt(&["delete", "--force", &first]));
+    reap(pid as i32);
+}
