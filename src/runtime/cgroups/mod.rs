@@ -12,6 +12,7 @@ mod devices;
 mod files;
 #[cfg(test)]
 mod fixture;
+mod live;
 mod resources;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::LinuxResources;
 
 use detect::Layout;
+pub use live::Usage;
 pub use resources::Limits;
 pub use v1::Carried;
 

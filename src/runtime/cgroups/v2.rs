@@ -61,7 +61,7 @@ impl V2Cgroup {
         Ok(())
     }
 
-    fn apply(&self, limits: &Limits) -> Result<()> {
+    pub(super) fn apply(&self, limits: &Limits) -> Result<()> {
         let dir = &self.dir;
         if let Some(memory) = limits.memory {
             files::write(&dir.join("memory.max"), &memory.v2())?;
