@@ -91,10 +91,11 @@ pub fn human_duration(secs: u64) -> String {
     }
 }
 
-fn status_text(state: &State, now: u64) -> String {
+fn status_text(state: &State, now: u64, paused: bool) -> String {
     let since = |t: Option<u64>| human_duration(now.saturating_sub(t.unwrap_or(now)));
     match state.status {
         Status::Created => "Created".into(),
+        Status::Running if paused => format!("Up {} (Paused)", since(state.started_at)),
         Status::Running => format!("Up {}", since(state.started_at)),
         Status::Exited => format!(
             "Exited ({}) {} ago",
@@ -163,7 +164,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
                 "{} ago",
                 human_duration(now.saturating_sub(state.created_at))
             ),
-            status_text(state, now),
+            status_text(state, now, container::pause::is_paused(record, state)),
             state.name.clone().unwrap_or_default(),
         ]);
     }

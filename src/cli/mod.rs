@@ -6,6 +6,7 @@ mod container;
 mod exec;
 mod image;
 mod lifecycle;
+mod observe;
 pub mod progress;
 mod registry;
 mod run;
@@ -67,6 +68,18 @@ pub enum Command {
     Commit(lifecycle::CommitArgs),
     /// Run a command in a running container
     Exec(exec::ExecArgs),
+    /// Block until containers stop, then print their exit codes
+    Wait(observe::WaitArgs),
+    /// Show the processes of a running container (the host's ps)
+    Top(observe::TopArgs),
+    /// Freeze every process of running containers
+    Pause(observe::PauseArgs),
+    /// Thaw paused containers
+    Unpause(observe::PauseArgs),
+    /// Show what containers use: CPU, memory, network and block I/O, pids
+    Stats(observe::StatsArgs),
+    /// Change the resource limits of containers (at once when they run)
+    Update(observe::UpdateArgs),
     /// (internal) supervise a detached container
     #[command(hide = true)]
     Supervise(lifecycle::SuperviseArgs),
@@ -156,6 +169,12 @@ pub fn main() -> i32 {
         Command::Inspect(args) => lifecycle::inspect(&ctx, args),
         Command::Commit(args) => lifecycle::commit(&ctx, args),
         Command::Exec(args) => exec::exec(&ctx, args),
+        Command::Wait(args) => observe::wait(&ctx, args),
+        Command::Top(args) => observe::top(&ctx, args),
+        Command::Pause(args) => observe::pause(&ctx, args),
+        Command::Unpause(args) => observe::unpause(&ctx, args),
+        Command::Stats(args) => observe::stats(&ctx, args),
+        Command::Update(args) => observe::update(&ctx, args),
         Command::Supervise(args) => lifecycle::supervise(&ctx, args),
         Command::Rm(args) => container::rm(&ctx, args),
         Command::Gc(args) => container::gc(&ctx, args),
@@ -192,7 +211,13 @@ impl Failure {
             | Command::Commit(_)
             | Command::Rm(_)
             | Command::Logs(_)
-            | Command::Ps(_) => Failure::Verb,
+            | Command::Ps(_)
+            | Command::Wait(_)
+            | Command::Top(_)
+            | Command::Pause(_)
+            | Command::Unpause(_)
+            | Command::Stats(_)
+            | Command::Update(_) => Failure::Verb,
             Command::Exec(_) => Failure::Exec,
             _ => Failure::Tool,
         }
@@ -203,7 +228,8 @@ impl Failure {
             Failure::Verb => exitcode::VERB_FAILED,
             Failure::Exec
                 if err.is::<crate::container::NoSuchContainer>()
-                    || err.is::<crate::container::exec::NotRunning>() =>
+                    || err.is::<crate::container::exec::NotRunning>()
+                    || err.is::<crate::container::pause::Paused>() =>
             {
                 exitcode::VERB_FAILED
             }

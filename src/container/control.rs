@@ -103,6 +103,10 @@ pub fn signal(record: &Record, signal: i32) -> anyhow::Result<()> {
         return Err(err)
             .with_context(|| format!("cannot signal container {}", record.display_name()));
     }
+    if signal == libc::SIGKILL {
+        // A frozen task dies only once thawed (v1 freezer).
+        super::pause::thaw_if_paused(record);
+    }
     Ok(())
 }
 
@@ -131,6 +135,8 @@ pub fn stop(record: &Record, timeout: Duration) -> anyhow::Result<()> {
     let mut signalled = false;
     while Instant::now() < deadline && record.is_supervised() {
         if signal(record, libc::SIGTERM).is_ok() {
+            // A paused container gets SIGTERM when thawed, as from Docker's stop.
+            super::pause::thaw_if_paused(record);
             signalled = true;
             break;
         }

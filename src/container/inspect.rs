@@ -102,14 +102,16 @@ pub fn inspect(record: &Record, state: &State) -> Value {
         .and_then(|r| r.readonly())
         .unwrap_or(false);
     let running = state.status == Status::Running;
+    let paused = super::pause::is_paused(record, state);
     json!({
         "Id": state.id,
         "Created": time(Some(state.created_at)),
         "Path": args.first().cloned().unwrap_or_default(),
         "Args": args.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": status_word(state),
+            "Status": if paused { "paused" } else { status_word(state) },
             "Running": running,
+            "Paused": paused,
             "Pid": if running { state.pid.unwrap_or(0) } else { 0 },
             "ExitCode": state.exit_code.unwrap_or(0),
             "OOMKilled": state.oom_killed,

@@ -1,0 +1,371 @@
+//! Observing and adjusting running containers: wait, top, pause/unpause, stats, update.
+//! Real containers (busybox rootfs); figures are checked against the cgroup files read
+//! here, from outside, on cgroup v1/hybrid and v2 hosts alike.
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+
+/// Whether the host is cgroup v2 only (else hybrid or legacy v1).
+fn unified_host() -> bool {
+    PathBuf::from("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// The directory of the container's cgroup carrying `controller` ("" for the one
+/// without controllers: cgroup2's core files, such as cpu.stat and cgroup.freeze).
+fn cgroup_dir(id: &str, controller: &str) -> PathBuf {
+    let base = PathBuf::from("/sys/fs/cgroup");
+    if unified_host() {
+        return base.join("mycontainer").join(id);
+    }
+    let hierarchy = match controller {
+        "" => "unified",
+        "cpu" => "cpu",
+        other => other,
+    };
+    base.join(hierarchy).join("mycontainer").join(id)
+}
+
+fn read_file(path: PathBuf) -> String {
+    fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// The container's CPU time in µs, from its cgroup2 cpu.stat.
+fn cpu_usec(id: &str) -> u64 {
+    let text = read_file(cgroup_dir(id, "").join("cpu.stat"));
+    text.lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("cpu.stat has usage_usec")
+}
+
+fn memory_limit_file(id: &str) -> String {
+    let file = if unified_host() {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    read_file(cgroup_dir(id, "memory").join(file))
+}
+
+fn inspect(w: &World, name: &str) -> serde_json::Value {
+    let out = ok(w.mc(&["inspect", name]));
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+}
+
+#[test]
+fn wait_prints_each_exit_code_and_fails_for_a_missing_container() {
+    let w = World::new();
+    w.run_detached(&["--name", "w-three"], &["sh", "-c", "sleep 0.3; exit 3"]);
+    w.run_detached(&["--name", "w-zero"], &["true"]);
+    let out = w.mc(&["wait", "w-three", "w-zero"]);
+    assert_eq!(ok(out), "3\n0\n");
+    // A stopped container answers at once; a missing one is an error (exit 1), and
+    // the others are still waited for.
+    let out = w.mc(&["wait", "w-three", "w-missing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "3\n");
+    assert!(
+        stderr(&out).contains("no such container: w-missing"),
+        "{}",
+        stderr(&out)
+    );
+    // A killed container reports 128+9.
+    w.run_detached(&["--name", "w-killed"], &["sleep", "1000"]);
+    ok(w.mc(&["kill", "w-killed"]));
+    assert_eq!(ok(w.mc(&["wait", "w-killed"])), "137\n");
+}
+
+#[test]
+fn top_lists_the_containers_processes_and_only_them() {
+    let w = World::new();
+    let marker = format!("top-marker-{}", std::process::id());
+    let id = w.run_detached(
+        &["--name", "t1"],
+        &[
+            "sh",
+            "-c",
+            &format!("sleep 1000 & exec sleep 1001 # {marker}"),
+        ],
+    );
+    let out = ok(w.mc(&["top", "t1"]));
+    let mut lines = out.lines();
+    let header = lines.next().unwrap();
+    assert!(header.contains("PID") && header.contains("CMD"), "{out}");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(rows.iter().any(|r| r.contains("sleep 1000")), "{out}");
+    assert!(rows.iter().any(|r| r.contains("sleep 1001")), "{out}");
+    // Exactly the processes of the container's cgroup, by pid.
+    let init = w.state(&id)["pid"].as_i64().unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.split_whitespace().nth(1) == Some(&init.to_string())),
+        "{out}"
+    );
+    // ps options pass through.
+    let out = ok(w.mc(&["top", "t1", "-o", "pid,comm"]));
+    assert_eq!(
+        out.lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["PID", "COMMAND"]
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.contains("sleep")).count(),
+        2,
+        "{out}"
+    );
+    // Options without a PID column cannot be matched.
+    let out = w.mc(&["top", "t1", "-o", "comm"]);
+    assert_eq!(out.status.code(), Some(1));
+    ok(w.mc(&["rm", "-f", "t1"]));
+    let out = w.mc(&["top", "t1"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn pause_freezes_a_busy_loop_until_unpause() {
+    let w = World::new();
+    let id = w.run_detached(&["--name", "p1"], &["sh", "-c", "while :; do :; done"]);
+    // It runs: its CPU time advances.
+    let start = cpu_usec(&id);
+    assert!(
+        wait_for(10, || cpu_usec(&id) > start + 20_000),
+        "the loop does not run"
+    );
+    ok(w.mc(&["pause", "p1"]));
+    // Frozen: the cgroup says so, and its CPU time stands still.
+    let frozen = cpu_usec(&id);
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(cpu_usec(&id), frozen, "CPU time advanced while paused");
+    }
+    if unified_host() || cgroup_dir(&id, "").exists() {
+        assert_eq!(read_file(cgroup_dir(&id, "").join("cgroup.freeze")), "1");
+    }
+    let ps = ok(w.mc(&["ps"]));
+    assert!(ps.contains("(Paused)"), "{ps}");
+    let state = &inspect(&w, "p1")["State"];
+    assert_eq!(state["Status"], "paused");
+    assert_eq!(state["Paused"], true);
+    // exec cannot join a frozen container (exit 1, as Docker).
+    let exec = w.mc(&["exec", "p1", "true"]);
+    assert_eq!(exec.status.code(), Some(1));
+    assert!(stderr(&exec).contains("is paused"), "{}", stderr(&exec));
+    // Pausing twice, or unpausing a running container, is refused (exit 1).
+    let again = w.mc(&["pause", "p1"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already paused"),
+        "{}",
+        stderr(&again)
+    );
+    ok(w.mc(&["unpause", "p1"]));
+    assert!(
+        wait_for(10, || cpu_usec(&id) > frozen + 20_000),
+        "the loop did not resume"
+    );
+    assert!(!ok(w.mc(&["ps"])).contains("(Paused)"));
+    let not_paused = w.mc(&["unpause", "p1"]);
+    assert_eq!(not_paused.status.code(), Some(1));
+    ok(w.mc(&["rm", "-f", "p1"]));
+    assert_no_cgroup(&id);
+    // A stopped container cannot be paused.
+    w.run_detached(&["--name", "p2"], &["true"]);
+    ok(w.mc(&["wait", "p2"]));
+    let out = w.mc(&["pause", "p2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not running"), "{}", stderr(&out));
+}
+
+#[test]
+fn stop_and_kill_end_a_paused_container() {
+    let w = World::new();
+    // stop: the SIGTERM is handled as soon as the container is thawed.
+    w.run_detached(
+        &["--name", "ps1"],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 7' TERM; while :; do sleep 0.05; done",
+        ],
+    );
+    ok(w.mc(&["pause", "ps1"]));
+    ok(w.mc(&["stop", "-t", "30", "ps1"]));
+    assert_eq!(ok(w.mc(&["wait", "ps1"])), "7\n");
+    // kill: SIGKILL ends it.
+    let id = w.run_detached(&["--name", "ps2"], &["sleep", "1000"]);
+    ok(w.mc(&["pause", "ps2"]));
+    ok(w.mc(&["kill", "ps2"]));
+    assert_eq!(ok(w.mc(&["wait", "ps2"])), "137\n");
+    assert_no_cgroup(&id);
+    // rm -f of a paused container leaves nothing.
+    let id = w.run_detached(&["--name", "ps3"], &["sleep", "1000"]);
+    ok(w.mc(&["pause", "ps3"]));
+    ok(w.mc(&["rm", "-f", "ps3"]));
+    assert_no_cgroup(&id);
+}
+
+/// The cells of the `stats` row of `name`.
+fn stats_row(out: &str, name: &str) -> Vec<String> {
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .unwrap_or_else(|| panic!("no row for {name}: {out}"));
+    // Columns are separated by at least 3 spaces; cells hold single spaces.
+    line.split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn stats_figures_match_the_cgroup_files() {
+    let w = World::new();
+    let busy = w.run_detached(
+        &["--name", "s-busy", "--network", "none"],
+        &["sh", "-c", "while :; do :; done"],
+    );
+    let idle = w.run_detached(
+        &["--name", "s-idle", "--memory", "64m", "--network", "none"],
+        &["sh", "-c", "sleep 1000 & sleep 1001 & wait"],
+    );
+    assert!(wait_for(10, || {
+        read_file(cgroup_dir(&idle, "pids").join("pids.current")) == "3"
+    }));
+    let out = ok(w.mc(&["stats", "--no-stream"]));
+    let header: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap()
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "CONTAINER ID",
+            "NAME",
+            "CPU %",
+            "MEM USAGE / LIMIT",
+            "MEM %",
+            "NET I/O",
+            "BLOCK I/O",
+            "PIDS"
+        ]
+    );
+    let row = stats_row(&out, "s-idle");
+    assert_eq!(row[0], &idle[..12]);
+    // The limit is the cgroup's, the pids are pids.current.
+    assert_eq!(memory_limit_file(&idle), (64u64 << 20).to_string());
+    assert!(row[3].ends_with(" / 64MiB"), "{row:?}");
+    assert_eq!(
+        row[7],
+        read_file(cgroup_dir(&idle, "pids").join("pids.current"))
+    );
+    assert_eq!(row[5], "0B / 0B", "no network: {row:?}");
+    // Memory in use: at most what the cgroup charges in all.
+    let usage_file = if unified_host() {
+        "memory.current"
+    } else {
+        "memory.usage_in_bytes"
+    };
+    let charged: u64 = read_file(cgroup_dir(&idle, "memory").join(usage_file))
+        .parse()
+        .unwrap();
+    let shown = row[3].split(" / ").next().unwrap();
+    assert!(shown.ends_with("B") && shown != "0B", "{row:?}");
+    let kib: f64 = shown.trim_end_matches("KiB").parse().unwrap_or(f64::MAX);
+    assert!(
+        kib * 1024.0 <= charged as f64 * 1.5,
+        "{shown} vs {charged} charged"
+    );
+    // The busy loop uses CPU; the sleeping container almost none.
+    let busy_row = stats_row(&out, "s-busy");
+    let busy_cpu: f64 = busy_row[2].trim_end_matches('%').parse().unwrap();
+    assert!(busy_cpu > 0.0, "{busy_row:?}");
+    assert_eq!(
+        busy_row[7],
+        read_file(cgroup_dir(&busy, "pids").join("pids.current"))
+    );
+    // Named containers only; a missing one is an error.
+    let out = ok(w.mc(&["stats", "--no-stream", "s-idle"]));
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let out = w.mc(&["stats", "--no-stream", "s-missing"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn update_changes_the_cgroup_files_and_the_record() {
+    let w = World::new();
+    let id = w.run_detached(&["--name", "u1", "--memory", "64m"], &["sleep", "1000"]);
+    ok(w.mc(&[
+        "update",
+        "--memory",
+        "128m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "50",
+        "u1",
+    ]));
+    assert_eq!(memory_limit_file(&id), (128u64 << 20).to_string());
+    assert_eq!(read_file(cgroup_dir(&id, "pids").join("pids.max")), "50");
+    if unified_host() {
+        assert_eq!(
+            read_file(cgroup_dir(&id, "cpu").join("cpu.max")),
+            "50000 100000"
+        );
+    } else {
+        assert_eq!(
+            read_file(cgroup_dir(&id, "cpu").join("cpu.cfs_quota_us")),
+            "50000"
+        );
+        assert_eq!(
+            read_file(cgroup_dir(&id, "cpu").join("cpu.cfs_period_us")),
+            "100000"
+        );
+    }
+    let host = &inspect(&w, "u1")["HostConfig"];
+    assert_eq!(host["Memory"], 128u64 << 20);
+    assert_eq!(host["NanoCpus"], 500_000_000u64);
+    assert_eq!(host["PidsLimit"], 50);
+    // The pids limit holds inside at once: a 60th process cannot be made.
+    let out = w.mc(&[
+        "exec",
+        "u1",
+        "sh",
+        "-c",
+        "for i in $(seq 60); do sleep 100 & done; wait",
+    ]);
+    assert!(!out.status.success(), "60 processes under a limit of 50");
+    // A stopped container keeps the new limits for its next start.
+    ok(w.mc(&["stop", "-t", "0", "u1"]));
+    ok(w.mc(&["update", "--memory", "96m", "u1"]));
+    assert_eq!(inspect(&w, "u1")["HostConfig"]["Memory"], 96u64 << 20);
+    ok(w.mc(&["start", "u1"]));
+    assert_eq!(memory_limit_file(&id), (96u64 << 20).to_string());
+    assert_eq!(read_file(cgroup_dir(&id, "pids").join("pids.max")), "50");
+    // Bad input: no flag, a bad size, a missing container (exit 1, nothing changed).
+    for args in [
+        &["update", "u1"][..],
+        &["update", "--memory", "lots", "u1"],
+        &["update", "--memory", "32m", "u-missing"],
+    ] {
+        let out = w.mc(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(memory_limit_file(&id), (96u64 << 20).to_string());
+}
