@@ -369,3 +369,206 @@ fn update_changes_the_cgroup_files_and_the_record() {
     }
     assert_eq!(memory_limit_file(&id), (96u64 << 20).to_string());
 }
+
+/// The supervisors of this test's containers (their command lines name our root).
+fn supervisors(w: &World, id: &str) -> Vec<i32> {
+    let root = w.root.to_string_lossy().into_owned();
+    pids_with("supervise --lock-fd")
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains(&root) && c.contains(id)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn restart_count(w: &World, id: &str) -> u64 {
+    w.state(id)["restart_count"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn on_failure_restarts_a_crash_loop_max_times_then_gives_up() {
+    let w = World::new();
+    let id = w.run_detached(
+        &["--name", "r-fail", "--restart", "on-failure:3"],
+        &["sh", "-c", "echo ran; exit 5"],
+    );
+    // wait returns once the supervisor gave up: after the first run and 3 restarts.
+    assert_eq!(ok(w.mc(&["wait", "r-fail"])), "5\n");
+    let info = inspect(&w, "r-fail");
+    assert_eq!(info["RestartCount"], 3);
+    assert_eq!(info["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    assert_eq!(info["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
+    assert_eq!(info["State"]["Status"], "exited");
+    assert_eq!(info["State"]["Restarting"], false);
+    assert_eq!(ok(w.mc(&["logs", "r-fail"])), "ran\nran\nran\nran\n");
+    assert!(supervisors(&w, &id).is_empty());
+    assert_no_cgroup(&id);
+    // A success is not a failure: no restart.
+    w.run_detached(&["--name", "r-ok", "--restart", "on-failure"], &["true"]);
+    assert_eq!(ok(w.mc(&["wait", "r-ok"])), "0\n");
+    assert_eq!(inspect(&w, "r-ok")["RestartCount"], 0);
+    // The default policy is no.
+    w.run_detached(&["--name", "r-no"], &["sh", "-c", "exit 4"]);
+    assert_eq!(ok(w.mc(&["wait", "r-no"])), "4\n");
+    let info = inspect(&w, "r-no");
+    assert_eq!(info["RestartCount"], 0);
+    assert_eq!(info["HostConfig"]["RestartPolicy"]["Name"], "no");
+}
+
+#[test]
+fn always_restarts_until_stop_and_start_resumes_the_loop() {
+    let w = World::new();
+    let id = w.run_detached(
+        &["--name", "r-always", "--restart", "always"],
+        &["sh", "-c", "echo ran; exit 1"],
+    );
+    // ps shows it between runs (the delay grows: 100 ms, 200 ms, ...).
+    let mut seen = String::new();
+    assert!(
+        wait_for(30, || {
+            seen = ok(w.mc(&["ps"]));
+            seen.contains("Restarting (1)")
+        }),
+        "{seen}"
+    );
+    assert!(wait_for(30, || restart_count(&w, &id) >= 3));
+    ok(w.mc(&["stop", "r-always"]));
+    // stop returns once the supervisor is gone: nothing restarts it any more.
+    assert!(supervisors(&w, &id).is_empty());
+    let count = restart_count(&w, &id);
+    let state = w.state(&id);
+    assert_eq!(state["status"], "exited");
+    assert_eq!(state["restarting"], false);
+    assert!(!ok(w.mc(&["ps", "-a"])).contains("Restarting"));
+    // start resumes the policy.
+    ok(w.mc(&["start", "r-always"]));
+    assert!(wait_for(30, || restart_count(&w, &id) > count));
+    // kill ends it as well, and rm -f leaves nothing.
+    ok(w.mc(&["kill", "r-always"]));
+    assert!(wait_for(10, || supervisors(&w, &id).is_empty()));
+    ok(w.mc(&["rm", "-f", "r-always"]));
+    assert_no_cgroup(&id);
+}
+
+#[test]
+fn unless_stopped_restarts_a_clean_exit_and_rm_f_ends_the_loop() {
+    let w = World::new();
+    let id = w.run_detached(
+        &["--name", "r-unless", "--restart", "unless-stopped"],
+        &["sh", "-c", "echo ran; sleep 0.1"],
+    );
+    assert!(wait_for(30, || restart_count(&w, &id) >= 2));
+    ok(w.mc(&["rm", "-f", "r-unless"]));
+    assert!(supervisors(&w, &id).is_empty());
+    assert!(w.container_ids().is_empty());
+    assert_no_cgroup(&id);
+}
+
+#[test]
+fn a_restart_policy_is_refused_with_rm_or_when_misspelled() {
+    let w = World::new();
+    for (flags, message) in [
+        (&["--rm", "--restart", "always"][..], "conflicting options"),
+        (&["--restart", "sometimes"][..], "invalid restart policy"),
+        (&["--restart", "on-failure:x"][..], "invalid restart policy"),
+    ] {
+        let out = w.run(flags, &["true"]);
+        assert_eq!(out.status.code(), Some(125), "{flags:?}");
+        assert!(
+            stderr(&out).contains(message),
+            "{flags:?}: {}",
+            stderr(&out)
+        );
+    }
+    // --rm with the policy "no" is fine.
+    ok(w.run(&["--rm", "--restart", "no"], &["true"]));
+    w.assert_no_containers();
+}
+
+#[test]
+fn system_boot_starts_what_the_policies_say_after_a_reboot() {
+    let w = World::new();
+    let always = w.run_detached(
+        &["--name", "b-always", "--restart", "always"],
+        &["sleep", "1000"],
+    );
+    let unless = w.run_detached(
+        &["--name", "b-unless", "--restart", "unless-stopped"],
+        &["sleep", "1000"],
+    );
+    let stopped = w.run_detached(
+        &["--name", "b-stopped", "--restart", "unless-stopped"],
+        &["sleep", "1000"],
+    );
+    let failure = w.run_detached(
+        &["--name", "b-failure", "--restart", "on-failure"],
+        &["sleep", "1000"],
+    );
+    let none = w.run_detached(&["--name", "b-no"], &["sleep", "1000"]);
+    ok(w.mc(&["stop", "-t", "0", "b-stopped"]));
+    // A stopped always container starts at boot too (Docker's daemon restart does).
+    ok(w.mc(&["stop", "-t", "0", "b-always"]));
+    // The "reboot": every supervisor dies at once; the next command's reclaim records
+    // the containers as killed (137) and removes their cgroups.
+    for id in [&always, &unless, &stopped, &failure, &none] {
+        for pid in supervisors(&w, id) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    }
+    for id in [&unless, &failure, &none] {
+        assert!(wait_for(10, || supervisors(&w, id).is_empty()));
+    }
+    let out = ok(w.mc(&["system", "boot"]));
+    let mut started: Vec<&str> = out.lines().collect();
+    started.sort();
+    assert_eq!(started, ["b-always", "b-failure", "b-unless"]);
+    for id in [&always, &unless, &failure] {
+        assert_eq!(w.state(id)["status"], "running", "{id}");
+        assert_eq!(supervisors(&w, id).len(), 1);
+    }
+    for id in [&stopped, &none] {
+        assert_eq!(w.state(id)["status"], "exited", "{id}");
+    }
+    // Booting again starts nothing more.
+    assert_eq!(ok(w.mc(&["system", "boot"])), "");
+    w.remove_all();
+}
+
+#[test]
+fn generate_systemd_prints_a_boot_unit_and_a_unit_per_container() {
+    let w = World::new();
+    let root = w.root.to_string_lossy().into_owned();
+    let unit = ok(w.mc(&["generate", "systemd"]));
+    assert!(
+        unit.contains(&format!("ExecStart={BIN} --root {root} system boot")),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("Type=oneshot") && unit.contains("WantedBy=multi-user.target"),
+        "{unit}"
+    );
+    w.run_detached(&["--name", "g1", "--stop-timeout", "7"], &["true"]);
+    let unit = ok(w.mc(&["generate", "systemd", "g1"]));
+    assert!(
+        unit.contains(&format!("ExecStart={BIN} --root {root} start -a g1")),
+        "{unit}"
+    );
+    assert!(
+        unit.contains(&format!("ExecStop={BIN} --root {root} stop -t 7 g1")),
+        "{unit}"
+    );
+    assert!(unit.contains("Restart=on-failure"), "{unit}");
+    w.run_detached(&["--name", "g2", "--restart", "always"], &["sleep", "1000"]);
+    let unit = ok(w.mc(&["generate", "systemd", "g2"]));
+    assert!(unit.contains("Restart=no"), "{unit}");
+    let out = w.mc(&["generate", "systemd", "g-missing"]);
+    assert_eq!(out.status.code(), Some(1));
+    w.remove_all();
+}

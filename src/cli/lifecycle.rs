@@ -94,6 +94,11 @@ pub fn human_duration(secs: u64) -> String {
 fn status_text(state: &State, now: u64, paused: bool) -> String {
     let since = |t: Option<u64>| human_duration(now.saturating_sub(t.unwrap_or(now)));
     match state.status {
+        Status::Exited if state.restarting => format!(
+            "Restarting ({}) {} ago",
+            state.exit_code.unwrap_or(0),
+            since(state.finished_at)
+        ),
         Status::Created => "Created".into(),
         Status::Running if paused => format!("Up {} (Paused)", since(state.started_at)),
         Status::Running => format!("Up {}", since(state.started_at)),
@@ -118,7 +123,12 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
     let now = container::state::now_unix();
     let shown: Vec<_> = control::list(&ctx.root)?
         .into_iter()
-        .filter(|(_, state)| args.all || state.status == Status::Running)
+        .filter(|(_, state)| args.all || state.status == Status::Running || state.restarting)
+        .map(|(record, mut state)| {
+            // A supervisor killed while it waited to restart left "restarting" behind.
+            state.restarting = state.restarting && record.is_supervised();
+            (record, state)
+        })
         .collect();
     let out = std::io::stdout();
     let mut out = out.lock();

@@ -10,6 +10,7 @@ mod observe;
 pub mod progress;
 mod registry;
 mod run;
+mod system;
 
 use std::path::PathBuf;
 
@@ -80,6 +81,10 @@ pub enum Command {
     Stats(observe::StatsArgs),
     /// Change the resource limits of containers (at once when they run)
     Update(observe::UpdateArgs),
+    /// Host-wide tasks: `system boot` starts what restart policies say should run
+    System(system::SystemArgs),
+    /// Generate files for other tools: `generate systemd [NAME]`
+    Generate(system::GenerateArgs),
     /// (internal) supervise a detached container
     #[command(hide = true)]
     Supervise(lifecycle::SuperviseArgs),
@@ -175,6 +180,8 @@ pub fn main() -> i32 {
         Command::Unpause(args) => observe::unpause(&ctx, args),
         Command::Stats(args) => observe::stats(&ctx, args),
         Command::Update(args) => observe::update(&ctx, args),
+        Command::System(args) => system::system(&ctx, args),
+        Command::Generate(args) => system::generate(&ctx, args),
         Command::Supervise(args) => lifecycle::supervise(&ctx, args),
         Command::Rm(args) => container::rm(&ctx, args),
         Command::Gc(args) => container::gc(&ctx, args),
@@ -217,7 +224,9 @@ impl Failure {
             | Command::Pause(_)
             | Command::Unpause(_)
             | Command::Stats(_)
-            | Command::Update(_) => Failure::Verb,
+            | Command::Update(_)
+            | Command::System(_)
+            | Command::Generate(_) => Failure::Verb,
             Command::Exec(_) => Failure::Exec,
             _ => Failure::Tool,
         }

@@ -9,6 +9,7 @@ use clap::{ArgAction, Args, ValueEnum};
 use super::Ctx;
 use crate::container::limits::LimitFlags;
 use crate::container::policy::devices::Device;
+use crate::container::restart::RestartPolicy;
 use crate::container::run::{RootSource, RunInput};
 use crate::container::spec::{ImageDefaults, Network, RunOptions, Volume};
 
@@ -69,6 +70,10 @@ pub struct RunArgs {
     /// Seconds to wait after SIGTERM/SIGINT before killing the container
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub stop_timeout: u64,
+    /// Restart policy, carried out by the detached supervisor: no, on-failure[:MAX],
+    /// always, unless-stopped
+    #[arg(long, default_value = "no", value_name = "POLICY")]
+    pub restart: String,
     /// Run a tiny init as PID 1 that forwards signals and reaps zombies
     #[arg(long)]
     pub init: bool,
@@ -140,6 +145,7 @@ struct Launch {
     interactive: bool,
     rm: bool,
     stop_timeout: Duration,
+    restart: RestartPolicy,
 }
 
 impl RunArgs {
@@ -147,6 +153,12 @@ impl RunArgs {
     fn into_parts(self) -> anyhow::Result<(Launch, RunOptions)> {
         if let Some(name) = &self.name {
             crate::container::validate_name(name)?;
+        }
+        let restart = RestartPolicy::parse(&self.restart)?;
+        if self.rm && restart != RestartPolicy::No {
+            anyhow::bail!(
+                "conflicting options: --restart and --rm (a removed container cannot be restarted)"
+            );
         }
         // With --rootfs every word is the command; else the first names the image.
         let (image, command) = match self.rootfs {
@@ -183,6 +195,7 @@ impl RunArgs {
             interactive: self.interactive,
             rm: self.rm,
             stop_timeout: Duration::from_secs(self.stop_timeout),
+            restart,
         };
         let options = RunOptions {
             name: self.name,
@@ -258,6 +271,7 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         auto_remove: launch.rm,
         interactive: launch.interactive,
         stop_timeout: launch.stop_timeout,
+        restart: launch.restart,
     };
     if !launch.detach {
         return crate::container::run::run(&store, input);

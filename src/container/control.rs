@@ -65,9 +65,18 @@ pub fn list(root: &Path) -> anyhow::Result<Vec<(Record, State)>> {
     Ok(all)
 }
 
-/// Sends `signal` to the container's init. Errors when it is not running.
+/// Sends `signal` to the container's init. Errors when it is not running. SIGTERM and
+/// SIGKILL are a user's stop: its supervisor does not restart it after them.
 pub fn signal(record: &Record, signal: i32) -> anyhow::Result<()> {
+    let stop = matches!(signal, libc::SIGTERM | libc::SIGKILL);
+    if stop && record.is_supervised() {
+        super::restart::mark_stopped_by_user(record);
+    }
     let state = record.load_state()?;
+    if stop && state.restarting && record.is_supervised() {
+        // Between two runs: the marker alone ends the loop (as Docker's kill does).
+        return Ok(());
+    }
     let pid = match state.pid {
         Some(pid) if state.status == Status::Running && record.is_supervised() => pid,
         _ => bail!("container {} is not running", record.display_name()),
@@ -171,7 +180,7 @@ pub fn kill_and_wait(record: &Record) -> anyhow::Result<()> {
 /// and makes the kernel refuse the next mount (it cannot know the upper dir survived).
 /// We do know it: the container stopped cleanly on a live system. Sync the upper dir,
 /// then give overlay a fresh work dir.
-fn reset_work_dir(record: &Record) -> anyhow::Result<()> {
+pub(super) fn reset_work_dir(record: &Record) -> anyhow::Result<()> {
     let upper = std::fs::File::open(record.upper_dir())
         .with_context(|| format!("cannot open {}", record.upper_dir().display()))?;
     // SAFETY: syncfs on a descriptor we own.
@@ -192,11 +201,12 @@ fn reset_work_dir(record: &Record) -> anyhow::Result<()> {
 /// the background. Returns the exit code when its command could not be executed.
 pub fn start(root: &Path, record: &Record) -> anyhow::Result<Option<i32>> {
     let Some(lock) = lock_dir(&record.dir, false)? else {
-        // Running already: Docker's start succeeds on a running container. Otherwise
-        // another command (rm, start) holds it right now.
+        // Running (or about to be restarted by its supervisor) already: Docker's start
+        // succeeds on a running container. Otherwise another command (rm, start) holds
+        // it right now.
         if record
             .load_state()
-            .is_ok_and(|s| s.status == Status::Running)
+            .is_ok_and(|s| s.status == Status::Running || s.restarting)
         {
             return Ok(None);
         }
@@ -210,7 +220,10 @@ pub fn start(root: &Path, record: &Record) -> anyhow::Result<Option<i32>> {
         return Ok(None);
     }
     reset_work_dir(record)?;
+    // A user's start resumes the restart policy.
+    super::restart::clear_stopped_by_user(record)?;
     state.status = Status::Created;
+    state.restarting = false;
     state.pid = None;
     record.save_state(&state)?;
     let locked = Record {

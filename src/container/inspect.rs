@@ -103,15 +103,23 @@ pub fn inspect(record: &Record, state: &State) -> Value {
         .unwrap_or(false);
     let running = state.status == Status::Running;
     let paused = super::pause::is_paused(record, state);
+    let restarting = state.restarting && record.is_supervised();
     json!({
         "Id": state.id,
         "Created": time(Some(state.created_at)),
         "Path": args.first().cloned().unwrap_or_default(),
         "Args": args.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": if paused { "paused" } else { status_word(state) },
+            "Status": if paused {
+                "paused"
+            } else if restarting {
+                "restarting"
+            } else {
+                status_word(state)
+            },
             "Running": running,
             "Paused": paused,
+            "Restarting": restarting,
             "Pid": if running { state.pid.unwrap_or(0) } else { 0 },
             "ExitCode": state.exit_code.unwrap_or(0),
             "OOMKilled": state.oom_killed,
@@ -122,6 +130,7 @@ pub fn inspect(record: &Record, state: &State) -> Value {
         "Image": state.image_id.clone().unwrap_or_else(|| state.image.clone()),
         "Name": format!("/{}", state.name.clone().unwrap_or_default()),
         "LogPath": record.log_path(),
+        "RestartCount": state.restart_count,
         "Config": {
             "Hostname": hostname,
             "User": user,
@@ -142,6 +151,10 @@ pub fn inspect(record: &Record, state: &State) -> Value {
             "CapAdd": list(ANNOTATION_CAP_ADD),
             "CapDrop": list(ANNOTATION_CAP_DROP),
             "AutoRemove": state.auto_remove,
+            "RestartPolicy": {
+                "Name": state.restart_policy.name(),
+                "MaximumRetryCount": state.restart_policy.max_retries(),
+            },
         },
     })
 }

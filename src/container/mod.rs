@@ -2,6 +2,7 @@
 //! (`names.rs`), the cleanup after a killed CLI (`reclaim.rs`), Docker's policy and the
 //! spec built from an image and flags (`spec/`), and one file per verb.
 
+pub mod boot;
 pub mod commit;
 pub mod control;
 pub mod detach;
@@ -18,10 +19,12 @@ pub mod policy;
 mod reclaim;
 mod record;
 pub mod remove;
+pub mod restart;
 pub mod run;
 pub mod spec;
 pub mod state;
 pub mod stats;
+pub mod systemd;
 pub mod top;
 pub mod update;
 pub mod user;

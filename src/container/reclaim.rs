@@ -137,6 +137,9 @@ mod tests {
             finished_at: None,
             image_id: None,
             stop_timeout: 10,
+            restart_policy: Default::default(),
+            restart_count: 0,
+            restarting: false,
         };
         record.save_state(&state).unwrap();
         assert!(reclaim_orphans(root.path()).unwrap().removed.is_empty());

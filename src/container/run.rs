@@ -25,6 +25,8 @@ pub struct RunInput {
     pub image_id: Option<String>,
     pub interactive: bool,
     pub stop_timeout: Duration,
+    /// `--restart` (carried out by the detached supervisor).
+    pub restart: super::restart::RestartPolicy,
 }
 
 /// Where a container's root comes from.
@@ -120,6 +122,9 @@ fn prepare(
         finished_at: None,
         image_id: input.image_id.clone(),
         stop_timeout: input.stop_timeout.as_secs(),
+        restart_policy: input.restart,
+        restart_count: 0,
+        restarting: false,
     };
     let written = write_bundle(&record, input, &root, &mut state).and_then(|spec| {
         if save_created {
@@ -220,44 +225,92 @@ pub fn run_detached(store: &Store, input: RunInput) -> anyhow::Result<Result<Str
 }
 
 /// The detached supervisor's work (`mycontainer supervise ID`): runs the record's
-/// config.json, reports the start on `report`, waits, records the end and cleans up.
+/// config.json, reports the start on `report`, waits, records the end, and starts it
+/// again as long as its restart policy says so (see restart.rs); then cleans up.
 pub fn supervise(
     store: &Store,
     record: &super::Record,
     report: &mut dyn FnMut(super::detach::Report),
 ) -> anyhow::Result<i32> {
     use super::detach::Report;
+    use super::restart;
     let mut state = record.load_state()?;
-    let spec = oci_spec::runtime::Spec::load(record.config_path())
-        .with_context(|| format!("cannot read {}", record.config_path().display()));
-    let result = spec.and_then(|spec| {
-        start_and_wait(store, record, &spec, false, &mut state, &mut |_| {
-            report(Report::Running)
-        })
-    });
-    let code = match result {
-        Ok(outcome) => {
-            state.exit_code = Some(if outcome.oom_killed {
-                exitcode::KILLED
-            } else {
-                outcome.exit_code
-            });
-            state.oom_killed = outcome.oom_killed;
-            state.error = outcome.exec_error.clone();
-            if let Some(reason) = outcome.exec_error {
-                report(Report::ExecFailed(outcome.exit_code, reason));
+    let mut backoff = restart::Backoff::default();
+    let mut first = true;
+    loop {
+        if !first {
+            super::control::reset_work_dir(record)?;
+        }
+        let began = std::time::Instant::now();
+        let spec = oci_spec::runtime::Spec::load(record.config_path())
+            .with_context(|| format!("cannot read {}", record.config_path().display()));
+        let result = spec.and_then(|spec| {
+            start_and_wait(store, record, &spec, false, &mut state, &mut |_| {
+                report(Report::Running)
+            })
+        });
+        let ran = began.elapsed();
+        let (code, may_restart) = match result {
+            Ok(outcome) => {
+                state.exit_code = Some(if outcome.oom_killed {
+                    exitcode::KILLED
+                } else {
+                    outcome.exit_code
+                });
+                state.oom_killed = outcome.oom_killed;
+                state.error = outcome.exec_error.clone();
+                let exec_failed = outcome.exec_error.is_some();
+                if let Some(reason) = outcome.exec_error {
+                    report(Report::ExecFailed(outcome.exit_code, reason));
+                }
+                // A command that cannot be executed fails the same way each time.
+                (outcome.exit_code, !exec_failed)
             }
-            outcome.exit_code
+            Err(err) => {
+                state.exit_code = Some(exitcode::TOOL_FAILED);
+                state.error = Some(format!("{err:#}"));
+                report(Report::Failed(format!("{err:#}")));
+                (exitcode::TOOL_FAILED, !first)
+            }
+        };
+        first = false;
+        let exit_code = state.exit_code.unwrap_or(code);
+        let restart = may_restart
+            && !state.auto_remove
+            && !restart::stopped_by_user(record)
+            && state
+                .restart_policy
+                .restarts_after(exit_code, state.restart_count);
+        if !restart {
+            state.restarting = false;
+            finish(store, record, &mut state)?;
+            return Ok(code);
         }
-        Err(err) => {
-            state.exit_code = Some(exitcode::TOOL_FAILED);
-            state.error = Some(format!("{err:#}"));
-            report(Report::Failed(format!("{err:#}")));
-            exitcode::TOOL_FAILED
+        // Exited for now: ps shows "Restarting (code) ... ago" while we wait.
+        state.restarting = true;
+        state.restart_count += 1;
+        finish(store, record, &mut state)?;
+        if !wait_unless_stopped(record, backoff.after_run(ran)) {
+            state.restarting = false;
+            record.save_state(&state)?;
+            return Ok(code);
         }
-    };
-    finish(store, record, &mut state)?;
-    Ok(code)
+    }
+}
+
+/// Sleeps `delay`, looking for a user's stop every 50 ms; false when one came.
+fn wait_unless_stopped(record: &super::Record, delay: Duration) -> bool {
+    let deadline = std::time::Instant::now() + delay;
+    loop {
+        if super::restart::stopped_by_user(record) {
+            return false;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
 }
 
 /// Builds the OCI spec from the image defaults and flags, writes it to config.json and

@@ -46,6 +46,15 @@ pub struct State {
     /// Seconds between SIGTERM and SIGKILL for the supervisor and `stop`.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout: u64,
+    /// `--restart`, carried out by the detached supervisor.
+    #[serde(default)]
+    pub restart_policy: super::restart::RestartPolicy,
+    /// How many times the supervisor restarted the container.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Exited, and the supervisor waits to start it again.
+    #[serde(default)]
+    pub restarting: bool,
 }
 
 fn default_stop_timeout() -> u64 {
@@ -109,6 +118,9 @@ mod tests {
             finished_at: Some(3),
             image_id: None,
             stop_timeout: 10,
+            restart_policy: Default::default(),
+            restart_count: 0,
+            restarting: false,
         };
         state.save(&path, true).unwrap();
         let back = State::load(&path).unwrap();

@@ -1,0 +1,72 @@
+//! `system boot` (start what the restart policies say should run after a reboot) and
+//! `generate systemd` (units that call it, or own one container).
+
+use clap::{Args, Subcommand};
+
+use super::Ctx;
+use crate::container;
+use crate::exitcode;
+
+#[derive(Args, Debug)]
+pub struct SystemArgs {
+    #[command(subcommand)]
+    pub command: SystemCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Start the containers whose restart policy says they run after a reboot
+    Boot,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub command: GenerateCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GenerateCommand {
+    /// Print a systemd unit running `system boot`, or one owning container NAME
+    Systemd {
+        /// The container the unit owns (default: the boot unit for every container)
+        name: Option<String>,
+    },
+}
+
+pub fn system(ctx: &Ctx, args: SystemArgs) -> anyhow::Result<i32> {
+    match args.command {
+        SystemCommand::Boot => {
+            let mut code = 0;
+            for booted in container::boot::boot(&ctx.root)? {
+                match booted.result {
+                    Ok(None) => println!("{}", booted.name),
+                    Ok(Some(_)) => code = exitcode::VERB_FAILED,
+                    Err(err) => {
+                        eprintln!("mycontainer: cannot start {}: {err:#}", booted.name);
+                        code = exitcode::VERB_FAILED;
+                    }
+                }
+            }
+            Ok(code)
+        }
+    }
+}
+
+pub fn generate(ctx: &Ctx, args: GenerateArgs) -> anyhow::Result<i32> {
+    let GenerateCommand::Systemd { name } = args.command;
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("cannot find our own executable: {e}"))?;
+    match name {
+        None => print!("{}", container::systemd::boot_unit(&exe, &ctx.root)),
+        Some(name) => {
+            let record = container::find(&ctx.root, &name)?;
+            let state = record.load_state()?;
+            print!(
+                "{}",
+                container::systemd::container_unit(&exe, &ctx.root, &record, &state)
+            );
+        }
+    }
+    Ok(0)
+}
