@@ -572,3 +572,187 @@ fn generate_systemd_prints_a_boot_unit_and_a_unit_per_container() {
     assert_eq!(out.status.code(), Some(1));
     w.remove_all();
 }
+
+fn health(w: &World, name: &str) -> serde_json::Value {
+    inspect(w, name)["State"]["Health"].clone()
+}
+
+#[test]
+fn a_healthcheck_turns_healthy_then_unhealthy_and_inspect_keeps_the_last_results() {
+    let w = World::new();
+    w.run_detached(
+        &[
+            "--name",
+            "h1",
+            "--health-cmd",
+            "test -e /tmp/ok && echo fine",
+            "--health-interval",
+            "100ms",
+            "--health-retries",
+            "2",
+        ],
+        &["sh", "-c", "touch /tmp/ok; exec sleep 1000"],
+    );
+    let mut ps = String::new();
+    assert!(
+        wait_for(30, || {
+            ps = ok(w.mc(&["ps"]));
+            ps.contains("(healthy)")
+        }),
+        "{ps}"
+    );
+    let h = health(&w, "h1");
+    assert_eq!(h["Status"], "healthy");
+    assert_eq!(h["Log"][0]["ExitCode"], 0);
+    assert_eq!(h["Log"][0]["Output"], "fine\n");
+    // The check runs inside the container: removing the file there breaks it.
+    ok(w.mc(&["exec", "h1", "rm", "/tmp/ok"]));
+    assert!(wait_for(30, || ok(w.mc(&["ps"])).contains("(unhealthy)")));
+    assert!(wait_for(30, || health(&w, "h1")["Log"]
+        .as_array()
+        .unwrap()
+        .len()
+        == 5));
+    let h = health(&w, "h1");
+    assert_eq!(h["Status"], "unhealthy");
+    assert!(h["FailingStreak"].as_u64().unwrap() >= 2, "{h}");
+    assert_eq!(h["Log"][4]["ExitCode"], 1);
+    // No action asked: it keeps running.
+    assert_eq!(inspect(&w, "h1")["State"]["Status"], "running");
+    let config = &inspect(&w, "h1")["Config"]["Healthcheck"];
+    assert_eq!(config["Interval"], 100_000_000u64);
+    assert_eq!(config["Retries"], 2);
+    w.remove_all();
+}
+
+#[test]
+fn health_on_failure_kill_and_restart_act_on_an_unhealthy_container() {
+    let w = World::new();
+    let check = [
+        "--health-cmd",
+        "false",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "1",
+    ];
+    w.run_detached(
+        &[
+            &["--name", "h-kill", "--health-on-failure", "kill"][..],
+            &check[..],
+        ]
+        .concat(),
+        &["sleep", "1000"],
+    );
+    assert_eq!(ok(w.mc(&["wait", "h-kill"])), "137\n");
+    assert_eq!(inspect(&w, "h-kill")["RestartCount"], 0);
+    // restart: started again although its restart policy is "no".
+    let id = w.run_detached(
+        &[
+            &["--name", "h-restart", "--health-on-failure", "restart"][..],
+            &check[..],
+        ]
+        .concat(),
+        &["sh", "-c", "echo run; exec sleep 1000"],
+    );
+    assert!(wait_for(30, || restart_count(&w, &id) >= 2));
+    assert!(ok(w.mc(&["logs", "h-restart"])).matches("run\n").count() >= 2);
+    ok(w.mc(&["stop", "-t", "0", "h-restart"]));
+    assert!(supervisors(&w, &id).is_empty());
+    w.remove_all();
+}
+
+#[test]
+fn health_starts_as_starting_times_out_and_runs_by_hand() {
+    let w = World::new();
+    // Failures within the start period do not count.
+    w.run_detached(
+        &[
+            "--name",
+            "h-start",
+            "--health-cmd",
+            "false",
+            "--health-interval",
+            "100ms",
+            "--health-start-period",
+            "1h",
+        ],
+        &["sleep", "1000"],
+    );
+    assert!(wait_for(30, || health(&w, "h-start")["Log"]
+        .as_array()
+        .unwrap()
+        .len()
+        >= 2));
+    let h = health(&w, "h-start");
+    assert_eq!(
+        (h["Status"].as_str(), h["FailingStreak"].as_u64()),
+        (Some("starting"), Some(0))
+    );
+    assert!(ok(w.mc(&["ps"])).contains("(health: starting)"));
+    // A check that outlives its timeout fails with -1.
+    w.run_detached(
+        &[
+            "--name",
+            "h-slow",
+            "--health-cmd",
+            "sleep 30",
+            "--health-interval",
+            "100ms",
+            "--health-timeout",
+            "200ms",
+            "--health-retries",
+            "1",
+        ],
+        &["sleep", "1000"],
+    );
+    assert!(wait_for(60, || health(&w, "h-slow")["Status"] == "unhealthy"));
+    let h = health(&w, "h-slow");
+    assert_eq!(h["Log"][0]["ExitCode"], -1);
+    assert!(
+        h["Log"][0]["Output"].as_str().unwrap().contains("timeout"),
+        "{h}"
+    );
+    // healthcheck run: one check now, counted.
+    w.run_detached(
+        &[
+            "--name",
+            "h-hand",
+            "--health-cmd",
+            "test -e /tmp/ok",
+            "--health-interval",
+            "1h",
+        ],
+        &["sleep", "1000"],
+    );
+    let out = w.mc(&["healthcheck", "run", "h-hand"]);
+    assert_eq!(
+        (out.status.code(), stdout(&out).as_str()),
+        (Some(1), "unhealthy\n")
+    );
+    ok(w.mc(&["exec", "h-hand", "touch", "/tmp/ok"]));
+    assert_eq!(ok(w.mc(&["healthcheck", "run", "h-hand"])), "healthy\n");
+    assert_eq!(health(&w, "h-hand")["Status"], "healthy");
+    assert_eq!(health(&w, "h-hand")["Log"].as_array().unwrap().len(), 2);
+    // No healthcheck, or a bad flag.
+    w.run_detached(&["--name", "h-none"], &["sleep", "1000"]);
+    let out = w.mc(&["healthcheck", "run", "h-none"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("has no healthcheck"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(inspect(&w, "h-none")["State"]["Health"].is_null());
+    let out = w.run(
+        &["--health-cmd", "true", "--health-interval", "soon"],
+        &["true"],
+    );
+    assert_eq!(out.status.code(), Some(125));
+    let out = w.run(
+        &["--health-on-failure", "explode", "--health-cmd", "true"],
+        &["true"],
+    );
+    assert_eq!(out.status.code(), Some(125));
+    w.remove_all();
+}

@@ -91,7 +91,7 @@ pub fn human_duration(secs: u64) -> String {
     }
 }
 
-fn status_text(state: &State, now: u64, paused: bool) -> String {
+fn status_text(state: &State, now: u64, paused: bool, health: Option<String>) -> String {
     let since = |t: Option<u64>| human_duration(now.saturating_sub(t.unwrap_or(now)));
     match state.status {
         Status::Exited if state.restarting => format!(
@@ -101,7 +101,13 @@ fn status_text(state: &State, now: u64, paused: bool) -> String {
         ),
         Status::Created => "Created".into(),
         Status::Running if paused => format!("Up {} (Paused)", since(state.started_at)),
-        Status::Running => format!("Up {}", since(state.started_at)),
+        Status::Running => match health {
+            Some(health) if health == "starting" => {
+                format!("Up {} (health: starting)", since(state.started_at))
+            }
+            Some(health) => format!("Up {} ({health})", since(state.started_at)),
+            None => format!("Up {}", since(state.started_at)),
+        },
         Status::Exited => format!(
             "Exited ({}) {} ago",
             state.exit_code.unwrap_or(0),
@@ -174,7 +180,16 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
                 "{} ago",
                 human_duration(now.saturating_sub(state.created_at))
             ),
-            status_text(state, now, container::pause::is_paused(record, state)),
+            status_text(
+                state,
+                now,
+                container::pause::is_paused(record, state),
+                state
+                    .healthcheck
+                    .as_ref()
+                    .and_then(|_| container::health::Health::load(&record.dir))
+                    .map(|h| h.status),
+            ),
             state.name.clone().unwrap_or_default(),
         ]);
     }

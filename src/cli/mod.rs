@@ -85,6 +85,8 @@ pub enum Command {
     System(system::SystemArgs),
     /// Generate files for other tools: `generate systemd [NAME]`
     Generate(system::GenerateArgs),
+    /// Run a container's healthcheck by hand: `healthcheck run NAME`
+    Healthcheck(system::HealthcheckArgs),
     /// (internal) supervise a detached container
     #[command(hide = true)]
     Supervise(lifecycle::SuperviseArgs),
@@ -182,6 +184,7 @@ pub fn main() -> i32 {
         Command::Update(args) => observe::update(&ctx, args),
         Command::System(args) => system::system(&ctx, args),
         Command::Generate(args) => system::generate(&ctx, args),
+        Command::Healthcheck(args) => system::healthcheck(&ctx, args),
         Command::Supervise(args) => lifecycle::supervise(&ctx, args),
         Command::Rm(args) => container::rm(&ctx, args),
         Command::Gc(args) => container::gc(&ctx, args),
@@ -226,7 +229,8 @@ impl Failure {
             | Command::Stats(_)
             | Command::Update(_)
             | Command::System(_)
-            | Command::Generate(_) => Failure::Verb,
+            | Command::Generate(_)
+            | Command::Healthcheck(_) => Failure::Verb,
             Command::Exec(_) => Failure::Exec,
             _ => Failure::Tool,
         }

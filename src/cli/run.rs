@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{ArgAction, Args, ValueEnum};
 
 use super::Ctx;
+use crate::container::health::{HealthFlags, ImageHealthcheck};
 use crate::container::limits::LimitFlags;
 use crate::container::policy::devices::Device;
 use crate::container::restart::RestartPolicy;
@@ -74,6 +75,27 @@ pub struct RunArgs {
     /// always, unless-stopped
     #[arg(long, default_value = "no", value_name = "POLICY")]
     pub restart: String,
+    /// Healthcheck command, run in the container with sh -c
+    #[arg(long, value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between healthchecks (default 30s)
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Time a healthcheck may take (default 30s)
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Failures in a row that make the container unhealthy (default 3)
+    #[arg(long, value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Time after the start during which failures do not count (default 0s)
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Disable the image's HEALTHCHECK
+    #[arg(long)]
+    pub no_healthcheck: bool,
+    /// What to do when the container turns unhealthy: none, kill, restart
+    #[arg(long, value_name = "ACTION")]
+    pub health_on_failure: Option<String>,
     /// Run a tiny init as PID 1 that forwards signals and reaps zombies
     #[arg(long)]
     pub init: bool,
@@ -146,6 +168,7 @@ struct Launch {
     rm: bool,
     stop_timeout: Duration,
     restart: RestartPolicy,
+    health: HealthFlags,
 }
 
 impl RunArgs {
@@ -196,7 +219,18 @@ impl RunArgs {
             rm: self.rm,
             stop_timeout: Duration::from_secs(self.stop_timeout),
             restart,
+            health: HealthFlags {
+                cmd: self.health_cmd,
+                interval: self.health_interval,
+                timeout: self.health_timeout,
+                start_period: self.health_start_period,
+                retries: self.health_retries,
+                none: self.no_healthcheck,
+                on_failure: self.health_on_failure,
+            },
         };
+        // Checked once before anything is created (the image may add its own later).
+        launch.health.resolve(None)?;
         let options = RunOptions {
             name: self.name,
             command,
@@ -245,6 +279,7 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
     // The one store of this command: it holds the layers, and the record goes through
     // it when it is removed.
     let store = ctx.store()?;
+    let mut image_healthcheck = None;
     let (image, image_id, defaults, root) = match rootfs {
         Some(dir) => (
             dir.display().to_string(),
@@ -254,6 +289,12 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         ),
         None => {
             let image = super::image::ensure_image(ctx, &store, &launch.image)?;
+            // The image's HEALTHCHECK is in its config blob (OCI's config type has no
+            // field for it).
+            image_healthcheck = store
+                .read_blob(&image.id)
+                .ok()
+                .and_then(|bytes| ImageHealthcheck::from_config_json(&bytes));
             (
                 launch.image.clone(),
                 Some(image.id.to_string()),
@@ -272,6 +313,7 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         interactive: launch.interactive,
         stop_timeout: launch.stop_timeout,
         restart: launch.restart,
+        healthcheck: launch.health.resolve(image_healthcheck.as_ref())?,
     };
     if !launch.detach {
         return crate::container::run::run(&store, input);

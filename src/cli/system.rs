@@ -70,3 +70,27 @@ pub fn generate(ctx: &Ctx, args: GenerateArgs) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
+
+#[derive(Args, Debug)]
+pub struct HealthcheckArgs {
+    #[command(subcommand)]
+    pub command: HealthcheckCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HealthcheckCommand {
+    /// Run a container's healthcheck once; exit 0 when healthy, 1 when not
+    Run { container: String },
+}
+
+pub fn healthcheck(ctx: &Ctx, args: HealthcheckArgs) -> anyhow::Result<i32> {
+    let HealthcheckCommand::Run { container: name } = args.command;
+    let record = container::find(&ctx.root, &name)?;
+    let status = container::health::run_once(&ctx.root, &record)?;
+    println!("{status}");
+    Ok(if status == "healthy" {
+        0
+    } else {
+        exitcode::VERB_FAILED
+    })
+}

@@ -20,6 +20,16 @@ use super::state::{State, Status};
 const KILL_GRACE: Duration = Duration::from_secs(10);
 
 impl Record {
+    /// The same record without its lock (for another thread to act on).
+    pub fn unlocked(&self) -> Record {
+        Record {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            dir: self.dir.clone(),
+            lock: None,
+        }
+    }
+
     /// Whether a live process supervises the record (holds its lock).
     pub fn is_supervised(&self) -> bool {
         matches!(lock_dir(&self.dir, false), Ok(None))
@@ -71,12 +81,18 @@ pub fn signal(record: &Record, signal: i32) -> anyhow::Result<()> {
     let stop = matches!(signal, libc::SIGTERM | libc::SIGKILL);
     if stop && record.is_supervised() {
         super::restart::mark_stopped_by_user(record);
+        if record.load_state()?.restarting {
+            // Between two runs: the marker alone ends the loop (as Docker's kill does).
+            return Ok(());
+        }
     }
+    deliver(record, signal)
+}
+
+/// Sends `signal` to the container's init, not as a user's stop (the healthcheck's
+/// action: the restart policy still applies).
+pub(super) fn deliver(record: &Record, signal: i32) -> anyhow::Result<()> {
     let state = record.load_state()?;
-    if stop && state.restarting && record.is_supervised() {
-        // Between two runs: the marker alone ends the loop (as Docker's kill does).
-        return Ok(());
-    }
     let pid = match state.pid {
         Some(pid) if state.status == Status::Running && record.is_supervised() => pid,
         _ => bail!("container {} is not running", record.display_name()),

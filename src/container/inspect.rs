@@ -124,6 +124,19 @@ pub fn inspect(record: &Record, state: &State) -> Value {
             "ExitCode": state.exit_code.unwrap_or(0),
             "OOMKilled": state.oom_killed,
             "Error": state.error.clone().unwrap_or_default(),
+            "Health": state.healthcheck.as_ref().map(|_| {
+                let health = super::health::Health::load(&record.dir);
+                json!({
+                    "Status": health.as_ref().map_or("starting", |h| h.status.as_str()),
+                    "FailingStreak": health.as_ref().map_or(0, |h| h.failing_streak),
+                    "Log": health.as_ref().map_or(Vec::new(), |h| h.log.iter().map(|p| json!({
+                        "Start": p.start,
+                        "End": p.end,
+                        "ExitCode": p.exit_code,
+                        "Output": p.output,
+                    })).collect()),
+                })
+            }),
             "StartedAt": time(state.started_at),
             "FinishedAt": time(state.finished_at),
         },
@@ -132,6 +145,13 @@ pub fn inspect(record: &Record, state: &State) -> Value {
         "LogPath": record.log_path(),
         "RestartCount": state.restart_count,
         "Config": {
+            "Healthcheck": state.healthcheck.as_ref().map(|h| json!({
+                "Test": std::iter::once("CMD").chain(h.command.iter().map(String::as_str)).collect::<Vec<_>>(),
+                "Interval": h.interval_ms * 1_000_000,
+                "Timeout": h.timeout_ms * 1_000_000,
+                "StartPeriod": h.start_period_ms * 1_000_000,
+                "Retries": h.retries,
+            })),
             "Hostname": hostname,
             "User": user,
             "Env": env,

@@ -9,6 +9,7 @@ pub mod detach;
 mod env;
 pub mod exec;
 pub mod gc;
+pub mod health;
 pub mod inspect;
 pub mod limits;
 pub mod logs;

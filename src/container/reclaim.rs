@@ -140,6 +140,7 @@ mod tests {
             restart_policy: Default::default(),
             restart_count: 0,
             restarting: false,
+            healthcheck: None,
         };
         record.save_state(&state).unwrap();
         assert!(reclaim_orphans(root.path()).unwrap().removed.is_empty());

@@ -27,6 +27,8 @@ pub struct RunInput {
     pub stop_timeout: Duration,
     /// `--restart` (carried out by the detached supervisor).
     pub restart: super::restart::RestartPolicy,
+    /// The healthcheck (run by the detached supervisor).
+    pub healthcheck: Option<super::health::HealthConfig>,
 }
 
 /// Where a container's root comes from.
@@ -125,6 +127,7 @@ fn prepare(
         restart_policy: input.restart,
         restart_count: 0,
         restarting: false,
+        healthcheck: input.healthcheck.clone(),
     };
     let written = write_bundle(&record, input, &root, &mut state).and_then(|spec| {
         if save_created {
@@ -233,7 +236,9 @@ pub fn supervise(
     report: &mut dyn FnMut(super::detach::Report),
 ) -> anyhow::Result<i32> {
     use super::detach::Report;
-    use super::restart;
+    use super::{health, restart};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
     let mut state = record.load_state()?;
     let mut backoff = restart::Backoff::default();
     let mut first = true;
@@ -244,11 +249,26 @@ pub fn supervise(
         let began = std::time::Instant::now();
         let spec = oci_spec::runtime::Spec::load(record.config_path())
             .with_context(|| format!("cannot read {}", record.config_path().display()));
+        let monitor = Arc::new(health::Monitor::default());
+        let mut checker = None;
+        let healthcheck = state.healthcheck.clone();
         let result = spec.and_then(|spec| {
             start_and_wait(store, record, &spec, false, &mut state, &mut |_| {
-                report(Report::Running)
+                report(Report::Running);
+                if let Some(config) = healthcheck.clone() {
+                    let (root, shared) = (store.root().to_path_buf(), monitor.clone());
+                    let target = record.unlocked();
+                    checker = Some(std::thread::spawn(move || {
+                        health::monitor(root, target, config, shared)
+                    }));
+                }
             })
         });
+        monitor.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = checker {
+            let _ = thread.join();
+        }
+        let health_restart = monitor.restart.load(Ordering::Relaxed);
         let ran = began.elapsed();
         let (code, may_restart) = match result {
             Ok(outcome) => {
@@ -278,9 +298,10 @@ pub fn supervise(
         let restart = may_restart
             && !state.auto_remove
             && !restart::stopped_by_user(record)
-            && state
-                .restart_policy
-                .restarts_after(exit_code, state.restart_count);
+            && (health_restart
+                || state
+                    .restart_policy
+                    .restarts_after(exit_code, state.restart_count));
         if !restart {
             state.restarting = false;
             finish(store, record, &mut state)?;

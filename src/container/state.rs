@@ -55,6 +55,9 @@ pub struct State {
     /// Exited, and the supervisor waits to start it again.
     #[serde(default)]
     pub restarting: bool,
+    /// The healthcheck the supervisor runs (flags over the image's HEALTHCHECK).
+    #[serde(default)]
+    pub healthcheck: Option<super::health::HealthConfig>,
 }
 
 fn default_stop_timeout() -> u64 {
@@ -121,6 +124,7 @@ mod tests {
             restart_policy: Default::default(),
             restart_count: 0,
             restarting: false,
+            healthcheck: None,
         };
         state.save(&path, true).unwrap();
         let back = State::load(&path).unwrap();
