@@ -756,3 +756,101 @@ fn health_starts_as_starting_times_out_and_runs_by_hand() {
     assert_eq!(out.status.code(), Some(125));
     w.remove_all();
 }
+
+#[test]
+fn logs_rotate_keeping_at_most_the_files_asked_and_follow_across_rotation() {
+    let w = World::new();
+    let id = w.run_detached(
+        &[
+            "--name",
+            "l-rot",
+            "--log-opt",
+            "max-size=4k",
+            "--log-opt",
+            "max-file=2",
+        ],
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 500 ]; do echo line $i; i=$((i+1)); done",
+        ],
+    );
+    assert_eq!(ok(w.mc(&["wait", "l-rot"])), "0\n");
+    let dir = w.root.join("containers").join(&id);
+    let mut logs: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("container.log"))
+        .collect();
+    logs.sort();
+    assert_eq!(logs, ["container.log", "container.log.1"]);
+    for name in &logs {
+        assert!(
+            fs::metadata(dir.join(name)).unwrap().len() <= 4096,
+            "{name}"
+        );
+    }
+    // logs reads both files, in order: the newest lines, contiguous, up to the last.
+    let out = ok(w.mc(&["logs", "l-rot"]));
+    let numbers: Vec<u32> = out
+        .lines()
+        .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(*numbers.last().unwrap(), 499);
+    assert!(numbers.len() < 500, "nothing was rotated away");
+    assert!(numbers.windows(2).all(|p| p[1] == p[0] + 1), "{numbers:?}");
+    // Rotation is on by default: 10 MiB, 3 files.
+    let id = w.run_detached(&["--name", "l-default"], &["true"]);
+    assert_eq!(w.state(&id)["log_opts"]["max_size"], 10u64 << 20);
+    assert_eq!(w.state(&id)["log_opts"]["max_files"], 3);
+    let out = w.run(&["--log-opt", "max-file=0"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    // logs -f follows the log while it rotates (max-file=50: nothing is dropped).
+    let mut follow = w.cmd();
+    follow
+        .args(["logs", "-f", "l-follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let id = w.run_detached(
+        &[
+            "--name",
+            "l-follow",
+            "--log-opt",
+            "max-size=4k",
+            "--log-opt",
+            "max-file=50",
+        ],
+        &[
+            "sh",
+            "-c",
+            "sleep 0.5; i=0; while [ $i -lt 600 ]; do echo line $i; i=$((i+1)); \
+             [ $((i % 40)) = 0 ] && sleep 0.05; done; true",
+        ],
+    );
+    let follower = follow.spawn().unwrap();
+    let out = follower.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let expected: String = (0..600).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(text, expected, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir
+        .parent()
+        .unwrap()
+        .join(&id)
+        .join("container.log.3")
+        .exists());
+    // --since/--until: a window in the future holds nothing, one in the past everything.
+    assert_eq!(
+        ok(w.mc(&["logs", "--since", "2100-01-01T00:00:00Z", "l-rot"])),
+        ""
+    );
+    assert_eq!(
+        ok(w.mc(&["logs", "--until", "2000-01-01T00:00:00Z", "l-rot"])),
+        ""
+    );
+    assert_eq!(
+        ok(w.mc(&["logs", "--since", "1h", "l-rot"])),
+        ok(w.mc(&["logs", "l-rot"]))
+    );
+    let out = w.mc(&["logs", "--since", "whenever", "l-rot"]);
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -13,6 +13,7 @@ use crate::container::policy::devices::Device;
 use crate::container::restart::RestartPolicy;
 use crate::container::run::{RootSource, RunInput};
 use crate::container::spec::{ImageDefaults, Network, RunOptions, Volume};
+use crate::container::state::LogOpts;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetworkMode {
@@ -90,6 +91,9 @@ pub struct RunArgs {
     /// Time after the start during which failures do not count (default 0s)
     #[arg(long, value_name = "DURATION")]
     pub health_start_period: Option<String>,
+    /// Log option: max-size=SIZE (default 10m), max-file=N (default 3)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// Disable the image's HEALTHCHECK
     #[arg(long)]
     pub no_healthcheck: bool,
@@ -169,6 +173,7 @@ struct Launch {
     stop_timeout: Duration,
     restart: RestartPolicy,
     health: HealthFlags,
+    log_opts: LogOpts,
 }
 
 impl RunArgs {
@@ -219,6 +224,7 @@ impl RunArgs {
             rm: self.rm,
             stop_timeout: Duration::from_secs(self.stop_timeout),
             restart,
+            log_opts: LogOpts::parse(&self.log_opt)?,
             health: HealthFlags {
                 cmd: self.health_cmd,
                 interval: self.health_interval,
@@ -314,6 +320,7 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         stop_timeout: launch.stop_timeout,
         restart: launch.restart,
         healthcheck: launch.health.resolve(image_healthcheck.as_ref())?,
+        log_opts: launch.log_opts,
     };
     if !launch.detach {
         return crate::container::run::run(&store, input);

@@ -141,6 +141,7 @@ mod tests {
             restart_count: 0,
             restarting: false,
             healthcheck: None,
+            log_opts: Default::default(),
         };
         record.save_state(&state).unwrap();
         assert!(reclaim_orphans(root.path()).unwrap().removed.is_empty());

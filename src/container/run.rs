@@ -29,6 +29,7 @@ pub struct RunInput {
     pub restart: super::restart::RestartPolicy,
     /// The healthcheck (run by the detached supervisor).
     pub healthcheck: Option<super::health::HealthConfig>,
+    pub log_opts: super::state::LogOpts,
 }
 
 /// Where a container's root comes from.
@@ -128,6 +129,7 @@ fn prepare(
         restart_count: 0,
         restarting: false,
         healthcheck: input.healthcheck.clone(),
+        log_opts: input.log_opts,
     };
     let written = write_bundle(&record, input, &root, &mut state).and_then(|spec| {
         if save_created {
@@ -374,6 +376,10 @@ fn start_and_wait(
         spec,
         interactive,
         log_path: Some(&log_path),
+        log_rotation: Some(runtime::logfile::Rotation {
+            max_size: state.log_opts.max_size,
+            max_files: state.log_opts.max_files,
+        }),
         stop_timeout: Duration::from_secs(state.stop_timeout),
         cache_dir: Some(&cache_dir),
     };
