@@ -854,3 +854,78 @@ fn logs_rotate_keeping_at_most_the_files_asked_and_follow_across_rotation() {
     let out = w.mc(&["logs", "--since", "whenever", "l-rot"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// The `events` lines of the last hour up to now, as (action, name) pairs.
+fn events(w: &World, extra: &[&str]) -> Vec<(String, String)> {
+    let out = ok(w.mc(&[
+        &[
+            "events", "--since", "1h", "--until", "0s", "--format", "json",
+        ][..],
+        extra,
+    ]
+    .concat()));
+    out.lines()
+        .map(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                e["Action"].as_str().unwrap().to_string(),
+                e["Attributes"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn events_record_create_start_die_health_and_destroy() {
+    let w = World::new();
+    w.run_detached(&["--name", "e1"], &["sh", "-c", "exit 3"]);
+    ok(w.mc(&["wait", "e1"]));
+    ok(w.mc(&["rm", "e1"]));
+    let seen = events(&w, &["--filter", "container=e1"]);
+    let actions: Vec<&str> = seen.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(actions, ["create", "start", "die", "destroy"], "{seen:?}");
+    // The text form, as Docker's: exit code and name among the attributes.
+    let out = ok(w.mc(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "event=die",
+    ]));
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.contains(" container die ") && out.contains("exitCode=3") && out.contains("name=e1"),
+        "{out}"
+    );
+    // A healthcheck's status changes are events too.
+    w.run_detached(
+        &[
+            "--name",
+            "e2",
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "100ms",
+        ],
+        &["sleep", "1000"],
+    );
+    assert!(wait_for(30, || events(
+        &w,
+        &["--filter", "event=health_status"]
+    )
+    .contains(&(
+        "health_status: healthy".to_string(),
+        "e2".to_string()
+    ))));
+    // Without --since only new events; --until ends the stream.
+    let out = ok(w.mc(&["events", "--until", "0s"]));
+    assert_eq!(out, "");
+    let out = w.mc(&["events", "--filter", "colour=red", "--until", "0s"]);
+    assert_eq!(out.status.code(), Some(1));
+    w.remove_all();
+}

@@ -85,6 +85,8 @@ pub enum Command {
     System(system::SystemArgs),
     /// Generate files for other tools: `generate systemd [NAME]`
     Generate(system::GenerateArgs),
+    /// Show what happened to containers (create, start, die, oom, health_status, destroy)
+    Events(observe::EventsArgs),
     /// Run a container's healthcheck by hand: `healthcheck run NAME`
     Healthcheck(system::HealthcheckArgs),
     /// (internal) supervise a detached container
@@ -185,6 +187,7 @@ pub fn main() -> i32 {
         Command::System(args) => system::system(&ctx, args),
         Command::Generate(args) => system::generate(&ctx, args),
         Command::Healthcheck(args) => system::healthcheck(&ctx, args),
+        Command::Events(args) => observe::events(&ctx, args),
         Command::Supervise(args) => lifecycle::supervise(&ctx, args),
         Command::Rm(args) => container::rm(&ctx, args),
         Command::Gc(args) => container::gc(&ctx, args),
@@ -230,7 +233,8 @@ impl Failure {
             | Command::Update(_)
             | Command::System(_)
             | Command::Generate(_)
-            | Command::Healthcheck(_) => Failure::Verb,
+            | Command::Healthcheck(_)
+            | Command::Events(_) => Failure::Verb,
             Command::Exec(_) => Failure::Exec,
             _ => Failure::Tool,
         }

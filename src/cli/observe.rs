@@ -63,6 +63,23 @@ pub struct UpdateArgs {
     pub containers: Vec<String>,
 }
 
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Show events since this time (RFC 3339, Unix seconds, or a duration ago: 10m);
+    /// without it only new events are shown
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Stop at this time (without it, keep following)
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// container=NAME, event=ACTION, type=container (repeatable)
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Output format: "json" for one JSON object per line
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
 /// Runs `action` on each named container, printing the name on success (as Docker).
 fn each(
     ctx: &Ctx,
@@ -288,6 +305,59 @@ pub fn stats(ctx: &Ctx, args: StatsArgs) -> anyhow::Result<i32> {
             return Ok(0);
         }
         std::thread::sleep(refresh);
+    }
+}
+
+/// `events`: the per-root event log, filtered; followed until --until (or forever).
+pub fn events(ctx: &Ctx, args: EventsArgs) -> anyhow::Result<i32> {
+    use container::events;
+    let filter = events::Filter::parse(&args.filter)?;
+    let json = match args.format.as_deref() {
+        None => false,
+        Some("json") | Some("{{json .}}") => true,
+        Some(other) => anyhow::bail!("unsupported --format {other:?}: use json"),
+    };
+    let bound = |flag: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|v| container::logs::time_bound(flag, v))
+            .transpose()
+    };
+    let (since, until) = (
+        bound("--since", &args.since)?,
+        bound("--until", &args.until)?,
+    );
+    // Without --since, only what happens from now on.
+    let mut offset = match since {
+        Some(_) => 0,
+        None => events::read_from(&ctx.root, 0).1,
+    };
+    loop {
+        let (found, next) = events::read_from(&ctx.root, offset);
+        offset = next;
+        let out = std::io::stdout();
+        let mut out = out.lock();
+        for event in found {
+            if since.as_ref().is_some_and(|s| event.time < *s) || !filter.matches(&event) {
+                continue;
+            }
+            if until.as_ref().is_some_and(|u| event.time > *u) {
+                return Ok(0);
+            }
+            let line = if json {
+                serde_json::to_string(&event)?
+            } else {
+                event.line()
+            };
+            if writeln!(out, "{line}").is_err() {
+                return Ok(0);
+            }
+        }
+        let _ = out.flush();
+        if until.as_ref().is_some_and(|u| crate::timefmt::now() > *u) {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -383,8 +383,14 @@ pub fn monitor(root: PathBuf, record: Record, config: HealthConfig, shared: Arc<
             return;
         }
         let in_start_period = started.elapsed() < Duration::from_millis(config.start_period_ms);
+        let before = health.status.clone();
         let turned = health.record(result, in_start_period, config.retries);
         let _ = health.save(&record.dir);
+        if health.status != before {
+            let action = format!("health_status: {}", health.status);
+            let name = record.load_state().ok().and_then(|s| s.name);
+            super::events::emit(&root, &record.id, name.as_deref(), &action, &[]);
+        }
         if turned && config.on_failure != OnFailure::None {
             if config.on_failure == OnFailure::Restart {
                 shared.restart.store(true, Ordering::Relaxed);

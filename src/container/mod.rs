@@ -7,6 +7,7 @@ pub mod commit;
 pub mod control;
 pub mod detach;
 mod env;
+pub mod events;
 pub mod exec;
 pub mod gc;
 pub mod health;

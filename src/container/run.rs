@@ -138,7 +138,17 @@ fn prepare(
         Ok(spec)
     });
     match written {
-        Ok(spec) => Ok((record, state, spec)),
+        Ok(spec) => {
+            let image = [("image", state.image.clone())];
+            super::events::emit(
+                store.root(),
+                &record.id,
+                Some(&record.name),
+                "create",
+                &image,
+            );
+            Ok((record, state, spec))
+        }
         Err(err) => Err(record_failure(store, &record, &mut state, err)),
     }
 }
@@ -162,6 +172,15 @@ fn record_failure(
 
 /// Records how the container ended (or removes it with --rm).
 fn finish(store: &Store, record: &super::Record, state: &mut State) -> anyhow::Result<()> {
+    if state.started_at.is_some() {
+        let name = state.name.as_deref();
+        if state.oom_killed {
+            super::events::emit(store.root(), &record.id, name, "oom", &[]);
+        }
+        let code = state.exit_code.unwrap_or(0).to_string();
+        let attrs = [("exitCode", code), ("image", state.image.clone())];
+        super::events::emit(store.root(), &record.id, name, "die", &attrs);
+    }
     if state.auto_remove {
         super::discard(store, record, state.name.as_deref())
     } else {
@@ -394,6 +413,14 @@ fn start_and_wait(
         // The lock, not this file, is what marks the record as alive; a failed write
         // only makes `ps` less precise.
         let _ = record.save_state(state);
+        let image = [("image", state.image.clone())];
+        super::events::emit(
+            store.root(),
+            &record.id,
+            state.name.as_deref(),
+            "start",
+            &image,
+        );
         started(pid);
     };
     runtime::run(&request, &mut on_started)
