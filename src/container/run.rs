@@ -265,7 +265,12 @@ pub fn supervise(
     let mut first = true;
     loop {
         if !first {
-            super::control::reset_work_dir(record)?;
+            if let Err(err) = super::control::reset_work_dir(record) {
+                state.restarting = false;
+                state.error = Some(format!("cannot restart: {err:#}"));
+                record.save_state(&state)?;
+                return Err(err);
+            }
         }
         let began = std::time::Instant::now();
         let spec = oci_spec::runtime::Spec::load(record.config_path())
