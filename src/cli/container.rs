@@ -21,6 +21,12 @@ pub struct LogsArgs {
     /// Prefix each line with its RFC 3339 timestamp
     #[arg(short, long)]
     pub timestamps: bool,
+    /// Only output since this time (RFC 3339, Unix seconds, or a duration ago: 10m)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only output until this time (RFC 3339, Unix seconds, or a duration ago)
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -51,8 +57,19 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<i32> {
             })?),
         };
     let path = record.log_path();
+    let bound = |flag: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|v| container::logs::time_bound(flag, v))
+            .transpose()
+    };
+    let (since, until) = (
+        bound("--since", &args.since)?,
+        bound("--until", &args.until)?,
+    );
     let mut follower = container::logs::LogFollower::open(&path, tail, args.timestamps)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .window(since, until);
     if args.follow {
         follow(&record, &mut follower)?;
     } else {

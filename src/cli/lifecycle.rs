@@ -99,11 +99,37 @@ pub fn human_duration(secs: u64) -> String {
     }
 }
 
-fn status_text(state: &State, now: u64) -> String {
+/// ps's STATUS of a record, with what only the cgroup and the health file know.
+fn live_status(record: &container::Record, state: &State, now: u64) -> String {
+    status_text(
+        state,
+        now,
+        container::pause::is_paused(record, state),
+        state
+            .healthcheck
+            .as_ref()
+            .and_then(|_| container::health::Health::load(&record.dir))
+            .map(|h| h.status),
+    )
+}
+
+fn status_text(state: &State, now: u64, paused: bool, health: Option<String>) -> String {
     let since = |t: Option<u64>| human_duration(now.saturating_sub(t.unwrap_or(now)));
     match state.status {
+        Status::Exited if state.restarting => format!(
+            "Restarting ({}) {} ago",
+            state.exit_code.unwrap_or(0),
+            since(state.finished_at)
+        ),
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", since(state.started_at)),
+        Status::Running if paused => format!("Up {} (Paused)", since(state.started_at)),
+        Status::Running => match health {
+            Some(health) if health == "starting" => {
+                format!("Up {} (health: starting)", since(state.started_at))
+            }
+            Some(health) => format!("Up {} ({health})", since(state.started_at)),
+            None => format!("Up {}", since(state.started_at)),
+        },
         // No finish time: its supervisor was killed, and when it died is not known.
         Status::Exited if state.finished_at.is_none() => {
             format!("Exited ({})", state.exit_code.unwrap_or(0))
@@ -145,7 +171,7 @@ fn ps_row(
             Status::Running => "running",
             Status::Exited => "exited",
         },
-        "Status": status_text(state, now),
+        "Status": live_status(record, state, now),
         "Names": state.name.clone().unwrap_or_default(),
         "Labels": labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
         "Ports": "",
@@ -165,7 +191,12 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
     let all = args.all || filters.has("status");
     let shown: Vec<_> = control::list(&ctx.root)?
         .into_iter()
-        .filter(|(_, state)| all || state.status == Status::Running)
+        .filter(|(_, state)| all || state.status == Status::Running || state.restarting)
+        .map(|(record, mut state)| {
+            // A supervisor killed while it waited to restart left "restarting" behind.
+            state.restarting = state.restarting && record.is_supervised();
+            (record, state)
+        })
         .filter(|(record, state)| super::filters::ps_matches(&filters, record, state))
         .collect();
     if let Some(format) = &args.format {
@@ -224,7 +255,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
                 "{} ago",
                 human_duration(now.saturating_sub(state.created_at))
             ),
-            status_text(state, now),
+            live_status(record, state, now),
             state.name.clone().unwrap_or_default(),
         ]);
     }

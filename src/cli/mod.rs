@@ -9,7 +9,9 @@ mod filters;
 mod format;
 mod image;
 mod lifecycle;
+mod observe;
 mod oci;
+mod policies;
 pub mod progress;
 mod registry;
 mod run;
@@ -73,6 +75,24 @@ pub enum Command {
     Commit(lifecycle::CommitArgs),
     /// Run a command in a running container
     Exec(exec::ExecArgs),
+    /// Block until containers stop, then print their exit codes
+    Wait(observe::WaitArgs),
+    /// Show the processes of a running container (the host's ps)
+    Top(observe::TopArgs),
+    /// Freeze every process of running containers
+    Pause(observe::PauseArgs),
+    /// Thaw paused containers
+    Unpause(observe::PauseArgs),
+    /// Show what containers use: CPU, memory, network and block I/O, pids
+    Stats(observe::StatsArgs),
+    /// Change the resource limits of containers (at once when they run)
+    Update(observe::UpdateArgs),
+    /// Generate files for other tools: `generate systemd [NAME]`
+    Generate(policies::GenerateArgs),
+    /// Show what happened to containers (create, start, die, oom, health_status, destroy)
+    Events(observe::EventsArgs),
+    /// Run a container's healthcheck by hand: `healthcheck run NAME`
+    Healthcheck(policies::HealthcheckArgs),
     /// (internal) supervise a detached container
     #[command(hide = true)]
     Supervise(lifecycle::SuperviseArgs),
@@ -100,7 +120,7 @@ pub enum Command {
     Rename(system::RenameArgs),
     /// Manage containers (prune)
     Container(system::ContainerArgs),
-    /// The whole state root: check [--repair], df, prune
+    /// The whole state root: check [--repair], df, prune, boot
     System(system::SystemArgs),
 }
 
@@ -190,6 +210,15 @@ pub fn main() -> i32 {
         Command::Inspect(args) => lifecycle::inspect(&ctx, args),
         Command::Commit(args) => lifecycle::commit(&ctx, args),
         Command::Exec(args) => exec::exec(&ctx, args),
+        Command::Wait(args) => observe::wait(&ctx, args),
+        Command::Top(args) => observe::top(&ctx, args),
+        Command::Pause(args) => observe::pause(&ctx, args),
+        Command::Unpause(args) => observe::unpause(&ctx, args),
+        Command::Stats(args) => observe::stats(&ctx, args),
+        Command::Update(args) => observe::update(&ctx, args),
+        Command::Generate(args) => policies::generate(&ctx, args),
+        Command::Healthcheck(args) => policies::healthcheck(&ctx, args),
+        Command::Events(args) => observe::events(&ctx, args),
         Command::Supervise(args) => lifecycle::supervise(&ctx, args),
         Command::Rm(args) => container::rm(&ctx, args),
         Command::Gc(args) => container::gc(&ctx, args),
@@ -238,7 +267,8 @@ impl Failure {
             Failure::Verb => exitcode::VERB_FAILED,
             Failure::Exec
                 if err.is::<crate::container::NoSuchContainer>()
-                    || err.is::<crate::container::exec::NotRunning>() =>
+                    || err.is::<crate::container::exec::NotRunning>()
+                    || err.is::<crate::container::pause::Paused>() =>
             {
                 exitcode::VERB_FAILED
             }

@@ -7,10 +7,13 @@ use anyhow::Context;
 use clap::{ArgAction, Args, ValueEnum};
 
 use super::Ctx;
+use crate::container::health::{HealthFlags, ImageHealthcheck};
 use crate::container::limits::LimitFlags;
 use crate::container::policy::devices::Device;
+use crate::container::restart::RestartPolicy;
 use crate::container::run::{RootSource, RunInput};
 use crate::container::spec::{parse_mount, ImageDefaults, MountFlag, Network, RunOptions, Volume};
+use crate::container::state::LogOpts;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetworkMode {
@@ -80,6 +83,34 @@ pub struct RunArgs {
     /// Seconds to wait after SIGTERM/SIGINT before killing the container
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub stop_timeout: u64,
+    /// Restart policy, carried out by the detached supervisor: no, on-failure[:MAX],
+    /// always, unless-stopped
+    #[arg(long, default_value = "no", value_name = "POLICY")]
+    pub restart: String,
+    /// Healthcheck command, run in the container with sh -c
+    #[arg(long, value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between healthchecks (default 30s)
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Time a healthcheck may take (default 30s)
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Failures in a row that make the container unhealthy (default 3)
+    #[arg(long, value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Time after the start during which failures do not count (default 0s)
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Log option: max-size=SIZE (default 10m), max-file=N (default 3)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
+    /// Disable the image's HEALTHCHECK
+    #[arg(long)]
+    pub no_healthcheck: bool,
+    /// What to do when the container turns unhealthy: none, kill, restart
+    #[arg(long, value_name = "ACTION")]
+    pub health_on_failure: Option<String>,
     /// Run a tiny init as PID 1 that forwards signals and reaps zombies
     #[arg(long)]
     pub init: bool,
@@ -171,6 +202,9 @@ struct Launch {
     /// `--stop-signal`, checked; None leaves it to the image.
     stop_signal: Option<i32>,
     pull: PullPolicy,
+    restart: RestartPolicy,
+    health: HealthFlags,
+    log_opts: LogOpts,
 }
 
 impl RunArgs {
@@ -178,6 +212,12 @@ impl RunArgs {
     fn into_parts(self) -> anyhow::Result<(Launch, RunOptions)> {
         if let Some(name) = &self.name {
             crate::container::validate_name(name)?;
+        }
+        let restart = RestartPolicy::parse(&self.restart)?;
+        if self.rm && restart != RestartPolicy::No {
+            anyhow::bail!(
+                "conflicting options: --restart and --rm (a removed container cannot be restarted)"
+            );
         }
         // With --rootfs every word is the command; else the first names the image.
         let (image, command) = match self.rootfs {
@@ -228,7 +268,20 @@ impl RunArgs {
                 .map(crate::container::signals::parse_signal)
                 .transpose()
                 .context("in --stop-signal")?,
+            restart,
+            log_opts: LogOpts::parse(&self.log_opt)?,
+            health: HealthFlags {
+                cmd: self.health_cmd,
+                interval: self.health_interval,
+                timeout: self.health_timeout,
+                start_period: self.health_start_period,
+                retries: self.health_retries,
+                none: self.no_healthcheck,
+                on_failure: self.health_on_failure,
+            },
         };
+        // Checked once before anything is created (the image may add its own later).
+        launch.health.resolve(None)?;
         let options = RunOptions {
             name: self.name,
             command,
@@ -285,6 +338,7 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
     // The one store of this command: it holds the layers, and the record goes through
     // it when it is removed.
     let store = ctx.store()?;
+    let mut image_healthcheck = None;
     let (image, image_id, defaults, root) = match rootfs {
         Some(dir) => (
             dir.display().to_string(),
@@ -294,6 +348,12 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         ),
         None => {
             let image = image_for_run(ctx, &store, &launch.image, launch.pull)?;
+            // The image's HEALTHCHECK is in its config blob (OCI's config type has no
+            // field for it).
+            image_healthcheck = store
+                .read_blob(&image.id)
+                .ok()
+                .and_then(|bytes| ImageHealthcheck::from_config_json(&bytes));
             (
                 launch.image.clone(),
                 Some(image.id.to_string()),
@@ -318,6 +378,9 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         interactive: launch.interactive,
         stop_timeout: launch.stop_timeout,
         stop_signal,
+        restart: launch.restart,
+        healthcheck: launch.health.resolve(image_healthcheck.as_ref())?,
+        log_opts: launch.log_opts,
     };
     if !launch.detach {
         return crate::container::run::run(&store, input);

@@ -1,4 +1,4 @@
-//! `container prune`, `system prune|df|check`, `rename`.
+//! `container prune`, `system prune|df|check|boot`, `rename`.
 
 use clap::{Args, Subcommand};
 
@@ -38,6 +38,8 @@ pub enum SystemCommand {
     Prune(SystemPruneArgs),
     /// Show the space images, containers and volumes take
     Df(DfArgs),
+    /// Start the containers whose restart policy says they run after a reboot
+    Boot,
     /// Verify the store (every blob's digest, every image down to its layers) and the
     /// container records against reality; exit 1 when something is wrong, one line per
     /// finding
@@ -124,13 +126,15 @@ pub fn image_prune(ctx: &Ctx, all: bool) -> anyhow::Result<i32> {
 }
 
 pub fn system(ctx: &Ctx, args: SystemArgs) -> anyhow::Result<i32> {
-    if let SystemCommand::Check(args) = args.command {
+    let args = match args.command {
         // Opens the store itself (after nothing else touched it).
-        return check(ctx, args);
-    }
+        SystemCommand::Check(args) => return check(ctx, args),
+        SystemCommand::Boot => return super::policies::boot(ctx),
+        other => other,
+    };
     let store = ctx.store()?;
-    match args.command {
-        SystemCommand::Check(_) => unreachable!("handled above"),
+    match args {
+        SystemCommand::Check(_) | SystemCommand::Boot => unreachable!("handled above"),
         SystemCommand::Prune(a) => {
             let (containers, c_bytes) = container::prune::prune_containers(&store)?;
             print_removed("Deleted Containers", &containers);

@@ -20,6 +20,16 @@ use super::state::{State, Status};
 const KILL_GRACE: Duration = Duration::from_secs(10);
 
 impl Record {
+    /// The same record without its lock (for another thread to act on).
+    pub fn unlocked(&self) -> Record {
+        Record {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            dir: self.dir.clone(),
+            lock: None,
+        }
+    }
+
     /// Whether a live process supervises the record (holds its lock).
     pub fn is_supervised(&self) -> bool {
         matches!(lock_dir(&self.dir, false), Ok(None))
@@ -77,8 +87,31 @@ pub fn observed(record: &Record, mut state: State) -> State {
     state
 }
 
-/// Sends `signal` to the container's init. Errors when it is not running.
+/// Sends `signal` to the container's init. Errors when it is not running. SIGTERM and
+/// SIGKILL are a user's stop: its supervisor does not restart it after them.
 pub fn signal(record: &Record, signal: i32) -> anyhow::Result<()> {
+    if matches!(signal, libc::SIGTERM | libc::SIGKILL) {
+        return user_stop(record, signal);
+    }
+    deliver(record, signal)
+}
+
+/// Sends `signal` as a user's stop (`stop` with the container's stop signal, `kill`):
+/// the supervisor is told first, so it does not restart the container after it.
+fn user_stop(record: &Record, signal: i32) -> anyhow::Result<()> {
+    if record.is_supervised() {
+        super::restart::mark_stopped_by_user(record);
+        if record.load_state()?.restarting {
+            // Between two runs: the marker alone ends the loop (as Docker's kill does).
+            return Ok(());
+        }
+    }
+    deliver(record, signal)
+}
+
+/// Sends `signal` to the container's init, not as a user's stop (the healthcheck's
+/// action: the restart policy still applies).
+pub(super) fn deliver(record: &Record, signal: i32) -> anyhow::Result<()> {
     let state = record.load_state()?;
     let pid = match state.pid {
         Some(pid) if state.status == Status::Running && record.is_supervised() => pid,
@@ -115,6 +148,10 @@ pub fn signal(record: &Record, signal: i32) -> anyhow::Result<()> {
         return Err(err)
             .with_context(|| format!("cannot signal container {}", record.display_name()));
     }
+    if signal == libc::SIGKILL {
+        // A frozen task dies only once thawed (v1 freezer).
+        super::pause::thaw_if_paused(record);
+    }
     Ok(())
 }
 
@@ -146,7 +183,9 @@ pub fn stop(record: &Record, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let mut signalled = false;
     while Instant::now() < deadline && record.is_supervised() {
-        if signal(record, stop_signal).is_ok() {
+        if user_stop(record, stop_signal).is_ok() {
+            // A paused container gets its stop signal when thawed, as from Docker's stop.
+            super::pause::thaw_if_paused(record);
             signalled = true;
             break;
         }
@@ -202,11 +241,12 @@ pub(super) fn reset_work_dir(record: &Record) -> anyhow::Result<()> {
 /// the background. Returns the exit code when its command could not be executed.
 pub fn start(root: &Path, record: &Record) -> anyhow::Result<Option<i32>> {
     let Some(lock) = lock_dir(&record.dir, false)? else {
-        // Running already: Docker's start succeeds on a running container. Otherwise
-        // another command (rm, start) holds it right now.
+        // Running (or about to be restarted by its supervisor) already: Docker's start
+        // succeeds on a running container. Otherwise another command (rm, start) holds
+        // it right now.
         if record
             .load_state()
-            .is_ok_and(|s| s.status == Status::Running)
+            .is_ok_and(|s| s.status == Status::Running || s.restarting)
         {
             return Ok(None);
         }
@@ -220,7 +260,10 @@ pub fn start(root: &Path, record: &Record) -> anyhow::Result<Option<i32>> {
         return Ok(None);
     }
     reset_work_dir(record)?;
+    // A user's start resumes the restart policy.
+    super::restart::clear_stopped_by_user(record)?;
     state.status = Status::Created;
+    state.restarting = false;
     state.pid = None;
     record.save_state(&state)?;
     let locked = Record {

@@ -109,6 +109,13 @@ pub fn exec(root: &Path, record: &Record, opts: &ExecOptions) -> anyhow::Result<
             .into())
         }
     };
+    if super::pause::is_paused(record, &state) {
+        // A process joining a frozen cgroup would freeze before it started.
+        return Err(super::pause::Paused {
+            name: record.display_name(),
+        }
+        .into());
+    }
     let spec = Spec::load(record.config_path())
         .with_context(|| format!("cannot read {}", record.config_path().display()))?;
     // The container's own view of its files, upper dir included, for `-u NAME`.

@@ -142,25 +142,56 @@ pub fn inspect(record: &Record, state: &State) -> Value {
         .and_then(|r| r.readonly())
         .unwrap_or(false);
     let running = state.status == Status::Running;
+    let paused = super::pause::is_paused(record, state);
+    let restarting = state.restarting && record.is_supervised();
     json!({
         "Id": state.id,
         "Created": time(Some(state.created_at)),
         "Path": args.first().cloned().unwrap_or_default(),
         "Args": args.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": status_word(state),
+            "Status": if paused {
+                "paused"
+            } else if restarting {
+                "restarting"
+            } else {
+                status_word(state)
+            },
             "Running": running,
+            "Paused": paused,
+            "Restarting": restarting,
             "Pid": if running { state.pid.unwrap_or(0) } else { 0 },
             "ExitCode": state.exit_code.unwrap_or(0),
             "OOMKilled": state.oom_killed,
             "Error": state.error.clone().unwrap_or_default(),
+            "Health": state.healthcheck.as_ref().map(|_| {
+                let health = super::health::Health::load(&record.dir);
+                json!({
+                    "Status": health.as_ref().map_or("starting", |h| h.status.as_str()),
+                    "FailingStreak": health.as_ref().map_or(0, |h| h.failing_streak),
+                    "Log": health.as_ref().map_or(Vec::new(), |h| h.log.iter().map(|p| json!({
+                        "Start": p.start,
+                        "End": p.end,
+                        "ExitCode": p.exit_code,
+                        "Output": p.output,
+                    })).collect()),
+                })
+            }),
             "StartedAt": time(state.started_at),
             "FinishedAt": time(state.finished_at),
         },
         "Image": state.image_id.clone().unwrap_or_else(|| state.image.clone()),
         "Name": format!("/{}", state.name.clone().unwrap_or_default()),
         "LogPath": record.log_path(),
+        "RestartCount": state.restart_count,
         "Config": {
+            "Healthcheck": state.healthcheck.as_ref().map(|h| json!({
+                "Test": std::iter::once("CMD").chain(h.command.iter().map(String::as_str)).collect::<Vec<_>>(),
+                "Interval": h.interval_ms * 1_000_000,
+                "Timeout": h.timeout_ms * 1_000_000,
+                "StartPeriod": h.start_period_ms * 1_000_000,
+                "Retries": h.retries,
+            })),
             "Hostname": hostname,
             "User": user,
             "Env": env,
@@ -182,6 +213,10 @@ pub fn inspect(record: &Record, state: &State) -> Value {
             "CapAdd": list(ANNOTATION_CAP_ADD),
             "CapDrop": list(ANNOTATION_CAP_DROP),
             "AutoRemove": state.auto_remove,
+            "RestartPolicy": {
+                "Name": state.restart_policy.name(),
+                "MaximumRetryCount": state.restart_policy.max_retries(),
+            },
         },
     })
 }

@@ -5,72 +5,158 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::runtime::logfile::{LogRecord, Stream};
+use crate::runtime::logfile::{rotated_path, LogRecord, Stream};
 
 /// Reads a log incrementally (`logs`, `logs -f`): each call to [`LogFollower::pump`]
-/// prints the records completed since the last one.
+/// prints the records completed since the last one. The rotated files (`.N` ... `.1`)
+/// come first; a follower notices when the log it reads is rotated away (its inode is
+/// no longer at the path), finishes it and goes on with the new one.
 pub struct LogFollower {
     path: PathBuf,
+    /// Records of the rotated files still to print (complete lines).
+    backlog: Vec<u8>,
+    /// The current log, once opened, and where the next read starts in it.
+    file: Option<File>,
     offset: u64,
     timestamps: bool,
+    /// Only records stamped at or after / at or before these (RFC 3339, our form).
+    since: Option<String>,
+    until: Option<String>,
     /// Per stream (stdout, stderr): the last record was partial, so the next one
     /// continues its line (no timestamp prefix).
     mid_line: [bool; 2],
 }
 
+/// `logs --since/--until`: an RFC 3339 time, Unix seconds (`1700000000.5`) or a
+/// duration before now (`10m`, `1h30m`), as the stamp it compares with.
+pub fn time_bound(flag: &str, text: &str) -> anyhow::Result<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let at = if let Ok(ago) = super::health::parse_duration(flag, text) {
+        now.saturating_sub(ago)
+    } else if let Ok(secs) = text
+        .parse::<f64>()
+        .map_err(drop)
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).map_err(drop))
+    {
+        secs
+    } else if let Some(secs) = crate::timefmt::parse(text) {
+        // Fractions of a second count too.
+        let nanos = text
+            .get(19..)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .map(|rest| {
+                let digits: String = rest
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .take(9)
+                    .collect();
+                format!("{digits:0<9}").parse::<u32>().unwrap_or(0)
+            })
+            .unwrap_or(0);
+        std::time::Duration::new(secs, nanos)
+    } else {
+        anyhow::bail!(
+            "invalid value {text:?} for {flag}: use a time (2026-01-02T15:04:05Z), Unix seconds or a duration such as 10m"
+        );
+    };
+    Ok(crate::timefmt::rfc3339(at.as_secs(), at.subsec_nanos()))
+}
+
+/// The complete lines of `data` (up to its last newline).
+fn complete(data: &[u8]) -> &[u8] {
+    &data[..data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)]
+}
+
 impl LogFollower {
-    /// Starts at the beginning, or `tail` records before the end.
+    /// Starts at the beginning of the oldest rotated file, or `tail` records before the
+    /// end.
     pub fn open(path: &Path, tail: Option<usize>, timestamps: bool) -> io::Result<LogFollower> {
-        let mut offset = 0;
-        if let Some(tail) = tail {
-            match std::fs::read(path) {
-                Ok(data) => {
-                    let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-                    let starts: Vec<usize> = std::iter::once(0)
-                        .chain(
-                            data[..complete]
-                                .iter()
-                                .enumerate()
-                                .filter(|(_, b)| **b == b'\n')
-                                .map(|(i, _)| i + 1),
-                        )
-                        .filter(|i| *i < complete)
-                        .collect();
-                    offset = match starts.len().checked_sub(tail) {
-                        _ if tail == 0 => complete,
-                        Some(first) => starts[first],
-                        None => 0,
-                    } as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        let mut rotated = Vec::new();
+        let mut n = 1;
+        loop {
+            match std::fs::read(rotated_path(path, n)) {
+                Ok(data) => rotated.push(data),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
                 Err(e) => return Err(e),
             }
+            n += 1;
         }
+        let mut backlog = Vec::new();
+        for data in rotated.iter().rev() {
+            backlog.extend_from_slice(complete(data));
+        }
+        let current = match std::fs::read(path) {
+            Ok(data) => data,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let current_complete = complete(&current).len();
+        let mut start = 0;
+        if let Some(tail) = tail {
+            // Line starts over the rotated files and the current one, as one stream.
+            let total = backlog.len() + current_complete;
+            let byte = |i: usize| {
+                if i < backlog.len() {
+                    backlog[i]
+                } else {
+                    current[i - backlog.len()]
+                }
+            };
+            let starts: Vec<usize> = std::iter::once(0)
+                .chain((0..total).filter(|i| byte(*i) == b'\n').map(|i| i + 1))
+                .filter(|i| *i < total)
+                .collect();
+            start = match starts.len().checked_sub(tail) {
+                _ if tail == 0 => total,
+                Some(first) => starts[first],
+                None => 0,
+            };
+        }
+        let offset = start.saturating_sub(backlog.len()) as u64;
+        backlog.drain(..start.min(backlog.len()));
         Ok(LogFollower {
             path: path.to_path_buf(),
+            backlog,
+            file: None,
             offset,
             timestamps,
+            since: None,
+            until: None,
             mid_line: [false; 2],
         })
     }
 
-    /// Prints every complete record after the last one printed.
-    pub fn pump(&mut self, stdout: &mut dyn Write, stderr: &mut dyn Write) -> io::Result<()> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        file.seek(SeekFrom::Start(self.offset))?;
-        let mut data = Vec::new();
-        file.read_to_end(&mut data)?;
-        let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        for line in data[..complete].split(|b| *b == b'\n') {
+    /// Prints only records stamped within [since, until] (either may be open).
+    pub fn window(mut self, since: Option<String>, until: Option<String>) -> LogFollower {
+        self.since = since;
+        self.until = until;
+        self
+    }
+
+    fn emit(
+        &mut self,
+        data: &[u8],
+        stdout: &mut dyn Write,
+        stderr: &mut dyn Write,
+    ) -> io::Result<()> {
+        for line in data.split(|b| *b == b'\n') {
             if line.is_empty() {
                 continue;
             }
             let record = LogRecord::parse(line);
+            let early = self
+                .since
+                .as_ref()
+                .is_some_and(|s| record.stamp < s.as_bytes());
+            let late = self
+                .until
+                .as_ref()
+                .is_some_and(|u| record.stamp > u.as_bytes());
+            if early || late {
+                continue;
+            }
             let slot = usize::from(record.stream == Stream::Stderr);
             let out: &mut dyn Write = if slot == 1 { stderr } else { stdout };
             if self.timestamps && !self.mid_line[slot] {
@@ -83,7 +169,70 @@ impl LogFollower {
             }
             self.mid_line[slot] = !record.full;
         }
-        self.offset += complete as u64;
+        Ok(())
+    }
+
+    /// Reads the complete records after `offset` in the open file.
+    fn read_current(&mut self, stdout: &mut dyn Write, stderr: &mut dyn Write) -> io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        file.seek(SeekFrom::Start(self.offset))?;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data)?;
+        let done = complete(&data);
+        self.offset += done.len() as u64;
+        let done = done.to_vec();
+        self.emit(&done, stdout, stderr)
+    }
+
+    /// Prints every complete record after the last one printed.
+    pub fn pump(&mut self, stdout: &mut dyn Write, stderr: &mut dyn Write) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let backlog = std::mem::take(&mut self.backlog);
+        self.emit(&backlog, stdout, stderr)?;
+        // At most a few rounds: each one follows one rotation.
+        for _ in 0..16 {
+            if self.file.is_none() {
+                match File::open(&self.path) {
+                    Ok(file) => self.file = Some(file),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.read_current(stdout, stderr)?;
+            let Some(ours) = self.file.as_ref().map(|f| f.metadata()).transpose()? else {
+                break;
+            };
+            let same =
+                |meta: &std::fs::Metadata| meta.ino() == ours.ino() && meta.dev() == ours.dev();
+            if std::fs::metadata(&self.path).map_or(true, |now| same(&now)) {
+                break;
+            }
+            // Renamed away: what was written before the rename is all there is. Then the
+            // files rotated after it (if the log rotated more than once meanwhile), oldest
+            // first, then the new log from its start.
+            self.read_current(stdout, stderr)?;
+            let mut newer = Vec::new();
+            for n in 1..=64 {
+                match std::fs::metadata(rotated_path(&self.path, n)) {
+                    Ok(meta) if same(&meta) => break,
+                    Ok(_) => newer.push(n),
+                    Err(_) => {
+                        newer.clear();
+                        break;
+                    }
+                }
+            }
+            for n in newer.into_iter().rev() {
+                if let Ok(data) = std::fs::read(rotated_path(&self.path, n)) {
+                    self.emit(complete(&data), stdout, stderr)?;
+                }
+            }
+            self.file = None;
+            self.offset = 0;
+        }
         stdout.flush()?;
         stderr.flush()
     }
@@ -116,6 +265,84 @@ mod tests {
             .unwrap();
         assert_eq!(out, b"one\ntwo\n");
         assert_eq!(err, b"err\n");
+    }
+
+    #[test]
+    fn logs_read_across_rotation_and_a_follower_follows_it() {
+        use crate::runtime::logfile::Rotation;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("container.log");
+        let rotation = Rotation {
+            max_size: 300,
+            max_files: 10,
+        };
+        let mut writer = LogWriter::new(&path).with_rotation(Some(rotation));
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut follower = LogFollower::open(&path, None, false).unwrap();
+        let mut expected = String::new();
+        for i in 0..40 {
+            writer
+                .write(Stream::Stdout, format!("{i}\n").as_bytes())
+                .unwrap();
+            expected.push_str(&format!("{i}\n"));
+            // Sometimes once per rotation, sometimes after several.
+            if i % 3 == 0 && i < 20 || i % 17 == 0 {
+                follower.pump(&mut out, &mut err).unwrap();
+            }
+        }
+        follower.pump(&mut out, &mut err).unwrap();
+        assert!(rotated_path(&path, 2).exists(), "rotated more than once");
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+        // A new reader starts at the oldest file; a tail spans files.
+        let mut all = Vec::new();
+        LogFollower::open(&path, None, false)
+            .unwrap()
+            .pump(&mut all, &mut err)
+            .unwrap();
+        assert_eq!(String::from_utf8(all).unwrap(), expected);
+        let mut tail = Vec::new();
+        LogFollower::open(&path, Some(25), false)
+            .unwrap()
+            .pump(&mut tail, &mut err)
+            .unwrap();
+        let want: String = (15..40).map(|i| format!("{i}\n")).collect();
+        assert_eq!(String::from_utf8(tail).unwrap(), want);
+    }
+
+    #[test]
+    fn time_bounds_read_times_unix_seconds_and_durations() {
+        let at = |t| time_bound("--since", t).unwrap();
+        assert_eq!(at("2026-01-01T00:00:02Z"), "2026-01-01T00:00:02.000000000Z");
+        assert_eq!(
+            at("2026-01-01T00:00:02.5Z"),
+            "2026-01-01T00:00:02.500000000Z"
+        );
+        assert_eq!(at("1767225602"), "2026-01-01T00:00:02.000000000Z");
+        assert!(at("10m") < crate::timefmt::now());
+        assert!(time_bound("--since", "yesterday").is_err());
+    }
+
+    #[test]
+    fn since_and_until_keep_the_records_of_a_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(
+            &path,
+            "2026-01-01T00:00:01.000000000Z stdout F one\n\
+             2026-01-01T00:00:02.000000000Z stdout F two\n\
+             2026-01-01T00:00:03.000000000Z stdout F three\n",
+        )
+        .unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        LogFollower::open(&path, None, false)
+            .unwrap()
+            .window(
+                Some("2026-01-01T00:00:02.000000000Z".into()),
+                Some("2026-01-01T00:00:02.500000000Z".into()),
+            )
+            .pump(&mut out, &mut err)
+            .unwrap();
+        assert_eq!(out, b"two\n");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (`names.rs`), the cleanup after a killed CLI (`reclaim.rs`), Docker's policy and the
 //! spec built from an image and flags (`spec/`), and one file per verb.
 
+pub mod boot;
 pub mod check;
 pub mod commit;
 pub mod control;
@@ -9,14 +10,17 @@ pub mod cp;
 pub mod detach;
 pub mod diff;
 mod env;
+pub mod events;
 pub mod exec;
 mod fscopy;
 pub mod gc;
+pub mod health;
 pub mod inspect;
 pub mod limits;
 pub mod logs;
 mod names;
 mod paths;
+pub mod pause;
 pub mod policy;
 mod privmount;
 pub mod prune;
@@ -24,13 +28,19 @@ mod reclaim;
 mod record;
 pub mod remove;
 pub mod rename;
+pub mod restart;
 pub mod run;
 pub mod signals;
 pub mod spec;
 pub mod state;
+pub mod stats;
+pub mod systemd;
+pub mod top;
+pub mod update;
 pub mod usage;
 pub mod user;
 pub mod volumes;
+pub mod wait;
 
 pub use names::validate_name;
 pub use paths::cgroup_name;

@@ -147,6 +147,11 @@ mod tests {
             image_id: None,
             stop_timeout: 10,
             stop_signal: libc::SIGTERM,
+            restart_policy: Default::default(),
+            restart_count: 0,
+            restarting: false,
+            healthcheck: None,
+            log_opts: Default::default(),
         };
         record.save_state(&state).unwrap();
         assert!(reclaim_orphans(root.path()).unwrap().removed.is_empty());

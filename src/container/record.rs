@@ -276,6 +276,7 @@ pub(super) fn delete_locked(
     store
         .release_layers(id)
         .with_context(|| format!("cannot release the layers of container {id}"))?;
+    super::events::emit(store.root(), id, name, "destroy", &[]);
     if let Some(name) = name {
         let link = names_dir(store.root()).join(name);
         let _names = names::lock_names(store.root())?;

@@ -27,6 +27,11 @@ pub struct RunInput {
     pub stop_timeout: Duration,
     /// The signal `stop` sends before the timeout (`--stop-signal`, STOPSIGNAL).
     pub stop_signal: i32,
+    /// `--restart` (carried out by the detached supervisor).
+    pub restart: super::restart::RestartPolicy,
+    /// The healthcheck (run by the detached supervisor).
+    pub healthcheck: Option<super::health::HealthConfig>,
+    pub log_opts: super::state::LogOpts,
 }
 
 /// Where a container's root comes from.
@@ -140,6 +145,11 @@ fn prepare(
         image_id: input.image_id.clone(),
         stop_timeout: input.stop_timeout.as_secs(),
         stop_signal: input.stop_signal,
+        restart_policy: input.restart,
+        restart_count: 0,
+        restarting: false,
+        healthcheck: input.healthcheck.clone(),
+        log_opts: input.log_opts,
     };
     // The volumes are found or made, and filled, under the volumes lock, which is held
     // until config.json names them (what keeps `volume rm` from taking them).
@@ -168,7 +178,17 @@ fn prepare(
         Ok(spec)
     });
     match written {
-        Ok(spec) => Ok((record, state, spec)),
+        Ok(spec) => {
+            let image = [("image", state.image.clone())];
+            super::events::emit(
+                store.root(),
+                &record.id,
+                Some(&record.name),
+                "create",
+                &image,
+            );
+            Ok((record, state, spec))
+        }
         Err(err) => Err(record_failure(store, &record, &mut state, err)),
     }
 }
@@ -195,6 +215,15 @@ fn finish(store: &Store, record: &super::Record, state: &mut State) -> anyhow::R
     // `rename` may have changed the name while it ran.
     if let Ok(on_disk) = record.load_state() {
         state.name = on_disk.name;
+    }
+    if state.started_at.is_some() {
+        let name = state.name.as_deref();
+        if state.oom_killed {
+            super::events::emit(store.root(), &record.id, name, "oom", &[]);
+        }
+        let code = state.exit_code.unwrap_or(0).to_string();
+        let attrs = [("exitCode", code), ("image", state.image.clone())];
+        super::events::emit(store.root(), &record.id, name, "die", &attrs);
     }
     if state.auto_remove {
         super::discard(store, record, state.name.as_deref())
@@ -276,40 +305,111 @@ pub fn run_detached(store: &Store, input: RunInput) -> anyhow::Result<Result<Str
 }
 
 /// The detached supervisor's work (`mycontainer supervise ID`): runs the record's
-/// config.json, reports the start on `report`, waits, records the end and cleans up.
+/// config.json, reports the start on `report`, waits, records the end, and starts it
+/// again as long as its restart policy says so (see restart.rs); then cleans up.
 pub fn supervise(
     store: &Store,
     record: &super::Record,
     report: &mut dyn FnMut(super::detach::Report),
 ) -> anyhow::Result<i32> {
     use super::detach::Report;
+    use super::{health, restart};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
     let mut state = record.load_state()?;
-    let spec = oci_spec::runtime::Spec::load(record.config_path())
-        .with_context(|| format!("cannot read {}", record.config_path().display()));
-    let result = spec.and_then(|spec| {
-        start_and_wait(store, record, &spec, false, &mut state, &mut |_| {
-            report(Report::Running)
-        })
-    });
-    let code = match result {
-        Ok(outcome) => {
-            state.exit_code = Some(outcome.exit_code);
-            state.oom_killed = outcome.oom_killed;
-            state.error = outcome.exec_error.clone();
-            if let Some(reason) = outcome.exec_error {
-                report(Report::ExecFailed(outcome.exit_code, reason));
+    let mut backoff = restart::Backoff::default();
+    let mut first = true;
+    loop {
+        if !first {
+            if let Err(err) = super::control::reset_work_dir(record) {
+                state.restarting = false;
+                state.error = Some(format!("cannot restart: {err:#}"));
+                record.save_state(&state)?;
+                return Err(err);
             }
-            outcome.exit_code
         }
-        Err(err) => {
-            state.exit_code = Some(exitcode::TOOL_FAILED);
-            state.error = Some(format!("{err:#}"));
-            report(Report::Failed(format!("{err:#}")));
-            exitcode::TOOL_FAILED
+        let began = std::time::Instant::now();
+        let spec = oci_spec::runtime::Spec::load(record.config_path())
+            .with_context(|| format!("cannot read {}", record.config_path().display()));
+        let monitor = Arc::new(health::Monitor::default());
+        let mut checker = None;
+        let healthcheck = state.healthcheck.clone();
+        let result = spec.and_then(|spec| {
+            start_and_wait(store, record, &spec, false, &mut state, &mut |_| {
+                report(Report::Running);
+                if let Some(config) = healthcheck.clone() {
+                    let (root, shared) = (store.root().to_path_buf(), monitor.clone());
+                    let target = record.unlocked();
+                    checker = Some(std::thread::spawn(move || {
+                        health::monitor(root, target, config, shared)
+                    }));
+                }
+            })
+        });
+        monitor.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = checker {
+            let _ = thread.join();
         }
-    };
-    finish(store, record, &mut state)?;
-    Ok(code)
+        let health_restart = monitor.restart.load(Ordering::Relaxed);
+        let ran = began.elapsed();
+        let (code, may_restart) = match result {
+            Ok(outcome) => {
+                state.exit_code = Some(outcome.exit_code);
+                state.oom_killed = outcome.oom_killed;
+                state.error = outcome.exec_error.clone();
+                let exec_failed = outcome.exec_error.is_some();
+                if let Some(reason) = outcome.exec_error {
+                    report(Report::ExecFailed(outcome.exit_code, reason));
+                }
+                // A command that cannot be executed fails the same way each time.
+                (outcome.exit_code, !exec_failed)
+            }
+            Err(err) => {
+                state.exit_code = Some(exitcode::TOOL_FAILED);
+                state.error = Some(format!("{err:#}"));
+                report(Report::Failed(format!("{err:#}")));
+                (exitcode::TOOL_FAILED, !first)
+            }
+        };
+        first = false;
+        let exit_code = state.exit_code.unwrap_or(code);
+        let restart = may_restart
+            && !state.auto_remove
+            && !restart::stopped_by_user(record)
+            && (health_restart
+                || state
+                    .restart_policy
+                    .restarts_after(exit_code, state.restart_count));
+        if !restart {
+            state.restarting = false;
+            finish(store, record, &mut state)?;
+            return Ok(code);
+        }
+        // Exited for now: ps shows "Restarting (code) ... ago" while we wait.
+        state.restarting = true;
+        state.restart_count += 1;
+        finish(store, record, &mut state)?;
+        if !wait_unless_stopped(record, backoff.after_run(ran)) {
+            state.restarting = false;
+            record.save_state(&state)?;
+            return Ok(code);
+        }
+    }
+}
+
+/// Sleeps `delay`, looking for a user's stop every 50 ms; false when one came.
+fn wait_unless_stopped(record: &super::Record, delay: Duration) -> bool {
+    let deadline = std::time::Instant::now() + delay;
+    loop {
+        if super::restart::stopped_by_user(record) {
+            return false;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
 }
 
 /// Builds the OCI spec from the image defaults and flags, writes it to config.json and
@@ -348,6 +448,10 @@ fn start_and_wait(
         spec,
         interactive,
         log_path: Some(&log_path),
+        log_rotation: Some(runtime::logfile::Rotation {
+            max_size: state.log_opts.max_size,
+            max_files: state.log_opts.max_files,
+        }),
         stop_timeout: Duration::from_secs(state.stop_timeout),
         cache_dir: Some(&cache_dir),
     };
@@ -362,6 +466,14 @@ fn start_and_wait(
         // The lock, not this file, is what marks the record as alive; a failed write
         // only makes `ps` less precise.
         let _ = record.save_state(state);
+        let image = [("image", state.image.clone())];
+        super::events::emit(
+            store.root(),
+            &record.id,
+            state.name.as_deref(),
+            "start",
+            &image,
+        );
         started(pid);
     };
     runtime::run(&request, &mut on_started)

@@ -53,10 +53,70 @@ pub struct State {
     /// What `stop` sends first (`--stop-signal`, the image's STOPSIGNAL; SIGTERM).
     #[serde(default = "default_stop_signal")]
     pub stop_signal: i32,
+    /// `--restart`, carried out by the detached supervisor.
+    #[serde(default)]
+    pub restart_policy: super::restart::RestartPolicy,
+    /// How many times the supervisor restarted the container.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Exited, and the supervisor waits to start it again.
+    #[serde(default)]
+    pub restarting: bool,
+    /// The healthcheck the supervisor runs (flags over the image's HEALTHCHECK).
+    #[serde(default)]
+    pub healthcheck: Option<super::health::HealthConfig>,
+    /// Log rotation (`--log-opt max-size=, max-file=`; on by default).
+    #[serde(default)]
+    pub log_opts: LogOpts,
 }
 
 fn default_stop_signal() -> i32 {
     libc::SIGTERM
+}
+
+/// When the log rotates and how many files are kept (Docker's json-file options; on by
+/// default here: 10 MiB, 3 files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogOpts {
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+impl Default for LogOpts {
+    fn default() -> LogOpts {
+        LogOpts {
+            max_size: 10 << 20,
+            max_files: 3,
+        }
+    }
+}
+
+impl LogOpts {
+    /// Parses `--log-opt KEY=VALUE` (max-size=10m, max-file=3) over the defaults.
+    pub fn parse(options: &[String]) -> anyhow::Result<LogOpts> {
+        let mut opts = LogOpts::default();
+        for option in options {
+            let Some((key, value)) = option.split_once('=') else {
+                anyhow::bail!("invalid --log-opt {option:?}: use KEY=VALUE, as max-size=10m");
+            };
+            match key {
+                "max-size" => {
+                    opts.max_size = super::limits::parse_size("--log-opt max-size", value)? as u64
+                }
+                "max-file" => {
+                    opts.max_files = value.parse().ok().filter(|n| *n >= 1).with_context(|| {
+                        format!(
+                            "invalid --log-opt max-file={value}: use a number of files, at least 1"
+                        )
+                    })?
+                }
+                _ => anyhow::bail!(
+                    "unknown --log-opt {key:?}: mycontainer knows max-size and max-file"
+                ),
+            }
+        }
+        Ok(opts)
+    }
 }
 
 fn default_stop_timeout() -> u64 {
@@ -128,11 +188,31 @@ mod tests {
             image_id: None,
             stop_timeout: 10,
             stop_signal: libc::SIGTERM,
+            restart_policy: Default::default(),
+            restart_count: 0,
+            restarting: false,
+            healthcheck: None,
+            log_opts: LogOpts::default(),
         };
         state.save(&path, true).unwrap();
         let back = State::load(&path).unwrap();
         assert_eq!(back.exit_code, Some(3));
         assert_eq!(back.status, Status::Exited);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn log_options_default_to_rotation_and_are_checked() {
+        assert_eq!(LogOpts::parse(&[]).unwrap(), LogOpts::default());
+        let opts = LogOpts::parse(&["max-size=1m".into(), "max-file=5".into()]).unwrap();
+        assert_eq!((opts.max_size, opts.max_files), (1 << 20, 5));
+        for bad in [
+            "max-size",
+            "max-file=0",
+            "max-size=huge",
+            "mode=non-blocking",
+        ] {
+            assert!(LogOpts::parse(&[bad.into()]).is_err(), "{bad}");
+        }
     }
 }

@@ -61,12 +61,31 @@ impl<'a> LogRecord<'a> {
     }
 }
 
+/// Log rotation: when a write would take the log past `max_size` bytes, it becomes
+/// `<log>.1` (the older ones shift to `.2`, ...) and a new log starts; at most
+/// `max_files` files are kept, the current one included (1: the log starts over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+/// The name of the `n`th rotated log of `path` (`container.log.1` the newest).
+pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
 /// Appends output chunks to the log as records. The file is created on the first output,
 /// so a silent container costs no file.
 pub struct LogWriter {
     path: PathBuf,
     file: Option<File>,
     buffer: Vec<u8>,
+    rotation: Option<Rotation>,
+    /// The size of the current file.
+    size: u64,
 }
 
 impl LogWriter {
@@ -75,7 +94,45 @@ impl LogWriter {
             path: path.to_path_buf(),
             file: None,
             buffer: Vec::with_capacity(8192),
+            rotation: None,
+            size: 0,
         }
+    }
+
+    pub fn with_rotation(mut self, rotation: Option<Rotation>) -> LogWriter {
+        self.rotation = rotation;
+        self
+    }
+
+    /// Rotates when `incoming` more bytes would take a non-empty log past the limit.
+    /// Records are never split: a single one larger than the limit gets a file alone.
+    fn rotate_for(&mut self, incoming: u64) -> io::Result<()> {
+        let Some(rotation) = self.rotation else {
+            return Ok(());
+        };
+        if self.size == 0 || self.size + incoming <= rotation.max_size {
+            return Ok(());
+        }
+        self.file = None;
+        if rotation.max_files <= 1 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            let oldest = rotated_path(&self.path, rotation.max_files - 1);
+            match std::fs::remove_file(&oldest) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            for n in (1..rotation.max_files - 1).rev() {
+                match std::fs::rename(rotated_path(&self.path, n), rotated_path(&self.path, n + 1))
+                {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            std::fs::rename(&self.path, rotated_path(&self.path, 1))?;
+        }
+        self.size = 0;
+        Ok(())
     }
 
     fn file(&mut self) -> io::Result<&mut File> {
@@ -87,9 +144,11 @@ impl LogWriter {
                 .append(true)
                 .mode(0o600)
                 .open(&self.path)?;
-            if file.metadata()?.permissions().mode() & 0o077 != 0 {
+            let meta = file.metadata()?;
+            if meta.permissions().mode() & 0o077 != 0 {
                 file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             }
+            self.size = meta.len();
             return Ok(self.file.insert(file));
         }
         self.file
@@ -98,35 +157,106 @@ impl LogWriter {
     }
 
     /// Records one chunk read from a stream: a record per line, the tail as partial.
+    /// With rotation, the records go out in batches that each fit the current file.
     pub fn write(&mut self, stream: Stream, chunk: &[u8]) -> io::Result<()> {
         let stamp = crate::timefmt::now();
-        self.buffer.clear();
+        // Opened first: the size of an existing log counts.
+        self.file()?;
+        let limit = self.rotation.map_or(u64::MAX, |r| r.max_size);
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.clear();
+        let mut result = Ok(());
         let mut rest = chunk;
-        while !rest.is_empty() {
+        while !rest.is_empty() && result.is_ok() {
             let (line, tag, next) = match rest.iter().position(|b| *b == b'\n') {
                 Some(i) => (&rest[..i], FULL, &rest[i + 1..]),
                 None => (rest, PARTIAL, &rest[rest.len()..]),
             };
-            self.buffer.extend_from_slice(stamp.as_bytes());
-            self.buffer.push(b' ');
-            self.buffer.extend_from_slice(stream.name().as_bytes());
-            self.buffer.push(b' ');
-            self.buffer.extend_from_slice(tag.as_bytes());
-            self.buffer.push(b' ');
-            self.buffer.extend_from_slice(line);
-            self.buffer.push(b'\n');
+            let record_len = stamp.len() + stream.name().len() + tag.len() + line.len() + 4;
+            if self.size + (buffer.len() + record_len) as u64 > limit {
+                result = self
+                    .flush(&buffer)
+                    .and_then(|()| self.rotate_for(record_len as u64));
+                buffer.clear();
+            }
+            buffer.extend_from_slice(stamp.as_bytes());
+            buffer.push(b' ');
+            buffer.extend_from_slice(stream.name().as_bytes());
+            buffer.push(b' ');
+            buffer.extend_from_slice(tag.as_bytes());
+            buffer.push(b' ');
+            buffer.extend_from_slice(line);
+            buffer.push(b'\n');
             rest = next;
         }
-        let buffer = std::mem::take(&mut self.buffer);
-        let result = self.file().and_then(|f| f.write_all(&buffer));
+        let result = result.and_then(|()| self.flush(&buffer));
         self.buffer = buffer;
         result
+    }
+
+    fn flush(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.file()?.write_all(bytes)?;
+        self.size += bytes.len() as u64;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotation_keeps_at_most_max_files_of_at_most_max_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("container.log");
+        let rotation = Rotation {
+            max_size: 200,
+            max_files: 3,
+        };
+        let mut writer = LogWriter::new(&path).with_rotation(Some(rotation));
+        for i in 0..100 {
+            writer
+                .write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["container.log", "container.log.1", "container.log.2"]
+        );
+        for name in &names {
+            let len = std::fs::metadata(dir.path().join(name)).unwrap().len();
+            assert!(len <= 200, "{name}: {len}");
+        }
+        // The newest lines are in the current file, the older ones before it in order.
+        let current = std::fs::read_to_string(&path).unwrap();
+        assert!(current.ends_with("F line 99\n"), "{current}");
+        let older = std::fs::read_to_string(rotated_path(&path, 1)).unwrap();
+        let last_older = older.lines().last().unwrap();
+        let first_current = current.lines().next().unwrap();
+        let n = |l: &str| l.rsplit(' ').next().unwrap().parse::<u32>().unwrap();
+        assert_eq!(n(last_older) + 1, n(first_current));
+        // One file: the log starts over.
+        let one = dir.path().join("one.log");
+        let mut writer = LogWriter::new(&one).with_rotation(Some(Rotation {
+            max_size: 100,
+            max_files: 1,
+        }));
+        for i in 0..50 {
+            writer
+                .write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+        assert!(!rotated_path(&one, 1).exists());
+        assert!(std::fs::metadata(&one).unwrap().len() <= 100);
+    }
 
     #[test]
     fn records_read_back_as_written() {

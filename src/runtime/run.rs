@@ -29,6 +29,8 @@ pub struct RunRequest<'a> {
     /// Keep stdin attached (`-i`).
     pub interactive: bool,
     pub log_path: Option<&'a Path>,
+    /// Rotate the log (size and number of files).
+    pub log_rotation: Option<super::logfile::Rotation>,
     /// After SIGTERM or SIGINT, how long to wait before SIGKILL.
     pub stop_timeout: Duration,
     /// Where compiled seccomp filters are cached (`<root>/cache`), if anywhere.
@@ -172,7 +174,9 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
             interactive: req.interactive,
         },
     )?;
-    let mut log = req.log_path.map(LogWriter::new);
+    let mut log = req
+        .log_path
+        .map(|path| LogWriter::new(path).with_rotation(req.log_rotation));
     let spawn = Spawn {
         flags: ns.clone_flags(),
         cgroup_ns: ns.cgroup,

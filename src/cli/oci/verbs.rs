@@ -296,7 +296,7 @@ pub fn delete(ctx: &Ctx, id: &str, force: bool) -> anyhow::Result<()> {
     }
     if status == Status::Paused {
         // Thawed first, so that nothing is left frozen in the middle of dying.
-        let _ = Cgroup::open(&record.cgroup).and_then(|c| c.freeze(false));
+        let _ = Cgroup::open(&record.cgroup).and_then(|c| c.thaw());
     }
     if record.alive() {
         let _ = send_signal(Pid::from_raw(record.pid), Signal::SIGKILL);
@@ -464,7 +464,7 @@ pub fn pause(ctx: &Ctx, id: &str, freeze: bool) -> anyhow::Result<()> {
         );
     }
     Cgroup::open(&record.cgroup)
-        .and_then(|c| c.freeze(freeze))
+        .and_then(|c| if freeze { c.freeze() } else { c.thaw() })
         .with_context(|| format!("cannot {verb} container {id}"))
 }
 

@@ -105,7 +105,7 @@ fn is_not_found(error: &anyhow::Error) -> bool {
 }
 
 /// The pids in `dir` and every cgroup below it.
-fn pids_in_tree(dir: &Path, pids: &mut Vec<i32>) {
+pub fn pids_in_tree(dir: &Path, pids: &mut Vec<i32>) {
     if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
         pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
     }

@@ -12,6 +12,7 @@ mod devices;
 mod files;
 #[cfg(test)]
 mod fixture;
+mod live;
 mod resources;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::LinuxResources;
 
 use detect::Layout;
+pub use live::Usage;
 pub use resources::Limits;
 pub use v1::Carried;
 
@@ -210,70 +212,6 @@ impl Cgroup {
             Backend::V2(cg) => vec![cg.dir().to_path_buf()],
             Backend::V1(cg) => cg.dirs(),
         }
-    }
-
-    /// The pids in the cgroup (`runtime ps`, `kill --all`): its cgroup2 directory's
-    /// cgroup.procs (every container process is there on v2 and hybrid hosts), else the
-    /// first v1 hierarchy's. Empty when the cgroup is gone.
-    pub fn pids(&self) -> Vec<i32> {
-        let dir = match &self.backend {
-            Backend::V2(cg) => Some(cg.dir().to_path_buf()),
-            Backend::V1(cg) => cg.dirs().into_iter().next(),
-        };
-        dir.and_then(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
-            .map(|procs| {
-                procs
-                    .lines()
-                    .filter_map(|l| l.trim().parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Applies new `resources` to the existing cgroup (`runtime update`). Device rules
-    /// are not changed.
-    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
-        let mut limits = Limits::from_oci(Some(resources)).context("invalid resource limits")?;
-        limits.devices = None;
-        match &self.backend {
-            Backend::V2(cg) => cg.apply(&limits),
-            Backend::V1(cg) => cg.update(&limits),
-        }
-    }
-
-    /// The cgroup2 directory, whose cgroup.freeze stops every process in it.
-    fn unified_dir(&self) -> Result<&std::path::Path> {
-        match &self.backend {
-            Backend::V2(cg) => Ok(cg.dir()),
-            Backend::V1(cg) => cg.unified_dir().context(
-                "pausing needs a cgroup2 hierarchy (cgroup.freeze), which this host lacks",
-            ),
-        }
-    }
-
-    /// Freezes (`frozen`) or thaws every process in the cgroup, and waits until the
-    /// kernel reports it done (cgroup.events).
-    pub fn freeze(&self, frozen: bool) -> Result<()> {
-        let dir = self.unified_dir()?;
-        let want = if frozen { "1" } else { "0" };
-        files::write(&dir.join("cgroup.freeze"), want)?;
-        let events = dir.join("cgroup.events");
-        for _ in 0..10_000 {
-            let text = files::read(&events)?;
-            if text.lines().any(|l| l == format!("frozen {want}")) {
-                return Ok(());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        bail!("the cgroup {} did not reach frozen={want}", self.name)
-    }
-
-    /// Whether the cgroup is frozen (paused).
-    pub fn is_frozen(&self) -> bool {
-        self.unified_dir()
-            .ok()
-            .and_then(|dir| std::fs::read_to_string(dir.join("cgroup.freeze")).ok())
-            .is_some_and(|v| v.trim() == "1")
     }
 
     /// An O_PATH directory fd of the cgroup2 directory for clone3(CLONE_INTO_CGROUP),

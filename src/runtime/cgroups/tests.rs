@@ -256,12 +256,18 @@ fn cgroups_without_limits_are_unlimited() {
     let cgroup = create(None);
     assert_eq!(cgroup.memory_limit(), None);
     if is_hybrid(&cgroup) {
-        // No limit, no v1 hierarchy: the cgroup2 directory alone tracks the container,
-        // and a clone into it needs no migration afterwards.
+        // No limit: the cgroup2 directory tracks the container, and it joins only the
+        // v1 hierarchies `stats` reads and `update` may write (memory, cpu, blkio, pids).
         let paths = cgroup.paths();
-        assert_eq!(paths.len(), 1, "{paths:?}");
         assert!(paths[0].join("cgroup.procs").exists());
-        assert!(!cgroup.needs_add_after_clone());
+        assert!(
+            paths.iter().any(|p| p.starts_with("/sys/fs/cgroup/memory")),
+            "{paths:?}"
+        );
+        assert!(
+            !paths.iter().any(|p| p.starts_with("/sys/fs/cgroup/cpuset")),
+            "{paths:?}"
+        );
     } else {
         assert_eq!(value(&cgroup, "pids.max"), "max");
     }
@@ -269,18 +275,17 @@ fn cgroups_without_limits_are_unlimited() {
 }
 
 #[test]
-fn cgroups_on_hybrid_hosts_join_only_the_limited_v1_hierarchies() {
+fn cgroups_on_hybrid_hosts_join_only_the_observed_and_limited_v1_hierarchies() {
     let cgroup = create_with_pids(100);
     if !is_hybrid(&cgroup) {
         destroy_and_check_gone(&cgroup);
         return;
     }
     let paths = cgroup.paths();
-    assert_eq!(
-        paths.len(),
-        2,
-        "the cgroup2 directory and pids only: {paths:?}"
-    );
+    for unused in ["cpuset", "devices", "freezer"] {
+        let dir = format!("/sys/fs/cgroup/{unused}");
+        assert!(!paths.iter().any(|p| p.starts_with(&dir)), "{paths:?}");
+    }
     assert_eq!(value(&cgroup, "pids.max"), "100");
     assert!(cgroup.needs_add_after_clone());
     // open (exec, stop, gc) finds the same directories

@@ -41,6 +41,9 @@ use super::{bpf, devices};
 /// in bytes, 0x7ffffffffffff000 on x86-64, not -1).
 const V1_UNLIMITED: u64 = 1 << 62;
 
+/// The hierarchies a container joins on a hybrid host even without a limit in them.
+const OBSERVED: [&str; 4] = ["memory", "cpu", "cpuacct", "blkio"];
+
 #[derive(Debug, Clone)]
 pub struct V1Cgroup {
     /// One directory per mounted hierarchy we use.
@@ -74,10 +77,11 @@ impl V1Cgroup {
     pub fn keep_needed(&mut self, limits: &Limits) {
         if self.unified.is_some() {
             let mut needed = limits.required_controllers();
-            if needed.contains(&"cpu") {
-                // CPU usage is accounted by cpuacct, which some hosts mount apart.
-                needed.push("cpuacct");
-            }
+            // What `stats` reads and `update` may write later, whatever the limits now
+            // (Docker joins every hierarchy): memory use, block I/O, and the memory and
+            // CPU limits. CPU time comes from cgroup2's core cpu.stat on these hosts,
+            // and the freezer from its cgroup.freeze (live.rs).
+            needed.extend(OBSERVED);
             self.dirs
                 .retain(|d| needed.iter().any(|c| d.hierarchy.has(c)));
         }
@@ -117,26 +121,11 @@ impl V1Cgroup {
     }
 
     /// The directory of the hierarchy carrying `controller`.
-    fn dir_of(&self, controller: &str) -> Option<&Path> {
+    pub(super) fn dir_of(&self, controller: &str) -> Option<&Path> {
         self.dirs
             .iter()
             .find(|d| d.hierarchy.has(controller))
             .map(|d| d.dir.as_path())
-    }
-
-    /// New limits for an existing cgroup (`runtime update`). Only the hierarchies it
-    /// joined when created can change: a limit of a controller it has no directory in
-    /// (a hybrid host makes only those the first limits needed) is refused.
-    pub fn update(&self, limits: &Limits) -> Result<()> {
-        for controller in limits.required_controllers() {
-            if self.dir_of(controller).is_none() {
-                bail!(
-                    "cannot change the {controller} limit: the container was created without \
-                     one, and on cgroup v1 a limit can only be changed, not added"
-                );
-            }
-        }
-        self.apply(limits)
     }
 
     pub fn create(&self, name: &str, limits: &Limits) -> Result<()> {
@@ -186,7 +175,7 @@ impl V1Cgroup {
         Ok(())
     }
 
-    fn apply(&self, limits: &Limits) -> Result<()> {
+    pub(super) fn apply(&self, limits: &Limits) -> Result<()> {
         if let Some(dir) = self.dir_of("memory") {
             // the memory limit first: memsw must never be below it
             if let Some(memory) = limits.memory {
@@ -236,6 +225,15 @@ impl V1Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// `apply` for a memory limit raised above the current memory+swap limit, which the
+    /// kernel refuses until memory+swap is raised first.
+    pub(super) fn apply_memory_swap_first(&self, limits: &Limits) -> Result<()> {
+        if let (Some(dir), Some(total)) = (self.dir_of("memory"), limits.memory_and_swap) {
+            files::write(&dir.join("memory.memsw.limit_in_bytes"), &total.v1())?;
+        }
+        self.apply(limits)
     }
 
     /// Writes the pid into every hierarchy (and the cgroup2 tree on hybrid hosts).
@@ -493,25 +491,21 @@ mod tests {
     }
 
     #[test]
-    fn hybrid_hosts_join_only_the_hierarchies_a_limit_needs_plus_cgroup2() {
+    fn hybrid_hosts_join_the_observed_hierarchies_and_those_a_limit_needs_plus_cgroup2() {
         let root = tempfile::tempdir().unwrap();
         let unified = root.path().join("unified");
         std::fs::create_dir(&unified).unwrap();
         let mut cg = V1Cgroup::new(&hierarchies(root.path()), Some(&unified), NAME);
         cg.keep_needed(&pids_limit(100));
-        assert_eq!(
-            cg.hierarchy_mounts(),
-            vec![("pids".to_string(), "pids".to_string())]
-        );
+        let joined: Vec<String> = cg.hierarchy_mounts().into_iter().map(|(d, _)| d).collect();
+        assert_eq!(joined, ["memory", "cpu,cpuacct", "pids"]);
         assert_eq!(cg.unified_dir(), Some(unified.join(NAME).as_path()));
         // Made with nothing to write (the fixture's leaf has no pids.max).
         cg.create(NAME, &Limits::default()).unwrap();
-        assert_eq!(
-            cg.dirs(),
-            [unified.join(NAME), root.path().join("pids").join(NAME)]
-        );
+        assert_eq!(cg.dirs()[0], unified.join(NAME));
         assert!(cg.dirs().iter().all(|d| d.is_dir()));
-        assert!(!root.path().join("memory/mycontainer").exists());
+        // No limit needs cpuset, and stats do not read it.
+        assert!(!root.path().join("cpuset/mycontainer").exists());
         cg.destroy().unwrap();
         assert!(cg.dirs().iter().all(|d| !d.exists()));
     }
