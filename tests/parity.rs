@@ -120,3 +120,22 @@ fn exec_u_gets_the_users_groups_as_run_does() {
         );
     }
 }
+
+/// A non-root process owns its standard streams, as under runc: it can reopen them
+/// through /dev/stdout and /proc/self/fd (many entrypoints log to /dev/stdout).
+#[test]
+fn a_non_root_user_can_reopen_its_standard_streams() {
+    let w = World::new();
+    let script = "echo to-stdout > /dev/stdout && echo to-fd1 > /proc/self/fd/1 && echo to-stderr > /dev/stderr";
+    let out = w.run(&["--rm", "-u", "65534"], &["sh", "-c", script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "to-stdout\nto-fd1\n");
+    assert_eq!(stderr(&out), "to-stderr\n");
+    w.run_detached(&["--name", "streams"], &["sleep", "100"]);
+    let exec = w.mc(&["exec", "-u", "65534", "streams", "sh", "-c", script]);
+    assert!(exec.status.success(), "{}", stderr(&exec));
+    assert_eq!(stdout(&exec), "to-stdout\nto-fd1\n");
+    // /dev/null keeps its owner.
+    let null = ok(w.run(&["--rm", "-u", "65534"], &["stat", "-c", "%u", "/dev/null"]));
+    assert_eq!(null.trim(), "0");
+}

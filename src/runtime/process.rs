@@ -489,6 +489,31 @@ fn setup_stdio() -> Result<(), i32> {
     Ok(())
 }
 
+/// Makes the container's pipes and terminal on 0-2 its user's, as runc does, so a
+/// non-root process can reopen them (`/dev/stdout`, `/proc/self/fd/1`, `tty`). Only
+/// pipes and pty slaves: /dev/null and anything else (a host file handed to the runtime
+/// CLI's `create`) keep their owner. Best effort, as runc's. Async-signal-safe.
+fn give_stdio_to_user(uid: libc::uid_t, gid: libc::gid_t) {
+    if uid == 0 {
+        return;
+    }
+    for fd in 0..3 {
+        // SAFETY: fstat into a zeroed stat we own, fchown on our own descriptor.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) < 0 {
+                continue;
+            }
+            let kind = st.st_mode & libc::S_IFMT;
+            // UNIX98 pty slaves have majors 136-143.
+            let pty = kind == libc::S_IFCHR && (136..=143).contains(&libc::major(st.st_rdev));
+            if kind == libc::S_IFIFO || pty {
+                libc::fchown(fd, uid, gid);
+            }
+        }
+    }
+}
+
 /// Moves the parent's stdio descriptors (with a pty: its /dev/null) onto 0, 1 and 2,
 /// first through copies above 2 so that no source is overwritten before it is copied.
 /// The copies go with the other inherited descriptors. Async-signal-safe.
@@ -640,6 +665,7 @@ pub fn child_main(plan: &ChildPlan) -> ! {
     if let Err((stage, errno)) = stdio {
         fail(sync, MSG_STAGE_FAILED, stage as u32, errno);
     }
+    give_stdio_to_user(plan.uid, plan.gid);
 
     // Which PATH candidates are absent, looked up before any seccomp filter is loaded
     // (a custom profile may not allow stat).
