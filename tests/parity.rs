@@ -139,3 +139,31 @@ fn a_non_root_user_can_reopen_its_standard_streams() {
     let null = ok(w.run(&["--rm", "-u", "65534"], &["stat", "-c", "%u", "/dev/null"]));
     assert_eq!(null.trim(), "0");
 }
+
+/// `--ulimit` sets the process's limits (soft and hard), exec inherits them, and a bad
+/// value is refused before anything is created. (Only lowered here: root in this VM
+/// cannot raise a hard limit.)
+#[test]
+fn ulimit_sets_the_containers_process_limits() {
+    let w = World::new();
+    let out = ok(w.run(
+        &["--rm", "--ulimit", "nofile=512:1024", "--ulimit", "core=0"],
+        &["sh", "-c", "ulimit -n; ulimit -Hn; ulimit -c"],
+    ));
+    assert_eq!(out, "512\n1024\n0\n");
+    w.run_detached(
+        &["--name", "limited", "--ulimit", "nproc=300"],
+        &["sleep", "100"],
+    );
+    let from_exec = ok(w.mc(&["exec", "limited", "sh", "-c", "ulimit -u"]));
+    assert_eq!(from_exec.trim(), "300");
+    for bad in ["nofile=2048:1024", "bogus=1", "nofile"] {
+        let refused = w.run(&["--rm", "--ulimit", bad], &["true"]);
+        assert_eq!(refused.status.code(), Some(125), "{bad}");
+        assert!(
+            stderr(&refused).contains("--ulimit"),
+            "{bad}: {}",
+            stderr(&refused)
+        );
+    }
+}

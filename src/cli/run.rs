@@ -164,6 +164,9 @@ pub struct RunArgs {
     /// When to pull the image from its registry: missing (default), always, never
     #[arg(long, value_enum, default_value = "missing")]
     pub pull: PullPolicy,
+    /// A process limit: TYPE=SOFT[:HARD] (nofile=1024:2048, core=-1)
+    #[arg(long, value_name = "TYPE=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
     /// Size of /dev/shm (64m by default)
     #[arg(long, value_name = "SIZE")]
     pub shm_size: Option<String>,
@@ -307,6 +310,11 @@ impl RunArgs {
             read_only: self.read_only,
             tmpfs,
             labels: super::volume::parse_labels(&self.label),
+            ulimits: self
+                .ulimit
+                .iter()
+                .map(|u| crate::container::spec::parse_ulimit(u))
+                .collect::<anyhow::Result<Vec<_>>>()?,
             shm_size: self
                 .shm_size
                 .as_deref()

@@ -9,6 +9,7 @@ mod linux;
 mod mountflag;
 mod mounts;
 mod process;
+mod ulimit;
 
 use std::collections::HashMap;
 use std::fs;
@@ -26,6 +27,7 @@ use crate::runtime::ANNOTATION_INIT;
 pub use mountflag::{parse_mount, MountFlag};
 pub use mounts::ETC_FILES;
 pub use process::entrypoint;
+pub use ulimit::parse_ulimit;
 
 /// Network modes available before bridge networking lands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -185,6 +187,9 @@ pub struct RunOptions {
     pub tmpfs: Vec<String>,
     /// Size of /dev/shm in bytes (`--shm-size`; Docker's default is 64 MiB).
     pub shm_size: Option<u64>,
+    /// `--ulimit`s: the process's rlimits (none given: the runtime's own, as Docker
+    /// leaves the daemon's).
+    pub ulimits: Vec<oci_spec::runtime::PosixRlimit>,
     /// `--label`s (over the image's).
     pub labels: std::collections::BTreeMap<String, String>,
 }

@@ -68,6 +68,7 @@ pub(super) fn process(
         .env(env)
         .cwd(cwd)
         .capabilities(capabilities(opts, resolved.uid)?)
+        .rlimits(opts.ulimits.clone())
         .build()?;
     Ok((process, args))
 }
