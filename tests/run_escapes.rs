@@ -159,7 +159,8 @@ fn exec_with_a_working_directory_in_a_cli_descriptor_reaches_nothing() {
     for fd in 3..=10 {
         let workdir = format!("/proc/self/fd/{fd}");
         let out = w.mc(&["exec", "-w", &workdir, "target", "sh", "-c", REACH_UP]);
-        assert_refused(&w, &out, &workdir);
+        // exec's own failure is Docker's 126.
+        assert_refused_with(&w, &out, &workdir, 126);
     }
     // The container is unharmed.
     assert_eq!(ok(w.mc(&["exec", "target", "echo", "fine"])), "fine\n");
@@ -191,7 +192,7 @@ fn exec_refuses_a_working_directory_outside_its_root() {
     }));
     for workdir in [format!("/proc/{pid}/root/tmp"), format!("/proc/{pid}/root")] {
         let out = w.mc(&["exec", "-w", &workdir, "split", "sh", "-c", "echo ran"]);
-        assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+        assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
         assert!(!stdout(&out).contains("ran"), "{}", stdout(&out));
         assert!(
             stderr(&out).contains(&workdir)

@@ -472,8 +472,9 @@ fn mc_within(fx: &Fixture, secs: u32, args: &[&str]) -> std::process::Output {
 }
 
 #[track_caller]
-fn assert_refused(out: &std::process::Output, message: &str) {
-    assert_eq!(out.status.code(), Some(125), "{}", stderr(out));
+/// Refused with `code` (run's own failure is 125, exec's 126, as Docker) and `message`.
+fn assert_refused(out: &std::process::Output, code: i32, message: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(out));
     assert!(stderr(out).contains(message), "{}", stderr(out));
 }
 
@@ -511,6 +512,7 @@ fn a_fifo_or_a_device_as_passwd_or_group_fails_run_and_exec_at_once() {
     );
     assert_refused(
         &out,
+        125,
         "/etc/passwd in the image is not a regular file (it is a fifo)",
     );
     let out = mc_within(
@@ -520,6 +522,7 @@ fn a_fifo_or_a_device_as_passwd_or_group_fails_run_and_exec_at_once() {
     );
     assert_refused(
         &out,
+        125,
         "/etc/group in the image is not a regular file (it is a character device)",
     );
 
@@ -535,6 +538,7 @@ fn a_fifo_or_a_device_as_passwd_or_group_fails_run_and_exec_at_once() {
     let out = mc_within(&fx, 20, &["exec", "-u", "nobody", &id, "true"]);
     assert_refused(
         &out,
+        126,
         "/etc/passwd in the container is not a regular file (it is a fifo)",
     );
     ok(fx.mc(&[
@@ -547,6 +551,7 @@ fn a_fifo_or_a_device_as_passwd_or_group_fails_run_and_exec_at_once() {
     let out = mc_within(&fx, 20, &["exec", "-u", "nobody", &id, "true"]);
     assert_refused(
         &out,
+        126,
         "/etc/group in the container is not a regular file (it is a character device)",
     );
     ok(fx.mc(&["rm", "-f", &id]));

@@ -272,7 +272,10 @@ impl Failure {
             {
                 exitcode::VERB_FAILED
             }
-            Failure::Exec | Failure::Tool => exitcode::TOOL_FAILED,
+            // As Docker: an exec that could not start its process (a user, a working
+            // directory) is 126; `run`'s own failure is 125.
+            Failure::Exec => exitcode::CANNOT_EXECUTE,
+            Failure::Tool => exitcode::TOOL_FAILED,
         }
     }
 }
