@@ -444,13 +444,13 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
         "id -u; pwd; echo $X; grep CapEff /proc/self/status",
     ]));
     assert_eq!(nobody, "65534\n/tmp\ny\nCapEff:\t0000000000000000\n");
-    // Exit codes pass through; a missing command is 127.
+    // Exit codes pass through; a command exec cannot start is 126, as Docker.
     assert_eq!(
         w.mc(&["exec", "host", "sh", "-c", "exit 9"]).status.code(),
         Some(9)
     );
     let missing = w.mc(&["exec", "host", "no-such-command"]);
-    assert_eq!(missing.status.code(), Some(127));
+    assert_eq!(missing.status.code(), Some(126));
     assert!(
         stderr(&missing).contains("not found"),
         "{}",
@@ -735,12 +735,13 @@ fn managing_verbs_exit_1_and_rm_f_of_a_missing_container_exits_0() {
     let mixed = w.mc(&["rm", "-f", "nope", "busy"]);
     assert_eq!(mixed.status.code(), Some(0), "{}", stderr(&mixed));
     assert_eq!(stdout(&mixed), "busy\n");
-    // exec into a stopped container: 1; a command that cannot start keeps 126/127.
+    // exec into a stopped container: 1; a command that cannot start: 126 (Docker's
+    // "exec failed").
     let id = w.run_detached(&["--name", "idle"], &["sleep", "1000"]);
     let missing_cmd = w.mc(&["exec", "idle", "no-such-command"]);
     assert_eq!(
         missing_cmd.status.code(),
-        Some(127),
+        Some(126),
         "{}",
         stderr(&missing_cmd)
     );

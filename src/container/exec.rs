@@ -130,6 +130,9 @@ pub fn exec(root: &Path, record: &Record, opts: &ExecOptions) -> anyhow::Result<
     })?;
     if let Some(reason) = &outcome.exec_error {
         eprintln!("mycontainer: {reason}");
+        // As Docker: an exec whose command cannot be started (not found or not
+        // executable) is 126, "exec failed" (run keeps 127 for a missing command).
+        return Ok(crate::exitcode::CANNOT_EXECUTE);
     }
     Ok(outcome.exit_code)
 }

@@ -146,11 +146,18 @@ pub(super) fn default_mounts(shm_size: u64) -> anyhow::Result<Vec<Mount>> {
                 "gid=5",
             ],
         )?,
-        mount(
-            "/dev/shm",
-            "tmpfs",
-            &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
-        )?,
+        // Source "shm", as Docker names it in /proc/mounts.
+        MountBuilder::default()
+            .destination("/dev/shm")
+            .typ("tmpfs")
+            .source("shm")
+            .options(
+                ["nosuid", "noexec", "nodev", "mode=1777", &shm_size]
+                    .iter()
+                    .map(|o| o.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .build()?,
         mount("/dev/mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
         mount("/sys", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
         mount(
