@@ -2,9 +2,16 @@
 //! Everything here works on a [`Store`] and reports through [`Reporter`]; the CLI opens
 //! the store and draws the progress.
 
+pub mod build;
 mod busybox;
+mod cache;
+pub mod containerfile;
+mod context;
+mod copy;
 mod debootstrap;
 mod recipe;
+pub mod steps;
+mod words;
 
 use std::io::Cursor;
 

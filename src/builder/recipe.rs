@@ -99,6 +99,12 @@ impl Recipe {
         )
     }
 
+    /// The built-in recipe `name` (`busybox`, `debian`), if there is one.
+    pub fn find_built_in(name: &str) -> Option<Recipe> {
+        let (_, text) = BUILT_IN.iter().find(|(n, _)| *n == name)?;
+        Recipe::parse(text, name).ok()
+    }
+
     /// The built-in recipe for an image name like `busybox` or `busybox:latest`, if it
     /// builds automatically.
     pub fn auto_build_for(image: &str) -> Option<Recipe> {

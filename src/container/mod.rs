@@ -20,6 +20,7 @@ pub mod remove;
 pub mod run;
 pub mod spec;
 pub mod state;
+pub mod step;
 pub mod user;
 
 pub use names::validate_name;

@@ -72,7 +72,7 @@ fn init_layer(record: &super::Record) -> anyhow::Result<PathBuf> {
 /// and a CLI killed in between leaves a stateless record that reclaim removes). Returns
 /// the spec written. On failure nothing is left behind but an exited record (or nothing with
 /// --rm).
-fn prepare(
+pub(super) fn prepare(
     store: &Store,
     input: &RunInput,
     save_created: bool,
@@ -136,7 +136,7 @@ fn prepare(
 /// Records a run that failed before or while starting (exit [`exitcode::TOOL_FAILED`]
 /// and the reason), or removes it with --rm; returns the setup error, which is what the
 /// user needs to see (a cleanup error is secondary and only printed).
-fn record_failure(
+pub(super) fn record_failure(
     store: &Store,
     record: &super::Record,
     state: &mut State,
@@ -151,7 +151,11 @@ fn record_failure(
 }
 
 /// Records how the container ended (or removes it with --rm).
-fn finish(store: &Store, record: &super::Record, state: &mut State) -> anyhow::Result<()> {
+pub(super) fn finish(
+    store: &Store,
+    record: &super::Record,
+    state: &mut State,
+) -> anyhow::Result<()> {
     if state.auto_remove {
         super::discard(store, record, state.name.as_deref())
     } else {
@@ -285,7 +289,7 @@ fn write_bundle(
     Ok(built.spec)
 }
 
-fn start_and_wait(
+pub(super) fn start_and_wait(
     store: &Store,
     record: &super::Record,
     spec: &oci_spec::runtime::Spec,
