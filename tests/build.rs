@@ -609,3 +609,82 @@ fn pids_running(needle: &str, _under: &Path) -> Vec<i32> {
         })
         .collect()
 }
+
+#[test]
+fn a_recipe_and_the_equivalent_containerfile_make_the_same_image() {
+    let root = Root::new();
+    root.busybox();
+    let ctx = context(
+        "FROM busybox\n\
+         ARG WHO=world\n\
+         ENV GREETING=hello\n\
+         WORKDIR /app\n\
+         COPY --chown=1:1 input.txt ./\n\
+         RUN echo \"$GREETING $WHO\" > /app/greet\n\
+         LABEL kind=demo\n\
+         EXPOSE 80\n\
+         USER 1\n\
+         ENTRYPOINT [\"cat\"]\n\
+         CMD [\"/app/greet\"]\n",
+        &[("input.txt", "in\n")],
+    );
+    fs::write(
+        ctx.path().join("app.toml"),
+        r#"name = "from-recipe"
+from = "busybox"
+created = "2023-11-14T22:13:20Z"
+[[step]]
+arg = ["WHO=world"]
+[[step]]
+env = ["GREETING=hello"]
+[[step]]
+workdir = "/app"
+[[step]]
+copy = ["input.txt", "./"]
+chown = "1:1"
+[[step]]
+run = 'echo "$GREETING $WHO" > /app/greet'
+[[step]]
+label = ["kind=demo"]
+[[step]]
+expose = ["80"]
+[[step]]
+user = "1"
+[[step]]
+entrypoint = ["cat"]
+[[step]]
+cmd = ["/app/greet"]
+"#,
+    )
+    .unwrap();
+    let out = root
+        .cmd(&[
+            "image",
+            "build",
+            "--no-cache",
+            "-t",
+            "from-file",
+            ctx.path().to_str().unwrap(),
+        ])
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let from_file = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let recipe = ctx.path().join("app.toml");
+    let out = root.ok(&["image", "build", "--no-cache", recipe.to_str().unwrap()]);
+    let from_recipe = out.lines().last().unwrap().to_string();
+    assert_eq!(from_recipe, from_file);
+    assert_eq!(root.ok(&["run", "--rm", "from-recipe"]), "hello world\n");
+    // The built-in base recipes still build as before.
+    assert!(root.ok(&["image", "ls"]).contains("busybox"));
+    assert_clean(&root);
+}

@@ -59,7 +59,13 @@ pub fn build(
     let spec = image_spec(recipe, &created)?;
     let scratch = store.temp_dir("build")?;
 
-    let (image, _) = match recipe.builder {
+    let builder = recipe.builder.with_context(|| {
+        format!(
+            "recipe {} builds from an image (from = ...): build it with image build PATH.toml",
+            recipe.name
+        )
+    })?;
+    let (image, _) = match builder {
         Builder::Busybox => {
             let section = recipe
                 .busybox

@@ -29,26 +29,51 @@ fn containerfile(args: &BuildArgs) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// Builds from a Containerfile when `args` name one; `None` when they name a recipe.
+/// Builds from a Containerfile, or from a recipe file that builds `from` an image;
+/// `None` for a base-image recipe (busybox, debian), which `image build` handles.
 pub fn containerfile_build(ctx: &Ctx, args: &BuildArgs) -> anyhow::Result<Option<i32>> {
-    let Some(file) = containerfile(args) else {
-        if Path::new(&args.recipe).is_dir() {
-            bail!(
-                "no Containerfile or Dockerfile in {}: give one with -f FILE",
-                args.recipe
-            );
+    let (plan, context, recipe) = match containerfile(args) {
+        Some(file) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let plan = crate::builder::containerfile::parse(&text)
+                .with_context(|| format!("{} is not a valid Containerfile", file.display()))?;
+            (plan, PathBuf::from(&args.recipe), None)
         }
-        return Ok(None);
+        None => {
+            let path = Path::new(&args.recipe);
+            if path.is_dir() {
+                bail!(
+                    "no Containerfile or Dockerfile in {}: give one with -f FILE",
+                    args.recipe
+                );
+            }
+            if !path.is_file() {
+                return Ok(None);
+            }
+            let recipe = crate::builder::Recipe::find(&args.recipe)?;
+            let Some(plan) = recipe.plan() else {
+                return Ok(None);
+            };
+            // A recipe's files are next to it.
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            (plan?, dir, Some(recipe))
+        }
     };
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    let plan = crate::builder::containerfile::parse(&text)
-        .with_context(|| format!("{} is not a valid Containerfile", file.display()))?;
-    let tags = args
+    let mut tags = args
         .tags
         .iter()
         .map(|t| Reference::parse(t).with_context(|| format!("invalid tag {t:?}: use NAME[:TAG]")))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let (true, Some(recipe)) = (tags.is_empty(), &recipe) {
+        for tag in &recipe.tags {
+            tags.push(Reference::parse(&format!("{}:{tag}", recipe.name))?);
+        }
+    }
     let mut build_args = BTreeMap::new();
     for arg in &args.build_args {
         match arg.split_once('=') {
@@ -66,7 +91,13 @@ pub fn containerfile_build(ctx: &Ctx, args: &BuildArgs) -> anyhow::Result<Option
                 Ok(v) if !v.is_empty() => Some(v.trim().parse().with_context(|| {
                     format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")
                 })?),
-                _ => None,
+                // A recipe's fixed `created` time makes it reproducible too.
+                _ => match recipe.as_ref().and_then(|r| r.created.as_deref()) {
+                    Some(created) => Some(crate::timefmt::parse(created).with_context(|| {
+                        format!("recipe created time {created:?} is not RFC 3339")
+                    })?),
+                    None => None,
+                },
             },
         };
     let limits = LimitFlags {
@@ -77,7 +108,7 @@ pub fn containerfile_build(ctx: &Ctx, args: &BuildArgs) -> anyhow::Result<Option
     .parse()?;
     let request = BuildRequest {
         plan,
-        context: PathBuf::from(&args.recipe),
+        context,
         tags,
         build_args,
         target: args.target.clone(),
