@@ -126,6 +126,7 @@ WORKDIR sub
 COPY --chown=1234:2345 file.txt ./
 ADD archive.tar.gz /unpacked/
 ADD plain.txt /added.txt
+COPY plain.txt /etc
 RUN echo "$GREETING from $(pwd)" > run-shell.txt
 RUN ["/bin/sh", "-c", "echo exec-form > /app/sub/run-exec.txt"]
 SHELL ["env", "FROM_SHELL=yes", "/bin/sh", "-c"]
@@ -159,19 +160,19 @@ CMD ["cat /app/sub/run-shell.txt"]
             "WHO=tests",
         ],
     );
-    assert!(stdout.contains("STEP 1/21: FROM busybox"), "{stdout}");
-    assert!(stdout.contains("STEP 21/21: CMD"), "{stdout}");
+    assert!(stdout.contains("STEP 1/22: FROM busybox"), "{stdout}");
+    assert!(stdout.contains("STEP 22/22: CMD"), "{stdout}");
 
     // The filesystem.
     let files = sh(
         &root,
         "every:1",
         "cat /app/sub/run-shell.txt /app/sub/run-exec.txt /shell.txt /tmp/uid.txt \
-         /unpacked/inner/a.txt /added.txt; stat -c '%u:%g %a' /app/sub/file.txt /unpacked/inner/a.txt",
+         /unpacked/inner/a.txt /added.txt /etc/plain.txt; grep -c ^root: /etc/passwd; stat -c '%u:%g %a' /app/sub/file.txt /unpacked/inner/a.txt",
     );
     assert_eq!(
         files,
-        "hello tests from /app/sub\nexec-form\nyes\n1234\nfrom the tarball\nplain\n1234:2345 644\n0:0 640\n"
+        "hello tests from /app/sub\nexec-form\nyes\n1234\nfrom the tarball\nplain\nplain\n1\n1234:2345 644\n0:0 640\n"
     );
     // CMD runs through the ENTRYPOINT, as the user USER set.
     assert_eq!(
@@ -219,11 +220,11 @@ CMD ["cat /app/sub/run-shell.txt"]
 
     // One layer per RUN/COPY/ADD over busybox's one; config steps are empty history entries.
     let image = root.inspect("every:1");
-    assert_eq!(image["Layers"].as_array().unwrap().len(), 1 + 7);
+    assert_eq!(image["Layers"].as_array().unwrap().len(), 1 + 8);
     let history = image["History"].as_array().unwrap();
-    assert_eq!(history.len(), 1 + 20);
+    assert_eq!(history.len(), 1 + 21);
     let empty = history.iter().filter(|h| h["empty_layer"] == true).count();
-    assert_eq!(empty, 20 - 7);
+    assert_eq!(empty, 21 - 8);
     let listed = root.ok(&["image", "history", "every:1"]);
     let lines: Vec<&str> = listed.lines().collect();
     assert!(
@@ -235,7 +236,7 @@ CMD ["cat /app/sub/run-shell.txt"]
         "newest first: {listed}"
     );
     assert!(lines[2].starts_with("<missing>"), "{listed}");
-    assert_eq!(lines.len(), 1 + 21);
+    assert_eq!(lines.len(), 1 + 22);
     assert_clean(&root);
 }
 

@@ -39,6 +39,8 @@ pub struct BuildRequest {
     /// RUN's network. Bridge networking will add a mode here.
     pub network: Network,
     pub limits: Limits,
+    /// No STEP lines (-q): only the RUN steps' own output and the id.
+    pub quiet: bool,
 }
 
 /// The run-time config, with Docker's keys (the OCI image config's, plus Shell and
@@ -262,7 +264,9 @@ impl Builder<'_> {
 
     fn announce(&mut self, text: &str) {
         self.step += 1;
-        println!("STEP {}/{}: {text}", self.step, self.total);
+        if !self.request.quiet {
+            println!("STEP {}/{}: {text}", self.step, self.total);
+        }
     }
 
     /// The global ARGs' values (defaults overridden by --build-arg), for FROM lines.
@@ -322,10 +326,24 @@ impl Builder<'_> {
             if let Some(sources) = &sources {
                 hash_sources(Some(&self.context), sources, &mut hasher)?;
             }
+            // COPY --from: what the stage or image holds now.
+            if let Step::Copy {
+                from: Some(from), ..
+            } = step
+            {
+                let from = words::word(from, &|n| lookup(&state, &args, n))?;
+                let source = match stage_index(&self.request.plan, &from, index) {
+                    Some(dep) => self.done.get(&dep).map(|s| s.key.clone()),
+                    None => Some(self.image(&from)?.id.to_string()),
+                };
+                hasher.update(source.unwrap_or_default().as_bytes());
+            }
             let key = hex::encode(hasher.finalize());
             if !self.request.no_cache {
                 if let Some(cached) = cache::get(self.store, &key) {
-                    println!("--> CACHED");
+                    if !self.request.quiet {
+                        println!("--> CACHED");
+                    }
                     state = cached;
                     continue;
                 }
@@ -706,7 +724,13 @@ impl Builder<'_> {
         source_is_dir: bool,
     ) -> anyhow::Result<PathBuf> {
         let resolved = copy::resolve_dest(lower, dest)?;
-        if as_dir || source_is_dir {
+        // An existing directory is copied into, with or without a trailing slash.
+        let existing_dir = mycontainer_store::visible_layer(lower, &resolved)
+            .is_some_and(|(_, host)| host.is_dir())
+            || upper
+                .join(resolved.strip_prefix("/").unwrap_or(&resolved))
+                .is_dir();
+        if as_dir || source_is_dir || existing_dir {
             let dir = copy::make_dirs(upper, lower, &resolved)?;
             Ok(if source_is_dir { dir } else { dir.join(name) })
         } else {

@@ -119,6 +119,7 @@ pub fn containerfile_build(ctx: &Ctx, args: &BuildArgs) -> anyhow::Result<Option
             super::run::NetworkMode::Host => Network::Host,
         },
         limits,
+        quiet: ctx.quiet,
     };
     let store = ctx.store()?;
     let reporter = ByteProgress::new("importing", ctx.quiet);
