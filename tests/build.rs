@@ -689,3 +689,55 @@ cmd = ["/app/greet"]
     assert!(root.ok(&["image", "ls"]).contains("busybox"));
     assert_clean(&root);
 }
+
+#[test]
+fn add_downloads_a_url_and_checks_its_checksum() {
+    use sha2::{Digest as _, Sha256};
+    use std::sync::Arc;
+    let body = b"downloaded over http\n".to_vec();
+    let served = body.clone();
+    let server = HttpServer::start(Arc::new(move |request: &Request| {
+        if request.path() == "/files/tool.txt" {
+            Response::new(200, "text/plain", served.clone())
+        } else {
+            Response::new(404, "text/plain", b"no\n".to_vec())
+        }
+    }));
+    let good = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+    let root = Root::new();
+    root.busybox();
+    let url = format!("http://{}/files/tool.txt", server.addr);
+    let ctx = context(
+        &format!("FROM busybox\nADD --checksum={good} {url} /opt/\n"),
+        &[],
+    );
+    build_ok(&root, ctx.path(), &["-t", "added"]);
+    assert_eq!(
+        sh(
+            &root,
+            "added",
+            "cat /opt/tool.txt; stat -c %a /opt/tool.txt"
+        ),
+        "downloaded over http\n600\n"
+    );
+
+    let bad = format!("sha256:{}", "0".repeat(64));
+    let ctx = context(
+        &format!("FROM busybox\nADD --checksum={bad} {url} /opt/\n"),
+        &[],
+    );
+    let out = build(&root, ctx.path(), &["-t", "bad-sum"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("checksum mismatch") && err.contains(&good),
+        "{err}"
+    );
+    let missing = format!("http://{}/nope", server.addr);
+    let ctx = context(&format!("FROM busybox\nADD {missing} /opt/\n"), &[]);
+    let out = build(&root, ctx.path(), &["-t", "bad-url"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("404"), "{err}");
+    assert!(!root.ok(&["image", "ls"]).contains("bad-"));
+    assert_clean(&root);
+}
