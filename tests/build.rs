@@ -741,3 +741,48 @@ fn add_downloads_a_url_and_checks_its_checksum() {
     assert!(!root.ok(&["image", "ls"]).contains("bad-"));
     assert_clean(&root);
 }
+
+#[test]
+fn run_steps_get_runs_isolation_limits_and_network() {
+    let root = Root::new();
+    root.busybox();
+    let ctx = context(
+        "FROM busybox\n\
+         RUN grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status > /status; \
+             ls /sys/class/net > /net; \
+             cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null > /limit; true\n",
+        &[],
+    );
+    build_ok(&root, ctx.path(), &["-t", "isolated", "--memory", "64m"]);
+    let status = sh(&root, "isolated", "cat /status");
+    assert!(
+        status.contains("CapEff:\t00000000a80425fb"),
+        "Docker's default capabilities: {status}"
+    );
+    assert!(
+        status.contains("Seccomp:\t2"),
+        "the seccomp filter: {status}"
+    );
+    assert_eq!(
+        sh(&root, "isolated", "cat /net"),
+        "lo\n",
+        "--network none by default"
+    );
+    assert_eq!(
+        sh(&root, "isolated", "cat /limit"),
+        format!("{}\n", 64 << 20)
+    );
+
+    build_ok(
+        &root,
+        ctx.path(),
+        &["-t", "hostnet", "--network", "host", "--no-cache"],
+    );
+    let host_net: Vec<String> = fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let seen = sh(&root, "hostnet", "cat /net");
+    assert_eq!(seen.lines().count(), host_net.len(), "host network: {seen}");
+    assert_clean(&root);
+}
