@@ -910,6 +910,18 @@ impl Builder<'_> {
             history: &state.history,
         };
         let config_bytes = serde_json::to_vec(&file)?;
+        // A rebuild that changed nothing: the names already point at this image, and
+        // the index is not rewritten.
+        let id = Digest::of_bytes(&config_bytes);
+        let unchanged = !self.request.tags.is_empty()
+            && self.request.tags.iter().all(|tag| {
+                self.store
+                    .image(&tag.to_string())
+                    .is_ok_and(|image| image.id == id)
+            });
+        if unchanged {
+            return Ok(self.store.image(&self.request.tags[0].to_string())?);
+        }
         let manifest_bytes = oci_manifest(&config_bytes, &layers)?;
         let first = self.request.tags.first();
         let image = self
