@@ -138,12 +138,21 @@ fn build_image(ctx: &Ctx, args: BuildArgs) -> anyhow::Result<i32> {
         return Ok(code);
     }
     let recipe = builder::Recipe::find(&args.recipe)?;
+    // -t names it too; checked before any work is done.
+    let extra_tags = args
+        .tags
+        .iter()
+        .map(|t| Reference::parse(t).with_context(|| format!("invalid tag {t:?}: use NAME[:TAG]")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let options = builder::BuildOptions {
         mirror: args.mirror,
     };
     let store = ctx.store()?;
     let reporter = ByteProgress::new("importing", ctx.quiet);
     let image = builder::build(&store, &recipe, &options, &reporter)?;
+    for reference in &extra_tags {
+        store.tag(&image.id.to_string(), reference)?;
+    }
     print_id(ctx, &image);
     Ok(0)
 }
