@@ -685,8 +685,9 @@ cmd = ["/app/greet"]
     let from_recipe = out.lines().last().unwrap().to_string();
     assert_eq!(from_recipe, from_file);
     assert_eq!(root.ok(&["run", "--rm", "from-recipe"]), "hello world\n");
-    // The built-in base recipes still build as before.
-    assert!(root.ok(&["image", "ls"]).contains("busybox"));
+    // The built-in base recipes still build as before, and take -t too.
+    let id = root.ok(&["image", "build", "busybox", "-t", "mybox:2"]);
+    assert_eq!(root.inspect("mybox:2")["Id"].as_str().unwrap(), id.trim());
     assert_clean(&root);
 }
 
