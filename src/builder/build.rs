@@ -868,6 +868,8 @@ impl Builder<'_> {
             .and_then(|r| r.error_for_status())
             .with_context(|| format!("ADD cannot download {url}"))?;
         let mut file = std::fs::File::create(target)?;
+        // The CLI's bar (on a terminal), in bytes of the download.
+        self.reporter.start(response.content_length());
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; 64 * 1024];
         loop {
@@ -878,7 +880,9 @@ impl Builder<'_> {
             }
             hasher.update(&buffer[..n]);
             file.write_all(&buffer[..n])?;
+            self.reporter.advance(n as u64);
         }
+        self.reporter.finish();
         let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
         if let Some(expected) = checksum {
             if expected != actual {
