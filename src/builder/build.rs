@@ -576,9 +576,7 @@ impl Builder<'_> {
             }
             Step::Shell(words_) => state.config.shell = Some(words_.clone()),
             Step::StopSignal(signal) => state.config.stop_signal = Some(expand(state, signal)?),
-            Step::Healthcheck(check) => {
-                state.config.healthcheck = Some(healthcheck_json(check, state)?)
-            }
+            Step::Healthcheck(check) => state.config.healthcheck = Some(healthcheck_json(check)?),
         }
         Ok(None)
     }
@@ -988,7 +986,7 @@ fn duration_ns(text: &str) -> anyhow::Result<u64> {
     Ok(total as u64)
 }
 
-fn healthcheck_json(check: &Healthcheck, state: &StageState) -> anyhow::Result<Value> {
+fn healthcheck_json(check: &Healthcheck) -> anyhow::Result<Value> {
     let test = match &check.command {
         None => vec!["NONE".to_string()],
         Some(Command::Exec(words_)) => std::iter::once("CMD".to_string())
@@ -996,7 +994,6 @@ fn healthcheck_json(check: &Healthcheck, state: &StageState) -> anyhow::Result<V
             .collect(),
         Some(Command::Shell(text)) => vec!["CMD-SHELL".to_string(), text.clone()],
     };
-    let _ = state;
     let mut value = serde_json::Map::new();
     value.insert("Test".into(), json!(test));
     for (key, field) in [
