@@ -2,9 +2,16 @@
 //! Everything here works on a [`Store`] and reports through [`Reporter`]; the CLI opens
 //! the store and draws the progress.
 
+pub mod build;
 mod busybox;
+mod cache;
+pub mod containerfile;
+mod context;
+mod copy;
 mod debootstrap;
 mod recipe;
+pub mod steps;
+mod words;
 
 use std::io::Cursor;
 
@@ -52,7 +59,13 @@ pub fn build(
     let spec = image_spec(recipe, &created)?;
     let scratch = store.temp_dir("build")?;
 
-    let (image, _) = match recipe.builder {
+    let builder = recipe.builder.with_context(|| {
+        format!(
+            "recipe {} builds from an image (from = ...): build it with image build PATH.toml",
+            recipe.name
+        )
+    })?;
+    let (image, _) = match builder {
         Builder::Busybox => {
             let section = recipe
                 .busybox

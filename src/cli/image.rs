@@ -18,8 +18,11 @@ pub struct ImageArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
-    /// Build an image from a recipe: a built-in name (busybox, debian) or a recipe file
+    /// Build an image from a Containerfile (-f FILE CONTEXT, or a context directory
+    /// holding one) or from a recipe: a built-in name (busybox, debian) or a recipe file
     Build(BuildArgs),
+    /// Show the history of an image (its steps, newest first)
+    History(HistoryArgs),
     /// Import a rootfs tarball (plain, gzip or zstd; "-" reads stdin) as a one-layer image
     Import(ImportArgs),
     /// List images
@@ -52,11 +55,48 @@ pub struct PruneArgs {
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// Recipe: a built-in name (see recipes/) or the path of a recipe file (.toml)
+    /// The build context directory (with -f, or holding a Containerfile or Dockerfile);
+    /// else a recipe: a built-in name (see recipes/) or the path of a recipe file (.toml)
     pub recipe: String,
     /// Debian mirror for debootstrap recipes (default: the recipe's, else the host's apt sources)
     #[arg(long)]
     pub mirror: Option<String>,
+    /// The Containerfile or Dockerfile (default: CONTEXT/Containerfile, else CONTEXT/Dockerfile)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
+    /// Name the image NAME[:TAG] (repeatable)
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// Set a build argument (an ARG's value): KEY=VALUE, or KEY to take ours
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Build up to this stage (its name or index), not the last
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Run every step, reusing nothing from earlier builds
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Fixed times for a reproducible image: Unix seconds (default: $SOURCE_DATE_EPOCH)
+    #[arg(long, value_name = "SECONDS")]
+    pub timestamp: Option<u64>,
+    /// Network of RUN steps: none (loopback only, the default) or host
+    #[arg(long, value_enum, default_value = "none")]
+    pub network: super::run::NetworkMode,
+    /// Memory limit of RUN steps
+    #[arg(short = 'm', long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU quota of RUN steps, in CPUs
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Image name or id
+    pub image: String,
+    /// Do not cut long CREATED BY entries
+    #[arg(long)]
+    pub no_trunc: bool,
 }
 
 #[derive(Args, Debug)]
@@ -112,6 +152,7 @@ pub struct RmArgs {
 pub fn main(ctx: &Ctx, args: ImageArgs) -> anyhow::Result<i32> {
     match args.command {
         ImageCommand::Build(args) => build_image(ctx, args),
+        ImageCommand::History(args) => super::build::history(ctx, args),
         ImageCommand::Import(args) => import(ctx, args),
         ImageCommand::Ls(args) => list(ctx, args),
         ImageCommand::Inspect(args) => inspect(ctx, args),
@@ -124,13 +165,25 @@ pub fn main(ctx: &Ctx, args: ImageArgs) -> anyhow::Result<i32> {
 }
 
 fn build_image(ctx: &Ctx, args: BuildArgs) -> anyhow::Result<i32> {
+    if let Some(code) = super::build::containerfile_build(ctx, &args)? {
+        return Ok(code);
+    }
     let recipe = builder::Recipe::find(&args.recipe)?;
+    // -t names it too; checked before any work is done.
+    let extra_tags = args
+        .tags
+        .iter()
+        .map(|t| Reference::parse(t).with_context(|| format!("invalid tag {t:?}: use NAME[:TAG]")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let options = builder::BuildOptions {
         mirror: args.mirror,
     };
     let store = ctx.store()?;
     let reporter = ByteProgress::new("importing", ctx.quiet);
     let image = builder::build(&store, &recipe, &options, &reporter)?;
+    for reference in &extra_tags {
+        store.tag(&image.id.to_string(), reference)?;
+    }
     print_id(ctx, &image);
     Ok(0)
 }

@@ -2,6 +2,7 @@
 //! declares the command tree, resolves global options and maps errors to exit codes.
 
 mod archive;
+mod build;
 mod container;
 mod exec;
 mod files;

@@ -34,6 +34,7 @@ pub mod signals;
 pub mod spec;
 pub mod state;
 pub mod stats;
+pub mod step;
 pub mod systemd;
 pub mod top;
 pub mod update;

@@ -94,7 +94,7 @@ fn refuse_overlay_state_root(root: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn prepare(
+pub(super) fn prepare(
     store: &Store,
     input: &RunInput,
     save_created: bool,
@@ -196,7 +196,7 @@ fn prepare(
 /// Records a run that failed before or while starting (exit [`exitcode::TOOL_FAILED`]
 /// and the reason), or removes it with --rm; returns the setup error, which is what the
 /// user needs to see (a cleanup error is secondary and only printed).
-fn record_failure(
+pub(super) fn record_failure(
     store: &Store,
     record: &super::Record,
     state: &mut State,
@@ -211,7 +211,11 @@ fn record_failure(
 }
 
 /// Records how the container ended (or removes it with --rm).
-fn finish(store: &Store, record: &super::Record, state: &mut State) -> anyhow::Result<()> {
+pub(super) fn finish(
+    store: &Store,
+    record: &super::Record,
+    state: &mut State,
+) -> anyhow::Result<()> {
     // `rename` may have changed the name while it ran.
     if let Ok(on_disk) = record.load_state() {
         state.name = on_disk.name;
@@ -433,7 +437,7 @@ fn write_bundle(
     Ok(built.spec)
 }
 
-fn start_and_wait(
+pub(super) fn start_and_wait(
     store: &Store,
     record: &super::Record,
     spec: &oci_spec::runtime::Spec,

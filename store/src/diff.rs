@@ -14,12 +14,14 @@ use tar::{EntryType, Header};
 
 use crate::error::{Error, Result};
 
-/// Writes `upper` as a layer tarball to `out`, entries sorted by name.
-pub(crate) fn write_layer<W: Write>(upper: &Path, out: W) -> Result<W> {
+/// Writes `upper` as a layer tarball to `out`, entries sorted by name. With
+/// `clamp_mtime`, no entry's mtime is later than it (reproducible builds).
+pub(crate) fn write_layer<W: Write>(upper: &Path, out: W, clamp_mtime: Option<u64>) -> Result<W> {
     let mut writer = LayerWriter {
         builder: tar::Builder::new(out),
         upper: upper.to_path_buf(),
         inodes: HashMap::new(),
+        clamp_mtime,
     };
     // The root entry keeps the layer's root directory attributes (for other tools: our
     // unpack ignores them), and makes an empty diff a valid one-entry layer.
@@ -37,6 +39,7 @@ struct LayerWriter<W: Write> {
     upper: PathBuf,
     /// (dev, ino) of multiply-linked files already written -> their archive name.
     inodes: HashMap<(u64, u64), String>,
+    clamp_mtime: Option<u64>,
 }
 
 impl<W: Write> LayerWriter<W> {
@@ -113,13 +116,18 @@ impl<W: Write> LayerWriter<W> {
         Ok(())
     }
 
+    fn mtime(&self, meta: &fs::Metadata) -> u64 {
+        let mtime = meta.mtime().max(0) as u64;
+        self.clamp_mtime.map_or(mtime, |clamp| mtime.min(clamp))
+    }
+
     fn append_empty(&mut self, name: &str, like: &fs::Metadata) -> Result<()> {
         let mut header = Header::new_gnu();
         header.set_entry_type(EntryType::Regular);
         header.set_mode(0o644);
         header.set_uid(0);
         header.set_gid(0);
-        header.set_mtime(like.mtime().max(0) as u64);
+        header.set_mtime(self.mtime(like));
         header.set_size(0);
         self.builder
             .append_data(&mut header, name, io::empty())
@@ -152,7 +160,7 @@ impl<W: Write> LayerWriter<W> {
         header.set_mode(meta.mode() & 0o7777);
         header.set_uid(u64::from(meta.uid()));
         header.set_gid(u64::from(meta.gid()));
-        header.set_mtime(meta.mtime().max(0) as u64);
+        header.set_mtime(self.mtime(meta));
         header.set_size(0);
         if matches!(kind, EntryType::Char | EntryType::Block) {
             let rdev = meta.rdev();

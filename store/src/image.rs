@@ -536,10 +536,26 @@ impl Store {
         name: Option<&Reference>,
     ) -> Result<Image> {
         let _ingest = self.ingest_lock_file()?;
+        let imported = self.import_dir_layer(upper, None)?;
+        let mut layers = base.layers.clone();
+        layers.push(imported.layer);
+        self.create_image(&layers, spec, name)
+    }
+
+    /// Stores an overlayfs upper directory as one layer (whiteouts and opaque
+    /// directories become OCI whiteouts; entries sorted; with `clamp_mtime` no mtime is
+    /// later than it). `commit` and the image builder use it. Hold
+    /// [`Store::ingest_lock`] until an image names the layer.
+    pub fn import_dir_layer(
+        &self,
+        upper: &Path,
+        clamp_mtime: Option<u64>,
+    ) -> Result<ImportedLayer> {
         let (reader, writer) =
             std::io::pipe().map_err(|e| Error::io("cannot create a pipe for", upper, e))?;
-        let imported = std::thread::scope(|scope| {
-            let producer = scope.spawn(move || crate::diff::write_layer(upper, writer).map(drop));
+        std::thread::scope(|scope| {
+            let producer =
+                scope.spawn(move || crate::diff::write_layer(upper, writer, clamp_mtime).map(drop));
             let imported = self.import_layer_stream(reader, None, None, &NoProgress);
             let produced = producer
                 .join()
@@ -550,9 +566,6 @@ impl Store {
                 (Err(e), _) if !is_broken_pipe(&e) => Err(e),
                 (_, imported) => imported,
             }
-        })?;
-        let mut layers = base.layers.clone();
-        layers.push(imported.layer);
-        self.create_image(&layers, spec, name)
+        })
     }
 }
