@@ -765,3 +765,28 @@ fn etc_mtab_links_to_proc_mounts_unless_the_image_has_one() {
     );
     own.assert_no_containers();
 }
+
+#[test]
+fn each_test_has_a_network_namespace_of_its_own() {
+    let w = World::new();
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let ours = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    assert_ne!(
+        host, ours,
+        "the test thread is still in the process's namespace"
+    );
+    assert_eq!(links(), vec!["lo".to_string()]);
+    // What the test starts inherits it: a container given "the host's" network sees
+    // only the test's loopback (the host has other interfaces), and it is up.
+    let inside = ok(w.run(&["--network", "host"], &["cat", "/proc/net/dev"]));
+    let names: Vec<&str> = inside
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(names, vec!["lo"], "{inside}");
+    let flags = ok(w.run(&["--network", "host"], &["cat", "/sys/class/net/lo/flags"]));
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "lo is down");
+}

@@ -1,5 +1,13 @@
 //! Shared fixtures for the integration tests: a private state root and a busybox rootfs
 //! per test, the binary driven with `--root`, and leak checks when the fixture drops.
+//!
+//! Network isolation: every fixture moves the test's thread into a network namespace of
+//! its own (see [`private_network`]) before anything runs. Containers get a bridge and
+//! nftables rules by default, and those must never touch the host's network: they are
+//! created in the namespace of the `mycontainer` process, which every command the test
+//! starts inherits from the test's thread (namespaces are per thread; libtest runs each
+//! test on a thread of its own, and threads a test spawns inherit its namespace too).
+//! The namespace disappears with the test's thread and the processes it started.
 #![allow(dead_code)]
 
 use std::fs;
@@ -18,6 +26,7 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Fixture {
+        private_network();
         let dir = tempfile::Builder::new()
             .prefix("mycontainer-test-")
             .tempdir()
@@ -89,6 +98,57 @@ impl Drop for Fixture {
             }
         }
     }
+}
+
+/// Moves the calling thread into a new network namespace with `lo` up (idempotent per
+/// thread: a second call gives it another fresh one). Only this thread and what it
+/// starts from now on see it; the rest of the test process keeps its namespace.
+pub fn private_network() {
+    // A test on the process's main thread would take the whole harness with it.
+    // SAFETY: gettid and getpid take no arguments.
+    let (tid, pid) = unsafe { (libc::gettid(), libc::getpid()) };
+    assert_ne!(
+        tid, pid,
+        "tests must run on threads of their own (libtest does)"
+    );
+    // SAFETY: unshare with a flag that only affects the calling thread.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "unshare(CLONE_NEWNET): {}",
+        std::io::Error::last_os_error()
+    );
+    // `lo` up: SIOCSIFFLAGS on any socket of the namespace.
+    // SAFETY: a plain socket call; the descriptor is closed below.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(sock >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we own; the socket is ours.
+    let rc = unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: closing the socket opened above.
+    unsafe { libc::close(sock) };
+    assert_eq!(rc, 0, "bringing up lo: {err}");
+}
+
+/// The network interfaces of the calling thread's namespace, by name, sorted.
+pub fn links() -> Vec<String> {
+    // /proc/self/net would show the main thread's namespace, not this thread's.
+    let dev = fs::read_to_string("/proc/thread-self/net/dev").unwrap();
+    let mut names: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|n| n.trim().to_string())
+        .collect();
+    names.sort();
+    names
 }
 
 pub fn stdout(out: &Output) -> String {
