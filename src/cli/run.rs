@@ -4,21 +4,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{ArgAction, Args, ValueEnum};
+use clap::{ArgAction, Args};
 
 use super::Ctx;
 use crate::container::limits::LimitFlags;
 use crate::container::policy::devices::Device;
 use crate::container::run::{RootSource, RunInput};
 use crate::container::spec::{ImageDefaults, Network, RunOptions, Volume};
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetworkMode {
-    /// A private network namespace with only the loopback interface
-    None,
-    /// The host's network
-    Host,
-}
 
 #[derive(Args, Debug)]
 #[command(disable_help_flag = true)]
@@ -63,9 +55,10 @@ pub struct RunArgs {
     /// Override the image's entrypoint ("" clears it)
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// Network: none (loopback only) or host
-    #[arg(long, value_enum, default_value = "none")]
-    pub network: NetworkMode,
+    /// Network: bridge (the default network), none (loopback only), host,
+    /// container:NAME|ID (another container's), or a network's name
+    #[arg(long, alias = "net", default_value = "bridge", value_name = "NETWORK")]
+    pub network: String,
     /// Seconds to wait after SIGTERM/SIGINT before killing the container
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub stop_timeout: u64,
@@ -194,10 +187,19 @@ impl RunArgs {
             user: self.user,
             hostname: self.hostname,
             volumes,
-            network: match self.network {
-                NetworkMode::None => Network::None,
-                NetworkMode::Host => Network::Host,
+            network: match self.network.as_str() {
+                "none" => Network::None,
+                "host" => Network::Host,
+                "" | "default" => Network::Bridge("bridge".into()),
+                other => match other.strip_prefix("container:") {
+                    Some("") => anyhow::bail!(
+                        "invalid --network container: name the container, as container:NAME"
+                    ),
+                    Some(target) => Network::Container(target.to_string()),
+                    None => Network::Bridge(other.to_string()),
+                },
             },
+            netns_path: None,
             tty: self.tty,
             init: self.init,
             limits,

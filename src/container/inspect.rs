@@ -4,7 +4,8 @@ use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
 use super::spec::{
-    ANNOTATION_CAP_ADD, ANNOTATION_CAP_DROP, ANNOTATION_PRIVILEGED, ANNOTATION_USER,
+    ANNOTATION_CAP_ADD, ANNOTATION_CAP_DROP, ANNOTATION_NETWORK_MODE, ANNOTATION_PRIVILEGED,
+    ANNOTATION_USER,
 };
 use super::state::{State, Status};
 use super::Record;
@@ -102,6 +103,13 @@ pub fn inspect(record: &Record, state: &State) -> Value {
         .and_then(|r| r.readonly())
         .unwrap_or(false);
     let running = state.status == Status::Running;
+    let network_mode = annotation(ANNOTATION_NETWORK_MODE).unwrap_or_default();
+    let network_settings = record
+        .dir
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|root| super::network::settings(root, &state.id, &network_mode))
+        .unwrap_or(Value::Null);
     json!({
         "Id": state.id,
         "Created": time(Some(state.created_at)),
@@ -129,7 +137,9 @@ pub fn inspect(record: &Record, state: &State) -> Value {
             "WorkingDir": cwd,
         },
         "Mounts": mounts,
+        "NetworkSettings": network_settings,
         "HostConfig": {
+            "NetworkMode": network_mode,
             "Memory": memory,
             "NanoCpus": nano_cpus,
             "CpuShares": shares,

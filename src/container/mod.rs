@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod limits;
 pub mod logs;
 mod names;
+pub mod network;
 mod paths;
 pub mod policy;
 mod reclaim;

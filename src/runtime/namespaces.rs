@@ -1,10 +1,12 @@
 //! Which namespaces the container gets, read from the spec, as clone(2) flags.
 
+use std::path::PathBuf;
+
 use anyhow::bail;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 /// The namespaces of one container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Namespaces {
     pub pid: bool,
     pub mount: bool,
@@ -14,6 +16,9 @@ pub struct Namespaces {
     /// Entered after the parent moved the child into its cgroup (so the container's
     /// cgroup becomes its `/`), hence not a clone flag.
     pub cgroup: bool,
+    /// An existing network namespace to join (its path in the spec) instead of a new
+    /// one: the child enters it before anything else (see `run`).
+    pub net_path: Option<PathBuf>,
 }
 
 impl Namespaces {
@@ -25,6 +30,10 @@ impl Namespaces {
             .and_then(|l| l.namespaces().clone())
             .unwrap_or_default();
         for entry in list {
+            if let (LinuxNamespaceType::Network, Some(path)) = (entry.typ(), entry.path()) {
+                ns.net_path = Some(path.clone());
+                continue;
+            }
             if entry.path().is_some() {
                 bail!(
                     "joining an existing {} namespace is not supported",
@@ -96,6 +105,30 @@ mod tests {
         .unwrap();
         assert!(ns.cgroup);
         assert_eq!(ns.clone_flags(), libc::CLONE_NEWNS | libc::CLONE_NEWPID);
+    }
+
+    #[test]
+    fn a_network_namespace_with_a_path_is_joined_not_created_and_others_are_refused() {
+        let joined = |typ| {
+            LinuxNamespaceBuilder::default()
+                .typ(typ)
+                .path("/run/x")
+                .build()
+                .unwrap()
+        };
+        let with = |extra| {
+            let mut spec = spec_with(&[LinuxNamespaceType::Mount]);
+            let mut list = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+            list.push(extra);
+            let mut linux = spec.linux().clone().unwrap();
+            linux.set_namespaces(Some(list));
+            spec.set_linux(Some(linux));
+            spec
+        };
+        let ns = Namespaces::from_spec(&with(joined(LinuxNamespaceType::Network))).unwrap();
+        assert_eq!(ns.net_path, Some(PathBuf::from("/run/x")));
+        assert_eq!(ns.clone_flags() & libc::CLONE_NEWNET, 0);
+        assert!(Namespaces::from_spec(&with(joined(LinuxNamespaceType::Pid))).is_err());
     }
 
     #[test]

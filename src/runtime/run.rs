@@ -3,6 +3,7 @@
 //! (`relay`). Every resource is held by a guard, so each failure path undoes what was
 //! done (the container killed and reaped, the cgroup removed).
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use super::cgroups::Cgroup;
 use super::launch::{launch, ChildSetup, Launched, Spawn};
 use super::logfile::LogWriter;
 use super::namespaces::Namespaces;
+use super::plan::Step;
 use super::process::ExecTarget;
 use super::relay::{supervise, Outcome};
 use super::{rootfs, security, ANNOTATION_INIT};
@@ -98,7 +100,26 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         Cgroup::create(&cgroup_name, linux.and_then(|l| l.resources().as_ref()))
             .with_context(|| format!("cannot create cgroup {cgroup_name}"))?,
     ));
-    let steps = rootfs::plan(spec, req.bundle, &ns, &cgroup.get().view())?;
+    let mut steps = rootfs::plan(spec, req.bundle, &ns, &cgroup.get().view())?;
+    // A network namespace prepared by the caller is joined first of all: before /sys
+    // is mounted (it shows the devices of its mounter's namespace). The descriptor is
+    // held until the child has joined it.
+    let net_fd = match &ns.net_path {
+        Some(path) => {
+            let fd = std::fs::File::open(path)
+                .with_context(|| format!("cannot open the network namespace {}", path.display()))?;
+            steps.insert(
+                0,
+                Step::Setns {
+                    fd: fd.as_raw_fd(),
+                    nstype: libc::CLONE_NEWNET,
+                    kind: "network",
+                },
+            );
+            Some(fd)
+        }
+        None => None,
+    };
     let mut setup = ChildSetup::new(
         steps,
         terminal,
@@ -128,6 +149,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
             });
         }
     };
+    drop(net_fd);
     on_started(child.pid);
 
     setup.streams.master = master;

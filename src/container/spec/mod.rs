@@ -24,14 +24,32 @@ use crate::runtime::ANNOTATION_INIT;
 
 pub use mounts::ETC_FILES;
 
-/// Network modes available before bridge networking lands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// `--network`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Network {
     /// A new network namespace with only `lo`, brought up.
     #[default]
     None,
     /// The host's network namespace.
     Host,
+    /// A bridge network, by name (`bridge` is the default one): a namespace made at each
+    /// start and bind-mounted at [`RunOptions::netns_path`].
+    Bridge(String),
+    /// `container:NAME|ID`: another running container's namespace, at
+    /// [`RunOptions::netns_path`] (resolved by `run`); the value is the container's id.
+    Container(String),
+}
+
+impl Network {
+    /// How `inspect` and Docker name it (`HostConfig.NetworkMode`).
+    pub fn mode_name(&self) -> String {
+        match self {
+            Network::None => "none".into(),
+            Network::Host => "host".into(),
+            Network::Bridge(name) => name.clone(),
+            Network::Container(id) => format!("container:{id}"),
+        }
+    }
 }
 
 /// The image config fields that `run` applies (Docker's semantics).
@@ -118,6 +136,9 @@ pub struct RunOptions {
     pub hostname: Option<String>,
     pub volumes: Vec<Volume>,
     pub network: Network,
+    /// The network namespace to join, for `Network::Bridge` and `Network::Container`
+    /// (resolved by `run` before the spec is built).
+    pub netns_path: Option<PathBuf>,
     pub tty: bool,
     pub init: bool,
     /// The resource flags, parsed.
@@ -139,6 +160,8 @@ pub const ANNOTATION_CAP_ADD: &str = "org.mycontainer.cap-add";
 pub const ANNOTATION_CAP_DROP: &str = "org.mycontainer.cap-drop";
 /// "true" for `--privileged`, for `inspect`.
 pub const ANNOTATION_PRIVILEGED: &str = "org.mycontainer.privileged";
+/// `--network` as Docker names it (`HostConfig.NetworkMode`), for `inspect`.
+pub const ANNOTATION_NETWORK_MODE: &str = "org.mycontainer.network-mode";
 /// `-u` as given, for `inspect`.
 pub const ANNOTATION_USER: &str = "org.mycontainer.user";
 
@@ -200,6 +223,16 @@ pub fn build(
     }
     if let Some(user) = &opts.user {
         annotations.insert(ANNOTATION_USER.to_string(), user.clone());
+    }
+    annotations.insert(
+        ANNOTATION_NETWORK_MODE.to_string(),
+        opts.network.mode_name(),
+    );
+    if let Network::Bridge(name) = &opts.network {
+        annotations.insert(
+            crate::container::network::ANNOTATION_NETWORK.to_string(),
+            name.clone(),
+        );
     }
 
     let spec = SpecBuilder::default()

@@ -1,0 +1,80 @@
+//! A network's nftables rules: one table of ours per network (`ip mycontainer-NAME`),
+//! so `nft list table ip mycontainer-NAME` shows exactly them and deleting the table
+//! removes them all. Applied as one JSON transaction through `nft -j -f -`.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use super::ipam::NetworkConfig;
+
+fn nft(commands: Vec<Value>) -> anyhow::Result<()> {
+    let input = serde_json::to_vec(&json!({ "nftables": commands }))?;
+    let mut child = Command::new("nft")
+        .args(["-j", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                anyhow::anyhow!(
+                    "cannot run nft for the container network's rules: install the nftables package"
+                )
+            } else {
+                anyhow::Error::new(e).context("cannot run nft")
+            }
+        })?;
+    child
+        .stdin
+        .take()
+        .context("nft has no stdin")?
+        .write_all(&input)
+        .context("cannot write to nft")?;
+    let out = child.wait_with_output().context("cannot wait for nft")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().next().unwrap_or("").trim();
+        bail!("nft failed: {first}");
+    }
+    Ok(())
+}
+
+/// (Re)creates the network's table: outbound traffic from its subnet to anywhere else
+/// is masqueraded (not for an internal network, whose containers reach only each other).
+pub fn apply(config: &NetworkConfig) -> anyhow::Result<()> {
+    let table = config.table();
+    let subnet = config.subnet()?;
+    let prefix = json!({ "prefix": { "addr": subnet.addr.to_string(), "len": subnet.prefix } });
+    let mut commands = vec![
+        json!({ "add": { "table": { "family": "ip", "name": table } } }),
+        json!({ "flush": { "table": { "family": "ip", "name": table } } }),
+        json!({ "add": { "chain": {
+            "family": "ip", "table": table, "name": "postrouting",
+            "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"
+        } } }),
+    ];
+    if !config.internal {
+        commands.push(json!({ "add": { "rule": {
+            "family": "ip", "table": table, "chain": "postrouting",
+            "expr": [
+                { "match": { "op": "==", "left": { "payload": { "protocol": "ip", "field": "saddr" } }, "right": prefix } },
+                { "match": { "op": "!=", "left": { "payload": { "protocol": "ip", "field": "daddr" } }, "right": prefix } },
+                { "masquerade": null }
+            ]
+        } } }));
+    }
+    nft(commands)
+}
+
+/// Deletes the network's table (a missing one is fine).
+pub fn remove(config: &NetworkConfig) -> anyhow::Result<()> {
+    let table = config.table();
+    // "add" first makes the delete succeed whether or not the table exists.
+    nft(vec![
+        json!({ "add": { "table": { "family": "ip", "name": table } } }),
+        json!({ "delete": { "table": { "family": "ip", "name": table } } }),
+    ])
+}

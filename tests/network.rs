@@ -1,0 +1,319 @@
+//! Networking: the default bridge network, none/host/container:NAME, exec in the
+//! container's namespace, and cleanup on every path. Every test runs in a network
+//! namespace of its own (tests/common: `private_network`), so bridges, veths and
+//! nftables tables are made and checked there, never on the host.
+
+mod common;
+
+use std::collections::HashSet;
+use std::fs;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// `nft list tables` in the test's namespace.
+fn nft_tables() -> String {
+    let out = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// Entries of a directory under the state root (empty when it does not exist).
+fn entries(w: &World, rel: &str) -> Vec<String> {
+    fs::read_dir(w.root.join(rel))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts that no container is attached to anything: no veth, no lease, no namespace
+/// mount or record (the bridge itself may stay until gc).
+#[track_caller]
+fn assert_nothing_attached(w: &World) {
+    let links = links();
+    assert!(
+        links.iter().all(|l| !l.starts_with("mc")),
+        "veths left: {links:?}"
+    );
+    assert_eq!(
+        entries(w, "networks/bridge.leases"),
+        Vec::<String>::new(),
+        "leases left"
+    );
+    assert_eq!(entries(w, "netns"), Vec::<String>::new(), "namespaces left");
+    // Only ours: tests running in parallel have theirs.
+    let ours = w.root.to_string_lossy().into_owned();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&ours)).collect();
+    assert!(left.is_empty(), "namespace mounts left: {left:?}");
+}
+
+/// After `gc`: not even the bridge or its table.
+#[track_caller]
+fn assert_gc_leaves_nothing(w: &World) {
+    ok(w.mc(&["gc"]));
+    assert_nothing_attached(w);
+    assert!(
+        !links().contains(&"mycontainer0".to_string()),
+        "{:?}",
+        links()
+    );
+    assert!(!nft_tables().contains("mycontainer"), "{}", nft_tables());
+    assert_eq!(
+        entries(w, "networks")
+            .iter()
+            .filter(|e| e.ends_with(".json"))
+            .count(),
+        0
+    );
+}
+
+/// The IPv4 address of eth0 as `ip -4 -o addr` prints it inside a container: "A.B.C.D/N".
+fn eth0_address(text: &str) -> String {
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no inet address in {text:?}"))
+        .to_string()
+}
+
+fn inspect(w: &World, name: &str) -> serde_json::Value {
+    let out = ok(w.mc(&["inspect", name]));
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+}
+
+#[test]
+fn bridge_is_the_default_with_an_address_a_route_and_a_reachable_gateway() {
+    let w = World::new();
+    let out = ok(w.run(
+        &["--rm"],
+        &[
+            "sh",
+            "-c",
+            "ip -4 -o addr show eth0; ip route; cat /etc/hosts; ping -c 1 -W 5 172.17.0.1 >/dev/null && echo gateway-ok",
+        ],
+    ));
+    assert!(out.contains("inet 172.17.0.2/16"), "{out}");
+    assert!(out.contains("default via 172.17.0.1 dev eth0"), "{out}");
+    assert!(out.contains("gateway-ok"), "{out}");
+    let hostname_line = out.lines().find(|l| l.starts_with("172.17.0.2\t"));
+    assert!(hostname_line.is_some(), "hosts has no address line: {out}");
+    // Our own nftables table masquerades the subnet's outbound traffic.
+    let table = Command::new("nft")
+        .args(["list", "table", "ip", "mycontainer-bridge"])
+        .output()
+        .unwrap();
+    let table = stdout(&table);
+    assert!(
+        table.contains("ip saddr 172.17.0.0/16 ip daddr != 172.17.0.0/16 masquerade"),
+        "{table}"
+    );
+    assert_nothing_attached(&w);
+    assert_gc_leaves_nothing(&w);
+}
+
+#[test]
+fn the_default_subnet_avoids_the_hosts_routes() {
+    let w = World::new();
+    // The test's namespace has a route in 172.17.0.0/16: the next pool is taken.
+    for args in [
+        &["link", "add", "taken0", "type", "bridge"][..],
+        &["addr", "add", "172.17.5.1/24", "dev", "taken0"],
+        &["link", "set", "taken0", "up"],
+    ] {
+        assert!(Command::new("ip").args(args).status().unwrap().success());
+    }
+    let out = ok(w.run(&["--rm"], &["ip", "-4", "-o", "addr", "show", "eth0"]));
+    assert_eq!(eth0_address(&out), "172.18.0.2/16", "{out}");
+}
+
+#[test]
+fn inspect_and_exec_see_the_containers_network() {
+    let w = World::new();
+    let id = w.run_detached(&["--name", "web"], &["sleep", "300"]);
+    let info = inspect(&w, "web");
+    let settings = &info["NetworkSettings"];
+    assert_eq!(settings["IPAddress"], "172.17.0.2", "{settings}");
+    assert_eq!(settings["Gateway"], "172.17.0.1");
+    assert_eq!(settings["IPPrefixLen"], 16);
+    assert_eq!(settings["MacAddress"], "02:42:ac:11:00:02");
+    assert_eq!(settings["Networks"]["bridge"]["IPAddress"], "172.17.0.2");
+    assert_eq!(info["HostConfig"]["NetworkMode"], "bridge");
+    // exec joins the same namespace.
+    let out = ok(w.mc(&["exec", "web", "ip", "-4", "-o", "addr", "show", "eth0"]));
+    assert_eq!(eth0_address(&out), "172.17.0.2/16");
+    let veth = format!("mc{}", &id[..12]);
+    assert!(links().contains(&veth), "{:?}", links());
+    ok(w.mc(&["rm", "-f", "web"]));
+    assert_nothing_attached(&w);
+    assert_gc_leaves_nothing(&w);
+}
+
+#[test]
+fn two_containers_talk_over_the_bridge() {
+    let w = World::new();
+    w.run_detached(
+        &["--name", "srv"],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello-from-srv > /www/index.html && exec httpd -f -p 8080 -h /www",
+        ],
+    );
+    let ip = inspect(&w, "srv")["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = format!("http://{ip}:8080/index.html");
+    let mut got = String::new();
+    let reached = wait_for(10, || {
+        let out = w.run(&["--rm"], &["timeout", "5", "wget", "-q", "-O", "-", &url]);
+        got = stdout(&out);
+        got.contains("hello-from-srv")
+    });
+    assert!(reached, "wget got {got:?}");
+    ok(w.mc(&["rm", "-f", "srv"]));
+    assert_nothing_attached(&w);
+}
+
+#[test]
+fn none_host_and_container_modes() {
+    let w = World::new();
+    let none = ok(w.run(&["--rm", "--network", "none"], &["ls", "/sys/class/net"]));
+    assert_eq!(none.split_whitespace().collect::<Vec<_>>(), vec!["lo"]);
+    let host = ok(w.run(&["--rm", "--network", "host"], &["ls", "/sys/class/net"]));
+    assert_eq!(host.split_whitespace().collect::<Vec<_>>(), links());
+    w.run_detached(&["--name", "owner"], &["sleep", "300"]);
+    let joined = ok(w.run(
+        &["--rm", "--network", "container:owner"],
+        &["ip", "-4", "-o", "addr", "show", "eth0"],
+    ));
+    assert_eq!(eth0_address(&joined), "172.17.0.2/16");
+    let info = inspect(&w, "owner");
+    assert_eq!(info["NetworkSettings"]["IPAddress"], "172.17.0.2");
+    // A missing or stopped container cannot be joined.
+    let out = w.run(&["--rm", "--network", "container:nobody"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("cannot join the network of container nobody"),
+        "{}",
+        stderr(&out)
+    );
+    ok(w.mc(&["stop", "-t", "1", "owner"]));
+    let out = w.run(&["--rm", "--network", "container:owner"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
+    ok(w.mc(&["rm", "owner"]));
+    assert_nothing_attached(&w);
+}
+
+#[test]
+fn thirty_parallel_bridge_runs_get_distinct_addresses_and_leave_nothing() {
+    let w = World::new();
+    const N: usize = 30;
+    let sync = w.dir.path().join("sync");
+    fs::create_dir(&sync).unwrap();
+    let volume = format!("{}:/sync", sync.display());
+    // Each container records its address, then waits until all 30 have: they are all
+    // attached at once, so their leases must all differ.
+    let script = format!(
+        "a=$(ip -4 -o addr show eth0 | awk '{{print $4}}'); touch /sync/$a.$$; \
+         i=0; while [ $(ls /sync | wc -l) -lt {N} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
+         echo $a"
+    );
+    let children: Vec<_> = (0..N)
+        .map(|_| {
+            w.run_cmd(&["--rm", "-v", &volume], &["sh", "-c", &script])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut addresses = HashSet::new();
+    for child in children {
+        let out = ok(child.wait_with_output().unwrap());
+        assert!(
+            addresses.insert(out.trim().to_string()),
+            "{out} given twice"
+        );
+    }
+    assert_eq!(addresses.len(), N);
+    assert!(addresses
+        .iter()
+        .all(|a| a.starts_with("172.17.0.") && a.ends_with("/16")));
+    assert_nothing_attached(&w);
+    assert_gc_leaves_nothing(&w);
+}
+
+#[test]
+fn kill_9_of_the_cli_then_gc_reclaims_the_veth_lease_and_mount() {
+    let w = World::new();
+    let mut cli = w
+        .run_cmd(&["--name", "victim"], &["sleep", "300"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = w.wait_running();
+    assert!(wait_for(10, || links().contains(&format!("mc{}", &id[..12]))));
+    assert_eq!(entries(&w, "networks/bridge.leases").len(), 1);
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    let pid = w.state(&id)["pid"].as_i64().unwrap() as i32;
+    // SAFETY: kill with signal 0 only checks that the pid exists.
+    assert!(wait_for(10, || unsafe { libc::kill(pid, 0) } != 0));
+    // Still there until a command notices.
+    assert_eq!(entries(&w, "networks/bridge.leases").len(), 1);
+    assert_gc_leaves_nothing(&w);
+    assert!(ok(w.mc(&["ps", "-a"])).contains("Exited (137)"));
+}
+
+#[test]
+fn kill_9_of_a_supervisor_releases_the_network_at_the_next_command() {
+    let w = World::new();
+    let id = w.run_detached(&["--name", "sup"], &["sleep", "300"]);
+    let supervisor: Vec<i32> = pids_with("supervise --lock-fd")
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&id))
+        })
+        .collect();
+    assert_eq!(supervisor.len(), 1, "{supervisor:?}");
+    // SAFETY: SIGKILL to the supervisor this test started.
+    assert_eq!(unsafe { libc::kill(supervisor[0], libc::SIGKILL) }, 0);
+    assert!(wait_for(10, || {
+        let _ = w.mc(&["ps"]);
+        entries(&w, "netns").is_empty()
+    }));
+    assert_nothing_attached(&w);
+    // It starts again with a fresh attachment, and rm takes it away.
+    ok(w.mc(&["start", "sup"]));
+    let out = ok(w.mc(&["exec", "sup", "ip", "-4", "-o", "addr", "show", "eth0"]));
+    assert_eq!(eth0_address(&out), "172.17.0.2/16");
+    ok(w.mc(&["rm", "-f", "sup"]));
+    assert_gc_leaves_nothing(&w);
+}
+
+#[test]
+fn failed_starts_leave_no_network_behind() {
+    let w = World::new();
+    let out = w.run(&["--rm"], &["/no/such/command"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert_nothing_attached(&w);
+    let out = w.run(&["--rm", "--network", "nosuchnet"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("network nosuchnet not found"),
+        "{}",
+        stderr(&out)
+    );
+    assert_nothing_attached(&w);
+    w.assert_no_containers();
+}
