@@ -317,3 +317,159 @@ fn failed_starts_leave_no_network_behind() {
     assert_nothing_attached(&w);
     w.assert_no_containers();
 }
+
+#[test]
+fn containers_on_a_user_network_reach_each_other_by_name_and_alias() {
+    let w = World::new();
+    let id = ok(w.mc(&["network", "create", "app", "--subnet", "10.77.0.0/24"]));
+    assert_eq!(id.trim().len(), 64, "{id}");
+    w.run_detached(
+        &["--name", "srv", "--network", "app", "--network-alias", "web"],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello-by-name > /www/index.html && exec httpd -f -p 8080 -h /www",
+        ],
+    );
+    // Both names resolve through /etc/hosts, and the server answers.
+    let script = "for n in srv web; do timeout 5 wget -q -O - http://$n:8080/index.html; done";
+    let mut got = String::new();
+    let reached = wait_for(10, || {
+        got = stdout(&w.run(&["--rm", "--network", "app"], &["sh", "-c", script]));
+        got.matches("hello-by-name").count() == 2
+    });
+    assert!(reached, "got {got:?}");
+    // A peer joining appears in srv's hosts file, and disappears when it leaves.
+    w.run_detached(&["--name", "peer", "--network", "app"], &["sleep", "300"]);
+    let hosts = ok(w.mc(&["exec", "srv", "cat", "/etc/hosts"]));
+    let peer_line = hosts
+        .lines()
+        .find(|l| l.contains("\tpeer"))
+        .map(String::from);
+    assert!(
+        peer_line
+            .as_deref()
+            .is_some_and(|l| l.starts_with("10.77.0.")),
+        "{hosts}"
+    );
+    let peer_hosts = ok(w.mc(&["exec", "peer", "cat", "/etc/hosts"]));
+    assert!(
+        peer_hosts
+            .lines()
+            .any(|l| l.starts_with("10.77.0.2\tsrv ") && l.ends_with(" web")),
+        "{peer_hosts}"
+    );
+    ok(w.mc(&["rm", "-f", "peer"]));
+    let hosts = ok(w.mc(&["exec", "srv", "cat", "/etc/hosts"]));
+    assert!(!hosts.contains("peer"), "{hosts}");
+    let inspect = ok(w.mc(&["network", "inspect", "app"]));
+    assert!(
+        inspect.contains("\"Subnet\": \"10.77.0.0/24\""),
+        "{inspect}"
+    );
+    assert!(inspect.contains("\"Name\": \"srv\""), "{inspect}");
+    ok(w.mc(&["rm", "-f", "srv"]));
+    ok(w.mc(&["network", "rm", "app"]));
+    assert_nothing_attached(&w);
+    assert!(
+        links().iter().all(|l| !l.starts_with("mc-")),
+        "{:?}",
+        links()
+    );
+    assert!(
+        !nft_tables().contains("mycontainer-app"),
+        "{}",
+        nft_tables()
+    );
+}
+
+#[test]
+fn network_rm_is_refused_while_a_container_uses_it() {
+    let w = World::new();
+    ok(w.mc(&["network", "create", "busy"]));
+    w.run_detached(&["--name", "user", "--network", "busy"], &["sleep", "300"]);
+    let bridge = links().into_iter().find(|l| l.starts_with("mc-"));
+    assert!(bridge.is_some(), "{:?}", links());
+    let out = w.mc(&["network", "rm", "busy"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("network busy is in use by container user"),
+        "{}",
+        stderr(&out)
+    );
+    // A stopped container still uses it (it would attach again at start).
+    ok(w.mc(&["stop", "-t", "1", "user"]));
+    assert_eq!(w.mc(&["network", "rm", "busy"]).status.code(), Some(1));
+    assert!(ok(w.mc(&["network", "ls"])).contains("busy"));
+    ok(w.mc(&["rm", "user"]));
+    assert_eq!(ok(w.mc(&["network", "rm", "busy"])).trim(), "busy");
+    assert!(!ok(w.mc(&["network", "ls"])).contains("busy"));
+    assert!(!links().contains(&bridge.unwrap()), "{:?}", links());
+    assert!(!nft_tables().contains("mycontainer-busy"));
+    let out = w.mc(&["network", "rm", "bridge"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("pre-defined"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_colliding_subnet_is_refused_and_creates_nothing() {
+    let w = World::new();
+    ok(w.mc(&["network", "create", "first", "--subnet", "10.77.0.0/16"]));
+    let out = w.mc(&["network", "create", "second", "--subnet", "10.77.5.0/24"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("subnet 10.77.5.0/24 overlaps network first"),
+        "{}",
+        stderr(&out)
+    );
+    // A route of the (test's) host is taken too.
+    for args in [
+        &["link", "add", "taken0", "type", "bridge"][..],
+        &["addr", "add", "10.88.1.1/24", "dev", "taken0"],
+        &["link", "set", "taken0", "up"],
+    ] {
+        assert!(Command::new("ip").args(args).status().unwrap().success());
+    }
+    let out = w.mc(&["network", "create", "third", "--subnet", "10.88.0.0/16"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("overlaps a route of this host"),
+        "{}",
+        stderr(&out)
+    );
+    let out = w.mc(&["network", "create", "first"]);
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    let ls = ok(w.mc(&["network", "ls"]));
+    assert!(
+        ls.contains("first") && !ls.contains("second") && !ls.contains("third"),
+        "{ls}"
+    );
+    assert_eq!(
+        entries(&w, "networks")
+            .iter()
+            .filter(|e| e.ends_with(".json"))
+            .count(),
+        1
+    );
+    ok(w.mc(&["network", "rm", "first"]));
+}
+
+#[test]
+fn add_host_dns_and_internal_networks() {
+    let w = World::new();
+    let out = ok(w.run(
+        &["--rm", "--add-host", "db:10.1.2.3", "--dns", "10.0.0.53"],
+        &["sh", "-c", "cat /etc/hosts /etc/resolv.conf"],
+    ));
+    assert!(out.contains("10.1.2.3\tdb"), "{out}");
+    assert!(out.contains("nameserver 10.0.0.53"), "{out}");
+    assert_eq!(out.matches("nameserver").count(), 1, "{out}");
+    let out = w.run(&["--rm", "--dns", "nonsense"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    ok(w.mc(&["network", "create", "closed", "--internal"]));
+    let out = ok(w.run(&["--rm", "--network", "closed"], &["ip", "route"]));
+    assert!(!out.contains("default"), "{out}");
+    assert!(out.contains("dev eth0"), "{out}");
+    ok(w.mc(&["network", "rm", "closed"]));
+    assert_nothing_attached(&w);
+}

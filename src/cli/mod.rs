@@ -6,6 +6,7 @@ mod container;
 mod exec;
 mod image;
 mod lifecycle;
+mod network;
 pub mod progress;
 mod registry;
 mod run;
@@ -72,6 +73,8 @@ pub enum Command {
     Supervise(lifecycle::SuperviseArgs),
     /// Remove stopped containers
     Rm(container::RmArgs),
+    /// Manage networks: create, ls, inspect, rm
+    Network(network::NetworkArgs),
     /// Reclaim leftovers: orphaned mounts, cgroups, temp files, unreferenced blobs
     Gc(container::GcArgs),
     /// Download an image from a registry
@@ -159,6 +162,7 @@ pub fn main() -> i32 {
         Command::Supervise(args) => lifecycle::supervise(&ctx, args),
         Command::Rm(args) => container::rm(&ctx, args),
         Command::Gc(args) => container::gc(&ctx, args),
+        Command::Network(args) => network::main(&ctx, args),
         Command::Pull(args) => registry::pull(&ctx, args),
         Command::Push(args) => registry::push(&ctx, args),
         Command::Login(args) => registry::login(&ctx, args),
@@ -192,7 +196,8 @@ impl Failure {
             | Command::Commit(_)
             | Command::Rm(_)
             | Command::Logs(_)
-            | Command::Ps(_) => Failure::Verb,
+            | Command::Ps(_)
+            | Command::Network(_) => Failure::Verb,
             Command::Exec(_) => Failure::Exec,
             _ => Failure::Tool,
         }

@@ -59,6 +59,15 @@ pub struct RunArgs {
     /// container:NAME|ID (another container's), or a network's name
     #[arg(long, alias = "net", default_value = "bridge", value_name = "NETWORK")]
     pub network: String,
+    /// Another name for the container on its user network
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
+    /// Add a line to /etc/hosts: NAME:IP
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// A nameserver for /etc/resolv.conf (replaces the host's)
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
     /// Seconds to wait after SIGTERM/SIGINT before killing the container
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub stop_timeout: u64,
@@ -200,6 +209,21 @@ impl RunArgs {
                 },
             },
             netns_path: None,
+            network_aliases: self.network_alias,
+            add_hosts: self
+                .add_host
+                .iter()
+                .map(|h| crate::container::network::hosts::parse_add_host(h))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            dns: self
+                .dns
+                .iter()
+                .map(|d| {
+                    d.parse::<std::net::IpAddr>()
+                        .map(|ip| ip.to_string())
+                        .map_err(|_| anyhow::anyhow!("invalid --dns {d:?}: give an IP address"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
             tty: self.tty,
             init: self.init,
             limits,

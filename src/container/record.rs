@@ -17,7 +17,7 @@ use mycontainer_store::Store;
 
 use super::names::{self, claim_generated_name, claim_name, validate_name};
 use super::paths::{cgroup_name, containers_dir, names_dir, MERGED_DIR};
-use super::spec::{Network, ETC_FILES};
+use super::spec::{Network, RunOptions, ETC_FILES};
 use super::state::State;
 use crate::runtime::cgroups::Cgroup;
 
@@ -83,16 +83,20 @@ impl Record {
     /// ([`ETC_FILES`]): with the host's network, its hosts and resolv.conf files; else
     /// a loopback hosts file (a bridge network adds the container's address at each
     /// start) and the host's resolv.conf as Docker filters it.
-    pub fn write_etc_files(&self, hostname: &str, network: &Network) -> anyhow::Result<()> {
-        let (hosts, resolv) = match network {
+    pub fn write_etc_files(&self, hostname: &str, opts: &RunOptions) -> anyhow::Result<()> {
+        let (mut hosts, resolv) = match &opts.network {
             Network::Host => (
                 fs::read_to_string("/etc/hosts").unwrap_or_default(),
                 fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
             ),
-            Network::None | Network::Bridge(_) | Network::Container(_) => {
-                (loopback_hosts(hostname), super::network::resolv_conf())
-            }
+            Network::None | Network::Bridge(_) | Network::Container(_) => (
+                super::network::hosts::render(hostname, None, &[], &[]),
+                super::network::resolv_conf(&opts.dns),
+            ),
         };
+        for (name, ip) in &opts.add_hosts {
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
         let contents = [format!("{hostname}\n"), hosts, resolv];
         for (name, content) in ETC_FILES.iter().zip(contents) {
             let path = self.dir.join(name);
@@ -101,13 +105,6 @@ impl Record {
         }
         Ok(())
     }
-}
-
-/// A hosts file with the loopback names and `hostname` on 127.0.1.1.
-pub(super) fn loopback_hosts(hostname: &str) -> String {
-    format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-    )
 }
 
 /// The name a record directory has until it is locked (see `create`).

@@ -288,7 +288,7 @@ fn write_bundle(
     }
     let built = spec::build(&record.id, &record.dir, &input.defaults, &options, root)?;
     let hostname = built.spec.hostname().clone().unwrap_or_default();
-    record.write_etc_files(&hostname, &options.network)?;
+    record.write_etc_files(&hostname, &options)?;
     state.command = built.args.clone();
     serde_json::to_vec(&built.spec)
         .map_err(std::io::Error::from)
@@ -329,13 +329,30 @@ fn network_of(spec: &oci_spec::runtime::Spec) -> Option<String> {
         .cloned()
 }
 
-/// Adds the container's address to its hosts file (Docker's `IP HOSTNAME` line).
-fn write_hosts(record: &super::Record, hostname: &str, attachment: &network::Attachment) {
-    let mut hosts = super::record::loopback_hosts(hostname);
-    hosts.push_str(&format!("{}\t{hostname}\n", attachment.ip));
-    let path = record.dir.join("hosts");
-    if let Err(e) = std::fs::write(&path, hosts) {
-        eprintln!("mycontainer: warning: cannot write {}: {e}", path.display());
+/// What a container's peers call it: its name, hostname, aliases, and its own
+/// `--add-host` entries (from the spec's annotations).
+fn identity(state: &State, spec: &oci_spec::runtime::Spec) -> network::Identity {
+    let annotation = |key: &str| -> Vec<String> {
+        spec.annotations()
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .map(|v| {
+                v.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    network::Identity {
+        name: state.name.clone().unwrap_or_default(),
+        hostname: spec.hostname().clone().unwrap_or_default(),
+        aliases: annotation(network::ANNOTATION_ALIASES),
+        extra_hosts: annotation(network::ANNOTATION_EXTRA_HOSTS)
+            .iter()
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(n, ip)| (n.to_string(), ip.to_string()))
+            .collect(),
     }
 }
 
@@ -351,9 +368,7 @@ fn start_and_wait(
     // released on every way out (a kill -9 of ours leaves them to gc).
     let attached = match network_of(spec) {
         Some(name) => {
-            let attachment = network::attach(store.root(), &record.id, &name)?;
-            let hostname = spec.hostname().clone().unwrap_or_default();
-            write_hosts(record, &hostname, &attachment);
+            network::attach(store.root(), &record.id, &name, &identity(state, spec))?;
             true
         }
         None => false,

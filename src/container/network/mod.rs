@@ -8,7 +8,9 @@
 //! too (`gc`). `netlink.rs` talks rtnetlink, `nft.rs` writes the network's nftables
 //! table, `resolv.rs` makes the container's resolv.conf.
 
+pub mod hosts;
 pub mod ipam;
+pub mod manage;
 mod netlink;
 mod nft;
 mod resolv;
@@ -27,12 +29,24 @@ use ipam::{NetworkConfig, Subnet};
 use netlink::Netlink;
 pub use resolv::resolv_conf;
 
+/// Removes a network's bridge and nftables table (a missing one is fine).
+fn remove_bridge(config: &NetworkConfig) -> anyhow::Result<()> {
+    let mut host = Netlink::open().context("cannot open a netlink socket")?;
+    host.delete_link(&config.bridge)
+        .with_context(|| format!("cannot delete bridge {}", config.bridge))?;
+    nft::remove(config)
+}
+
 /// The default network (`--network bridge`), created on first use.
 pub const DEFAULT_NETWORK: &str = "bridge";
 /// Its bridge device.
 pub const DEFAULT_BRIDGE: &str = "mycontainer0";
 /// The spec annotation naming the network a container is attached to at each start.
 pub const ANNOTATION_NETWORK: &str = "org.mycontainer.network";
+/// `--network-alias` values (comma-separated), read at each attach.
+pub const ANNOTATION_ALIASES: &str = "org.mycontainer.network-aliases";
+/// `--add-host` values (comma-separated NAME:IP), for every hosts file written.
+pub const ANNOTATION_EXTRA_HOSTS: &str = "org.mycontainer.extra-hosts";
 /// The container's end of its veth pair.
 const CONTAINER_LINK: &str = "eth0";
 
@@ -61,6 +75,84 @@ pub struct Attachment {
     /// The host end of the veth pair.
     pub veth: String,
     pub bridge: String,
+    /// The container's name, hostname and `--network-alias`es: what its peers on a
+    /// user network call it.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `--add-host` pairs (name, address).
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, String)>,
+}
+
+/// Who is attaching: what goes into hosts files.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    pub name: String,
+    pub hostname: String,
+    pub aliases: Vec<String>,
+    pub extra_hosts: Vec<(String, String)>,
+}
+
+/// Every attachment recorded under `<root>/netns/`, by container id.
+fn attachments(root: &Path) -> Vec<(String, Attachment)> {
+    let Ok(entries) = fs::read_dir(netns_dir(root)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(".json")?.to_string();
+            let attachment = attachment(root, &id)?;
+            Some((id, attachment))
+        })
+        .collect()
+}
+
+/// Rewrites the hosts file of every container attached to `network` (the caller holds
+/// its lock): on a user network each lists its peers by name and alias (the default
+/// network, as Docker's, resolves no names).
+fn refresh_hosts(root: &Path, network: &str) {
+    let members: Vec<(String, Attachment)> = attachments(root)
+        .into_iter()
+        .filter(|(_, a)| a.network == network)
+        .collect();
+    for (id, own) in &members {
+        let peers: Vec<(Ipv4Addr, Vec<String>)> = if network == DEFAULT_NETWORK {
+            Vec::new()
+        } else {
+            members
+                .iter()
+                .filter(|(other, _)| other != id)
+                .map(|(other, a)| {
+                    let mut names = vec![a.name.clone()];
+                    if a.hostname != a.name {
+                        names.push(a.hostname.clone());
+                    }
+                    names.extend(a.aliases.iter().cloned());
+                    names.push(other[..12.min(other.len())].to_string());
+                    let mut seen = std::collections::HashSet::new();
+                    names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
+                    (a.ip, names)
+                })
+                .collect()
+        };
+        let text = hosts::render(&own.hostname, Some(own.ip), &peers, &own.extra_hosts);
+        let path = crate::container::paths::containers_dir(root)
+            .join(id)
+            .join("hosts");
+        // In place (the file is bind-mounted into the container: a rename would not be
+        // seen there); a record that is gone has nothing to update.
+        if path.exists() {
+            if let Err(e) = fs::write(&path, text) {
+                eprintln!("mycontainer: warning: cannot write {}: {e}", path.display());
+            }
+        }
+    }
 }
 
 /// The attachment of container `id`, while it has one.
@@ -174,7 +266,7 @@ fn new_netns() -> anyhow::Result<(OwnedFd, Netlink)> {
 
 /// Attaches container `id` to network `name`: namespace (mounted at
 /// [`netns_path`]), lease, veth, address, route. On failure nothing is left.
-pub fn attach(root: &Path, id: &str, name: &str) -> anyhow::Result<Attachment> {
+pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Result<Attachment> {
     let mut host = Netlink::open().context("cannot open a netlink socket")?;
     let (config, bridge, ip) = {
         let _lock = ipam::lock(root, name)?;
@@ -193,6 +285,10 @@ pub fn attach(root: &Path, id: &str, name: &str) -> anyhow::Result<Attachment> {
         mac: show_mac(mac),
         veth: veth_name(id),
         bridge: config.bridge.clone(),
+        name: who.name.clone(),
+        hostname: who.hostname.clone(),
+        aliases: who.aliases.clone(),
+        extra_hosts: who.extra_hosts.clone(),
     };
     // Recorded before anything is made: whatever happens next, release finds it all.
     let recorded = fs::DirBuilder::new()
@@ -232,13 +328,20 @@ pub fn attach(root: &Path, id: &str, name: &str) -> anyhow::Result<Attachment> {
         inside
             .add_address(eth, ip, subnet.prefix)
             .context("cannot give eth0 its address")?;
-        inside
-            .add_default_route(eth, config.gateway)
-            .context("cannot add the default route")?;
+        // An internal network reaches nothing beyond its bridge: no default route.
+        if !config.internal {
+            inside
+                .add_default_route(eth, config.gateway)
+                .context("cannot add the default route")?;
+        }
         Ok(())
     })();
     match made {
-        Ok(()) => Ok(attachment),
+        Ok(()) => {
+            let _lock = ipam::lock(root, name)?;
+            refresh_hosts(root, name);
+            Ok(attachment)
+        }
         Err(err) => {
             if let Err(cleanup) = release(root, id) {
                 eprintln!("mycontainer: warning: {cleanup:#}");
@@ -269,7 +372,8 @@ fn mount_netns(ns: &OwnedFd, target: &Path) -> anyhow::Result<()> {
 pub fn release(root: &Path, id: &str) -> anyhow::Result<()> {
     let path = netns_path(root, id);
     let record = attachment_path(root, id);
-    if let Some(attachment) = attachment(root, id) {
+    let attached = attachment(root, id);
+    if let Some(attachment) = &attached {
         let mut host = Netlink::open().context("cannot open a netlink socket")?;
         host.delete_link(&attachment.veth)
             .with_context(|| format!("cannot delete veth {}", attachment.veth))?;
@@ -287,6 +391,13 @@ pub fn release(root: &Path, id: &str) -> anyhow::Result<()> {
                 return Err(e).with_context(|| format!("cannot remove {}", file.display()))
             }
             _ => {}
+        }
+    }
+    // Its peers forget it.
+    if let Some(attachment) = attached {
+        if attachment.network != DEFAULT_NETWORK {
+            let _lock = ipam::lock(root, &attachment.network)?;
+            refresh_hosts(root, &attachment.network);
         }
     }
     Ok(())
@@ -316,10 +427,7 @@ pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result
             }
         }
         if config.name == DEFAULT_NETWORK && ipam::leases(root, &config.name).is_empty() {
-            let mut host = Netlink::open().context("cannot open a netlink socket")?;
-            host.delete_link(&config.bridge)
-                .with_context(|| format!("cannot delete bridge {}", config.bridge))?;
-            nft::remove(&config)?;
+            remove_bridge(&config)?;
             ipam::remove_config(root, &config.name)?;
         }
     }

@@ -17,15 +17,27 @@ fn is_loopback_nameserver(line: &str) -> bool {
             .is_some_and(|a| a.is_loopback())
 }
 
-/// resolv.conf for a container with its own network namespace.
-pub fn resolv_conf() -> String {
+/// resolv.conf for a container with its own network namespace; `dns` (`--dns`), when
+/// given, replaces the nameservers.
+pub fn resolv_conf(dns: &[String]) -> String {
     let host = fs::read_to_string(HOST_FILE).unwrap_or_default();
     let text = if host.lines().any(|l| l.trim() == "nameserver 127.0.0.53") {
         fs::read_to_string(RESOLVED_UPSTREAM).unwrap_or(host)
     } else {
         host
     };
-    filter(&text)
+    if dns.is_empty() {
+        return filter(&text);
+    }
+    let mut out: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("nameserver"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for server in dns {
+        out.push_str(&format!("nameserver {server}\n"));
+    }
+    out
 }
 
 fn filter(text: &str) -> String {

@@ -139,6 +139,12 @@ pub struct RunOptions {
     /// The network namespace to join, for `Network::Bridge` and `Network::Container`
     /// (resolved by `run` before the spec is built).
     pub netns_path: Option<PathBuf>,
+    /// `--network-alias`: more names peers on a user network know it by.
+    pub network_aliases: Vec<String>,
+    /// `--add-host NAME:IP`, checked.
+    pub add_hosts: Vec<(String, String)>,
+    /// `--dns`: nameservers replacing the host's.
+    pub dns: Vec<String>,
     pub tty: bool,
     pub init: bool,
     /// The resource flags, parsed.
@@ -232,6 +238,23 @@ pub fn build(
         annotations.insert(
             crate::container::network::ANNOTATION_NETWORK.to_string(),
             name.clone(),
+        );
+        if !opts.network_aliases.is_empty() {
+            annotations.insert(
+                crate::container::network::ANNOTATION_ALIASES.to_string(),
+                opts.network_aliases.join(","),
+            );
+        }
+    }
+    if !opts.add_hosts.is_empty() {
+        let pairs: Vec<String> = opts
+            .add_hosts
+            .iter()
+            .map(|(name, ip)| format!("{name}={ip}"))
+            .collect();
+        annotations.insert(
+            crate::container::network::ANNOTATION_EXTRA_HOSTS.to_string(),
+            pairs.join(","),
         );
     }
 
