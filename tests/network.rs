@@ -4,10 +4,14 @@
 //! nftables tables are made and checked there, never on the host.
 
 mod common;
+mod probe;
 
 use std::collections::HashSet;
 use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::*;
 
@@ -471,5 +475,161 @@ fn add_host_dns_and_internal_networks() {
     assert!(!out.contains("default"), "{out}");
     assert!(out.contains("dev eth0"), "{out}");
     ok(w.mc(&["network", "rm", "closed"]));
+    assert_nothing_attached(&w);
+}
+
+/// An HTTP GET of / through `addr`, or what went wrong.
+fn http_get(addr: &str) -> String {
+    let attempt = || -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5 * slowdown())))?;
+        stream.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body)?;
+        Ok(body)
+    };
+    attempt().unwrap_or_else(|e| format!("error: {e}"))
+}
+
+/// One datagram to `addr` and its answer, or what went wrong.
+fn udp_ask(addr: &str, text: &str) -> String {
+    let attempt = || -> std::io::Result<String> {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.set_read_timeout(Some(Duration::from_secs(slowdown())))?;
+        socket.send_to(text.as_bytes(), addr)?;
+        let mut buf = [0u8; 600];
+        let n = socket.recv(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    attempt().unwrap_or_else(|e| format!("error: {e}"))
+}
+
+#[test]
+fn published_tcp_and_udp_ports_are_reached_from_loopback_and_the_bridge_address() {
+    let w = World::new();
+    probe::install(&w.rootfs);
+    let id = w.run_detached(
+        &[
+            "--name", "pub", "-p", "127.0.0.1:18080:8080", "-p", "18081:8080", "-p",
+            "15353:5353/udp",
+        ],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hi-published > /www/index.html && httpd -p 8080 -h /www && exec probe udp-echo 5353",
+        ],
+    );
+    for addr in ["127.0.0.1:18080", "127.0.0.1:18081", "172.17.0.1:18081"] {
+        let mut got = String::new();
+        let reached = wait_for(10, || {
+            got = http_get(addr);
+            got.contains("hi-published")
+        });
+        assert!(reached, "{addr}: {got}");
+    }
+    // Published on 127.0.0.1 only: not on the bridge address.
+    assert!(!http_get("172.17.0.1:18080").contains("hi-published"));
+    for addr in ["127.0.0.1:15353", "172.17.0.1:15353"] {
+        let mut got = String::new();
+        let reached = wait_for(10, || {
+            got = udp_ask(addr, "ping");
+            got == "echo:ping"
+        });
+        assert!(reached, "{addr}: {got}");
+    }
+    let ports = ok(w.mc(&["port", "pub"]));
+    for line in [
+        "8080/tcp -> 127.0.0.1:18080",
+        "8080/tcp -> 0.0.0.0:18081",
+        "5353/udp -> 0.0.0.0:15353",
+    ] {
+        assert!(ports.lines().any(|l| l == line), "{line} not in {ports}");
+    }
+    let ps = ok(w.mc(&["ps"]));
+    assert!(
+        ps.contains("127.0.0.1:18080->8080/tcp, 0.0.0.0:18081->8080/tcp"),
+        "{ps}"
+    );
+    let info = inspect(&w, "pub");
+    let bindings = &info["NetworkSettings"]["Ports"]["8080/tcp"];
+    assert_eq!(bindings.as_array().map(Vec::len), Some(2), "{info}");
+    assert!(nft_tables().contains(&format!("mycontainer-ports-{}", &id[..12])));
+    ok(w.mc(&["rm", "-f", "pub"]));
+    assert!(
+        !nft_tables().contains("mycontainer-ports"),
+        "{}",
+        nft_tables()
+    );
+    assert_nothing_attached(&w);
+    assert!(!http_get("127.0.0.1:18081").contains("hi-published"));
+}
+
+#[test]
+fn a_published_port_without_a_host_port_gets_a_free_one() {
+    let w = World::new();
+    w.run_detached(
+        &["--name", "anyport", "-p", "8080"],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hi-any > /www/index.html && exec httpd -f -p 8080 -h /www",
+        ],
+    );
+    let ports = ok(w.mc(&["port", "anyport"]));
+    let host_port: u16 = ports
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{ports}"));
+    assert_ne!(host_port, 0);
+    let addr = format!("127.0.0.1:{host_port}");
+    let mut got = String::new();
+    assert!(
+        wait_for(10, || {
+            got = http_get(&addr);
+            got.contains("hi-any")
+        }),
+        "{got}"
+    );
+}
+
+#[test]
+fn a_port_conflict_gives_a_clear_error_and_creates_nothing() {
+    let w = World::new();
+    w.run_detached(&["--name", "first", "-p", "18090:80"], &["sleep", "300"]);
+    let before = (links(), nft_tables(), entries(&w, "networks/bridge.leases"));
+    let out = w.run(&["--rm", "-p", "18090:81"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("port 0.0.0.0:18090/tcp is already published by container first"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        (links(), nft_tables(), entries(&w, "networks/bridge.leases")),
+        before
+    );
+    // A port a host process holds.
+    let _held = std::net::TcpListener::bind("127.0.0.1:18091").unwrap();
+    let out = w.run(&["--rm", "-p", "127.0.0.1:18091:80"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("host port 127.0.0.1:18091/tcp is already in use"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        (links(), nft_tables(), entries(&w, "networks/bridge.leases")),
+        before
+    );
+    let out = w.run(&["--rm", "--network", "none", "-p", "80"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("-p needs a bridge network"),
+        "{}",
+        stderr(&out)
+    );
+    ok(w.mc(&["rm", "-f", "first"]));
     assert_nothing_attached(&w);
 }

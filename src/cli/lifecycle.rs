@@ -139,6 +139,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
         "COMMAND".into(),
         "CREATED".into(),
         "STATUS".into(),
+        "PORTS".into(),
         "NAMES".into(),
     ]];
     for (record, state) in &shown {
@@ -164,10 +165,19 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
                 human_duration(now.saturating_sub(state.created_at))
             ),
             status_text(state, now),
+            container::network::attachment(&ctx.root, &record.id)
+                .map(|a| {
+                    a.ports
+                        .iter()
+                        .map(|p| p.show_short())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default(),
             state.name.clone().unwrap_or_default(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|col| {
             rows.iter()
                 .map(|r| r[col].chars().count())
@@ -178,7 +188,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
     for row in &rows {
         let mut line = String::new();
         for (col, cell) in row.iter().enumerate() {
-            if col == 5 {
+            if col == 6 {
                 line.push_str(cell);
             } else {
                 line.push_str(cell);

@@ -75,6 +75,8 @@ pub enum Command {
     Rm(container::RmArgs),
     /// Manage networks: create, ls, inspect, rm
     Network(network::NetworkArgs),
+    /// List a container's published ports
+    Port(network::PortArgs),
     /// Reclaim leftovers: orphaned mounts, cgroups, temp files, unreferenced blobs
     Gc(container::GcArgs),
     /// Download an image from a registry
@@ -163,6 +165,7 @@ pub fn main() -> i32 {
         Command::Rm(args) => container::rm(&ctx, args),
         Command::Gc(args) => container::gc(&ctx, args),
         Command::Network(args) => network::main(&ctx, args),
+        Command::Port(args) => network::port(&ctx, args),
         Command::Pull(args) => registry::pull(&ctx, args),
         Command::Push(args) => registry::push(&ctx, args),
         Command::Login(args) => registry::login(&ctx, args),
@@ -197,7 +200,8 @@ impl Failure {
             | Command::Rm(_)
             | Command::Logs(_)
             | Command::Ps(_)
-            | Command::Network(_) => Failure::Verb,
+            | Command::Network(_)
+            | Command::Port(_) => Failure::Verb,
             Command::Exec(_) => Failure::Exec,
             _ => Failure::Tool,
         }

@@ -103,3 +103,20 @@ pub fn main(ctx: &Ctx, args: NetworkArgs) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
+
+#[derive(Args, Debug)]
+pub struct PortArgs {
+    /// The container (name or id)
+    pub container: String,
+}
+
+/// `mycontainer port NAME`: its published ports, as `docker port` prints them.
+pub fn port(ctx: &Ctx, args: PortArgs) -> anyhow::Result<i32> {
+    let record = crate::container::find(&ctx.root, &args.container)?;
+    if let Some(attachment) = crate::container::network::attachment(&ctx.root, &record.id) {
+        for p in &attachment.ports {
+            println!("{}", p.show());
+        }
+    }
+    Ok(0)
+}

@@ -65,6 +65,12 @@ pub struct RunArgs {
     /// Add a line to /etc/hosts: NAME:IP
     #[arg(long = "add-host", value_name = "NAME:IP")]
     pub add_host: Vec<String>,
+    /// Publish a container port: [IP:][HOSTPORT:]CTRPORT[/tcp|udp] (no HOSTPORT: a free one)
+    #[arg(short = 'p', long = "publish", value_name = "[IP:][HOSTPORT:]CTRPORT")]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes, each on a free host port
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// A nameserver for /etc/resolv.conf (replaces the host's)
     #[arg(long, value_name = "IP")]
     pub dns: Vec<String>,
@@ -142,6 +148,8 @@ struct Launch {
     interactive: bool,
     rm: bool,
     stop_timeout: Duration,
+    /// `-P`: resolved once the image (and its exposed ports) is known.
+    publish_all: bool,
 }
 
 impl RunArgs {
@@ -185,6 +193,7 @@ impl RunArgs {
             interactive: self.interactive,
             rm: self.rm,
             stop_timeout: Duration::from_secs(self.stop_timeout),
+            publish_all: self.publish_all,
         };
         let options = RunOptions {
             name: self.name,
@@ -209,6 +218,11 @@ impl RunArgs {
                 },
             },
             netns_path: None,
+            ports: self
+                .publish
+                .iter()
+                .map(|p| crate::container::network::ports::parse(p))
+                .collect::<anyhow::Result<Vec<_>>>()?,
             network_aliases: self.network_alias,
             add_hosts: self
                 .add_host
@@ -247,7 +261,7 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
             "run -d cannot be combined with -i yet (nothing could attach to its stdin): use run -d, then exec -i"
         );
     }
-    let (launch, options) = args.into_parts()?;
+    let (launch, mut options) = args.into_parts()?;
     let rootfs = match &launch.rootfs {
         Some(dir) => Some(
             std::fs::canonicalize(dir)
@@ -275,6 +289,13 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
             )
         }
     };
+    if launch.publish_all {
+        options
+            .ports
+            .extend(crate::container::network::ports::exposed(
+                &defaults.exposed_ports,
+            )?);
+    }
     let input = RunInput {
         image,
         image_id,

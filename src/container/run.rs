@@ -353,6 +353,7 @@ fn identity(state: &State, spec: &oci_spec::runtime::Spec) -> network::Identity 
             .filter_map(|pair| pair.split_once('='))
             .map(|(n, ip)| (n.to_string(), ip.to_string()))
             .collect(),
+        ports: network::ports::wanted(spec.annotations().as_ref()),
     }
 }
 

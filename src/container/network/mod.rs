@@ -13,6 +13,7 @@ pub mod ipam;
 pub mod manage;
 mod netlink;
 mod nft;
+pub mod ports;
 mod resolv;
 
 use std::fs::{self, File};
@@ -86,6 +87,9 @@ pub struct Attachment {
     /// `--add-host` pairs (name, address).
     #[serde(default)]
     pub extra_hosts: Vec<(String, String)>,
+    /// Published ports, resolved (host ports chosen).
+    #[serde(default)]
+    pub ports: Vec<ports::PortMap>,
 }
 
 /// Who is attaching: what goes into hosts files.
@@ -95,6 +99,8 @@ pub struct Identity {
     pub hostname: String,
     pub aliases: Vec<String>,
     pub extra_hosts: Vec<(String, String)>,
+    /// The ports to publish (host port 0: choose one).
+    pub ports: Vec<ports::PortMap>,
 }
 
 /// Every attachment recorded under `<root>/netns/`, by container id.
@@ -289,7 +295,31 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
         hostname: who.hostname.clone(),
         aliases: who.aliases.clone(),
         extra_hosts: who.extra_hosts.clone(),
+        ports: Vec::new(),
     };
+    // Ports are checked and claimed (by the attachment record, which other runs read)
+    // under one lock, before anything is made: a conflict leaves nothing behind.
+    let ports_lock = if who.ports.is_empty() {
+        None
+    } else {
+        Some(ipam::lock(root, ports::LOCK)?)
+    };
+    let taken: Vec<(String, Vec<ports::PortMap>)> = attachments(root)
+        .into_iter()
+        .filter(|(other, a)| other != id && !a.ports.is_empty())
+        .map(|(other, a)| {
+            let who = if a.name.is_empty() { other } else { a.name };
+            (who, a.ports)
+        })
+        .collect();
+    let mut attachment = attachment;
+    match ports::resolve(&who.ports, &taken) {
+        Ok(resolved) => attachment.ports = resolved,
+        Err(err) => {
+            ipam::release(root, name, ip, id);
+            return Err(err);
+        }
+    }
     // Recorded before anything is made: whatever happens next, release finds it all.
     let recorded = fs::DirBuilder::new()
         .recursive(true)
@@ -305,6 +335,7 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
             .map_err(anyhow::Error::from)
         })
         .with_context(|| format!("cannot record the network of container {id}"));
+    drop(ports_lock);
     if let Err(err) = recorded {
         ipam::release(root, name, ip, id);
         return Err(err);
@@ -328,6 +359,10 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
         inside
             .add_address(eth, ip, subnet.prefix)
             .context("cannot give eth0 its address")?;
+        if !attachment.ports.is_empty() {
+            ports::allow_localnet(&config.bridge)?;
+            nft::apply_ports(&nft::ports_table(id), ip, &attachment.ports)?;
+        }
         // An internal network reaches nothing beyond its bridge: no default route.
         if !config.internal {
             inside
@@ -377,6 +412,9 @@ pub fn release(root: &Path, id: &str) -> anyhow::Result<()> {
         let mut host = Netlink::open().context("cannot open a netlink socket")?;
         host.delete_link(&attachment.veth)
             .with_context(|| format!("cannot delete veth {}", attachment.veth))?;
+        if !attachment.ports.is_empty() {
+            nft::remove_table(&nft::ports_table(id))?;
+        }
         ipam::release(root, &attachment.network, attachment.ip, id);
     }
     match sys_mount::unmount(&path, sys_mount::UnmountFlags::DETACH) {
@@ -463,9 +501,19 @@ pub fn settings(root: &Path, id: &str, mode: &str) -> serde_json::Value {
             }),
         );
     }
+    let mut ports = serde_json::Map::new();
+    for p in attached.iter().flat_map(|a| a.ports.iter()) {
+        let key = format!("{}/{}", p.container_port, p.proto);
+        let entry = ports.entry(key).or_insert_with(|| json!([]));
+        if let Some(list) = entry.as_array_mut() {
+            list.push(
+                json!({ "HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string() }),
+            );
+        }
+    }
     json!({
         "SandboxKey": if attached.is_some() { netns_path(root, id).display().to_string() } else { String::new() },
-        "Ports": {},
+        "Ports": ports,
         "Gateway": gateway,
         "IPAddress": ip,
         "IPPrefixLen": prefix,

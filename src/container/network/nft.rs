@@ -78,3 +78,68 @@ pub fn remove(config: &NetworkConfig) -> anyhow::Result<()> {
         json!({ "delete": { "table": { "family": "ip", "name": table } } }),
     ])
 }
+
+/// The table of container `id`'s published ports.
+pub fn ports_table(id: &str) -> String {
+    format!("mycontainer-ports-{}", &id[..12.min(id.len())])
+}
+
+/// Creates the table forwarding `ports` to `container` (DNAT from packets arriving for
+/// a local address, and from the host's own, loopback included), and masquerading what
+/// came from 127.0.0.0/8 so the container's replies find their way back.
+pub fn apply_ports(
+    table: &str,
+    container: std::net::Ipv4Addr,
+    ports: &[super::ports::PortMap],
+) -> anyhow::Result<()> {
+    let chain = |name: &str, hook: &str, prio: i32| {
+        json!({ "add": { "chain": {
+            "family": "ip", "table": table, "name": name,
+            "type": "nat", "hook": hook, "prio": prio, "policy": "accept"
+        } } })
+    };
+    let mut commands = vec![
+        json!({ "add": { "table": { "family": "ip", "name": table } } }),
+        json!({ "flush": { "table": { "family": "ip", "name": table } } }),
+        chain("prerouting", "prerouting", -100),
+        chain("output", "output", -100),
+        chain("postrouting", "postrouting", 100),
+    ];
+    for p in ports {
+        let mut expr = vec![json!({ "match": { "op": "==",
+            "left": { "fib": { "result": "type", "flags": ["daddr"] } }, "right": "local" } })];
+        if !p.host_ip.is_unspecified() {
+            expr.push(json!({ "match": { "op": "==",
+                "left": { "payload": { "protocol": "ip", "field": "daddr" } },
+                "right": p.host_ip.to_string() } }));
+        }
+        expr.push(json!({ "match": { "op": "==",
+            "left": { "payload": { "protocol": p.proto, "field": "dport" } },
+            "right": p.host_port } }));
+        expr.push(json!({ "dnat": { "addr": container.to_string(), "port": p.container_port } }));
+        for chain in ["prerouting", "output"] {
+            commands.push(json!({ "add": { "rule": {
+                "family": "ip", "table": table, "chain": chain, "expr": expr
+            } } }));
+        }
+    }
+    commands.push(json!({ "add": { "rule": {
+        "family": "ip", "table": table, "chain": "postrouting",
+        "expr": [
+            { "match": { "op": "==", "left": { "payload": { "protocol": "ip", "field": "saddr" } },
+              "right": { "prefix": { "addr": "127.0.0.0", "len": 8 } } } },
+            { "match": { "op": "==", "left": { "payload": { "protocol": "ip", "field": "daddr" } },
+              "right": container.to_string() } },
+            { "masquerade": null }
+        ]
+    } } }));
+    nft(commands)
+}
+
+/// Deletes the table `name` (a missing one is fine).
+pub fn remove_table(name: &str) -> anyhow::Result<()> {
+    nft(vec![
+        json!({ "add": { "table": { "family": "ip", "name": name } } }),
+        json!({ "delete": { "table": { "family": "ip", "name": name } } }),
+    ])
+}

@@ -60,6 +60,8 @@ pub struct ImageDefaults {
     pub cmd: Vec<String>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// `ExposedPorts` keys ("80/tcp"), for `-P`.
+    pub exposed_ports: Vec<String>,
 }
 
 impl ImageDefaults {
@@ -73,6 +75,7 @@ impl ImageDefaults {
             cmd: c.cmd().clone().unwrap_or_default(),
             working_dir: c.working_dir().clone().filter(|w| !w.is_empty()),
             user: c.user().clone().filter(|u| !u.is_empty()),
+            exposed_ports: c.exposed_ports().clone().unwrap_or_default(),
         }
     }
 }
@@ -145,6 +148,8 @@ pub struct RunOptions {
     pub add_hosts: Vec<(String, String)>,
     /// `--dns`: nameservers replacing the host's.
     pub dns: Vec<String>,
+    /// `-p` (and `-P`, expanded from the image's exposed ports).
+    pub ports: Vec<crate::container::network::ports::PortMap>,
     pub tty: bool,
     pub init: bool,
     /// The resource flags, parsed.
@@ -245,6 +250,18 @@ pub fn build(
                 opts.network_aliases.join(","),
             );
         }
+    }
+    if !opts.ports.is_empty() {
+        if !matches!(opts.network, Network::Bridge(_)) {
+            bail!(
+                "-p needs a bridge network: ports cannot be published with --network {}",
+                opts.network.mode_name()
+            );
+        }
+        annotations.insert(
+            crate::container::network::ports::ANNOTATION_PORTS.to_string(),
+            serde_json::to_string(&opts.ports)?,
+        );
     }
     if !opts.add_hosts.is_empty() {
         let pairs: Vec<String> = opts
