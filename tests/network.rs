@@ -633,3 +633,33 @@ fn a_port_conflict_gives_a_clear_error_and_creates_nothing() {
     ok(w.mc(&["rm", "-f", "first"]));
     assert_nothing_attached(&w);
 }
+
+#[test]
+fn without_nft_a_bridge_run_says_which_package_to_install_and_leaves_nothing() {
+    let w = World::new();
+    let out = w
+        .run_cmd(&["--rm"], &["true"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("install the nftables package"),
+        "{}",
+        stderr(&out)
+    );
+    assert_nothing_attached(&w);
+    assert!(
+        !links().contains(&"mycontainer0".to_string()),
+        "{:?}",
+        links()
+    );
+    // --network none needs no nft.
+    let out = w
+        .run_cmd(&["--rm", "--network", "none"], &["true"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    w.assert_no_containers();
+}
