@@ -1,6 +1,6 @@
 //! A network's nftables rules: one table of ours per network (`ip mycontainer-NAME`),
 //! so `nft list table ip mycontainer-NAME` shows exactly them and deleting the table
-//! removes them all. Applied as one JSON transaction through `nft -j -f -`.
+//! removes them all. Applied as one JSON transaction piped to `nft -j -f`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -12,8 +12,9 @@ use super::ipam::NetworkConfig;
 
 fn nft(commands: Vec<Value>) -> anyhow::Result<()> {
     let input = serde_json::to_vec(&json!({ "nftables": commands }))?;
+    // Its stdin by /proc: "-" makes nft open /dev/stdin, which minimal systems lack.
     let mut child = Command::new("nft")
-        .args(["-j", "-f", "-"])
+        .args(["-j", "-f", "/proc/self/fd/0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
