@@ -662,4 +662,12 @@ fn without_nft_a_bridge_run_says_which_package_to_install_and_leaves_nothing() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     w.assert_no_containers();
+    // gc works without nft too.
+    let out = w
+        .cmd()
+        .arg("gc")
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
 }

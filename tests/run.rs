@@ -375,7 +375,7 @@ fn the_host_mount_table_does_not_change() {
         )
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    fx.wait_running();
     // The one mount a run adds to the host's table: its network namespace, bound under
     // <root>/netns (as Docker's and Podman's are), gone when the run ends.
     let netns = fx.root.join("netns").to_string_lossy().into_owned();
@@ -403,7 +403,10 @@ fn sigterm_to_the_cli_is_forwarded_then_escalates_after_the_grace_period() {
         wait_for(30, || pids_with(&format!("sleep {marker}")).len() == 2),
         "container did not start"
     );
-    let id = fx.container_ids().pop().unwrap();
+    // Two processes with that command line may also be the CLI and a child it forked
+    // that has not exec'd yet (nft, making the default bridge): the container runs once
+    // its state says so.
+    let id = fx.wait_running();
     let start = Instant::now();
     // SAFETY: signals the child we spawned.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

@@ -10,6 +10,16 @@ use serde_json::{json, Value};
 
 use super::ipam::NetworkConfig;
 
+const MISSING: &str = "install the nftables package";
+
+/// Removal without nft installed: nothing of ours can exist, so nothing to remove.
+fn removed(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    match result {
+        Err(e) if e.to_string().contains(MISSING) => Ok(()),
+        other => other,
+    }
+}
+
 fn nft(commands: Vec<Value>) -> anyhow::Result<()> {
     let input = serde_json::to_vec(&json!({ "nftables": commands }))?;
     // Its stdin by /proc: "-" makes nft open /dev/stdin, which minimal systems lack.
@@ -21,9 +31,7 @@ fn nft(commands: Vec<Value>) -> anyhow::Result<()> {
         .spawn()
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                anyhow::anyhow!(
-                    "cannot run nft for the container network's rules: install the nftables package"
-                )
+                anyhow::anyhow!("cannot run nft for the container network's rules: {MISSING}")
             } else {
                 anyhow::Error::new(e).context("cannot run nft")
             }
@@ -74,10 +82,10 @@ pub fn apply(config: &NetworkConfig) -> anyhow::Result<()> {
 pub fn remove(config: &NetworkConfig) -> anyhow::Result<()> {
     let table = config.table();
     // "add" first makes the delete succeed whether or not the table exists.
-    nft(vec![
+    removed(nft(vec![
         json!({ "add": { "table": { "family": "ip", "name": table } } }),
         json!({ "delete": { "table": { "family": "ip", "name": table } } }),
-    ])
+    ]))
 }
 
 /// The table of container `id`'s published ports.
@@ -139,8 +147,8 @@ pub fn apply_ports(
 
 /// Deletes the table `name` (a missing one is fine).
 pub fn remove_table(name: &str) -> anyhow::Result<()> {
-    nft(vec![
+    removed(nft(vec![
         json!({ "add": { "table": { "family": "ip", "name": name } } }),
         json!({ "delete": { "table": { "family": "ip", "name": name } } }),
-    ])
+    ]))
 }
