@@ -343,14 +343,25 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
     let made = (|| -> anyhow::Result<()> {
         let (ns, mut inside) = new_netns()?;
         mount_netns(&ns, &netns_path(root, id))?;
-        host.create_veth(
+        let mut created = host.create_veth(
             &attachment.veth,
             bridge,
             CONTAINER_LINK,
             mac,
             ns.as_raw_fd(),
-        )
-        .with_context(|| format!("cannot create the veth pair {}", attachment.veth))?;
+        );
+        if created.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST)) {
+            // The pair of this container's last run, still going with its namespace.
+            host.delete_link(&attachment.veth)?;
+            created = host.create_veth(
+                &attachment.veth,
+                bridge,
+                CONTAINER_LINK,
+                mac,
+                ns.as_raw_fd(),
+            );
+        }
+        created.with_context(|| format!("cannot create the veth pair {}", attachment.veth))?;
         inside.set_up(1).context("cannot bring up lo")?;
         let eth = inside
             .link_index(CONTAINER_LINK)?
@@ -402,26 +413,33 @@ fn mount_netns(ns: &OwnedFd, target: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Undoes what [`attach`] made for container `id` (idempotent): the veth pair (its
-/// container end goes with it), the lease, the namespace's mount and the records.
+/// Undoes what [`attach`] made for container `id` (idempotent): the namespace's mount,
+/// the veth pair, the ports' table, the lease and the records. The veth pair goes with
+/// the namespace once nothing holds it (the kernel tears a dead namespace down in the
+/// background); deleting it here instead would wait out RCU grace periods (tens of
+/// milliseconds on a busy host) on every exit. Only when the namespace was never
+/// mounted is the veth deleted directly.
 pub fn release(root: &Path, id: &str) -> anyhow::Result<()> {
     let path = netns_path(root, id);
     let record = attachment_path(root, id);
     let attached = attachment(root, id);
+    let unmounted = match sys_mount::unmount(&path, sys_mount::UnmountFlags::DETACH) {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.kind() == ErrorKind::NotFound => {
+            false
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot unmount {}", path.display())),
+    };
     if let Some(attachment) = &attached {
-        let mut host = Netlink::open().context("cannot open a netlink socket")?;
-        host.delete_link(&attachment.veth)
-            .with_context(|| format!("cannot delete veth {}", attachment.veth))?;
+        if !unmounted {
+            let mut host = Netlink::open().context("cannot open a netlink socket")?;
+            host.delete_link(&attachment.veth)
+                .with_context(|| format!("cannot delete veth {}", attachment.veth))?;
+        }
         if !attachment.ports.is_empty() {
             nft::remove_table(&nft::ports_table(id))?;
         }
         ipam::release(root, &attachment.network, attachment.ip, id);
-    }
-    match sys_mount::unmount(&path, sys_mount::UnmountFlags::DETACH) {
-        Err(e) if e.raw_os_error() != Some(libc::EINVAL) && e.kind() != ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("cannot unmount {}", path.display()))
-        }
-        _ => {}
     }
     for file in [&path, &record] {
         match fs::remove_file(file) {
