@@ -44,7 +44,9 @@ fn assert_nothing_attached(w: &World) {
     let mut links = Vec::new();
     let gone = wait_for(10, || {
         links = common::links();
-        links.iter().all(|l| !l.starts_with("mc") || l.starts_with("mc-"))
+        links
+            .iter()
+            .all(|l| !l.starts_with("mc") || l.starts_with("mc-"))
     });
     assert!(gone, "veths left: {links:?}");
     assert_eq!(

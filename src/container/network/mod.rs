@@ -350,7 +350,10 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
             mac,
             ns.as_raw_fd(),
         );
-        if created.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST)) {
+        if created
+            .as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST))
+        {
             // The pair of this container's last run, still going with its namespace.
             host.delete_link(&attachment.veth)?;
             created = host.create_veth(
