@@ -767,8 +767,8 @@ fn run_steps_get_runs_isolation_limits_and_network() {
     );
     assert_eq!(
         sh(&root, "isolated", "cat /net"),
-        "lo\n",
-        "--network none by default"
+        "eth0\nlo\n",
+        "the default bridge network, as docker build"
     );
     assert_eq!(
         sh(&root, "isolated", "cat /limit"),
@@ -780,11 +780,28 @@ fn run_steps_get_runs_isolation_limits_and_network() {
         ctx.path(),
         &["-t", "hostnet", "--network", "host", "--no-cache"],
     );
-    let host_net: Vec<String> = fs::read_dir("/sys/class/net")
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    // "host" is the test's own network namespace (see registry_support): its
+    // interfaces as /proc/thread-self/net/dev lists them.
+    let dev = fs::read_to_string("/proc/thread-self/net/dev").unwrap();
+    let mut host_net: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|name| name.trim().to_string())
         .collect();
+    host_net.sort();
     let seen = sh(&root, "hostnet", "cat /net");
-    assert_eq!(seen.lines().count(), host_net.len(), "host network: {seen}");
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        host_net,
+        "host network: {seen}"
+    );
+
+    build_ok(
+        &root,
+        ctx.path(),
+        &["-t", "nonet", "--network", "none", "--no-cache"],
+    );
+    assert_eq!(sh(&root, "nonet", "cat /net"), "lo\n", "--network none");
     assert_clean(&root);
 }

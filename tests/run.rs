@@ -375,8 +375,14 @@ fn the_host_mount_table_does_not_change() {
         )
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    let during = relevant();
+    fx.wait_running();
+    // The one mount a run adds to the host's table: its network namespace, bound under
+    // <root>/netns (as Docker's and Podman's are), gone when the run ends.
+    let netns = fx.root.join("netns").to_string_lossy().into_owned();
+    let (namespaces, during): (Vec<String>, Vec<String>) = relevant()
+        .into_iter()
+        .partition(|l| l.contains(" nsfs ") && l.contains(&netns));
+    assert_eq!(namespaces.len(), 1, "{namespaces:?}");
     assert!(child.wait().unwrap().success());
     let after = relevant();
     assert_eq!(before, during);
@@ -397,7 +403,10 @@ fn sigterm_to_the_cli_is_forwarded_then_escalates_after_the_grace_period() {
         wait_for(30, || pids_with(&format!("sleep {marker}")).len() == 2),
         "container did not start"
     );
-    let id = fx.container_ids().pop().unwrap();
+    // Two processes with that command line may also be the CLI and a child it forked
+    // that has not exec'd yet (nft, making the default bridge): the container runs once
+    // its state says so.
+    let id = fx.wait_running();
     let start = Instant::now();
     // SAFETY: signals the child we spawned.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -536,7 +545,7 @@ fn names_are_unique_while_the_container_exists() {
 fn network_none_has_only_loopback_up_and_host_shares_ours() {
     let fx = Fixture::new();
     let out = ok(fx.run(
-        &["--rm"],
+        &["--rm", "--network", "none"],
         &[
             "sh",
             "-c",
@@ -547,9 +556,9 @@ fn network_none_has_only_loopback_up_and_host_shares_ours() {
     assert_eq!(lines[0], "lo", "{out}");
     let flags = u32::from_str_radix(lines[2].trim_start_matches("0x"), 16).unwrap();
     assert_eq!(flags & 1, 1, "lo is not up: {out}");
-    let host_ifaces = fs::read_dir("/sys/class/net").unwrap().count();
+    // "The host" is the test's own namespace (see tests/common): only lo.
     let out = ok(fx.run(&["--rm", "--network", "host"], &["ls", "/sys/class/net"]));
-    assert_eq!(out.lines().count(), host_ifaces);
+    assert_eq!(out.lines().collect::<Vec<_>>(), links());
 }
 
 #[test]
@@ -764,4 +773,29 @@ fn etc_mtab_links_to_proc_mounts_unless_the_image_has_one() {
         "the image's own\n"
     );
     own.assert_no_containers();
+}
+
+#[test]
+fn each_test_has_a_network_namespace_of_its_own() {
+    let w = World::new();
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let ours = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    assert_ne!(
+        host, ours,
+        "the test thread is still in the process's namespace"
+    );
+    assert_eq!(links(), vec!["lo".to_string()]);
+    // What the test starts inherits it: a container given "the host's" network sees
+    // only the test's loopback (the host has other interfaces), and it is up.
+    let inside = ok(w.run(&["--network", "host"], &["cat", "/proc/net/dev"]));
+    let names: Vec<&str> = inside
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(names, vec!["lo"], "{inside}");
+    let flags = ok(w.run(&["--network", "host"], &["cat", "/sys/class/net/lo/flags"]));
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "lo is down");
 }

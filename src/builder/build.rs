@@ -633,7 +633,7 @@ impl Builder<'_> {
             root: RootSource::Image(Box::new(image)),
             options: RunOptions {
                 command: argv,
-                network: self.request.network,
+                network: self.request.network.clone(),
                 limits: self.request.limits.clone(),
                 ..RunOptions::default()
             },

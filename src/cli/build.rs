@@ -114,9 +114,11 @@ pub fn containerfile_build(ctx: &Ctx, args: &BuildArgs) -> anyhow::Result<Option
         target: args.target.clone(),
         no_cache: args.no_cache,
         timestamp,
-        network: match args.network {
-            super::run::NetworkMode::None => Network::None,
-            super::run::NetworkMode::Host => Network::Host,
+        network: match Network::parse(&args.network)? {
+            Network::Container(_) => {
+                anyhow::bail!("--network container:NAME is not supported for builds: use bridge, none or host")
+            }
+            network => network,
         },
         limits,
         quiet: ctx.quiet,

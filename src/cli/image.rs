@@ -79,9 +79,10 @@ pub struct BuildArgs {
     /// Fixed times for a reproducible image: Unix seconds (default: $SOURCE_DATE_EPOCH)
     #[arg(long, value_name = "SECONDS")]
     pub timestamp: Option<u64>,
-    /// Network of RUN steps: none (loopback only, the default) or host
-    #[arg(long, value_enum, default_value = "none")]
-    pub network: super::run::NetworkMode,
+    /// Network of RUN steps: bridge (the default network, as Docker), none, host, or a
+    /// network's name
+    #[arg(long, default_value = "bridge", value_name = "NETWORK")]
+    pub network: String,
     /// Memory limit of RUN steps
     #[arg(short = 'm', long, value_name = "SIZE")]
     pub memory: Option<String>,

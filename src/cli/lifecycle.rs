@@ -151,8 +151,22 @@ fn truncate(text: &str, max: usize) -> String {
     cut
 }
 
+/// A container's published ports as ps shows them (`0.0.0.0:8080->80/tcp, ...`).
+fn ports_text(root: &std::path::Path, id: &str) -> String {
+    container::network::attachment(root, id)
+        .map(|a| {
+            a.ports
+                .iter()
+                .map(|p| p.show_short())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
 /// One container as `ps --format` sees it (Docker's field names).
 fn ps_row(
+    root: &std::path::Path,
     record: &container::Record,
     state: &State,
     now: u64,
@@ -174,7 +188,7 @@ fn ps_row(
         "Status": live_status(record, state, now),
         "Names": state.name.clone().unwrap_or_default(),
         "Labels": labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-        "Ports": "",
+        "Ports": ports_text(root, &record.id),
         "Mounts": "",
         "Networks": "",
         "Size": "",
@@ -202,7 +216,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
     if let Some(format) = &args.format {
         let rows: Vec<serde_json::Value> = shown
             .iter()
-            .map(|(record, state)| ps_row(record, state, now, args.no_trunc))
+            .map(|(record, state)| ps_row(&ctx.root, record, state, now, args.no_trunc))
             .collect();
         super::format::print_rows_with(
             format,
@@ -231,6 +245,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
         "COMMAND".into(),
         "CREATED".into(),
         "STATUS".into(),
+        "PORTS".into(),
         "NAMES".into(),
     ]];
     for (record, state) in &shown {
@@ -256,10 +271,11 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
                 human_duration(now.saturating_sub(state.created_at))
             ),
             live_status(record, state, now),
+            ports_text(&ctx.root, &record.id),
             state.name.clone().unwrap_or_default(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|col| {
             rows.iter()
                 .map(|r| r[col].chars().count())
@@ -270,7 +286,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
     for row in &rows {
         let mut line = String::new();
         for (col, cell) in row.iter().enumerate() {
-            if col == 5 {
+            if col == 6 {
                 line.push_str(cell);
             } else {
                 line.push_str(cell);

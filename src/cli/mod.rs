@@ -10,6 +10,7 @@ mod filters;
 mod format;
 mod image;
 mod lifecycle;
+mod network;
 mod observe;
 mod oci;
 mod policies;
@@ -99,6 +100,10 @@ pub enum Command {
     Supervise(lifecycle::SuperviseArgs),
     /// Remove stopped containers
     Rm(container::RmArgs),
+    /// Manage networks: create, ls, inspect, rm
+    Network(network::NetworkArgs),
+    /// List a container's published ports
+    Port(network::PortArgs),
     /// Reclaim leftovers: orphaned mounts, cgroups, temp files, unreferenced blobs
     Gc(container::GcArgs),
     /// Download an image from a registry
@@ -223,6 +228,8 @@ pub fn main() -> i32 {
         Command::Supervise(args) => lifecycle::supervise(&ctx, args),
         Command::Rm(args) => container::rm(&ctx, args),
         Command::Gc(args) => container::gc(&ctx, args),
+        Command::Network(args) => network::main(&ctx, args),
+        Command::Port(args) => network::port(&ctx, args),
         Command::Pull(args) => registry::pull(&ctx, args),
         Command::Push(args) => registry::push(&ctx, args),
         Command::Login(args) => registry::login(&ctx, args),

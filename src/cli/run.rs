@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{ArgAction, Args, ValueEnum};
+use clap::{ArgAction, Args};
 
 use super::Ctx;
 use crate::container::health::{HealthFlags, ImageHealthcheck};
@@ -14,14 +14,6 @@ use crate::container::restart::RestartPolicy;
 use crate::container::run::{RootSource, RunInput};
 use crate::container::spec::{parse_mount, ImageDefaults, MountFlag, Network, RunOptions, Volume};
 use crate::container::state::LogOpts;
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetworkMode {
-    /// A private network namespace with only the loopback interface
-    None,
-    /// The host's network
-    Host,
-}
 
 #[derive(Args, Debug)]
 #[command(disable_help_flag = true)]
@@ -74,9 +66,25 @@ pub struct RunArgs {
     /// Override the image's entrypoint ("" clears it)
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// Network: none (loopback only) or host
-    #[arg(long, value_enum, default_value = "none")]
-    pub network: NetworkMode,
+    /// Network: bridge (the default network), none (loopback only), host,
+    /// container:NAME|ID (another container's), or a network's name
+    #[arg(long, alias = "net", default_value = "bridge", value_name = "NETWORK")]
+    pub network: String,
+    /// Another name for the container on its user network
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
+    /// Add a line to /etc/hosts: NAME:IP
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// Publish a container port: [IP:][HOSTPORT:]CTRPORT[/tcp|udp] (no HOSTPORT: a free one)
+    #[arg(short = 'p', long = "publish", value_name = "[IP:][HOSTPORT:]CTRPORT")]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes, each on a free host port
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// A nameserver for /etc/resolv.conf (replaces the host's)
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
     /// Signal `stop` sends first (default: the image's STOPSIGNAL, else SIGTERM)
     #[arg(long, value_name = "SIGNAL")]
     pub stop_signal: Option<String>,
@@ -208,6 +216,8 @@ struct Launch {
     restart: RestartPolicy,
     health: HealthFlags,
     log_opts: LogOpts,
+    /// `-P`: resolved once the image (and its exposed ports) is known.
+    publish_all: bool,
 }
 
 impl RunArgs {
@@ -282,6 +292,7 @@ impl RunArgs {
                 none: self.no_healthcheck,
                 on_failure: self.health_on_failure,
             },
+            publish_all: self.publish_all,
         };
         // Checked once before anything is created (the image may add its own later).
         launch.health.resolve(None)?;
@@ -295,10 +306,28 @@ impl RunArgs {
             user: self.user,
             hostname: self.hostname,
             volumes,
-            network: match self.network {
-                NetworkMode::None => Network::None,
-                NetworkMode::Host => Network::Host,
-            },
+            network: Network::parse(&self.network)?,
+            netns_path: None,
+            ports: self
+                .publish
+                .iter()
+                .map(|p| crate::container::network::ports::parse(p))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            network_aliases: self.network_alias,
+            add_hosts: self
+                .add_host
+                .iter()
+                .map(|h| crate::container::network::hosts::parse_add_host(h))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            dns: self
+                .dns
+                .iter()
+                .map(|d| {
+                    d.parse::<std::net::IpAddr>()
+                        .map(|ip| ip.to_string())
+                        .map_err(|_| anyhow::anyhow!("invalid --dns {d:?}: give an IP address"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
             tty: self.tty,
             init: self.init,
             limits,
@@ -335,7 +364,7 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
             "run -d cannot be combined with -i yet (nothing could attach to its stdin): use run -d, then exec -i"
         );
     }
-    let (launch, options) = args.into_parts()?;
+    let (launch, mut options) = args.into_parts()?;
     let rootfs = match &launch.rootfs {
         Some(dir) => Some(
             std::fs::canonicalize(dir)
@@ -376,6 +405,13 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("the image {image}'s STOPSIGNAL"))?,
         (None, None) => libc::SIGTERM,
     };
+    if launch.publish_all {
+        options
+            .ports
+            .extend(crate::container::network::ports::exposed(
+                &defaults.exposed_ports,
+            )?);
+    }
     let input = RunInput {
         image,
         image_id,

@@ -25,6 +25,12 @@ pub struct Collected {
 /// those layers sit above this one.
 pub fn collect(root: &Path, prune_caches: &dyn Fn(&Store) -> usize) -> anyhow::Result<Collected> {
     let reclaimed = super::reclaim_orphans(root)?;
+    // Network attachments and leases of containers that no longer run (a killed
+    // supervisor's), then the default bridge and its rules when nothing uses them.
+    super::network::collect(root, &|id| {
+        let dir = super::paths::containers_dir(root).join(id);
+        dir.is_dir() && matches!(super::record::lock_listed(&dir), Ok(None))
+    })?;
     crate::runtime::cgroups::remove_unused_parents()?;
     let store = Store::open(root)?;
     let report = store.gc()?;

@@ -4,8 +4,8 @@ use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
 use super::spec::{
-    ANNOTATION_CAP_ADD, ANNOTATION_CAP_DROP, ANNOTATION_LABELS, ANNOTATION_PRIVILEGED,
-    ANNOTATION_USER,
+    ANNOTATION_CAP_ADD, ANNOTATION_CAP_DROP, ANNOTATION_LABELS, ANNOTATION_NETWORK_MODE,
+    ANNOTATION_PRIVILEGED, ANNOTATION_USER,
 };
 use super::state::{State, Status};
 use super::Record;
@@ -144,6 +144,13 @@ pub fn inspect(record: &Record, state: &State) -> Value {
     let running = state.status == Status::Running;
     let paused = super::pause::is_paused(record, state);
     let restarting = state.restarting && record.is_supervised();
+    let network_mode = annotation(ANNOTATION_NETWORK_MODE).unwrap_or_default();
+    let network_settings = record
+        .dir
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|root| super::network::settings(root, &state.id, &network_mode))
+        .unwrap_or(Value::Null);
     json!({
         "Id": state.id,
         "Created": time(Some(state.created_at)),
@@ -202,7 +209,9 @@ pub fn inspect(record: &Record, state: &State) -> Value {
             "Labels": labels(annotation(ANNOTATION_LABELS)),
         },
         "Mounts": mounts,
+        "NetworkSettings": network_settings,
         "HostConfig": {
+            "NetworkMode": network_mode,
             "Memory": memory,
             "NanoCpus": nano_cpus,
             "CpuShares": shares,

@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod limits;
 pub mod logs;
 mod names;
+pub mod network;
 mod paths;
 pub mod pause;
 pub mod policy;

@@ -101,6 +101,11 @@ pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
             reclaimed.removed.push(id);
         } else {
             let _ = Cgroup::open(&cgroup_name(&id)).and_then(|cg| cg.destroy());
+            if let Err(e) = super::network::release(root, &id) {
+                eprintln!(
+                    "mycontainer: warning: cannot remove the network of container {id}: {e:#}"
+                );
+            }
             state.status = Status::Exited;
             state.pid = None;
             state.exit_code = Some(crate::exitcode::KILLED);

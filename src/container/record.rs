@@ -17,7 +17,7 @@ use mycontainer_store::Store;
 
 use super::names::{self, claim_generated_name, claim_name, validate_name};
 use super::paths::{cgroup_name, containers_dir, names_dir, MERGED_DIR};
-use super::spec::{Network, ETC_FILES};
+use super::spec::{Network, RunOptions, ETC_FILES};
 use super::state::State;
 use crate::runtime::cgroups::Cgroup;
 
@@ -80,15 +80,23 @@ impl Record {
     }
 
     /// Writes the files the spec bind-mounts over /etc/{hostname,hosts,resolv.conf}
-    /// ([`ETC_FILES`]): with the host's network, its hosts file; else a loopback one.
-    pub fn write_etc_files(&self, hostname: &str, network: Network) -> anyhow::Result<()> {
-        let hosts = match network {
-            Network::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
-            Network::None => format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    /// ([`ETC_FILES`]): with the host's network, its hosts and resolv.conf files; else
+    /// a loopback hosts file (a bridge network adds the container's address at each
+    /// start) and the host's resolv.conf as Docker filters it.
+    pub fn write_etc_files(&self, hostname: &str, opts: &RunOptions) -> anyhow::Result<()> {
+        let (mut hosts, resolv) = match &opts.network {
+            Network::Host => (
+                fs::read_to_string("/etc/hosts").unwrap_or_default(),
+                fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            ),
+            Network::None | Network::Bridge(_) | Network::Container(_) => (
+                super::network::hosts::render(hostname, None, &[], &[]),
+                super::network::resolv_conf(&opts.dns),
             ),
         };
-        let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        for (name, ip) in &opts.add_hosts {
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
         let contents = [format!("{hostname}\n"), hosts, resolv];
         for (name, content) in ETC_FILES.iter().zip(contents) {
             let path = self.dir.join(name);
@@ -187,7 +195,7 @@ pub(super) fn lock_listed(dir: &Path) -> anyhow::Result<Option<fs::File>> {
     }
 }
 
-fn random_id() -> anyhow::Result<String> {
+pub(super) fn random_id() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     // SAFETY: getrandom writes at most bytes.len() bytes into the buffer we own.
     let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
@@ -264,6 +272,8 @@ pub(super) fn delete_locked(
     dir: &Path,
     name: Option<&str>,
 ) -> anyhow::Result<()> {
+    super::network::release(store.root(), id)
+        .with_context(|| format!("cannot remove the network of container {id}"))?;
     Cgroup::open(&cgroup_name(id))
         .and_then(|cg| cg.destroy())
         .with_context(|| format!("cannot remove the cgroup of container {id}"))?;

@@ -1,13 +1,14 @@
 //! One foreground `run`: creates the record, writes its config.json and state, hands the
 //! bundle to the runtime, records how it ended, and cleans up on every path.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use mycontainer_store::{Image, RootMount, Store};
 
-use super::spec::{self, ImageDefaults, RunOptions};
+use super::network;
+use super::spec::{self, ImageDefaults, Network, RunOptions};
 use super::state::{now_unix, State, Status};
 use crate::exitcode;
 use crate::runtime::{self, RunRequest};
@@ -425,9 +426,26 @@ fn write_bundle(
     root: &RootMount,
     state: &mut State,
 ) -> anyhow::Result<oci_spec::runtime::Spec> {
-    let built = spec::build(&record.id, &record.dir, &input.defaults, options, root)?;
+    let mut options = options.clone();
+    let store_root = record
+        .dir
+        .parent()
+        .and_then(Path::parent)
+        .context("the record has no state root")?;
+    match &options.network {
+        Network::Bridge(_) => {
+            options.netns_path = Some(network::netns_path(store_root, &record.id));
+        }
+        Network::Container(target) => {
+            let (id, path) = joined_network(store_root, target, &record.id)?;
+            options.network = Network::Container(id);
+            options.netns_path = Some(path);
+        }
+        Network::None | Network::Host => {}
+    }
+    let built = spec::build(&record.id, &record.dir, &input.defaults, &options, root)?;
     let hostname = built.spec.hostname().clone().unwrap_or_default();
-    record.write_etc_files(&hostname, options.network)?;
+    record.write_etc_files(&hostname, &options)?;
     state.command = built.args.clone();
     state.entrypoint_len = spec::entrypoint(&input.defaults, &input.options).len();
     serde_json::to_vec(&built.spec)
@@ -437,7 +455,93 @@ fn write_bundle(
     Ok(built.spec)
 }
 
+/// `--network container:TARGET`: TARGET's id and the namespace to join (its mounted
+/// one when it is on a bridge network, else its init's).
+fn joined_network(root: &Path, target: &str, own: &str) -> anyhow::Result<(String, PathBuf)> {
+    let other = super::find(root, target)
+        .map_err(|e| anyhow::anyhow!("cannot join the network of container {target}: {e:#}"))?;
+    if other.id == own {
+        anyhow::bail!("a container cannot join its own network namespace");
+    }
+    let state = other.load_state()?;
+    let pid = match (state.status, state.pid) {
+        (super::Status::Running, Some(pid)) => pid,
+        _ => anyhow::bail!(
+            "cannot join the network of container {target}: it is not running (start it first)"
+        ),
+    };
+    let mounted = network::netns_path(root, &other.id);
+    let path = if network::attachment(root, &other.id).is_some() {
+        mounted
+    } else {
+        PathBuf::from(format!("/proc/{pid}/ns/net"))
+    };
+    Ok((other.id.clone(), path))
+}
+
+/// The network a spec attaches its container to at each start (bridge networks).
+fn network_of(spec: &oci_spec::runtime::Spec) -> Option<String> {
+    spec.annotations()
+        .as_ref()?
+        .get(network::ANNOTATION_NETWORK)
+        .cloned()
+}
+
+/// What a container's peers call it: its name, hostname, aliases, and its own
+/// `--add-host` entries (from the spec's annotations).
+fn identity(state: &State, spec: &oci_spec::runtime::Spec) -> network::Identity {
+    let annotation = |key: &str| -> Vec<String> {
+        spec.annotations()
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .map(|v| {
+                v.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    network::Identity {
+        name: state.name.clone().unwrap_or_default(),
+        hostname: spec.hostname().clone().unwrap_or_default(),
+        aliases: annotation(network::ANNOTATION_ALIASES),
+        extra_hosts: annotation(network::ANNOTATION_EXTRA_HOSTS)
+            .iter()
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(n, ip)| (n.to_string(), ip.to_string()))
+            .collect(),
+        ports: network::ports::wanted(spec.annotations().as_ref()),
+    }
+}
+
 pub(super) fn start_and_wait(
+    store: &Store,
+    record: &super::Record,
+    spec: &oci_spec::runtime::Spec,
+    interactive: bool,
+    state: &mut State,
+    started: &mut dyn FnMut(i32),
+) -> anyhow::Result<runtime::Outcome> {
+    // A bridge network: its namespace, veth, address and lease, made at each start and
+    // released on every way out (a kill -9 of ours leaves them to gc).
+    let attached = match network_of(spec) {
+        Some(name) => {
+            network::attach(store.root(), &record.id, &name, &identity(state, spec))?;
+            true
+        }
+        None => false,
+    };
+    let outcome = start_and_wait_attached(store, record, spec, interactive, state, started);
+    if attached {
+        if let Err(e) = network::release(store.root(), &record.id) {
+            eprintln!("mycontainer: warning: cannot remove the container's network: {e:#}");
+        }
+    }
+    outcome
+}
+
+fn start_and_wait_attached(
     store: &Store,
     record: &super::Record,
     spec: &oci_spec::runtime::Spec,

@@ -14,7 +14,7 @@ pub struct Joined {
 }
 
 /// The namespaces of one container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Namespaces {
     pub pid: bool,
     pub mount: bool,
@@ -133,6 +133,33 @@ mod tests {
         .unwrap();
         assert!(ns.cgroup);
         assert_eq!(ns.clone_flags(), libc::CLONE_NEWNS | libc::CLONE_NEWPID);
+    }
+
+    #[test]
+    fn a_network_namespace_with_a_path_is_joined_not_created_and_others_are_refused() {
+        let joined = |typ| {
+            LinuxNamespaceBuilder::default()
+                .typ(typ)
+                .path("/run/x")
+                .build()
+                .unwrap()
+        };
+        let with = |extra| {
+            let mut spec = spec_with(&[LinuxNamespaceType::Mount]);
+            let mut list = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+            list.push(extra);
+            let mut linux = spec.linux().clone().unwrap();
+            linux.set_namespaces(Some(list));
+            spec.set_linux(Some(linux));
+            spec
+        };
+        let spec = with(joined(LinuxNamespaceType::Network));
+        let ns = Namespaces::from_spec(&spec).unwrap();
+        assert_eq!(ns.clone_flags() & libc::CLONE_NEWNET, 0);
+        let joined_list = Namespaces::joined(&spec).unwrap();
+        assert_eq!(joined_list[0].path, PathBuf::from("/run/x"));
+        assert_eq!(joined_list[0].nstype, libc::CLONE_NEWNET);
+        assert!(Namespaces::joined(&with(joined(LinuxNamespaceType::Pid))).is_err());
     }
 
     #[test]

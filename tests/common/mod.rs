@@ -1,11 +1,23 @@
 //! Shared fixtures for the integration tests: a private state root and a busybox rootfs
 //! per test, the binary driven with `--root`, and leak checks when the fixture drops.
+//!
+//! Network isolation: every fixture moves the test's thread into a network namespace of
+//! its own (see [`private_network`]) before anything runs. Containers get a bridge and
+//! nftables rules by default, and those must never touch the host's network: they are
+//! created in the namespace of the `mycontainer` process, which every command the test
+//! starts inherits from the test's thread (namespaces are per thread; libtest runs each
+//! test on a thread of its own, and threads a test spawns inherit its namespace too).
+//! The namespace disappears with the test's thread and the processes it started.
 #![allow(dead_code)]
 
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+#[path = "netns.rs"]
+mod netns;
+pub use netns::private_network;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mycontainer");
 
@@ -18,6 +30,7 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Fixture {
+        private_network();
         let dir = tempfile::Builder::new()
             .prefix("mycontainer-test-")
             .tempdir()
@@ -89,6 +102,20 @@ impl Drop for Fixture {
             }
         }
     }
+}
+
+/// The network interfaces of the calling thread's namespace, by name, sorted.
+pub fn links() -> Vec<String> {
+    // /proc/self/net would show the main thread's namespace, not this thread's.
+    let dev = fs::read_to_string("/proc/thread-self/net/dev").unwrap();
+    let mut names: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|n| n.trim().to_string())
+        .collect();
+    names.sort();
+    names
 }
 
 pub fn stdout(out: &Output) -> String {

@@ -21,6 +21,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 static const char *errno_name(int e) {
     switch (e) {
@@ -186,6 +188,24 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *what = argv[1];
+    if (!strcmp(what, "udp-echo") && argc > 2) { /* answers each datagram with "echo:" + it */
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[2])) };
+        if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) < 0)
+            return report(-1);
+        printf("listening\n");
+        fflush(stdout);
+        for (;;) {
+            char buf[512], out[520];
+            struct sockaddr_in peer;
+            socklen_t len = sizeof peer;
+            ssize_t n = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&peer, &len);
+            if (n < 0)
+                return report(-1);
+            int m = snprintf(out, sizeof out, "echo:%.*s", (int)n, buf);
+            sendto(s, out, m, 0, (struct sockaddr *)&peer, len);
+        }
+    }
     if (!strcmp(what, "keyctl")) /* KEYCTL_GET_KEYRING_ID of the session keyring */
         return report(syscall(SYS_keyctl, 0, -3, 0));
     if (!strcmp(what, "unshare-user"))

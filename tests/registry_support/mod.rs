@@ -16,6 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 
+#[path = "../common/netns.rs"]
+mod netns;
+pub use netns::private_network;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_mycontainer");
 
 /// Fails the test with the package to install when a tool is missing.
@@ -52,6 +56,7 @@ impl Default for Root {
 
 impl Root {
     pub fn new() -> Root {
+        private_network();
         Root {
             dir: tempfile::Builder::new()
                 .prefix("mycontainer-regtest-")
@@ -174,6 +179,7 @@ pub fn assert_busybox_runs(layer: &Path) {
 }
 
 pub fn free_port() -> u16 {
+    private_network();
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -214,6 +220,7 @@ impl Registry {
 
     /// Listens on `host` (an address of this machine) instead of loopback.
     pub fn start_on(host: &str, auth: RegistryAuth) -> Registry {
+        private_network();
         require_tool("docker-registry", "docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("mycontainer-registry-")
@@ -385,6 +392,7 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub fn start(handler: Arc<Handler>) -> HttpServer {
+        private_network();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));

@@ -41,20 +41,37 @@ pub(super) fn linux(
     opts: &RunOptions,
     seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 ) -> anyhow::Result<Linux> {
-    let mut namespaces = vec![
+    let namespaces = vec![
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Mount,
         LinuxNamespaceType::Uts,
         LinuxNamespaceType::Ipc,
         LinuxNamespaceType::Cgroup,
     ];
-    if opts.network == Network::None {
-        namespaces.push(LinuxNamespaceType::Network);
-    }
-    let namespaces = namespaces
+    let mut namespaces = namespaces
         .into_iter()
         .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
         .collect::<Result<Vec<_>, _>>()?;
+    match &opts.network {
+        Network::None => namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .build()?,
+        ),
+        Network::Host => {}
+        Network::Bridge(_) | Network::Container(_) => {
+            let path = opts
+                .netns_path
+                .clone()
+                .context("no network namespace was resolved for the container")?;
+            namespaces.push(
+                LinuxNamespaceBuilder::default()
+                    .typ(LinuxNamespaceType::Network)
+                    .path(path)
+                    .build()?,
+            );
+        }
+    }
 
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)

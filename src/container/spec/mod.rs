@@ -29,14 +29,49 @@ pub use mounts::ETC_FILES;
 pub use process::entrypoint;
 pub use ulimit::parse_ulimit;
 
-/// Network modes available before bridge networking lands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// `--network`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Network {
     /// A new network namespace with only `lo`, brought up.
     #[default]
     None,
     /// The host's network namespace.
     Host,
+    /// A bridge network, by name (`bridge` is the default one): a namespace made at each
+    /// start and bind-mounted at [`RunOptions::netns_path`].
+    Bridge(String),
+    /// `container:NAME|ID`: another running container's namespace, at
+    /// [`RunOptions::netns_path`] (resolved by `run`); the value is the container's id.
+    Container(String),
+}
+
+impl Network {
+    /// `--network` as Docker spells it: `bridge` (the default network), `none`, `host`,
+    /// `container:NAME|ID`, or a network's name.
+    pub fn parse(value: &str) -> anyhow::Result<Network> {
+        Ok(match value {
+            "none" => Network::None,
+            "host" => Network::Host,
+            "" | "default" => Network::Bridge("bridge".into()),
+            other => match other.strip_prefix("container:") {
+                Some("") => {
+                    bail!("invalid --network container: name the container, as container:NAME")
+                }
+                Some(target) => Network::Container(target.to_string()),
+                None => Network::Bridge(other.to_string()),
+            },
+        })
+    }
+
+    /// How `inspect` and Docker name it (`HostConfig.NetworkMode`).
+    pub fn mode_name(&self) -> String {
+        match self {
+            Network::None => "none".into(),
+            Network::Host => "host".into(),
+            Network::Bridge(name) => name.clone(),
+            Network::Container(id) => format!("container:{id}"),
+        }
+    }
 }
 
 /// The image config fields that `run` applies (Docker's semantics).
@@ -53,6 +88,8 @@ pub struct ImageDefaults {
     pub volumes: Vec<String>,
     /// The image's `LABEL`s: the container's labels start from them.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `ExposedPorts` keys ("80/tcp"), for `-P`.
+    pub exposed_ports: Vec<String>,
 }
 
 impl ImageDefaults {
@@ -69,6 +106,7 @@ impl ImageDefaults {
             stop_signal: c.stop_signal().clone().filter(|s| !s.is_empty()),
             volumes: c.volumes().clone().unwrap_or_default(),
             labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
+            exposed_ports: c.exposed_ports().clone().unwrap_or_default(),
         }
     }
 }
@@ -173,6 +211,17 @@ pub struct RunOptions {
     pub hostname: Option<String>,
     pub volumes: Vec<Volume>,
     pub network: Network,
+    /// The network namespace to join, for `Network::Bridge` and `Network::Container`
+    /// (resolved by `run` before the spec is built).
+    pub netns_path: Option<PathBuf>,
+    /// `--network-alias`: more names peers on a user network know it by.
+    pub network_aliases: Vec<String>,
+    /// `--add-host NAME:IP`, checked.
+    pub add_hosts: Vec<(String, String)>,
+    /// `--dns`: nameservers replacing the host's.
+    pub dns: Vec<String>,
+    /// `-p` (and `-P`, expanded from the image's exposed ports).
+    pub ports: Vec<crate::container::network::ports::PortMap>,
     pub tty: bool,
     pub init: bool,
     /// The resource flags, parsed.
@@ -201,6 +250,8 @@ pub const ANNOTATION_CAP_ADD: &str = "org.mycontainer.cap-add";
 pub const ANNOTATION_CAP_DROP: &str = "org.mycontainer.cap-drop";
 /// "true" for `--privileged`, for `inspect`.
 pub const ANNOTATION_PRIVILEGED: &str = "org.mycontainer.privileged";
+/// `--network` as Docker names it (`HostConfig.NetworkMode`), for `inspect`.
+pub const ANNOTATION_NETWORK_MODE: &str = "org.mycontainer.network-mode";
 /// `-u` as given, for `inspect`.
 pub const ANNOTATION_USER: &str = "org.mycontainer.user";
 /// The container's labels (the image's, then `--label`) as a JSON object, for
@@ -272,6 +323,45 @@ pub fn build(
         annotations.insert(
             ANNOTATION_LABELS.to_string(),
             serde_json::to_string(&labels)?,
+        );
+    }
+    annotations.insert(
+        ANNOTATION_NETWORK_MODE.to_string(),
+        opts.network.mode_name(),
+    );
+    if let Network::Bridge(name) = &opts.network {
+        annotations.insert(
+            crate::container::network::ANNOTATION_NETWORK.to_string(),
+            name.clone(),
+        );
+        if !opts.network_aliases.is_empty() {
+            annotations.insert(
+                crate::container::network::ANNOTATION_ALIASES.to_string(),
+                opts.network_aliases.join(","),
+            );
+        }
+    }
+    if !opts.ports.is_empty() {
+        if !matches!(opts.network, Network::Bridge(_)) {
+            bail!(
+                "-p needs a bridge network: ports cannot be published with --network {}",
+                opts.network.mode_name()
+            );
+        }
+        annotations.insert(
+            crate::container::network::ports::ANNOTATION_PORTS.to_string(),
+            serde_json::to_string(&opts.ports)?,
+        );
+    }
+    if !opts.add_hosts.is_empty() {
+        let pairs: Vec<String> = opts
+            .add_hosts
+            .iter()
+            .map(|(name, ip)| format!("{name}={ip}"))
+            .collect();
+        annotations.insert(
+            crate::container::network::ANNOTATION_EXTRA_HOSTS.to_string(),
+            pairs.join(","),
         );
     }
 

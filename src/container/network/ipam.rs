@@ -1,0 +1,343 @@
+//! Networks and address leases under `<root>/networks/`: `<name>.json` (the network:
+//! subnet, gateway, bridge), `<name>.leases/<address>` (one file per address in use,
+//! holding the container's id) and `<name>.lock`, a file lock held while a network is
+//! set up, torn down or an address is taken, so parallel runs never share an address.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::ErrorKind;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+pub fn mask(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    }
+}
+
+/// An IPv4 subnet, `ADDR/PREFIX`, kept with its host bits cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Subnet {
+        Subnet {
+            addr: Ipv4Addr::from(u32::from(addr) & mask(prefix)),
+            prefix,
+        }
+    }
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        let m = mask(self.prefix.min(other.prefix));
+        u32::from(self.addr) & m == u32::from(other.addr) & m
+    }
+    /// The `n`th address of the subnet.
+    pub fn nth(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) + n)
+    }
+    pub fn size(&self) -> u32 {
+        !mask(self.prefix)
+    }
+}
+
+impl FromStr for Subnet {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Subnet> {
+        let bad = || format!("invalid subnet {s:?}: use an IPv4 CIDR such as 172.30.0.0/16");
+        let (addr, prefix) = s.split_once('/').with_context(bad)?;
+        let addr: Ipv4Addr = addr.parse().with_context(bad)?;
+        let prefix: u8 = prefix.parse().with_context(bad)?;
+        if !(8..=30).contains(&prefix) {
+            bail!("invalid subnet {s:?}: the prefix must be between 8 and 30");
+        }
+        Ok(Subnet::new(addr, prefix))
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The routes of our network namespace (but the default one), as subnets.
+pub fn host_routes() -> Vec<Subnet> {
+    let table = fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let hex = |s: &str| u32::from_str_radix(s, 16).ok().map(u32::from_be);
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (dest, mask) = (hex(f.get(1)?)?, hex(f.get(7)?)?);
+            (mask != 0).then(|| Subnet::new(Ipv4Addr::from(dest), mask.count_ones() as u8))
+        })
+        .collect()
+}
+
+/// Docker's default pools, in order: 172.17-31.0.0/16, then 192.168.0-240.0/20.
+pub fn choose_subnet(taken: &[Subnet]) -> anyhow::Result<Subnet> {
+    let candidates = (17..=31)
+        .map(|b| Subnet::new(Ipv4Addr::new(172, b, 0, 0), 16))
+        .chain((0..16).map(|c| Subnet::new(Ipv4Addr::new(192, 168, c * 16, 0), 20)));
+    for candidate in candidates {
+        if !taken.iter().any(|t| t.overlaps(&candidate)) {
+            return Ok(candidate);
+        }
+    }
+    bail!("no free private subnet for a network: every default pool overlaps a route or network; give one with --subnet")
+}
+
+/// A network as stored in `<root>/networks/<name>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    pub name: String,
+    pub id: String,
+    pub subnet: String,
+    pub gateway: Ipv4Addr,
+    pub bridge: String,
+    #[serde(default)]
+    pub internal: bool,
+    pub created: u64,
+}
+
+impl NetworkConfig {
+    pub fn subnet(&self) -> anyhow::Result<Subnet> {
+        self.subnet.parse()
+    }
+    /// The nftables table holding this network's rules.
+    pub fn table(&self) -> String {
+        format!("mycontainer-{}", self.name)
+    }
+}
+
+pub fn networks_dir(root: &Path) -> PathBuf {
+    root.join("networks")
+}
+
+fn config_path(root: &Path, name: &str) -> PathBuf {
+    networks_dir(root).join(format!("{name}.json"))
+}
+
+pub fn leases_dir(root: &Path, name: &str) -> PathBuf {
+    networks_dir(root).join(format!("{name}.leases"))
+}
+
+/// An exclusive lock on one network (released on drop).
+pub struct NetworkLock(#[allow(dead_code)] File);
+
+pub fn lock(root: &Path, name: &str) -> anyhow::Result<NetworkLock> {
+    let dir = networks_dir(root);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{name}.lock"));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot lock {}", path.display()));
+    }
+    Ok(NetworkLock(file))
+}
+
+pub fn load(root: &Path, name: &str) -> anyhow::Result<Option<NetworkConfig>> {
+    let path = config_path(root, name);
+    match fs::read(&path) {
+        Ok(bytes) => {
+            Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("cannot parse {}", path.display())
+            })?))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Every stored network.
+pub fn list(root: &Path) -> anyhow::Result<Vec<NetworkConfig>> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(networks_dir(root)) else {
+        return Ok(out);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(name) = name.strip_suffix(".json") {
+            if let Some(config) = load(root, name)? {
+                out.push(config);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+pub fn save(root: &Path, config: &NetworkConfig) -> anyhow::Result<()> {
+    let path = config_path(root, &config.name);
+    let bytes = serde_json::to_vec_pretty(config)?;
+    crate::container::write_private(&path, &bytes)
+        .map(|_| ())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn remove_config(root: &Path, name: &str) -> anyhow::Result<()> {
+    for path in [config_path(root, name), leases_dir(root, name)] {
+        let result = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match result {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The leases of a network: (address, container id).
+pub fn leases(root: &Path, name: &str) -> Vec<(Ipv4Addr, String)> {
+    let Ok(entries) = fs::read_dir(leases_dir(root, name)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let ip = e.file_name().to_string_lossy().parse().ok()?;
+            let id = fs::read_to_string(e.path()).ok()?;
+            Some((ip, id))
+        })
+        .collect()
+}
+
+/// Takes the lowest free address of `config` for container `id` (the caller holds the
+/// network's lock).
+pub fn allocate(root: &Path, config: &NetworkConfig, id: &str) -> anyhow::Result<Ipv4Addr> {
+    let subnet = config.subnet()?;
+    let dir = leases_dir(root, &config.name);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let taken: std::collections::HashSet<Ipv4Addr> = leases(root, &config.name)
+        .into_iter()
+        .map(|(ip, _)| ip)
+        .collect();
+    for n in 1..subnet.size() {
+        let ip = subnet.nth(n);
+        if ip == config.gateway || taken.contains(&ip) {
+            continue;
+        }
+        let path = dir.join(ip.to_string());
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(mut file) => {
+                use std::io::Write;
+                file.write_all(id.as_bytes())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                return Ok(ip);
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
+        }
+    }
+    bail!(
+        "no free address left in network {} ({subnet}): remove containers that use it",
+        config.name
+    )
+}
+
+/// Frees the lease of `ip` if container `id` holds it.
+pub fn release(root: &Path, network: &str, ip: Ipv4Addr, id: &str) {
+    let path = leases_dir(root, network).join(ip.to_string());
+    if fs::read_to_string(&path).is_ok_and(|owner| owner == id) {
+        let _ = fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_overlap_by_the_shorter_prefix() {
+        let a: Subnet = "172.17.0.0/16".parse().unwrap();
+        let b: Subnet = "172.17.5.0/24".parse().unwrap();
+        let c: Subnet = "172.18.0.0/16".parse().unwrap();
+        assert!(a.overlaps(&b) && b.overlaps(&a));
+        assert!(!a.overlaps(&c));
+        assert_eq!(
+            "10.1.2.3/8".parse::<Subnet>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert!("10.0.0.0/31".parse::<Subnet>().is_err());
+        assert!("nonsense".parse::<Subnet>().is_err());
+    }
+
+    #[test]
+    fn the_first_pool_not_taken_by_a_route_is_chosen() {
+        let taken = vec![
+            "172.16.0.0/12".parse::<Subnet>().unwrap(),
+            "192.168.0.0/24".parse().unwrap(),
+        ];
+        assert_eq!(
+            choose_subnet(&taken).unwrap().to_string(),
+            "192.168.16.0/20"
+        );
+        assert_eq!(choose_subnet(&[]).unwrap().to_string(), "172.17.0.0/16");
+    }
+
+    #[test]
+    fn leases_are_distinct_and_freed_only_by_their_owner() {
+        let root = tempfile::tempdir().unwrap();
+        let config = NetworkConfig {
+            name: "n".into(),
+            id: "x".into(),
+            subnet: "10.9.0.0/29".into(),
+            gateway: "10.9.0.1".parse().unwrap(),
+            bridge: "b".into(),
+            internal: false,
+            created: 0,
+        };
+        let a = allocate(root.path(), &config, "a").unwrap();
+        let b = allocate(root.path(), &config, "b").unwrap();
+        assert_eq!(
+            (a.to_string().as_str(), b.to_string().as_str()),
+            ("10.9.0.2", "10.9.0.3")
+        );
+        release(root.path(), "n", a, "b");
+        assert_eq!(leases(root.path(), "n").len(), 2);
+        release(root.path(), "n", a, "a");
+        assert_eq!(allocate(root.path(), &config, "c").unwrap(), a);
+        for id in ["d", "e", "f"] {
+            allocate(root.path(), &config, id).unwrap();
+        }
+        // .7 is the broadcast address: the /29 is full.
+        assert!(allocate(root.path(), &config, "g").is_err());
+    }
+}

@@ -1,0 +1,544 @@
+//! Container networking (Docker's policy; the runtime only joins the namespace that
+//! config.json names). A container on a bridge network gets a network namespace made
+//! here and bind-mounted at `<root>/netns/<id>` (so exec, cleanup and gc find it), a
+//! veth pair whose host end is attached to the network's bridge and whose other end is
+//! the container's `eth0`, an address leased from the network's subnet (`ipam.rs`) and
+//! a default route through the bridge. What one attachment made is written first to
+//! `<root>/netns/<id>.json`, so [`release`] can undo it on every path, after a kill -9
+//! too (`gc`). `netlink.rs` talks rtnetlink, `nft.rs` writes the network's nftables
+//! table, `resolv.rs` makes the container's resolv.conf.
+
+pub mod hosts;
+pub mod ipam;
+pub mod manage;
+mod netlink;
+mod nft;
+pub mod ports;
+mod resolv;
+
+use std::fs::{self, File};
+use std::io::ErrorKind;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use serde::{Deserialize, Serialize};
+
+use ipam::{NetworkConfig, Subnet};
+use netlink::Netlink;
+pub use resolv::resolv_conf;
+
+/// Removes a network's bridge and nftables table (a missing one is fine).
+fn remove_bridge(config: &NetworkConfig) -> anyhow::Result<()> {
+    let mut host = Netlink::open().context("cannot open a netlink socket")?;
+    host.delete_link(&config.bridge)
+        .with_context(|| format!("cannot delete bridge {}", config.bridge))?;
+    nft::remove(config)
+}
+
+/// The default network (`--network bridge`), created on first use.
+pub const DEFAULT_NETWORK: &str = "bridge";
+/// Its bridge device.
+pub const DEFAULT_BRIDGE: &str = "mycontainer0";
+/// The spec annotation naming the network a container is attached to at each start.
+pub const ANNOTATION_NETWORK: &str = "org.mycontainer.network";
+/// `--network-alias` values (comma-separated), read at each attach.
+pub const ANNOTATION_ALIASES: &str = "org.mycontainer.network-aliases";
+/// `--add-host` values (comma-separated NAME:IP), for every hosts file written.
+pub const ANNOTATION_EXTRA_HOSTS: &str = "org.mycontainer.extra-hosts";
+/// The container's end of its veth pair.
+const CONTAINER_LINK: &str = "eth0";
+
+pub fn netns_dir(root: &Path) -> PathBuf {
+    root.join("netns")
+}
+
+/// Where container `id`'s network namespace is bind-mounted while it runs.
+pub fn netns_path(root: &Path, id: &str) -> PathBuf {
+    netns_dir(root).join(id)
+}
+
+fn attachment_path(root: &Path, id: &str) -> PathBuf {
+    netns_dir(root).join(format!("{id}.json"))
+}
+
+/// What attaching one container made (`<root>/netns/<id>.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attachment {
+    pub network: String,
+    pub network_id: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    /// The host end of the veth pair.
+    pub veth: String,
+    pub bridge: String,
+    /// The container's name, hostname and `--network-alias`es: what its peers on a
+    /// user network call it.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `--add-host` pairs (name, address).
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, String)>,
+    /// Published ports, resolved (host ports chosen).
+    #[serde(default)]
+    pub ports: Vec<ports::PortMap>,
+}
+
+/// Who is attaching: what goes into hosts files.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    pub name: String,
+    pub hostname: String,
+    pub aliases: Vec<String>,
+    pub extra_hosts: Vec<(String, String)>,
+    /// The ports to publish (host port 0: choose one).
+    pub ports: Vec<ports::PortMap>,
+}
+
+/// Every attachment recorded under `<root>/netns/`, by container id.
+fn attachments(root: &Path) -> Vec<(String, Attachment)> {
+    let Ok(entries) = fs::read_dir(netns_dir(root)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(".json")?.to_string();
+            let attachment = attachment(root, &id)?;
+            Some((id, attachment))
+        })
+        .collect()
+}
+
+/// Rewrites the hosts file of every container attached to `network` (the caller holds
+/// its lock): on a user network each lists its peers by name and alias (the default
+/// network, as Docker's, resolves no names).
+fn refresh_hosts(root: &Path, network: &str) {
+    let members: Vec<(String, Attachment)> = attachments(root)
+        .into_iter()
+        .filter(|(_, a)| a.network == network)
+        .collect();
+    for (id, own) in &members {
+        let peers: Vec<(Ipv4Addr, Vec<String>)> = if network == DEFAULT_NETWORK {
+            Vec::new()
+        } else {
+            members
+                .iter()
+                .filter(|(other, _)| other != id)
+                .map(|(other, a)| {
+                    let mut names = vec![a.name.clone()];
+                    if a.hostname != a.name {
+                        names.push(a.hostname.clone());
+                    }
+                    names.extend(a.aliases.iter().cloned());
+                    names.push(other[..12.min(other.len())].to_string());
+                    let mut seen = std::collections::HashSet::new();
+                    names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
+                    (a.ip, names)
+                })
+                .collect()
+        };
+        let text = hosts::render(&own.hostname, Some(own.ip), &peers, &own.extra_hosts);
+        let path = crate::container::paths::containers_dir(root)
+            .join(id)
+            .join("hosts");
+        // In place (the file is bind-mounted into the container: a rename would not be
+        // seen there); a record that is gone has nothing to update.
+        if path.exists() {
+            if let Err(e) = fs::write(&path, text) {
+                eprintln!("mycontainer: warning: cannot write {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// The attachment of container `id`, while it has one.
+pub fn attachment(root: &Path, id: &str) -> Option<Attachment> {
+    serde_json::from_slice(&fs::read(attachment_path(root, id)).ok()?).ok()
+}
+
+/// The host end of container `id`'s veth pair: `mc` and 12 hex digits of its id.
+fn veth_name(id: &str) -> String {
+    format!("mc{}", &id[..12.min(id.len())])
+}
+
+/// Docker's MAC for an address: 02:42 and the address's four bytes.
+fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+fn show_mac(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The default network's config, made on first use: the first of Docker's pools that
+/// overlaps no route of ours and no other network.
+fn default_config(root: &Path) -> anyhow::Result<NetworkConfig> {
+    let mut taken = ipam::host_routes();
+    for other in ipam::list(root)? {
+        taken.push(other.subnet()?);
+    }
+    let subnet = ipam::choose_subnet(&taken)?;
+    Ok(NetworkConfig {
+        name: DEFAULT_NETWORK.into(),
+        id: crate::container::record::random_id()?,
+        subnet: subnet.to_string(),
+        gateway: subnet.nth(1),
+        bridge: DEFAULT_BRIDGE.into(),
+        internal: false,
+        created: crate::container::state::now_unix(),
+    })
+}
+
+/// The network `name` with its bridge and rules in place (the caller holds its lock);
+/// returns it and the bridge's index.
+fn ensure_network(
+    root: &Path,
+    name: &str,
+    host: &mut Netlink,
+) -> anyhow::Result<(NetworkConfig, u32)> {
+    let config = match ipam::load(root, name)? {
+        Some(config) => config,
+        None if name == DEFAULT_NETWORK => {
+            let config = default_config(root)?;
+            ipam::save(root, &config)?;
+            config
+        }
+        None => {
+            bail!("network {name} not found: create it with `mycontainer network create {name}`")
+        }
+    };
+    if let Some(index) = host
+        .link_index(&config.bridge)
+        .context("cannot look up the network's bridge")?
+    {
+        return Ok((config, index));
+    }
+    let subnet = config.subnet()?;
+    let index = host
+        .create_bridge(&config.bridge)
+        .with_context(|| format!("cannot create bridge {}", config.bridge))?;
+    let made = host
+        .add_address(index, config.gateway, subnet.prefix)
+        .with_context(|| format!("cannot give bridge {} its address", config.bridge))
+        .and_then(|()| nft::apply(&config))
+        .and_then(|()| enable_forwarding(&config));
+    if let Err(err) = made {
+        let _ = host.delete_link(&config.bridge);
+        let _ = nft::remove(&config);
+        return Err(err);
+    }
+    Ok((config, index))
+}
+
+/// Containers reach beyond their bridge only if the host forwards (as Docker sets it).
+fn enable_forwarding(config: &NetworkConfig) -> anyhow::Result<()> {
+    if config.internal {
+        return Ok(());
+    }
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    if fs::read_to_string(path).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    fs::write(path, "1").with_context(|| format!("cannot enable IPv4 forwarding ({path})"))
+}
+
+/// A new network namespace and an rtnetlink socket inside it, made by a short-lived
+/// thread (namespaces are per thread: ours stays where it is).
+fn new_netns() -> anyhow::Result<(OwnedFd, Netlink)> {
+    std::thread::spawn(|| -> std::io::Result<(OwnedFd, Netlink)> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+        let ns = File::open("/proc/thread-self/ns/net")?;
+        let netlink = Netlink::open()?;
+        Ok((ns.into(), netlink))
+    })
+    .join()
+    .map_err(|_| anyhow!("the thread creating a network namespace panicked"))?
+    .context("cannot create a network namespace")
+}
+
+/// Attaches container `id` to network `name`: namespace (mounted at
+/// [`netns_path`]), lease, veth, address, route. On failure nothing is left.
+pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Result<Attachment> {
+    let mut host = Netlink::open().context("cannot open a netlink socket")?;
+    let (config, bridge, ip) = {
+        let _lock = ipam::lock(root, name)?;
+        let (config, bridge) = ensure_network(root, name, &mut host)?;
+        let ip = ipam::allocate(root, &config, id)?;
+        (config, bridge, ip)
+    };
+    let subnet: Subnet = config.subnet()?;
+    let mac = mac_for(ip);
+    let attachment = Attachment {
+        network: config.name.clone(),
+        network_id: config.id.clone(),
+        ip,
+        prefix: subnet.prefix,
+        gateway: config.gateway,
+        mac: show_mac(mac),
+        veth: veth_name(id),
+        bridge: config.bridge.clone(),
+        name: who.name.clone(),
+        hostname: who.hostname.clone(),
+        aliases: who.aliases.clone(),
+        extra_hosts: who.extra_hosts.clone(),
+        ports: Vec::new(),
+    };
+    // Ports are checked and claimed (by the attachment record, which other runs read)
+    // under one lock, before anything is made: a conflict leaves nothing behind.
+    let ports_lock = if who.ports.is_empty() {
+        None
+    } else {
+        Some(ipam::lock(root, ports::LOCK)?)
+    };
+    let taken: Vec<(String, Vec<ports::PortMap>)> = attachments(root)
+        .into_iter()
+        .filter(|(other, a)| other != id && !a.ports.is_empty())
+        .map(|(other, a)| {
+            let who = if a.name.is_empty() { other } else { a.name };
+            (who, a.ports)
+        })
+        .collect();
+    let mut attachment = attachment;
+    match ports::resolve(&who.ports, &taken) {
+        Ok(resolved) => attachment.ports = resolved,
+        Err(err) => {
+            ipam::release(root, name, ip, id);
+            return Err(err);
+        }
+    }
+    // Recorded before anything is made: whatever happens next, release finds it all.
+    let recorded = fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(netns_dir(root))
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            crate::container::write_private(
+                &attachment_path(root, id),
+                &serde_json::to_vec(&attachment)?,
+            )
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
+        })
+        .with_context(|| format!("cannot record the network of container {id}"));
+    drop(ports_lock);
+    if let Err(err) = recorded {
+        ipam::release(root, name, ip, id);
+        return Err(err);
+    }
+    let made = (|| -> anyhow::Result<()> {
+        let (ns, mut inside) = new_netns()?;
+        mount_netns(&ns, &netns_path(root, id))?;
+        let mut created = host.create_veth(
+            &attachment.veth,
+            bridge,
+            CONTAINER_LINK,
+            mac,
+            ns.as_raw_fd(),
+        );
+        if created
+            .as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST))
+        {
+            // The pair of this container's last run, still going with its namespace.
+            host.delete_link(&attachment.veth)?;
+            created = host.create_veth(
+                &attachment.veth,
+                bridge,
+                CONTAINER_LINK,
+                mac,
+                ns.as_raw_fd(),
+            );
+        }
+        created.with_context(|| format!("cannot create the veth pair {}", attachment.veth))?;
+        inside.set_up(1).context("cannot bring up lo")?;
+        let eth = inside
+            .link_index(CONTAINER_LINK)?
+            .context("the container's eth0 is missing")?;
+        inside.set_up(eth).context("cannot bring up eth0")?;
+        inside
+            .add_address(eth, ip, subnet.prefix)
+            .context("cannot give eth0 its address")?;
+        if !attachment.ports.is_empty() {
+            ports::allow_localnet(&config.bridge)?;
+            nft::apply_ports(&nft::ports_table(id), ip, &attachment.ports)?;
+        }
+        // An internal network reaches nothing beyond its bridge: no default route.
+        if !config.internal {
+            inside
+                .add_default_route(eth, config.gateway)
+                .context("cannot add the default route")?;
+        }
+        Ok(())
+    })();
+    match made {
+        Ok(()) => {
+            let _lock = ipam::lock(root, name)?;
+            refresh_hosts(root, name);
+            Ok(attachment)
+        }
+        Err(err) => {
+            if let Err(cleanup) = release(root, id) {
+                eprintln!("mycontainer: warning: {cleanup:#}");
+            }
+            Err(err.context(format!("cannot attach the container to network {name}")))
+        }
+    }
+}
+
+fn mount_netns(ns: &OwnedFd, target: &Path) -> anyhow::Result<()> {
+    File::create(target).with_context(|| format!("cannot create {}", target.display()))?;
+    let source = format!("/proc/self/fd/{}", ns.as_raw_fd());
+    sys_mount::Mount::builder()
+        .fstype("none")
+        .flags(sys_mount::MountFlags::BIND)
+        .mount(&source, target)
+        .with_context(|| {
+            format!(
+                "cannot bind-mount the network namespace on {}",
+                target.display()
+            )
+        })?;
+    Ok(())
+}
+
+/// Undoes what [`attach`] made for container `id` (idempotent): the namespace's mount,
+/// the veth pair, the ports' table, the lease and the records. The veth pair goes with
+/// the namespace once nothing holds it (the kernel tears a dead namespace down in the
+/// background); deleting it here instead would wait out RCU grace periods (tens of
+/// milliseconds on a busy host) on every exit. Only when the namespace was never
+/// mounted is the veth deleted directly.
+pub fn release(root: &Path, id: &str) -> anyhow::Result<()> {
+    let path = netns_path(root, id);
+    let record = attachment_path(root, id);
+    let attached = attachment(root, id);
+    let unmounted = match sys_mount::unmount(&path, sys_mount::UnmountFlags::DETACH) {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.kind() == ErrorKind::NotFound => {
+            false
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot unmount {}", path.display())),
+    };
+    if let Some(attachment) = &attached {
+        if !unmounted {
+            let mut host = Netlink::open().context("cannot open a netlink socket")?;
+            host.delete_link(&attachment.veth)
+                .with_context(|| format!("cannot delete veth {}", attachment.veth))?;
+        }
+        if !attachment.ports.is_empty() {
+            nft::remove_table(&nft::ports_table(id))?;
+        }
+        ipam::release(root, &attachment.network, attachment.ip, id);
+    }
+    for file in [&path, &record] {
+        match fs::remove_file(file) {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", file.display()))
+            }
+            _ => {}
+        }
+    }
+    // Its peers forget it.
+    if let Some(attachment) = attached {
+        if attachment.network != DEFAULT_NETWORK {
+            let _lock = ipam::lock(root, &attachment.network)?;
+            refresh_hosts(root, &attachment.network);
+        }
+    }
+    Ok(())
+}
+
+/// gc: releases the attachments and leases of containers that no longer run
+/// (`is_running` tells, by id), then removes the default network's bridge and rules
+/// when nothing uses it (the next run makes them again). Returns how many attachments
+/// it released.
+pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result<usize> {
+    let mut released = 0;
+    if let Ok(entries) = fs::read_dir(netns_dir(root)) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(".json").unwrap_or(&name).to_string();
+            if !is_running(&id) && (name.ends_with(".json") || attachment(root, &id).is_none()) {
+                release(root, &id)?;
+                released += 1;
+            }
+        }
+    }
+    for config in ipam::list(root)? {
+        let _lock = ipam::lock(root, &config.name)?;
+        for (ip, id) in ipam::leases(root, &config.name) {
+            if !is_running(&id) && attachment(root, &id).is_none() {
+                ipam::release(root, &config.name, ip, &id);
+            }
+        }
+        if config.name == DEFAULT_NETWORK && ipam::leases(root, &config.name).is_empty() {
+            remove_bridge(&config)?;
+            ipam::remove_config(root, &config.name)?;
+        }
+    }
+    Ok(released)
+}
+
+/// `inspect`'s `NetworkSettings`, shaped as Docker's: the address, gateway and MAC of
+/// a running container on a bridge network, empty otherwise; `Networks` keyed by the
+/// network's name (`mode` is `HostConfig.NetworkMode`).
+pub fn settings(root: &Path, id: &str, mode: &str) -> serde_json::Value {
+    use serde_json::json;
+    let attached = attachment(root, id);
+    let (ip, prefix, gateway, mac, network_id) = match &attached {
+        Some(a) => (
+            a.ip.to_string(),
+            a.prefix,
+            a.gateway.to_string(),
+            a.mac.clone(),
+            a.network_id.clone(),
+        ),
+        None => Default::default(),
+    };
+    let mut networks = serde_json::Map::new();
+    if !mode.is_empty() && !mode.starts_with("container:") {
+        networks.insert(
+            mode.to_string(),
+            json!({
+                "NetworkID": network_id,
+                "Gateway": gateway,
+                "IPAddress": ip,
+                "IPPrefixLen": prefix,
+                "MacAddress": mac,
+            }),
+        );
+    }
+    let mut ports = serde_json::Map::new();
+    for p in attached.iter().flat_map(|a| a.ports.iter()) {
+        let key = format!("{}/{}", p.container_port, p.proto);
+        let entry = ports.entry(key).or_insert_with(|| json!([]));
+        if let Some(list) = entry.as_array_mut() {
+            list.push(
+                json!({ "HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string() }),
+            );
+        }
+    }
+    json!({
+        "SandboxKey": if attached.is_some() { netns_path(root, id).display().to_string() } else { String::new() },
+        "Ports": ports,
+        "Gateway": gateway,
+        "IPAddress": ip,
+        "IPPrefixLen": prefix,
+        "MacAddress": mac,
+        "Networks": networks,
+    })
+}

@@ -1,0 +1,677 @@
+//! Networking: the default bridge network, none/host/container:NAME, exec in the
+//! container's namespace, and cleanup on every path. Every test runs in a network
+//! namespace of its own (tests/common: `private_network`), so bridges, veths and
+//! nftables tables are made and checked there, never on the host.
+
+mod common;
+mod probe;
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// `nft list tables` in the test's namespace.
+fn nft_tables() -> String {
+    let out = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// Entries of a directory under the state root (empty when it does not exist).
+fn entries(w: &World, rel: &str) -> Vec<String> {
+    fs::read_dir(w.root.join(rel))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts that no container is attached to anything: no veth, no lease, no namespace
+/// mount or record (the bridge itself may stay until gc).
+#[track_caller]
+fn assert_nothing_attached(w: &World) {
+    // The kernel removes a veth pair with its namespace, in the background.
+    let mut links = Vec::new();
+    let gone = wait_for(10, || {
+        links = common::links();
+        links
+            .iter()
+            .all(|l| !l.starts_with("mc") || l.starts_with("mc-"))
+    });
+    assert!(gone, "veths left: {links:?}");
+    assert_eq!(
+        entries(w, "networks/bridge.leases"),
+        Vec::<String>::new(),
+        "leases left"
+    );
+    assert_eq!(entries(w, "netns"), Vec::<String>::new(), "namespaces left");
+    // Only ours: tests running in parallel have theirs.
+    let ours = w.root.to_string_lossy().into_owned();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&ours)).collect();
+    assert!(left.is_empty(), "namespace mounts left: {left:?}");
+}
+
+/// After `gc`: not even the bridge or its table.
+#[track_caller]
+fn assert_gc_leaves_nothing(w: &World) {
+    ok(w.mc(&["gc"]));
+    assert_nothing_attached(w);
+    assert!(
+        !links().contains(&"mycontainer0".to_string()),
+        "{:?}",
+        links()
+    );
+    assert!(!nft_tables().contains("mycontainer"), "{}", nft_tables());
+    assert_eq!(
+        entries(w, "networks")
+            .iter()
+            .filter(|e| e.ends_with(".json"))
+            .count(),
+        0
+    );
+}
+
+/// The IPv4 address of eth0 as `ip -4 -o addr` prints it inside a container: "A.B.C.D/N".
+fn eth0_address(text: &str) -> String {
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no inet address in {text:?}"))
+        .to_string()
+}
+
+fn inspect(w: &World, name: &str) -> serde_json::Value {
+    let out = ok(w.mc(&["inspect", name]));
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+}
+
+#[test]
+fn bridge_is_the_default_with_an_address_a_route_and_a_reachable_gateway() {
+    let w = World::new();
+    let out = ok(w.run(
+        &["--rm"],
+        &[
+            "sh",
+            "-c",
+            "ip -4 -o addr show eth0; ip route; cat /etc/hosts; ping -c 1 -W 5 172.17.0.1 >/dev/null && echo gateway-ok",
+        ],
+    ));
+    assert!(out.contains("inet 172.17.0.2/16"), "{out}");
+    assert!(out.contains("default via 172.17.0.1 dev eth0"), "{out}");
+    assert!(out.contains("gateway-ok"), "{out}");
+    let hostname_line = out.lines().find(|l| l.starts_with("172.17.0.2\t"));
+    assert!(hostname_line.is_some(), "hosts has no address line: {out}");
+    // Our own nftables table masquerades the subnet's outbound traffic.
+    let table = Command::new("nft")
+        .args(["list", "table", "ip", "mycontainer-bridge"])
+        .output()
+        .unwrap();
+    let table = stdout(&table);
+    assert!(
+        table.contains("ip saddr 172.17.0.0/16 ip daddr != 172.17.0.0/16 masquerade"),
+        "{table}"
+    );
+    assert_nothing_attached(&w);
+    assert_gc_leaves_nothing(&w);
+}
+
+#[test]
+fn the_default_subnet_avoids_the_hosts_routes() {
+    let w = World::new();
+    // The test's namespace has a route in 172.17.0.0/16: the next pool is taken.
+    for args in [
+        &["link", "add", "taken0", "type", "bridge"][..],
+        &["addr", "add", "172.17.5.1/24", "dev", "taken0"],
+        &["link", "set", "taken0", "up"],
+    ] {
+        assert!(Command::new("ip").args(args).status().unwrap().success());
+    }
+    let out = ok(w.run(&["--rm"], &["ip", "-4", "-o", "addr", "show", "eth0"]));
+    assert_eq!(eth0_address(&out), "172.18.0.2/16", "{out}");
+}
+
+#[test]
+fn inspect_and_exec_see_the_containers_network() {
+    let w = World::new();
+    let id = w.run_detached(&["--name", "web"], &["sleep", "300"]);
+    let info = inspect(&w, "web");
+    let settings = &info["NetworkSettings"];
+    assert_eq!(settings["IPAddress"], "172.17.0.2", "{settings}");
+    assert_eq!(settings["Gateway"], "172.17.0.1");
+    assert_eq!(settings["IPPrefixLen"], 16);
+    assert_eq!(settings["MacAddress"], "02:42:ac:11:00:02");
+    assert_eq!(settings["Networks"]["bridge"]["IPAddress"], "172.17.0.2");
+    assert_eq!(info["HostConfig"]["NetworkMode"], "bridge");
+    // exec joins the same namespace.
+    let out = ok(w.mc(&["exec", "web", "ip", "-4", "-o", "addr", "show", "eth0"]));
+    assert_eq!(eth0_address(&out), "172.17.0.2/16");
+    let veth = format!("mc{}", &id[..12]);
+    assert!(links().contains(&veth), "{:?}", links());
+    ok(w.mc(&["rm", "-f", "web"]));
+    assert_nothing_attached(&w);
+    assert_gc_leaves_nothing(&w);
+}
+
+#[test]
+fn two_containers_talk_over_the_bridge() {
+    let w = World::new();
+    w.run_detached(
+        &["--name", "srv"],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello-from-srv > /www/index.html && exec httpd -f -p 8080 -h /www",
+        ],
+    );
+    let ip = inspect(&w, "srv")["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = format!("http://{ip}:8080/index.html");
+    let mut got = String::new();
+    let reached = wait_for(10, || {
+        let out = w.run(&["--rm"], &["timeout", "5", "wget", "-q", "-O", "-", &url]);
+        got = stdout(&out);
+        got.contains("hello-from-srv")
+    });
+    assert!(reached, "wget got {got:?}");
+    ok(w.mc(&["rm", "-f", "srv"]));
+    assert_nothing_attached(&w);
+}
+
+#[test]
+fn none_host_and_container_modes() {
+    let w = World::new();
+    let none = ok(w.run(&["--rm", "--network", "none"], &["ls", "/sys/class/net"]));
+    assert_eq!(none.split_whitespace().collect::<Vec<_>>(), vec!["lo"]);
+    let host = ok(w.run(&["--rm", "--network", "host"], &["ls", "/sys/class/net"]));
+    assert_eq!(host.split_whitespace().collect::<Vec<_>>(), links());
+    w.run_detached(&["--name", "owner"], &["sleep", "300"]);
+    let joined = ok(w.run(
+        &["--rm", "--network", "container:owner"],
+        &["ip", "-4", "-o", "addr", "show", "eth0"],
+    ));
+    assert_eq!(eth0_address(&joined), "172.17.0.2/16");
+    let info = inspect(&w, "owner");
+    assert_eq!(info["NetworkSettings"]["IPAddress"], "172.17.0.2");
+    // A missing or stopped container cannot be joined.
+    let out = w.run(&["--rm", "--network", "container:nobody"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("cannot join the network of container nobody"),
+        "{}",
+        stderr(&out)
+    );
+    ok(w.mc(&["stop", "-t", "1", "owner"]));
+    let out = w.run(&["--rm", "--network", "container:owner"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
+    ok(w.mc(&["rm", "owner"]));
+    assert_nothing_attached(&w);
+}
+
+#[test]
+fn thirty_parallel_bridge_runs_get_distinct_addresses_and_leave_nothing() {
+    let w = World::new();
+    const N: usize = 30;
+    let sync = w.dir.path().join("sync");
+    fs::create_dir(&sync).unwrap();
+    let volume = format!("{}:/sync", sync.display());
+    // Each container records its address, then waits until all 30 have: they are all
+    // attached at once, so their leases must all differ.
+    let script = format!(
+        "a=$(ip -4 -o addr show eth0 | awk '{{print $4}}'); touch /sync/$a.$$; \
+         i=0; while [ $(ls /sync | wc -l) -lt {N} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
+         echo $a"
+    );
+    let children: Vec<_> = (0..N)
+        .map(|_| {
+            w.run_cmd(&["--rm", "-v", &volume], &["sh", "-c", &script])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut addresses = HashSet::new();
+    for child in children {
+        let out = ok(child.wait_with_output().unwrap());
+        assert!(
+            addresses.insert(out.trim().to_string()),
+            "{out} given twice"
+        );
+    }
+    assert_eq!(addresses.len(), N);
+    assert!(addresses
+        .iter()
+        .all(|a| a.starts_with("172.17.0.") && a.ends_with("/16")));
+    assert_nothing_attached(&w);
+    assert_gc_leaves_nothing(&w);
+}
+
+#[test]
+fn kill_9_of_the_cli_then_gc_reclaims_the_veth_lease_and_mount() {
+    let w = World::new();
+    let mut cli = w
+        .run_cmd(&["--name", "victim"], &["sleep", "300"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = w.wait_running();
+    assert!(wait_for(10, || links().contains(&format!("mc{}", &id[..12]))));
+    assert_eq!(entries(&w, "networks/bridge.leases").len(), 1);
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    let pid = w.state(&id)["pid"].as_i64().unwrap() as i32;
+    // SAFETY: kill with signal 0 only checks that the pid exists.
+    assert!(wait_for(10, || unsafe { libc::kill(pid, 0) } != 0));
+    // Still there until a command notices.
+    assert_eq!(entries(&w, "networks/bridge.leases").len(), 1);
+    assert_gc_leaves_nothing(&w);
+    assert!(ok(w.mc(&["ps", "-a"])).contains("Exited (137)"));
+}
+
+#[test]
+fn kill_9_of_a_supervisor_releases_the_network_at_the_next_command() {
+    let w = World::new();
+    let id = w.run_detached(&["--name", "sup"], &["sleep", "300"]);
+    let supervisor: Vec<i32> = pids_with("supervise --lock-fd")
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&id))
+        })
+        .collect();
+    assert_eq!(supervisor.len(), 1, "{supervisor:?}");
+    // SAFETY: SIGKILL to the supervisor this test started.
+    assert_eq!(unsafe { libc::kill(supervisor[0], libc::SIGKILL) }, 0);
+    assert!(wait_for(10, || {
+        let _ = w.mc(&["ps"]);
+        entries(&w, "netns").is_empty()
+    }));
+    assert_nothing_attached(&w);
+    // It starts again with a fresh attachment, and rm takes it away.
+    ok(w.mc(&["start", "sup"]));
+    let out = ok(w.mc(&["exec", "sup", "ip", "-4", "-o", "addr", "show", "eth0"]));
+    assert_eq!(eth0_address(&out), "172.17.0.2/16");
+    ok(w.mc(&["rm", "-f", "sup"]));
+    assert_gc_leaves_nothing(&w);
+}
+
+#[test]
+fn failed_starts_leave_no_network_behind() {
+    let w = World::new();
+    let out = w.run(&["--rm"], &["/no/such/command"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert_nothing_attached(&w);
+    let out = w.run(&["--rm", "--network", "nosuchnet"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("network nosuchnet not found"),
+        "{}",
+        stderr(&out)
+    );
+    assert_nothing_attached(&w);
+    w.assert_no_containers();
+}
+
+#[test]
+fn containers_on_a_user_network_reach_each_other_by_name_and_alias() {
+    let w = World::new();
+    let id = ok(w.mc(&["network", "create", "app", "--subnet", "10.77.0.0/24"]));
+    assert_eq!(id.trim().len(), 64, "{id}");
+    w.run_detached(
+        &["--name", "srv", "--network", "app", "--network-alias", "web"],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello-by-name > /www/index.html && exec httpd -f -p 8080 -h /www",
+        ],
+    );
+    // Both names resolve through /etc/hosts, and the server answers.
+    let script = "for n in srv web; do timeout 5 wget -q -O - http://$n:8080/index.html; done";
+    let mut got = String::new();
+    let reached = wait_for(10, || {
+        got = stdout(&w.run(&["--rm", "--network", "app"], &["sh", "-c", script]));
+        got.matches("hello-by-name").count() == 2
+    });
+    assert!(reached, "got {got:?}");
+    // A peer joining appears in srv's hosts file, and disappears when it leaves.
+    w.run_detached(&["--name", "peer", "--network", "app"], &["sleep", "300"]);
+    let hosts = ok(w.mc(&["exec", "srv", "cat", "/etc/hosts"]));
+    let peer_line = hosts
+        .lines()
+        .find(|l| l.contains("\tpeer"))
+        .map(String::from);
+    assert!(
+        peer_line
+            .as_deref()
+            .is_some_and(|l| l.starts_with("10.77.0.")),
+        "{hosts}"
+    );
+    let peer_hosts = ok(w.mc(&["exec", "peer", "cat", "/etc/hosts"]));
+    assert!(
+        peer_hosts
+            .lines()
+            .any(|l| l.starts_with("10.77.0.2\tsrv ") && l.ends_with(" web")),
+        "{peer_hosts}"
+    );
+    ok(w.mc(&["rm", "-f", "peer"]));
+    let hosts = ok(w.mc(&["exec", "srv", "cat", "/etc/hosts"]));
+    assert!(!hosts.contains("peer"), "{hosts}");
+    let inspect = ok(w.mc(&["network", "inspect", "app"]));
+    assert!(
+        inspect.contains("\"Subnet\": \"10.77.0.0/24\""),
+        "{inspect}"
+    );
+    assert!(inspect.contains("\"Name\": \"srv\""), "{inspect}");
+    ok(w.mc(&["rm", "-f", "srv"]));
+    ok(w.mc(&["network", "rm", "app"]));
+    assert_nothing_attached(&w);
+    assert!(
+        links().iter().all(|l| !l.starts_with("mc-")),
+        "{:?}",
+        links()
+    );
+    assert!(
+        !nft_tables().contains("mycontainer-app"),
+        "{}",
+        nft_tables()
+    );
+}
+
+#[test]
+fn network_rm_is_refused_while_a_container_uses_it() {
+    let w = World::new();
+    ok(w.mc(&["network", "create", "busy"]));
+    w.run_detached(&["--name", "user", "--network", "busy"], &["sleep", "300"]);
+    let bridge = links().into_iter().find(|l| l.starts_with("mc-"));
+    assert!(bridge.is_some(), "{:?}", links());
+    let out = w.mc(&["network", "rm", "busy"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("network busy is in use by container user"),
+        "{}",
+        stderr(&out)
+    );
+    // A stopped container still uses it (it would attach again at start).
+    ok(w.mc(&["stop", "-t", "1", "user"]));
+    assert_eq!(w.mc(&["network", "rm", "busy"]).status.code(), Some(1));
+    assert!(ok(w.mc(&["network", "ls"])).contains("busy"));
+    ok(w.mc(&["rm", "user"]));
+    assert_eq!(ok(w.mc(&["network", "rm", "busy"])).trim(), "busy");
+    assert!(!ok(w.mc(&["network", "ls"])).contains("busy"));
+    assert!(!links().contains(&bridge.unwrap()), "{:?}", links());
+    assert!(!nft_tables().contains("mycontainer-busy"));
+    let out = w.mc(&["network", "rm", "bridge"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("pre-defined"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_colliding_subnet_is_refused_and_creates_nothing() {
+    let w = World::new();
+    ok(w.mc(&["network", "create", "first", "--subnet", "10.77.0.0/16"]));
+    let out = w.mc(&["network", "create", "second", "--subnet", "10.77.5.0/24"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("subnet 10.77.5.0/24 overlaps network first"),
+        "{}",
+        stderr(&out)
+    );
+    // A route of the (test's) host is taken too.
+    for args in [
+        &["link", "add", "taken0", "type", "bridge"][..],
+        &["addr", "add", "10.88.1.1/24", "dev", "taken0"],
+        &["link", "set", "taken0", "up"],
+    ] {
+        assert!(Command::new("ip").args(args).status().unwrap().success());
+    }
+    let out = w.mc(&["network", "create", "third", "--subnet", "10.88.0.0/16"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("overlaps a route of this host"),
+        "{}",
+        stderr(&out)
+    );
+    let out = w.mc(&["network", "create", "first"]);
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    let ls = ok(w.mc(&["network", "ls"]));
+    assert!(
+        ls.contains("first") && !ls.contains("second") && !ls.contains("third"),
+        "{ls}"
+    );
+    assert_eq!(
+        entries(&w, "networks")
+            .iter()
+            .filter(|e| e.ends_with(".json"))
+            .count(),
+        1
+    );
+    ok(w.mc(&["network", "rm", "first"]));
+}
+
+#[test]
+fn add_host_dns_and_internal_networks() {
+    let w = World::new();
+    let out = ok(w.run(
+        &["--rm", "--add-host", "db:10.1.2.3", "--dns", "10.0.0.53"],
+        &["sh", "-c", "cat /etc/hosts /etc/resolv.conf"],
+    ));
+    assert!(out.contains("10.1.2.3\tdb"), "{out}");
+    assert!(out.contains("nameserver 10.0.0.53"), "{out}");
+    assert_eq!(out.matches("nameserver").count(), 1, "{out}");
+    let out = w.run(&["--rm", "--dns", "nonsense"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    ok(w.mc(&["network", "create", "closed", "--internal"]));
+    let out = ok(w.run(&["--rm", "--network", "closed"], &["ip", "route"]));
+    assert!(!out.contains("default"), "{out}");
+    assert!(out.contains("dev eth0"), "{out}");
+    ok(w.mc(&["network", "rm", "closed"]));
+    assert_nothing_attached(&w);
+}
+
+/// An HTTP GET of / through `addr`, or what went wrong.
+fn http_get(addr: &str) -> String {
+    let attempt = || -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5 * slowdown())))?;
+        stream.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body)?;
+        Ok(body)
+    };
+    attempt().unwrap_or_else(|e| format!("error: {e}"))
+}
+
+/// One datagram to `addr` and its answer, or what went wrong.
+fn udp_ask(addr: &str, text: &str) -> String {
+    let attempt = || -> std::io::Result<String> {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.set_read_timeout(Some(Duration::from_secs(slowdown())))?;
+        socket.send_to(text.as_bytes(), addr)?;
+        let mut buf = [0u8; 600];
+        let n = socket.recv(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    attempt().unwrap_or_else(|e| format!("error: {e}"))
+}
+
+#[test]
+fn published_tcp_and_udp_ports_are_reached_from_loopback_and_the_bridge_address() {
+    let w = World::new();
+    probe::install(&w.rootfs);
+    let id = w.run_detached(
+        &[
+            "--name", "pub", "-p", "127.0.0.1:18080:8080", "-p", "18081:8080", "-p",
+            "15353:5353/udp",
+        ],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hi-published > /www/index.html && httpd -p 8080 -h /www && exec probe udp-echo 5353",
+        ],
+    );
+    for addr in ["127.0.0.1:18080", "127.0.0.1:18081", "172.17.0.1:18081"] {
+        let mut got = String::new();
+        let reached = wait_for(10, || {
+            got = http_get(addr);
+            got.contains("hi-published")
+        });
+        assert!(reached, "{addr}: {got}");
+    }
+    // Published on 127.0.0.1 only: not on the bridge address.
+    assert!(!http_get("172.17.0.1:18080").contains("hi-published"));
+    for addr in ["127.0.0.1:15353", "172.17.0.1:15353"] {
+        let mut got = String::new();
+        let reached = wait_for(10, || {
+            got = udp_ask(addr, "ping");
+            got == "echo:ping"
+        });
+        assert!(reached, "{addr}: {got}");
+    }
+    let ports = ok(w.mc(&["port", "pub"]));
+    for line in [
+        "8080/tcp -> 127.0.0.1:18080",
+        "8080/tcp -> 0.0.0.0:18081",
+        "5353/udp -> 0.0.0.0:15353",
+    ] {
+        assert!(ports.lines().any(|l| l == line), "{line} not in {ports}");
+    }
+    let ps = ok(w.mc(&["ps"]));
+    assert!(
+        ps.contains("127.0.0.1:18080->8080/tcp, 0.0.0.0:18081->8080/tcp"),
+        "{ps}"
+    );
+    let info = inspect(&w, "pub");
+    let bindings = &info["NetworkSettings"]["Ports"]["8080/tcp"];
+    assert_eq!(bindings.as_array().map(Vec::len), Some(2), "{info}");
+    assert!(nft_tables().contains(&format!("mycontainer-ports-{}", &id[..12])));
+    ok(w.mc(&["rm", "-f", "pub"]));
+    assert!(
+        !nft_tables().contains("mycontainer-ports"),
+        "{}",
+        nft_tables()
+    );
+    assert_nothing_attached(&w);
+    assert!(!http_get("127.0.0.1:18081").contains("hi-published"));
+}
+
+#[test]
+fn a_published_port_without_a_host_port_gets_a_free_one() {
+    let w = World::new();
+    w.run_detached(
+        &["--name", "anyport", "-p", "8080"],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hi-any > /www/index.html && exec httpd -f -p 8080 -h /www",
+        ],
+    );
+    let ports = ok(w.mc(&["port", "anyport"]));
+    let host_port: u16 = ports
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{ports}"));
+    assert_ne!(host_port, 0);
+    let addr = format!("127.0.0.1:{host_port}");
+    let mut got = String::new();
+    assert!(
+        wait_for(10, || {
+            got = http_get(&addr);
+            got.contains("hi-any")
+        }),
+        "{got}"
+    );
+}
+
+#[test]
+fn a_port_conflict_gives_a_clear_error_and_creates_nothing() {
+    let w = World::new();
+    w.run_detached(&["--name", "first", "-p", "18090:80"], &["sleep", "300"]);
+    let before = (links(), nft_tables(), entries(&w, "networks/bridge.leases"));
+    let out = w.run(&["--rm", "-p", "18090:81"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("port 0.0.0.0:18090/tcp is already published by container first"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        (links(), nft_tables(), entries(&w, "networks/bridge.leases")),
+        before
+    );
+    // A port a host process holds.
+    let _held = std::net::TcpListener::bind("127.0.0.1:18091").unwrap();
+    let out = w.run(&["--rm", "-p", "127.0.0.1:18091:80"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("host port 127.0.0.1:18091/tcp is already in use"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        (links(), nft_tables(), entries(&w, "networks/bridge.leases")),
+        before
+    );
+    let out = w.run(&["--rm", "--network", "none", "-p", "80"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("-p needs a bridge network"),
+        "{}",
+        stderr(&out)
+    );
+    ok(w.mc(&["rm", "-f", "first"]));
+    assert_nothing_attached(&w);
+}
+
+#[test]
+fn without_nft_a_bridge_run_says_which_package_to_install_and_leaves_nothing() {
+    let w = World::new();
+    let out = w
+        .run_cmd(&["--rm"], &["true"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("install the nftables package"),
+        "{}",
+        stderr(&out)
+    );
+    assert_nothing_attached(&w);
+    assert!(
+        !links().contains(&"mycontainer0".to_string()),
+        "{:?}",
+        links()
+    );
+    // --network none needs no nft.
+    let out = w
+        .run_cmd(&["--rm", "--network", "none"], &["true"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    w.assert_no_containers();
+    // gc works without nft too.
+    let out = w
+        .cmd()
+        .arg("gc")
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
