@@ -770,3 +770,53 @@ fn exec_t_sets_term_unless_the_user_did() {
     assert_eq!(term(&["-t", "-e", "TERM=vt100"]), "TERM=vt100");
     assert_eq!(term(&[]), "TERM=");
 }
+
+/// Resumes the stopped supervisors even when the test fails, so the guard's `rm -f`
+/// does not wait for them for ever.
+struct Resume(Vec<i32>);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            // SAFETY: kill with a pid and a signal number.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+    }
+}
+
+#[test]
+fn stop_waits_for_a_slow_supervisor_instead_of_giving_up() {
+    // It used to give up 10 s after SIGKILL ("did not stop after SIGKILL: its supervisor
+    // still holds ...") while a busy machine's supervisor was merely slow to record the
+    // exit. A stopped supervisor is the slowest there is.
+    let w = World::new();
+    let id = w.run_detached(&[], &["sleep", "300"]);
+    let init = init_pid(&w, &id);
+    let supervisors = supervisor_pids(&id);
+    assert!(!supervisors.is_empty());
+    let resume = Resume(supervisors.clone());
+    for &pid in &supervisors {
+        // SAFETY: kill with a pid and a signal number.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    }
+    let mut stop = w
+        .cmd()
+        .args(["stop", "-t", "0", &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // SIGKILL needs no supervisor: the init dies (a zombie until the supervisor reaps it).
+    assert!(wait_for(10, || !alive(init)));
+    // Past the old 10 s limit, stop is still waiting rather than failing.
+    std::thread::sleep(Duration::from_secs(11));
+    assert!(stop.try_wait().unwrap().is_none(), "stop gave up");
+    drop(resume);
+    let out = stop.wait_with_output().unwrap();
+    assert_eq!(ok(out).trim(), id);
+    assert_eq!(w.state(&id)["status"], "exited");
+    assert_eq!(w.state(&id)["exit_code"], 137);
+    assert!(!alive(init));
+    assert_no_cgroup(&id);
+}

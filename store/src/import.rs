@@ -3,7 +3,7 @@
 //! calling thread decompresses, hashes the diff-id and unpacks.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread;
@@ -280,10 +280,19 @@ fn unpack_stream(input: ChannelReader, dest: &Path) -> Result<(Compression, Opti
         return Err(Error::BadInput("the input is empty".into()));
     }
     let compression = Compression::sniff(&head)?;
-    let decompressed: Box<dyn Read> = match compression {
+    Ok((compression, decode_and_unpack(input, compression, dest)?))
+}
+
+/// The decompressing half of `unpack_stream`: the diff-id, None for an uncompressed layer.
+fn decode_and_unpack<'a, R: BufRead + 'a>(
+    input: R,
+    compression: Compression,
+    dest: &Path,
+) -> Result<Option<Digest>> {
+    let decompressed: Box<dyn Read + 'a> = match compression {
         Compression::None => {
             unpack_all(input, dest, compression)?;
-            return Ok((compression, None));
+            return Ok(None);
         }
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
         Compression::Zstd => Box::new(
@@ -293,7 +302,18 @@ fn unpack_stream(input: ChannelReader, dest: &Path) -> Result<(Compression, Opti
     };
     let hashing = unpack_all(HashingReader::new(decompressed), dest, compression)?;
     let (diff_id, _, _) = hashing.finish();
-    Ok((compression, Some(diff_id)))
+    Ok(Some(diff_id))
+}
+
+/// What a layer import does with the bytes of a layer blob, without the store around it:
+/// sniff the compression, decompress and unpack into `dest` (an empty directory). For
+/// the fuzzer (fuzz/), which must find no input that panics, hangs or writes outside.
+#[cfg(feature = "fuzz")]
+pub fn unpack_layer_bytes(data: &[u8], dest: &Path) -> Result<()> {
+    if data.is_empty() {
+        return Err(Error::BadInput("the input is empty".into()));
+    }
+    decode_and_unpack(data, Compression::sniff(data)?, dest).map(drop)
 }
 
 /// Unpacks the archive and reads on to the end of the stream; returns the reader.
@@ -326,7 +346,6 @@ fn unpack_all<R: Read>(reader: R, dest: &Path, compression: Compression) -> Resu
 }
 
 fn peek(input: &mut BufReader<ChannelReader>) -> Result<Vec<u8>> {
-    use std::io::BufRead;
     let buf = input
         .fill_buf()
         .map_err(|e| Error::BadInput(e.to_string()))?;

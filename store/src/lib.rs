@@ -37,6 +37,8 @@ pub use error::{Error, Result};
 pub use fsutil::open_lock_file;
 pub use gc::GcReport;
 pub use image::{oci_manifest, DamagedImage, Image, ImageSpec, ImportSource, IngestLock};
+#[cfg(feature = "fuzz")]
+pub use import::unpack_layer_bytes;
 pub use import::Compression;
 pub use layer::{ImportedLayer, LayerInfo, NoProgress, Progress};
 pub use mount::RootMount;

@@ -301,7 +301,7 @@ pub(crate) fn run_busybox(spec: &Spec, uid: Option<u32>, args: &[&str]) -> Repor
     // _exits (see `child`).
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
-            drop(read_end);
+            close_all_but(write_end.as_raw_fd());
             child(&prepared, uid, write_end.as_raw_fd(), &argv)
         }
         ForkResult::Parent { child } => {
@@ -337,6 +337,25 @@ pub(crate) fn run_busybox(spec: &Spec, uid: Option<u32>, args: &[&str]) -> Repor
                 status: String::from_utf8_lossy(&bytes[HEADER_WORDS * 4..]).into_owned(),
             }
         }
+    }
+}
+
+/// First thing in a forked child: closes every descriptor from 3 up but `keep`. The
+/// child shares the descriptors of a multi-threaded test process, and an flock (a
+/// container record's lock) lives while any copy is open: a child that probes or spins
+/// before exec would keep another test's dropped record locked. Async-signal-safe.
+fn close_all_but(keep: i32) {
+    // SAFETY: close_range on this child's own descriptor table; `keep` stays valid.
+    unsafe {
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+        }
+        libc::syscall(
+            libc::SYS_close_range,
+            (keep + 1).max(3) as u32,
+            u32::MAX,
+            0u32,
+        );
     }
 }
 
@@ -479,6 +498,7 @@ pub(crate) fn time_in_child(prepared: &Prepared, calls: u64) -> (u64, u64) {
     // SAFETY: the child makes raw syscalls only and _exits.
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
+            close_all_but(write_end.as_raw_fd());
             let t0 = now_ns();
             let loaded = prepared.after_user_switch().is_ok();
             let t1 = now_ns();
