@@ -57,16 +57,7 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<i32> {
             })?),
         };
     let path = record.log_path();
-    let bound = |flag: &str, value: &Option<String>| {
-        value
-            .as_deref()
-            .map(|v| container::logs::time_bound(flag, v))
-            .transpose()
-    };
-    let (since, until) = (
-        bound("--since", &args.since)?,
-        bound("--until", &args.until)?,
-    );
+    let (since, until) = container::logs::time_bounds(&args.since, &args.until)?;
     let mut follower = container::logs::LogFollower::open(&path, tail, args.timestamps)
         .with_context(|| format!("cannot read {}", path.display()))?
         .window(since, until);

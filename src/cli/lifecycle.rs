@@ -299,7 +299,9 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> anyhow::Result<i32> {
 }
 
 /// Runs `action` on each named container, printing the name on success (as Docker).
-fn each(
+/// Runs `action` on each named container, printing its name or the error; exit 1 if
+/// any failed (Docker's managing verbs).
+pub(super) fn each(
     ctx: &Ctx,
     names: &[String],
     mut action: impl FnMut(&container::Record) -> anyhow::Result<()>,

@@ -80,29 +80,6 @@ pub struct EventsArgs {
     pub format: Option<String>,
 }
 
-/// Runs `action` on each named container, printing the name on success (as Docker).
-fn each(
-    ctx: &Ctx,
-    names: &[String],
-    mut action: impl FnMut(&container::Record) -> anyhow::Result<()>,
-) -> i32 {
-    let mut failed = false;
-    for name in names {
-        match container::find(&ctx.root, name).and_then(|r| action(&r)) {
-            Ok(()) => println!("{name}"),
-            Err(err) => {
-                eprintln!("mycontainer: {err:#}");
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        exitcode::VERB_FAILED
-    } else {
-        0
-    }
-}
-
 pub fn wait(ctx: &Ctx, args: WaitArgs) -> anyhow::Result<i32> {
     let mut failed = false;
     for name in &args.containers {
@@ -128,11 +105,19 @@ pub fn top(ctx: &Ctx, args: TopArgs) -> anyhow::Result<i32> {
 }
 
 pub fn pause(ctx: &Ctx, args: PauseArgs) -> anyhow::Result<i32> {
-    Ok(each(ctx, &args.containers, container::pause::pause))
+    Ok(super::lifecycle::each(
+        ctx,
+        &args.containers,
+        container::pause::pause,
+    ))
 }
 
 pub fn unpause(ctx: &Ctx, args: PauseArgs) -> anyhow::Result<i32> {
-    Ok(each(ctx, &args.containers, container::pause::unpause))
+    Ok(super::lifecycle::each(
+        ctx,
+        &args.containers,
+        container::pause::unpause,
+    ))
 }
 
 pub fn update(ctx: &Ctx, args: UpdateArgs) -> anyhow::Result<i32> {
@@ -143,7 +128,7 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> anyhow::Result<i32> {
         pids_limit: args.pids_limit,
         ..Default::default()
     })?;
-    Ok(each(ctx, &args.containers, |record| {
+    Ok(super::lifecycle::each(ctx, &args.containers, |record| {
         container::update::update(record, &changes)
     }))
 }
@@ -317,16 +302,7 @@ pub fn events(ctx: &Ctx, args: EventsArgs) -> anyhow::Result<i32> {
         Some("json") | Some("{{json .}}") => true,
         Some(other) => anyhow::bail!("unsupported --format {other:?}: use json"),
     };
-    let bound = |flag: &str, value: &Option<String>| {
-        value
-            .as_deref()
-            .map(|v| container::logs::time_bound(flag, v))
-            .transpose()
-    };
-    let (since, until) = (
-        bound("--since", &args.since)?,
-        bound("--until", &args.until)?,
-    );
+    let (since, until) = container::logs::time_bounds(&args.since, &args.until)?;
     // Without --since, only what happens from now on.
     let mut offset = match since {
         Some(_) => 0,

@@ -27,6 +27,17 @@ pub struct LogFollower {
     mid_line: [bool; 2],
 }
 
+/// `--since` and `--until` (each optional) through [`time_bound`].
+pub fn time_bounds(
+    since: &Option<String>,
+    until: &Option<String>,
+) -> anyhow::Result<(Option<String>, Option<String>)> {
+    let bound = |flag: &str, value: &Option<String>| {
+        value.as_deref().map(|v| time_bound(flag, v)).transpose()
+    };
+    Ok((bound("--since", since)?, bound("--until", until)?))
+}
+
 /// `logs --since/--until`: an RFC 3339 time, Unix seconds (`1700000000.5`) or a
 /// duration before now (`10m`, `1h30m`), as the stamp it compares with.
 pub fn time_bound(flag: &str, text: &str) -> anyhow::Result<String> {

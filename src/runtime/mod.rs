@@ -17,7 +17,7 @@ mod sealed_exe;
 pub mod security;
 
 pub use exec::{exec, exec_detached, ExecRequest};
-pub use relay::Outcome;
+pub use relay::{Outcome, FORWARDED};
 pub use run::{create, make_start_fifo, release, run, CreateRequest, RunRequest};
 
 /// "true": run our tiny init as PID 1 (Docker's `--init`).

@@ -527,8 +527,9 @@ pub fn execute(step: &Step, slots: &Slots) -> Result<(), i32> {
     }
 }
 
-/// Writes `value` to the existing file `path` (no symlink followed). Async-signal-safe.
-fn write_file(path: &CString, value: &CString) -> Result<(), i32> {
+/// Writes `value` to the existing file `path` (no symlink followed): sysctls, and
+/// the child's oom_score_adj. Async-signal-safe.
+pub(super) fn write_file(path: &CStr, value: &CString) -> Result<(), i32> {
     // SAFETY: open/write/close with NUL-terminated strings we own.
     unsafe {
         let fd = libc::open(

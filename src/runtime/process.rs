@@ -557,24 +557,7 @@ fn cwd_inside_root() -> Result<bool, i32> {
 /// Writes `value` to /proc/self/oom_score_adj: first thing in the child, while the host's
 /// /proc (where self is us) is still the root's. Async-signal-safe.
 fn write_oom_score_adj(value: &CString) -> Result<(), i32> {
-    // SAFETY: open/write/close with a literal path and a string we own.
-    unsafe {
-        let fd = libc::open(
-            c"/proc/self/oom_score_adj".as_ptr(),
-            libc::O_WRONLY | libc::O_CLOEXEC,
-        );
-        if fd < 0 {
-            return Err(errno());
-        }
-        let bytes = value.as_bytes();
-        let written = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
-        let error = errno();
-        libc::close(fd);
-        if written != bytes.len() as isize {
-            return Err(error);
-        }
-    }
-    Ok(())
+    plan::write_file(c"/proc/self/oom_score_adj", value)
 }
 
 /// Whether the parent died (its end of the setup channel is closed): checked right

@@ -18,8 +18,8 @@ use super::logfile::{LogWriter, Stream};
 use super::process::ChildStdio;
 use super::pty;
 
-/// Signals the CLI passes on to the container.
-const FORWARDED: &[Signal] = &[
+/// Signals the CLI passes on to the container (the runtime CLI's `run` too).
+pub const FORWARDED: &[Signal] = &[
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,

@@ -327,17 +327,8 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<i32> {
     }
     // runtime::create left these blocked (SIGCHLD and the forwarded ones): they queue.
     let mut set = SigSet::empty();
-    for signal in [
-        Signal::SIGCHLD,
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-    ] {
-        set.add(signal);
+    for signal in std::iter::once(&Signal::SIGCHLD).chain(runtime::FORWARDED) {
+        set.add(*signal);
     }
     let pid = Pid::from_raw(record.pid);
     let code = loop {
