@@ -167,3 +167,25 @@ fn ulimit_sets_the_containers_process_limits() {
         );
     }
 }
+
+/// With `--network host` the container has the host's hostname, as Docker gives it
+/// (its own UTS namespace, the host's name), and the host's /etc/hosts.
+#[test]
+fn host_network_keeps_the_hosts_name_and_hosts_file() {
+    let w = World::new();
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let out = ok(w.run(
+        &["--rm", "--network", "host"],
+        &["sh", "-c", "hostname; cat /etc/hosts"],
+    ));
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some(host.as_str()), "{out}");
+    let hosts: String = lines.map(|l| format!("{l}\n")).collect();
+    assert_eq!(hosts, std::fs::read_to_string("/etc/hosts").unwrap());
+    // -h still wins.
+    let named = ok(w.run(
+        &["--rm", "--network", "host", "-h", "chosen"],
+        &["hostname"],
+    ));
+    assert_eq!(named.trim(), "chosen");
+}

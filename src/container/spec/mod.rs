@@ -265,15 +265,27 @@ pub struct Built {
     pub args: Vec<String>,
 }
 
-/// The hostname of container `id`: `-h`, or the short id as Docker gives.
+/// The hostname of container `id`: `-h`, else as Docker gives it: the host's own with
+/// `--network host` (the container shares its network identity), the short id otherwise.
 fn hostname(id: &str, opts: &RunOptions) -> String {
-    opts.hostname
-        .clone()
-        .unwrap_or_else(|| id[..12].to_string())
+    if let Some(name) = &opts.hostname {
+        return name.clone();
+    }
+    if opts.network == Network::Host {
+        if let Some(host) = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty())
+        {
+            return host;
+        }
+    }
+    id[..12].to_string()
 }
 
 /// Builds the spec for container `id` over `root`: a pure function of its inputs (it
-/// reads only the image's user database and `--env-file`s). The etc files its mounts
+/// reads only the image's user database, `--env-file`s and, with `--network host`, the
+/// host's hostname). The etc files its mounts
 /// name in `dir` (the record directory) are the record's to write
 /// (`Record::write_etc_files`).
 pub fn build(
