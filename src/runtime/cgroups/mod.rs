@@ -280,15 +280,20 @@ pub fn remove_unused_parents() -> Result<()> {
 }
 
 /// Whether the kernel accounts swap per cgroup (v1 `memory.memsw.*`, v2
-/// `memory.swap.max`): without it a swap limit cannot be applied. On v2 the root has no
-/// memory files, so any child cgroup with the memory controller tells.
+/// `memory.swap.max`): without it a swap limit cannot be applied. The v2 root has no
+/// memory files (and its children may not have the controller enabled yet), so on v2
+/// it is the memory controller being there and swap accounting not turned off at boot.
 pub fn has_swap_accounting() -> bool {
     match detect::detect() {
-        Ok(Layout::Unified { root }) => std::fs::read_dir(&root).is_ok_and(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.path().join("memory.swap.max").exists())
-        }),
+        Ok(Layout::Unified { root }) => {
+            let memory = std::fs::read_to_string(root.join("cgroup.controllers"))
+                .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"));
+            let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+            let turned_off = cmdline
+                .split_whitespace()
+                .any(|a| a == "swapaccount=0" || a == "cgroup.memory=noswap");
+            memory && !turned_off
+        }
         Ok(Layout::Hybrid { v1, .. }) | Ok(Layout::Legacy { v1 }) => v1
             .iter()
             .find(|h| h.has("memory"))
