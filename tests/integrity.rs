@@ -456,3 +456,44 @@ fn a_full_disk_at_exit_leaves_no_lie_in_ps_and_no_half_written_state() {
     let checked = mc(&["system", "check"]);
     assert!(checked.status.success(), "{}", stdout(&checked));
 }
+
+/// Container cgroups carry their state root's key, so `gc` of one root reclaims its own
+/// orphaned cgroups (here: a supervisor killed with SIGKILL and its record gone) and
+/// never touches another root's.
+#[test]
+fn gc_reclaims_its_own_orphaned_cgroups_and_never_another_roots() {
+    let a = World::new();
+    let b = World::new();
+    let id = a.run_detached(&["--network", "none"], &["sleep", "300"]);
+    let cgroups = common::container_cgroups(&id);
+    assert!(!cgroups.is_empty(), "the container has no cgroup");
+    let supervisors: Vec<i32> = common::pids_with("supervise")
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&id))
+        })
+        .collect();
+    assert_eq!(supervisors.len(), 1, "{supervisors:?}");
+    // SAFETY: SIGKILL to the supervisor this test started.
+    assert_eq!(unsafe { libc::kill(supervisors[0], libc::SIGKILL) }, 0);
+    // Its container dies with it; the record is lost before anything reclaims it.
+    assert!(common::wait_for(30, || common::pids_with("sleep 300")
+        .into_iter()
+        .all(
+            |pid| !fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(&id))
+        )));
+    fs::remove_dir_all(a.root.join("containers").join(&id)).unwrap();
+    assert!(!common::container_cgroups(&id).is_empty());
+
+    // Another root's gc leaves it alone; its own root's gc removes it.
+    let other = ok(b.mc(&["gc"]));
+    assert!(!other.contains(&id), "{other}");
+    assert_eq!(common::container_cgroups(&id), cgroups);
+    let own = ok(a.mc(&["gc"]));
+    assert!(
+        own.contains("removed orphaned cgroup") && own.contains(&id),
+        "{own}"
+    );
+    assert!(common::container_cgroups(&id).is_empty());
+}

@@ -62,7 +62,10 @@ fn run_d_returns_at_once_and_a_detached_supervisor_owns_the_container() {
     assert!(alive(pid));
     // The container's init sits in its cgroup; its supervisor runs in its own session.
     let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(cgroup.contains(&format!("mycontainer/{id}")), "{cgroup}");
+    assert!(
+        cgroup.contains("/mycontainer/") && cgroup.contains(&format!("-{id}\n")),
+        "{cgroup}"
+    );
     let supervisors = supervisor_pids(&id);
     assert_eq!(supervisors.len(), 1, "{supervisors:?}");
     let stat = fs::read_to_string(format!("/proc/{}/stat", supervisors[0])).unwrap();
@@ -421,7 +424,7 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let procs = format!("mycontainer/{id}");
+    let procs = format!("-{id}\n");
     assert!(wait_for(5, || pids_with("sleep 30").into_iter().any(|p| {
         fs::read_to_string(format!("/proc/{p}/cgroup")).is_ok_and(|c| c.contains(&procs))
     })));

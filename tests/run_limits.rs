@@ -21,27 +21,18 @@ fn unified() -> bool {
 /// hierarchy of the file's controller.
 fn cgroup_file(id: &str, file: &str) -> PathBuf {
     if unified() {
-        return PathBuf::from("/sys/fs/cgroup/mycontainer")
-            .join(id)
-            .join(file);
+        return common::container_cgroup_in(Path::new("/sys/fs/cgroup/mycontainer"), id).join(file);
     }
     let controller = file.split('.').next().unwrap_or_default();
-    PathBuf::from("/sys/fs/cgroup")
+    let parent = PathBuf::from("/sys/fs/cgroup")
         .join(controller)
-        .join("mycontainer")
-        .join(id)
-        .join(file)
+        .join("mycontainer");
+    common::container_cgroup_in(&parent, id).join(file)
 }
 
-/// Every directory the container's cgroup could have, in any layout.
+/// Every directory the container's cgroup has, in any layout.
 fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
-    let mut dirs = vec![PathBuf::from("/sys/fs/cgroup/mycontainer").join(id)];
-    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-        for entry in entries.flatten() {
-            dirs.push(entry.path().join("mycontainer").join(id));
-        }
-    }
-    dirs
+    common::container_cgroups(id)
 }
 
 #[track_caller]
@@ -452,7 +443,7 @@ fn without_clone3_the_container_is_still_placed_in_its_cgroup() {
         .unwrap_or_else(|| panic!("no pid in {state}"));
     let membership = read(Path::new(&format!("/proc/{pid}/cgroup")));
     assert!(
-        membership.contains(&format!("/mycontainer/{id}")),
+        membership.contains("/mycontainer/") && membership.contains(&format!("-{id}\n")),
         "{membership}"
     );
     child.stdin.take().unwrap().write_all(b"bye\n").unwrap();

@@ -20,14 +20,14 @@ fn unified_host() -> bool {
 fn cgroup_dir(id: &str, controller: &str) -> PathBuf {
     let base = PathBuf::from("/sys/fs/cgroup");
     if unified_host() {
-        return base.join("mycontainer").join(id);
+        return container_cgroup_in(&base.join("mycontainer"), id);
     }
     let hierarchy = match controller {
         "" => "unified",
         "cpu" => "cpu",
         other => other,
     };
-    base.join(hierarchy).join("mycontainer").join(id)
+    container_cgroup_in(&base.join(hierarchy).join("mycontainer"), id)
 }
 
 fn read_file(path: PathBuf) -> String {

@@ -136,6 +136,9 @@ pub fn gc(ctx: &Ctx, _args: GcArgs) -> anyhow::Result<i32> {
         for id in &collected.reclaimed.removed {
             println!("removed orphaned container {id}");
         }
+        for name in &collected.cgroups {
+            println!("removed orphaned cgroup {name}");
+        }
         for id in &collected.reclaimed.marked_exited {
             println!("marked container {id} exited (its mycontainer process was killed)");
         }

@@ -56,7 +56,7 @@ fn check_containers(root: &Path, repair: bool, findings: &mut Vec<Finding>) -> a
             }
             Status::Exited | Status::Created => {
                 if state.status == Status::Exited {
-                    if let Ok(cgroup) = Cgroup::open(&cgroup_name(&id)) {
+                    if let Ok(cgroup) = Cgroup::open(&cgroup_name(root, &id)) {
                         if cgroup.paths().iter().any(|p| p.exists()) {
                             let mut finding = problem(format!(
                                 "container {short}: exited but its cgroup remains"

@@ -17,6 +17,11 @@ use super::record::{list_ids, lock_dir, Record};
 use super::state::{State, Status};
 
 impl Record {
+    /// This container's cgroup name (see [`super::paths::cgroup_name`]).
+    pub fn cgroup_name(&self) -> String {
+        super::paths::cgroup_name(super::paths::root_of_record(&self.dir), &self.id)
+    }
+
     /// The same record without its lock (for another thread to act on).
     pub fn unlocked(&self) -> Record {
         Record {
@@ -124,7 +129,7 @@ pub(super) fn deliver(record: &Record, signal: i32) -> anyhow::Result<()> {
     // The pidfd pins the process; if it is not in the container's cgroup, the pid was
     // recycled after the container's init died.
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    if !cgroups.contains(&super::paths::cgroup_name(&record.id)) {
+    if !cgroups.contains(&record.cgroup_name()) {
         bail!("container {} is not running", record.display_name());
     }
     // SAFETY: pidfd_send_signal on our pidfd, no siginfo.

@@ -17,6 +17,8 @@ pub struct Collected {
     pub store: GcReport,
     /// How many cache entries `prune_caches` removed.
     pub pruned: usize,
+    /// Cgroups of this state root whose container no longer runs (or no longer exists).
+    pub cgroups: Vec<String>,
 }
 
 /// Runs a full gc under the state root `root`. `prune_caches` drops the caches that
@@ -31,6 +33,7 @@ pub fn collect(root: &Path, prune_caches: &dyn Fn(&Store) -> usize) -> anyhow::R
         let dir = super::paths::containers_dir(root).join(id);
         dir.is_dir() && matches!(super::record::lock_listed(&dir), Ok(None))
     })?;
+    let cgroups = collect_cgroups(root)?;
     crate::runtime::cgroups::remove_unused_parents()?;
     let store = Store::open(root)?;
     let report = store.gc()?;
@@ -39,5 +42,27 @@ pub fn collect(root: &Path, prune_caches: &dyn Fn(&Store) -> usize) -> anyhow::R
         reclaimed,
         store: report,
         pruned,
+        cgroups,
     })
+}
+
+/// Removes the cgroups named with this state root's key (see `paths::cgroup_name`)
+/// whose container has no record or no live supervisor: what a killed command left.
+/// Another root's cgroups have another key and are never touched.
+fn collect_cgroups(root: &Path) -> anyhow::Result<Vec<String>> {
+    use crate::runtime::cgroups::{list_container_cgroups, Cgroup};
+    let prefix = format!("mycontainer/{}-", super::paths::root_key(root));
+    let mut removed = Vec::new();
+    for name in list_container_cgroups()? {
+        let Some(id) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let dir = super::paths::containers_dir(root).join(id);
+        let alive = dir.is_dir() && matches!(super::record::lock_listed(&dir), Ok(None));
+        if !alive {
+            Cgroup::open(&name)?.destroy()?;
+            removed.push(name);
+        }
+    }
+    Ok(removed)
 }

@@ -4,7 +4,6 @@
 
 use anyhow::bail;
 
-use super::paths::cgroup_name;
 use super::record::Record;
 use super::state::{State, Status};
 use crate::runtime::cgroups::Cgroup;
@@ -14,7 +13,7 @@ fn running_cgroup(record: &Record) -> anyhow::Result<Cgroup> {
     if state.status != Status::Running || !record.is_supervised() {
         bail!("container {} is not running", record.display_name());
     }
-    Cgroup::open(&cgroup_name(&record.id))
+    Cgroup::open(&record.cgroup_name())
 }
 
 /// The container is paused: what exec answers (exit 1, as Docker).
@@ -45,13 +44,13 @@ pub fn unpause(record: &Record) -> anyhow::Result<()> {
 /// Whether the container runs and is paused (for ps and inspect).
 pub fn is_paused(record: &Record, state: &State) -> bool {
     state.status == Status::Running
-        && Cgroup::open(&cgroup_name(&record.id)).is_ok_and(|cg| cg.is_frozen())
+        && Cgroup::open(&record.cgroup_name()).is_ok_and(|cg| cg.is_frozen())
 }
 
 /// Thaws the container if it is paused, so that a signal just sent to it takes effect
 /// (stop and kill on a paused container end it, as Docker's do).
 pub(super) fn thaw_if_paused(record: &Record) {
-    if let Ok(cgroup) = Cgroup::open(&cgroup_name(&record.id)) {
+    if let Ok(cgroup) = Cgroup::open(&record.cgroup_name()) {
         if cgroup.is_frozen() {
             let _ = cgroup.thaw();
         }

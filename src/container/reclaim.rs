@@ -100,7 +100,7 @@ pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
             super::volumes::remove_anonymous(root, &volumes)?;
             reclaimed.removed.push(id);
         } else {
-            let _ = Cgroup::open(&cgroup_name(&id)).and_then(|cg| cg.destroy());
+            let _ = Cgroup::open(&cgroup_name(root, &id)).and_then(|cg| cg.destroy());
             if let Err(e) = super::network::release(root, &id) {
                 eprintln!(
                     "mycontainer: warning: cannot remove the network of container {id}: {e:#}"

@@ -274,7 +274,7 @@ pub(super) fn delete_locked(
 ) -> anyhow::Result<()> {
     super::network::release(store.root(), id)
         .with_context(|| format!("cannot remove the network of container {id}"))?;
-    Cgroup::open(&cgroup_name(id))
+    Cgroup::open(&cgroup_name(super::paths::root_of_record(dir), id))
         .and_then(|cg| cg.destroy())
         .with_context(|| format!("cannot remove the cgroup of container {id}"))?;
     match fs::remove_dir_all(dir) {

@@ -4,7 +4,6 @@
 
 use std::time::Instant;
 
-use super::paths::cgroup_name;
 use super::record::Record;
 use super::state::{State, Status};
 use crate::runtime::cgroups::{Cgroup, Usage};
@@ -35,7 +34,7 @@ pub fn sample(record: &Record, state: &State) -> Option<Sample> {
     if state.status != Status::Running {
         return None;
     }
-    let cgroup = Cgroup::open(&cgroup_name(&record.id)).ok()?;
+    let cgroup = Cgroup::open(&record.cgroup_name()).ok()?;
     let usage = cgroup.usage();
     let net = state.pid.map_or((0, 0), net_bytes);
     Some(Sample {

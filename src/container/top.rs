@@ -5,7 +5,6 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-use super::paths::cgroup_name;
 use super::record::Record;
 use super::state::Status;
 use crate::runtime::cgroups::Cgroup;
@@ -17,7 +16,7 @@ pub fn top(record: &Record, ps_args: &[String]) -> anyhow::Result<(String, Vec<S
     if state.status != Status::Running || !record.is_supervised() {
         bail!("container {} is not running", record.display_name());
     }
-    let pids: HashSet<i32> = Cgroup::open(&cgroup_name(&record.id))?
+    let pids: HashSet<i32> = Cgroup::open(&record.cgroup_name())?
         .pids()
         .into_iter()
         .collect();

@@ -6,7 +6,6 @@ use anyhow::{bail, Context};
 use oci_spec::runtime::{LinuxResources, Spec};
 
 use super::limits::LimitFlags;
-use super::paths::cgroup_name;
 use super::record::Record;
 use super::state::Status;
 use crate::runtime::cgroups::Cgroup;
@@ -32,7 +31,7 @@ pub fn update(record: &Record, changes: &LinuxResources) -> anyhow::Result<()> {
     let path = record.config_path();
     let mut spec = Spec::load(&path).with_context(|| format!("cannot read {}", path.display()))?;
     if state.status == Status::Running && record.is_supervised() {
-        Cgroup::open(&cgroup_name(&record.id))?
+        Cgroup::open(&record.cgroup_name())?
             .update(changes)
             .with_context(|| format!("cannot update container {}", record.display_name()))?;
     }

@@ -96,10 +96,8 @@ impl Drop for Fixture {
         assert!(leaked.is_empty(), "mounts leaked: {leaked:?}");
         // No container cgroup of ours may stay.
         for id in self.container_ids() {
-            for hierarchy in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-                let cg = hierarchy.path().join("mycontainer").join(&id);
-                assert!(!cg.exists(), "cgroup leaked: {}", cg.display());
-            }
+            let leaked = container_cgroups(&id);
+            assert!(leaked.is_empty(), "cgroup leaked: {leaked:?}");
         }
     }
 }
@@ -162,13 +160,51 @@ pub fn build_busybox_rootfs(dir: &Path) {
     fs::write(dir.join("image-marker"), "from the image\n").unwrap();
 }
 
+/// The cgroup directories of container `id` that exist, in every hierarchy (v2: the one
+/// tree; v1/hybrid: one per hierarchy). Container cgroups are named
+/// `mycontainer/<state root key>-<id>`.
+pub fn container_cgroups(id: &str) -> Vec<PathBuf> {
+    let suffix = format!("-{id}");
+    let mut parents = vec![PathBuf::from("/sys/fs/cgroup/mycontainer")];
+    for hierarchy in fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        parents.push(hierarchy.path().join("mycontainer"));
+    }
+    parents
+        .iter()
+        .flat_map(|parent| fs::read_dir(parent).into_iter().flatten().flatten())
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(&suffix))
+        })
+        .collect()
+}
+
+/// The directory under `parent` (a hierarchy's `mycontainer`) of container `id`'s
+/// cgroup, or where it would be (`<parent>/<id>`, which never exists) when it has none.
+pub fn container_cgroup_in(parent: &Path, id: &str) -> PathBuf {
+    let suffix = format!("-{id}");
+    fs::read_dir(parent)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(&suffix))
+        })
+        .unwrap_or_else(|| parent.join(id))
+}
+
 /// Asserts that no cgroup hierarchy still has the cgroup of container `id`.
 #[track_caller]
 pub fn assert_no_cgroup(id: &str) {
-    for hierarchy in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let cg = hierarchy.path().join("mycontainer").join(id);
-        assert!(!cg.exists(), "cgroup left behind: {}", cg.display());
-    }
+    let left = container_cgroups(id);
+    assert!(left.is_empty(), "cgroup left behind: {left:?}");
 }
 
 /// Host pids whose command line contains `needle`.

@@ -37,7 +37,7 @@ pub const READONLY_PATHS: &[&str] = &[
 
 /// The `linux` section; `seccomp` is the profile chosen by [`security_opts`].
 pub(super) fn linux(
-    id: &str,
+    cgroup: &str,
     opts: &RunOptions,
     seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 ) -> anyhow::Result<Linux> {
@@ -75,7 +75,7 @@ pub(super) fn linux(
 
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
-        .cgroups_path(PathBuf::from(crate::container::cgroup_name(id)))
+        .cgroups_path(PathBuf::from(cgroup))
         .masked_paths(if opts.privileged {
             vec![]
         } else {

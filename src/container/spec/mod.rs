@@ -310,7 +310,9 @@ pub fn build(
     let security = linux::security_opts(opts, &bounding)?;
     process.set_no_new_privileges(Some(security.no_new_privileges));
     let mounts = mounts::mounts(opts, dir, root)?;
-    let linux = linux::linux(id, opts, security.seccomp)?;
+    let cgroup =
+        crate::container::paths::cgroup_name(crate::container::paths::root_of_record(dir), id);
+    let linux = linux::linux(&cgroup, opts, security.seccomp)?;
 
     let mut annotations = HashMap::new();
     if opts.init {

@@ -195,7 +195,6 @@ pub fn remove_tree(dir: &Path) -> Result<()> {
 
 /// Names of the cgroups directly under `base/parent` (e.g. the container ids under
 /// /sys/fs/cgroup/memory/mycontainer).
-#[cfg(test)]
 pub fn children(base: &Path, parent: &str) -> Vec<String> {
     subdirs(&base.join(parent))
         .into_iter()

@@ -247,10 +247,9 @@ impl Cgroup {
     }
 }
 
-/// Names ("mycontainer/<id>") of existing container cgroups (the tests check for leaks
-/// with it; gc cannot use it, as cgroup names are shared by every state root). On v1
-/// the union over the hierarchies, so a half-removed cgroup is found too.
-#[cfg(test)]
+/// Names ("mycontainer/<...>") of existing container cgroups: gc picks its own root's
+/// from them, the tests check for leaks. On v1 the union over the hierarchies, so a
+/// half-removed cgroup is found too.
 pub fn list_container_cgroups() -> Result<Vec<String>> {
     let mut names: Vec<String> = hierarchy_roots()?
         .iter()
