@@ -63,7 +63,9 @@ fn run_d_returns_at_once_and_a_detached_supervisor_owns_the_container() {
     // The container's init sits in its cgroup; its supervisor runs in its own session.
     let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(
-        cgroup.contains("/mycontainer/") && cgroup.contains(&format!("-{id}\n")),
+        cgroup
+            .lines()
+            .any(|l| l.contains("/mycontainer/") && l.ends_with(&format!("-{id}"))),
         "{cgroup}"
     );
     let supervisors = supervisor_pids(&id);
@@ -424,9 +426,10 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let procs = format!("-{id}\n");
+    let procs = format!("-{id}");
     assert!(wait_for(5, || pids_with("sleep 30").into_iter().any(|p| {
-        fs::read_to_string(format!("/proc/{p}/cgroup")).is_ok_and(|c| c.contains(&procs))
+        fs::read_to_string(format!("/proc/{p}/cgroup"))
+            .is_ok_and(|c| c.lines().any(|l| l.ends_with(&procs)))
     })));
     let _ = sleeper.kill();
     let _ = sleeper.wait();

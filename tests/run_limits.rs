@@ -443,7 +443,9 @@ fn without_clone3_the_container_is_still_placed_in_its_cgroup() {
         .unwrap_or_else(|| panic!("no pid in {state}"));
     let membership = read(Path::new(&format!("/proc/{pid}/cgroup")));
     assert!(
-        membership.contains("/mycontainer/") && membership.contains(&format!("-{id}\n")),
+        membership
+            .lines()
+            .any(|l| l.contains("/mycontainer/") && l.ends_with(&format!("-{id}"))),
         "{membership}"
     );
     child.stdin.take().unwrap().write_all(b"bye\n").unwrap();
