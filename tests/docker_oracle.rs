@@ -55,7 +55,10 @@ impl Dockerd {
             .arg(path("pid"))
             .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
             .args(["--log-level", "error"])
-            .arg(format!("--cgroup-parent={cgroup_parent}"))
+            // Absolute: relative to the hierarchy roots, not to dockerd's own cgroup (a
+            // relative parent lands under the test's cgroup in every hierarchy where the
+            // test process is not at the root, where the cleanup would not look).
+            .arg(format!("--cgroup-parent=/{cgroup_parent}"))
             .arg(format!("--containerd-namespace={cgroup_parent}"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(path("log")).unwrap())
@@ -86,25 +89,52 @@ impl Dockerd {
     }
 }
 
-impl Drop for Dockerd {
-    fn drop(&mut self) {
+impl Dockerd {
+    /// Stops dockerd (its containerd goes with it), removes its cgroup parent from every
+    /// hierarchy, and returns whatever of it is still there (nothing, when all is well).
+    /// Idempotent: the drop calls it again.
+    fn stop(&mut self) -> Vec<PathBuf> {
         // SAFETY: SIGTERM to the dockerd (unshare execs it) this test started.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
-        // Its containerd goes with it; what is left is its cgroup parent.
-        for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let dir = hierarchy.path().join(&self.cgroup_parent);
-            if dir.is_dir() {
-                let _ = std::fs::remove_dir(&dir);
+        let mut places = vec![PathBuf::from("/sys/fs/cgroup")];
+        places.extend(
+            std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|h| h.path()),
+        );
+        // Where a relative parent would have gone: under the test's own cgroups.
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        for line in own.lines() {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next(), fields.next(), fields.next());
+            let (Some(controllers), Some(path)) = (controllers, path) else {
+                continue;
+            };
+            let hierarchy = controllers.trim_start_matches("name=");
+            let base = if hierarchy.is_empty() {
+                PathBuf::from("/sys/fs/cgroup/unified")
+            } else {
+                PathBuf::from("/sys/fs/cgroup").join(hierarchy)
+            };
+            places.push(base.join(path.trim_start_matches('/')));
+        }
+        let mut left = Vec::new();
+        for place in places {
+            let dir = place.join(&self.cgroup_parent);
+            if dir.is_dir() && std::fs::remove_dir(&dir).is_err() {
+                left.push(dir);
             }
         }
-        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            let _ = std::fs::remove_dir(PathBuf::from("/sys/fs/cgroup").join(&self.cgroup_parent));
-        }
+        left
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -270,6 +300,20 @@ fn the_same_probes_give_the_same_answers_under_docker_and_mycontainer() {
         }
     }
     let _ = docker.docker(&["rm", "-f", "oracle"]);
+    // Nothing of dockerd's may stay: its cgroup parent goes with it.
+    let mut docker = docker;
+    let left = docker.stop();
+    assert!(left.is_empty(), "dockerd left cgroups behind: {left:?}");
+    let anywhere = Command::new("find")
+        .args(["/sys/fs/cgroup", "-maxdepth", "4", "-type", "d", "-name"])
+        .arg(&docker.cgroup_parent)
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&anywhere),
+        "",
+        "dockerd's cgroup parent is still somewhere"
+    );
     assert!(
         differences.is_empty(),
         "{} of {} probes differ from Docker:\n\n{}",
