@@ -27,10 +27,19 @@ use mycontainer_store::Store;
 
 use crate::exitcode;
 
+/// `--version`: the crate's version and the git revision it was built from (build.rs:
+/// the short commit, `-dirty` when tracked files differed, or `unknown`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("MYCONTAINER_GIT_REV"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "mycontainer",
-    version,
+    version = VERSION,
     about = "A small container toolchain: images, run, manage",
     arg_required_else_help = true,
     disable_help_subcommand = true

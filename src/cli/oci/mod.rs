@@ -23,7 +23,7 @@ pub const RUNTIME_NAME: &str = "mycontainer-runtime";
 #[derive(Parser, Debug)]
 #[command(
     name = "mycontainer-runtime",
-    version,
+    version = super::VERSION,
     about = "An OCI runtime with runc's command line (mycontainer's runtime)",
     arg_required_else_help = true,
     disable_help_subcommand = true

@@ -1,0 +1,63 @@
+//! Records the git revision the binary is built from, for `--version`:
+//! `MYCONTAINER_GIT_REV` is the short commit, with `-dirty` when tracked files differed
+//! from it, or `unknown` outside a git checkout (a release tarball) or without git.
+//! A packager may set `MYCONTAINER_GIT_REV` in the environment to name the revision.
+
+use std::path::Path;
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    // --no-optional-locks: `status` must not rewrite the index (a watched file).
+    let out = Command::new("git")
+        .arg("--no-optional-locks")
+        .args(args)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=MYCONTAINER_GIT_REV");
+    let rev = match std::env::var("MYCONTAINER_GIT_REV") {
+        Ok(rev) if !rev.is_empty() => rev,
+        _ => revision(),
+    };
+    println!("cargo:rustc-env=MYCONTAINER_GIT_REV={rev}");
+}
+
+fn revision() -> String {
+    // The sources whose change makes the dirty flag worth reading again.
+    for path in ["src", "store/src", "Cargo.toml", "Cargo.lock", "build.rs"] {
+        println!("cargo:rerun-if-changed={path}");
+    }
+    let Some(commit) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown".to_string();
+    };
+    // HEAD (a branch's ref or a detached commit) and the index move with commits and adds.
+    for name in ["HEAD", "index"] {
+        if let Some(path) = git(&["rev-parse", "--git-path", name]) {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    // A branch's ref is a loose file, or a line of packed-refs.
+    if let Some(path) = git(&["rev-parse", "--git-path", "packed-refs"]) {
+        if Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    if let Some(reference) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        if let Some(path) = git(&["rev-parse", "--git-path", &reference]) {
+            if Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
+        }
+    }
+    match git(&["status", "--porcelain", "--untracked-files=no"]) {
+        Some(changes) if !changes.is_empty() => format!("{commit}-dirty"),
+        Some(_) => commit,
+        None => format!("{commit}-unknown"),
+    }
+}
