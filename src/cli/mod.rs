@@ -4,6 +4,7 @@
 mod archive;
 mod build;
 mod container;
+mod docs;
 mod exec;
 mod files;
 mod filters;
@@ -137,6 +138,11 @@ pub enum Command {
     Container(system::ContainerArgs),
     /// The whole state root: check [--repair], df, prune, boot
     System(system::SystemArgs),
+    /// Print a shell completion script: `completions bash|zsh|fish`
+    Completions(docs::CompletionsArgs),
+    /// (scripts/man) write a man page per command into DIR
+    #[command(hide = true)]
+    Man(docs::ManArgs),
 }
 
 /// What every command gets: resolved global options.
@@ -180,6 +186,18 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    // Documents of the command line itself: no state root is needed or made.
+    let documents = match &cli.command {
+        Command::Completions(args) => Some(docs::completions(args)),
+        Command::Man(args) => Some(docs::man(args)),
+        _ => None,
+    };
+    if let Some(result) = documents {
+        return result.unwrap_or_else(|err| {
+            eprintln!("mycontainer: {err:#}");
+            exitcode::VERB_FAILED
+        });
+    }
     // Absolute once, here: bind sources and the detached supervisor (which runs in
     // another directory) need it. Not canonicalize: the root may not exist yet.
     let root = match std::path::absolute(&cli.root) {
@@ -250,6 +268,9 @@ pub fn main() -> i32 {
         Command::Rename(args) => system::rename(&ctx, args),
         Command::Container(args) => system::container(&ctx, args),
         Command::System(args) => system::system(&ctx, args),
+        // Answered above, before the state root; here only for completeness.
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
     };
     match result {
         Ok(code) => code,
