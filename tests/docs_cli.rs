@@ -141,6 +141,19 @@ fn completions_need_no_state_root_and_refuse_an_unknown_shell() {
 }
 
 #[test]
+fn completions_into_a_closed_pipe_do_not_panic() {
+    // `completions bash | head -n 3`: the reader goes away early.
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c"])
+        .arg(format!("{BIN} completions bash | head -n 3"))
+        .output()
+        .unwrap();
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(common::stdout(&out).lines().count(), 3);
+}
+
+#[test]
 fn man_pages_cover_every_visible_command_and_render_without_warnings() {
     let dir = tempfile::tempdir().unwrap();
     let pages = dir.path().join("man1");

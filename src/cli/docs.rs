@@ -2,6 +2,7 @@
 //! (`completions bash|zsh|fish`, clap_complete) and man pages (the hidden `man DIR`,
 //! clap_mangen, which `scripts/man` calls). Neither touches the state root.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -26,9 +27,16 @@ pub struct ManArgs {
 /// Writes the completion script for `shell` on stdout.
 pub fn completions(args: &CompletionsArgs) -> anyhow::Result<i32> {
     let mut cmd = visible(&Cli::command());
-    let mut out = std::io::stdout().lock();
-    clap_complete::generate(args.shell, &mut cmd, "mycontainer", &mut out);
-    Ok(0)
+    // Into memory first: clap_complete panics when its writer fails, and a reader that
+    // stops early (`| head`) is no error.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "mycontainer", &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(err).context("cannot write the completion script to stdout")
+        }
+        _ => Ok(0),
+    }
 }
 
 /// The command tree less its hidden subcommands and arguments (the supervisor's entry,
