@@ -277,7 +277,7 @@ impl Recipe {
         }))
     }
 
-    fn parse(text: &str, origin: &str) -> anyhow::Result<Recipe> {
+    pub(crate) fn parse(text: &str, origin: &str) -> anyhow::Result<Recipe> {
         let recipe: Recipe =
             toml::from_str(text).with_context(|| format!("recipe {origin} is invalid"))?;
         match (recipe.builder, &recipe.from) {

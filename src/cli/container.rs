@@ -66,6 +66,12 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<i32> {
     } else {
         pump(&mut follower, &path)?;
     }
+    if container::logs::output_lost(&path) {
+        eprintln!(
+            "mycontainer: warning: the log is incomplete: some output was lost when it \
+             could not be written (disk full); free space under the state root"
+        );
+    }
     Ok(0)
 }
 

@@ -275,9 +275,36 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("mycontainer: {err:#}");
+            eprintln!("mycontainer: {err:#}{}", disk_full_hint(&err, &ctx.root));
             failure.code(&err)
         }
+    }
+}
+
+/// What to do when the failure was a full disk (or quota) somewhere in the chain.
+fn disk_full_hint(err: &anyhow::Error, root: &std::path::Path) -> String {
+    let full = err.chain().any(|cause| {
+        let raw = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|e| e.raw_os_error())
+            .or_else(|| match cause.downcast_ref::<mycontainer_store::Error>() {
+                Some(mycontainer_store::Error::Io { cause, .. }) => cause.raw_os_error(),
+                _ => None,
+            })
+            .or_else(|| {
+                cause
+                    .downcast_ref::<nix::errno::Errno>()
+                    .map(|errno| *errno as i32)
+            });
+        matches!(raw, Some(libc::ENOSPC) | Some(libc::EDQUOT))
+    });
+    if full {
+        format!(
+            "; the disk holding {} is full: free space there (image rm, system prune) and try again",
+            root.display()
+        )
+    } else {
+        String::new()
     }
 }
 

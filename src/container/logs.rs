@@ -75,6 +75,12 @@ pub fn time_bound(flag: &str, text: &str) -> anyhow::Result<String> {
     Ok(crate::timefmt::rfc3339(at.as_secs(), at.subsec_nanos()))
 }
 
+/// Whether output of the container logging to `path` was lost (a write failed: a full
+/// disk), so its log is incomplete.
+pub fn output_lost(path: &Path) -> bool {
+    crate::runtime::logfile::lost_marker(path).exists()
+}
+
 /// The complete lines of `data` (up to its last newline).
 fn complete(data: &[u8]) -> &[u8] {
     &data[..data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)]

@@ -77,6 +77,14 @@ pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The empty file that marks a log `path` as missing output: a write failed (a full
+/// disk), the container went on, what it printed then is gone. `logs` says so.
+pub fn lost_marker(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lost");
+    PathBuf::from(name)
+}
+
 /// Appends output chunks to the log as records. The file is created on the first output,
 /// so a silent container costs no file.
 pub struct LogWriter {
@@ -86,6 +94,8 @@ pub struct LogWriter {
     rotation: Option<Rotation>,
     /// The size of the current file.
     size: u64,
+    /// Output was lost and the marker made.
+    marked_lost: bool,
 }
 
 impl LogWriter {
@@ -96,6 +106,7 @@ impl LogWriter {
             buffer: Vec::with_capacity(8192),
             rotation: None,
             size: 0,
+            marked_lost: false,
         }
     }
 
@@ -158,7 +169,24 @@ impl LogWriter {
 
     /// Records one chunk read from a stream: a record per line, the tail as partial.
     /// With rotation, the records go out in batches that each fit the current file.
+    /// A failed write (a full disk) loses the chunk, not the log: the file is cut back
+    /// to its last whole record, so the records written once there is room again read
+    /// as they should, and the loss is marked (see [`lost_marker`]).
     pub fn write(&mut self, stream: Stream, chunk: &[u8]) -> io::Result<()> {
+        let result = self.write_records(stream, chunk);
+        if result.is_err() && !self.marked_lost {
+            // An empty file needs no data block: it is made on a full disk too.
+            self.marked_lost = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(lost_marker(&self.path))
+                .is_ok();
+        }
+        result
+    }
+
+    fn write_records(&mut self, stream: Stream, chunk: &[u8]) -> io::Result<()> {
         let stamp = crate::timefmt::now();
         // Opened first: the size of an existing log counts.
         self.file()?;
@@ -198,7 +226,12 @@ impl LogWriter {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.file()?.write_all(bytes)?;
+        let size = self.size;
+        let file = self.file()?;
+        if let Err(e) = file.write_all(bytes) {
+            let _ = file.set_len(size);
+            return Err(e);
+        }
         self.size += bytes.len() as u64;
         Ok(())
     }

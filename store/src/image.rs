@@ -152,7 +152,7 @@ impl Store {
             id: config_digest,
             manifest_digest,
             names: name.map(|n| vec![n.to_string()]).unwrap_or_default(),
-            size: layers.iter().map(|l| l.size).sum(),
+            size: total_size(layers),
             layers: layers.to_vec(),
             config,
         })
@@ -382,7 +382,7 @@ impl Store {
             id,
             manifest_digest: manifest_digest.clone(),
             names,
-            size: layers.iter().map(|l| l.size).sum(),
+            size: total_size(&layers),
             layers,
             config,
         })
@@ -399,9 +399,7 @@ impl Store {
         config_bytes: &[u8],
         name: Option<&Reference>,
     ) -> Result<Image> {
-        let manifest: ImageManifest = serde_json::from_slice(manifest_bytes)
-            .map_err(|e| Error::BadInput(format!("the image manifest is not valid JSON: {e}")))?;
-        let config_digest = Digest::from_oci(manifest.config().digest())?;
+        let (manifest, config_digest) = read_manifest(manifest_bytes)?;
         let actual = Digest::of_bytes(config_bytes);
         if actual != config_digest {
             return Err(Error::DigestMismatch {
@@ -409,19 +407,7 @@ impl Store {
                 actual: actual.to_string(),
             });
         }
-        let config: ImageConfiguration = serde_json::from_slice(config_bytes)
-            .map_err(|e| Error::BadInput(format!("the image config is not valid JSON: {e}")))?;
-        let diff_ids = config.rootfs().diff_ids();
-        if diff_ids.len() != manifest.layers().len() {
-            return Err(Error::BadInput(format!(
-                "the image config lists {} diff_ids for {} layers",
-                diff_ids.len(),
-                manifest.layers().len()
-            )));
-        }
-        for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
-            let blob = Digest::from_oci(layer.digest())?;
-            let expected = Digest::parse(diff_id)?;
+        for (blob, expected) in read_config(&manifest, config_bytes)? {
             match self.layer_for_blob(&blob) {
                 Some(found) if found == expected => {}
                 Some(found) => {
@@ -568,4 +554,63 @@ impl Store {
             }
         })
     }
+}
+
+/// An image manifest as a registry or an archive gives it, parsed, with its config's
+/// digest (which the caller checks against the config's bytes).
+fn read_manifest(manifest_bytes: &[u8]) -> Result<(ImageManifest, Digest)> {
+    let manifest: ImageManifest = serde_json::from_slice(manifest_bytes)
+        .map_err(|e| Error::BadInput(format!("the image manifest is not valid JSON: {e}")))?;
+    let config_digest = Digest::from_oci(manifest.config().digest())?;
+    Ok((manifest, config_digest))
+}
+
+/// The config of `manifest`, parsed and checked to agree with it (one well-formed
+/// diff-id per layer): the pairs layer blob -> diff-id, bottom layer first.
+fn read_config(manifest: &ImageManifest, config_bytes: &[u8]) -> Result<Vec<(Digest, Digest)>> {
+    let config: ImageConfiguration = serde_json::from_slice(config_bytes)
+        .map_err(|e| Error::BadInput(format!("the image config is not valid JSON: {e}")))?;
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(Error::BadInput(format!(
+            "the image config lists {} diff_ids for {} layers",
+            diff_ids.len(),
+            manifest.layers().len()
+        )));
+    }
+    manifest
+        .layers()
+        .iter()
+        .zip(diff_ids)
+        .map(|(layer, diff_id)| Ok((Digest::from_oci(layer.digest())?, Digest::parse(diff_id)?)))
+        .collect()
+}
+
+/// The sizes of the layer blobs added up. A manifest declares them (up to u64::MAX
+/// each), so the sum saturates rather than overflow.
+fn total_size(layers: &[LayerInfo]) -> u64 {
+    layers
+        .iter()
+        .fold(0, |total, l| total.saturating_add(l.size))
+}
+
+/// For the fuzz targets (fuzz/): what [`Store::add_image`] reads of a manifest and its
+/// config before it looks at the store (the config's digest aside, which no fuzzer can
+/// match), and the image size it would show.
+#[cfg(feature = "fuzz")]
+pub fn check_image_documents(manifest_bytes: &[u8], config_bytes: &[u8]) -> Result<u64> {
+    let (manifest, _) = read_manifest(manifest_bytes)?;
+    let pairs = read_config(&manifest, config_bytes)?;
+    let layers: Vec<LayerInfo> = manifest
+        .layers()
+        .iter()
+        .zip(pairs)
+        .map(|(layer, (digest, diff_id))| LayerInfo {
+            digest,
+            diff_id,
+            size: layer.size(),
+            media_type: layer.media_type().to_string(),
+        })
+        .collect();
+    Ok(total_size(&layers))
 }

@@ -36,6 +36,8 @@ pub use digest::{Digest, HashingReader, HashingWriter};
 pub use error::{Error, Result};
 pub use fsutil::open_lock_file;
 pub use gc::GcReport;
+#[cfg(feature = "fuzz")]
+pub use image::check_image_documents;
 pub use image::{oci_manifest, DamagedImage, Image, ImageSpec, ImportSource, IngestLock};
 #[cfg(feature = "fuzz")]
 pub use import::unpack_layer_bytes;

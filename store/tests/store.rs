@@ -799,6 +799,34 @@ fn an_image_copied_blob_by_blob_keeps_its_digests() {
 }
 
 #[test]
+fn a_manifest_declaring_huge_layer_sizes_adds_up_without_overflow() {
+    // Found writing the image_manifest fuzz target: the sizes come from the manifest (a
+    // registry's or an archive's), and their sum overflowed (a panic in debug builds, a
+    // wrapped size in release) for two layers of 2^63 bytes each.
+    let t = TestStore::new();
+    let image = t.import(gzip(&sample_tar()), Some("huge:v1")).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&t.store.read_blob(&image.manifest_digest).unwrap()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&t.store.read_blob(&image.id).unwrap()).unwrap();
+    let diff_id = config["rootfs"]["diff_ids"][0].clone();
+    config["rootfs"]["diff_ids"] = serde_json::json!([diff_id, diff_id]);
+    let config = serde_json::to_vec(&config).unwrap();
+    let mut layer = manifest["layers"][0].clone();
+    layer["size"] = serde_json::json!(1u64 << 63);
+    manifest["layers"] = serde_json::json!([layer, layer]);
+    manifest["config"]["digest"] =
+        serde_json::json!(mycontainer_store::Digest::of_bytes(&config).to_string());
+    manifest["config"]["size"] = serde_json::json!(config.len());
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+
+    let _ingest = t.store.ingest_lock().unwrap();
+    let added = t.store.add_image(&manifest, &config, None).unwrap();
+    assert_eq!(added.size, u64::MAX);
+    assert_eq!(added.layers.len(), 2);
+}
+
+#[test]
 fn commit_turns_an_upper_dir_into_a_layer_with_oci_whiteouts() {
     if !unsafe_geteuid_is_root() {
         return; // overlay whiteouts are device nodes

@@ -1,0 +1,30 @@
+//! Containerfile parsing (`image build -f`): any text is turned into a build plan or
+//! refused with an error, never a panic (the parser slices lines, flags, JSON arrays and
+//! words by byte offsets). A plan that parses prints every step. The parser's files live
+//! in the binary crate: they are included by path, unchanged.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[allow(dead_code)]
+mod builder {
+    #[path = "../../../src/builder/containerfile.rs"]
+    pub mod containerfile;
+    #[path = "../../../src/builder/steps.rs"]
+    pub mod steps;
+    #[path = "../../../src/builder/words.rs"]
+    pub mod words;
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(plan) = builder::containerfile::parse(text) {
+        for stage in &plan.stages {
+            for step in &stage.steps {
+                let _ = step.to_string();
+            }
+        }
+    }
+});

@@ -1,0 +1,35 @@
+//! Image manifests, indexes and configs as a registry or an archive gives them: the input
+//! is a manifest (or index) document, a NUL byte, then a config document. Any bytes are
+//! read or refused without panicking: the index is told from a manifest and the host's
+//! platform picked from it (src/registry/platform.rs, included by path), and the manifest
+//! and config are parsed and checked against each other as the store does before adding
+//! an image (`check_image_documents`), including the size it would show.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[allow(dead_code)]
+mod registry {
+    /// The two media types platform.rs takes from the registry client.
+    pub mod client {
+        pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+        pub const DOCKER_MANIFEST_LIST: &str =
+            "application/vnd.docker.distribution.manifest.list.v2+json";
+    }
+    #[path = "../../../src/registry/platform.rs"]
+    pub mod platform;
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (manifest, config) = match data.iter().position(|&b| b == 0) {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &b""[..]),
+    };
+    if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(manifest) {
+        let media_type = registry::platform::declared_media_type(&doc, "");
+        if registry::platform::is_index(&media_type, &doc) {
+            let _ = registry::platform::pick_platform(&doc);
+        }
+    }
+    let _ = mycontainer_store::check_image_documents(manifest, config);
+});
