@@ -126,9 +126,34 @@ impl Drop for Rt {
         }
         for id in &self.ids {
             common::assert_no_cgroup(&format!("rt-{id}"));
+            assert_no_cgroup_at(&format!("mycontainer/rt-{id}"));
             assert!(!self.root.join(id).exists(), "state of {id} left behind");
         }
     }
+}
+
+/// The directories of cgroup `path` (below the roots) that exist, in any hierarchy.
+fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
+    let mut dirs = vec![Path::new("/sys/fs/cgroup").join(path)];
+    for hierarchy in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        dirs.push(hierarchy.path().join(path));
+    }
+    dirs.retain(|d| d.is_dir());
+    dirs
+}
+
+fn assert_no_cgroup_at(path: &str) {
+    let left = cgroup_dirs(path);
+    assert!(left.is_empty(), "cgroup left behind: {left:?}");
+}
+
+/// The cgroup of `pid` in the cgroup2 tree (v2 and hybrid hosts), as the host sees it.
+fn unified_cgroup_of(pid: i64) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("no cgroup2 line in {text}"))
+        .to_string()
 }
 
 fn noninteractive(args: &[&str]) -> impl FnOnce(&mut Value) {
@@ -864,6 +889,11 @@ fn containerd_runs_an_image_through_the_runtime_cli() {
         .unwrap()))
     .unwrap();
     assert_eq!(state["status"], "running");
+    // containerd's cgroupsPath (/<namespace>/<id>) is where the container is.
+    assert_eq!(
+        unified_cgroup_of(state["pid"].as_i64().unwrap()),
+        format!("/{}/{long}", ctrd.namespace)
+    );
     ok(ctrd.ctr(&["task", "kill", "-s", "KILL", &long]));
     assert!(wait_for(20, || {
         stdout(&ctrd.ctr(&["task", "ls"]))
@@ -892,6 +922,7 @@ fn containerd_runs_an_image_through_the_runtime_cli() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "runtime state left: {left:?}");
+    assert_no_cgroup_at(&ctrd.namespace);
     ok(ctrd.ctr(&["image", "rm", image]));
     // Every shim has gone (each exits once its container is deleted).
     let shim = format!("-namespace {}", ctrd.namespace);
@@ -1128,4 +1159,164 @@ fn a_container_joins_another_ones_network_namespace_by_path() {
     assert!(fs::read_to_string(&out).unwrap().contains("/no/such/ns"));
     ok(rt.rt(&["delete", "--force", &first]));
     reap(pid as i32);
+}
+
+/// Creates a container (with a memory limit) whose config asks for `cgroups_path` (ID
+/// replaced by its id); returns its id and pid.
+fn create_in_cgroup(rt: &mut Rt, name: &str, cgroups_path: &str, extra: &[&str]) -> (String, i64) {
+    let id = rt.id(name);
+    let path = cgroups_path.replace("ID", &id);
+    let bundle = rt.bundle(name, |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["linux"]["cgroupsPath"] = json!(path);
+        config["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+    });
+    let out = rt.dir.path().join(format!("{name}.out"));
+    let created = rt.create(&bundle, &id, &out, extra);
+    assert!(
+        created.status.success(),
+        "{}",
+        fs::read_to_string(&out).unwrap()
+    );
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    (id, pid)
+}
+
+fn memory_cgroup_of(pid: i64) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    text.lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let controllers = f.nth(1)?;
+            controllers
+                .split(',')
+                .any(|c| c == "memory")
+                .then(|| f.next())?
+        })
+        .map(str::to_string)
+        .unwrap_or_default()
+}
+
+#[test]
+fn cgroups_path_absolute_relative_and_systemd_forms_are_honoured_and_removed() {
+    let mut rt = Rt::new();
+    let tag = format!("mctestcg{}", std::process::id());
+    let v1_memory = Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists();
+
+    // Absolute (containerd's /<namespace>/<id>): below the roots, in every hierarchy.
+    let (abs, pid) = create_in_cgroup(&mut rt, "cg-abs", &format!("/{tag}/ID"), &[]);
+    let expected = format!("/{tag}/{abs}");
+    assert_eq!(unified_cgroup_of(pid), expected);
+    if v1_memory {
+        assert_eq!(memory_cgroup_of(pid), expected);
+        let limit = Path::new("/sys/fs/cgroup/memory").join(&expected[1..]);
+        assert_eq!(
+            fs::read_to_string(limit.join("memory.limit_in_bytes"))
+                .unwrap()
+                .trim(),
+            (64u64 << 20).to_string()
+        );
+    }
+    assert!(cgroup_dirs(&format!("mycontainer/rt-{abs}")).is_empty());
+    // A parent that existed before stays; one create made goes with the container.
+    let kept = format!("{tag}-kept");
+    let own_parent = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        Path::new("/sys/fs/cgroup").join(&kept)
+    } else {
+        Path::new("/sys/fs/cgroup/unified").join(&kept)
+    };
+    fs::create_dir(&own_parent).unwrap();
+    let (in_kept, kept_pid) = create_in_cgroup(&mut rt, "cg-kept", &format!("/{kept}/ID"), &[]);
+    assert_eq!(unified_cgroup_of(kept_pid), format!("/{kept}/{in_kept}"));
+
+    // Relative: below the runtime's own cgroup (on v2 its parent).
+    let own = unified_cgroup_of(std::process::id() as i64);
+    let base = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        Path::new(&own)
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .to_path_buf()
+    } else {
+        PathBuf::from(&own)
+    };
+    let (rel, rel_pid) = create_in_cgroup(&mut rt, "cg-rel", &format!("{tag}-rel/ID"), &[]);
+    let rel_expected = base.join(format!("{tag}-rel/{rel}"));
+    assert_eq!(unified_cgroup_of(rel_pid), rel_expected.to_str().unwrap());
+
+    // --systemd-cgroup slice:prefix:name: the unit's path, made with cgroupfs.
+    let id = rt.id("cg-sd");
+    let bundle = rt.bundle("cg-sd", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["linux"]["cgroupsPath"] = json!(format!("{tag}-a.slice:pfx:{id}"));
+    });
+    let out = rt.dir.path().join("cg-sd.out");
+    let created = rt
+        .cmd()
+        .arg("--systemd-cgroup")
+        .args(["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdout(File::create(&out).unwrap())
+        .stderr(File::create(rt.dir.path().join("cg-sd.err")).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        fs::read_to_string(rt.dir.path().join("cg-sd.err")).unwrap()
+    );
+    let sd_pid = rt.state(&id)["pid"].as_i64().unwrap();
+    assert_eq!(
+        unified_cgroup_of(sd_pid),
+        format!("/{tag}.slice/{tag}-a.slice/pfx-{id}.scope")
+    );
+    // Not of that form: refused, saying which form.
+    let bad = rt.id("cg-bad");
+    let bundle = rt.bundle("cg-bad", |config| {
+        noninteractive(&["true"])(config);
+        config["linux"]["cgroupsPath"] = json!("/not/systemd");
+    });
+    let refused = rt
+        .cmd()
+        .arg("--systemd-cgroup")
+        .args(["create", "--bundle", bundle.to_str().unwrap(), &bad])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("slice:prefix:name"),
+        "{}",
+        stderr(&refused)
+    );
+    // And `..` is refused without systemd.
+    let dots = rt.id("cg-dots");
+    let bundle = rt.bundle("cg-dots", |config| {
+        noninteractive(&["true"])(config);
+        config["linux"]["cgroupsPath"] = json!("/a/../b");
+    });
+    let refused = rt.rt(&["create", "--bundle", bundle.to_str().unwrap(), &dots]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("invalid cgroupsPath"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // delete removes each cgroup and the levels create made, in every hierarchy.
+    for (id, pid) in [
+        (&abs, pid),
+        (&in_kept, kept_pid),
+        (&rel, rel_pid),
+        (&id, sd_pid),
+    ] {
+        ok(rt.rt(&["delete", "--force", id]));
+        reap(pid as i32);
+    }
+    assert_no_cgroup_at(&tag);
+    assert_no_cgroup_at(&format!("{tag}.slice"));
+    assert_no_cgroup_at(&rel_expected.parent().unwrap().to_string_lossy()[1..]);
+    assert!(
+        own_parent.is_dir(),
+        "a parent create did not make was removed"
+    );
+    assert!(cgroup_dirs(&format!("{kept}/{in_kept}")).is_empty());
+    fs::remove_dir(&own_parent).unwrap();
 }

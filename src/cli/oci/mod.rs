@@ -3,6 +3,7 @@
 //! it. Its own state lives under runc-style `--root` (one directory per container,
 //! `state.rs`); the verbs are in `verbs.rs`, `spec` and `features` in `spec.rs`.
 
+mod cgroup_path;
 mod exec;
 mod hooks;
 mod log;
@@ -45,8 +46,8 @@ pub struct RuntimeCli {
     #[arg(long, global = true)]
     debug: bool,
 
-    /// Accepted for runc compatibility. Cgroups are always made with cgroupfs under
-    /// mycontainer/rt-<id> (a systemd-style cgroupsPath is ignored), not through systemd
+    /// Read cgroupsPath as systemd's slice:prefix:name. There is no systemd D-Bus here:
+    /// the cgroup is made with cgroupfs at the unit's path, <slice>/<prefix>-<name>.scope
     #[arg(long, global = true)]
     systemd_cgroup: bool,
 
@@ -240,6 +241,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let ctx = verbs::Ctx {
         root,
         logger: &logger,
+        systemd_cgroup: cli.systemd_cgroup,
     };
     let result = match cli.command {
         RuntimeCommand::Create(args) => verbs::create(&ctx, &args).map(|_| 0),

@@ -16,6 +16,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Spec};
 
+use super::cgroup_path;
 use super::hooks;
 use super::log::Logger;
 use super::state::{self, Record, Status};
@@ -25,6 +26,8 @@ use crate::runtime::{self, cgroups::Cgroup};
 pub struct Ctx<'a> {
     pub root: PathBuf,
     pub logger: &'a Logger,
+    /// `--systemd-cgroup`: cgroupsPath is `slice:prefix:name` (see cgroup_path.rs).
+    pub systemd_cgroup: bool,
 }
 
 /// `create`: the container set up and waiting for `start`, its record written, its pid
@@ -61,8 +64,13 @@ pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<Record> {
     for warning in unsupported(&spec) {
         ctx.logger.warn(&warning);
     }
-    let cgroup = format!("{}/rt-{}", runtime::cgroups::PARENT, args.id);
     let mut linux = spec.linux().clone().unwrap_or_default();
+    let asked = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
+    let cgroup = cgroup_path::resolve(asked.as_deref(), ctx.systemd_cgroup, &args.id)?;
+    let cgroup_parents = runtime::cgroups::missing_parents(&cgroup)?;
     linux.set_cgroups_path(Some(PathBuf::from(&cgroup)));
     let mut resources = linux.resources().clone().unwrap_or_default();
     let mut devices = resources.devices().clone().unwrap_or_default();
@@ -91,6 +99,7 @@ pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<Record> {
             .into_iter()
             .collect(),
         cgroup,
+        cgroup_parents,
         hooks: spec.hooks().clone(),
     };
     let result = create_in(ctx, args, &spec, &mut record);
@@ -101,6 +110,7 @@ pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<Record> {
         if let Ok(cgroup) = Cgroup::open(&record.cgroup) {
             let _ = cgroup.destroy();
         }
+        runtime::cgroups::remove_parents(&record.cgroup_parents);
         let _ = std::fs::remove_dir_all(&dir);
     }
     result.map(|()| record)
@@ -305,6 +315,7 @@ pub fn delete(ctx: &Ctx, id: &str, force: bool) -> anyhow::Result<()> {
     Cgroup::open(&record.cgroup)
         .and_then(|cgroup| cgroup.destroy())
         .with_context(|| format!("cannot remove the cgroup of container {id}"))?;
+    runtime::cgroups::remove_parents(&record.cgroup_parents);
     if let Some(hooks) = &record.hooks {
         let state = serde_json::to_vec(&record.oci_state_as(Status::Stopped))?;
         for warning in hooks::run_all_warn("poststop", hooks.poststop().as_ref(), &state) {
