@@ -1320,3 +1320,134 @@ fn cgroups_path_absolute_relative_and_systemd_forms_are_honoured_and_removed() {
     assert!(cgroup_dirs(&format!("{kept}/{in_kept}")).is_empty());
     fs::remove_dir(&own_parent).unwrap();
 }
+
+/// The spec's namespace entry of `typ` given `path`.
+fn join_namespace(config: &mut Value, typ: &str, path: &str) {
+    let list = config["linux"]["namespaces"].as_array_mut().unwrap();
+    list.retain(|ns| ns["type"] != typ);
+    list.push(json!({"type": typ, "path": path}));
+}
+
+#[test]
+fn a_container_joins_another_ones_pid_namespace_and_sees_its_processes() {
+    let mut rt = Rt::new();
+    let first = rt.id("pidns-a");
+    let bundle = rt.bundle("pidns-a", noninteractive(&["sleep", "1000"]));
+    ok(rt.create(&bundle, &first, &rt.dir.path().join("a.out"), &[]));
+    ok(rt.rt(&["start", &first]));
+    let pid = rt.state(&first)["pid"].as_i64().unwrap();
+    assert!(wait_for(20, || fs::read_to_string(format!(
+        "/proc/{pid}/comm"
+    ))
+    .is_ok_and(|c| c == "sleep\n")));
+    let theirs = fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+
+    let second = rt.id("pidns-b");
+    let path = format!("/proc/{pid}/ns/pid");
+    let bundle = rt.bundle("pidns-b", |config| {
+        noninteractive(&[
+            "sh",
+            "-c",
+            "cat /proc/1/comm; echo me=$$; readlink /proc/self/ns/pid",
+        ])(config);
+        join_namespace(config, "pid", &path);
+    });
+    let out = rt
+        .cmd()
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &second])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    // The first container's init is pid 1 of the namespace we are in; we are not.
+    assert_eq!(lines[0], "sleep", "{text}");
+    assert_ne!(lines[1], "me=1", "{text}");
+    assert_eq!(lines[2], theirs.to_str().unwrap(), "{text}");
+    assert_ne!(fs::read_link("/proc/self/ns/pid").unwrap(), theirs);
+
+    // A path that is no pid namespace is refused, saying so.
+    let third = rt.id("pidns-c");
+    let net = format!("/proc/{pid}/ns/net");
+    let bundle = rt.bundle("pidns-c", |config| {
+        noninteractive(&["true"])(config);
+        join_namespace(config, "pid", &net);
+    });
+    let out = rt.dir.path().join("c.out");
+    assert_eq!(rt.create(&bundle, &third, &out, &[]).status.code(), Some(1));
+    let said = fs::read_to_string(&out).unwrap();
+    assert!(said.contains("namespace of another type"), "{said}");
+    let fourth = rt.id("pidns-d");
+    let bundle = rt.bundle("pidns-d", |config| {
+        noninteractive(&["true"])(config);
+        join_namespace(config, "pid", "/proc/self/stat");
+    });
+    let out = rt.dir.path().join("d.out");
+    assert_eq!(
+        rt.create(&bundle, &fourth, &out, &[]).status.code(),
+        Some(1)
+    );
+    let said = fs::read_to_string(&out).unwrap();
+    assert!(said.contains("not a namespace"), "{said}");
+
+    ok(rt.rt(&["delete", "--force", &first]));
+    reap(pid as i32);
+}
+
+#[test]
+fn a_container_joins_a_mount_namespace_by_path_and_sets_its_root_up_there() {
+    let mut rt = Rt::new();
+    // A mount namespace kept by a bind mount of its nsfs file (on a private mount, as
+    // the kernel requires), as `ip netns` keeps network ones.
+    let holder = rt.dir.path().join("mntns");
+    fs::create_dir(&holder).unwrap();
+    let sh = |script: &str| {
+        let out = Command::new("sh").args(["-c", script]).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", stderr(&out));
+    };
+    let h = holder.display();
+    let _unmount = Unmount(vec![holder.join("ns"), holder.clone()]);
+    sh(&format!(
+        "mount --bind {h} {h} && mount --make-private {h} && touch {h}/ns && unshare --mount={h}/ns true"
+    ));
+    let ns_ino = fs::metadata(holder.join("ns")).map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.ino()
+    });
+    let id = rt.id("mntns");
+    let path = holder.join("ns").to_str().unwrap().to_string();
+    let bundle = rt.bundle("mntns", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        join_namespace(config, "mount", &path);
+    });
+    let out = rt.dir.path().join("m.out");
+    let created = rt.create(&bundle, &id, &out, &[]);
+    let pid = rt.state(&id)["pid"].as_i64();
+    assert!(
+        created.status.success(),
+        "{}",
+        fs::read_to_string(&out).unwrap()
+    );
+    let pid = pid.unwrap();
+    let ns = fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    assert_eq!(
+        ns.to_str().unwrap(),
+        format!("mnt:[{}]", ns_ino.as_ref().unwrap())
+    );
+    // Its root is the bundle's rootfs, set up inside that namespace.
+    let root_has = |p: &str| Path::new(&format!("/proc/{pid}/root{p}")).exists();
+    assert!(root_has("/bin/busybox") && !root_has(rt.dir.path().to_str().unwrap()));
+    ok(rt.rt(&["delete", "--force", &id]));
+    reap(pid as i32);
+}
+
+/// Unmounts its paths (deepest first as given) on drop, failed assertion or not.
+struct Unmount(Vec<PathBuf>);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = nix::mount::umount2(path.as_path(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
