@@ -1451,3 +1451,131 @@ impl Drop for Unmount {
         }
     }
 }
+
+/// The runtime commands `commands` started at once (each its argument list), waited for.
+fn concurrently(rt: &Rt, bundle: &Path, commands: &[&[&str]]) -> Vec<Output> {
+    let children: Vec<_> = commands
+        .iter()
+        .map(|args| {
+            let mut cmd = rt.cmd();
+            for arg in args.iter() {
+                cmd.arg(if *arg == "BUNDLE" {
+                    bundle.to_str().unwrap()
+                } else {
+                    arg
+                });
+            }
+            // A created container keeps its stdio: a file, not a pipe we would wait on.
+            let err = tempfile::tempfile_in(rt.dir.path()).unwrap();
+            let child = cmd
+                .stdout(Stdio::null())
+                .stderr(err.try_clone().unwrap())
+                .spawn()
+                .unwrap();
+            (child, err)
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|(mut child, mut err)| {
+            let status = child.wait().unwrap();
+            let mut stderr = Vec::new();
+            std::io::Seek::rewind(&mut err).unwrap();
+            err.read_to_end(&mut stderr).unwrap();
+            Output {
+                status,
+                stdout: Vec::new(),
+                stderr,
+            }
+        })
+        .collect()
+}
+
+/// Whatever state container `id` is in, it is whole: a record with a live process in
+/// its cgroup (`Some(pid)`), or nothing at all (no record, lock file or cgroup).
+fn consistent(rt: &Rt, id: &str) -> Option<i64> {
+    let cgroup = format!("mycontainer/rt-{id}");
+    let state = rt.rt(&["state", id]);
+    if !state.status.success() {
+        assert!(
+            stderr(&state).contains("does not exist"),
+            "{}",
+            stderr(&state)
+        );
+        assert!(!rt.root.join(id).exists(), "a directory without a record");
+        assert!(
+            !rt.root.join(format!(".lock:{id}")).exists(),
+            "lock file left"
+        );
+        assert_no_cgroup_at(&cgroup);
+        return None;
+    }
+    let state: Value = serde_json::from_str(&stdout(&state)).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    assert!(pid > 0, "{state}");
+    assert_eq!(state["status"], "created", "{state}");
+    let procs: Vec<String> = cgroup_dirs(&cgroup)
+        .iter()
+        .map(|d| fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default())
+        .collect();
+    assert!(
+        !procs.is_empty() && procs.iter().all(|p| p.trim() == pid.to_string()),
+        "container {pid} not alone in its cgroup: {procs:?}"
+    );
+    Some(pid)
+}
+
+#[test]
+fn concurrent_commands_on_one_id_leave_it_whole() {
+    let mut rt = Rt::new();
+    let id = rt.id("race");
+    let bundle = rt.bundle("race", noninteractive(&["sleep", "1000"]));
+    let create: &[&str] = &["create", "--bundle", "BUNDLE", &id];
+    let delete: &[&str] = &["delete", "--force", &id];
+
+    // Four creates of one id: one wins, the others are told the id is taken.
+    let outs = concurrently(&rt, &bundle, &[create, create, create, create]);
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "{:?}", outs.iter().map(stderr).collect::<Vec<_>>());
+    for lost in outs.iter().filter(|o| !o.status.success()) {
+        assert!(stderr(lost).contains("already exists"), "{}", stderr(lost));
+    }
+    let pid = consistent(&rt, &id).expect("the winner's container");
+    ok(rt.rt(delete));
+    reap(pid as i32);
+
+    // create racing delete --force, again and again: each round ends whole.
+    for _ in 0..6 {
+        let outs = concurrently(&rt, &bundle, &[create, delete, delete]);
+        for out in &outs[1..] {
+            assert!(out.status.success(), "delete: {}", stderr(out));
+        }
+        if let Some(pid) = consistent(&rt, &id) {
+            assert!(outs[0].status.success());
+            ok(rt.rt(delete));
+            reap(pid as i32);
+        }
+        assert!(consistent(&rt, &id).is_none());
+    }
+
+    // kill racing delete of a running container.
+    for _ in 0..4 {
+        ok(rt.create(&bundle, &id, &rt.dir.path().join("race.out"), &[]));
+        ok(rt.rt(&["start", &id]));
+        let pid = rt.state(&id)["pid"].as_i64().unwrap();
+        let kill: &[&str] = &["kill", &id, "KILL"];
+        let outs = concurrently(&rt, &bundle, &[kill, delete, kill]);
+        assert!(outs[1].status.success(), "delete: {}", stderr(&outs[1]));
+        for out in [&outs[0], &outs[2]] {
+            let said = stderr(out);
+            assert!(
+                out.status.success()
+                    || said.contains("not running")
+                    || said.contains("does not exist"),
+                "kill: {said}"
+            );
+        }
+        reap(pid as i32);
+        assert!(consistent(&rt, &id).is_none());
+    }
+}

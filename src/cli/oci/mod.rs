@@ -6,6 +6,7 @@
 mod cgroup_path;
 mod exec;
 mod hooks;
+mod lock;
 mod log;
 mod spec;
 mod state;

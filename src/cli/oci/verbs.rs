@@ -18,6 +18,7 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Spec};
 
 use super::cgroup_path;
 use super::hooks;
+use super::lock::Lock;
 use super::log::Logger;
 use super::state::{self, Record, Status};
 use super::{CreateArgs, Format, KillArgs, ListArgs, PsArgs, RunArgs};
@@ -33,7 +34,7 @@ pub struct Ctx<'a> {
 /// `create`: the container set up and waiting for `start`, its record written, its pid
 /// in `--pid-file`. Whatever fails leaves nothing behind.
 pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<Record> {
-    state::check_id(&args.id)?;
+    let _lock = Lock::take(&ctx.root, &args.id)?;
     if args.preserve_fds > 0 {
         bail!("--preserve-fds is not supported: pass the descriptors as stdio instead");
     }
@@ -206,6 +207,7 @@ pub(super) fn send_console(socket: &Path, master: OwnedFd) -> anyhow::Result<()>
 }
 
 pub fn start(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    let _lock = Lock::take(&ctx.root, id)?;
     let record = Record::load(&ctx.root, id)?;
     match record.status(&ctx.root) {
         Status::Created => {
@@ -263,6 +265,7 @@ fn not_running(id: &str) -> anyhow::Error {
 
 pub fn kill(ctx: &Ctx, args: &KillArgs) -> anyhow::Result<()> {
     let signal = parse_signal(&args.signal)?;
+    let _lock = Lock::take(&ctx.root, &args.id)?;
     let record = Record::load(&ctx.root, &args.id)?;
     if matches!(record.status(&ctx.root), Status::Stopped | Status::Creating) && !args.all {
         return Err(not_running(&args.id));
@@ -283,7 +286,7 @@ pub fn kill(ctx: &Ctx, args: &KillArgs) -> anyhow::Result<()> {
 }
 
 pub fn delete(ctx: &Ctx, id: &str, force: bool) -> anyhow::Result<()> {
-    state::check_id(id)?;
+    let _lock = Lock::take(&ctx.root, id)?;
     let dir = state::container_dir(&ctx.root, id);
     let record = match Record::load(&ctx.root, id) {
         Ok(record) => record,
@@ -451,6 +454,7 @@ pub fn ps(ctx: &Ctx, args: &PsArgs) -> anyhow::Result<()> {
 
 /// `pause` (`freeze`) or `resume`: the container's cgroup frozen or thawed.
 pub fn pause(ctx: &Ctx, id: &str, freeze: bool) -> anyhow::Result<()> {
+    let _lock = Lock::take(&ctx.root, id)?;
     let record = Record::load(&ctx.root, id)?;
     let (from, verb) = if freeze {
         (Status::Running, "pause")
@@ -473,6 +477,7 @@ pub fn pause(ctx: &Ctx, id: &str, freeze: bool) -> anyhow::Result<()> {
 /// `update --resources FILE|-`: new cgroup limits (an OCI linux.resources JSON) for a
 /// created, running or paused container.
 pub fn update(ctx: &Ctx, id: &str, resources: &Path) -> anyhow::Result<()> {
+    let _lock = Lock::take(&ctx.root, id)?;
     let record = Record::load(&ctx.root, id)?;
     if matches!(record.status(&ctx.root), Status::Stopped | Status::Creating) {
         bail!("cannot update container {id}: container not running");
