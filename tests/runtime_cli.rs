@@ -292,6 +292,43 @@ fn kill_takes_numbers_and_all_reaches_every_process() {
         })
         .expect("the background sleep is in the container's cgroup");
 
+    // ps with ps(1)'s options (runc's form): the header and exactly the container's
+    // processes, in the columns asked for.
+    let table = ok(rt.rt(&["ps", &id, "--", "-o", "pid,comm"]));
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["PID", "COMMAND"]
+    );
+    let mut shown: Vec<i32> = Vec::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 2, "{table}");
+        shown.push(fields[0].parse().unwrap());
+        if fields[0] == sleeper.to_string() {
+            assert_eq!(fields[1], "sleep", "{table}");
+        }
+    }
+    assert!(shown.contains(&pid) && shown.contains(&sleeper), "{table}");
+    // Every row is the container's (a short-lived `sleep 0.05` may have gone since).
+    for p in &shown {
+        let cgroup = fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap_or_default();
+        assert!(
+            cgroup.is_empty() || cgroup.contains(&format!("rt-{id}")),
+            "{p}: {cgroup}"
+        );
+    }
+    // Without the PID column the rows cannot be picked: said, not guessed.
+    let refused = rt.rt(&["ps", &id, "--", "-o", "comm"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("PID column"),
+        "{}",
+        stderr(&refused)
+    );
+    let refused = rt.rt(&["ps", "--format", "json", &id, "--", "-ef"]);
+    assert_eq!(refused.status.code(), Some(1));
+
     // --all: USR1 to every process; the init (no handler, PID 1) ignores it, the
     // background sleep dies of it.
     ok(rt.rt(&["kill", "--all", &id, "SIGUSR1"]));

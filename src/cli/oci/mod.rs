@@ -173,9 +173,13 @@ struct ListArgs {
 
 #[derive(Args, Debug)]
 struct PsArgs {
+    /// table: ps(1)'s output for the container's processes; json: their pids
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     format: Format,
     id: String,
+    /// Options for ps(1) after the id (default -ef), as runc: `ps ID -- -o pid,comm`
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    ps_options: Vec<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -435,21 +435,53 @@ pub fn ps(ctx: &Ctx, args: &PsArgs) -> anyhow::Result<()> {
     let record = Record::load(&ctx.root, &args.id)?;
     let pids = Cgroup::open(&record.cgroup)?.pids();
     if args.format == Format::Json {
+        if !args.ps_options.is_empty() {
+            bail!("ps options cannot be used with --format json (it lists pids only)");
+        }
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(());
     }
-    let mut rows = vec![["PID".to_string(), "CMD".to_string()]];
-    for pid in pids {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmdline)
-            .split('\0')
-            .filter(|a| !a.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        rows.push([pid.to_string(), cmd]);
+    let options: Vec<&str> = if args.ps_options.is_empty() {
+        vec!["-ef"]
+    } else {
+        args.ps_options.iter().map(String::as_str).collect()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&options)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("cannot run ps(1): is procps installed?")?;
+    if !out.status.success() {
+        bail!(
+            "ps {} failed: {}",
+            options.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    print_table(&rows);
+    print!("{}", ps_rows(&String::from_utf8_lossy(&out.stdout), &pids)?);
     Ok(())
+}
+
+/// ps(1)'s header and the rows whose PID column is one of `pids`.
+fn ps_rows(output: &str, pids: &[i32]) -> anyhow::Result<String> {
+    let mut lines = output.lines();
+    let header = lines.next().unwrap_or_default();
+    let column = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .context("the ps options leave out the PID column: add it (e.g. -o pid,comm)")?;
+    let mut shown = format!("{header}\n");
+    for line in lines {
+        let pid = line
+            .split_whitespace()
+            .nth(column)
+            .and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            shown.push_str(line);
+            shown.push('\n');
+        }
+    }
+    Ok(shown)
 }
 
 /// `pause` (`freeze`) or `resume`: the container's cgroup frozen or thawed.
@@ -495,4 +527,19 @@ pub fn update(ctx: &Ctx, id: &str, resources: &Path) -> anyhow::Result<()> {
     Cgroup::open(&record.cgroup)
         .and_then(|c| c.update(&resources))
         .with_context(|| format!("cannot update container {id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ps_rows_keep_the_header_and_the_containers_pids() {
+        let out = "UID PID PPID CMD\nroot 1 0 init\nroot 42 1 sleep 5\nroot 420 1 x\n";
+        assert_eq!(
+            ps_rows(out, &[42]).unwrap(),
+            "UID PID PPID CMD\nroot 42 1 sleep 5\n"
+        );
+        assert!(ps_rows("COMMAND\nsh\n", &[1]).is_err());
+    }
 }
