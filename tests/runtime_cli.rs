@@ -126,9 +126,34 @@ impl Drop for Rt {
         }
         for id in &self.ids {
             common::assert_no_cgroup(&format!("rt-{id}"));
+            assert_no_cgroup_at(&format!("mycontainer/rt-{id}"));
             assert!(!self.root.join(id).exists(), "state of {id} left behind");
         }
     }
+}
+
+/// The directories of cgroup `path` (below the roots) that exist, in any hierarchy.
+fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
+    let mut dirs = vec![Path::new("/sys/fs/cgroup").join(path)];
+    for hierarchy in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        dirs.push(hierarchy.path().join(path));
+    }
+    dirs.retain(|d| d.is_dir());
+    dirs
+}
+
+fn assert_no_cgroup_at(path: &str) {
+    let left = cgroup_dirs(path);
+    assert!(left.is_empty(), "cgroup left behind: {left:?}");
+}
+
+/// The cgroup of `pid` in the cgroup2 tree (v2 and hybrid hosts), as the host sees it.
+fn unified_cgroup_of(pid: i64) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("no cgroup2 line in {text}"))
+        .to_string()
 }
 
 fn noninteractive(args: &[&str]) -> impl FnOnce(&mut Value) {
@@ -266,6 +291,43 @@ fn kill_takes_numbers_and_all_reaches_every_process() {
             fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default() == b"sleep\x001000\x00"
         })
         .expect("the background sleep is in the container's cgroup");
+
+    // ps with ps(1)'s options (runc's form): the header and exactly the container's
+    // processes, in the columns asked for.
+    let table = ok(rt.rt(&["ps", &id, "--", "-o", "pid,comm"]));
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["PID", "COMMAND"]
+    );
+    let mut shown: Vec<i32> = Vec::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 2, "{table}");
+        shown.push(fields[0].parse().unwrap());
+        if fields[0] == sleeper.to_string() {
+            assert_eq!(fields[1], "sleep", "{table}");
+        }
+    }
+    assert!(shown.contains(&pid) && shown.contains(&sleeper), "{table}");
+    // Every row is the container's (a short-lived `sleep 0.05` may have gone since).
+    for p in &shown {
+        let cgroup = fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap_or_default();
+        assert!(
+            cgroup.is_empty() || cgroup.contains(&format!("rt-{id}")),
+            "{p}: {cgroup}"
+        );
+    }
+    // Without the PID column the rows cannot be picked: said, not guessed.
+    let refused = rt.rt(&["ps", &id, "--", "-o", "comm"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("PID column"),
+        "{}",
+        stderr(&refused)
+    );
+    let refused = rt.rt(&["ps", "--format", "json", &id, "--", "-ef"]);
+    assert_eq!(refused.status.code(), Some(1));
 
     // --all: USR1 to every process; the init (no handler, PID 1) ignores it, the
     // background sleep dies of it.
@@ -864,6 +926,11 @@ fn containerd_runs_an_image_through_the_runtime_cli() {
         .unwrap()))
     .unwrap();
     assert_eq!(state["status"], "running");
+    // containerd's cgroupsPath (/<namespace>/<id>) is where the container is.
+    assert_eq!(
+        unified_cgroup_of(state["pid"].as_i64().unwrap()),
+        format!("/{}/{long}", ctrd.namespace)
+    );
     ok(ctrd.ctr(&["task", "kill", "-s", "KILL", &long]));
     assert!(wait_for(20, || {
         stdout(&ctrd.ctr(&["task", "ls"]))
@@ -892,6 +959,7 @@ fn containerd_runs_an_image_through_the_runtime_cli() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "runtime state left: {left:?}");
+    assert_no_cgroup_at(&ctrd.namespace);
     ok(ctrd.ctr(&["image", "rm", image]));
     // Every shim has gone (each exits once its container is deleted).
     let shim = format!("-namespace {}", ctrd.namespace);
@@ -1128,4 +1196,423 @@ fn a_container_joins_another_ones_network_namespace_by_path() {
     assert!(fs::read_to_string(&out).unwrap().contains("/no/such/ns"));
     ok(rt.rt(&["delete", "--force", &first]));
     reap(pid as i32);
+}
+
+/// Creates a container (with a memory limit) whose config asks for `cgroups_path` (ID
+/// replaced by its id); returns its id and pid.
+fn create_in_cgroup(rt: &mut Rt, name: &str, cgroups_path: &str, extra: &[&str]) -> (String, i64) {
+    let id = rt.id(name);
+    let path = cgroups_path.replace("ID", &id);
+    let bundle = rt.bundle(name, |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["linux"]["cgroupsPath"] = json!(path);
+        config["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+    });
+    let out = rt.dir.path().join(format!("{name}.out"));
+    let created = rt.create(&bundle, &id, &out, extra);
+    assert!(
+        created.status.success(),
+        "{}",
+        fs::read_to_string(&out).unwrap()
+    );
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    (id, pid)
+}
+
+fn memory_cgroup_of(pid: i64) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    text.lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let controllers = f.nth(1)?;
+            controllers
+                .split(',')
+                .any(|c| c == "memory")
+                .then(|| f.next())?
+        })
+        .map(str::to_string)
+        .unwrap_or_default()
+}
+
+#[test]
+fn cgroups_path_absolute_relative_and_systemd_forms_are_honoured_and_removed() {
+    let mut rt = Rt::new();
+    let tag = format!("mctestcg{}", std::process::id());
+    let v1_memory = Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists();
+
+    // Absolute (containerd's /<namespace>/<id>): below the roots, in every hierarchy.
+    let (abs, pid) = create_in_cgroup(&mut rt, "cg-abs", &format!("/{tag}/ID"), &[]);
+    let expected = format!("/{tag}/{abs}");
+    assert_eq!(unified_cgroup_of(pid), expected);
+    if v1_memory {
+        assert_eq!(memory_cgroup_of(pid), expected);
+        let limit = Path::new("/sys/fs/cgroup/memory").join(&expected[1..]);
+        assert_eq!(
+            fs::read_to_string(limit.join("memory.limit_in_bytes"))
+                .unwrap()
+                .trim(),
+            (64u64 << 20).to_string()
+        );
+    }
+    assert!(cgroup_dirs(&format!("mycontainer/rt-{abs}")).is_empty());
+    // A parent that existed before stays; one create made goes with the container.
+    let kept = format!("{tag}-kept");
+    let own_parent = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        Path::new("/sys/fs/cgroup").join(&kept)
+    } else {
+        Path::new("/sys/fs/cgroup/unified").join(&kept)
+    };
+    fs::create_dir(&own_parent).unwrap();
+    let (in_kept, kept_pid) = create_in_cgroup(&mut rt, "cg-kept", &format!("/{kept}/ID"), &[]);
+    assert_eq!(unified_cgroup_of(kept_pid), format!("/{kept}/{in_kept}"));
+
+    // Relative: below the runtime's own cgroup (on v2 its parent).
+    let own = unified_cgroup_of(std::process::id() as i64);
+    let base = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        Path::new(&own)
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .to_path_buf()
+    } else {
+        PathBuf::from(&own)
+    };
+    let (rel, rel_pid) = create_in_cgroup(&mut rt, "cg-rel", &format!("{tag}-rel/ID"), &[]);
+    let rel_expected = base.join(format!("{tag}-rel/{rel}"));
+    assert_eq!(unified_cgroup_of(rel_pid), rel_expected.to_str().unwrap());
+
+    // --systemd-cgroup slice:prefix:name: the unit's path, made with cgroupfs.
+    let id = rt.id("cg-sd");
+    let bundle = rt.bundle("cg-sd", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["linux"]["cgroupsPath"] = json!(format!("{tag}-a.slice:pfx:{id}"));
+    });
+    let out = rt.dir.path().join("cg-sd.out");
+    let created = rt
+        .cmd()
+        .arg("--systemd-cgroup")
+        .args(["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdout(File::create(&out).unwrap())
+        .stderr(File::create(rt.dir.path().join("cg-sd.err")).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        fs::read_to_string(rt.dir.path().join("cg-sd.err")).unwrap()
+    );
+    let sd_pid = rt.state(&id)["pid"].as_i64().unwrap();
+    assert_eq!(
+        unified_cgroup_of(sd_pid),
+        format!("/{tag}.slice/{tag}-a.slice/pfx-{id}.scope")
+    );
+    // Not of that form: refused, saying which form.
+    let bad = rt.id("cg-bad");
+    let bundle = rt.bundle("cg-bad", |config| {
+        noninteractive(&["true"])(config);
+        config["linux"]["cgroupsPath"] = json!("/not/systemd");
+    });
+    let refused = rt
+        .cmd()
+        .arg("--systemd-cgroup")
+        .args(["create", "--bundle", bundle.to_str().unwrap(), &bad])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("slice:prefix:name"),
+        "{}",
+        stderr(&refused)
+    );
+    // And `..` is refused without systemd.
+    let dots = rt.id("cg-dots");
+    let bundle = rt.bundle("cg-dots", |config| {
+        noninteractive(&["true"])(config);
+        config["linux"]["cgroupsPath"] = json!("/a/../b");
+    });
+    let refused = rt.rt(&["create", "--bundle", bundle.to_str().unwrap(), &dots]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("invalid cgroupsPath"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // delete removes each cgroup and the levels create made, in every hierarchy.
+    for (id, pid) in [
+        (&abs, pid),
+        (&in_kept, kept_pid),
+        (&rel, rel_pid),
+        (&id, sd_pid),
+    ] {
+        ok(rt.rt(&["delete", "--force", id]));
+        reap(pid as i32);
+    }
+    assert_no_cgroup_at(&tag);
+    assert_no_cgroup_at(&format!("{tag}.slice"));
+    assert_no_cgroup_at(&rel_expected.parent().unwrap().to_string_lossy()[1..]);
+    assert!(
+        own_parent.is_dir(),
+        "a parent create did not make was removed"
+    );
+    assert!(cgroup_dirs(&format!("{kept}/{in_kept}")).is_empty());
+    fs::remove_dir(&own_parent).unwrap();
+}
+
+/// The spec's namespace entry of `typ` given `path`.
+fn join_namespace(config: &mut Value, typ: &str, path: &str) {
+    let list = config["linux"]["namespaces"].as_array_mut().unwrap();
+    list.retain(|ns| ns["type"] != typ);
+    list.push(json!({"type": typ, "path": path}));
+}
+
+#[test]
+fn a_container_joins_another_ones_pid_namespace_and_sees_its_processes() {
+    let mut rt = Rt::new();
+    let first = rt.id("pidns-a");
+    let bundle = rt.bundle("pidns-a", noninteractive(&["sleep", "1000"]));
+    ok(rt.create(&bundle, &first, &rt.dir.path().join("a.out"), &[]));
+    ok(rt.rt(&["start", &first]));
+    let pid = rt.state(&first)["pid"].as_i64().unwrap();
+    assert!(wait_for(20, || fs::read_to_string(format!(
+        "/proc/{pid}/comm"
+    ))
+    .is_ok_and(|c| c == "sleep\n")));
+    let theirs = fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+
+    let second = rt.id("pidns-b");
+    let path = format!("/proc/{pid}/ns/pid");
+    let bundle = rt.bundle("pidns-b", |config| {
+        noninteractive(&[
+            "sh",
+            "-c",
+            "cat /proc/1/comm; echo me=$$; readlink /proc/self/ns/pid",
+        ])(config);
+        join_namespace(config, "pid", &path);
+    });
+    let out = rt
+        .cmd()
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &second])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    // The first container's init is pid 1 of the namespace we are in; we are not.
+    assert_eq!(lines[0], "sleep", "{text}");
+    assert_ne!(lines[1], "me=1", "{text}");
+    assert_eq!(lines[2], theirs.to_str().unwrap(), "{text}");
+    assert_ne!(fs::read_link("/proc/self/ns/pid").unwrap(), theirs);
+
+    // A path that is no pid namespace is refused, saying so.
+    let third = rt.id("pidns-c");
+    let net = format!("/proc/{pid}/ns/net");
+    let bundle = rt.bundle("pidns-c", |config| {
+        noninteractive(&["true"])(config);
+        join_namespace(config, "pid", &net);
+    });
+    let out = rt.dir.path().join("c.out");
+    assert_eq!(rt.create(&bundle, &third, &out, &[]).status.code(), Some(1));
+    let said = fs::read_to_string(&out).unwrap();
+    assert!(said.contains("namespace of another type"), "{said}");
+    let fourth = rt.id("pidns-d");
+    let bundle = rt.bundle("pidns-d", |config| {
+        noninteractive(&["true"])(config);
+        join_namespace(config, "pid", "/proc/self/stat");
+    });
+    let out = rt.dir.path().join("d.out");
+    assert_eq!(
+        rt.create(&bundle, &fourth, &out, &[]).status.code(),
+        Some(1)
+    );
+    let said = fs::read_to_string(&out).unwrap();
+    assert!(said.contains("not a namespace"), "{said}");
+
+    ok(rt.rt(&["delete", "--force", &first]));
+    reap(pid as i32);
+}
+
+#[test]
+fn a_container_joins_a_mount_namespace_by_path_and_sets_its_root_up_there() {
+    let mut rt = Rt::new();
+    // A mount namespace kept by a bind mount of its nsfs file (on a private mount, as
+    // the kernel requires), as `ip netns` keeps network ones.
+    let holder = rt.dir.path().join("mntns");
+    fs::create_dir(&holder).unwrap();
+    let sh = |script: &str| {
+        let out = Command::new("sh").args(["-c", script]).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", stderr(&out));
+    };
+    let h = holder.display();
+    let _unmount = Unmount(vec![holder.join("ns"), holder.clone()]);
+    sh(&format!(
+        "mount --bind {h} {h} && mount --make-private {h} && touch {h}/ns && unshare --mount={h}/ns true"
+    ));
+    let ns_ino = fs::metadata(holder.join("ns")).map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.ino()
+    });
+    let id = rt.id("mntns");
+    let path = holder.join("ns").to_str().unwrap().to_string();
+    let bundle = rt.bundle("mntns", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        join_namespace(config, "mount", &path);
+    });
+    let out = rt.dir.path().join("m.out");
+    let created = rt.create(&bundle, &id, &out, &[]);
+    let pid = rt.state(&id)["pid"].as_i64();
+    assert!(
+        created.status.success(),
+        "{}",
+        fs::read_to_string(&out).unwrap()
+    );
+    let pid = pid.unwrap();
+    let ns = fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    assert_eq!(
+        ns.to_str().unwrap(),
+        format!("mnt:[{}]", ns_ino.as_ref().unwrap())
+    );
+    // Its root is the bundle's rootfs, set up inside that namespace.
+    let root_has = |p: &str| Path::new(&format!("/proc/{pid}/root{p}")).exists();
+    assert!(root_has("/bin/busybox") && !root_has(rt.dir.path().to_str().unwrap()));
+    ok(rt.rt(&["delete", "--force", &id]));
+    reap(pid as i32);
+}
+
+/// Unmounts its paths (deepest first as given) on drop, failed assertion or not.
+struct Unmount(Vec<PathBuf>);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = nix::mount::umount2(path.as_path(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// The runtime commands `commands` started at once (each its argument list), waited for.
+fn concurrently(rt: &Rt, bundle: &Path, commands: &[&[&str]]) -> Vec<Output> {
+    let children: Vec<_> = commands
+        .iter()
+        .map(|args| {
+            let mut cmd = rt.cmd();
+            for arg in args.iter() {
+                cmd.arg(if *arg == "BUNDLE" {
+                    bundle.to_str().unwrap()
+                } else {
+                    arg
+                });
+            }
+            // A created container keeps its stdio: a file, not a pipe we would wait on.
+            let err = tempfile::tempfile_in(rt.dir.path()).unwrap();
+            let child = cmd
+                .stdout(Stdio::null())
+                .stderr(err.try_clone().unwrap())
+                .spawn()
+                .unwrap();
+            (child, err)
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|(mut child, mut err)| {
+            let status = child.wait().unwrap();
+            let mut stderr = Vec::new();
+            std::io::Seek::rewind(&mut err).unwrap();
+            err.read_to_end(&mut stderr).unwrap();
+            Output {
+                status,
+                stdout: Vec::new(),
+                stderr,
+            }
+        })
+        .collect()
+}
+
+/// Whatever state container `id` is in, it is whole: a record with a live process in
+/// its cgroup (`Some(pid)`), or nothing at all (no record, lock file or cgroup).
+fn consistent(rt: &Rt, id: &str) -> Option<i64> {
+    let cgroup = format!("mycontainer/rt-{id}");
+    let state = rt.rt(&["state", id]);
+    if !state.status.success() {
+        assert!(
+            stderr(&state).contains("does not exist"),
+            "{}",
+            stderr(&state)
+        );
+        assert!(!rt.root.join(id).exists(), "a directory without a record");
+        assert!(
+            !rt.root.join(format!(".lock:{id}")).exists(),
+            "lock file left"
+        );
+        assert_no_cgroup_at(&cgroup);
+        return None;
+    }
+    let state: Value = serde_json::from_str(&stdout(&state)).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    assert!(pid > 0, "{state}");
+    assert_eq!(state["status"], "created", "{state}");
+    let procs: Vec<String> = cgroup_dirs(&cgroup)
+        .iter()
+        .map(|d| fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default())
+        .collect();
+    assert!(
+        !procs.is_empty() && procs.iter().all(|p| p.trim() == pid.to_string()),
+        "container {pid} not alone in its cgroup: {procs:?}"
+    );
+    Some(pid)
+}
+
+#[test]
+fn concurrent_commands_on_one_id_leave_it_whole() {
+    let mut rt = Rt::new();
+    let id = rt.id("race");
+    let bundle = rt.bundle("race", noninteractive(&["sleep", "1000"]));
+    let create: &[&str] = &["create", "--bundle", "BUNDLE", &id];
+    let delete: &[&str] = &["delete", "--force", &id];
+
+    // Four creates of one id: one wins, the others are told the id is taken.
+    let outs = concurrently(&rt, &bundle, &[create, create, create, create]);
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "{:?}", outs.iter().map(stderr).collect::<Vec<_>>());
+    for lost in outs.iter().filter(|o| !o.status.success()) {
+        assert!(stderr(lost).contains("already exists"), "{}", stderr(lost));
+    }
+    let pid = consistent(&rt, &id).expect("the winner's container");
+    ok(rt.rt(delete));
+    reap(pid as i32);
+
+    // create racing delete --force, again and again: each round ends whole.
+    for _ in 0..6 {
+        let outs = concurrently(&rt, &bundle, &[create, delete, delete]);
+        for out in &outs[1..] {
+            assert!(out.status.success(), "delete: {}", stderr(out));
+        }
+        if let Some(pid) = consistent(&rt, &id) {
+            assert!(outs[0].status.success());
+            ok(rt.rt(delete));
+            reap(pid as i32);
+        }
+        assert!(consistent(&rt, &id).is_none());
+    }
+
+    // kill racing delete of a running container.
+    for _ in 0..4 {
+        ok(rt.create(&bundle, &id, &rt.dir.path().join("race.out"), &[]));
+        ok(rt.rt(&["start", &id]));
+        let pid = rt.state(&id)["pid"].as_i64().unwrap();
+        let kill: &[&str] = &["kill", &id, "KILL"];
+        let outs = concurrently(&rt, &bundle, &[kill, delete, kill]);
+        assert!(outs[1].status.success(), "delete: {}", stderr(&outs[1]));
+        for out in [&outs[0], &outs[2]] {
+            let said = stderr(out);
+            assert!(
+                out.status.success()
+                    || said.contains("not running")
+                    || said.contains("does not exist"),
+                "kill: {said}"
+            );
+        }
+        reap(pid as i32);
+        assert!(consistent(&rt, &id).is_none());
+    }
 }

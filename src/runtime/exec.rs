@@ -187,6 +187,7 @@ fn start(
         cgroup_ns: false,
         cgroup: &cgroup,
         what: "cannot fork the process to run in the container",
+        pid_ns: None,
     };
     let launched = launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)?;
     drop(namespace_fds);

@@ -99,6 +99,13 @@ impl Drop for Child {
     }
 }
 
+fn errno_of(error: &anyhow::Error) -> Option<i32> {
+    error
+        .chain()
+        .find_map(|e| e.downcast_ref::<std::io::Error>())
+        .and_then(|e| e.raw_os_error())
+}
+
 /// The kernel's `struct clone_args` (clone3(2)), up to the `cgroup` field.
 #[repr(C)]
 #[derive(Default)]
@@ -454,6 +461,48 @@ pub(super) struct Spawn<'a> {
     pub(super) cgroup: &'a Cgroup,
     /// What the clone was for, to say when it fails.
     pub(super) what: &'static str,
+    /// A pid namespace to start the child in (joined by path): the pid namespace only
+    /// applies to children, so the cloning thread enters it for the clone and goes back.
+    pub(super) pid_ns: Option<RawFd>,
+}
+
+/// The calling thread's pid namespace for its children set to `target` until drop,
+/// which sets it back to the thread's own (a thread has its own; the other threads'
+/// clones are unaffected).
+struct PidNsForChildren {
+    own: OwnedFd,
+}
+
+impl PidNsForChildren {
+    fn enter(target: RawFd) -> anyhow::Result<PidNsForChildren> {
+        let own: OwnedFd = std::fs::File::open("/proc/thread-self/ns/pid")
+            .context("cannot open our own pid namespace")?
+            .into();
+        // SAFETY: setns of the calling thread to a namespace descriptor we hold.
+        if unsafe { libc::setns(target, libc::CLONE_NEWPID) } < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("cannot join the container's pid namespace");
+        }
+        Ok(PidNsForChildren { own })
+    }
+
+    fn leave(self) -> anyhow::Result<()> {
+        let own = self.own.as_raw_fd();
+        std::mem::forget(self);
+        // SAFETY: setns of the calling thread back to its own (active) pid namespace.
+        if unsafe { libc::setns(own, libc::CLONE_NEWPID) } < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("cannot leave the container's pid namespace");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PidNsForChildren {
+    fn drop(&mut self) {
+        // SAFETY: as in `leave`.
+        unsafe { libc::setns(self.own.as_raw_fd(), libc::CLONE_NEWPID) };
+    }
 }
 
 /// What run and exec prepare the same way before a launch: the forwarded signals blocked
@@ -541,9 +590,21 @@ pub(super) fn launch(
     child_fds: Vec<OwnedFd>,
 ) -> anyhow::Result<Launched> {
     let (parent_sock, child_sock) = channel;
-    let (pid, remaining) =
-        spawn_in_cgroup(spawn.flags, spawn.cgroup_ns, spawn.cgroup, plan).context(spawn.what)?;
+    let entered = spawn.pid_ns.map(PidNsForChildren::enter).transpose()?;
+    let spawned =
+        spawn_in_cgroup(spawn.flags, spawn.cgroup_ns, spawn.cgroup, plan).context(spawn.what);
+    let left = entered.map(PidNsForChildren::leave).transpose();
+    let (pid, remaining) = match spawned {
+        // ENOMEM: the namespace's init has exited; nothing can be born there any more.
+        Err(e) if spawn.pid_ns.is_some() && errno_of(&e) == Some(libc::ENOMEM) => bail!(
+            "cannot start the container in the pid namespace it joins: that namespace's \
+             init has exited (start its container again)"
+        ),
+        other => other?,
+    };
     let mut child = Child { pid, reaped: false };
+    // A thread left in the container's pid namespace would put our next children there.
+    left?;
     drop(child_fds);
     drop(child_sock);
     place_and_release(

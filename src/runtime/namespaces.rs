@@ -1,8 +1,9 @@
 //! Which namespaces the container gets, read from the spec, as clone(2) flags.
 
-use std::path::PathBuf;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 /// A namespace the container joins (a `path` in the spec) instead of creating it.
@@ -24,6 +25,9 @@ pub struct Namespaces {
     /// Entered after the parent moved the child into its cgroup (so the container's
     /// cgroup becomes its `/`), hence not a clone flag.
     pub cgroup: bool,
+    /// The mount namespace is joined by path (no new one): the child enters it first
+    /// and sets the root up in it.
+    pub mount_joined: bool,
 }
 
 impl Namespaces {
@@ -37,6 +41,7 @@ impl Namespaces {
         for entry in list {
             if entry.path().is_some() {
                 // Checked and collected by `joined`.
+                ns.mount_joined |= entry.typ() == LinuxNamespaceType::Mount;
                 continue;
             }
             match entry.typ() {
@@ -49,15 +54,16 @@ impl Namespaces {
                 other => bail!("the {other} namespace is not supported yet"),
             }
         }
-        if !ns.mount {
+        if !ns.mount && !ns.mount_joined {
             // Without it pivot_root and every mount would change the host.
             bail!("the spec must ask for a mount namespace");
         }
         Ok(ns)
     }
 
-    /// The namespaces the spec names by path: network, ipc and uts can be joined (the
-    /// child's first steps); the others cannot (yet).
+    /// The namespaces the spec names by path: network, ipc, uts and mount are joined by
+    /// the child's first steps, pid by the clone itself (the pid namespace applies to
+    /// children only: see launch.rs); user and cgroup cannot be joined (yet).
     pub fn joined(spec: &Spec) -> anyhow::Result<Vec<Joined>> {
         let list = spec
             .linux()
@@ -71,9 +77,11 @@ impl Namespaces {
                 LinuxNamespaceType::Network => (libc::CLONE_NEWNET, "network"),
                 LinuxNamespaceType::Ipc => (libc::CLONE_NEWIPC, "ipc"),
                 LinuxNamespaceType::Uts => (libc::CLONE_NEWUTS, "uts"),
+                LinuxNamespaceType::Mount => (libc::CLONE_NEWNS, "mount"),
+                LinuxNamespaceType::Pid => (libc::CLONE_NEWPID, "pid"),
                 other => bail!(
                     "joining an existing {other} namespace is not supported: only network, \
-                     ipc and uts namespaces may have a path"
+                     ipc, uts, mount and pid namespaces may have a path"
                 ),
             };
             joined.push(Joined {
@@ -87,8 +95,9 @@ impl Namespaces {
 
     /// The flags for the one clone that creates the container's init.
     pub fn clone_flags(&self) -> libc::c_int {
-        let mut flags = libc::CLONE_NEWNS;
+        let mut flags = 0;
         for (on, flag) in [
+            (self.mount, libc::CLONE_NEWNS),
             (self.pid, libc::CLONE_NEWPID),
             (self.uts, libc::CLONE_NEWUTS),
             (self.ipc, libc::CLONE_NEWIPC),
@@ -99,6 +108,58 @@ impl Namespaces {
             }
         }
         flags
+    }
+}
+
+impl Joined {
+    /// Opens the namespace and checks that it is one of the kind the spec says (as the
+    /// spec requires): a file that is no namespace, or one of another kind, is refused.
+    pub fn open(&self) -> anyhow::Result<OwnedFd> {
+        let fd: OwnedFd = std::fs::File::open(&self.path)
+            .with_context(|| {
+                format!(
+                    "cannot open the {} namespace {}",
+                    self.kind,
+                    self.path.display()
+                )
+            })?
+            .into();
+        check_type(&fd, self.nstype, self.kind, &self.path)?;
+        Ok(fd)
+    }
+}
+
+/// NS_GET_NSTYPE (linux/nsfs.h): the CLONE_NEW* type of a namespace descriptor.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+fn check_type(fd: &OwnedFd, nstype: libc::c_int, kind: &str, path: &Path) -> anyhow::Result<()> {
+    // SAFETY: an argument-less ioctl on a descriptor we own.
+    let found = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if found != nstype {
+        let what = if found < 0 {
+            "not a namespace".to_string()
+        } else {
+            "a namespace of another type".to_string()
+        };
+        bail!(
+            "cannot join the {kind} namespace {}: it is {what}: give a {kind} namespace \
+             (such as /proc/PID/ns/{})",
+            path.display(),
+            proc_name(nstype)
+        );
+    }
+    Ok(())
+}
+
+/// The name of a namespace type under /proc/PID/ns.
+fn proc_name(nstype: libc::c_int) -> &'static str {
+    match nstype {
+        libc::CLONE_NEWNET => "net",
+        libc::CLONE_NEWIPC => "ipc",
+        libc::CLONE_NEWUTS => "uts",
+        libc::CLONE_NEWNS => "mnt",
+        libc::CLONE_NEWPID => "pid",
+        _ => "...",
     }
 }
 
@@ -159,11 +220,38 @@ mod tests {
         let joined_list = Namespaces::joined(&spec).unwrap();
         assert_eq!(joined_list[0].path, PathBuf::from("/run/x"));
         assert_eq!(joined_list[0].nstype, libc::CLONE_NEWNET);
-        assert!(Namespaces::joined(&with(joined(LinuxNamespaceType::Pid))).is_err());
+        assert!(Namespaces::joined(&with(joined(LinuxNamespaceType::User))).is_err());
+        let pid = Namespaces::joined(&with(joined(LinuxNamespaceType::Pid))).unwrap();
+        assert_eq!(pid[0].nstype, libc::CLONE_NEWPID);
     }
 
     #[test]
     fn a_spec_without_mount_namespace_is_refused() {
         assert!(Namespaces::from_spec(&spec_with(&[LinuxNamespaceType::Pid])).is_err());
+    }
+}
+
+#[cfg(test)]
+mod type_tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_of_the_wrong_type_or_no_namespace_is_refused() {
+        let joined = |path: &str, nstype, kind| Joined {
+            path: PathBuf::from(path),
+            nstype,
+            kind,
+        };
+        assert!(joined("/proc/self/ns/net", libc::CLONE_NEWNET, "network")
+            .open()
+            .is_ok());
+        let err = joined("/proc/self/ns/net", libc::CLONE_NEWPID, "pid")
+            .open()
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("another type"), "{err:#}");
+        let err = joined("/proc/self/stat", libc::CLONE_NEWNS, "mount")
+            .open()
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("not a namespace"), "{err:#}");
     }
 }

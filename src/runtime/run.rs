@@ -86,6 +86,8 @@ struct Prepared {
     ns: Namespaces,
     /// The namespaces joined by path, open until the child has joined them.
     _joined: Vec<OwnedFd>,
+    /// A pid namespace joined by path: the clone's thread enters it (`launch`).
+    pid_ns: Option<OwnedFd>,
 }
 
 fn prepare(
@@ -122,20 +124,18 @@ fn prepare(
             .with_context(|| format!("cannot create cgroup {cgroup_name}"))?,
     ));
     let mut steps = rootfs::plan(spec, bundle, &ns, &cgroup.get().view())?;
-    // Joined first, before anything is mounted or named in them.
+    // Joined first, before anything is mounted or named in them; the pid namespace by
+    // the clone (see `launch`).
     let mut joined_fds = Vec::new();
-    for (index, joined) in Namespaces::joined(spec)?.into_iter().enumerate() {
-        let fd: OwnedFd = std::fs::File::open(&joined.path)
-            .with_context(|| {
-                format!(
-                    "cannot open the {} namespace {}",
-                    joined.kind,
-                    joined.path.display()
-                )
-            })?
-            .into();
+    let mut pid_ns = None;
+    for joined in Namespaces::joined(spec)? {
+        let fd = joined.open()?;
+        if joined.nstype == libc::CLONE_NEWPID {
+            pid_ns = Some(fd);
+            continue;
+        }
         steps.insert(
-            index,
+            joined_fds.len(),
             Step::Setns {
                 fd: fd.as_raw_fd(),
                 nstype: joined.nstype,
@@ -154,6 +154,7 @@ fn prepare(
         setup,
         ns,
         _joined: joined_fds,
+        pid_ns,
     })
 }
 
@@ -166,6 +167,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         mut setup,
         ns,
         _joined,
+        pid_ns,
     } = prepare(
         req.bundle,
         req.spec,
@@ -182,6 +184,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         cgroup_ns: ns.cgroup,
         cgroup: cgroup.get(),
         what: "cannot clone the container's init with new namespaces",
+        pid_ns: pid_ns.as_ref().map(|fd| fd.as_raw_fd()),
     };
     let (mut child, master) = match launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)?
     {
@@ -246,6 +249,7 @@ pub fn create(req: &CreateRequest) -> anyhow::Result<Created> {
         mut setup,
         ns,
         _joined,
+        pid_ns,
     } = prepare(req.bundle, req.spec, req.cache_dir, StdioMode::Inherited)?;
     let fifo = nix::fcntl::open(
         req.start_fifo,
@@ -259,6 +263,7 @@ pub fn create(req: &CreateRequest) -> anyhow::Result<Created> {
         cgroup_ns: ns.cgroup,
         cgroup: cgroup.get(),
         what: "cannot clone the container's init with new namespaces",
+        pid_ns: pid_ns.as_ref().map(|fd| fd.as_raw_fd()),
     };
     match launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)? {
         Launched::Started { child, master } => {

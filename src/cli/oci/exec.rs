@@ -85,6 +85,9 @@ fn process_of(args: &ExecArgs, spec: &Spec) -> anyhow::Result<Process> {
 }
 
 pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<i32> {
+    // Held until the process runs (a detached one) or until it is set up: a `delete`
+    // waits for it rather than tearing the container down under the setup.
+    let lock = super::lock::Lock::take(&ctx.root, &args.id)?;
     let record = Record::load(&ctx.root, &args.id)?;
     // Not into a created container: its init is still a clone of our binary (non-dumpable,
     // waiting to execve), which nothing in the container may see (CVE-2019-5736).
@@ -119,6 +122,8 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<i32> {
         cache_dir: Some(&cache),
     };
     if !args.detach {
+        // Waiting for the process must not hold `kill` or `delete` back.
+        drop(lock);
         let outcome = runtime::exec(&req)?;
         if let Some(reason) = outcome.exec_error {
             ctx.logger.error(&reason);

@@ -3,8 +3,10 @@
 //! it. Its own state lives under runc-style `--root` (one directory per container,
 //! `state.rs`); the verbs are in `verbs.rs`, `spec` and `features` in `spec.rs`.
 
+mod cgroup_path;
 mod exec;
 mod hooks;
+mod lock;
 mod log;
 mod spec;
 mod state;
@@ -45,8 +47,8 @@ pub struct RuntimeCli {
     #[arg(long, global = true)]
     debug: bool,
 
-    /// Accepted for runc compatibility. Cgroups are always made with cgroupfs under
-    /// mycontainer/rt-<id> (a systemd-style cgroupsPath is ignored), not through systemd
+    /// Read cgroupsPath as systemd's slice:prefix:name. There is no systemd D-Bus here:
+    /// the cgroup is made with cgroupfs at the unit's path, <slice>/<prefix>-<name>.scope
     #[arg(long, global = true)]
     systemd_cgroup: bool,
 
@@ -171,9 +173,13 @@ struct ListArgs {
 
 #[derive(Args, Debug)]
 struct PsArgs {
+    /// table: ps(1)'s output for the container's processes; json: their pids
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     format: Format,
     id: String,
+    /// Options for ps(1) after the id (default -ef), as runc: `ps ID -- -o pid,comm`
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    ps_options: Vec<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,6 +246,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let ctx = verbs::Ctx {
         root,
         logger: &logger,
+        systemd_cgroup: cli.systemd_cgroup,
     };
     let result = match cli.command {
         RuntimeCommand::Create(args) => verbs::create(&ctx, &args).map(|_| 0),

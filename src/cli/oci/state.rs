@@ -31,8 +31,12 @@ pub struct Record {
     pub rootfs: PathBuf,
     pub created: String,
     pub annotations: BTreeMap<String, String>,
-    /// The container's cgroup (mycontainer/rt-<id>).
+    /// The container's cgroup below the hierarchy roots (linux.cgroupsPath resolved,
+    /// or mycontainer/rt-<id>).
     pub cgroup: String,
+    /// The levels above it that `create` made (nobody else's): removed by `delete`.
+    #[serde(default)]
+    pub cgroup_parents: Vec<PathBuf>,
     /// config.json's hooks, kept for `start` (poststart) and `delete` (poststop): the
     /// bundle may be gone by then.
     #[serde(default)]

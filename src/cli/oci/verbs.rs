@@ -16,7 +16,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Spec};
 
+use super::cgroup_path;
 use super::hooks;
+use super::lock::Lock;
 use super::log::Logger;
 use super::state::{self, Record, Status};
 use super::{CreateArgs, Format, KillArgs, ListArgs, PsArgs, RunArgs};
@@ -25,12 +27,14 @@ use crate::runtime::{self, cgroups::Cgroup};
 pub struct Ctx<'a> {
     pub root: PathBuf,
     pub logger: &'a Logger,
+    /// `--systemd-cgroup`: cgroupsPath is `slice:prefix:name` (see cgroup_path.rs).
+    pub systemd_cgroup: bool,
 }
 
 /// `create`: the container set up and waiting for `start`, its record written, its pid
 /// in `--pid-file`. Whatever fails leaves nothing behind.
 pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<Record> {
-    state::check_id(&args.id)?;
+    let _lock = Lock::take(&ctx.root, &args.id)?;
     if args.preserve_fds > 0 {
         bail!("--preserve-fds is not supported: pass the descriptors as stdio instead");
     }
@@ -61,8 +65,13 @@ pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<Record> {
     for warning in unsupported(&spec) {
         ctx.logger.warn(&warning);
     }
-    let cgroup = format!("{}/rt-{}", runtime::cgroups::PARENT, args.id);
     let mut linux = spec.linux().clone().unwrap_or_default();
+    let asked = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
+    let cgroup = cgroup_path::resolve(asked.as_deref(), ctx.systemd_cgroup, &args.id)?;
+    let cgroup_parents = runtime::cgroups::missing_parents(&cgroup)?;
     linux.set_cgroups_path(Some(PathBuf::from(&cgroup)));
     let mut resources = linux.resources().clone().unwrap_or_default();
     let mut devices = resources.devices().clone().unwrap_or_default();
@@ -91,6 +100,7 @@ pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<Record> {
             .into_iter()
             .collect(),
         cgroup,
+        cgroup_parents,
         hooks: spec.hooks().clone(),
     };
     let result = create_in(ctx, args, &spec, &mut record);
@@ -101,6 +111,7 @@ pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<Record> {
         if let Ok(cgroup) = Cgroup::open(&record.cgroup) {
             let _ = cgroup.destroy();
         }
+        runtime::cgroups::remove_parents(&record.cgroup_parents);
         let _ = std::fs::remove_dir_all(&dir);
     }
     result.map(|()| record)
@@ -196,6 +207,7 @@ pub(super) fn send_console(socket: &Path, master: OwnedFd) -> anyhow::Result<()>
 }
 
 pub fn start(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    let _lock = Lock::take(&ctx.root, id)?;
     let record = Record::load(&ctx.root, id)?;
     match record.status(&ctx.root) {
         Status::Created => {
@@ -253,6 +265,7 @@ fn not_running(id: &str) -> anyhow::Error {
 
 pub fn kill(ctx: &Ctx, args: &KillArgs) -> anyhow::Result<()> {
     let signal = parse_signal(&args.signal)?;
+    let _lock = Lock::take(&ctx.root, &args.id)?;
     let record = Record::load(&ctx.root, &args.id)?;
     if matches!(record.status(&ctx.root), Status::Stopped | Status::Creating) && !args.all {
         return Err(not_running(&args.id));
@@ -273,7 +286,7 @@ pub fn kill(ctx: &Ctx, args: &KillArgs) -> anyhow::Result<()> {
 }
 
 pub fn delete(ctx: &Ctx, id: &str, force: bool) -> anyhow::Result<()> {
-    state::check_id(id)?;
+    let _lock = Lock::take(&ctx.root, id)?;
     let dir = state::container_dir(&ctx.root, id);
     let record = match Record::load(&ctx.root, id) {
         Ok(record) => record,
@@ -305,6 +318,7 @@ pub fn delete(ctx: &Ctx, id: &str, force: bool) -> anyhow::Result<()> {
     Cgroup::open(&record.cgroup)
         .and_then(|cgroup| cgroup.destroy())
         .with_context(|| format!("cannot remove the cgroup of container {id}"))?;
+    runtime::cgroups::remove_parents(&record.cgroup_parents);
     if let Some(hooks) = &record.hooks {
         let state = serde_json::to_vec(&record.oci_state_as(Status::Stopped))?;
         for warning in hooks::run_all_warn("poststop", hooks.poststop().as_ref(), &state) {
@@ -421,25 +435,58 @@ pub fn ps(ctx: &Ctx, args: &PsArgs) -> anyhow::Result<()> {
     let record = Record::load(&ctx.root, &args.id)?;
     let pids = Cgroup::open(&record.cgroup)?.pids();
     if args.format == Format::Json {
+        if !args.ps_options.is_empty() {
+            bail!("ps options cannot be used with --format json (it lists pids only)");
+        }
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(());
     }
-    let mut rows = vec![["PID".to_string(), "CMD".to_string()]];
-    for pid in pids {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmdline)
-            .split('\0')
-            .filter(|a| !a.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        rows.push([pid.to_string(), cmd]);
+    let options: Vec<&str> = if args.ps_options.is_empty() {
+        vec!["-ef"]
+    } else {
+        args.ps_options.iter().map(String::as_str).collect()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&options)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("cannot run ps(1): is procps installed?")?;
+    if !out.status.success() {
+        bail!(
+            "ps {} failed: {}",
+            options.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    print_table(&rows);
+    print!("{}", ps_rows(&String::from_utf8_lossy(&out.stdout), &pids)?);
     Ok(())
+}
+
+/// ps(1)'s header and the rows whose PID column is one of `pids`.
+fn ps_rows(output: &str, pids: &[i32]) -> anyhow::Result<String> {
+    let mut lines = output.lines();
+    let header = lines.next().unwrap_or_default();
+    let column = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .context("the ps options leave out the PID column: add it (e.g. -o pid,comm)")?;
+    let mut shown = format!("{header}\n");
+    for line in lines {
+        let pid = line
+            .split_whitespace()
+            .nth(column)
+            .and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            shown.push_str(line);
+            shown.push('\n');
+        }
+    }
+    Ok(shown)
 }
 
 /// `pause` (`freeze`) or `resume`: the container's cgroup frozen or thawed.
 pub fn pause(ctx: &Ctx, id: &str, freeze: bool) -> anyhow::Result<()> {
+    let _lock = Lock::take(&ctx.root, id)?;
     let record = Record::load(&ctx.root, id)?;
     let (from, verb) = if freeze {
         (Status::Running, "pause")
@@ -462,6 +509,7 @@ pub fn pause(ctx: &Ctx, id: &str, freeze: bool) -> anyhow::Result<()> {
 /// `update --resources FILE|-`: new cgroup limits (an OCI linux.resources JSON) for a
 /// created, running or paused container.
 pub fn update(ctx: &Ctx, id: &str, resources: &Path) -> anyhow::Result<()> {
+    let _lock = Lock::take(&ctx.root, id)?;
     let record = Record::load(&ctx.root, id)?;
     if matches!(record.status(&ctx.root), Status::Stopped | Status::Creating) {
         bail!("cannot update container {id}: container not running");
@@ -479,4 +527,19 @@ pub fn update(ctx: &Ctx, id: &str, resources: &Path) -> anyhow::Result<()> {
     Cgroup::open(&record.cgroup)
         .and_then(|c| c.update(&resources))
         .with_context(|| format!("cannot update container {id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ps_rows_keep_the_header_and_the_containers_pids() {
+        let out = "UID PID PPID CMD\nroot 1 0 init\nroot 42 1 sleep 5\nroot 420 1 x\n";
+        assert_eq!(
+            ps_rows(out, &[42]).unwrap(),
+            "UID PID PPID CMD\nroot 42 1 sleep 5\n"
+        );
+        assert!(ps_rows("COMMAND\nsh\n", &[1]).is_err());
+    }
 }

@@ -4,7 +4,9 @@
 //! Every container gets `mycontainer/<id>`: on v2 one directory under /sys/fs/cgroup; on
 //! hybrid hosts one in the cgroup2 tree plus one per v1 hierarchy a limit needs; on
 //! legacy hosts one per v1 hierarchy. Nothing outside a `mycontainer` parent is ever
-//! created, written or removed.
+//! created, written or removed, unless a runtime-CLI caller names the cgroup itself
+//! (linux.cgroupsPath, as containerd does): then that cgroup and the levels above it
+//! that we had to make (`missing_parents`, `remove_parents`).
 
 mod bpf;
 mod detect;
@@ -312,15 +314,60 @@ fn hierarchy_roots() -> Result<Vec<PathBuf>> {
     })
 }
 
-/// Only `mycontainer/<...>` names, without `.`/`..`/empty parts: the guarantee that we
-/// never touch a cgroup that is not ours.
+/// A clean path relative to the hierarchy roots: parts neither empty, `.` nor `..`, no
+/// newline, and neither the root nor our shared parent. The names we make are `mycontainer/<...>`; the
+/// runtime CLI's callers may name any other (linux.cgroupsPath), as runc allows, and
+/// `create` still refuses to adopt a cgroup that exists.
 fn check_name(name: &str) -> Result<()> {
-    let mut parts = name.split('/');
-    let valid = parts.next() == Some(PARENT)
-        && name.contains('/')
-        && parts.all(|p| !p.is_empty() && p != "." && p != ".." && !p.contains('\n'));
+    let valid = !name.is_empty()
+        && name != PARENT
+        && name
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != ".." && !p.contains('\n'));
     if !valid {
-        bail!("invalid cgroup name {name:?}: expected {PARENT}/<container id>");
+        bail!(
+            "invalid cgroup path {name:?}: expected a path below the cgroup root without \
+             `.`, `..` or empty parts"
+        );
     }
     Ok(())
+}
+
+/// The directories above cgroup `name` that do not exist yet, in every hierarchy,
+/// deepest first: the levels a `create` of `name` will make, which nobody else owns
+/// (`remove_parents` takes them away again with the container).
+pub fn missing_parents(name: &str) -> Result<Vec<PathBuf>> {
+    check_name(name)?;
+    let mut missing = Vec::new();
+    for base in hierarchy_roots()? {
+        let mut dir = base.join(name);
+        while dir.pop() && dir != base && !dir.exists() {
+            missing.push(dir.clone());
+        }
+    }
+    missing.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    Ok(missing)
+}
+
+/// Removes the (empty) cgroup directories `dirs`, deepest first, those below a
+/// hierarchy root only. One another container still uses stays (EBUSY), as does one
+/// already gone.
+pub fn remove_parents(dirs: &[PathBuf]) {
+    let Ok(roots) = hierarchy_roots() else { return };
+    let mut dirs: Vec<&PathBuf> = dirs
+        .iter()
+        .filter(|d| roots.iter().any(|r| d.starts_with(r) && *d != r))
+        .filter(|d| {
+            d.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::RootDir | std::path::Component::Normal(_)
+                )
+            })
+        })
+        .collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for dir in dirs {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
