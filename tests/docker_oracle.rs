@@ -9,7 +9,6 @@
 //!   mycontainer those its limits and figures need (and shows the cgroup2 mount);
 //! - /proc/interrupts is masked by mycontainer (it leaks host activity), not by
 //!   Docker 20.10;
-//! - Seccomp_filters: Docker loads one filter, mycontainer one per action;
 //! - /etc/hosts: mycontainer names the container's hostname (127.0.1.1);
 //! - `--privileged` on a host whose root lacks a capability (this VM has no
 //!   CAP_SYS_RESOURCE): runc fails ("unable to apply caps"), mycontainer gives the

@@ -166,6 +166,25 @@ fn limit_files_hold_the_flag_values() {
     fx.assert_no_containers();
 }
 
+/// crun starts containers under 1 MiB (runc needs about 7): nothing the runtime does
+/// inside the container's cgroup before exec may need more. The limit is really there,
+/// without swap to spill into, and the container's shell and cat ran under it.
+#[test]
+fn a_one_mebibyte_memory_limit_is_enough_to_start() {
+    let fx = fixture();
+    let limit = "cat /sys/fs/cgroup/memory.max 2>/dev/null \
+        || cat /sys/fs/cgroup/memory/memory.limit_in_bytes";
+    let out = fx.run(
+        &["--rm", "--memory", "1m", "--memory-swap", "1m"],
+        &["sh", "-c", limit],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "1048576");
+    // `true` as the command, as in the benchmarks.
+    ok(fx.run(&["--rm", "--memory", "1m"], &["true"]));
+    fx.assert_no_containers();
+}
+
 /// What the container's own /sys/fs/cgroup shows for pids.max ("none" without a pids
 /// cgroup: hybrid hosts join the v1 pids hierarchy only for a limit).
 const PIDS_MAX_INSIDE: &str = "cat /sys/fs/cgroup/pids.max 2>/dev/null \

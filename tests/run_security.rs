@@ -287,6 +287,85 @@ fn a_docker_json_profile_is_applied() {
     assert!(stderr(&out).contains("broken.json"), "{}", stderr(&out));
 }
 
+/// The value of `field` in /proc/self/status of a container run with `flags`, or None on
+/// kernels that do not show it.
+fn status_field(fx: &Fixture, flags: &[&str], field: &str) -> Option<String> {
+    let mut all = vec!["--rm"];
+    all.extend_from_slice(flags);
+    let text = ok(fx.run(&all, &["cat", "/proc/self/status"]));
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+}
+
+#[test]
+fn one_filter_holds_every_action_and_its_argument_rules_hold() {
+    let fx = fixture();
+    // Docker's profile has rules of two actions (ALLOW and ERRNO(ENOSYS) for clone3):
+    // one filter program all the same, where the kernel shows the count (5.9+).
+    match status_field(&fx, &[], "Seccomp_filters") {
+        Some(count) => assert_eq!(count, "1"),
+        None => eprintln!("this kernel does not show Seccomp_filters"),
+    }
+    // Docker's personality rule allows a few exact values (0xffffffff queries); any
+    // other is refused by the filter, which the kernel itself would accept.
+    let probe = |flags: &[&str], args: &[&str]| {
+        let mut all = vec!["--rm"];
+        all.extend_from_slice(flags);
+        let out = fx.run(&all, args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    assert_eq!(probe(&[], &["probe", "personality", "0xffffffff"]), "ok");
+    assert_eq!(probe(&[], &["probe", "personality", "0x0400000"]), "EPERM");
+    let unconfined = ["--security-opt", "seccomp=unconfined"];
+    assert_eq!(
+        probe(&unconfined, &["probe", "personality", "0x0400000"]),
+        "ok"
+    );
+    // A profile with three actions and argument conditions: clone with CLONE_NEWNS is
+    // refused with EACCES (the container holds CAP_SYS_ADMIN, so only the filter can
+    // refuse it), a plain clone is not; personality other than 8 gets EPERM; mkdir
+    // kills the process.
+    let profile = fx.dir.path().join("conditions.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+              {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+               "args": [{"index": 0, "value": 131072, "valueTwo": 131072, "op": "SCMP_CMP_MASKED_EQ"}]},
+              {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+               "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_NE"}]},
+              {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL_PROCESS"}
+            ]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let custom = ["--cap-add", "SYS_ADMIN", "--security-opt", opt.as_str()];
+    assert_eq!(probe(&custom, &["probe", "clone-newns"]), "EACCES");
+    assert_eq!(probe(&custom, &["probe", "personality", "8"]), "ok");
+    assert_eq!(probe(&custom, &["probe", "personality", "0"]), "EPERM");
+    // sh forks (a clone without namespace flags) and the command runs.
+    assert_eq!(probe(&custom, &["sh", "-c", "true; echo forked"]), "forked");
+    let killed = fx.run(
+        &["--rm", custom[0], custom[1], custom[2], custom[3]],
+        &["mkdir", "/tmp/x"],
+    );
+    assert_eq!(
+        killed.status.code(),
+        Some(128 + libc::SIGSYS),
+        "{}",
+        stderr(&killed)
+    );
+    if let Some(count) = status_field(&fx, &custom, "Seccomp_filters") {
+        assert_eq!(count, "1");
+    }
+    // Without the filter, CAP_SYS_ADMIN lets the same clone through.
+    let admin_unconfined = ["--cap-add", "SYS_ADMIN", unconfined[0], unconfined[1]];
+    assert_eq!(probe(&admin_unconfined, &["probe", "clone-newns"]), "ok");
+    fx.assert_no_containers();
+}
+
 #[test]
 fn no_new_privileges_only_when_asked() {
     let fx = fixture();

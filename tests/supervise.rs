@@ -311,6 +311,11 @@ fn stats_figures_match_the_cgroup_files() {
 fn update_changes_the_cgroup_files_and_the_record() {
     let w = World::new();
     let id = w.run_detached(&["--name", "u1", "--memory", "64m"], &["sleep", "1000"]);
+    // Hybrid hosts: without a CPU limit the container joins no cpu hierarchy at start;
+    // the update below creates its cgroup there and moves the running process in.
+    if !unified_host() {
+        assert!(!cgroup_dir(&id, "cpu").exists());
+    }
     ok(w.mc(&[
         "update",
         "--memory",
@@ -337,6 +342,9 @@ fn update_changes_the_cgroup_files_and_the_record() {
             read_file(cgroup_dir(&id, "cpu").join("cpu.cfs_period_us")),
             "100000"
         );
+        let pid = inspect(&w, "u1")["State"]["Pid"].to_string();
+        let procs = read_file(cgroup_dir(&id, "cpu").join("cgroup.procs"));
+        assert!(procs.lines().any(|l| l == pid), "{pid} not in {procs}");
     }
     let host = &inspect(&w, "u1")["HostConfig"];
     assert_eq!(host["Memory"], 128u64 << 20);

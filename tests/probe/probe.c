@@ -184,7 +184,7 @@ static int exec_without(long nr, char **cmd) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: probe keyctl|unshare-user|mount|getpid|io_uring|alloc MB|fork N|spin SECS|fds|no-clone3 CMD...|no-open-tree CMD...|race HOSTPATH\n");
+        fprintf(stderr, "usage: probe keyctl|unshare-user|mount|getpid|clone-newns|personality VALUE|syscall-ns getppid|personality N|io_uring|alloc MB|fork N|spin SECS|fds|no-clone3 CMD...|no-open-tree CMD...|race HOSTPATH\n");
         return 2;
     }
     const char *what = argv[1];
@@ -221,6 +221,25 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(what, "getpid"))
         return report(syscall(SYS_getpid));
+    if (!strcmp(what, "clone-newns")) { /* clone(2) asking for a new mount namespace */
+        long pid = syscall(SYS_clone, CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0);
+        if (pid == 0) _exit(0);
+        if (pid > 0) waitpid(pid, NULL, 0);
+        return report(pid);
+    }
+    if (!strcmp(what, "personality") && argc > 2) /* personality(VALUE), e.g. 0xffffffff */
+        return report(syscall(SYS_personality, strtoul(argv[2], NULL, 0)));
+    if (!strcmp(what, "syscall-ns") && argc > 3) {
+        /* nanoseconds per call of getppid or of personality(0xffffffff) (a rule with an
+         * argument condition: the kernel cannot cache the filter's answer), N calls */
+        long n = atol(argv[3]);
+        int arg = !strcmp(argv[2], "personality");
+        double t0 = now(CLOCK_MONOTONIC);
+        for (long i = 0; i < n; i++)
+            arg ? syscall(SYS_personality, 0xffffffffUL) : syscall(SYS_getppid);
+        printf("%.1f\n", (now(CLOCK_MONOTONIC) - t0) * 1e9 / n);
+        return 0;
+    }
     if (!strcmp(what, "alloc") && argc > 2) {
         long mb = atol(argv[2]);
         for (long i = 0; i < mb; i++) {

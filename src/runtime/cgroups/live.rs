@@ -211,6 +211,8 @@ impl Cgroup {
                 cg.apply(&limits)
             }
             Backend::V1(cg) => {
+                let mut cg = cg.clone();
+                cg.join_late(&self.name, &limits.required_controllers())?;
                 for controller in limits.required_controllers() {
                     if cg.dir_of(controller).is_none_or(|d| !d.is_dir()) {
                         bail!(

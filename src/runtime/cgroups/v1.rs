@@ -41,13 +41,21 @@ use super::{bpf, devices};
 /// in bytes, 0x7ffffffffffff000 on x86-64, not -1).
 const V1_UNLIMITED: u64 = 1 << 62;
 
-/// The hierarchies a container joins on a hybrid host even without a limit in them.
-const OBSERVED: [&str; 4] = ["memory", "cpu", "cpuacct", "blkio"];
+/// The hierarchies a container joins on a hybrid host even without a limit in them:
+/// what `stats` reads (memory use and limit, block I/O). Not cpu and cpuacct: CPU time
+/// comes from cgroup2's core cpu.stat, and a thread moving in and out of a cpu cgroup
+/// is moved between run queues and yields the CPU, which took several ms per run on a
+/// loaded host; `update` joins a cpu hierarchy late when a CPU limit is first set
+/// (`join_late`).
+const OBSERVED: [&str; 2] = ["memory", "blkio"];
 
 #[derive(Debug, Clone)]
 pub struct V1Cgroup {
     /// One directory per mounted hierarchy we use.
     dirs: Vec<ControllerDir>,
+    /// Hybrid hosts: the hierarchies left out (no limit needed them), which `join_late`
+    /// can still add.
+    unused: Vec<ControllerDir>,
     /// Hybrid hosts: the cgroup2 tree's root and our directory in it.
     unified: Option<(PathBuf, PathBuf)>,
 }
@@ -68,6 +76,7 @@ impl V1Cgroup {
                     dir: h.mount_point.join(name),
                 })
                 .collect(),
+            unused: Vec::new(),
             unified: unified_root.map(|root| (root.to_path_buf(), root.join(name))),
         }
     }
@@ -82,17 +91,54 @@ impl V1Cgroup {
             // CPU limits. CPU time comes from cgroup2's core cpu.stat on these hosts,
             // and the freezer from its cgroup.freeze (live.rs).
             needed.extend(OBSERVED);
-            self.dirs
-                .retain(|d| needed.iter().any(|c| d.hierarchy.has(c)));
+            self.keep(|d| needed.iter().any(|c| d.hierarchy.has(c)));
         }
+    }
+
+    /// Moves the directories `wanted` rejects to `unused`.
+    fn keep(&mut self, wanted: impl Fn(&ControllerDir) -> bool) {
+        let (kept, unused) = std::mem::take(&mut self.dirs).into_iter().partition(wanted);
+        self.dirs = kept;
+        self.unused = unused;
     }
 
     /// A hybrid host keeps only the hierarchies the container joined (for exec, stop
     /// and gc of an existing cgroup); a legacy host keeps all of them.
     pub fn keep_existing(&mut self) {
         if self.unified.is_some() {
-            self.dirs.retain(|d| d.dir.is_dir());
+            self.keep(|d| d.dir.is_dir());
         }
+    }
+
+    /// Hybrid hosts: joins the running container, late, to the v1 hierarchies of
+    /// `controllers` it did not join at start (`update` setting a first CPU limit):
+    /// creates the cgroup there and moves every process of the container (listed by its
+    /// cgroup2 directory) into it. A process forked meanwhile shows up in the cgroup2
+    /// list and is moved by the next pass; the passes end when one moves nothing.
+    pub fn join_late(&mut self, name: &str, controllers: &[&str]) -> Result<()> {
+        let Some((_, unified)) = self.unified.clone() else {
+            return Ok(());
+        };
+        for controller in controllers {
+            if self.dir_of(controller).is_some() {
+                continue;
+            }
+            let Some(at) = self.unused.iter().position(|d| d.hierarchy.has(controller)) else {
+                continue;
+            };
+            let d = self.unused.remove(at);
+            let is_cpuset = d.hierarchy.has("cpuset");
+            files::create_levels(&d.hierarchy.mount_point, name, |parent, child| {
+                if is_cpuset {
+                    inherit_cpuset(parent, child)?;
+                }
+                Ok(())
+            })?;
+            let moved = move_all(&unified, &d.dir);
+            self.dirs.push(d.clone());
+            moved.with_context(|| format!("cannot move the container into {}", d.dir.display()))?;
+        }
+        Ok(())
     }
 
     /// (directory name under /sys/fs/cgroup, controllers) of each hierarchy in use, to
@@ -289,9 +335,12 @@ impl V1Cgroup {
     /// hybrid host the cgroup2 directory goes first: its cgroup.kill kills every
     /// process of the container at once, racing no fork (v1 has no such file, only a
     /// kill loop over cgroup.procs); the v1 directories are then empty.
+    /// Hybrid hosts: also the hierarchies not joined at start, which `update` may have
+    /// joined since (`join_late`).
     pub fn destroy(&self) -> Result<()> {
         let mut first_error = None;
-        for dir in self.dirs() {
+        let late = self.unused.iter().map(|d| d.dir.clone());
+        for dir in self.dirs().into_iter().chain(late) {
             if let Err(e) = files::remove_tree(&dir) {
                 first_error.get_or_insert(e);
             }
@@ -384,6 +433,33 @@ pub fn apply_v1_devices(dir: &Path, rules: &[devices::DeviceRule]) -> Result<()>
         files::write(&dir.join(file.name()), &line)?;
     }
     Ok(())
+}
+
+/// Moves every process under `from` (cgroup.procs of it and its subtree) into `to`,
+/// pass after pass until one finds nothing left to move.
+fn move_all(from: &Path, to: &Path) -> Result<()> {
+    let procs = to.join("cgroup.procs");
+    for _ in 0..100 {
+        let there = files::read(&procs)?;
+        let mut pids = Vec::new();
+        files::pids_in_tree(from, &mut pids);
+        let missing: Vec<i32> = pids
+            .into_iter()
+            .filter(|pid| !there.lines().any(|l| l.trim() == pid.to_string()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for pid in missing {
+            // A process that exited meanwhile (ESRCH) needs no moving.
+            if let Err(e) = files::write(&procs, &pid.to_string()) {
+                if Path::new(&format!("/proc/{pid}")).exists() {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    bail!("the container's processes kept forking faster than they could be moved")
 }
 
 fn join(dirs: impl IntoIterator<Item = PathBuf>, pid: i32) -> Result<()> {
@@ -498,14 +574,27 @@ mod tests {
         let mut cg = V1Cgroup::new(&hierarchies(root.path()), Some(&unified), NAME);
         cg.keep_needed(&pids_limit(100));
         let joined: Vec<String> = cg.hierarchy_mounts().into_iter().map(|(d, _)| d).collect();
-        assert_eq!(joined, ["memory", "cpu,cpuacct", "pids"]);
+        assert_eq!(joined, ["memory", "pids"]);
         assert_eq!(cg.unified_dir(), Some(unified.join(NAME).as_path()));
         // Made with nothing to write (the fixture's leaf has no pids.max).
         cg.create(NAME, &Limits::default()).unwrap();
         assert_eq!(cg.dirs()[0], unified.join(NAME));
         assert!(cg.dirs().iter().all(|d| d.is_dir()));
-        // No limit needs cpuset, and stats do not read it.
+        // No limit needs cpuset or cpu, and stats do not read them.
         assert!(!root.path().join("cpuset/mycontainer").exists());
+        assert!(!root.path().join("cpu,cpuacct/mycontainer").exists());
+        // A CPU limit joins the cpu hierarchy.
+        let mut limited = V1Cgroup::new(&hierarchies(root.path()), Some(&unified), NAME);
+        limited.keep_needed(&Limits {
+            cpu_shares: Some(512),
+            ..Limits::default()
+        });
+        let joined: Vec<String> = limited
+            .hierarchy_mounts()
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        assert_eq!(joined, ["memory", "cpu,cpuacct"]);
         cg.destroy().unwrap();
         assert!(cg.dirs().iter().all(|d| !d.exists()));
     }

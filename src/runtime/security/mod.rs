@@ -14,6 +14,7 @@
 //! So both root and non-root containers run with `Seccomp: 2`, and NoNewPrivs is only on
 //! when asked for.
 
+mod bpf;
 mod caps;
 pub(crate) mod seccomp;
 mod syscalls;

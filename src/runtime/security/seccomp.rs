@@ -1,23 +1,16 @@
-//! Compiles an OCI `LinuxSeccomp` into BPF with seccompiler (in the parent) and loads it in
-//! the child with a raw seccomp(2) call that does not allocate.
+//! Compiles an OCI `LinuxSeccomp` into one classic-BPF filter (in the parent) and loads it
+//! in the child with a raw seccomp(2) call that does not allocate.
 //!
-//! seccompiler builds one filter per (match action, mismatch action) pair, while an OCI
-//! profile can give each rule its own action. We therefore install a small stack of filters:
-//!
-//! 1. the base filter: every syscall named by a rule whose action differs from the default
-//!    returns ALLOW (under that rule's argument conditions); everything else returns the
-//!    default action;
-//! 2. one filter per other action A (ERRNO(ENOSYS), KILL, LOG, ...): the rules with action A
-//!    return A, everything else returns ALLOW.
-//!
-//! The kernel runs every filter and keeps the most restrictive answer (and, between two
-//! answers of the same kind, the one of the filter installed last), so a syscall gets the
-//! action of the rule that names it and the default action otherwise, as with libseccomp.
-//! Only the native architecture is filtered: seccompiler kills a process that makes a
-//! syscall with another audit architecture (32-bit compat calls), where Docker would filter
-//! them with the 32-bit table.
+//! One program holds every action of the profile, laid out as a binary search over syscall
+//! numbers (see [`compile`]): the kernel runs every installed filter on every syscall, so
+//! one filter of about log2(rules) comparisons costs less to load and to run than a stack
+//! of linear filters, one per action. Compiled programs are cached per profile
+//! (`<root>/cache/seccomp-<sha256>.bpf`), so a run does not recompile.
+//! Only the native architecture is filtered: a syscall with another audit architecture
+//! (32-bit compat calls) kills the process, where Docker would filter it with the 32-bit
+//! table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -25,16 +18,16 @@ use nix::errno::Errno;
 use oci_spec::runtime::{
     LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator, LinuxSyscall,
 };
-use seccompiler::{
-    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
-    SeccompFilter, SeccompRule, TargetArch,
-};
 use sha2::{Digest, Sha256};
 
+use super::bpf::{self, Assembler, Label, SockFilter};
 use super::syscalls;
 
 /// Bumped whenever the compiled form changes, so old cache files are not reused.
-const CACHE_FORMAT: &str = "mycontainer-seccomp-v1";
+const CACHE_FORMAT: &str = "mycontainer-seccomp-v2";
+
+/// The kernel takes at most this many instructions per filter (BPF_MAXINSNS).
+const MAX_INSTRUCTIONS: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
@@ -46,16 +39,14 @@ pub enum SeccompError {
         "seccomp rule for {syscall:?} uses argument index {index}: syscalls have arguments 0 to 5"
     )]
     BadArgIndex { syscall: String, index: usize },
-    #[error("seccomp rule for {syscall:?} cannot be compiled: {reason}")]
-    Rule { syscall: String, reason: String },
     #[error("seccomp filter cannot be compiled: {0}")]
     Compile(String),
 }
 
-/// The compiled filters, in installation order, plus the seccomp(2) flags.
+/// The compiled filter plus the seccomp(2) flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompiledSeccomp {
-    programs: Vec<BpfProgram>,
+    program: Vec<SockFilter>,
     /// seccomp(2) flags (the targets, x86_64 and aarch64, have a 64-bit `unsigned long`).
     flags: u64,
 }
@@ -64,86 +55,108 @@ pub struct CompiledSeccomp {
 #[repr(C)]
 struct SockFprog {
     len: libc::c_ushort,
-    filter: *const sock_filter,
+    filter: *const SockFilter,
 }
 
 impl CompiledSeccomp {
-    /// Number of filters that will be stacked.
-    #[cfg(test)]
-    pub fn filter_count(&self) -> usize {
-        self.programs.len()
-    }
-
-    /// Total BPF instructions over all filters.
+    /// BPF instructions in the filter.
     pub fn instruction_count(&self) -> usize {
-        self.programs.iter().map(Vec::len).sum()
+        self.program.len()
     }
 
-    /// Installs the filters in the calling thread. Needs no_new_privs or CAP_SYS_ADMIN.
-    /// Async-signal-safe: only raw syscalls on memory prepared before fork.
+    /// Installs the filter in the calling thread. Needs no_new_privs or CAP_SYS_ADMIN.
+    /// Async-signal-safe: one raw syscall on memory prepared before fork.
     pub fn load(&self) -> Result<(), Errno> {
-        for program in &self.programs {
-            let prog = SockFprog {
-                len: program.len() as libc::c_ushort,
-                filter: program.as_ptr(),
-            };
-            // SAFETY: prog points at a live BPF program of `len` instructions laid out as
-            // the kernel's struct sock_filter (seccompiler's type is repr(C) with the same
-            // fields); the kernel copies it before returning.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_seccomp,
-                    libc::SECCOMP_SET_MODE_FILTER,
-                    self.flags,
-                    &prog as *const SockFprog,
-                )
-            };
-            if rc != 0 {
-                return Err(Errno::last());
-            }
+        let prog = SockFprog {
+            len: self.program.len() as libc::c_ushort,
+            filter: self.program.as_ptr(),
+        };
+        // SAFETY: prog points at a live BPF program of `len` (at most 4096) instructions
+        // laid out as the kernel's struct sock_filter (SockFilter is repr(C) with the same
+        // fields); the kernel copies it before returning.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                self.flags,
+                &prog as *const SockFprog,
+            )
+        };
+        if rc != 0 {
+            return Err(Errno::last());
         }
         Ok(())
     }
 }
 
-fn native_arch() -> Result<TargetArch, SeccompError> {
-    TargetArch::try_from(std::env::consts::ARCH)
-        .map_err(|_| SeccompError::UnsupportedArch(std::env::consts::ARCH))
+/// `AUDIT_ARCH_*` of the architecture this binary runs on.
+fn native_audit_arch() -> Result<u32, SeccompError> {
+    match std::env::consts::ARCH {
+        "x86_64" => Ok(0xc000_003e),
+        "aarch64" => Ok(0xc000_00b7),
+        other => Err(SeccompError::UnsupportedArch(other)),
+    }
 }
 
+/// The filter's return value for an action.
 fn action_of(
     action: LinuxSeccompAction,
     errno_ret: Option<u32>,
     default_errno: u32,
-) -> Result<SeccompAction, SeccompError> {
+) -> Result<u32, SeccompError> {
+    const DATA: u32 = libc::SECCOMP_RET_DATA;
     Ok(match action {
-        LinuxSeccompAction::ScmpActAllow => SeccompAction::Allow,
+        LinuxSeccompAction::ScmpActAllow => libc::SECCOMP_RET_ALLOW,
         LinuxSeccompAction::ScmpActErrno => {
-            SeccompAction::Errno(errno_ret.unwrap_or(default_errno))
+            libc::SECCOMP_RET_ERRNO | (errno_ret.unwrap_or(default_errno) & DATA)
         }
         // libseccomp's SCMP_ACT_KILL is "kill the thread".
         LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
-            SeccompAction::KillThread
+            libc::SECCOMP_RET_KILL_THREAD
         }
-        LinuxSeccompAction::ScmpActKillProcess => SeccompAction::KillProcess,
-        LinuxSeccompAction::ScmpActTrap => SeccompAction::Trap,
+        LinuxSeccompAction::ScmpActKillProcess => libc::SECCOMP_RET_KILL_PROCESS,
+        LinuxSeccompAction::ScmpActTrap => libc::SECCOMP_RET_TRAP,
         LinuxSeccompAction::ScmpActTrace => {
-            SeccompAction::Trace(errno_ret.unwrap_or(default_errno))
+            libc::SECCOMP_RET_TRACE | (errno_ret.unwrap_or(default_errno) & DATA)
         }
-        LinuxSeccompAction::ScmpActLog => SeccompAction::Log,
+        LinuxSeccompAction::ScmpActLog => libc::SECCOMP_RET_LOG,
         other @ LinuxSeccompAction::ScmpActNotify => {
             return Err(SeccompError::UnsupportedAction(other))
         }
     })
 }
 
-/// One rule's argument conditions; `None` means "always matches".
-fn conditions_of(syscall: &LinuxSyscall, name: &str) -> Result<Option<SeccompRule>, SeccompError> {
-    let Some(args) = syscall.args().as_ref().filter(|a| !a.is_empty()) else {
-        return Ok(None);
-    };
-    let mut conditions = Vec::with_capacity(args.len());
-    for arg in args {
+/// How restrictive a return value is, as the kernel ranks stacked filters' answers:
+/// the smaller (as a signed action) wins, so KILL_PROCESS beats KILL_THREAD beats TRAP
+/// beats ERRNO beats TRACE beats LOG beats ALLOW.
+fn severity(ret: u32) -> i32 {
+    (ret & libc::SECCOMP_RET_ACTION_FULL) as i32
+}
+
+/// A comparison of one 64-bit syscall argument, as libseccomp makes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// (arg & mask) == value
+    MaskedEq(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Condition {
+    index: u8,
+    op: Op,
+    value: u64,
+}
+
+/// One rule's argument conditions (all must hold); empty means "always matches".
+fn conditions_of(syscall: &LinuxSyscall, name: &str) -> Result<Vec<Condition>, SeccompError> {
+    let mut conditions = Vec::new();
+    for arg in syscall.args().iter().flatten() {
         let index = u8::try_from(arg.index())
             .ok()
             .filter(|i| *i <= 5)
@@ -153,64 +166,118 @@ fn conditions_of(syscall: &LinuxSyscall, name: &str) -> Result<Option<SeccompRul
             })?;
         // libseccomp compares whole 64-bit registers; so do we.
         let (op, value) = match arg.op() {
-            LinuxSeccompOperator::ScmpCmpNe => (SeccompCmpOp::Ne, arg.value()),
-            LinuxSeccompOperator::ScmpCmpLt => (SeccompCmpOp::Lt, arg.value()),
-            LinuxSeccompOperator::ScmpCmpLe => (SeccompCmpOp::Le, arg.value()),
-            LinuxSeccompOperator::ScmpCmpEq => (SeccompCmpOp::Eq, arg.value()),
-            LinuxSeccompOperator::ScmpCmpGe => (SeccompCmpOp::Ge, arg.value()),
-            LinuxSeccompOperator::ScmpCmpGt => (SeccompCmpOp::Gt, arg.value()),
+            LinuxSeccompOperator::ScmpCmpNe => (Op::Ne, arg.value()),
+            LinuxSeccompOperator::ScmpCmpLt => (Op::Lt, arg.value()),
+            LinuxSeccompOperator::ScmpCmpLe => (Op::Le, arg.value()),
+            LinuxSeccompOperator::ScmpCmpEq => (Op::Eq, arg.value()),
+            LinuxSeccompOperator::ScmpCmpGe => (Op::Ge, arg.value()),
+            LinuxSeccompOperator::ScmpCmpGt => (Op::Gt, arg.value()),
             // OCI: value is the mask, valueTwo the datum: (arg & value) == valueTwo.
-            LinuxSeccompOperator::ScmpCmpMaskedEq => (
-                SeccompCmpOp::MaskedEq(arg.value()),
-                arg.value_two().unwrap_or(0),
-            ),
+            LinuxSeccompOperator::ScmpCmpMaskedEq => {
+                (Op::MaskedEq(arg.value()), arg.value_two().unwrap_or(0))
+            }
         };
-        let condition =
-            SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value).map_err(|e| {
-                SeccompError::Rule {
-                    syscall: name.to_string(),
-                    reason: e.to_string(),
-                }
-            })?;
-        conditions.push(condition);
+        conditions.push(Condition { index, op, value });
     }
-    SeccompRule::new(conditions)
-        .map(Some)
-        .map_err(|e| SeccompError::Rule {
-            syscall: name.to_string(),
-            reason: e.to_string(),
-        })
+    Ok(conditions)
 }
 
-/// Rules of one filter: syscall number -> conditional rules (empty = unconditional).
-#[derive(Default)]
-struct RuleSet(BTreeMap<i64, Option<Vec<SeccompRule>>>);
-
-impl RuleSet {
-    fn add(&mut self, nr: i64, rule: Option<SeccompRule>) {
-        let entry = self.0.entry(nr).or_insert_with(|| Some(Vec::new()));
-        match (entry.as_mut(), rule) {
-            // An unconditional rule swallows every conditional one.
-            (_, None) => *entry = None,
-            (Some(rules), Some(rule)) => rules.push(rule),
-            (None, Some(_)) => {}
-        }
+/// Offsets of the low and high 32-bit halves of argument `index` in `struct seccomp_data`.
+fn arg_offsets(index: u8) -> (u32, u32) {
+    let base = 16 + 8 * u32::from(index);
+    if cfg!(target_endian = "little") {
+        (base, base + 4)
+    } else {
+        (base + 4, base)
     }
+}
 
-    fn into_filter(
-        self,
-        mismatch: SeccompAction,
-        matched: SeccompAction,
-        arch: TargetArch,
-    ) -> Result<BpfProgram, SeccompError> {
-        let rules = self
-            .0
-            .into_iter()
-            .map(|(nr, rules)| (nr, rules.unwrap_or_default()))
-            .collect();
-        let filter = SeccompFilter::new(rules, mismatch, matched, arch)
-            .map_err(|e| SeccompError::Compile(e.to_string()))?;
-        BpfProgram::try_from(filter).map_err(|e| SeccompError::Compile(e.to_string()))
+/// Emits (back to front) the test of one condition: on to `pass` when it holds, to
+/// `fail` when not. Returns its first instruction.
+fn emit_condition(asm: &mut Assembler, c: Condition, pass: Label, fail: Label) -> Label {
+    let (lo_off, hi_off) = arg_offsets(c.index);
+    let (hi, lo) = ((c.value >> 32) as u32, c.value as u32);
+    match c.op {
+        Op::Eq => {
+            asm.jump_if(bpf::JMP_JEQ_K, lo, pass, fail);
+            let lo_load = asm.load(lo_off);
+            asm.jump_if(bpf::JMP_JEQ_K, hi, lo_load, fail);
+            asm.load(hi_off)
+        }
+        Op::Ne => emit_condition(asm, Condition { op: Op::Eq, ..c }, fail, pass),
+        Op::MaskedEq(mask) => {
+            asm.jump_if(bpf::JMP_JEQ_K, lo, pass, fail);
+            asm.and(mask as u32);
+            let lo_load = asm.load(lo_off);
+            asm.jump_if(bpf::JMP_JEQ_K, hi, lo_load, fail);
+            asm.and((mask >> 32) as u32);
+            asm.load(hi_off)
+        }
+        Op::Gt | Op::Ge => {
+            let lo_op = if c.op == Op::Gt {
+                bpf::JMP_JGT_K
+            } else {
+                bpf::JMP_JGE_K
+            };
+            asm.jump_if(lo_op, lo, pass, fail);
+            let lo_load = asm.load(lo_off);
+            let hi_equal = asm.jump_if(bpf::JMP_JEQ_K, hi, lo_load, fail);
+            asm.jump_if(bpf::JMP_JGT_K, hi, pass, hi_equal);
+            asm.load(hi_off)
+        }
+        // a < v is !(a >= v); a <= v is !(a > v).
+        Op::Lt => emit_condition(asm, Condition { op: Op::Ge, ..c }, fail, pass),
+        Op::Le => emit_condition(asm, Condition { op: Op::Gt, ..c }, fail, pass),
+    }
+}
+
+/// One rule of a syscall: when all `conditions` hold, return `ret`.
+#[derive(Debug, Clone)]
+struct Rule {
+    ret: u32,
+    conditions: Vec<Condition>,
+}
+
+/// Emits (back to front) the rules of one syscall, most restrictive first, falling
+/// through to `default`. Returns the first instruction.
+fn emit_rules(asm: &mut Assembler, rules: &[Rule], default: Label) -> Label {
+    // Rules after an unconditional one are never reached.
+    let live = match rules.iter().position(|r| r.conditions.is_empty()) {
+        Some(last) => &rules[..=last],
+        None => rules,
+    };
+    let mut next = default;
+    for rule in live.iter().rev() {
+        let mut pass = asm.ret(rule.ret);
+        for condition in rule.conditions.iter().rev() {
+            pass = emit_condition(asm, *condition, pass, next);
+        }
+        next = pass;
+    }
+    next
+}
+
+/// Emits (back to front) a binary search over the sorted syscall numbers `numbers`
+/// (a in A), each leaf testing its number and running its rules. Returns the root.
+fn emit_tree(
+    asm: &mut Assembler,
+    numbers: &[u32],
+    rules: &HashMap<u32, Vec<Rule>>,
+    default: Label,
+) -> Label {
+    match numbers {
+        [] => default,
+        [nr] => {
+            let body = emit_rules(asm, &rules[nr], default);
+            asm.jump_if(bpf::JMP_JEQ_K, *nr, body, default)
+        }
+        _ => {
+            let mid = numbers.len() / 2;
+            // Back to front: the upper half comes last in the program.
+            let upper = emit_tree(asm, &numbers[mid..], rules, default);
+            let lower = emit_tree(asm, &numbers[..mid], rules, default);
+            asm.jump_if(bpf::JMP_JGE_K, numbers[mid], upper, lower)
+        }
     }
 }
 
@@ -230,58 +297,76 @@ fn flags_of(seccomp: &LinuxSeccomp) -> u64 {
     flags
 }
 
-/// Compiles `seccomp` for the native architecture. Syscall names this architecture does
-/// not have are skipped, like libseccomp does.
+/// Compiles `seccomp` for the native architecture into one filter program. Syscall names
+/// this architecture does not have are skipped, like libseccomp does.
+///
+/// Layout (libseccomp's binary-tree layout is the model): check the audit architecture
+/// (another one, i.e. 32-bit compat calls, kills the process), load the syscall number,
+/// then a binary search over the numbers that have rules; each leaf tests its number and
+/// runs that syscall's rules, and everything else returns the default action. A syscall
+/// several rules name gets the most restrictive action among the rules whose argument
+/// conditions hold (as the kernel ranks answers), and the default action when none holds;
+/// between two rules of the same kind of action (ERRNO with different errnos), the later
+/// rule in the profile wins.
 pub fn compile(seccomp: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> {
-    let arch = native_arch()?;
+    let arch = native_audit_arch()?;
     let default_errno = seccomp.default_errno_ret().unwrap_or(libc::EPERM as u32);
     let default = action_of(seccomp.default_action(), None, default_errno)?;
     let numbers: HashMap<&str, i64> = syscalls::SYSCALLS.iter().copied().collect();
 
-    let mut base = RuleSet::default();
-    let mut by_action: Vec<(SeccompAction, RuleSet)> = Vec::new();
-    for syscall in seccomp.syscalls().iter().flatten() {
+    // Per syscall number: (position of the rule in the profile, rule).
+    let mut by_nr: HashMap<u32, Vec<(usize, Rule)>> = HashMap::new();
+    for (position, syscall) in seccomp.syscalls().iter().flatten().enumerate() {
         let errno = syscall.errno_ret().unwrap_or(libc::EPERM as u32);
-        let action = action_of(syscall.action(), Some(errno), default_errno)?;
-        if action == default {
+        let ret = action_of(syscall.action(), Some(errno), default_errno)?;
+        if ret == default {
             continue;
         }
         for name in syscall.names() {
             let Some(&nr) = numbers.get(name.as_str()) else {
                 continue;
             };
-            let rule = conditions_of(syscall, name)?;
-            base.add(nr, rule.clone());
-            if action != SeccompAction::Allow {
-                let slot = match by_action.iter().position(|(a, _)| *a == action) {
-                    Some(slot) => slot,
-                    None => {
-                        by_action.push((action.clone(), RuleSet::default()));
-                        by_action.len() - 1
-                    }
-                };
-                by_action[slot].1.add(nr, rule);
-            }
+            let conditions = conditions_of(syscall, name)?;
+            by_nr
+                .entry(nr as u32)
+                .or_default()
+                .push((position, Rule { ret, conditions }));
         }
     }
+    let rules: HashMap<u32, Vec<Rule>> = by_nr
+        .into_iter()
+        .map(|(nr, mut rules)| {
+            // Most restrictive first; within one kind of action the later rule first.
+            rules
+                .sort_by_key(|(position, rule)| (severity(rule.ret), std::cmp::Reverse(*position)));
+            (nr, rules.into_iter().map(|(_, rule)| rule).collect())
+        })
+        .collect();
+    let mut sorted: Vec<u32> = rules.keys().copied().collect();
+    sorted.sort_unstable();
 
-    let mut programs = Vec::with_capacity(1 + by_action.len());
-    if default != SeccompAction::Allow {
-        programs.push(base.into_filter(default, SeccompAction::Allow, arch)?);
-    }
-    for (action, set) in by_action {
-        programs.push(set.into_filter(SeccompAction::Allow, action, arch)?);
-    }
-    if programs.is_empty() {
-        // Default ALLOW and no rule: still install a filter, so `Seccomp: 2` tells the truth.
-        programs.push(RuleSet::default().into_filter(
-            SeccompAction::Allow,
-            SeccompAction::KillProcess,
-            arch,
-        )?);
+    let mut asm = Assembler::default();
+    let default_ret = asm.ret(default);
+    let kill = asm.ret(libc::SECCOMP_RET_KILL_PROCESS);
+    let tree = if sorted.is_empty() {
+        asm.ret(default)
+    } else {
+        emit_tree(&mut asm, &sorted, &rules, default_ret)
+    };
+    let _ = tree; // the root is the last instruction emitted, right after the load below
+    let load_nr = asm.load(0);
+    asm.jump_if(bpf::JMP_JEQ_K, arch, load_nr, kill);
+    asm.load(4);
+    let program = asm.finish();
+    if program.len() > MAX_INSTRUCTIONS {
+        return Err(SeccompError::Compile(format!(
+            "{} BPF instructions, over the kernel's limit of {MAX_INSTRUCTIONS}: \
+             use a profile with fewer rules",
+            program.len()
+        )));
     }
     Ok(CompiledSeccomp {
-        programs,
+        program,
         flags: flags_of(seccomp),
     })
 }
@@ -318,59 +403,38 @@ fn cache_path(cache_dir: &Path, seccomp: &LinuxSeccomp) -> PathBuf {
 }
 
 /// Cache file layout (native endianness, it never leaves the machine):
-/// u64 flags, u32 filter count, then per filter u32 instruction count and 8 bytes per
-/// instruction (u16 code, u8 jt, u8 jf, u32 k).
+/// u64 flags, u32 instruction count, then 8 bytes per instruction (u16 code, u8 jt,
+/// u8 jf, u32 k).
 fn encode(compiled: &CompiledSeccomp) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + compiled.instruction_count() * 8);
+    let mut out = Vec::with_capacity(12 + compiled.instruction_count() * 8);
     out.extend_from_slice(&compiled.flags.to_ne_bytes());
-    out.extend_from_slice(&(compiled.programs.len() as u32).to_ne_bytes());
-    for program in &compiled.programs {
-        out.extend_from_slice(&(program.len() as u32).to_ne_bytes());
-        for ins in program {
-            out.extend_from_slice(&ins.code.to_ne_bytes());
-            out.push(ins.jt);
-            out.push(ins.jf);
-            out.extend_from_slice(&ins.k.to_ne_bytes());
-        }
+    out.extend_from_slice(&(compiled.program.len() as u32).to_ne_bytes());
+    for ins in &compiled.program {
+        out.extend_from_slice(&ins.code.to_ne_bytes());
+        out.push(ins.jt);
+        out.push(ins.jf);
+        out.extend_from_slice(&ins.k.to_ne_bytes());
     }
     out
 }
 
 fn decode(bytes: &[u8]) -> Option<CompiledSeccomp> {
-    let mut rest = bytes;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        if rest.len() < n {
-            return None;
-        }
-        let (head, tail) = rest.split_at(n);
-        rest = tail;
-        Some(head)
-    };
-    let flags = u64::from_ne_bytes(take(8)?.try_into().ok()?);
-    let count = u32::from_ne_bytes(take(4)?.try_into().ok()?) as usize;
-    let mut programs = Vec::with_capacity(count.min(64));
-    for _ in 0..count {
-        let len = u32::from_ne_bytes(take(4)?.try_into().ok()?) as usize;
-        // The kernel takes at most 4096 instructions per filter.
-        if len == 0 || len > 4096 {
-            return None;
-        }
-        let raw = take(len * 8)?;
-        let program = raw
-            .chunks_exact(8)
-            .map(|c| sock_filter {
-                code: u16::from_ne_bytes([c[0], c[1]]),
-                jt: c[2],
-                jf: c[3],
-                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-            })
-            .collect();
-        programs.push(program);
-    }
-    if !rest.is_empty() || programs.is_empty() {
+    let flags = u64::from_ne_bytes(bytes.get(..8)?.try_into().ok()?);
+    let len = u32::from_ne_bytes(bytes.get(8..12)?.try_into().ok()?) as usize;
+    let raw = &bytes[12..];
+    if len == 0 || len > MAX_INSTRUCTIONS || raw.len() != len * 8 {
         return None;
     }
-    Some(CompiledSeccomp { programs, flags })
+    let program = raw
+        .chunks_exact(8)
+        .map(|c| SockFilter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    Some(CompiledSeccomp { program, flags })
 }
 
 /// Like [`compile`], but reuses `<cache_dir>/seccomp-<sha256>.bpf` when present and writes
@@ -421,7 +485,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::runtime::{LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSyscallBuilder};
+    use oci_spec::runtime::{
+        LinuxSeccompArg, LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSyscallBuilder,
+    };
 
     fn rule(names: &[&str], action: LinuxSeccompAction) -> LinuxSyscall {
         LinuxSyscallBuilder::default()
@@ -431,33 +497,283 @@ mod tests {
             .unwrap()
     }
 
+    fn nr(name: &str) -> u32 {
+        syscalls::SYSCALLS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, nr)| *nr as u32)
+            .unwrap()
+    }
+
+    fn arg(
+        index: usize,
+        op: LinuxSeccompOperator,
+        value: u64,
+        two: Option<u64>,
+    ) -> LinuxSeccompArg {
+        let mut builder = LinuxSeccompArgBuilder::default()
+            .index(index)
+            .value(value)
+            .op(op);
+        if let Some(two) = two {
+            builder = builder.value_two(two);
+        }
+        builder.build().unwrap()
+    }
+
+    fn with_args(mut syscall: LinuxSyscall, args: Vec<LinuxSeccompArg>) -> LinuxSyscall {
+        syscall.set_args(Some(args));
+        syscall
+    }
+
+    fn run(compiled: &CompiledSeccomp, name: &str, args: [u64; 6]) -> u32 {
+        bpf::interpret(
+            &compiled.program,
+            nr(name),
+            native_audit_arch().unwrap(),
+            args,
+        )
+    }
+
+    const EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+
     #[test]
-    fn allowlist_with_an_errno_override_builds_two_filters() {
+    fn one_filter_holds_every_action_and_argument_condition() {
         let mut enosys = rule(&["clone3"], LinuxSeccompAction::ScmpActErrno);
         enosys.set_errno_ret(Some(38));
+        let namespaces = 0x7e02_0000u64;
         let profile = LinuxSeccompBuilder::default()
             .default_action(LinuxSeccompAction::ScmpActErrno)
             .syscalls(vec![
                 rule(
-                    &["read", "write", "no_such_syscall"],
+                    &["read", "write", "exit_group", "no_such_syscall"],
                     LinuxSeccompAction::ScmpActAllow,
                 ),
                 enosys,
+                // Docker's personality rules: a few exact values each.
+                with_args(
+                    rule(&["personality"], LinuxSeccompAction::ScmpActAllow),
+                    vec![arg(0, LinuxSeccompOperator::ScmpCmpEq, 0, None)],
+                ),
+                with_args(
+                    rule(&["personality"], LinuxSeccompAction::ScmpActAllow),
+                    vec![arg(0, LinuxSeccompOperator::ScmpCmpEq, 0xffff_ffff, None)],
+                ),
+                // Docker's clone rule: allowed without namespace flags.
+                with_args(
+                    rule(&["clone"], LinuxSeccompAction::ScmpActAllow),
+                    vec![arg(
+                        0,
+                        LinuxSeccompOperator::ScmpCmpMaskedEq,
+                        namespaces,
+                        Some(0),
+                    )],
+                ),
+                rule(&["ptrace"], LinuxSeccompAction::ScmpActKillProcess),
+                // An allow and a more restrictive rule on one syscall: the stricter wins.
+                rule(&["getppid"], LinuxSeccompAction::ScmpActAllow),
+                rule(&["getppid"], LinuxSeccompAction::ScmpActTrap),
             ])
             .build()
             .unwrap();
         let compiled = compile(&profile).unwrap();
-        assert_eq!(compiled.filter_count(), 2);
-        // The last instruction of the base filter is its default: ERRNO(EPERM).
-        let base = &compiled.programs[0];
+        let none = [0; 6];
+        assert_eq!(run(&compiled, "read", none), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&compiled, "exit_group", none), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&compiled, "mount", none), EPERM);
         assert_eq!(
-            base.last().unwrap().k,
-            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32
+            run(&compiled, "clone3", none),
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
         );
-        let errno = &compiled.programs[1];
-        assert!(errno
+        assert_eq!(run(&compiled, "personality", none), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            run(&compiled, "personality", [0xffff_ffff, 0, 0, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(run(&compiled, "personality", [8, 0, 0, 0, 0, 0]), EPERM);
+        // The high half counts: 0x1_ffff_ffff is not 0xffff_ffff.
+        assert_eq!(
+            run(&compiled, "personality", [0x1_ffff_ffff, 0, 0, 0, 0, 0]),
+            EPERM
+        );
+        let sigchld = libc::SIGCHLD as u64;
+        assert_eq!(
+            run(&compiled, "clone", [sigchld, 0, 0, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        for flag in [libc::CLONE_NEWNS, libc::CLONE_NEWUSER, libc::CLONE_NEWNET] {
+            let flags = sigchld | flag as u64;
+            assert_eq!(run(&compiled, "clone", [flags, 0, 0, 0, 0, 0]), EPERM);
+        }
+        assert_eq!(
+            run(&compiled, "ptrace", none),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
+        assert_eq!(run(&compiled, "getppid", none), libc::SECCOMP_RET_TRAP);
+        // Another audit architecture (i386) is killed.
+        assert_eq!(
+            bpf::interpret(&compiled.program, nr("read"), 0x4000_0003, none),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
+    }
+
+    #[test]
+    fn comparisons_cover_both_halves_of_64_bit_arguments() {
+        let ops = [
+            LinuxSeccompOperator::ScmpCmpEq,
+            LinuxSeccompOperator::ScmpCmpNe,
+            LinuxSeccompOperator::ScmpCmpLt,
+            LinuxSeccompOperator::ScmpCmpLe,
+            LinuxSeccompOperator::ScmpCmpGt,
+            LinuxSeccompOperator::ScmpCmpGe,
+        ];
+        let pivot = 0x0000_0001_8000_0000u64;
+        let samples = [
+            0,
+            1,
+            pivot - 1,
+            pivot,
+            pivot + 1,
+            0x8000_0000,
+            0x0000_0002_0000_0000,
+            0x0000_0001_0000_0000,
+            u64::MAX,
+        ];
+        for op in ops {
+            let profile = LinuxSeccompBuilder::default()
+                .default_action(LinuxSeccompAction::ScmpActErrno)
+                .syscalls(vec![with_args(
+                    rule(&["read"], LinuxSeccompAction::ScmpActAllow),
+                    vec![arg(2, op, pivot, None)],
+                )])
+                .build()
+                .unwrap();
+            let compiled = compile(&profile).unwrap();
+            for value in samples {
+                let expected = match op {
+                    LinuxSeccompOperator::ScmpCmpEq => value == pivot,
+                    LinuxSeccompOperator::ScmpCmpNe => value != pivot,
+                    LinuxSeccompOperator::ScmpCmpLt => value < pivot,
+                    LinuxSeccompOperator::ScmpCmpLe => value <= pivot,
+                    LinuxSeccompOperator::ScmpCmpGt => value > pivot,
+                    _ => value >= pivot,
+                };
+                let got = run(&compiled, "read", [0, 0, value, 0, 0, 0]);
+                let want = if expected {
+                    libc::SECCOMP_RET_ALLOW
+                } else {
+                    EPERM
+                };
+                assert_eq!(got, want, "{op:?} {value:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_rule_for_every_syscall_is_one_binary_search_with_far_jumps() {
+        // Every other syscall allowed, every third one with a condition: a program far
+        // longer than 255 instructions, so the tree needs `ja` trampolines.
+        let names: Vec<&str> = syscalls::SYSCALLS.iter().map(|(n, _)| *n).collect();
+        let mut rules = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            if i % 2 == 1 {
+                continue;
+            }
+            let mut r = rule(&[name], LinuxSeccompAction::ScmpActAllow);
+            if i % 3 == 0 {
+                r = with_args(r, vec![arg(1, LinuxSeccompOperator::ScmpCmpEq, 7, None)]);
+            }
+            rules.push(r);
+        }
+        let profile = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActErrno)
+            .syscalls(rules)
+            .build()
+            .unwrap();
+        let compiled = compile(&profile).unwrap();
+        assert!(
+            compiled.instruction_count() > 1000,
+            "{}",
+            compiled.instruction_count()
+        );
+        assert!(compiled
+            .program
             .iter()
-            .any(|i| i.k == libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
+            .any(|i| i.code == bpf::JMP_JA && i.k > 255));
+        for (i, name) in names.iter().enumerate() {
+            let want = |seven: bool| match (i % 2, i % 3) {
+                (1, _) => EPERM,
+                (_, 0) if !seven => EPERM,
+                _ => libc::SECCOMP_RET_ALLOW,
+            };
+            assert_eq!(
+                run(&compiled, name, [0, 7, 0, 0, 0, 0]),
+                want(true),
+                "{name}"
+            );
+            assert_eq!(
+                run(&compiled, name, [0, 8, 0, 0, 0, 0]),
+                want(false),
+                "{name}"
+            );
+        }
+        // Numbers between and beyond the table's get the default.
+        let arch = native_audit_arch().unwrap();
+        for nr in [1000, 0x4000_0000, u32::MAX] {
+            assert_eq!(bpf::interpret(&compiled.program, nr, arch, [0; 6]), EPERM);
+        }
+        // The search takes about log2(rules) comparisons, not one per rule: count the
+        // jumps taken for the last syscall of the table.
+        let depth = jumps_taken(
+            &compiled.program,
+            nr(names[names.len() - 1 - (names.len() - 1) % 2]),
+        );
+        assert!(depth <= 16, "{depth} jumps");
+    }
+
+    /// Conditional jumps executed for syscall `nr` with zero arguments.
+    fn jumps_taken(program: &[SockFilter], nr: u32) -> usize {
+        let arch = native_audit_arch().unwrap();
+        let mut pc = 0;
+        let mut a = 0u32;
+        let mut count = 0;
+        loop {
+            let ins = program[pc];
+            pc += 1;
+            match ins.code {
+                bpf::LD_W_ABS => {
+                    a = if ins.k == 0 {
+                        nr
+                    } else if ins.k == 4 {
+                        arch
+                    } else {
+                        0
+                    }
+                }
+                bpf::RET_K => return count,
+                bpf::JMP_JA => pc += ins.k as usize,
+                bpf::ALU_AND_K => a &= ins.k,
+                code => {
+                    count += 1;
+                    let taken = match code {
+                        bpf::JMP_JEQ_K => a == ins.k,
+                        bpf::JMP_JGT_K => a > ins.k,
+                        _ => a >= ins.k,
+                    };
+                    pc += if taken { ins.jt } else { ins.jf } as usize;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_default_allow_profile_without_rules_still_filters() {
+        let profile = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActAllow)
+            .build()
+            .unwrap();
+        let compiled = compile(&profile).unwrap();
+        assert_eq!(run(&compiled, "mount", [0; 6]), libc::SECCOMP_RET_ALLOW);
     }
 
     #[test]
@@ -516,5 +832,19 @@ mod tests {
         assert_eq!(decode(&std::fs::read(&path).unwrap()).unwrap(), fresh);
         // Exactly one file, no temp leftovers.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        // A changed profile is a new key: it is compiled afresh, never served the old
+        // program.
+        let mut changed = profile.clone();
+        changed.set_default_action(LinuxSeccompAction::ScmpActKillProcess);
+        assert_ne!(cache_key(&changed), cache_key(&profile));
+        let recompiled = compile_cached(&changed, dir.path()).unwrap();
+        assert_eq!(recompiled, compile(&changed).unwrap());
+        assert_ne!(recompiled, fresh);
+        assert_eq!(
+            run(&recompiled, "mount", [0; 6]),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }
