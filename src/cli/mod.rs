@@ -2,6 +2,7 @@
 //! declares the command tree, resolves global options and maps errors to exit codes.
 
 mod archive;
+mod attach;
 mod build;
 mod container;
 mod exec;
@@ -77,6 +78,8 @@ pub enum Command {
     Commit(lifecycle::CommitArgs),
     /// Run a command in a running container
     Exec(exec::ExecArgs),
+    /// Connect to a running detached container's input and output (detach: ctrl-p ctrl-q)
+    Attach(attach::AttachArgs),
     /// Block until containers stop, then print their exit codes
     Wait(observe::WaitArgs),
     /// Show the processes of a running container (the host's ps)
@@ -216,6 +219,7 @@ pub fn main() -> i32 {
         Command::Inspect(args) => lifecycle::inspect(&ctx, args),
         Command::Commit(args) => lifecycle::commit(&ctx, args),
         Command::Exec(args) => exec::exec(&ctx, args),
+        Command::Attach(args) => attach::attach(&ctx, args),
         Command::Wait(args) => observe::wait(&ctx, args),
         Command::Top(args) => observe::top(&ctx, args),
         Command::Pause(args) => observe::pause(&ctx, args),
