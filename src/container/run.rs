@@ -397,6 +397,8 @@ pub fn supervise(
         };
         first = false;
         let exit_code = state.exit_code.unwrap_or(code);
+        // `update --restart` while it ran: the decision is the new policy's.
+        restart::adopt_pending(record, &mut state);
         let restart = may_restart
             && !state.auto_remove
             && !restart::stopped_by_user(record)
@@ -416,6 +418,7 @@ pub fn supervise(
         // Exited for now: ps shows "Restarting (code) ... ago" while we wait.
         state.restarting = true;
         state.restart_count += 1;
+        restart::record_exit(record, state.restart_count, exit_code);
         let finished = finish(store, record, &mut state);
         server.end(exit_code);
         finished?;
@@ -605,6 +608,8 @@ fn start_and_wait_attached(
     };
     let mut on_started = |pid: i32| {
         state.status = Status::Running;
+        // A restart's wait is over: inspect says running again, not restarting.
+        state.restarting = false;
         state.pid = Some(pid);
         state.started_at = Some(now_unix());
         state.finished_at = None;
