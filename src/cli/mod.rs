@@ -148,6 +148,11 @@ impl Ctx {
 
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main() -> i32 {
+    // The detached supervisor, exactly as `run -d` and `start` launch it: no parser,
+    // no state root checks (its CLI made them), so it touches as little as it can.
+    if let Some(code) = lifecycle::supervise_entry() {
+        return code;
+    }
     // `mycontainer-runtime ...` or `mycontainer runtime ...`: runc's command line.
     if let Some(args) = oci::invoked() {
         return oci::main(args);

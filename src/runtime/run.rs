@@ -171,7 +171,7 @@ pub fn run(
         cgroup,
         mut setup,
         ns,
-        _joined,
+        _joined: joined,
     } = prepare(
         req.bundle,
         req.spec,
@@ -201,6 +201,8 @@ pub fn run(
             });
         }
     };
+    // The child has joined them: the container's run does not need them open.
+    drop(joined);
     on_started(child.pid);
 
     setup.streams.master = master;
