@@ -90,16 +90,6 @@ fn run_d_returns_at_once_and_a_detached_supervisor_owns_the_container() {
     assert_eq!(status(&w, &id), "running");
     assert!(alive(pid));
 
-    // -d -i has no way to feed stdin later: refused before anything exists.
-    let refused = w.run(&["-d", "-i"], &["true"]);
-    assert_eq!(refused.status.code(), Some(125));
-    assert!(
-        stderr(&refused).contains("-d cannot be combined with -i"),
-        "{}",
-        stderr(&refused)
-    );
-    assert_eq!(w.container_ids().len(), 1);
-
     ok(w.mc(&["rm", "-f", "sleeper"]));
     assert!(wait_for(10, || !alive(pid)));
     assert!(wait_for(10, || supervisor_pids(&id).is_empty()));

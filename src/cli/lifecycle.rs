@@ -406,7 +406,50 @@ pub fn supervise(ctx: &Ctx, args: SuperviseArgs) -> anyhow::Result<i32> {
     let status = &mut handover.status;
     let store = ctx.store()?;
     container::run::supervise(&store, &handover.record, &mut |report| {
-        status.report(report)
+        let running = matches!(report, detach::Report::Running);
+        status.report(report);
+        if running {
+            // What setting up the container allocated goes back to the system: the
+            // supervisor lives as long as the container, with one small loop.
+            // SAFETY: malloc_trim only releases free heap memory.
+            unsafe { libc::malloc_trim(0) };
+        }
+    })
+}
+
+/// `mycontainer --root ROOT supervise --lock-fd N --status-fd M ID` (what
+/// `detach::spawn_supervisor` runs), read without clap; None for any other command line.
+pub fn supervise_entry() -> Option<i32> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let [flag, root, verb, lock_flag, lock_fd, status_flag, status_fd, id] = args.as_slice() else {
+        return None;
+    };
+    let words = [flag, verb, lock_flag, status_flag].map(|a| a.to_str());
+    if words
+        != [
+            Some("--root"),
+            Some("supervise"),
+            Some("--lock-fd"),
+            Some("--status-fd"),
+        ]
+    {
+        return None;
+    }
+    let args = SuperviseArgs {
+        lock_fd: lock_fd.to_str()?.parse().ok()?,
+        status_fd: status_fd.to_str()?.parse().ok()?,
+        id: id.to_str()?.to_string(),
+    };
+    let ctx = Ctx {
+        root: std::path::PathBuf::from(root),
+        quiet: true,
+    };
+    Some(match supervise(&ctx, args) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("mycontainer: {err:#}");
+            exitcode::TOOL_FAILED
+        }
     })
 }
 

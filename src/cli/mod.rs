@@ -2,6 +2,7 @@
 //! declares the command tree, resolves global options and maps errors to exit codes.
 
 mod archive;
+mod attach;
 mod build;
 mod container;
 mod docs;
@@ -87,6 +88,8 @@ pub enum Command {
     Commit(lifecycle::CommitArgs),
     /// Run a command in a running container
     Exec(exec::ExecArgs),
+    /// Connect to a running detached container's input and output (detach: ctrl-p ctrl-q)
+    Attach(attach::AttachArgs),
     /// Block until containers stop, then print their exit codes
     Wait(observe::WaitArgs),
     /// Show the processes of a running container (the host's ps)
@@ -160,6 +163,11 @@ impl Ctx {
 
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main() -> i32 {
+    // The detached supervisor, exactly as `run -d` and `start` launch it: no parser,
+    // no state root checks (its CLI made them), so it touches as little as it can.
+    if let Some(code) = lifecycle::supervise_entry() {
+        return code;
+    }
     // `mycontainer-runtime ...` or `mycontainer runtime ...`: runc's command line.
     if let Some(args) = oci::invoked() {
         return oci::main(args);
@@ -243,6 +251,7 @@ pub fn main() -> i32 {
         Command::Inspect(args) => lifecycle::inspect(&ctx, args),
         Command::Commit(args) => lifecycle::commit(&ctx, args),
         Command::Exec(args) => exec::exec(&ctx, args),
+        Command::Attach(args) => attach::attach(&ctx, args),
         Command::Wait(args) => observe::wait(&ctx, args),
         Command::Top(args) => observe::top(&ctx, args),
         Command::Pause(args) => observe::pause(&ctx, args),

@@ -59,6 +59,10 @@ pub struct UpdateArgs {
     /// Maximum number of processes (0 or -1: unlimited)
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
+    /// Restart policy: no, on-failure[:MAX], always, unless-stopped (a running
+    /// container's supervisor uses it from its next exit)
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -121,15 +125,32 @@ pub fn unpause(ctx: &Ctx, args: PauseArgs) -> anyhow::Result<i32> {
 }
 
 pub fn update(ctx: &Ctx, args: UpdateArgs) -> anyhow::Result<i32> {
-    let changes = container::update::parse(&LimitFlags {
+    let restart = args
+        .restart
+        .as_deref()
+        .map(container::restart::RestartPolicy::parse)
+        .transpose()?;
+    let limits = LimitFlags {
         memory: args.memory,
         memory_swap: args.memory_swap,
         cpus: args.cpus,
         pids_limit: args.pids_limit,
         ..Default::default()
-    })?;
+    };
+    let any_limit = limits.memory.is_some() || limits.cpus.is_some() || limits.pids_limit.is_some();
+    let changes = if any_limit || restart.is_none() {
+        Some(container::update::parse(&limits)?)
+    } else {
+        None
+    };
     Ok(super::lifecycle::each(ctx, &args.containers, |record| {
-        container::update::update(record, &changes)
+        if let Some(changes) = &changes {
+            container::update::update(record, changes)?;
+        }
+        if let Some(policy) = restart {
+            container::update::update_restart(record, policy)?;
+        }
+        Ok(())
     }))
 }
 

@@ -357,13 +357,8 @@ impl RunArgs {
 }
 
 pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
-    // -d -t works: the supervisor holds the pty master and logs what it prints. -d -i
-    // would need an attach channel to feed stdin later, which does not exist yet.
-    if args.detach && args.interactive {
-        anyhow::bail!(
-            "run -d cannot be combined with -i yet (nothing could attach to its stdin): use run -d, then exec -i"
-        );
-    }
+    // -d -i and -d -t: the supervisor holds the stdin pipe or the pty, and `attach`
+    // reaches them through its socket.
     let (launch, mut options) = args.into_parts()?;
     let rootfs = match &launch.rootfs {
         Some(dir) => Some(

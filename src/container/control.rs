@@ -80,6 +80,9 @@ pub fn list(root: &Path) -> anyhow::Result<Vec<(Record, State)>> {
 /// was killed, or could not write the final state on a full disk) shows as exited, so
 /// `ps` and `inspect` agree with `exec` and `stop` even before `gc` repairs the file.
 pub fn observed(record: &Record, mut state: State) -> State {
+    if let Some(policy) = super::restart::pending(record) {
+        state.restart_policy = policy;
+    }
     if state.status == Status::Running && !record.is_supervised() {
         state.status = Status::Exited;
         state.pid = None;
@@ -259,8 +262,12 @@ pub fn start(root: &Path, record: &Record) -> anyhow::Result<Option<i32>> {
         return Ok(None);
     }
     reset_work_dir(record)?;
-    // A user's start resumes the restart policy.
+    // A user's start resumes the restart policy, counting restarts from zero (as
+    // Docker's), under the policy `update` last gave.
     super::restart::clear_stopped_by_user(record)?;
+    super::restart::adopt_pending(record, &mut state);
+    super::restart::clear_exits(record);
+    state.restart_count = 0;
     state.status = Status::Created;
     state.restarting = false;
     state.pid = None;

@@ -91,6 +91,18 @@ pub fn spawn_supervisor(root: &Path, record: Record) -> anyhow::Result<Started> 
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            // Nothing else our caller left open (without close-on-exec) goes on to
+            // live as long as the container: only 0..2 and the two passed.
+            let (low, high) = (lock_fd.min(status_fd) as u32, lock_fd.max(status_fd) as u32);
+            for (first, last) in [
+                (3, low.wrapping_sub(1)),
+                (low + 1, high - 1),
+                (high + 1, u32::MAX),
+            ] {
+                if first <= last {
+                    libc::syscall(libc::SYS_close_range, first, last, 0);
+                }
+            }
             Ok(())
         });
     }

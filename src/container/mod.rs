@@ -2,6 +2,7 @@
 //! (`names.rs`), the cleanup after a killed CLI (`reclaim.rs`), Docker's policy and the
 //! spec built from an image and flags (`spec/`), and one file per verb.
 
+pub mod attach;
 pub mod boot;
 pub mod check;
 pub mod commit;

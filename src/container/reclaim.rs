@@ -194,6 +194,7 @@ mod tests {
             restarting: false,
             healthcheck: None,
             log_opts: Default::default(),
+            open_stdin: false,
         };
         record.save_state(&state).unwrap();
         assert!(reclaim_orphans(root.path()).unwrap().removed.is_empty());

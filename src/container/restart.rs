@@ -154,6 +154,66 @@ pub fn stopped_by_user(record: &Record) -> bool {
     marker(&record.dir).exists()
 }
 
+/// `update --restart` on a record: the new policy waits in this file until the
+/// supervisor (at the container's next exit) or `start` takes it into the state, which
+/// they alone write while they own the record; `ps` and `inspect` show it at once.
+const PENDING_POLICY: &str = "restart-policy";
+
+/// The exit code of each run that was restarted, one `RUN CODE` line each (the last
+/// [`KEPT_EXITS`]): what `wait` returns when the run it waited for ends in a restart.
+const EXITS: &str = "restart-exits";
+const KEPT_EXITS: usize = 64;
+
+pub fn set_pending(record: &Record, policy: RestartPolicy) -> anyhow::Result<()> {
+    let path = record.dir.join(PENDING_POLICY);
+    let tmp = record.dir.join(format!("{PENDING_POLICY}.tmp"));
+    serde_json::to_vec(&policy)
+        .map_err(std::io::Error::from)
+        .and_then(|bytes| super::write_private(&tmp, &bytes))
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| anyhow::Error::from(e).context(format!("cannot write {}", path.display())))
+}
+
+/// The policy set by `update` and not yet taken.
+pub fn pending(record: &Record) -> Option<RestartPolicy> {
+    let bytes = std::fs::read(record.dir.join(PENDING_POLICY)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Takes the pending policy into `state` (the caller saves it), and removes the file.
+pub(super) fn adopt_pending(record: &Record, state: &mut super::State) {
+    if let Some(policy) = pending(record) {
+        state.restart_policy = policy;
+    }
+    let _ = std::fs::remove_file(record.dir.join(PENDING_POLICY));
+}
+
+/// Records that run number `run` (the restart count it led to) exited with `code`.
+pub(super) fn record_exit(record: &Record, run: u32, code: i32) {
+    let path = record.dir.join(EXITS);
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut lines: Vec<String> = old.lines().map(String::from).collect();
+    lines.push(format!("{run} {code}"));
+    let start = lines.len().saturating_sub(KEPT_EXITS);
+    let text = lines[start..].join("\n") + "\n";
+    let tmp = record.dir.join(format!("{EXITS}.tmp"));
+    let _ = super::write_private(&tmp, text.as_bytes()).and_then(|_| std::fs::rename(&tmp, &path));
+}
+
+/// The exit code of run number `run`, if it ended in a restart.
+pub fn exit_of_run(record: &Record, run: u32) -> Option<i32> {
+    let text = std::fs::read_to_string(record.dir.join(EXITS)).ok()?;
+    text.lines().find_map(|line| {
+        let (n, code) = line.split_once(' ')?;
+        (n.parse::<u32>().ok()? == run).then(|| code.parse().ok())?
+    })
+}
+
+/// A user's `start` counts restarts from zero again (as Docker's).
+pub(super) fn clear_exits(record: &Record) {
+    let _ = std::fs::remove_file(record.dir.join(EXITS));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

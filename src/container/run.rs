@@ -151,6 +151,7 @@ pub(super) fn prepare(
         restarting: false,
         healthcheck: input.healthcheck.clone(),
         log_opts: input.log_opts,
+        open_stdin: input.interactive,
     };
     // The volumes are found or made, and filled, under the volumes lock, which is held
     // until config.json names them (what keeps `volume rm` from taking them).
@@ -322,6 +323,14 @@ pub fn supervise(
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
     let mut state = record.load_state()?;
+    // The attach socket lives as long as we do, across restarts.
+    let mut server = match super::attach::listen(record) {
+        Ok(server) => server,
+        Err(err) => {
+            report(Report::Failed(format!("{err:#}")));
+            return Err(record_failure(store, record, &mut state, err));
+        }
+    };
     let mut backoff = restart::Backoff::default();
     let mut first = true;
     loop {
@@ -340,16 +349,26 @@ pub fn supervise(
         let mut checker = None;
         let healthcheck = state.healthcheck.clone();
         let result = spec.and_then(|spec| {
-            start_and_wait(store, record, &spec, false, &mut state, &mut |_| {
-                report(Report::Running);
-                if let Some(config) = healthcheck.clone() {
-                    let (root, shared) = (store.root().to_path_buf(), monitor.clone());
-                    let target = record.unlocked();
-                    checker = Some(std::thread::spawn(move || {
-                        health::monitor(root, target, config, shared)
-                    }));
-                }
-            })
+            let open_stdin = state.open_stdin;
+            let served = Some(&mut server);
+            start_and_wait_with(
+                store,
+                record,
+                &spec,
+                open_stdin,
+                &mut state,
+                served,
+                &mut |_| {
+                    report(Report::Running);
+                    if let Some(config) = healthcheck.clone() {
+                        let (root, shared) = (store.root().to_path_buf(), monitor.clone());
+                        let target = record.unlocked();
+                        checker = Some(std::thread::spawn(move || {
+                            health::monitor(root, target, config, shared)
+                        }));
+                    }
+                },
+            )
         });
         monitor.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = checker {
@@ -378,6 +397,8 @@ pub fn supervise(
         };
         first = false;
         let exit_code = state.exit_code.unwrap_or(code);
+        // `update --restart` while it ran: the decision is the new policy's.
+        restart::adopt_pending(record, &mut state);
         let restart = may_restart
             && !state.auto_remove
             && !restart::stopped_by_user(record)
@@ -387,15 +408,23 @@ pub fn supervise(
                     .restarts_after(exit_code, state.restart_count));
         if !restart {
             state.restarting = false;
-            finish(store, record, &mut state)?;
+            super::attach::unlisten(record);
+            let finished = finish(store, record, &mut state);
+            // Attached clients learn the exit code once the record says it.
+            server.end(exit_code);
+            finished?;
             return Ok(code);
         }
         // Exited for now: ps shows "Restarting (code) ... ago" while we wait.
         state.restarting = true;
         state.restart_count += 1;
-        finish(store, record, &mut state)?;
+        restart::record_exit(record, state.restart_count, exit_code);
+        let finished = finish(store, record, &mut state);
+        server.end(exit_code);
+        finished?;
         if !wait_unless_stopped(record, backoff.after_run(ran)) {
             state.restarting = false;
+            super::attach::unlisten(record);
             record.save_state(&state)?;
             return Ok(code);
         }
@@ -523,6 +552,19 @@ pub(super) fn start_and_wait(
     state: &mut State,
     started: &mut dyn FnMut(i32),
 ) -> anyhow::Result<runtime::Outcome> {
+    start_and_wait_with(store, record, spec, interactive, state, None, started)
+}
+
+/// `start_and_wait` whose stdio is also served on the attach socket `server`.
+fn start_and_wait_with(
+    store: &Store,
+    record: &super::Record,
+    spec: &oci_spec::runtime::Spec,
+    interactive: bool,
+    state: &mut State,
+    server: Option<&mut runtime::attach::Server>,
+    started: &mut dyn FnMut(i32),
+) -> anyhow::Result<runtime::Outcome> {
     // A bridge network: its namespace, veth, address and lease, made at each start and
     // released on every way out (a kill -9 of ours leaves them to gc).
     let attached = match network_of(spec) {
@@ -532,7 +574,7 @@ pub(super) fn start_and_wait(
         }
         None => false,
     };
-    let outcome = start_and_wait_attached(store, record, spec, interactive, state, started);
+    let outcome = start_and_wait_attached(store, record, spec, interactive, state, server, started);
     if attached {
         if let Err(e) = network::release(store.root(), &record.id) {
             eprintln!("mycontainer: warning: cannot remove the container's network: {e:#}");
@@ -547,6 +589,7 @@ fn start_and_wait_attached(
     spec: &oci_spec::runtime::Spec,
     interactive: bool,
     state: &mut State,
+    server: Option<&mut runtime::attach::Server>,
     started: &mut dyn FnMut(i32),
 ) -> anyhow::Result<runtime::Outcome> {
     let log_path = record.log_path();
@@ -565,6 +608,8 @@ fn start_and_wait_attached(
     };
     let mut on_started = |pid: i32| {
         state.status = Status::Running;
+        // A restart's wait is over: inspect says running again, not restarting.
+        state.restarting = false;
         state.pid = Some(pid);
         state.started_at = Some(now_unix());
         state.finished_at = None;
@@ -584,5 +629,5 @@ fn start_and_wait_attached(
         );
         started(pid);
     };
-    runtime::run(&request, &mut on_started)
+    runtime::run(&request, server, &mut on_started)
 }

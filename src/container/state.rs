@@ -68,6 +68,10 @@ pub struct State {
     /// Log rotation (`--log-opt max-size=, max-file=`; on by default).
     #[serde(default)]
     pub log_opts: LogOpts,
+    /// `-i`: the container's stdin stays open, fed by attached clients (Docker's
+    /// Config.OpenStdin).
+    #[serde(default)]
+    pub open_stdin: bool,
 }
 
 fn default_stop_signal() -> i32 {
@@ -193,6 +197,7 @@ mod tests {
             restarting: false,
             healthcheck: None,
             log_opts: LogOpts::default(),
+            open_stdin: false,
         };
         state.save(&path, true).unwrap();
         let back = State::load(&path).unwrap();

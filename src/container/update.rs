@@ -25,6 +25,23 @@ pub fn parse(flags: &LimitFlags) -> anyhow::Result<LinuxResources> {
     Ok(resources)
 }
 
+/// `update --restart`: the new policy for the container. A running one's supervisor
+/// takes it at the container's next exit (as Docker's restart manager); `ps` and
+/// `inspect` show it at once.
+pub fn update_restart(
+    record: &Record,
+    policy: super::restart::RestartPolicy,
+) -> anyhow::Result<()> {
+    let state = record.load_state()?;
+    if state.auto_remove && policy != super::restart::RestartPolicy::No {
+        bail!(
+            "cannot give container {} a restart policy: it is removed when it stops (--rm)",
+            record.display_name()
+        );
+    }
+    super::restart::set_pending(record, policy)
+}
+
 /// Applies `changes` to the container (its cgroup when it runs) and its config.json.
 pub fn update(record: &Record, changes: &LinuxResources) -> anyhow::Result<()> {
     let state = record.load_state()?;

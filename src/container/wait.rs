@@ -10,6 +10,8 @@ use super::state::Status;
 
 /// How often a container that was created but not started yet is looked at again.
 const NOT_STARTED_POLL: Duration = Duration::from_millis(100);
+/// How often a container that may restart is looked at for its next exit.
+const RESTART_POLL: Duration = Duration::from_millis(50);
 
 /// Waits until `record` stops and returns its exit code. A running container is waited
 /// for without polling: a shared flock on its record blocks until its supervisor lets
@@ -21,7 +23,12 @@ pub fn wait(root: &std::path::Path, record: &Record) -> anyhow::Result<i32> {
             return Ok(state.exit_code.unwrap_or(0));
         }
         if state.status == Status::Running || record.is_supervised() {
-            block_until_unlocked(record)?;
+            let policy = super::restart::pending(record).unwrap_or(state.restart_policy);
+            if policy == super::restart::RestartPolicy::No && !state.restarting {
+                block_until_unlocked(record)?;
+            } else if let Some(code) = next_exit(record, state.restart_count) {
+                return Ok(code);
+            }
             // A supervisor killed with SIGKILL left "running": reclaim records its end.
             if record.load_state()?.status == Status::Running && !record.is_supervised() {
                 super::reclaim_orphans(root)?;
@@ -30,6 +37,21 @@ pub fn wait(root: &std::path::Path, record: &Record) -> anyhow::Result<i32> {
         }
         // Created, not started yet (as Docker, wait for it to run and stop).
         std::thread::sleep(NOT_STARTED_POLL);
+    }
+}
+
+/// The container may be restarted: as Docker's, wait returns when the current run (or,
+/// while it waits to restart, the next one) exits: the exit of run `runs + 1` if it led
+/// to a restart, else None once the supervisor has let go (the record says the end).
+fn next_exit(record: &Record, runs: u32) -> Option<i32> {
+    loop {
+        if let Some(code) = super::restart::exit_of_run(record, runs + 1) {
+            return Some(code);
+        }
+        if !record.is_supervised() {
+            return super::restart::exit_of_run(record, runs + 1);
+        }
+        std::thread::sleep(RESTART_POLL);
     }
 }
 

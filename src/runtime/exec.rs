@@ -109,6 +109,7 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
         streams,
         &mut None,
         EXEC_STOP_TIMEOUT,
+        None,
     ))
 }
 

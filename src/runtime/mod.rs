@@ -1,6 +1,7 @@
 //! The runtime: turns an OCI runtime-spec config.json plus a rootfs into a supervised
 //! process. It knows nothing of images or names: everything comes from the spec.
 
+pub mod attach;
 pub mod cgroups;
 mod exec;
 mod init;

@@ -161,12 +161,18 @@ fn prepare(
 /// Runs the container described by `req` to completion. `on_started` gets the host pid
 /// of the container's init once its command runs (the caller's state write then overlaps
 /// with the command).
-pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<Outcome> {
+/// With `server` (the detached supervisor's), its stdio is also served on that attach
+/// socket.
+pub fn run(
+    req: &RunRequest,
+    server: Option<&mut super::attach::Server>,
+    on_started: &mut dyn FnMut(i32),
+) -> anyhow::Result<Outcome> {
     let Prepared {
         cgroup,
         mut setup,
         ns,
-        _joined,
+        _joined: joined,
         pid_ns,
     } = prepare(
         req.bundle,
@@ -198,6 +204,9 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
             });
         }
     };
+    // The child has joined them: the container's run does not need them open.
+    drop(joined);
+    drop(pid_ns);
     on_started(child.pid);
 
     setup.streams.master = master;
@@ -207,6 +216,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         setup.streams,
         &mut log,
         req.stop_timeout,
+        server,
     );
     outcome.oom_killed = cgroup.get().oom_killed();
     outcome.memory_limit = cgroup.get().memory_limit();

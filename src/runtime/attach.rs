@@ -1,0 +1,527 @@
+//! Attaching to a supervised process's stdio through a unix socket (as conmon's attach
+//! socket): the server side lives in the relay loop (output to every client as it goes
+//! to the log, input from any client, resizes and signals from them), the client side
+//! is `attach`'s loop. Frames both ways: one byte of kind, four of length (big endian),
+//! then the payload.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd;
+
+use super::pty;
+
+/// Client -> server: bytes for the process's stdin.
+const STDIN: u8 = 0;
+/// Server -> client: the process's output.
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+/// Server -> client: the process ended; payload its exit code (i32).
+const EXIT: u8 = 3;
+/// Server -> client, first: flags (TTY, OPEN_STDIN).
+const HELLO: u8 = 4;
+/// Client -> server: the window size (rows, cols as u16).
+const RESIZE: u8 = 5;
+/// Client -> server: a signal for the process (i32).
+const SIGNAL: u8 = 6;
+
+const FLAG_TTY: u8 = 1;
+const FLAG_OPEN_STDIN: u8 = 2;
+
+/// A frame larger than this is a broken peer.
+const MAX_FRAME: usize = 1 << 20;
+/// Output a slow client has not taken yet; past this it is dropped (the container and
+/// the other clients do not wait for it).
+const MAX_BACKLOG: usize = 4 << 20;
+
+fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + payload.len());
+    out.push(kind);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Takes the complete frames off the front of `buf`; None when the peer sent garbage.
+fn take_frames(buf: &mut Vec<u8>) -> Option<Vec<(u8, Vec<u8>)>> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while buf.len() - at >= 5 {
+        let len = u32::from_be_bytes([buf[at + 1], buf[at + 2], buf[at + 3], buf[at + 4]]) as usize;
+        if len > MAX_FRAME {
+            return None;
+        }
+        if buf.len() - at - 5 < len {
+            break;
+        }
+        frames.push((buf[at], buf[at + 5..at + 5 + len].to_vec()));
+        at += 5 + len;
+    }
+    buf.drain(..at);
+    Some(frames)
+}
+
+/// What the clients asked of the process.
+pub(super) enum Request {
+    Input(Vec<u8>),
+    Resize(u16, u16),
+    Signal(i32),
+}
+
+struct Client {
+    sock: UnixStream,
+    input: Vec<u8>,
+    backlog: Vec<u8>,
+}
+
+/// The attach socket's server: the listener (kept across the runs of a restarting
+/// container) and the clients of the current run.
+pub struct Server {
+    listener: UnixListener,
+    clients: Vec<Client>,
+    hello: u8,
+}
+
+impl Server {
+    /// Serves `listener` (bound by the caller, non-blocking here).
+    pub fn new(listener: UnixListener) -> anyhow::Result<Server> {
+        listener
+            .set_nonblocking(true)
+            .context("cannot make the attach socket non-blocking")?;
+        Ok(Server {
+            listener,
+            clients: Vec::new(),
+            hello: 0,
+        })
+    }
+
+    /// Says to the clients of this run whether the process has a terminal and an open
+    /// stdin.
+    pub(super) fn begin(&mut self, tty: bool, open_stdin: bool) {
+        self.hello =
+            (if tty { FLAG_TTY } else { 0 }) | (if open_stdin { FLAG_OPEN_STDIN } else { 0 });
+    }
+
+    /// The descriptors to poll, in the order `handle` expects their events: the
+    /// listener, then each client (read only while `take_input`).
+    pub(super) fn poll_fds(&self, take_input: bool) -> Vec<(BorrowedFd<'_>, PollFlags)> {
+        let mut fds = vec![(self.listener.as_fd(), PollFlags::POLLIN)];
+        for client in &self.clients {
+            let mut events = PollFlags::empty();
+            if take_input {
+                events |= PollFlags::POLLIN;
+            }
+            if !client.backlog.is_empty() {
+                events |= PollFlags::POLLOUT;
+            }
+            fds.push((client.sock.as_fd(), events));
+        }
+        fds
+    }
+
+    /// Acts on the events polled for `poll_fds` (same order); returns what the
+    /// clients asked.
+    pub(super) fn handle(&mut self, revents: &[PollFlags]) -> Vec<Request> {
+        let mut requests = Vec::new();
+        let mut gone = vec![false; self.clients.len()];
+        for (index, client) in self.clients.iter_mut().enumerate() {
+            let Some(events) = revents.get(index + 1) else {
+                continue;
+            };
+            if events.contains(PollFlags::POLLOUT) && !flush(client) {
+                gone[index] = true;
+                continue;
+            }
+            if events.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+                && !receive(client, &mut requests)
+            {
+                gone[index] = true;
+            }
+        }
+        let mut index = 0;
+        self.clients.retain(|_| {
+            index += 1;
+            !gone[index - 1]
+        });
+        if revents
+            .first()
+            .is_some_and(|e| e.contains(PollFlags::POLLIN))
+        {
+            self.accept();
+        }
+        requests
+    }
+
+    fn accept(&mut self) {
+        while let Ok((sock, _)) = self.listener.accept() {
+            if sock.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let mut client = Client {
+                sock,
+                input: Vec::new(),
+                backlog: frame(HELLO, &[self.hello]),
+            };
+            if flush(&mut client) {
+                self.clients.push(client);
+            }
+        }
+    }
+
+    /// Sends output to every client; one that cannot keep up is dropped.
+    pub(super) fn broadcast(&mut self, stderr: bool, data: &[u8]) {
+        let bytes = frame(if stderr { STDERR } else { STDOUT }, data);
+        self.clients.retain_mut(|client| {
+            client.backlog.extend_from_slice(&bytes);
+            client.backlog.len() <= MAX_BACKLOG && flush(client)
+        });
+    }
+
+    /// The run ended with `exit_code`: tells the clients (a second at most each) and
+    /// lets them go. The listener stays for the next run.
+    pub fn end(&mut self, exit_code: i32) {
+        for mut client in self.clients.drain(..) {
+            client
+                .backlog
+                .extend_from_slice(&frame(EXIT, &exit_code.to_be_bytes()));
+            if client.sock.set_nonblocking(false).is_ok()
+                && client
+                    .sock
+                    .set_write_timeout(Some(Duration::from_secs(1)))
+                    .is_ok()
+            {
+                let _ = client.sock.write_all(&client.backlog);
+            }
+        }
+    }
+}
+
+/// Writes what the client's socket takes of its backlog; false when it is gone.
+fn flush(client: &mut Client) -> bool {
+    while !client.backlog.is_empty() {
+        match client.sock.write(&client.backlog) {
+            Ok(0) => return false,
+            Ok(n) => {
+                client.backlog.drain(..n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Reads what the client sent; false when it is gone (or broken).
+fn receive(client: &mut Client, requests: &mut Vec<Request>) -> bool {
+    let mut buf = [0u8; 16 * 1024];
+    let alive = loop {
+        match client.sock.read(&mut buf) {
+            Ok(0) => break false,
+            Ok(n) => client.input.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break false,
+        }
+    };
+    let Some(frames) = take_frames(&mut client.input) else {
+        return false;
+    };
+    for (kind, payload) in frames {
+        match (kind, payload.len()) {
+            (STDIN, _) => requests.push(Request::Input(payload)),
+            (RESIZE, 4) => requests.push(Request::Resize(
+                u16::from_be_bytes([payload[0], payload[1]]),
+                u16::from_be_bytes([payload[2], payload[3]]),
+            )),
+            (SIGNAL, 4) => requests.push(Request::Signal(i32::from_be_bytes([
+                payload[0], payload[1], payload[2], payload[3],
+            ]))),
+            _ => return false,
+        }
+    }
+    alive
+}
+
+/// Sets the pty's window size (its foreground process group gets SIGWINCH).
+pub(super) fn resize(master: BorrowedFd, rows: u16, cols: u16) {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize struct we own from a descriptor we hold.
+    unsafe {
+        libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
+    }
+}
+
+/// What `attach` asks of its session.
+pub struct ClientOptions {
+    /// The sequence that detaches (empty: none).
+    pub detach_keys: Vec<u8>,
+    /// Forward our signals to the process (only without a terminal, as Docker).
+    pub sig_proxy: bool,
+    /// Send our stdin (when the process has an open one).
+    pub stdin: bool,
+}
+
+/// How an attach session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientEnd {
+    /// The process exited with this code.
+    Exited(i32),
+    /// The detach keys were typed.
+    Detached,
+    /// The supervisor went away without saying how the process ended.
+    Closed,
+}
+
+/// Finds the detach keys in what is typed: bytes that may start them are held until
+/// they turn out not to (then passed on).
+struct Escape<'a> {
+    keys: &'a [u8],
+    matched: usize,
+}
+
+impl Escape<'_> {
+    /// Appends to `out` what goes to the process; true when the keys were typed.
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> bool {
+        for &byte in input {
+            if self.keys.is_empty() {
+                out.push(byte);
+                continue;
+            }
+            if byte != self.keys[self.matched] {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if byte != self.keys[0] {
+                    out.push(byte);
+                    continue;
+                }
+            }
+            self.matched += 1;
+            if self.matched == self.keys.len() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Sends a frame; a supervisor that stopped reading (its container ended) is not an
+/// error: what it still sends, the exit code above all, is read to the end.
+fn send(sock: &mut UnixStream, kind: u8, payload: &[u8]) {
+    let _ = sock.write_all(&frame(kind, payload));
+}
+
+fn send_size(sock: &mut UnixStream) {
+    if let Some(size) = pty::window_size() {
+        let mut payload = size.ws_row.to_be_bytes().to_vec();
+        payload.extend_from_slice(&size.ws_col.to_be_bytes());
+        send(sock, RESIZE, &payload);
+    }
+}
+
+fn write_out(fd: i32, mut data: &[u8]) {
+    // SAFETY: our standard output or error, open for our whole lifetime.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    while !data.is_empty() {
+        match unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::EINTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// `attach`'s session on a connected socket: our stdin to the process (the detach keys
+/// end it), its output to our stdout/stderr, our window size and signals to it.
+pub fn client(mut sock: UnixStream, opts: &ClientOptions) -> anyhow::Result<ClientEnd> {
+    let mut input = Vec::new();
+    // The hello comes at once, from a live supervisor.
+    let hello = loop {
+        let mut buf = [0u8; 4096];
+        let n = sock
+            .read(&mut buf)
+            .context("cannot read from the container's attach socket")?;
+        if n == 0 {
+            return Ok(ClientEnd::Closed);
+        }
+        input.extend_from_slice(&buf[..n]);
+        let Some(mut frames) = take_frames(&mut input) else {
+            bail!("the container's supervisor sent garbage on its attach socket");
+        };
+        if !frames.is_empty() {
+            let (kind, payload) = frames.remove(0);
+            if kind != HELLO || payload.len() != 1 {
+                bail!("the container's supervisor sent garbage on its attach socket");
+            }
+            // Anything after the hello is output: put back.
+            let mut rest = Vec::new();
+            for (kind, payload) in frames {
+                rest.extend_from_slice(&frame(kind, &payload));
+            }
+            rest.extend_from_slice(&input);
+            input = rest;
+            break payload[0];
+        }
+    };
+    let tty = hello & FLAG_TTY != 0;
+    let mut read_stdin = opts.stdin && hello & FLAG_OPEN_STDIN != 0;
+    // A terminal stays raw while it types into the container's (restored by Drop).
+    let _raw = if tty && read_stdin {
+        pty::RawMode::enable(0)
+    } else {
+        None
+    };
+    let mut signals = SigSet::empty();
+    if tty {
+        signals.add(Signal::SIGWINCH);
+        send_size(&mut sock);
+    } else if opts.sig_proxy {
+        for signal in super::relay::FORWARDED {
+            if *signal != Signal::SIGWINCH {
+                signals.add(*signal);
+            }
+        }
+    }
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)
+        .context("cannot block signals for attach")?;
+    let signal_fd = SignalFd::with_flags(&signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .context("cannot create a signalfd for attach")?;
+    let mut escape = Escape {
+        keys: &opts.detach_keys,
+        matched: 0,
+    };
+    let stdin = std::io::stdin();
+    let mut buf = vec![0u8; 64 * 1024];
+    // Output already read with the hello.
+    let mut pending_input = input;
+    loop {
+        let Some(frames) = take_frames(&mut pending_input) else {
+            bail!("the container's supervisor sent garbage on its attach socket");
+        };
+        for (kind, payload) in frames {
+            match kind {
+                STDOUT => write_out(1, &payload),
+                STDERR => write_out(2, &payload),
+                EXIT if payload.len() == 4 => {
+                    let code = i32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+                    return Ok(ClientEnd::Exited(code));
+                }
+                _ => bail!("the container's supervisor sent garbage on its attach socket"),
+            }
+        }
+        let mut fds = vec![
+            PollFd::new(sock.as_fd(), PollFlags::POLLIN),
+            PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN),
+        ];
+        if read_stdin {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("cannot poll the attach session"),
+        }
+        let fired: Vec<bool> = fds
+            .iter()
+            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if fired[0] {
+            match sock.read(&mut buf) {
+                Ok(0) => return Ok(ClientEnd::Closed),
+                Ok(n) => pending_input.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Ok(ClientEnd::Closed),
+            }
+        }
+        if fired[1] {
+            while let Ok(Some(info)) = signal_fd.read_signal() {
+                let signal = info.ssi_signo as i32;
+                if signal == libc::SIGWINCH {
+                    send_size(&mut sock);
+                } else {
+                    send(&mut sock, SIGNAL, &signal.to_be_bytes());
+                }
+            }
+        }
+        if fired.get(2) == Some(&true) {
+            match unistd::read(stdin.as_fd(), &mut buf) {
+                Ok(0) => read_stdin = false,
+                Ok(n) => {
+                    let mut out = Vec::with_capacity(n);
+                    let detach = escape.feed(&buf[..n], &mut out);
+                    if !out.is_empty() {
+                        send(&mut sock, STDIN, &out);
+                    }
+                    if detach {
+                        return Ok(ClientEnd::Detached);
+                    }
+                }
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
+                Err(_) => read_stdin = false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_anywhere_come_out_whole() {
+        let mut bytes = frame(STDOUT, b"hello");
+        bytes.extend_from_slice(&frame(EXIT, &7i32.to_be_bytes()));
+        let mut buf = Vec::new();
+        let mut seen = Vec::new();
+        for byte in bytes {
+            buf.push(byte);
+            seen.extend(take_frames(&mut buf).unwrap());
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (STDOUT, b"hello".to_vec()),
+                (EXIT, 7i32.to_be_bytes().to_vec())
+            ]
+        );
+        assert!(buf.is_empty());
+        let mut huge = vec![STDIN, 0xff, 0xff, 0xff, 0xff];
+        assert!(take_frames(&mut huge).is_none());
+    }
+
+    #[test]
+    fn detach_keys_are_held_then_passed_on_when_they_do_not_complete() {
+        let keys = [0x10, 0x11];
+        let mut escape = Escape {
+            keys: &keys,
+            matched: 0,
+        };
+        let mut out = Vec::new();
+        assert!(!escape.feed(b"ab\x10", &mut out));
+        assert_eq!(out, b"ab");
+        assert!(!escape.feed(b"c\x10", &mut out));
+        assert_eq!(out, b"ab\x10c");
+        assert!(escape.feed(b"\x11zz", &mut out));
+        assert_eq!(out, b"ab\x10c");
+        let mut none = Escape {
+            keys: &[],
+            matched: 0,
+        };
+        let mut out = Vec::new();
+        assert!(!none.feed(b"\x10\x11", &mut out));
+        assert_eq!(out, b"\x10\x11");
+    }
+}
