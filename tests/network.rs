@@ -25,6 +25,16 @@ fn nft_tables() -> String {
     stdout(&out)
 }
 
+/// `nft list table ip mycontainer-bridge` (the default network's rules and port maps).
+fn bridge_table() -> String {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", "mycontainer-bridge"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
 /// Entries of a directory under the state root (empty when it does not exist).
 fn entries(w: &World, rel: &str) -> Vec<String> {
     fs::read_dir(w.root.join(rel))
@@ -512,7 +522,7 @@ fn udp_ask(addr: &str, text: &str) -> String {
 fn published_tcp_and_udp_ports_are_reached_from_loopback_and_the_bridge_address() {
     let w = World::new();
     probe::install(&w.rootfs);
-    let id = w.run_detached(
+    w.run_detached(
         &[
             "--name", "pub", "-p", "127.0.0.1:18080:8080", "-p", "18081:8080", "-p",
             "15353:5353/udp",
@@ -557,13 +567,29 @@ fn published_tcp_and_udp_ports_are_reached_from_loopback_and_the_bridge_address(
     let info = inspect(&w, "pub");
     let bindings = &info["NetworkSettings"]["Ports"]["8080/tcp"];
     assert_eq!(bindings.as_array().map(Vec::len), Some(2), "{info}");
-    assert!(nft_tables().contains(&format!("mycontainer-ports-{}", &id[..12])));
+    // Each published port is one element of the network table's port maps, which a
+    // run adds and removal deletes.
+    let ip = info["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let elements = [
+        format!("127.0.0.1 . tcp . 18080 : {ip} . 8080"),
+        format!("tcp . 18081 : {ip} . 8080"),
+        format!("udp . 15353 : {ip} . 5353"),
+    ];
+    let table = bridge_table();
+    for element in &elements {
+        assert!(table.contains(element.as_str()), "{element} not in {table}");
+    }
     ok(w.mc(&["rm", "-f", "pub"]));
-    assert!(
-        !nft_tables().contains("mycontainer-ports"),
-        "{}",
-        nft_tables()
-    );
+    let table = bridge_table();
+    for element in &elements {
+        assert!(
+            !table.contains(element.as_str()),
+            "{element} left in {table}"
+        );
+    }
     assert_nothing_attached(&w);
     assert!(!http_get("127.0.0.1:18081").contains("hi-published"));
 }

@@ -116,8 +116,13 @@ impl NetworkConfig {
     }
     /// The nftables table holding this network's rules.
     pub fn table(&self) -> String {
-        format!("mycontainer-{}", self.name)
+        table_of(&self.name)
     }
+}
+
+/// The nftables table of the network called `name`.
+pub fn table_of(name: &str) -> String {
+    format!("mycontainer-{name}")
 }
 
 pub fn networks_dir(root: &Path) -> PathBuf {

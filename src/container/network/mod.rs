@@ -12,6 +12,7 @@ pub mod hosts;
 pub mod ipam;
 pub mod manage;
 mod netlink;
+mod nfnl;
 mod nft;
 pub mod ports;
 mod resolv;
@@ -235,6 +236,7 @@ fn ensure_network(
         .add_address(index, config.gateway, subnet.prefix)
         .with_context(|| format!("cannot give bridge {} its address", config.bridge))
         .and_then(|()| nft::apply(&config))
+        .and_then(|()| ports::allow_localnet(&config.bridge))
         .and_then(|()| enable_forwarding(&config));
     if let Err(err) = made {
         let _ = host.delete_link(&config.bridge);
@@ -373,10 +375,7 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
         inside
             .add_address(eth, ip, subnet.prefix)
             .context("cannot give eth0 its address")?;
-        if !attachment.ports.is_empty() {
-            ports::allow_localnet(&config.bridge)?;
-            nft::apply_ports(&nft::ports_table(id), ip, &attachment.ports)?;
-        }
+        nft::publish(&config.table(), ip, &attachment.ports)?;
         // An internal network reaches nothing beyond its bridge: no default route.
         if !config.internal {
             inside
@@ -439,9 +438,7 @@ pub fn release(root: &Path, id: &str) -> anyhow::Result<()> {
             host.delete_link(&attachment.veth)
                 .with_context(|| format!("cannot delete veth {}", attachment.veth))?;
         }
-        if !attachment.ports.is_empty() {
-            nft::remove_table(&nft::ports_table(id))?;
-        }
+        nft::unpublish(&ipam::table_of(&attachment.network), &attachment.ports)?;
         ipam::release(root, &attachment.network, attachment.ip, id);
     }
     for file in [&path, &record] {

@@ -1,14 +1,18 @@
 //! A network's nftables rules: one table of ours per network (`ip mycontainer-NAME`),
 //! so `nft list table ip mycontainer-NAME` shows exactly them and deleting the table
-//! removes them all. Applied as one JSON transaction piped to `nft -j -f`.
+//! removes them all. Written as one transaction piped to `nft -f` when the network's
+//! bridge is made; a run's published ports are elements of its maps (`nfnl.rs`).
 
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use super::ipam::NetworkConfig;
+use super::nfnl::{self, Element};
+use super::ports::PortMap;
 
 const MISSING: &str = "install the nftables package";
 
@@ -21,10 +25,22 @@ fn removed(result: anyhow::Result<()>) -> anyhow::Result<()> {
 }
 
 fn nft(commands: Vec<Value>) -> anyhow::Result<()> {
-    let input = serde_json::to_vec(&json!({ "nftables": commands }))?;
+    run_nft(
+        &["-j"],
+        &serde_json::to_vec(&json!({ "nftables": commands }))?,
+    )
+}
+
+/// Runs an nftables script in nft's own syntax.
+fn nft_text(script: &str) -> anyhow::Result<()> {
+    run_nft(&[], script.as_bytes())
+}
+
+fn run_nft(flags: &[&str], input: &[u8]) -> anyhow::Result<()> {
     // Its stdin by /proc: "-" makes nft open /dev/stdin, which minimal systems lack.
     let mut child = Command::new("nft")
-        .args(["-j", "-f", "/proc/self/fd/0"])
+        .args(flags)
+        .args(["-f", "/proc/self/fd/0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -40,42 +56,66 @@ fn nft(commands: Vec<Value>) -> anyhow::Result<()> {
         .stdin
         .take()
         .context("nft has no stdin")?
-        .write_all(&input)
+        .write_all(input)
         .context("cannot write to nft")?;
     let out = child.wait_with_output().context("cannot wait for nft")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let first = err.lines().next().unwrap_or("").trim();
+        let first = err
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("");
         bail!("nft failed: {first}");
     }
     Ok(())
 }
 
+/// The map of ports published on every host address: `proto . port : addr . port`.
+pub const PORTS_ANY: &str = "ports_any";
+/// The map of ports published on one host address: `addr . proto . port : addr . port`.
+pub const PORTS_IP: &str = "ports_ip";
+
 /// (Re)creates the network's table: outbound traffic from its subnet to anywhere else
-/// is masqueraded (not for an internal network, whose containers reach only each other).
+/// is masqueraded (not for an internal network, whose containers reach only each other),
+/// and packets for a local address whose port is an element of one of the two port maps
+/// are DNATed to the container that publishes it (from outside, and from the host's own
+/// processes, loopback included). A run only adds and deletes map elements (`nfnl.rs`),
+/// so the rules are written once, here, when the network's bridge is made.
 pub fn apply(config: &NetworkConfig) -> anyhow::Result<()> {
     let table = config.table();
     let subnet = config.subnet()?;
-    let prefix = json!({ "prefix": { "addr": subnet.addr.to_string(), "len": subnet.prefix } });
-    let mut commands = vec![
-        json!({ "add": { "table": { "family": "ip", "name": table } } }),
-        json!({ "flush": { "table": { "family": "ip", "name": table } } }),
-        json!({ "add": { "chain": {
-            "family": "ip", "table": table, "name": "postrouting",
-            "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"
-        } } }),
-    ];
-    if !config.internal {
-        commands.push(json!({ "add": { "rule": {
-            "family": "ip", "table": table, "chain": "postrouting",
-            "expr": [
-                { "match": { "op": "==", "left": { "payload": { "protocol": "ip", "field": "saddr" } }, "right": prefix } },
-                { "match": { "op": "!=", "left": { "payload": { "protocol": "ip", "field": "daddr" } }, "right": prefix } },
-                { "masquerade": null }
-            ]
-        } } }));
-    }
-    nft(commands)
+    let masquerade = if config.internal {
+        String::new()
+    } else {
+        format!("ip saddr {subnet} ip daddr != {subnet} masquerade")
+    };
+    let dnat = "fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @ports_ip
+                fib daddr type local dnat ip to meta l4proto . th dport map @ports_any";
+    // Text, not JSON: nft 1.0.6 crashes on a JSON dnat whose map data is a concatenation.
+    // Deleted and made again: a clean slate in one transaction.
+    nft_text(&format!(
+        r#"table ip {table} {{}}
+        delete table ip {table}
+        table ip {table} {{
+            map {PORTS_ANY} {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
+            map {PORTS_IP} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
+            chain prerouting {{
+                type nat hook prerouting priority -100; policy accept;
+                {dnat}
+            }}
+            chain output {{
+                type nat hook output priority -100; policy accept;
+                {dnat}
+            }}
+            chain postrouting {{
+                type nat hook postrouting priority 100; policy accept;
+                {masquerade}
+                ip saddr 127.0.0.0/8 ip daddr {subnet} masquerade
+            }}
+        }}
+        "#
+    ))
 }
 
 /// Deletes the network's table (a missing one is fine).
@@ -88,67 +128,60 @@ pub fn remove(config: &NetworkConfig) -> anyhow::Result<()> {
     ]))
 }
 
-/// The table of container `id`'s published ports.
-pub fn ports_table(id: &str) -> String {
-    format!("mycontainer-ports-{}", &id[..12.min(id.len())])
+/// The map elements forwarding `ports` to `container`.
+fn port_elements(container: Ipv4Addr, ports: &[PortMap]) -> Vec<Element> {
+    ports
+        .iter()
+        .map(|p| {
+            let proto: u8 = if p.proto == "udp" { 17 } else { 6 };
+            let field = |bytes: &[u8]| {
+                let mut padded = bytes.to_vec();
+                padded.resize(4, 0);
+                padded
+            };
+            let mut key = Vec::new();
+            if !p.host_ip.is_unspecified() {
+                key.extend(p.host_ip.octets());
+            }
+            key.extend(field(&[proto]));
+            key.extend(field(&p.host_port.to_be_bytes()));
+            let mut data = container.octets().to_vec();
+            data.extend(field(&p.container_port.to_be_bytes()));
+            Element {
+                set: if p.host_ip.is_unspecified() {
+                    PORTS_ANY
+                } else {
+                    PORTS_IP
+                },
+                key,
+                data,
+            }
+        })
+        .collect()
 }
 
-/// Creates the table forwarding `ports` to `container` (DNAT from packets arriving for
-/// a local address, and from the host's own, loopback included), and masquerading what
-/// came from 127.0.0.0/8 so the container's replies find their way back.
-pub fn apply_ports(
-    table: &str,
-    container: std::net::Ipv4Addr,
-    ports: &[super::ports::PortMap],
-) -> anyhow::Result<()> {
-    let chain = |name: &str, hook: &str, prio: i32| {
-        json!({ "add": { "chain": {
-            "family": "ip", "table": table, "name": name,
-            "type": "nat", "hook": hook, "prio": prio, "policy": "accept"
-        } } })
-    };
-    let mut commands = vec![
-        json!({ "add": { "table": { "family": "ip", "name": table } } }),
-        json!({ "flush": { "table": { "family": "ip", "name": table } } }),
-        chain("prerouting", "prerouting", -100),
-        chain("output", "output", -100),
-        chain("postrouting", "postrouting", 100),
-    ];
-    for p in ports {
-        let mut expr = vec![json!({ "match": { "op": "==",
-            "left": { "fib": { "result": "type", "flags": ["daddr"] } }, "right": "local" } })];
-        if !p.host_ip.is_unspecified() {
-            expr.push(json!({ "match": { "op": "==",
-                "left": { "payload": { "protocol": "ip", "field": "daddr" } },
-                "right": p.host_ip.to_string() } }));
-        }
-        expr.push(json!({ "match": { "op": "==",
-            "left": { "payload": { "protocol": p.proto, "field": "dport" } },
-            "right": p.host_port } }));
-        expr.push(json!({ "dnat": { "addr": container.to_string(), "port": p.container_port } }));
-        for chain in ["prerouting", "output"] {
-            commands.push(json!({ "add": { "rule": {
-                "family": "ip", "table": table, "chain": chain, "expr": expr
-            } } }));
-        }
+const NFPROTO_IPV4: u8 = 2;
+
+/// Publishes `ports` of `container` in the network table `table`: map elements, added
+/// in one netfilter transaction.
+pub fn publish(table: &str, container: Ipv4Addr, ports: &[PortMap]) -> anyhow::Result<()> {
+    nfnl::elements(NFPROTO_IPV4, table, true, &port_elements(container, ports)).with_context(|| {
+        format!("cannot publish the container's ports in nftables table ip {table}")
+    })
+}
+
+/// Withdraws `ports` from the network table `table` (a missing table or element is fine:
+/// already withdrawn).
+pub fn unpublish(table: &str, ports: &[PortMap]) -> anyhow::Result<()> {
+    match nfnl::elements(
+        NFPROTO_IPV4,
+        table,
+        false,
+        &port_elements(Ipv4Addr::UNSPECIFIED, ports),
+    ) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other.with_context(|| {
+            format!("cannot withdraw the container's ports from nftables table ip {table}")
+        }),
     }
-    commands.push(json!({ "add": { "rule": {
-        "family": "ip", "table": table, "chain": "postrouting",
-        "expr": [
-            { "match": { "op": "==", "left": { "payload": { "protocol": "ip", "field": "saddr" } },
-              "right": { "prefix": { "addr": "127.0.0.0", "len": 8 } } } },
-            { "match": { "op": "==", "left": { "payload": { "protocol": "ip", "field": "daddr" } },
-              "right": container.to_string() } },
-            { "masquerade": null }
-        ]
-    } } }));
-    nft(commands)
-}
-
-/// Deletes the table `name` (a missing one is fine).
-pub fn remove_table(name: &str) -> anyhow::Result<()> {
-    removed(nft(vec![
-        json!({ "add": { "table": { "family": "ip", "name": name } } }),
-        json!({ "delete": { "table": { "family": "ip", "name": name } } }),
-    ]))
 }
