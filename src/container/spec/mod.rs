@@ -412,6 +412,36 @@ mod tests {
     }
 
     #[test]
+    fn more_layers_than_one_mount_takes_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = PathBuf::from("/var/lib/mycontainer/layers");
+        let layers = |count: usize| RootMount {
+            lowerdirs: (0..count).map(|i| root.join(format!("{i:064x}"))).collect(),
+            upperdir: dir.path().join("u"),
+            workdir: dir.path().join("w"),
+        };
+        let build_layers = |count: usize| {
+            build(
+                &"a".repeat(64),
+                dir.path(),
+                &ImageDefaults::default(),
+                &RunOptions {
+                    command: vec!["true".into()],
+                    ..Default::default()
+                },
+                &layers(count),
+            )
+        };
+        // 40 layers (a tall image) fit under the default root; 50 do not.
+        build_layers(40).unwrap();
+        let err = build_layers(50).err().unwrap().to_string();
+        assert!(
+            err.contains("50 layers") && err.contains("flatten the image"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn command_follows_docker_entrypoint_and_cmd_rules() {
         let image = ImageDefaults {
             entrypoint: vec!["/ep".into()],

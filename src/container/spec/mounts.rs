@@ -61,18 +61,36 @@ pub(super) fn overlay_root(layers: &RootMount) -> anyhow::Result<Mount> {
     if lower.is_empty() {
         bail!("the image has no layers");
     }
+    let options = vec![
+        format!("lowerdir={}", lower.join(":")),
+        format!("upperdir={}", path(&layers.upperdir)?),
+        format!("workdir={}", path(&layers.workdir)?),
+        "volatile".to_string(),
+    ];
+    // The kernel copies one page of mount data (mount(2), and fsconfig per value); past
+    // it the layer list would be cut short. With the default root each layer takes 94
+    // bytes (/var/lib/mycontainer/layers/<64 hex>:), so about 40 layers fit.
+    let length = options.join(",").len();
+    let limit = MOUNT_DATA_MAX;
+    if length > limit {
+        bail!(
+            "the image has {} layers, whose paths make {length} bytes of overlay mount \
+             options, over the kernel's limit of {limit}: flatten the image (create a \
+             container of it, export and import it) or use a --root with a shorter path",
+            lower.len()
+        );
+    }
     Ok(MountBuilder::default()
         .destination("/")
         .typ("overlay")
         .source("overlay")
-        .options(vec![
-            format!("lowerdir={}", lower.join(":")),
-            format!("upperdir={}", path(&layers.upperdir)?),
-            format!("workdir={}", path(&layers.workdir)?),
-            "volatile".to_string(),
-        ])
+        .options(options)
         .build()?)
 }
+
+/// The most bytes of mount options the kernel takes: a page with its final NUL (4 KiB
+/// pages; larger pages take more, this is the least).
+const MOUNT_DATA_MAX: usize = 4095;
 
 /// The files the record writes for the container (see `Record::write_etc_files`) and
 /// bind-mounts over /etc/<name>.

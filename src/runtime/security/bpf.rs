@@ -15,13 +15,14 @@ pub struct SockFilter {
     pub k: u32,
 }
 
-pub const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
-pub const ALU_AND_K: u16 = 0x04 | 0x50; // BPF_ALU | BPF_AND | BPF_K
-pub const JMP_JA: u16 = 0x05; // BPF_JMP | BPF_JA
-pub const JMP_JEQ_K: u16 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
-pub const JMP_JGT_K: u16 = 0x05 | 0x20; // BPF_JMP | BPF_JGT | BPF_K
-pub const JMP_JGE_K: u16 = 0x05 | 0x30; // BPF_JMP | BPF_JGE | BPF_K
-pub const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+// Opcodes: class | size or operation | source, as in <linux/bpf_common.h>.
+pub const LD_W_ABS: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS (0x20)
+pub const ALU_AND_K: u16 = 0x54; // BPF_ALU (4) | BPF_AND (0x50) | BPF_K (0)
+pub const JMP_JA: u16 = 0x05; // BPF_JMP (5) | BPF_JA (0)
+pub const JMP_JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ (0x10) | BPF_K
+pub const JMP_JGT_K: u16 = 0x25; // BPF_JMP | BPF_JGT (0x20) | BPF_K
+pub const JMP_JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE (0x30) | BPF_K
+pub const RET_K: u16 = 0x06; // BPF_RET (6) | BPF_K
 
 /// A position in the program, counted from its end (the last instruction is 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
