@@ -746,7 +746,7 @@ fn managing_verbs_exit_1_and_rm_f_of_a_missing_container_exits_0() {
     let stopped = w.mc(&["exec", "idle", "true"]);
     assert_eq!(stopped.status.code(), Some(1), "{}", stderr(&stopped));
     // run's own failure stays 125.
-    let refused = w.run(&["-d", "-i"], &["true"]);
+    let refused = w.run(&["-d", "--restart", "sometimes"], &["true"]);
     assert_eq!(refused.status.code(), Some(125));
 }
 

@@ -55,6 +55,9 @@ fn update_restart_applies_from_the_next_exit_and_wait_returns_each_exit() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n");
     assert!(wait_for(20, || inspect(&w, "ru1")["RestartCount"] == 1));
     assert!(wait_for(20, || running(&w, "ru1")));
+    // Running again means no longer restarting (a stale flag made stop and kill skip
+    // the signal, taking the container for one between runs).
+    assert_eq!(inspect(&w, "ru1")["State"]["Restarting"], false);
 
     // Back to no: the next exit is the last.
     ok(w.mc(&["update", "--restart", "no", "ru1"]));
