@@ -701,3 +701,122 @@ fn without_nft_a_bridge_run_says_which_package_to_install_and_leaves_nothing() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A network namespace standing for the world outside (a `sleep` of its own), joined
+/// to the test's namespace by a veth pair: 10.99.0.1 here, 10.99.0.2 there, and no
+/// route back to any container subnet, so only masqueraded traffic gets answers.
+/// Serves `text` over HTTP on 10.99.0.2:8080.
+struct Outside {
+    holder: std::process::Child,
+    server: std::process::Child,
+}
+
+impl Outside {
+    fn new(dir: &std::path::Path, text: &str) -> Outside {
+        let holder = Command::new("unshare")
+            .args(["--net", "sleep", "300"])
+            .spawn()
+            .unwrap();
+        let ns = format!("/proc/{}/ns/net", holder.id());
+        assert!(wait_for(10, || fs::metadata(&ns).is_ok()
+            && fs::read_link(&ns).ok()
+                != fs::read_link("/proc/thread-self/ns/net").ok()));
+        let sh = |script: &str| {
+            let out = Command::new("sh").args(["-c", script]).output().unwrap();
+            assert!(out.status.success(), "{script}: {}", stderr(&out));
+        };
+        sh(&format!(
+            "ip link add outv0 type veth peer name outv1 netns {pid} && \
+             ip addr add 10.99.0.1/24 dev outv0 && ip link set outv0 up && \
+             nsenter --net={ns} sh -c 'ip link set lo up; ip addr add 10.99.0.2/24 dev outv1; ip link set outv1 up'",
+            pid = holder.id()
+        ));
+        let www = dir.join("outside-www");
+        fs::create_dir_all(&www).unwrap();
+        fs::write(www.join("index.html"), text).unwrap();
+        let server = Command::new("nsenter")
+            .arg(format!("--net={ns}"))
+            .args(["busybox", "httpd", "-f", "-p", "10.99.0.2:8080", "-h"])
+            .arg(&www)
+            .spawn()
+            .unwrap();
+        Outside { holder, server }
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// What `wget` in a throwaway container on `network` gets from `url` ("" when nothing).
+fn fetch_from(w: &World, network: &str, url: &str) -> String {
+    stdout(&w.run(
+        &["--rm", "--network", network],
+        &["timeout", "3", "wget", "-q", "-O", "-", url],
+    ))
+}
+
+#[test]
+fn networks_are_isolated_from_each_other_and_still_reach_the_outside() {
+    let w = World::new();
+    let outside = Outside::new(w.dir.path(), "hello-outside");
+    ok(w.mc(&["network", "create", "left", "--subnet", "10.81.0.0/24"]));
+    ok(w.mc(&["network", "create", "right", "--subnet", "10.82.0.0/24"]));
+    let serve = |name: &str, network: &str| {
+        w.run_detached(
+            &["--name", name, "--network", network],
+            &[
+                "sh",
+                "-c",
+                &format!("mkdir -p /www && echo hi-{name} > /www/index.html && exec httpd -f -p 8080 -h /www"),
+            ],
+        );
+        let ip = inspect(&w, name)["NetworkSettings"]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        format!("http://{ip}:8080/index.html")
+    };
+    let left = serve("srv-left", "left");
+    let default = serve("srv-default", "bridge");
+    // Within a network: reached (waiting for the servers to be up).
+    for (network, url, text) in [
+        ("left", &left, "hi-srv-left"),
+        ("bridge", &default, "hi-srv-default"),
+    ] {
+        let mut got = String::new();
+        assert!(
+            wait_for(15, || {
+                got = fetch_from(&w, network, url);
+                got.contains(text)
+            }),
+            "{network} -> {url}: {got:?}"
+        );
+    }
+    // Across networks, either way, the default bridge included: nothing.
+    for (network, url) in [("right", &left), ("bridge", &left), ("left", &default)] {
+        let got = fetch_from(&w, network, url);
+        assert!(!got.contains("hi-"), "{network} reached {url}: {got:?}");
+    }
+    // Every network still reaches the outside, masqueraded (it has no route back).
+    for network in ["left", "right", "bridge"] {
+        let mut got = String::new();
+        assert!(
+            wait_for(15, || {
+                got = fetch_from(&w, network, "http://10.99.0.2:8080/index.html");
+                got.contains("hello-outside")
+            }),
+            "{network} -> outside: {got:?}"
+        );
+    }
+    drop(outside);
+    ok(w.mc(&["rm", "-f", "srv-left", "srv-default"]));
+    ok(w.mc(&["network", "rm", "left"]));
+    ok(w.mc(&["network", "rm", "right"]));
+    assert_gc_leaves_nothing(&w);
+}

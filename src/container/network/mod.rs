@@ -121,13 +121,19 @@ fn attachments(root: &Path) -> Vec<(String, Attachment)> {
 }
 
 /// Rewrites the hosts file of every container attached to `network` (the caller holds
-/// its lock): on a user network each lists its peers by name and alias (the default
-/// network, as Docker's, resolves no names).
-fn refresh_hosts(root: &Path, network: &str) {
-    let members: Vec<(String, Attachment)> = attachments(root)
-        .into_iter()
-        .filter(|(_, a)| a.network == network)
-        .collect();
+/// its lock): on a user network each lists its peers by name and alias. The default
+/// network, as Docker's, resolves no names: there only `joined`'s own file is written.
+fn refresh_hosts(root: &Path, network: &str, joined: &str) {
+    let members: Vec<(String, Attachment)> = if network == DEFAULT_NETWORK {
+        attachment(root, joined)
+            .map(|a| vec![(joined.to_string(), a)])
+            .unwrap_or_default()
+    } else {
+        attachments(root)
+            .into_iter()
+            .filter(|(_, a)| a.network == network)
+            .collect()
+    };
     for (id, own) in &members {
         let peers: Vec<(Ipv4Addr, Vec<String>)> = if network == DEFAULT_NETWORK {
             Vec::new()
@@ -387,7 +393,7 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
     match made {
         Ok(()) => {
             let _lock = ipam::lock(root, name)?;
-            refresh_hosts(root, name);
+            refresh_hosts(root, name, id);
             Ok(attachment)
         }
         Err(err) => {
@@ -453,7 +459,7 @@ pub fn release(root: &Path, id: &str) -> anyhow::Result<()> {
     if let Some(attachment) = attached {
         if attachment.network != DEFAULT_NETWORK {
             let _lock = ipam::lock(root, &attachment.network)?;
-            refresh_hosts(root, &attachment.network);
+            refresh_hosts(root, &attachment.network, id);
         }
     }
     Ok(())

@@ -80,7 +80,8 @@ pub const PORTS_IP: &str = "ports_ip";
 /// is masqueraded (not for an internal network, whose containers reach only each other),
 /// and packets for a local address whose port is an element of one of the two port maps
 /// are DNATed to the container that publishes it (from outside, and from the host's own
-/// processes, loopback included). A run only adds and deletes map elements (`nfnl.rs`),
+/// processes, loopback included), and nothing is forwarded from its bridge to another
+/// network's. A run only adds and deletes map elements (`nfnl.rs`),
 /// so the rules are written once, here, when the network's bridge is made.
 pub fn apply(config: &NetworkConfig) -> anyhow::Result<()> {
     let table = config.table();
@@ -90,6 +91,16 @@ pub fn apply(config: &NetworkConfig) -> anyhow::Result<()> {
     } else {
         format!("ip saddr {subnet} ip daddr != {subnet} masquerade")
     };
+    // Isolation, as Docker's: nothing is routed from this bridge to another network's
+    // (ours are all named mycontainer0 or mc-*); a drop in any table's base chain drops.
+    let bridge = &config.bridge;
+    let isolation = [super::DEFAULT_BRIDGE, "mc-*"]
+        .iter()
+        .map(|other| {
+            format!("iifname \"{bridge}\" oifname != \"{bridge}\" oifname \"{other}\" drop")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     let dnat = "fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @ports_ip
                 fib daddr type local dnat ip to meta l4proto . th dport map @ports_any";
     // Text, not JSON: nft 1.0.6 crashes on a JSON dnat whose map data is a concatenation.
@@ -112,6 +123,10 @@ pub fn apply(config: &NetworkConfig) -> anyhow::Result<()> {
                 type nat hook postrouting priority 100; policy accept;
                 {masquerade}
                 ip saddr 127.0.0.0/8 ip daddr {subnet} masquerade
+            }}
+            chain forward {{
+                type filter hook forward priority 0; policy accept;
+                {isolation}
             }}
         }}
         "#
