@@ -5,6 +5,7 @@ pub mod client;
 pub mod pull;
 pub mod push;
 pub mod reference;
+mod stream;
 
 use mycontainer_store::{Digest, Progress};
 
