@@ -132,6 +132,89 @@ fn push_refuses_a_corrupt_layer_blob_and_publishes_nothing() {
     }
 }
 
+/// A layer is compressed (gzip on all cores) while it streams to the registry: what
+/// arrives is one ordinary gzip stream of exactly the layer's bytes, under the digest
+/// the manifest names; skopeo and a second store read it back. Pushing the image again
+/// sends no blob: the registry's access log shows HEADs and no upload.
+#[test]
+fn streamed_push_is_plain_gzip_of_the_layer_and_a_second_push_uploads_nothing() {
+    require_tool("gzip", "gzip");
+    let registry = Registry::start_logged();
+    let a = Root::new();
+    let id = a.busybox();
+    let diff_id = a.inspect("busybox")["Layers"][0]["diff_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let target = format!("{}/stream/busybox:v1", registry.addr);
+    let digest = a.ok(&["push", "busybox", &target]).trim().to_string();
+
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]);
+    assert_eq!(sha256(raw.as_bytes()), digest);
+    let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stored = std::fs::read(registry.blob_data(&layer)).unwrap();
+    assert_eq!(sha256(&stored), layer);
+    assert_eq!(manifest["layers"][0]["size"], stored.len() as u64);
+    // gzip(1) checks the CRC and length trailer; the output is the layer, byte for byte.
+    let mut gunzip = Command::new("gzip")
+        .args(["-dc"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = gunzip.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&stored).unwrap());
+    let out = gunzip.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "gzip -d refused the pushed layer");
+    assert_eq!(sha256(&out.stdout), diff_id);
+
+    // skopeo copies it out (verifying every digest); a second store pulls and runs it.
+    let oci = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{target}"),
+        &format!("oci:{}:v1", oci.path().display()),
+    ]);
+    let b = Root::new();
+    assert_eq!(b.ok(&["pull", &target]).trim(), id);
+    assert_eq!(b.inspect(&target)["Layers"][0]["diff_id"], diff_id.as_str());
+    assert_busybox_runs(&b.first_layer_dir(&target));
+    assert_eq!(
+        registry.open_uploads("stream/busybox"),
+        Vec::<String>::new()
+    );
+
+    let uploads = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("/blobs/uploads/") && !l.contains("\"HEAD "))
+            .count()
+    };
+    let before = registry.log();
+    assert!(
+        uploads(&before) > 0,
+        "the access log shows no upload: {before}"
+    );
+    assert_eq!(a.ok(&["push", "busybox", &target]).trim(), digest);
+    let after = registry.log();
+    let new = &after[before.len()..];
+    assert_eq!(uploads(new), 0, "the second push uploaded: {new}");
+    assert!(
+        new.contains(&format!("HEAD /v2/stream/busybox/blobs/{layer}")),
+        "{new}"
+    );
+}
+
 /// `run` of an image that is not in the store pulls it, as Docker does; `--pull never`
 /// refuses instead and `--pull always` fetches even when it is there.
 #[test]

@@ -221,15 +221,7 @@ impl Client {
         let response =
             self.send(&|http| Ok(http.post(start.clone()).header("Content-Length", "0")))?;
         let response = expect_status(response, &[StatusCode::ACCEPTED], &what)?;
-        let location = response
-            .headers()
-            .get("Location")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| anyhow!("cannot {what}: the registry gave no upload location"))?;
-        let mut put = self
-            .base
-            .join(location)
-            .with_context(|| format!("cannot {what}: bad upload location {location:?}"))?;
+        let mut put = self.upload_location(&response, &what)?;
         put.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
         let response = self.send(&|http| {
@@ -241,6 +233,74 @@ impl Client {
         })?;
         expect_status(response, &[StatusCode::CREATED], &what)?;
         Ok(())
+    }
+
+    /// Starts an upload session for a blob streamed with [`Client::patch_upload`];
+    /// returns its location.
+    pub fn start_upload(&self) -> anyhow::Result<Url> {
+        let what = "start a blob upload";
+        let start = self.url(&format!("v2/{}/blobs/uploads/", self.repository))?;
+        let response =
+            self.send(&|http| Ok(http.post(start.clone()).header("Content-Length", "0")))?;
+        let response = expect_status(response, &[StatusCode::ACCEPTED], what)?;
+        self.upload_location(&response, what)
+    }
+
+    /// Sends `body` to an upload session in one PATCH, chunked (no length needed: the
+    /// blob is still being made). Returns where the upload continues. The body cannot
+    /// be replayed: [`Client::start_upload`] authenticated already, so there is no retry.
+    pub fn patch_upload(
+        &self,
+        location: &Url,
+        body: reqwest::blocking::Body,
+    ) -> anyhow::Result<Url> {
+        let what = "upload a blob";
+        let body = Mutex::new(Some(body));
+        let response = self.send(&|http| {
+            let body = body
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .ok_or_else(|| anyhow!("cannot {what}: the registry asked to authenticate again in the middle of the upload: try again"))?;
+            Ok(http
+                .patch(location.clone())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(body))
+        })?;
+        let response = expect_status(response, &[StatusCode::ACCEPTED], what)?;
+        self.upload_location(&response, what)
+    }
+
+    /// Commits an upload as `digest`; the registry checks the bytes it got hash to it.
+    pub fn commit_upload(&self, location: &Url, digest: &Digest) -> anyhow::Result<()> {
+        let mut put = location.clone();
+        put.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let response =
+            self.send(&|http| Ok(http.put(put.clone()).header("Content-Length", "0")))?;
+        expect_status(
+            response,
+            &[StatusCode::CREATED],
+            &format!("upload blob {digest}"),
+        )?;
+        Ok(())
+    }
+
+    /// Cancels an upload session (best effort: the registry expires it anyway).
+    pub fn cancel_upload(&self, location: &Url) {
+        let _ = self.send(&|http| Ok(http.delete(location.clone())));
+    }
+
+    /// The absolute URL of an upload's `Location` header.
+    fn upload_location(&self, response: &Response, what: &str) -> anyhow::Result<Url> {
+        let location = response
+            .headers()
+            .get("Location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| anyhow!("cannot {what}: the registry gave no upload location"))?;
+        self.base
+            .join(location)
+            .with_context(|| format!("cannot {what}: bad upload location {location:?}"))
     }
 
     /// PUTs a manifest under `reference` (a tag); returns the digest the registry reports.

@@ -6,6 +6,7 @@ pub mod platform;
 pub mod pull;
 pub mod push;
 pub mod reference;
+mod stream;
 
 use mycontainer_store::Progress;
 

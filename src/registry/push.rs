@@ -2,16 +2,14 @@
 //! then the manifest. Blobs the registry has are skipped (HEAD), blobs another
 //! repository of the same registry has are mounted from it.
 
-use std::fs::File;
-use std::io::{self, BufReader, Write};
-use std::path::Path;
+use std::io;
 
 use anyhow::{bail, Context};
-use mycontainer_store::{Digest, HashingWriter, Store};
+use mycontainer_store::{Digest, Store};
 use oci_spec::image::{Descriptor, ImageManifest, MediaType};
 
 use super::client::{Client, ClientOptions, OCI_MANIFEST};
-use super::{auth, RegistryRef, Reporter};
+use super::{auth, stream, RegistryRef, Reporter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LayerCompression {
@@ -70,11 +68,10 @@ pub fn push(
     client
         .has_blob(&config_digest)
         .with_context(|| format!("cannot push {target}"))?;
-    let scratch = store.temp_dir("push")?;
 
     let mut layers = Vec::new();
     let mut recompressed = false;
-    for (i, layer) in manifest.layers().iter().enumerate() {
+    for layer in manifest.layers() {
         let digest = Digest::from_oci(layer.digest())?;
         if is_uncompressed(layer.media_type()) {
             let cache = CompressedCache::new(store, &digest, options.compression);
@@ -92,23 +89,15 @@ pub fn push(
             };
             let (packed, size) = match known {
                 Some(known) => known,
-                None => {
-                    let path = scratch.path().join(format!("layer-{i}"));
-                    let progress = reporter.blob("compressing", digest.short(), layer.size());
-                    let (packed, size) =
-                        compress(store, &digest, &path, options.compression, &*progress)
-                            .with_context(|| format!("cannot compress layer {digest}"))?;
-                    progress.finish();
-                    upload(
-                        &client,
-                        &packed,
-                        size,
-                        &|| open(&path),
-                        &mount_from,
-                        reporter,
-                    )?;
-                    (packed, size)
-                }
+                None => push_compressed(
+                    store,
+                    &client,
+                    &digest,
+                    layer.size(),
+                    options.compression,
+                    reporter,
+                )
+                .with_context(|| format!("cannot push layer {digest}"))?,
             };
             cache.put(cached, &packed, size, target);
             layers.push(Descriptor::new(
@@ -317,10 +306,6 @@ fn is_uncompressed(media_type: &MediaType) -> bool {
         || media_type.to_string() == "application/vnd.docker.image.rootfs.diff.tar"
 }
 
-fn open(path: &Path) -> anyhow::Result<File> {
-    File::open(path).with_context(|| format!("cannot open {}", path.display()))
-}
-
 fn upload<R: io::Read + Send + 'static>(
     client: &Client,
     digest: &Digest,
@@ -360,37 +345,85 @@ fn upload_reader(
     Ok(())
 }
 
-/// Compresses the stored blob `digest` into `path`, hashing the output as it is
-/// written; returns the new blob's digest and size.
-fn compress(
+/// Compresses the stored layer `digest` while uploading it (no temp copy): the
+/// compressed blob's digest is computed as it streams and given when the upload is
+/// committed. A failed upload is cancelled. Returns the compressed digest and size.
+fn push_compressed(
     store: &Store,
+    client: &Client,
     digest: &Digest,
-    path: &Path,
+    size: u64,
     compression: LayerCompression,
-    progress: &dyn mycontainer_store::Progress,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<(Digest, u64)> {
-    let mut input = BufReader::new(ProgressReader {
-        inner: store.open_blob(digest)?,
-        progress,
-    });
-    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut output = HashingWriter::new(io::BufWriter::new(file));
-    match compression {
-        LayerCompression::Gzip => {
-            let mut encoder =
-                flate2::write::GzEncoder::new(&mut output, flate2::Compression::default());
-            io::copy(&mut input, &mut encoder)?;
-            encoder.finish()?;
-        }
-        LayerCompression::Zstd => {
-            let mut encoder = zstd::stream::write::Encoder::new(&mut output, 3)?;
-            io::copy(&mut input, &mut encoder)?;
-            encoder.finish()?;
-        }
+    let blob = store.open_blob(digest)?;
+    let location = client.start_upload()?;
+    let progress = reporter.blob("pushing", digest.short(), size);
+    let result = stream_upload(client, &location, blob, progress, compression);
+    match &result {
+        Ok((packed, _)) => reporter.status(&format!("{}: pushed", packed.short())),
+        Err(_) => client.cancel_upload(&location),
     }
-    let (digest, size, mut file) = output.finish();
-    file.flush()?;
+    result
+}
+
+fn stream_upload(
+    client: &Client,
+    location: &reqwest::Url,
+    blob: mycontainer_store::VerifiedBlob,
+    progress: Box<dyn mycontainer_store::Progress + Send>,
+    compression: LayerCompression,
+) -> anyhow::Result<(Digest, u64)> {
+    let (sender, receiver, done) = stream::channel();
+    let (patched, compressed, source_error) = std::thread::scope(|scope| {
+        let compressor = scope.spawn(move || {
+            let mut source = SourceReader {
+                inner: io::BufReader::with_capacity(
+                    1 << 20,
+                    ProgressReader {
+                        inner: blob,
+                        progress,
+                    },
+                ),
+                error: None,
+            };
+            let compressed = stream::compress(&mut source, sender, compression);
+            (compressed, source.error)
+        });
+        let patched = client.patch_upload(location, reqwest::blocking::Body::new(receiver));
+        let (compressed, source_error) = compressor
+            .join()
+            .unwrap_or_else(|_| (Err(anyhow::anyhow!("the compressor panicked")), None));
+        (patched, compressed, source_error)
+    });
+    // A layer that cannot be read (a corrupt blob) explains a broken upload best; then
+    // what the registry said; then the compressor's own failure.
+    if let Some(error) = source_error {
+        bail!("{error}");
+    }
+    let next = patched?;
+    compressed?;
+    let (digest, size) = done
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .context("the upload ended before the whole layer was sent")?;
+    client.commit_upload(&next, &digest)?;
     Ok((digest, size))
+}
+
+/// Remembers the first read error of the layer being pushed.
+struct SourceReader<R> {
+    inner: R,
+    error: Option<String>,
+}
+
+impl<R: io::Read> io::Read for SourceReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            self.error.get_or_insert_with(|| e.to_string());
+        })
+    }
 }
 
 /// Reports bytes read through it; finishes the report at the end of the input.

@@ -218,8 +218,17 @@ impl Registry {
         Self::start_on("127.0.0.1", auth)
     }
 
+    /// Like `start`, with the registry's access log (one line per request) in `log()`.
+    pub fn start_logged() -> Registry {
+        Self::start_with("127.0.0.1", RegistryAuth::None, true)
+    }
+
     /// Listens on `host` (an address of this machine) instead of loopback.
     pub fn start_on(host: &str, auth: RegistryAuth) -> Registry {
+        Self::start_with(host, auth, false)
+    }
+
+    fn start_with(host: &str, auth: RegistryAuth, access_log: bool) -> Registry {
         private_network();
         require_tool("docker-registry", "docker-registry");
         let dir = tempfile::Builder::new()
@@ -252,7 +261,8 @@ impl Registry {
             let port = free_port();
             let addr = format!("{host}:{port}");
             let config = format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth_yaml}",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth_yaml}",
+                !access_log,
                 dir.path().join("data").display()
             );
             let config_path = dir.path().join("config.yml");
@@ -284,6 +294,23 @@ impl Registry {
             .join(&hex[..2])
             .join(hex)
             .join("data")
+    }
+
+    /// Upload sessions the registry holds open for `repository` (none once every
+    /// upload was committed or cancelled).
+    pub fn open_uploads(&self, repository: &str) -> Vec<String> {
+        let dir = self
+            .dir
+            .path()
+            .join("data/docker/registry/v2/repositories")
+            .join(repository)
+            .join("_uploads");
+        match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     pub fn log(&self) -> String {
