@@ -36,11 +36,10 @@ fn revision() -> String {
     let Some(commit) = git(&["rev-parse", "--short", "HEAD"]) else {
         return "unknown".to_string();
     };
-    // HEAD (a branch's ref or a detached commit) and the index move with commits and adds.
-    for name in ["HEAD", "index"] {
-        if let Some(path) = git(&["rev-parse", "--git-path", name]) {
-            println!("cargo:rerun-if-changed={path}");
-        }
+    // HEAD (a branch's ref or a detached commit) moves with commits. Not the index: any
+    // `git status` may rewrite it, and each rerun recompiles the whole crate.
+    if let Some(path) = git(&["rev-parse", "--git-path", "HEAD"]) {
+        println!("cargo:rerun-if-changed={path}");
     }
     // A branch's ref is a loose file, or a line of packed-refs.
     if let Some(path) = git(&["rev-parse", "--git-path", "packed-refs"]) {
