@@ -8,17 +8,15 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[allow(dead_code)]
-mod registry {
-    /// The two media types platform.rs takes from the registry client.
-    pub mod client {
-        pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-        pub const DOCKER_MANIFEST_LIST: &str =
-            "application/vnd.docker.distribution.manifest.list.v2+json";
-    }
-    #[path = "../../../src/registry/platform.rs"]
-    pub mod platform;
+/// The two media types platform.rs takes from the registry client (`super::client`).
+mod client {
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const DOCKER_MANIFEST_LIST: &str =
+        "application/vnd.docker.distribution.manifest.list.v2+json";
 }
+#[allow(dead_code)]
+#[path = "../../src/registry/platform.rs"]
+mod platform;
 
 fuzz_target!(|data: &[u8]| {
     let (manifest, config) = match data.iter().position(|&b| b == 0) {
@@ -26,9 +24,9 @@ fuzz_target!(|data: &[u8]| {
         None => (data, &b""[..]),
     };
     if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(manifest) {
-        let media_type = registry::platform::declared_media_type(&doc, "");
-        if registry::platform::is_index(&media_type, &doc) {
-            let _ = registry::platform::pick_platform(&doc);
+        let media_type = platform::declared_media_type(&doc, "");
+        if platform::is_index(&media_type, &doc) {
+            let _ = platform::pick_platform(&doc);
         }
     }
     let _ = mycontainer_store::check_image_documents(manifest, config);

@@ -5,19 +5,19 @@
 
 use libfuzzer_sys::fuzz_target;
 
+// At the crate root: recipe.rs names `super::steps`.
 #[allow(dead_code)]
-mod builder {
-    #[path = "../../../src/builder/recipe.rs"]
-    pub mod recipe;
-    #[path = "../../../src/builder/steps.rs"]
-    pub mod steps;
-}
+#[path = "../../src/builder/recipe.rs"]
+mod recipe;
+#[allow(dead_code)]
+#[path = "../../src/builder/steps.rs"]
+mod steps;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(recipe) = builder::recipe::Recipe::parse(text, "fuzz.toml") {
+    if let Ok(recipe) = recipe::Recipe::parse(text, "fuzz.toml") {
         if let Some(Ok(plan)) = recipe.plan() {
             assert_eq!(plan.stages.len(), 1, "a recipe is one stage");
         }
