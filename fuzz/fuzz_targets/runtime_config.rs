@@ -20,6 +20,9 @@ mod caps;
 #[path = "../../src/runtime/security/seccomp.rs"]
 mod seccomp;
 #[allow(dead_code)]
+#[path = "../../src/runtime/security/bpf.rs"]
+mod bpf;
+
 #[path = "../../src/runtime/security/syscalls.rs"]
 mod syscalls;
 
