@@ -324,7 +324,12 @@ impl V1Cgroup {
             .and_then(|dir| files::read_keyed(&dir.join("cpu.stat"), "nr_throttled"));
         Stats {
             memory_current: read("memory", "memory.usage_in_bytes"),
-            cpu_usage_usec: read("cpuacct", "cpuacct.usage").map(|ns| ns / 1000),
+            // As live.rs reads it: cgroup2's core cpu.stat on hybrid hosts, where
+            // cpuacct is joined only with a CPU limit and may be a hierarchy of its own.
+            cpu_usage_usec: self
+                .unified_dir()
+                .and_then(|d| files::read_keyed(&d.join("cpu.stat"), "usage_usec"))
+                .or_else(|| read("cpuacct", "cpuacct.usage").map(|ns| ns / 1000)),
             cpu_nr_throttled: throttled,
             pids_current: read("pids", "pids.current"),
             oom_kills: self.oom_kills(),
