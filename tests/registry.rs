@@ -32,6 +32,16 @@ fn skopeo(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The manifest a registry serves for `target` (host/repo:tag), as skopeo reads it.
+fn raw_manifest(target: &str) -> String {
+    skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ])
+}
+
 fn stderr_of(root: &Root, args: &[&str]) -> String {
     let out = root.run(args);
     assert!(
@@ -51,12 +61,7 @@ fn push_then_pull_round_trips_through_a_plain_registry() {
     let digest = a.ok(&["push", "busybox", &target]).trim().to_string();
 
     // skopeo reads what we pushed: a manifest with the digest we printed, gzip layers.
-    let raw = skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{target}"),
-    ]);
+    let raw = raw_manifest(&target);
     assert_eq!(sha256(raw.as_bytes()), digest);
     let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(
@@ -149,12 +154,7 @@ fn streamed_push_is_plain_gzip_of_the_layer_and_a_second_push_uploads_nothing() 
     let target = format!("{}/stream/busybox:v1", registry.addr);
     let digest = a.ok(&["push", "busybox", &target]).trim().to_string();
 
-    let raw = skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{target}"),
-    ]);
+    let raw = raw_manifest(&target);
     assert_eq!(sha256(raw.as_bytes()), digest);
     let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
     let layer = manifest["layers"][0]["digest"]
@@ -257,12 +257,7 @@ fn push_with_zstd_compression_is_pulled_back() {
     let id = a.busybox();
     let target = format!("{}/test/zbox:v1", registry.addr);
     a.ok(&["push", "--compression", "zstd", "busybox", &target]);
-    let raw = skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{target}"),
-    ]);
+    let raw = raw_manifest(&target);
     assert!(
         raw.contains("application/vnd.oci.image.layer.v1.tar+zstd"),
         "{raw}"
@@ -316,24 +311,14 @@ fn pull_picks_the_host_platform_from_an_index() {
     let id = a.busybox();
     let single = format!("{}/multi/busybox:single", registry.addr);
     let digest = a.ok(&["push", "busybox", &single]).trim().to_string();
-    let raw = skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{single}"),
-    ]);
+    let raw = raw_manifest(&single);
     // A second manifest (zstd layers) stands in for another platform's image.
     let other = format!("{}/multi/busybox:other", registry.addr);
     let other_digest = a
         .ok(&["push", "--compression", "zstd", "busybox", &other])
         .trim()
         .to_string();
-    let other_raw = skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{other}"),
-    ]);
+    let other_raw = raw_manifest(&other);
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -381,13 +366,7 @@ fn pull_failures_say_what_failed_and_leave_the_store_clean() {
 
     // The registry serves a different (valid gzip) layer than the manifest names.
     let plain = target.clone();
-    let manifest: serde_json::Value = serde_json::from_str(&skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{target}"),
-    ]))
-    .unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&raw_manifest(&target)).unwrap();
     let layer = manifest["layers"][0]["digest"].as_str().unwrap();
     let mut other = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     {

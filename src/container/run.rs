@@ -252,6 +252,7 @@ pub fn run(store: &Store, input: RunInput) -> anyhow::Result<i32> {
         &spec,
         input.interactive,
         &mut state,
+        None,
         &mut |_| {},
     );
     match result {
@@ -351,7 +352,7 @@ pub fn supervise(
         let result = spec.and_then(|spec| {
             let open_stdin = state.open_stdin;
             let served = Some(&mut server);
-            start_and_wait_with(
+            start_and_wait(
                 store,
                 record,
                 &spec,
@@ -544,19 +545,10 @@ fn identity(state: &State, spec: &oci_spec::runtime::Spec) -> network::Identity 
     }
 }
 
+/// Starts the container and waits for it, its bridge network attached around the run.
+/// With `server` (the detached supervisor's), its stdio is also served on that attach
+/// socket.
 pub(super) fn start_and_wait(
-    store: &Store,
-    record: &super::Record,
-    spec: &oci_spec::runtime::Spec,
-    interactive: bool,
-    state: &mut State,
-    started: &mut dyn FnMut(i32),
-) -> anyhow::Result<runtime::Outcome> {
-    start_and_wait_with(store, record, spec, interactive, state, None, started)
-}
-
-/// `start_and_wait` whose stdio is also served on the attach socket `server`.
-fn start_and_wait_with(
     store: &Store,
     record: &super::Record,
     spec: &oci_spec::runtime::Spec,

@@ -5,13 +5,13 @@
 //! is known when the body ends, before the upload is committed. Nothing is written to disk.
 
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use gzp::deflate::Gzip;
 use gzp::par::compress::{ParCompress, ParCompressBuilder};
 use gzp::ZWriter;
-use mycontainer_store::{Digest, HashingReader};
+use mycontainer_store::{ChannelReader, Chunk, Digest, HashingReader};
 
 use super::push::LayerCompression;
 
@@ -22,7 +22,6 @@ const ZSTD_LEVEL: i32 = 3;
 /// Compressed chunks in flight between the compressor and the upload.
 const CHANNEL_DEPTH: usize = 64;
 
-type Chunk = io::Result<Vec<u8>>;
 /// Where the reading end leaves the digest and size of everything it read.
 pub type Finished = Arc<Mutex<Option<(Digest, u64)>>>;
 
@@ -53,33 +52,8 @@ impl ChunkSender {
 /// The reading end, for the HTTP body: hashes what it reads and, at the end of the
 /// stream, leaves the digest and size in `done`.
 pub struct DigestingReceiver {
-    inner: Option<HashingReader<ChunkReader>>,
+    inner: Option<HashingReader<ChannelReader>>,
     done: Finished,
-}
-
-struct ChunkReader {
-    receiver: Receiver<Chunk>,
-    current: Vec<u8>,
-    offset: usize,
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.offset == self.current.len() {
-            match self.receiver.recv() {
-                Ok(chunk) => {
-                    self.current = chunk?;
-                    self.offset = 0;
-                }
-                // Every sender gone without an error: the stream is complete.
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len() - self.offset);
-        buf[..n].copy_from_slice(&self.current[self.offset..self.offset + n]);
-        self.offset += n;
-        Ok(n)
-    }
 }
 
 impl Read for DigestingReceiver {
@@ -103,11 +77,7 @@ impl Read for DigestingReceiver {
 pub fn channel() -> (ChunkSender, DigestingReceiver, Finished) {
     let (sender, receiver) = sync_channel(CHANNEL_DEPTH);
     let done = Arc::new(Mutex::new(None));
-    let reader = ChunkReader {
-        receiver,
-        current: Vec::new(),
-        offset: 0,
-    };
+    let reader = ChannelReader::new(receiver);
     (
         ChunkSender(sender),
         DigestingReceiver {

@@ -5,7 +5,9 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender};
+
+use crate::chunks::{ChannelReader, Chunk};
 use std::thread;
 
 use crate::blobs::BlobWriter;
@@ -130,7 +132,7 @@ impl Store {
         progress.start(total);
         let staging = TempEntry::new_dir(self, "layer")?;
         let blob = BlobWriter::new(self)?;
-        let (sender, receiver) = sync_channel::<Vec<u8>>(16);
+        let (sender, receiver) = sync_channel::<Chunk>(16);
 
         let (blob_result, unpack_result) = thread::scope(|scope| {
             let copier = scope.spawn(move || copy_to_blob(input, blob, sender, progress));
@@ -246,7 +248,7 @@ impl Store {
 fn copy_to_blob<R: Read>(
     mut input: R,
     mut blob: BlobWriter,
-    sender: SyncSender<Vec<u8>>,
+    sender: SyncSender<Chunk>,
     progress: &dyn Progress,
 ) -> Result<BlobWriter> {
     loop {
@@ -262,7 +264,7 @@ fn copy_to_blob<R: Read>(
             return Err(Error::io("cannot write blob", blob.path(), e));
         }
         progress.advance(n as u64);
-        if sender.send(chunk).is_err() {
+        if sender.send(Ok(chunk)).is_err() {
             // The unpacker stopped (and will report why); stop reading.
             return Ok(blob);
         }
@@ -350,41 +352,6 @@ fn peek(input: &mut BufReader<ChannelReader>) -> Result<Vec<u8>> {
         .fill_buf()
         .map_err(|e| Error::BadInput(e.to_string()))?;
     Ok(buf[..buf.len().min(8)].to_vec())
-}
-
-/// A `Read` over chunks arriving from the copier thread.
-struct ChannelReader {
-    receiver: Receiver<Vec<u8>>,
-    current: Vec<u8>,
-    offset: usize,
-}
-
-impl ChannelReader {
-    fn new(receiver: Receiver<Vec<u8>>) -> Self {
-        ChannelReader {
-            receiver,
-            current: Vec::new(),
-            offset: 0,
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.offset == self.current.len() {
-            match self.receiver.recv() {
-                Ok(chunk) => {
-                    self.current = chunk;
-                    self.offset = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len() - self.offset);
-        buf[..n].copy_from_slice(&self.current[self.offset..self.offset + n]);
-        self.offset += n;
-        Ok(n)
-    }
 }
 
 /// Flushes the unpacked layer to disk before it becomes visible, so a crash cannot leave

@@ -14,6 +14,7 @@
 
 mod blobs;
 mod check;
+mod chunks;
 mod diff;
 mod digest;
 mod error;
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 pub use blobs::VerifiedBlob;
 pub use check::Finding;
+pub use chunks::{ChannelReader, Chunk};
 pub use digest::{Digest, HashingReader, HashingWriter};
 pub use error::{Error, Result};
 pub use fsutil::open_lock_file;

@@ -127,13 +127,7 @@ impl V1Cgroup {
                 continue;
             };
             let d = self.unused.remove(at);
-            let is_cpuset = d.hierarchy.has("cpuset");
-            files::create_levels(&d.hierarchy.mount_point, name, |parent, child| {
-                if is_cpuset {
-                    inherit_cpuset(parent, child)?;
-                }
-                Ok(())
-            })?;
+            create_in_hierarchy(&d, name)?;
             let moved = move_all(&unified, &d.dir);
             self.dirs.push(d.clone());
             moved.with_context(|| format!("cannot move the container into {}", d.dir.display()))?;
@@ -205,13 +199,7 @@ impl V1Cgroup {
 
     fn create_dirs(&self, name: &str, created: &mut Vec<PathBuf>) -> Result<()> {
         for d in &self.dirs {
-            let is_cpuset = d.hierarchy.has("cpuset");
-            files::create_levels(&d.hierarchy.mount_point, name, |parent, child| {
-                if is_cpuset {
-                    inherit_cpuset(parent, child)?;
-                }
-                Ok(())
-            })?;
+            create_in_hierarchy(d, name)?;
             created.push(d.dir.clone());
         }
         if let Some((root, dir)) = &self.unified {
@@ -437,6 +425,19 @@ pub fn apply_v1_devices(dir: &Path, rules: &[devices::DeviceRule]) -> Result<()>
     for (file, line) in devices::v1_writes(rules)?.writes {
         files::write(&dir.join(file.name()), &line)?;
     }
+    Ok(())
+}
+
+/// Makes `name` (and its missing levels) in `d`'s hierarchy; a cpuset level takes its
+/// parent's cpus and mems, without which no process could join it.
+fn create_in_hierarchy(d: &ControllerDir, name: &str) -> Result<()> {
+    let is_cpuset = d.hierarchy.has("cpuset");
+    files::create_levels(&d.hierarchy.mount_point, name, |parent, child| {
+        if is_cpuset {
+            inherit_cpuset(parent, child)?;
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 
