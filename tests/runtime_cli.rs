@@ -107,6 +107,13 @@ impl Rt {
             .unwrap()
     }
 
+    /// `create` of `bundle` as `id` must fail with exit 1: what it said.
+    fn create_refused(&self, bundle: &Path, id: &str) -> String {
+        let out = self.dir.path().join(format!("{id}.out"));
+        assert_eq!(self.create(bundle, id, &out, &[]).status.code(), Some(1));
+        fs::read_to_string(&out).unwrap()
+    }
+
     fn state(&self, id: &str) -> Value {
         serde_json::from_str(&ok(self.rt(&["state", id]))).unwrap()
     }
@@ -1057,9 +1064,7 @@ fn a_failing_or_slow_create_hook_fails_create_and_leaves_nothing() {
             "path": "/bin/sleep", "args": ["sleep", "1000"], "timeout": 1
         }]});
     });
-    let out = rt.dir.path().join("s.out");
-    assert_eq!(rt.create(&bundle, &slow, &out, &[]).status.code(), Some(1));
-    let said = fs::read_to_string(&out).unwrap();
+    let said = rt.create_refused(&bundle, &slow);
     assert!(said.contains("within its timeout of 1s"), "{said}");
     assert!(!rt.root.join(&slow).exists());
 
@@ -1068,14 +1073,8 @@ fn a_failing_or_slow_create_hook_fails_create_and_leaves_nothing() {
         noninteractive(&["true"])(config);
         config["hooks"] = json!({"startContainer": [{"path": "/bin/true"}]});
     });
-    let out = rt.dir.path().join("i.out");
-    assert_eq!(
-        rt.create(&bundle, &inside, &out, &[]).status.code(),
-        Some(1)
-    );
-    assert!(fs::read_to_string(&out)
-        .unwrap()
-        .contains("startContainer is not supported"));
+    let said = rt.create_refused(&bundle, &inside);
+    assert!(said.contains("startContainer is not supported"), "{said}");
 }
 
 #[test]
@@ -1124,14 +1123,8 @@ fn process_limits_groups_sysctl_and_seccomp_conditions_apply() {
         noninteractive(&["true"])(config);
         config["linux"]["sysctl"] = json!({"vm.swappiness": "7"});
     });
-    let out = rt.dir.path().join("a.out");
-    assert_eq!(
-        rt.create(&bundle, &attack, &out, &[]).status.code(),
-        Some(1)
-    );
-    assert!(fs::read_to_string(&out)
-        .unwrap()
-        .contains("is not namespaced"));
+    let said = rt.create_refused(&bundle, &attack);
+    assert!(said.contains("is not namespaced"), "{said}");
     assert_eq!(
         fs::read_to_string("/proc/sys/vm/swappiness").unwrap(),
         host_swappiness
@@ -1144,14 +1137,11 @@ fn process_limits_groups_sysctl_and_seccomp_conditions_apply() {
         namespaces.retain(|n| n["type"] != "network");
         config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
     });
-    let out = rt.dir.path().join("n.out");
-    assert_eq!(
-        rt.create(&bundle, &shared, &out, &[]).status.code(),
-        Some(1)
+    let said = rt.create_refused(&bundle, &shared);
+    assert!(
+        said.contains("needs a namespace of the container's own"),
+        "{said}"
     );
-    assert!(fs::read_to_string(&out)
-        .unwrap()
-        .contains("needs a namespace of the container's own"));
 }
 
 #[test]
@@ -1191,9 +1181,8 @@ fn a_container_joins_another_ones_network_namespace_by_path() {
             .unwrap()
             .push(json!({"type": "ipc", "path": "/no/such/ns"}));
     });
-    let out = rt.dir.path().join("c.out");
-    assert_eq!(rt.create(&bundle, &third, &out, &[]).status.code(), Some(1));
-    assert!(fs::read_to_string(&out).unwrap().contains("/no/such/ns"));
+    let said = rt.create_refused(&bundle, &third);
+    assert!(said.contains("/no/such/ns"), "{said}");
     ok(rt.rt(&["delete", "--force", &first]));
     reap(pid as i32);
 }
@@ -1410,21 +1399,14 @@ fn a_container_joins_another_ones_pid_namespace_and_sees_its_processes() {
         noninteractive(&["true"])(config);
         join_namespace(config, "pid", &net);
     });
-    let out = rt.dir.path().join("c.out");
-    assert_eq!(rt.create(&bundle, &third, &out, &[]).status.code(), Some(1));
-    let said = fs::read_to_string(&out).unwrap();
+    let said = rt.create_refused(&bundle, &third);
     assert!(said.contains("namespace of another type"), "{said}");
     let fourth = rt.id("pidns-d");
     let bundle = rt.bundle("pidns-d", |config| {
         noninteractive(&["true"])(config);
         join_namespace(config, "pid", "/proc/self/stat");
     });
-    let out = rt.dir.path().join("d.out");
-    assert_eq!(
-        rt.create(&bundle, &fourth, &out, &[]).status.code(),
-        Some(1)
-    );
-    let said = fs::read_to_string(&out).unwrap();
+    let said = rt.create_refused(&bundle, &fourth);
     assert!(said.contains("not a namespace"), "{said}");
 
     ok(rt.rt(&["delete", "--force", &first]));

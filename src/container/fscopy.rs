@@ -166,14 +166,7 @@ pub fn copy_entry(
         SFlag::S_IFLNK => {
             let target = readlinkat(src_dir, name)?;
             symlinkat(target.as_os_str(), dst_dir, dst_name)?;
-            let (uid, gid) = owner.of(&st);
-            fchownat(
-                dst_dir,
-                dst_name,
-                Some(uid),
-                Some(gid),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )?;
+            chown_link_or_node(dst_dir, dst_name, owner.of(&st))?;
         }
         SFlag::S_IFCHR | SFlag::S_IFBLK if !rules.devices => {}
         SFlag::S_IFIFO | SFlag::S_IFCHR | SFlag::S_IFBLK => {
@@ -184,19 +177,23 @@ pub fn copy_entry(
                 Mode::from_bits_truncate(st.st_mode & 0o777),
                 st.st_rdev,
             )?;
-            let (uid, gid) = owner.of(&st);
-            fchownat(
-                dst_dir,
-                dst_name,
-                Some(uid),
-                Some(gid),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )?;
+            chown_link_or_node(dst_dir, dst_name, owner.of(&st))?;
         }
         // Sockets are not content.
         _ => {}
     }
     Ok(())
+}
+
+/// Gives the symlink or node `name` in `dir` its owner (never following a link).
+fn chown_link_or_node(dir: &OwnedFd, name: &OsStr, (uid, gid): (Uid, Gid)) -> nix::Result<()> {
+    fchownat(
+        dir,
+        name,
+        Some(uid),
+        Some(gid),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
 }
 
 /// Creates the new regular file `name` in `dir` (0600 until its metadata is applied),
