@@ -161,13 +161,6 @@ impl Cgroup {
             }
             Backend::V1(cg) => {
                 let at = |controller: &str, file: &str| cg.dir_of(controller).map(|d| d.join(file));
-                // Hybrid hosts: cgroup2's core cpu.stat counts without the cpu controller.
-                let cpu = cg
-                    .unified_dir()
-                    .and_then(|d| files::read_keyed(&d.join("cpu.stat"), "usage_usec"))
-                    .or_else(|| {
-                        files::read_u64(&at("cpuacct", "cpuacct.usage")?).map(|ns| ns / 1000)
-                    });
                 let memory = at("memory", "memory.usage_in_bytes")
                     .and_then(|f| files::read_u64(&f))
                     .map(|usage| {
@@ -178,7 +171,7 @@ impl Cgroup {
                 let (read, write) = at("blkio", "blkio.throttle.io_service_bytes_recursive")
                     .map_or((None, None), |f| blkio_bytes(&f));
                 Usage {
-                    cpu_usec: cpu,
+                    cpu_usec: cg.cpu_usage_usec(),
                     memory,
                     memory_limit: at("memory", "memory.limit_in_bytes")
                         .and_then(|f| files::read_u64(&f))

@@ -303,6 +303,18 @@ impl V1Cgroup {
         files::read_u64(&dir.join("memory.limit_in_bytes")).filter(|v| *v < V1_UNLIMITED)
     }
 
+    /// CPU time used, in microseconds: cgroup2's core cpu.stat on hybrid hosts (it counts
+    /// without the cpu controller), else cpuacct, which is joined only with a CPU limit
+    /// and may be a hierarchy of its own.
+    pub fn cpu_usage_usec(&self) -> Option<u64> {
+        self.unified_dir()
+            .and_then(|d| files::read_keyed(&d.join("cpu.stat"), "usage_usec"))
+            .or_else(|| {
+                let dir = self.dir_of("cpuacct")?;
+                files::read_u64(&dir.join("cpuacct.usage")).map(|ns| ns / 1000)
+            })
+    }
+
     #[cfg(test)]
     pub fn stats(&self) -> Stats {
         let read =
@@ -312,12 +324,7 @@ impl V1Cgroup {
             .and_then(|dir| files::read_keyed(&dir.join("cpu.stat"), "nr_throttled"));
         Stats {
             memory_current: read("memory", "memory.usage_in_bytes"),
-            // As live.rs reads it: cgroup2's core cpu.stat on hybrid hosts, where
-            // cpuacct is joined only with a CPU limit and may be a hierarchy of its own.
-            cpu_usage_usec: self
-                .unified_dir()
-                .and_then(|d| files::read_keyed(&d.join("cpu.stat"), "usage_usec"))
-                .or_else(|| read("cpuacct", "cpuacct.usage").map(|ns| ns / 1000)),
+            cpu_usage_usec: self.cpu_usage_usec(),
             cpu_nr_throttled: throttled,
             pids_current: read("pids", "pids.current"),
             oom_kills: self.oom_kills(),
