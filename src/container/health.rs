@@ -401,6 +401,48 @@ pub fn monitor(root: PathBuf, record: Record, config: HealthConfig, shared: Arc<
     }
 }
 
+/// The marker a check leaves when `--health-on-failure=restart` acted (the small
+/// supervisor's checks run in processes of their own).
+const RESTART_MARKER: &str = "health-restart";
+
+/// A new run's health: starting.
+pub fn begin(dir: &Path) {
+    let _ = Health::starting().save(dir);
+}
+
+/// Whether a check asked for a restart during the run that ended (the marker removed).
+pub fn take_restart_marker(dir: &Path) -> bool {
+    std::fs::remove_file(dir.join(RESTART_MARKER)).is_ok()
+}
+
+/// One check of the small supervisor's (`mycontainer supervise-health`), `since_start`
+/// after the run began: counted, saved, announced and acted on as the thread above does.
+pub fn tick(root: &Path, record: &Record, since_start: Duration) -> anyhow::Result<()> {
+    let state = record.load_state()?;
+    let Some(config) = state.healthcheck.clone() else {
+        return Ok(());
+    };
+    let mut health = Health::load(&record.dir).unwrap_or_else(Health::starting);
+    let result = probe(root, &record.id, &config);
+    let in_start_period = since_start < Duration::from_millis(config.start_period_ms);
+    let before = health.status.clone();
+    let turned = health.record(result, in_start_period, config.retries);
+    health.save(&record.dir)?;
+    if health.status != before {
+        let action = format!("health_status: {}", health.status);
+        let name = record.load_state().ok().and_then(|s| s.name);
+        super::events::emit(root, &record.id, name.as_deref(), &action, &[]);
+    }
+    if turned && config.on_failure != OnFailure::None {
+        if config.on_failure == OnFailure::Restart {
+            super::write_private(&record.dir.join(RESTART_MARKER), b"")?;
+        }
+        // Not a user's stop: the restart policy (or the restart above) still applies.
+        super::control::deliver(record, libc::SIGKILL)?;
+    }
+    Ok(())
+}
+
 /// `healthcheck run`: one check by hand, counted like the supervisor's; returns the
 /// status after it.
 pub fn run_once(root: &Path, record: &Record) -> anyhow::Result<String> {

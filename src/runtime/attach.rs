@@ -102,6 +102,29 @@ impl Server {
         })
     }
 
+    /// The server of a run the small supervisor relayed: its listener and the clients
+    /// still attached, who get the exit code (`end`).
+    pub fn resumed(
+        listener: UnixListener,
+        clients: Vec<std::os::fd::OwnedFd>,
+    ) -> anyhow::Result<Server> {
+        let mut server = Server::new(listener)?;
+        server.clients = clients
+            .into_iter()
+            .map(|fd| Client {
+                sock: UnixStream::from(fd),
+                input: Vec::new(),
+                backlog: Vec::new(),
+            })
+            .collect();
+        Ok(server)
+    }
+
+    /// The listener, to hand over to the small supervisor.
+    pub fn listener_fd(&self) -> std::os::fd::RawFd {
+        self.listener.as_raw_fd()
+    }
+
     /// Says to the clients of this run whether the process has a terminal and an open
     /// stdin.
     pub(super) fn begin(&mut self, tty: bool, open_stdin: bool) {
