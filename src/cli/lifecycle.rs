@@ -405,15 +405,10 @@ pub fn supervise(ctx: &Ctx, args: SuperviseArgs) -> anyhow::Result<i32> {
     let mut handover = detach::adopt(&ctx.root, &args.id, args.lock_fd, args.status_fd)?;
     let status = &mut handover.status;
     let store = ctx.store()?;
+    // Once the container runs this process execs the small supervisor
+    // (container/handover.rs): nothing of this binary stays resident.
     container::run::supervise(&store, &handover.record, None, &mut |report| {
-        let running = matches!(report, detach::Report::Running);
-        status.report(report);
-        if running {
-            // What setting up the container allocated goes back to the system: the
-            // supervisor lives as long as the container, with one small loop.
-            // SAFETY: malloc_trim only releases free heap memory.
-            unsafe { libc::malloc_trim(0) };
-        }
+        status.report(report)
     })
 }
 

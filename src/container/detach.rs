@@ -1,7 +1,9 @@
 //! Detached containers (`run -d`, `start`): the CLI re-executes its own binary as
 //! `mycontainer supervise ID` in a new session, handing it the record's lock and a
 //! status pipe. The supervisor owns the container from then on (stdio, log, wait,
-//! exit code, cleanup) and tells the CLI on the pipe whether the command started.
+//! exit code, cleanup) and tells the CLI on the pipe whether the command started; while
+//! the container runs, that process is the small `mycontainer-supervisor` (see
+//! handover.rs).
 //!
 //! Why re-exec rather than fork: the CLI may have threads (the store uses them), and
 //! after fork only async-signal-safe work is allowed, while the supervisor has to

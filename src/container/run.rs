@@ -246,15 +246,7 @@ pub fn run(store: &Store, input: RunInput) -> anyhow::Result<i32> {
     // A --rm run has nothing to keep if its CLI dies before its command runs: its first
     // state is the running one. Any other record says from the start what it is.
     let (record, mut state, spec) = prepare(store, &input, !input.auto_remove)?;
-    let result = start_and_wait(
-        store,
-        &record,
-        &spec,
-        input.interactive,
-        &mut state,
-        None,
-        &mut |_| {},
-    );
+    let result = start_and_wait(store, &record, &spec, input.interactive, &mut state);
     match result {
         Ok(outcome) => {
             state.exit_code = Some(outcome.exit_code);
@@ -314,8 +306,8 @@ pub fn run_detached(store: &Store, input: RunInput) -> anyhow::Result<Result<Str
 /// The detached supervisor's work (`mycontainer supervise ID`): runs the record's
 /// config.json, reports the start on `report`, waits, records the end, and starts it
 /// again as long as its restart policy says so (see restart.rs); then cleans up.
-/// With the small supervisor (handover.rs) the waiting happens in that binary, which
-/// execs us again with `resumed` when the container has exited.
+/// The waiting happens in the small supervisor (handover.rs), which execs us again
+/// with `resumed` when the container has exited.
 pub fn supervise(
     store: &Store,
     record: &super::Record,
@@ -324,11 +316,7 @@ pub fn supervise(
 ) -> anyhow::Result<i32> {
     use super::detach::Report;
     use super::{handover, health, restart};
-    use std::sync::atomic::Ordering;
-    use std::sync::Arc;
     let mut state = record.load_state()?;
-    let small =
-        std::env::var_os("MYCONTAINER_SMALL_SUPERVISOR").map(|_| handover::small_supervisor());
     let mut backoff = restart::Backoff::default();
     let mut first = true;
     let mut ended = None;
@@ -365,56 +353,20 @@ pub fn supervise(
             let began_ms = handover::monotonic_ms();
             let spec = oci_spec::runtime::Spec::load(record.config_path())
                 .with_context(|| format!("cannot read {}", record.config_path().display()));
-            let monitor = Arc::new(health::Monitor::default());
-            let mut checker = None;
-            let healthcheck = state.healthcheck.clone();
-            let result = match &small {
-                Some(small) => spec.and_then(|spec| {
-                    let small = small.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-                    let handing = handover::Handing {
-                        small,
-                        record,
-                        root: store.root(),
-                        listen_fd: server.listener_fd(),
-                        began_ms,
-                        backoff_ms: backoff.next_ms(),
-                    };
-                    handover::start(store, record, &spec, &mut state, handing, &mut |_| {
-                        report(Report::Running);
-                    })
-                }),
-                None => spec.and_then(|spec| {
-                    let open_stdin = state.open_stdin;
-                    let served = Some(&mut server);
-                    start_and_wait(
-                        store,
-                        record,
-                        &spec,
-                        open_stdin,
-                        &mut state,
-                        served,
-                        &mut |_| {
-                            report(Report::Running);
-                            if let Some(config) = healthcheck.clone() {
-                                let (root, shared) = (store.root().to_path_buf(), monitor.clone());
-                                let target = record.unlocked();
-                                checker = Some(std::thread::spawn(move || {
-                                    health::monitor(root, target, config, shared)
-                                }));
-                            }
-                        },
-                    )
-                }),
-            };
-            monitor.stop.store(true, Ordering::Relaxed);
-            if let Some(thread) = checker {
-                let _ = thread.join();
-            }
-            (
-                result,
-                began.elapsed(),
-                monitor.restart.load(Ordering::Relaxed),
-            )
+            let result = spec.and_then(|spec| {
+                let handing = handover::Handing {
+                    small: &handover::small_supervisor()?,
+                    record,
+                    root: store.root(),
+                    listen_fd: server.listener_fd(),
+                    began_ms,
+                    backoff_ms: backoff.next_ms(),
+                };
+                handover::start(store, record, &spec, &mut state, handing, &mut |_| {
+                    report(Report::Running);
+                })
+            });
+            (result, began.elapsed(), false)
         };
         let (code, may_restart) = match result {
             Ok(outcome) => {
@@ -584,22 +536,19 @@ fn identity(state: &State, spec: &oci_spec::runtime::Spec) -> network::Identity 
     }
 }
 
-/// Starts the container and waits for it, its bridge network attached around the run.
-/// With `server` (the detached supervisor's), its stdio is also served on that attach
-/// socket.
+/// Starts the container and waits for it (in the foreground), its bridge network
+/// attached around the run.
 pub(super) fn start_and_wait(
     store: &Store,
     record: &super::Record,
     spec: &oci_spec::runtime::Spec,
     interactive: bool,
     state: &mut State,
-    server: Option<&mut runtime::attach::Server>,
-    started: &mut dyn FnMut(i32),
 ) -> anyhow::Result<runtime::Outcome> {
     // A bridge network: its namespace, veth, address and lease, made at each start and
     // released on every way out (a kill -9 of ours leaves them to gc).
     let attached = attach_network(store, record, spec, state)?;
-    let outcome = start_and_wait_attached(store, record, spec, interactive, state, server, started);
+    let outcome = start_and_wait_attached(store, record, spec, interactive, state);
     if attached {
         release_network(store, record);
     }
@@ -658,8 +607,6 @@ fn start_and_wait_attached(
     spec: &oci_spec::runtime::Spec,
     interactive: bool,
     state: &mut State,
-    server: Option<&mut runtime::attach::Server>,
-    started: &mut dyn FnMut(i32),
 ) -> anyhow::Result<runtime::Outcome> {
     let log_path = record.log_path();
     let cache_dir = store.root().join("cache");
@@ -675,9 +622,5 @@ fn start_and_wait_attached(
         stop_timeout: Duration::from_secs(state.stop_timeout),
         cache_dir: Some(&cache_dir),
     };
-    let mut on_started = |pid: i32| {
-        mark_started(store, record, state, pid);
-        started(pid);
-    };
-    runtime::run(&request, server, &mut on_started)
+    runtime::run(&request, &mut |pid| mark_started(store, record, state, pid))
 }

@@ -161,13 +161,7 @@ pub(super) fn prepare(
 /// Runs the container described by `req` to completion. `on_started` gets the host pid
 /// of the container's init once its command runs (the caller's state write then overlaps
 /// with the command).
-/// With `server` (the detached supervisor's), its stdio is also served on that attach
-/// socket.
-pub fn run(
-    req: &RunRequest,
-    server: Option<&mut super::attach::Server>,
-    on_started: &mut dyn FnMut(i32),
-) -> anyhow::Result<Outcome> {
+pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<Outcome> {
     let Prepared {
         cgroup,
         mut setup,
@@ -216,7 +210,6 @@ pub fn run(
         setup.streams,
         &mut log,
         req.stop_timeout,
-        server,
     );
     outcome.oom_killed = cgroup.get().oom_killed();
     outcome.memory_limit = cgroup.get().memory_limit();
