@@ -58,6 +58,12 @@ fn the_supervisor_outlives_its_cli_and_holds_only_what_it_needs() {
     // adopted it) and the container runs.
     let pid = supervisor_of(&id);
     assert_ne!(status_field(pid, "PPid:"), std::process::id().to_string());
+    // What stays resident is the small binary, and the container's init is its child
+    // (so the init's parent-death signal still ties it to the supervisor).
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(exe.ends_with("mycontainer-supervisor"), "{exe:?}");
+    let init = w.state(&id)["pid"].as_i64().unwrap();
+    assert_eq!(status_field(init as i32, "PPid:"), pid.to_string());
     assert_eq!(w.state(&id)["status"], "running");
     assert_eq!(status_field(pid, "Threads:"), "1");
 
@@ -97,4 +103,74 @@ fn the_supervisor_outlives_its_cli_and_holds_only_what_it_needs() {
     drop(leaked);
     ok(w.mc(&["stop", "-t", "0", "sv1"]));
     assert_eq!(ok(w.mc(&["wait", "sv1"])), "137\n");
+}
+
+#[test]
+fn a_restarted_container_is_relayed_by_the_small_supervisor_again() {
+    let w = World::new();
+    let id = w.run_detached(
+        &["--name", "sv2", "--restart", "always"],
+        &["sh", "-c", "echo run; sleep 1000"],
+    );
+    let first = w.state(&id)["pid"].as_i64().unwrap();
+    let pid = supervisor_of(&id);
+    // The init dies; the same process records it (as the full binary), starts the
+    // container again and becomes the small supervisor once more.
+    // SAFETY: kill(2); the pid is the container's init, alive while the record says so.
+    unsafe { libc::kill(first as i32, libc::SIGKILL) };
+    assert!(wait_for(30, || {
+        let state = w.state(&id);
+        state["status"] == "running" && state["pid"].as_i64() != Some(first)
+    }));
+    let exe = || fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        wait_for(10, || exe().ends_with("mycontainer-supervisor")),
+        "{:?}",
+        exe()
+    );
+    let init = w.state(&id)["pid"].as_i64().unwrap();
+    assert_eq!(status_field(init as i32, "PPid:"), pid.to_string());
+    assert_eq!(w.state(&id)["restart_count"], 1);
+    assert!(wait_for(10, || ok(w.mc(&["logs", "sv2"])) == "run\nrun\n"));
+    ok(w.mc(&["stop", "-t", "0", "sv2"]));
+    assert_eq!(ok(w.mc(&["wait", "sv2"])), "137\n");
+}
+
+#[test]
+fn run_d_without_the_small_supervisor_fails_with_125_and_says_where_it_belongs() {
+    let w = World::new();
+    // Our binary alone in a directory, as a partial install would leave it.
+    let lone = w.dir.path().join("lone");
+    fs::create_dir(&lone).unwrap();
+    fs::copy(BIN, lone.join("mycontainer")).unwrap();
+    let out = std::process::Command::new(lone.join("mycontainer"))
+        .env_remove("MYCONTAINER_ROOT")
+        .arg("--root")
+        .arg(&w.root)
+        .args(["run", "-d", "--name", "sv3", "--rootfs"])
+        .arg(&w.rootfs)
+        .args(["sleep", "1000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot find") && err.contains("lone/mycontainer-supervisor"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // Nothing runs: the record says why it did not start.
+    let state = ok(w.mc(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "sv3",
+    ]));
+    assert_eq!(state.trim(), "exited 125");
+    let root = w.root.to_string_lossy().into_owned();
+    assert!(pids_with("supervise --lock-fd").iter().all(|p| {
+        !fs::read(format!("/proc/{p}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(&root))
+            .unwrap_or(false)
+    }));
 }

@@ -405,15 +405,10 @@ pub fn supervise(ctx: &Ctx, args: SuperviseArgs) -> anyhow::Result<i32> {
     let mut handover = detach::adopt(&ctx.root, &args.id, args.lock_fd, args.status_fd)?;
     let status = &mut handover.status;
     let store = ctx.store()?;
-    container::run::supervise(&store, &handover.record, &mut |report| {
-        let running = matches!(report, detach::Report::Running);
-        status.report(report);
-        if running {
-            // What setting up the container allocated goes back to the system: the
-            // supervisor lives as long as the container, with one small loop.
-            // SAFETY: malloc_trim only releases free heap memory.
-            unsafe { libc::malloc_trim(0) };
-        }
+    // Once the container runs this process execs the small supervisor
+    // (container/handover.rs): nothing of this binary stays resident.
+    container::run::supervise(&store, &handover.record, None, &mut |report| {
+        status.report(report)
     })
 }
 
@@ -421,6 +416,9 @@ pub fn supervise(ctx: &Ctx, args: SuperviseArgs) -> anyhow::Result<i32> {
 /// `detach::spawn_supervisor` runs), read without clap; None for any other command line.
 pub fn supervise_entry() -> Option<i32> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(code) = small_supervisor_entry(&args) {
+        return Some(code);
+    }
     let [flag, root, verb, lock_flag, lock_fd, status_flag, status_fd, id] = args.as_slice() else {
         return None;
     };
@@ -451,6 +449,74 @@ pub fn supervise_entry() -> Option<i32> {
             exitcode::TOOL_FAILED
         }
     })
+}
+
+/// The small supervisor's calls back into this binary (container/handover.rs), read
+/// without clap: `--root ROOT supervise --lock-fd N --resume CODE BEGAN_MS BACKOFF_MS
+/// LISTEN_FD CLIENT_FDS ID` once the container has exited, and `--root ROOT
+/// supervise-health SINCE_MS ID` for each healthcheck. None for any other command line.
+fn small_supervisor_entry(args: &[std::ffi::OsString]) -> Option<i32> {
+    let words: Vec<&str> = args.iter().map(|a| a.to_str()).collect::<Option<_>>()?;
+    let result = match words.as_slice() {
+        ["--root", root, "supervise", "--lock-fd", lock_fd, "--resume", code, began, backoff, listen, clients, id] =>
+        {
+            let clients: Vec<RawFd> = match *clients {
+                "-" => Vec::new(),
+                list => list
+                    .split(',')
+                    .map(|fd| fd.parse().ok())
+                    .collect::<Option<_>>()?,
+            };
+            let root = std::path::PathBuf::from(root);
+            resume(
+                &root,
+                id,
+                lock_fd.parse().ok()?,
+                code.parse().ok()?,
+                began.parse().ok()?,
+                backoff.parse().ok()?,
+                listen.parse().ok()?,
+                &clients,
+            )
+        }
+        ["--root", root, "supervise-health", since, id] => {
+            let since = std::time::Duration::from_millis(since.parse().ok()?);
+            let root = std::path::PathBuf::from(root);
+            container::find(&root, id)
+                .and_then(|record| container::health::tick(&root, &record, since))
+                .map(|()| 0)
+        }
+        _ => return None,
+    };
+    Some(match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("mycontainer: {err:#}");
+            exitcode::TOOL_FAILED
+        }
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resume(
+    root: &std::path::Path,
+    id: &str,
+    lock_fd: RawFd,
+    code: i32,
+    began_ms: u64,
+    backoff_ms: u64,
+    listen_fd: RawFd,
+    clients: &[RawFd],
+) -> anyhow::Result<i32> {
+    let record = detach::adopt_lock(root, id, lock_fd)?;
+    let resumed =
+        container::handover::adopt_resumed(code, began_ms, backoff_ms, listen_fd, clients)?;
+    let ctx = Ctx {
+        root: root.to_path_buf(),
+        quiet: true,
+    };
+    let store = ctx.store()?;
+    container::run::supervise(&store, &record, Some(resumed), &mut |_| {})
 }
 
 #[cfg(test)]

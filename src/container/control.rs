@@ -22,16 +22,6 @@ impl Record {
         super::paths::cgroup_name(super::paths::root_of_record(&self.dir), &self.id)
     }
 
-    /// The same record without its lock (for another thread to act on).
-    pub fn unlocked(&self) -> Record {
-        Record {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            dir: self.dir.clone(),
-            lock: None,
-        }
-    }
-
     /// Whether a live process supervises the record (holds its lock).
     pub fn is_supervised(&self) -> bool {
         matches!(lock_dir(&self.dir, false), Ok(None))

@@ -1,7 +1,9 @@
 //! Detached containers (`run -d`, `start`): the CLI re-executes its own binary as
 //! `mycontainer supervise ID` in a new session, handing it the record's lock and a
 //! status pipe. The supervisor owns the container from then on (stdio, log, wait,
-//! exit code, cleanup) and tells the CLI on the pipe whether the command started.
+//! exit code, cleanup) and tells the CLI on the pipe whether the command started; while
+//! the container runs, that process is the small `mycontainer-supervisor` (see
+//! handover.rs).
 //!
 //! Why re-exec rather than fork: the CLI may have threads (the store uses them), and
 //! after fork only async-signal-safe work is allowed, while the supervisor has to
@@ -178,6 +180,30 @@ pub fn adopt(root: &Path, id: &str, lock_fd: RawFd, status_fd: RawFd) -> anyhow:
     Ok(Handover {
         record,
         status: StatusPipe(Some(fs::File::from(status))),
+    })
+}
+
+/// The small supervisor's way back (`supervise --resume`): only the lock is passed.
+pub fn adopt_lock(root: &Path, id: &str, lock_fd: RawFd) -> anyhow::Result<Record> {
+    if lock_fd < 3 {
+        bail!("invalid descriptor {lock_fd} passed to the supervisor");
+    }
+    // SAFETY: fcntl on a descriptor number; fails harmlessly if it is not open.
+    if unsafe { libc::fcntl(lock_fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("descriptor {lock_fd} was not passed to the supervisor"));
+    }
+    // SAFETY: passed to us by the small supervisor for us alone to own.
+    let lock = unsafe { OwnedFd::from_raw_fd(lock_fd) };
+    let dir = super::paths::containers_dir(root).join(id);
+    if !dir.is_dir() {
+        bail!("no such container: {id}");
+    }
+    Ok(Record {
+        id: id.to_string(),
+        name: String::new(),
+        dir,
+        lock: Some(fs::File::from(lock)),
     })
 }
 

@@ -1,14 +1,13 @@
 //! Healthchecks (`--health-cmd` and friends, or the image's HEALTHCHECK): the detached
-//! supervisor runs the check in the container every interval with our own `exec` (the
+//! supervisor runs the check in the container every interval (a short-lived `mycontainer
+//! supervise-health`, see handover.rs) with our own `exec` (the
 //! runtime's exec mechanism, through the same verb users run), keeps the state in
 //! `<record>/health.json` (status, failing streak, the last 5 results: what `inspect`
 //! shows as State.Health), and acts on `unhealthy` as `--health-on-failure` says.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -344,61 +343,47 @@ fn probe(root: &Path, id: &str, config: &HealthConfig) -> Probe {
     }
 }
 
-/// What the supervisor's healthcheck thread shares with it.
-#[derive(Default)]
-pub struct Monitor {
-    /// Set by the supervisor when the container ended: the thread returns.
-    pub stop: AtomicBool,
-    /// Set by the thread (`--health-on-failure=restart`): start the container again
-    /// whatever the restart policy.
-    pub restart: AtomicBool,
+/// The marker a check leaves when `--health-on-failure=restart` acted (the small
+/// supervisor's checks run in processes of their own).
+const RESTART_MARKER: &str = "health-restart";
+
+/// A new run's health: starting.
+pub fn begin(dir: &Path) {
+    let _ = Health::starting().save(dir);
 }
 
-/// Sleeps `total` unless `stop` is set meanwhile; false when it was.
-fn sleep_unless(stop: &AtomicBool, total: Duration) -> bool {
-    let deadline = Instant::now() + total;
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return true;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
-    }
+/// Whether a check asked for a restart during the run that ended (the marker removed).
+pub fn take_restart_marker(dir: &Path) -> bool {
+    std::fs::remove_file(dir.join(RESTART_MARKER)).is_ok()
 }
 
-/// The supervisor's healthcheck thread for one run of the container.
-pub fn monitor(root: PathBuf, record: Record, config: HealthConfig, shared: Arc<Monitor>) {
-    let started = Instant::now();
-    let mut health = Health::starting();
-    let _ = health.save(&record.dir);
-    loop {
-        if !sleep_unless(&shared.stop, Duration::from_millis(config.interval_ms)) {
-            return;
-        }
-        let result = probe(&root, &record.id, &config);
-        if shared.stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let in_start_period = started.elapsed() < Duration::from_millis(config.start_period_ms);
-        let before = health.status.clone();
-        let turned = health.record(result, in_start_period, config.retries);
-        let _ = health.save(&record.dir);
-        if health.status != before {
-            let action = format!("health_status: {}", health.status);
-            let name = record.load_state().ok().and_then(|s| s.name);
-            super::events::emit(&root, &record.id, name.as_deref(), &action, &[]);
-        }
-        if turned && config.on_failure != OnFailure::None {
-            if config.on_failure == OnFailure::Restart {
-                shared.restart.store(true, Ordering::Relaxed);
-            }
-            // Not a user's stop: the restart policy (or the restart above) still applies.
-            let _ = super::control::deliver(&record, libc::SIGKILL);
-        }
+/// One check of the small supervisor's (`mycontainer supervise-health`), `since_start`
+/// after the run began: counted, saved, announced
+/// (health_status events) and acted on (`--health-on-failure`).
+pub fn tick(root: &Path, record: &Record, since_start: Duration) -> anyhow::Result<()> {
+    let state = record.load_state()?;
+    let Some(config) = state.healthcheck.clone() else {
+        return Ok(());
+    };
+    let mut health = Health::load(&record.dir).unwrap_or_else(Health::starting);
+    let result = probe(root, &record.id, &config);
+    let in_start_period = since_start < Duration::from_millis(config.start_period_ms);
+    let before = health.status.clone();
+    let turned = health.record(result, in_start_period, config.retries);
+    health.save(&record.dir)?;
+    if health.status != before {
+        let action = format!("health_status: {}", health.status);
+        let name = record.load_state().ok().and_then(|s| s.name);
+        super::events::emit(root, &record.id, name.as_deref(), &action, &[]);
     }
+    if turned && config.on_failure != OnFailure::None {
+        if config.on_failure == OnFailure::Restart {
+            super::write_private(&record.dir.join(RESTART_MARKER), b"")?;
+        }
+        // Not a user's stop: the restart policy (or the restart above) still applies.
+        super::control::deliver(record, libc::SIGKILL)?;
+    }
+    Ok(())
 }
 
 /// `healthcheck run`: one check by hand, counted like the supervisor's; returns the

@@ -15,6 +15,7 @@ pub mod events;
 pub mod exec;
 mod fscopy;
 pub mod gc;
+pub mod handover;
 pub mod health;
 pub mod inspect;
 pub mod limits;

@@ -122,6 +122,17 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// The backoff carried across the supervisor's exec (`next_ms` of the one before).
+    pub fn resumed(next_ms: u64) -> Backoff {
+        Backoff {
+            next: Duration::from_millis(next_ms).clamp(FIRST_DELAY, MAX_DELAY),
+        }
+    }
+
+    pub fn next_ms(&self) -> u64 {
+        self.next.as_millis() as u64
+    }
+
     /// The delay before the next start, after a run of `ran`.
     pub fn after_run(&mut self, ran: Duration) -> Duration {
         if ran >= RESET_AFTER {

@@ -246,15 +246,7 @@ pub fn run(store: &Store, input: RunInput) -> anyhow::Result<i32> {
     // A --rm run has nothing to keep if its CLI dies before its command runs: its first
     // state is the running one. Any other record says from the start what it is.
     let (record, mut state, spec) = prepare(store, &input, !input.auto_remove)?;
-    let result = start_and_wait(
-        store,
-        &record,
-        &spec,
-        input.interactive,
-        &mut state,
-        None,
-        &mut |_| {},
-    );
+    let result = start_and_wait(store, &record, &spec, input.interactive, &mut state);
     match result {
         Ok(outcome) => {
             state.exit_code = Some(outcome.exit_code);
@@ -314,69 +306,68 @@ pub fn run_detached(store: &Store, input: RunInput) -> anyhow::Result<Result<Str
 /// The detached supervisor's work (`mycontainer supervise ID`): runs the record's
 /// config.json, reports the start on `report`, waits, records the end, and starts it
 /// again as long as its restart policy says so (see restart.rs); then cleans up.
+/// The waiting happens in the small supervisor (handover.rs), which execs us again
+/// with `resumed` when the container has exited.
 pub fn supervise(
     store: &Store,
     record: &super::Record,
+    resumed: Option<super::handover::Resumed>,
     report: &mut dyn FnMut(super::detach::Report),
 ) -> anyhow::Result<i32> {
     use super::detach::Report;
-    use super::{health, restart};
-    use std::sync::atomic::Ordering;
-    use std::sync::Arc;
+    use super::{handover, health, restart};
     let mut state = record.load_state()?;
-    // The attach socket lives as long as we do, across restarts.
-    let mut server = match super::attach::listen(record) {
-        Ok(server) => server,
-        Err(err) => {
-            report(Report::Failed(format!("{err:#}")));
-            return Err(record_failure(store, record, &mut state, err));
-        }
-    };
     let mut backoff = restart::Backoff::default();
     let mut first = true;
-    loop {
-        if !first {
-            if let Err(err) = super::control::reset_work_dir(record) {
-                state.restarting = false;
-                state.error = Some(format!("cannot restart: {err:#}"));
-                record.save_state(&state)?;
-                return Err(err);
+    let mut ended = None;
+    // The attach socket lives as long as we do, across restarts.
+    let mut server = match resumed {
+        Some(resumed) => {
+            backoff = restart::Backoff::resumed(resumed.backoff_ms);
+            first = false;
+            ended = Some((resumed.code, resumed.ran));
+            runtime::attach::Server::resumed(resumed.listener.into(), resumed.clients)?
+        }
+        None => match super::attach::listen(record) {
+            Ok(server) => server,
+            Err(err) => {
+                report(Report::Failed(format!("{err:#}")));
+                return Err(record_failure(store, record, &mut state, err));
             }
-        }
-        let began = std::time::Instant::now();
-        let spec = oci_spec::runtime::Spec::load(record.config_path())
-            .with_context(|| format!("cannot read {}", record.config_path().display()));
-        let monitor = Arc::new(health::Monitor::default());
-        let mut checker = None;
-        let healthcheck = state.healthcheck.clone();
-        let result = spec.and_then(|spec| {
-            let open_stdin = state.open_stdin;
-            let served = Some(&mut server);
-            start_and_wait(
-                store,
-                record,
-                &spec,
-                open_stdin,
-                &mut state,
-                served,
-                &mut |_| {
+        },
+    };
+    loop {
+        let (result, ran, health_restart) = if let Some((code, ran)) = ended.take() {
+            let outcome = handover::ended(store, record, code);
+            (Ok(outcome), ran, health::take_restart_marker(&record.dir))
+        } else {
+            if !first {
+                if let Err(err) = super::control::reset_work_dir(record) {
+                    state.restarting = false;
+                    state.error = Some(format!("cannot restart: {err:#}"));
+                    record.save_state(&state)?;
+                    return Err(err);
+                }
+            }
+            let began = std::time::Instant::now();
+            let began_ms = handover::monotonic_ms();
+            let spec = oci_spec::runtime::Spec::load(record.config_path())
+                .with_context(|| format!("cannot read {}", record.config_path().display()));
+            let result = spec.and_then(|spec| {
+                let handing = handover::Handing {
+                    small: &handover::small_supervisor()?,
+                    record,
+                    root: store.root(),
+                    listen_fd: server.listener_fd(),
+                    began_ms,
+                    backoff_ms: backoff.next_ms(),
+                };
+                handover::start(store, record, &spec, &mut state, handing, &mut |_| {
                     report(Report::Running);
-                    if let Some(config) = healthcheck.clone() {
-                        let (root, shared) = (store.root().to_path_buf(), monitor.clone());
-                        let target = record.unlocked();
-                        checker = Some(std::thread::spawn(move || {
-                            health::monitor(root, target, config, shared)
-                        }));
-                    }
-                },
-            )
-        });
-        monitor.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = checker {
-            let _ = thread.join();
-        }
-        let health_restart = monitor.restart.load(Ordering::Relaxed);
-        let ran = began.elapsed();
+                })
+            });
+            (result, began.elapsed(), false)
+        };
         let (code, may_restart) = match result {
             Ok(outcome) => {
                 state.exit_code = Some(outcome.exit_code);
@@ -510,7 +501,7 @@ fn joined_network(root: &Path, target: &str, own: &str) -> anyhow::Result<(Strin
 }
 
 /// The network a spec attaches its container to at each start (bridge networks).
-fn network_of(spec: &oci_spec::runtime::Spec) -> Option<String> {
+pub(super) fn network_of(spec: &oci_spec::runtime::Spec) -> Option<String> {
     spec.annotations()
         .as_ref()?
         .get(network::ANNOTATION_NETWORK)
@@ -545,34 +536,69 @@ fn identity(state: &State, spec: &oci_spec::runtime::Spec) -> network::Identity 
     }
 }
 
-/// Starts the container and waits for it, its bridge network attached around the run.
-/// With `server` (the detached supervisor's), its stdio is also served on that attach
-/// socket.
+/// Starts the container and waits for it (in the foreground), its bridge network
+/// attached around the run.
 pub(super) fn start_and_wait(
     store: &Store,
     record: &super::Record,
     spec: &oci_spec::runtime::Spec,
     interactive: bool,
     state: &mut State,
-    server: Option<&mut runtime::attach::Server>,
-    started: &mut dyn FnMut(i32),
 ) -> anyhow::Result<runtime::Outcome> {
     // A bridge network: its namespace, veth, address and lease, made at each start and
     // released on every way out (a kill -9 of ours leaves them to gc).
-    let attached = match network_of(spec) {
-        Some(name) => {
-            network::attach(store.root(), &record.id, &name, &identity(state, spec))?;
-            true
-        }
-        None => false,
-    };
-    let outcome = start_and_wait_attached(store, record, spec, interactive, state, server, started);
+    let attached = attach_network(store, record, spec, state)?;
+    let outcome = start_and_wait_attached(store, record, spec, interactive, state);
     if attached {
-        if let Err(e) = network::release(store.root(), &record.id) {
-            eprintln!("mycontainer: warning: cannot remove the container's network: {e:#}");
-        }
+        release_network(store, record);
     }
     outcome
+}
+
+/// Attaches the container to its bridge network, if it has one; true when it did.
+pub(super) fn attach_network(
+    store: &Store,
+    record: &super::Record,
+    spec: &oci_spec::runtime::Spec,
+    state: &State,
+) -> anyhow::Result<bool> {
+    match network_of(spec) {
+        Some(name) => {
+            network::attach(store.root(), &record.id, &name, &identity(state, spec))?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+pub(super) fn release_network(store: &Store, record: &super::Record) {
+    if let Err(e) = network::release(store.root(), &record.id) {
+        eprintln!("mycontainer: warning: cannot remove the container's network: {e:#}");
+    }
+}
+
+/// Records that the container's command runs as `pid` (state.json, the start event).
+pub(super) fn mark_started(store: &Store, record: &super::Record, state: &mut State, pid: i32) {
+    state.status = Status::Running;
+    // A restart's wait is over: inspect says running again, not restarting.
+    state.restarting = false;
+    state.pid = Some(pid);
+    state.started_at = Some(now_unix());
+    state.finished_at = None;
+    state.exit_code = None;
+    state.error = None;
+    state.oom_killed = false;
+    // The lock, not this file, is what marks the record as alive; a failed write
+    // only makes `ps` less precise.
+    let _ = record.save_state(state);
+    let image = [("image", state.image.clone())];
+    super::events::emit(
+        store.root(),
+        &record.id,
+        state.name.as_deref(),
+        "start",
+        &image,
+    );
 }
 
 fn start_and_wait_attached(
@@ -581,8 +607,6 @@ fn start_and_wait_attached(
     spec: &oci_spec::runtime::Spec,
     interactive: bool,
     state: &mut State,
-    server: Option<&mut runtime::attach::Server>,
-    started: &mut dyn FnMut(i32),
 ) -> anyhow::Result<runtime::Outcome> {
     let log_path = record.log_path();
     let cache_dir = store.root().join("cache");
@@ -598,28 +622,5 @@ fn start_and_wait_attached(
         stop_timeout: Duration::from_secs(state.stop_timeout),
         cache_dir: Some(&cache_dir),
     };
-    let mut on_started = |pid: i32| {
-        state.status = Status::Running;
-        // A restart's wait is over: inspect says running again, not restarting.
-        state.restarting = false;
-        state.pid = Some(pid);
-        state.started_at = Some(now_unix());
-        state.finished_at = None;
-        state.exit_code = None;
-        state.error = None;
-        state.oom_killed = false;
-        // The lock, not this file, is what marks the record as alive; a failed write
-        // only makes `ps` less precise.
-        let _ = record.save_state(state);
-        let image = [("image", state.image.clone())];
-        super::events::emit(
-            store.root(),
-            &record.id,
-            state.name.as_deref(),
-            "start",
-            &image,
-        );
-        started(pid);
-    };
-    runtime::run(&request, server, &mut on_started)
+    runtime::run(&request, &mut |pid| mark_started(store, record, state, pid))
 }

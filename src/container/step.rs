@@ -26,7 +26,7 @@ pub fn run_step<T>(
 ) -> anyhow::Result<StepOutcome<T>> {
     input.auto_remove = true;
     let (record, mut state, spec) = prepare(store, &input, false)?;
-    let result = start_and_wait(store, &record, &spec, false, &mut state, None, &mut |_| {});
+    let result = start_and_wait(store, &record, &spec, false, &mut state);
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(err) => return Err(record_failure(store, &record, &mut state, err)),

@@ -37,9 +37,6 @@ const FLAG_OPEN_STDIN: u8 = 2;
 
 /// A frame larger than this is a broken peer.
 const MAX_FRAME: usize = 1 << 20;
-/// Output a slow client has not taken yet; past this it is dropped (the container and
-/// the other clients do not wait for it).
-const MAX_BACKLOG: usize = 4 << 20;
 
 fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(5 + payload.len());
@@ -68,25 +65,17 @@ fn take_frames(buf: &mut Vec<u8>) -> Option<Vec<(u8, Vec<u8>)>> {
     Some(frames)
 }
 
-/// What the clients asked of the process.
-pub(super) enum Request {
-    Input(Vec<u8>),
-    Resize(u16, u16),
-    Signal(i32),
-}
-
 struct Client {
     sock: UnixStream,
-    input: Vec<u8>,
     backlog: Vec<u8>,
 }
 
-/// The attach socket's server: the listener (kept across the runs of a restarting
-/// container) and the clients of the current run.
+/// The attach socket's server side in this binary: the listener (kept across the runs
+/// of a restarting container) and, after a run the small supervisor relayed (it serves
+/// the clients meanwhile, src/supervisor/server.rs), the clients still attached.
 pub struct Server {
     listener: UnixListener,
     clients: Vec<Client>,
-    hello: u8,
 }
 
 impl Server {
@@ -98,90 +87,29 @@ impl Server {
         Ok(Server {
             listener,
             clients: Vec::new(),
-            hello: 0,
         })
     }
 
-    /// Says to the clients of this run whether the process has a terminal and an open
-    /// stdin.
-    pub(super) fn begin(&mut self, tty: bool, open_stdin: bool) {
-        self.hello =
-            (if tty { FLAG_TTY } else { 0 }) | (if open_stdin { FLAG_OPEN_STDIN } else { 0 });
+    /// The server of a run the small supervisor relayed: its listener and the clients
+    /// still attached, who get the exit code (`end`).
+    pub fn resumed(
+        listener: UnixListener,
+        clients: Vec<std::os::fd::OwnedFd>,
+    ) -> anyhow::Result<Server> {
+        let mut server = Server::new(listener)?;
+        server.clients = clients
+            .into_iter()
+            .map(|fd| Client {
+                sock: UnixStream::from(fd),
+                backlog: Vec::new(),
+            })
+            .collect();
+        Ok(server)
     }
 
-    /// The descriptors to poll, in the order `handle` expects their events: the
-    /// listener, then each client (read only while `take_input`).
-    pub(super) fn poll_fds(&self, take_input: bool) -> Vec<(BorrowedFd<'_>, PollFlags)> {
-        let mut fds = vec![(self.listener.as_fd(), PollFlags::POLLIN)];
-        for client in &self.clients {
-            let mut events = PollFlags::empty();
-            if take_input {
-                events |= PollFlags::POLLIN;
-            }
-            if !client.backlog.is_empty() {
-                events |= PollFlags::POLLOUT;
-            }
-            fds.push((client.sock.as_fd(), events));
-        }
-        fds
-    }
-
-    /// Acts on the events polled for `poll_fds` (same order); returns what the
-    /// clients asked.
-    pub(super) fn handle(&mut self, revents: &[PollFlags]) -> Vec<Request> {
-        let mut requests = Vec::new();
-        let mut gone = vec![false; self.clients.len()];
-        for (index, client) in self.clients.iter_mut().enumerate() {
-            let Some(events) = revents.get(index + 1) else {
-                continue;
-            };
-            if events.contains(PollFlags::POLLOUT) && !flush(client) {
-                gone[index] = true;
-                continue;
-            }
-            if events.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
-                && !receive(client, &mut requests)
-            {
-                gone[index] = true;
-            }
-        }
-        let mut index = 0;
-        self.clients.retain(|_| {
-            index += 1;
-            !gone[index - 1]
-        });
-        if revents
-            .first()
-            .is_some_and(|e| e.contains(PollFlags::POLLIN))
-        {
-            self.accept();
-        }
-        requests
-    }
-
-    fn accept(&mut self) {
-        while let Ok((sock, _)) = self.listener.accept() {
-            if sock.set_nonblocking(true).is_err() {
-                continue;
-            }
-            let mut client = Client {
-                sock,
-                input: Vec::new(),
-                backlog: frame(HELLO, &[self.hello]),
-            };
-            if flush(&mut client) {
-                self.clients.push(client);
-            }
-        }
-    }
-
-    /// Sends output to every client; one that cannot keep up is dropped.
-    pub(super) fn broadcast(&mut self, stderr: bool, data: &[u8]) {
-        let bytes = frame(if stderr { STDERR } else { STDOUT }, data);
-        self.clients.retain_mut(|client| {
-            client.backlog.extend_from_slice(&bytes);
-            client.backlog.len() <= MAX_BACKLOG && flush(client)
-        });
+    /// The listener, to hand over to the small supervisor.
+    pub fn listener_fd(&self) -> std::os::fd::RawFd {
+        self.listener.as_raw_fd()
     }
 
     /// The run ended with `exit_code`: tells the clients (a second at most each) and
@@ -200,67 +128,6 @@ impl Server {
                 let _ = client.sock.write_all(&client.backlog);
             }
         }
-    }
-}
-
-/// Writes what the client's socket takes of its backlog; false when it is gone.
-fn flush(client: &mut Client) -> bool {
-    while !client.backlog.is_empty() {
-        match client.sock.write(&client.backlog) {
-            Ok(0) => return false,
-            Ok(n) => {
-                client.backlog.drain(..n);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-    true
-}
-
-/// Reads what the client sent; false when it is gone (or broken).
-fn receive(client: &mut Client, requests: &mut Vec<Request>) -> bool {
-    let mut buf = [0u8; 16 * 1024];
-    let alive = loop {
-        match client.sock.read(&mut buf) {
-            Ok(0) => break false,
-            Ok(n) => client.input.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break false,
-        }
-    };
-    let Some(frames) = take_frames(&mut client.input) else {
-        return false;
-    };
-    for (kind, payload) in frames {
-        match (kind, payload.len()) {
-            (STDIN, _) => requests.push(Request::Input(payload)),
-            (RESIZE, 4) => requests.push(Request::Resize(
-                u16::from_be_bytes([payload[0], payload[1]]),
-                u16::from_be_bytes([payload[2], payload[3]]),
-            )),
-            (SIGNAL, 4) => requests.push(Request::Signal(i32::from_be_bytes([
-                payload[0], payload[1], payload[2], payload[3],
-            ]))),
-            _ => return false,
-        }
-    }
-    alive
-}
-
-/// Sets the pty's window size (its foreground process group gets SIGWINCH).
-pub(super) fn resize(master: BorrowedFd, rows: u16, cols: u16) {
-    let size = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a winsize struct we own from a descriptor we hold.
-    unsafe {
-        libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
     }
 }
 

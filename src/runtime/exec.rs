@@ -109,7 +109,6 @@ pub fn exec(req: &ExecRequest) -> anyhow::Result<Outcome> {
         streams,
         &mut None,
         EXEC_STOP_TIMEOUT,
-        None,
     ))
 }
 

@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod cgroups;
 mod exec;
+pub mod handover;
 mod init;
 mod launch;
 pub mod logfile;

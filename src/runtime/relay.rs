@@ -13,7 +13,6 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd;
 
-use super::attach::{self, Request, Server};
 use super::launch::Child;
 use super::logfile::{LogWriter, Stream};
 use super::process::ChildStdio;
@@ -209,17 +208,10 @@ pub(super) fn supervise(
     mut streams: Streams,
     log: &mut Option<LogWriter>,
     stop_timeout: Duration,
-    mut server: Option<&mut Server>,
 ) -> Outcome {
-    // With an attach socket (detached), input comes from its clients, never from our
-    // own stdin, and the container's stdin stays open until it exits.
-    if let Some(server) = server.as_deref_mut() {
-        server.begin(streams.master.is_some(), streams.stdin_open);
-    }
-    let attached = server.is_some();
     // Our terminal is raw while it feeds the container's pty (`-it`), so keys such as
     // ctrl-c reach the container as bytes; restored when the relay ends.
-    let _raw_mode = if streams.master.is_some() && streams.stdin_open && !attached {
+    let _raw_mode = if streams.master.is_some() && streams.stdin_open {
         pty::RawMode::enable(0)
     } else {
         None
@@ -252,7 +244,7 @@ pub(super) fn supervise(
             streams.out.as_ref().map(|f| f.as_fd()),
             streams.err.as_ref().map(|f| f.as_fd()),
             streams.master.as_ref().map(|f| f.as_fd()),
-            if streams.stdin_open && relay_to.is_some() && status.is_none() && !attached {
+            if streams.stdin_open && relay_to.is_some() && status.is_none() {
                 Some(stdin.as_fd())
             } else {
                 None
@@ -279,13 +271,6 @@ pub(super) fn supervise(
                 slots.push(slot);
             }
         }
-        let server_at = pollfds.len();
-        if let Some(server) = server.as_deref() {
-            let take_input = status.is_none() && pending.is_empty();
-            for (fd, events) in server.poll_fds(take_input) {
-                pollfds.push(PollFd::new(fd, events));
-            }
-        }
         let now = Instant::now();
         let wake = match (status, drain_until, deadline) {
             (Some(_), Some(until), _) => Some(until),
@@ -308,47 +293,13 @@ pub(super) fn supervise(
         let signalled = fired(&pollfds[0]);
         // Which streams are ready; each is looked up again below, as handling one may
         // close another.
-        let ready: Vec<usize> = pollfds[1..server_at]
+        let ready: Vec<usize> = pollfds[1..]
             .iter()
             .zip(slots)
             .filter(|(p, _)| fired(p))
             .map(|(_, slot)| slot)
             .collect();
-        let server_events: Vec<PollFlags> = pollfds[server_at..]
-            .iter()
-            .map(|p| p.revents().unwrap_or(PollFlags::empty()))
-            .collect();
         drop(pollfds);
-        if let Some(server) = server.as_deref_mut() {
-            for request in server.handle(&server_events) {
-                match request {
-                    Request::Input(data) if status.is_none() => {
-                        if let Some(master) = streams.master.as_ref().filter(|_| streams.stdin_open)
-                        {
-                            write_all_fd(master.as_fd(), &data);
-                        } else if let Some(pipe) = &streams.stdin {
-                            pending.extend_from_slice(&data);
-                            if !feed_stdin(pipe.as_fd(), &mut pending) {
-                                pending.clear();
-                                streams.stdin = None;
-                                streams.stdin_open = false;
-                            }
-                        }
-                    }
-                    Request::Resize(rows, cols) => {
-                        if let Some(master) = &streams.master {
-                            attach::resize(master.as_fd(), rows, cols);
-                        }
-                    }
-                    Request::Signal(signal) if status.is_none() => {
-                        if let Ok(signal) = Signal::try_from(signal) {
-                            child.kill(signal);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
         let now = Instant::now();
         if status.is_some() && drain_until.is_some_and(|t| now >= t) {
             // Something outside the container's pid namespace holds the output open.
@@ -438,9 +389,6 @@ pub(super) fn supervise(
                         (stdout.as_fd(), Stream::Stdout)
                     };
                     write_all_fd(target, &buf[..n]);
-                    if let Some(server) = server.as_deref_mut() {
-                        server.broadcast(slot == ERR, &buf[..n]);
-                    }
                     if let Some(log) = log {
                         let _ = log.write(stream, &buf[..n]);
                     }

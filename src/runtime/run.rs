@@ -38,10 +38,10 @@ pub struct RunRequest<'a> {
 }
 
 /// The cgroup, destroyed on drop unless destroyed explicitly (to see the error).
-struct CgroupGuard(Option<Cgroup>);
+pub(super) struct CgroupGuard(Option<Cgroup>);
 
 impl CgroupGuard {
-    fn get(&self) -> &Cgroup {
+    pub(super) fn get(&self) -> &Cgroup {
         self.0.as_ref().expect("cgroup guard used after destroy")
     }
     fn destroy(mut self) -> anyhow::Result<()> {
@@ -55,7 +55,7 @@ impl CgroupGuard {
 impl CgroupGuard {
     /// After the command ran, its exit code stays the result: a cgroup that cannot be
     /// removed now is said, and removing the record (rm, --rm, gc) tries again.
-    fn destroy_or_warn(self) {
+    pub(super) fn destroy_or_warn(self) {
         let name = self.get().name().to_string();
         if let Err(e) = self.destroy() {
             eprintln!("mycontainer: warning: cannot remove cgroup {name}: {e:#}");
@@ -65,7 +65,7 @@ impl CgroupGuard {
 
 impl CgroupGuard {
     /// The cgroup outlives us (`create`): the caller destroys it later.
-    fn keep(mut self) {
+    pub(super) fn keep(mut self) {
         self.0 = None;
     }
 }
@@ -80,17 +80,17 @@ impl Drop for CgroupGuard {
 
 /// What `run` and `create` prepare the same way before the clone: the cgroup (with its
 /// limits), the child's plan and the clone's namespaces.
-struct Prepared {
-    cgroup: CgroupGuard,
-    setup: ChildSetup,
-    ns: Namespaces,
+pub(super) struct Prepared {
+    pub(super) cgroup: CgroupGuard,
+    pub(super) setup: ChildSetup,
+    pub(super) ns: Namespaces,
     /// The namespaces joined by path, open until the child has joined them.
-    _joined: Vec<OwnedFd>,
+    pub(super) _joined: Vec<OwnedFd>,
     /// A pid namespace joined by path: the clone's thread enters it (`launch`).
-    pid_ns: Option<OwnedFd>,
+    pub(super) pid_ns: Option<OwnedFd>,
 }
 
-fn prepare(
+pub(super) fn prepare(
     bundle: &Path,
     spec: &Spec,
     cache_dir: Option<&Path>,
@@ -161,13 +161,7 @@ fn prepare(
 /// Runs the container described by `req` to completion. `on_started` gets the host pid
 /// of the container's init once its command runs (the caller's state write then overlaps
 /// with the command).
-/// With `server` (the detached supervisor's), its stdio is also served on that attach
-/// socket.
-pub fn run(
-    req: &RunRequest,
-    server: Option<&mut super::attach::Server>,
-    on_started: &mut dyn FnMut(i32),
-) -> anyhow::Result<Outcome> {
+pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<Outcome> {
     let Prepared {
         cgroup,
         mut setup,
@@ -216,7 +210,6 @@ pub fn run(
         setup.streams,
         &mut log,
         req.stop_timeout,
-        server,
     );
     outcome.oom_killed = cgroup.get().oom_killed();
     outcome.memory_limit = cgroup.get().memory_limit();

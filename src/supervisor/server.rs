@@ -1,0 +1,198 @@
+//! The attach socket's server (the protocol of src/runtime/attach.rs, whose client is
+//! `mycontainer attach`): frames of one byte of kind, four of length (big endian), the
+//! payload. Output goes to every client, input comes from any; a client that falls
+//! `MAX_BACKLOG` behind is dropped.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+
+const STDIN: u8 = 0;
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const HELLO: u8 = 4;
+const RESIZE: u8 = 5;
+const SIGNAL: u8 = 6;
+
+const FLAG_TTY: u8 = 1;
+const FLAG_OPEN_STDIN: u8 = 2;
+
+const MAX_FRAME: usize = 1 << 20;
+const MAX_BACKLOG: usize = 4 << 20;
+
+fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + payload.len());
+    out.push(kind);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+pub enum Request {
+    Input(Vec<u8>),
+    Resize(u16, u16),
+    Signal(i32),
+}
+
+struct Client {
+    sock: UnixStream,
+    input: Vec<u8>,
+    backlog: Vec<u8>,
+}
+
+pub struct Server {
+    listener: UnixListener,
+    clients: Vec<Client>,
+    hello: u8,
+}
+
+impl Server {
+    pub fn new(listener: UnixListener, tty: bool, open_stdin: bool) -> Server {
+        let _ = listener.set_nonblocking(true);
+        Server {
+            listener,
+            clients: Vec::new(),
+            hello: (if tty { FLAG_TTY } else { 0 })
+                | (if open_stdin { FLAG_OPEN_STDIN } else { 0 }),
+        }
+    }
+
+    /// The descriptors to poll and their events: the listener, then each client.
+    pub fn poll_fds(&self, take_input: bool) -> Vec<(RawFd, i16)> {
+        let mut fds = vec![(self.listener.as_raw_fd(), libc::POLLIN)];
+        for client in &self.clients {
+            let mut events = 0;
+            if take_input {
+                events |= libc::POLLIN;
+            }
+            if !client.backlog.is_empty() {
+                events |= libc::POLLOUT;
+            }
+            fds.push((client.sock.as_raw_fd(), events));
+        }
+        fds
+    }
+
+    /// Acts on the events polled for `poll_fds` (same order).
+    pub fn handle(&mut self, revents: &[i16]) -> Vec<Request> {
+        let mut requests = Vec::new();
+        let mut gone = vec![false; self.clients.len()];
+        for (index, client) in self.clients.iter_mut().enumerate() {
+            let Some(&events) = revents.get(index + 1) else {
+                continue;
+            };
+            if events & libc::POLLOUT != 0 && !flush(client) {
+                gone[index] = true;
+                continue;
+            }
+            if events & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+                && !receive(client, &mut requests)
+            {
+                gone[index] = true;
+            }
+        }
+        let mut index = 0;
+        self.clients.retain(|_| {
+            index += 1;
+            !gone[index - 1]
+        });
+        if revents.first().is_some_and(|e| e & libc::POLLIN != 0) {
+            while let Ok((sock, _)) = self.listener.accept() {
+                if sock.set_nonblocking(true).is_err() {
+                    continue;
+                }
+                let mut client = Client {
+                    sock,
+                    input: Vec::new(),
+                    backlog: frame(HELLO, &[self.hello]),
+                };
+                if flush(&mut client) {
+                    self.clients.push(client);
+                }
+            }
+        }
+        requests
+    }
+
+    pub fn broadcast(&mut self, stderr: bool, data: &[u8]) {
+        let bytes = frame(if stderr { STDERR } else { STDOUT }, data);
+        self.clients.retain_mut(|client| {
+            client.backlog.extend_from_slice(&bytes);
+            client.backlog.len() <= MAX_BACKLOG && flush(client)
+        });
+    }
+
+    /// Hands the listener and the clients on (to `mycontainer supervise --resume`, which
+    /// tells them the exit code once it is recorded): what each client has not taken
+    /// yet is sent first, a second at most each.
+    pub fn into_fds(self) -> (RawFd, Vec<RawFd>) {
+        let mut clients = Vec::new();
+        for mut client in self.clients {
+            if client.sock.set_nonblocking(false).is_ok()
+                && client
+                    .sock
+                    .set_write_timeout(Some(std::time::Duration::from_secs(1)))
+                    .is_ok()
+                && client.sock.write_all(&client.backlog).is_ok()
+            {
+                clients.push(client.sock.into_raw_fd());
+            }
+        }
+        (self.listener.into_raw_fd(), clients)
+    }
+}
+
+fn flush(client: &mut Client) -> bool {
+    while !client.backlog.is_empty() {
+        match client.sock.write(&client.backlog) {
+            Ok(0) => return false,
+            Ok(n) => {
+                client.backlog.drain(..n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+fn receive(client: &mut Client, requests: &mut Vec<Request>) -> bool {
+    let mut buf = [0u8; 16 * 1024];
+    let alive = loop {
+        match client.sock.read(&mut buf) {
+            Ok(0) => break false,
+            Ok(n) => client.input.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break false,
+        }
+    };
+    let input = &mut client.input;
+    let mut at = 0;
+    while input.len() - at >= 5 {
+        let len = u32::from_be_bytes([input[at + 1], input[at + 2], input[at + 3], input[at + 4]])
+            as usize;
+        if len > MAX_FRAME {
+            return false;
+        }
+        if input.len() - at - 5 < len {
+            break;
+        }
+        let (kind, payload) = (input[at], &input[at + 5..at + 5 + len]);
+        match (kind, payload.len()) {
+            (STDIN, _) => requests.push(Request::Input(payload.to_vec())),
+            (RESIZE, 4) => requests.push(Request::Resize(
+                u16::from_be_bytes([payload[0], payload[1]]),
+                u16::from_be_bytes([payload[2], payload[3]]),
+            )),
+            (SIGNAL, 4) => requests.push(Request::Signal(i32::from_be_bytes([
+                payload[0], payload[1], payload[2], payload[3],
+            ]))),
+            _ => return false,
+        }
+        at += 5 + len;
+    }
+    input.drain(..at);
+    alive
+}
