@@ -89,6 +89,14 @@ fn a_containers_etc_files_and_init_layer_live_in_the_run_directory_on_tmpfs() {
         "cat /etc/hostname; grep db /etc/hosts; readlink /etc/mtab",
     ]));
     assert_eq!(inside, "box\n10.1.2.3\tdb\n/proc/mounts\n");
+    // The bind mounts' targets come from the init layer: nothing in the upper dir (on
+    // disk), so diff shows nothing either.
+    let upper = w.root.join("containers").join(&id).join("upper");
+    assert!(
+        !upper.join("etc").exists(),
+        "the etc stubs were made in the upper dir"
+    );
+    assert_eq!(ok(w.mc(&["diff", "web"])), "");
     // A running container is marked live; rm takes its run files and marker.
     assert!(run.join("live").join(&id).exists());
     ok(w.mc(&["rm", "-f", "web"]));

@@ -226,9 +226,12 @@ pub(super) fn mark_swept(root: &Path) -> anyhow::Result<()> {
 }
 
 /// Docker's init layer, below the image's layers so that whatever the image has wins:
-/// `/etc/mtab -> /proc/mounts` (`df` and `mount` read it). Below the image, an image's
-/// own /etc/mtab, or an /etc that is a symlink, hides it; and `commit`, which takes only
-/// the upper dir, never carries it into a new image. Made again when missing.
+/// `/etc/mtab -> /proc/mounts` (`df` and `mount` read it), and empty /etc/hostname,
+/// /etc/hosts and /etc/resolv.conf for the etc files' bind mounts to land on (else the
+/// runtime makes them in the upper dir, on disk, at every start). Below the image, an
+/// image's own files, or an /etc that is a symlink, hide it; and `commit`, which takes
+/// only the upper dir, never carries it into a new image. Made again when missing (the
+/// mtab link, made last, says it is complete).
 pub(super) fn init_layer(record: &super::Record) -> anyhow::Result<PathBuf> {
     let dir = record.init_dir();
     let etc = dir.join("etc");
@@ -246,6 +249,12 @@ pub(super) fn init_layer(record: &super::Record) -> anyhow::Result<PathBuf> {
         // The mode as given, whatever the umask.
         fs::set_permissions(d, fs::Permissions::from_mode(0o755))
             .with_context(|| format!("cannot set the mode of {}", d.display()))?;
+    }
+    for name in super::spec::ETC_FILES {
+        let stub = etc.join(name);
+        fs::write(&stub, "").with_context(|| format!("cannot create {}", stub.display()))?;
+        fs::set_permissions(&stub, fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("cannot set the mode of {}", stub.display()))?;
     }
     symlink("/proc/mounts", &mtab).with_context(|| format!("cannot create {}", mtab.display()))?;
     Ok(dir)

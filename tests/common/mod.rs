@@ -20,6 +20,7 @@ mod netns;
 pub use netns::private_network;
 #[path = "rundir.rs"]
 mod rundir;
+#[allow(unused_imports)]
 pub use rundir::{remove_run_dir, run_dir};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mycontainer");
