@@ -6,6 +6,8 @@
 //! log cannot be written keeps running, and `logs` says output was lost.
 
 mod registry_support;
+#[path = "common/rundir.rs"]
+mod rundir;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -152,6 +154,7 @@ impl Drop for SmallDisk {
             self.remove_all();
             let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
         }
+        rundir::remove_run_dir(&self.root);
     }
 }
 

@@ -38,6 +38,8 @@ pub fn with_root<T: Send>(
             super::control::reset_work_dir(record)?;
             let spec = oci_spec::runtime::Spec::load(record.config_path())
                 .with_context(|| format!("cannot read {}", record.config_path().display()))?;
+            // After a reboot its init layer and etc files are gone from the run dir.
+            super::rundir::restore(record, &spec)?;
             let (lowerdirs, upper) = overlay_of(&spec)?;
             let binds = binds_of(&spec);
             let merged = record.merged_dir();

@@ -36,6 +36,8 @@ fn in_image(lowerdirs: &[PathBuf], rel: &Path) -> bool {
 fn layers_of(record: &Record) -> anyhow::Result<(Vec<PathBuf>, PathBuf)> {
     let spec = oci_spec::runtime::Spec::load(record.config_path())
         .with_context(|| format!("cannot read {}", record.config_path().display()))?;
+    // After a reboot its init layer is gone from the run dir.
+    super::rundir::restore(record, &spec)?;
     let (lower, (upper, _)) = super::cp::overlay_of(&spec)?;
     Ok((lower, upper))
 }

@@ -26,7 +26,8 @@ pub struct Collected {
 /// store has swept, and returns how many entries went; the caller passes it because
 /// those layers sit above this one.
 pub fn collect(root: &Path, prune_caches: &dyn Fn(&Store) -> usize) -> anyhow::Result<Collected> {
-    let reclaimed = super::reclaim_orphans(root)?;
+    // Every record, whatever the run directory's markers say.
+    let reclaimed = super::reclaim::reclaim_all(root)?;
     // Network attachments and leases of containers that no longer run (a killed
     // supervisor's), then the default bridge and its rules when nothing uses them.
     super::network::collect(root, &|id| {
@@ -38,6 +39,8 @@ pub fn collect(root: &Path, prune_caches: &dyn Fn(&Store) -> usize) -> anyhow::R
     let store = Store::open(root)?;
     let report = store.gc()?;
     let pruned = prune_caches(&store);
+    // Run directories (on tmpfs) of state roots that were removed.
+    super::rundir::collect_vanished()?;
     Ok(Collected {
         reclaimed,
         store: report,

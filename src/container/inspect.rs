@@ -83,7 +83,7 @@ pub fn inspect(record: &Record, state: &State) -> Value {
         .filter_map(|m| {
             let source = m.source().as_ref()?;
             // Our own files (hosts, resolv.conf, hostname) are not the user's mounts.
-            if source.starts_with(&record.dir) {
+            if source.starts_with(&record.dir) || source.starts_with(record.run_dir()) {
                 return None;
             }
             let options = m.options().clone().unwrap_or_default();

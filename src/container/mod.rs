@@ -33,6 +33,7 @@ pub mod remove;
 pub mod rename;
 pub mod restart;
 pub mod run;
+mod rundir;
 pub mod signals;
 pub mod spec;
 pub mod state;

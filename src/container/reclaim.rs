@@ -26,18 +26,21 @@ fn reclaim_unborn(root: &Path) -> anyhow::Result<()> {
         {
             continue;
         }
-        let dir = entry.path();
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > UNBORN_GRACE);
-        if old {
-            if let Some(_lock) = lock_listed(&dir)? {
-                fs::remove_dir_all(&dir)
-                    .with_context(|| format!("cannot remove {}", dir.display()))?;
-            }
+        reclaim_unborn_dir(&entry.path())?;
+    }
+    Ok(())
+}
+
+/// Removes the hidden record `dir` when it is unlocked and older than UNBORN_GRACE.
+fn reclaim_unborn_dir(dir: &Path) -> anyhow::Result<()> {
+    let old = fs::symlink_metadata(dir)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > UNBORN_GRACE);
+    if old {
+        if let Some(_lock) = lock_listed(dir)? {
+            fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         }
     }
     Ok(())
@@ -53,75 +56,131 @@ pub struct Reclaimed {
 /// Finishes the cleanup of records whose CLI died (even by SIGKILL): their container is
 /// already dead (parent-death signal, and its mounts lived only in its mount namespace),
 /// so what is left is the cgroup, the state, and for `--rm` the directory. Cheap enough
-/// to run before every command: one unlocked flock attempt per running record.
+/// to run before every command: it looks only at the records the run directory marks
+/// live (see `rundir`), one unlocked flock attempt each; at every record once after a
+/// reboot emptied the run directory.
 pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
+    match super::rundir::marked_live(root)? {
+        Some(live) => reclaim_marked(root, live),
+        None => reclaim_all(root),
+    }
+}
+
+/// [`reclaim_orphans`] over every record (`gc`, and the first command after a reboot),
+/// whatever the markers say; marks the run directory swept.
+pub fn reclaim_all(root: &Path) -> anyhow::Result<Reclaimed> {
     let mut reclaimed = Reclaimed::default();
     reclaim_unborn(root)?;
-    // Opened only once something is to be deleted: this runs before every command.
     let mut store = None;
+    let ids = list_ids(root)?;
+    for id in &ids {
+        reclaim_one(root, id, &mut store, &mut reclaimed)?;
+    }
+    // A root without records needs no run directory (and gets none: it would outlive
+    // a removed root until gc).
+    if !ids.is_empty() {
+        super::rundir::mark_swept(root)?;
+    }
+    Ok(reclaimed)
+}
+
+fn reclaim_marked(root: &Path, live: Vec<String>) -> anyhow::Result<Reclaimed> {
+    let mut reclaimed = Reclaimed::default();
+    let mut store = None;
+    for id in live {
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let parent = containers_dir(root);
+        // The hidden name first: `create` renames it to the visible one, so looking in
+        // this order never misses a record in between.
+        let unborn = parent.join(format!("{UNBORN_PREFIX}{id}"));
+        if unborn.exists() {
+            reclaim_unborn_dir(&unborn)?;
+            if !unborn.exists() && !parent.join(&id).exists() {
+                super::rundir::remove_for_record(root, &id)?;
+            }
+            continue;
+        }
+        if !parent.join(&id).exists() {
+            // Removed, by its owner or another reclaim, between its directory and its
+            // marker; or its creator died before making it.
+            super::rundir::remove_for_record(root, &id)?;
+            continue;
+        }
+        reclaim_one(root, &id, &mut store, &mut reclaimed)?;
+    }
+    Ok(reclaimed)
+}
+
+/// Reclaims record `id` when its CLI is gone; drops its live marker when it is exited.
+fn reclaim_one(
+    root: &Path,
+    id: &str,
+    store: &mut Option<Store>,
+    reclaimed: &mut Reclaimed,
+) -> anyhow::Result<()> {
+    // Opened only once something is to be deleted: this runs before every command.
     let mut open_store = || -> anyhow::Result<Store> {
         if store.is_none() {
-            store = Some(Store::open(root)?);
+            *store = Some(Store::open(root)?);
         }
         Ok(store.clone().expect("opened above"))
     };
-    for id in list_ids(root)? {
-        let dir = containers_dir(root).join(&id);
-        let state_path = dir.join("state.json");
-        let Ok(mut state) = State::load(&state_path) else {
-            // No state yet: a foreground run that had not started its command. Its
-            // creator locked it before it became visible, so unlocked means the CLI is
-            // gone (its name link, unknown here, is freed by the next claim of it).
-            if let Some(_lock) = lock_listed(&dir)? {
-                if !state_path.exists() {
-                    delete_locked(&open_store()?, &id, &dir, None)?;
-                    reclaimed.removed.push(id);
-                }
+    let dir = containers_dir(root).join(id);
+    let state_path = dir.join("state.json");
+    let Ok(mut state) = State::load(&state_path) else {
+        // No state yet: a foreground run that had not started its command. Its
+        // creator locked it before it became visible, so unlocked means the CLI is
+        // gone (its name link, unknown here, is freed by the next claim of it).
+        if let Some(_lock) = lock_listed(&dir)? {
+            if !state_path.exists() {
+                delete_locked(&open_store()?, id, &dir, None)?;
+                reclaimed.removed.push(id.to_string());
             }
-            continue;
-        };
-        if state.status == Status::Exited {
-            continue;
         }
-        let Some(_lock) = lock_listed(&dir)? else {
-            continue;
-        };
-        // Re-read under the lock: the owner may have finished in between.
-        let Ok(fresh) = State::load(&state_path) else {
-            continue;
-        };
-        state = fresh;
-        if state.status == Status::Exited {
-            continue;
-        }
-        if state.auto_remove {
-            let volumes = super::volumes::volumes_of_record(root, &dir);
-            delete_locked(&open_store()?, &id, &dir, state.name.as_deref())?;
-            super::volumes::remove_anonymous(root, &volumes)?;
-            reclaimed.removed.push(id);
-        } else {
-            let _ = Cgroup::open(&cgroup_name(root, &id)).and_then(|cg| cg.destroy());
-            if let Err(e) = super::network::release(root, &id) {
-                eprintln!(
-                    "mycontainer: warning: cannot remove the network of container {id}: {e:#}"
-                );
-            }
-            state.status = Status::Exited;
-            state.pid = None;
-            state.exit_code = Some(crate::exitcode::KILLED);
-            // Not "now": the container died with its supervisor (parent-death signal),
-            // at a moment nothing recorded; inspect shows the zero time, as Docker does
-            // for a time it does not know.
-            state.finished_at = None;
-            state.error = Some(
-                "the mycontainer process supervising it was killed; it stopped with it, at a time not recorded"
-                    .into(),
-            );
-            state.save(&state_path, true)?;
-            reclaimed.marked_exited.push(id);
-        }
+        return Ok(());
+    };
+    if state.status == Status::Exited {
+        // A marker left by a CLI killed between the exited state and its removal.
+        return super::rundir::unmark_live(root, id);
     }
-    Ok(reclaimed)
+    let Some(_lock) = lock_listed(&dir)? else {
+        return Ok(());
+    };
+    // Re-read under the lock: the owner may have finished in between.
+    let Ok(fresh) = State::load(&state_path) else {
+        return Ok(());
+    };
+    state = fresh;
+    if state.status == Status::Exited {
+        return super::rundir::unmark_live(root, id);
+    }
+    if state.auto_remove {
+        let volumes = super::volumes::volumes_of_record(root, &dir);
+        delete_locked(&open_store()?, id, &dir, state.name.as_deref())?;
+        super::volumes::remove_anonymous(root, &volumes)?;
+        reclaimed.removed.push(id.to_string());
+    } else {
+        let _ = Cgroup::open(&cgroup_name(root, id)).and_then(|cg| cg.destroy());
+        if let Err(e) = super::network::release(root, id) {
+            eprintln!("mycontainer: warning: cannot remove the network of container {id}: {e:#}");
+        }
+        state.status = Status::Exited;
+        state.pid = None;
+        state.exit_code = Some(crate::exitcode::KILLED);
+        // Not "now": the container died with its supervisor (parent-death signal),
+        // at a moment nothing recorded; inspect shows the zero time, as Docker does
+        // for a time it does not know.
+        state.finished_at = None;
+        state.error = Some(
+            "the mycontainer process supervising it was killed; it stopped with it, at a time not recorded"
+                .into(),
+        );
+        state.save(&state_path, true)?;
+        reclaimed.marked_exited.push(id.to_string());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

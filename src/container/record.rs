@@ -1,6 +1,6 @@
 //! Container records: `<root>/containers/<id>/` with config.json, state.json, upper/,
-//! work/, merged/, init/ (the init layer), container.log and the etc files bind-mounted
-//! into the container.
+//! work/, merged/ and container.log; the init layer and the etc files bind-mounted into
+//! the container are in the run directory (`rundir.rs`).
 //!
 //! A record is locked (flock on its directory) by the CLI that supervises it. The lock
 //! dies with that process, so a record that says "running" but is not locked belongs to
@@ -17,7 +17,7 @@ use mycontainer_store::Store;
 
 use super::names::{self, claim_generated_name, claim_name, validate_name};
 use super::paths::{cgroup_name, containers_dir, names_dir, MERGED_DIR};
-use super::spec::{Network, RunOptions, ETC_FILES};
+use super::spec::{Network, RunOptions};
 use super::state::State;
 use crate::runtime::cgroups::Cgroup;
 
@@ -65,9 +65,13 @@ impl Record {
         self.dir.join("work")
     }
     /// The container's init layer: what Docker adds under every container's files
-    /// (`/etc/mtab`), the lowest of its overlay layers.
+    /// (`/etc/mtab`), the lowest of its overlay layers; in the run directory.
     pub fn init_dir(&self) -> PathBuf {
-        self.dir.join("init")
+        self.run_dir().join("init")
+    }
+    /// The record's directory in the run directory (the etc files, the init layer).
+    pub fn run_dir(&self) -> PathBuf {
+        super::rundir::container_dir(super::paths::root_of_record(&self.dir), &self.id)
     }
     pub fn merged_dir(&self) -> PathBuf {
         self.dir.join(MERGED_DIR)
@@ -80,30 +84,19 @@ impl Record {
     }
 
     /// Writes the files the spec bind-mounts over /etc/{hostname,hosts,resolv.conf}
-    /// ([`ETC_FILES`]): with the host's network, its hosts and resolv.conf files; else
-    /// a loopback hosts file (a bridge network adds the container's address at each
-    /// start) and the host's resolv.conf as Docker filters it.
+    /// (`spec::ETC_FILES`) into the record's run directory (see `rundir::write_etc_files`).
     pub fn write_etc_files(&self, hostname: &str, opts: &RunOptions) -> anyhow::Result<()> {
-        let (mut hosts, resolv) = match &opts.network {
-            Network::Host => (
-                fs::read_to_string("/etc/hosts").unwrap_or_default(),
-                fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-            ),
-            Network::None | Network::Bridge(_) | Network::Container(_) => (
-                super::network::hosts::render(hostname, None, &[], &[]),
-                super::network::resolv_conf(&opts.dns),
-            ),
+        let dns = match &opts.network {
+            Network::Host => &[][..],
+            Network::None | Network::Bridge(_) | Network::Container(_) => &opts.dns[..],
         };
-        for (name, ip) in &opts.add_hosts {
-            hosts.push_str(&format!("{ip}\t{name}\n"));
-        }
-        let contents = [format!("{hostname}\n"), hosts, resolv];
-        for (name, content) in ETC_FILES.iter().zip(contents) {
-            let path = self.dir.join(name);
-            fs::write(&path, content)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
-        Ok(())
+        super::rundir::write_etc_files(
+            &self.run_dir(),
+            hostname,
+            matches!(opts.network, Network::Host),
+            dns,
+            &opts.add_hosts,
+        )
     }
 }
 
@@ -132,9 +125,17 @@ pub fn create(root: &Path, name: Option<&str>) -> anyhow::Result<Record> {
     let unborn = parent.join(format!("{UNBORN_PREFIX}{id}"));
     fs::create_dir(&unborn).with_context(|| format!("cannot create {}", unborn.display()))?;
     let lock = lock_dir(&unborn, true)?;
+    // Its live marker before it is visible (see `rundir`); reclaim looks for the hidden
+    // name before the visible one, so a marker always has one of them.
+    if let Err(err) = super::rundir::create_for_record(root, &id) {
+        let _ = fs::remove_dir(&unborn);
+        let _ = super::rundir::remove_for_record(root, &id);
+        return Err(err);
+    }
     let dir = parent.join(&id);
     if let Err(err) = fs::rename(&unborn, &dir) {
         let _ = fs::remove_dir(&unborn);
+        let _ = super::rundir::remove_for_record(root, &id);
         return Err(err).with_context(|| format!("cannot create {}", dir.display()));
     }
     let mut record = Record {
@@ -151,6 +152,7 @@ pub fn create(root: &Path, name: Option<&str>) -> anyhow::Result<Record> {
         Ok(name) => record.name = name,
         Err(err) => {
             let _ = fs::remove_dir_all(&record.dir);
+            let _ = super::rundir::remove_for_record(root, &record.id);
             return Err(err);
         }
     }
@@ -283,6 +285,7 @@ pub(super) fn delete_locked(
         }
         _ => {}
     }
+    super::rundir::remove_for_record(store.root(), id)?;
     store
         .release_layers(id)
         .with_context(|| format!("cannot release the layers of container {id}"))?;

@@ -52,28 +52,6 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// Docker's init layer, below the image's layers so that whatever the image has wins:
-/// `/etc/mtab -> /proc/mounts` (`df` and `mount` read it). Below the image, an image's
-/// own /etc/mtab, or an /etc that is a symlink, hides it; and `commit`, which takes only
-/// the upper dir, never carries it into a new image.
-fn init_layer(record: &super::Record) -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::{symlink, DirBuilderExt};
-    let dir = record.init_dir();
-    let etc = dir.join("etc");
-    for d in [&dir, &etc] {
-        std::fs::DirBuilder::new()
-            .mode(0o755)
-            .create(d)
-            .with_context(|| format!("cannot create {}", d.display()))?;
-        // The mode as given, whatever the umask.
-        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .with_context(|| format!("cannot set the mode of {}", d.display()))?;
-    }
-    let mtab = etc.join("mtab");
-    symlink("/proc/mounts", &mtab).with_context(|| format!("cannot create {}", mtab.display()))?;
-    Ok(dir)
-}
-
 /// Creates the record, holds the image's layers and writes config.json, and the first
 /// state when `save_created` (the detached supervisor starts from it; a foreground --rm
 /// run saves its first state once its command runs: until then `ps` does not list it,
@@ -121,7 +99,7 @@ pub(super) fn prepare(
             return Err(err).context("cannot record the layers this container uses");
         }
     };
-    match init_layer(&record) {
+    match super::rundir::init_layer(&record) {
         Ok(dir) => root.lowerdirs.push(dir),
         Err(err) => {
             let _ = super::discard(store, &record, Some(&record.name));
@@ -545,6 +523,8 @@ pub(super) fn start_and_wait(
     interactive: bool,
     state: &mut State,
 ) -> anyhow::Result<runtime::Outcome> {
+    // After a reboot, the run directory's files are gone: written again from the spec.
+    super::rundir::restore(record, spec)?;
     // A bridge network: its namespace, veth, address and lease, made at each start and
     // released on every way out (a kill -9 of ours leaves them to gc).
     let attached = attach_network(store, record, spec, state)?;

@@ -137,7 +137,28 @@ impl State {
     /// Writes the state next to `path` and renames it into place, so readers see the old
     /// or the new state, never a torn one. `durable` adds an fsync (skipped for `--rm`
     /// records, which vanish anyway).
+    ///
+    /// A state other than "exited" is saved after the record's live marker is made, and
+    /// an "exited" one before it is dropped (see `rundir`: reclaim looks only at marked
+    /// records).
     pub fn save(&self, path: &Path, durable: bool) -> anyhow::Result<()> {
+        let record = path.parent().unwrap_or(path);
+        let root = super::paths::root_of_record(record);
+        let id = record
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if self.status != Status::Exited {
+            super::rundir::mark_live(root, &id)?;
+        }
+        self.write(path, durable)?;
+        if self.status == Status::Exited {
+            super::rundir::unmark_live(root, &id)?;
+        }
+        Ok(())
+    }
+
+    fn write(&self, path: &Path, durable: bool) -> anyhow::Result<()> {
         let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(self)?;
         let written = super::write_private(&tmp, &bytes)

@@ -18,6 +18,10 @@ use std::process::{Command, Output, Stdio};
 #[path = "netns.rs"]
 mod netns;
 pub use netns::private_network;
+#[path = "rundir.rs"]
+mod rundir;
+#[allow(unused_imports)]
+pub use rundir::{remove_run_dir, run_dir};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mycontainer");
 
@@ -86,6 +90,9 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        // The root goes with the temporary directory; its run directory (on tmpfs)
+        // must go too, even after a failure.
+        remove_run_dir(&self.root);
         if std::thread::panicking() {
             return;
         }

@@ -155,9 +155,7 @@ fn refresh_hosts(root: &Path, network: &str, joined: &str) {
                 .collect()
         };
         let text = hosts::render(&own.hostname, Some(own.ip), &peers, &own.extra_hosts);
-        let path = crate::container::paths::containers_dir(root)
-            .join(id)
-            .join("hosts");
+        let path = crate::container::rundir::container_dir(root, id).join("hosts");
         // In place (the file is bind-mounted into the container: a rename would not be
         // seen there); a record that is gone has nothing to update.
         if path.exists() {

@@ -254,6 +254,8 @@ pub const ANNOTATION_PRIVILEGED: &str = "org.mycontainer.privileged";
 pub const ANNOTATION_NETWORK_MODE: &str = "org.mycontainer.network-mode";
 /// `-u` as given, for `inspect`.
 pub const ANNOTATION_USER: &str = "org.mycontainer.user";
+/// `--dns` servers, comma-separated.
+pub const ANNOTATION_DNS: &str = "org.mycontainer.dns";
 /// The container's labels (the image's, then `--label`) as a JSON object, for
 /// `inspect` and `ps --filter label=`.
 pub const ANNOTATION_LABELS: &str = "org.mycontainer.labels";
@@ -286,7 +288,7 @@ fn hostname(id: &str, opts: &RunOptions) -> String {
 /// Builds the spec for container `id` over `root`: a pure function of its inputs (it
 /// reads only the image's user database, `--env-file`s and, with `--network host`, the
 /// host's hostname). The etc files its mounts
-/// name in `dir` (the record directory) are the record's to write
+/// name, in the run directory of the record directory `dir`, are the record's to write
 /// (`Record::write_etc_files`).
 pub fn build(
     id: &str,
@@ -309,7 +311,9 @@ pub fn build(
         .collect();
     let security = linux::security_opts(opts, &bounding)?;
     process.set_no_new_privileges(Some(security.no_new_privileges));
-    let mounts = mounts::mounts(opts, dir, root)?;
+    let run_dir =
+        crate::container::rundir::container_dir(crate::container::paths::root_of_record(dir), id);
+    let mounts = mounts::mounts(opts, &run_dir, root)?;
     let cgroup =
         crate::container::paths::cgroup_name(crate::container::paths::root_of_record(dir), id);
     let linux = linux::linux(&cgroup, opts, security.seccomp)?;
@@ -366,6 +370,10 @@ pub fn build(
             crate::container::network::ports::ANNOTATION_PORTS.to_string(),
             serde_json::to_string(&opts.ports)?,
         );
+    }
+    if !opts.dns.is_empty() {
+        // What a start after a reboot writes resolv.conf from (see rundir::restore).
+        annotations.insert(ANNOTATION_DNS.to_string(), opts.dns.join(","));
     }
     if !opts.add_hosts.is_empty() {
         let pairs: Vec<String> = opts

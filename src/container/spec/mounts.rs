@@ -10,7 +10,7 @@ use oci_spec::runtime::{Mount, MountBuilder};
 use super::RunOptions;
 
 /// All mounts of the container, in the order the runtime makes them; `dir` is the
-/// record directory holding the etc files.
+/// record's run directory holding the etc files.
 pub(super) fn mounts(
     opts: &RunOptions,
     dir: &Path,

@@ -1,0 +1,352 @@
+//! The run directory: what need not survive a reboot, on a tmpfs (Docker's exec-root and
+//! Podman's runroot play this part), so a run's short-lived files cost no disk journal.
+//!
+//! `/run/mycontainer/<key>/` (the key is the state root's, see `paths::root_key`;
+//! `MYCONTAINER_RUNROOT` replaces `/run/mycontainer`):
+//! - `containers/<id>/`: the generated /etc/hostname, /etc/hosts and /etc/resolv.conf
+//!   bind-mounted into the container, and its init layer (`init/`, Docker's: the lowest
+//!   overlay layer). Written when the record is created; written again at a start that
+//!   finds them gone (after a reboot), from the record's config.json, as Podman does.
+//! - `live/<id>`: an empty marker per container that may be running (its state is not
+//!   "exited", or it has no state yet). The orphan reclaim before every command looks at
+//!   these records only, so its cost does not grow with the exited ones.
+//! - `swept`: made once a reclaim has looked at every record. A run directory without
+//!   it (fresh after a reboot, which took every marker) makes the next reclaim look at
+//!   all records once.
+//! - `root`: a symlink to the state root, so `gc` can remove run directories whose state
+//!   root is gone.
+//!
+//! Records, logs, layers and the container's upper dir stay under the state root.
+//! When `/run/mycontainer` is not on a tmpfs (a system without systemd), a tmpfs is
+//! mounted there on first use.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+/// Replaces [`DEFAULT_BASE`] (tests, and systems whose /run is elsewhere).
+pub const ENV: &str = "MYCONTAINER_RUNROOT";
+/// Where run directories live by default.
+pub const DEFAULT_BASE: &str = "/run/mycontainer";
+
+fn base() -> (PathBuf, bool) {
+    match std::env::var_os(ENV).filter(|v| !v.is_empty()) {
+        Some(base) => (PathBuf::from(base), false),
+        None => (PathBuf::from(DEFAULT_BASE), true),
+    }
+}
+
+/// The run directory of the state root `root` (which may not exist yet).
+pub fn dir(root: &Path) -> PathBuf {
+    // Unit tests make records in temporary state roots: their run directories go inside
+    // them, and with them.
+    if cfg!(test) && std::env::var_os(ENV).is_none() {
+        return root.join(".run");
+    }
+    base().0.join(super::paths::root_key(root))
+}
+
+/// Container `id`'s directory in the run directory of `root`.
+pub fn container_dir(root: &Path, id: &str) -> PathBuf {
+    dir(root).join("containers").join(id)
+}
+
+fn live_dir(root: &Path) -> PathBuf {
+    dir(root).join("live")
+}
+
+fn live_marker(root: &Path, id: &str) -> PathBuf {
+    live_dir(root).join(id)
+}
+
+fn mkdir_private(path: &Path) -> anyhow::Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Err(err) if err.kind() != ErrorKind::AlreadyExists => {
+            Err(err).with_context(|| format!("cannot create {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Makes the run directory of `root` (and the tmpfs under the default base when that is
+/// on a disk) and returns it.
+pub fn ensure(root: &Path) -> anyhow::Result<PathBuf> {
+    let (base, default) = base();
+    let dir = dir(root);
+    if dir.join("live").is_dir() {
+        return Ok(dir);
+    }
+    if cfg!(test) && std::env::var_os(ENV).is_none() {
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    } else if default {
+        mount_tmpfs(&base)?;
+    } else {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&base)
+            .with_context(|| format!("cannot create the run directory {}", base.display()))?;
+    }
+    mkdir_private(&dir)?;
+    let link = dir.join("root");
+    if let Err(err) = symlink(root, &link) {
+        if err.kind() != ErrorKind::AlreadyExists {
+            return Err(err).with_context(|| format!("cannot create {}", link.display()));
+        }
+    }
+    mkdir_private(&dir.join("containers"))?;
+    mkdir_private(&dir.join("live"))?;
+    Ok(dir)
+}
+
+/// Mounts a tmpfs on `base` unless it is on one already; under a lock on the directory
+/// below, so two first commands never stack two mounts (the second would hide the
+/// first's files).
+fn mount_tmpfs(base: &Path) -> anyhow::Result<()> {
+    use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+    let on_tmpfs = |path: &Path| statfs(path).is_ok_and(|fs| fs.filesystem_type() == TMPFS_MAGIC);
+    if on_tmpfs(base) {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(base)
+        .with_context(|| format!("cannot create the run directory {}", base.display()))?;
+    let below = fs::File::open(base).with_context(|| format!("cannot open {}", base.display()))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    if unsafe { libc::flock(below.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot lock {}", base.display()));
+    }
+    if on_tmpfs(base) {
+        return Ok(());
+    }
+    use nix::mount::{mount, MsFlags};
+    mount(
+        Some("mycontainer"),
+        base,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=0700,size=64m"),
+    )
+    .with_context(|| {
+        format!(
+            "cannot mount a tmpfs on {} for the run directory: set {ENV} to a directory on a tmpfs",
+            base.display()
+        )
+    })
+}
+
+/// Called by `record::create` between the hidden record's mkdir and its rename into
+/// place: the record's run directory and its live marker (so a creator killed after the
+/// rename leaves a record the next reclaim looks at).
+pub(super) fn create_for_record(root: &Path, id: &str) -> anyhow::Result<()> {
+    ensure(root)?;
+    mark_live(root, id)?;
+    mkdir_private(&container_dir(root, id))
+}
+
+/// Removes what the run directory holds for record `id` (its marker last).
+pub(super) fn remove_for_record(root: &Path, id: &str) -> anyhow::Result<()> {
+    let dir = container_dir(root, id);
+    match fs::remove_dir_all(&dir) {
+        Err(err) if err.kind() != ErrorKind::NotFound => {
+            return Err(err).with_context(|| format!("cannot remove {}", dir.display()))
+        }
+        _ => {}
+    }
+    unmark_live(root, id)
+}
+
+/// Marks container `id` as one that may run (before its state says so).
+pub(super) fn mark_live(root: &Path, id: &str) -> anyhow::Result<()> {
+    let marker = live_marker(root, id);
+    let made = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&marker);
+    match made {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == ErrorKind::NotFound => {
+            // After a reboot: the run directory is made again.
+            ensure(root)?;
+            fs::File::create(&marker)
+                .map(drop)
+                .with_context(|| format!("cannot create {}", marker.display()))
+        }
+        Err(err) => Err(err).with_context(|| format!("cannot create {}", marker.display())),
+    }
+}
+
+/// Drops the marker of container `id` (after its state says "exited").
+pub(super) fn unmark_live(root: &Path, id: &str) -> anyhow::Result<()> {
+    let marker = live_marker(root, id);
+    match fs::remove_file(&marker) {
+        Err(err) if err.kind() != ErrorKind::NotFound => {
+            Err(err).with_context(|| format!("cannot remove {}", marker.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The ids marked live, or None when no reclaim has looked at every record since the
+/// run directory was made (after a reboot): then every record must be looked at.
+pub(super) fn marked_live(root: &Path) -> anyhow::Result<Option<Vec<String>>> {
+    let dir = dir(root);
+    if !dir.join("swept").exists() {
+        return Ok(None);
+    }
+    let live = dir.join("live");
+    let entries = match fs::read_dir(&live) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("cannot list {}", live.display())),
+    };
+    Ok(Some(
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+    ))
+}
+
+/// Records that a reclaim looked at every record (see [`marked_live`]).
+pub(super) fn mark_swept(root: &Path) -> anyhow::Result<()> {
+    let dir = ensure(root)?;
+    let swept = dir.join("swept");
+    fs::File::create(&swept)
+        .map(drop)
+        .with_context(|| format!("cannot create {}", swept.display()))
+}
+
+/// Docker's init layer, below the image's layers so that whatever the image has wins:
+/// `/etc/mtab -> /proc/mounts` (`df` and `mount` read it), and empty /etc/hostname,
+/// /etc/hosts and /etc/resolv.conf for the etc files' bind mounts to land on (else the
+/// runtime makes them in the upper dir, on disk, at every start). Below the image, an
+/// image's own files, or an /etc that is a symlink, hide it; and `commit`, which takes
+/// only the upper dir, never carries it into a new image. Made again when missing (the
+/// mtab link, made last, says it is complete).
+pub(super) fn init_layer(record: &super::Record) -> anyhow::Result<PathBuf> {
+    let dir = record.init_dir();
+    let etc = dir.join("etc");
+    let mtab = etc.join("mtab");
+    if fs::symlink_metadata(&mtab).is_ok() {
+        return Ok(dir);
+    }
+    for d in [&dir, &etc] {
+        match fs::DirBuilder::new().mode(0o755).create(d) {
+            Err(err) if err.kind() != ErrorKind::AlreadyExists => {
+                return Err(err).with_context(|| format!("cannot create {}", d.display()))
+            }
+            _ => {}
+        }
+        // The mode as given, whatever the umask.
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot set the mode of {}", d.display()))?;
+    }
+    for name in super::spec::ETC_FILES {
+        let stub = etc.join(name);
+        fs::write(&stub, "").with_context(|| format!("cannot create {}", stub.display()))?;
+        fs::set_permissions(&stub, fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("cannot set the mode of {}", stub.display()))?;
+    }
+    symlink("/proc/mounts", &mtab).with_context(|| format!("cannot create {}", mtab.display()))?;
+    Ok(dir)
+}
+
+/// Before a start: the record's run files as its config.json names them, written again
+/// when gone (a reboot emptied the run directory since the record was made).
+pub(super) fn restore(
+    record: &super::Record,
+    spec: &oci_spec::runtime::Spec,
+) -> anyhow::Result<()> {
+    let root = super::paths::root_of_record(&record.dir);
+    let dir = container_dir(root, &record.id);
+    let complete = super::spec::ETC_FILES
+        .iter()
+        .all(|name| dir.join(name).exists())
+        && fs::symlink_metadata(record.init_dir().join("etc/mtab")).is_ok();
+    if complete {
+        return Ok(());
+    }
+    ensure(root)?;
+    mkdir_private(&dir)?;
+    init_layer(record)?;
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    let annotation = |key: &str| annotations.get(key).cloned().unwrap_or_default();
+    let host = annotation(super::spec::ANNOTATION_NETWORK_MODE) == "host";
+    let dns: Vec<String> = annotation(super::spec::ANNOTATION_DNS)
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let add_hosts: Vec<(String, String)> = annotation(super::network::ANNOTATION_EXTRA_HOSTS)
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(n, ip)| (n.to_string(), ip.to_string()))
+        .collect();
+    let hostname = spec.hostname().clone().unwrap_or_default();
+    write_etc_files(&dir, &hostname, host, &dns, &add_hosts)
+}
+
+/// Writes the files the spec bind-mounts over /etc/{hostname,hosts,resolv.conf} into
+/// `dir`: with the host's network, its hosts and resolv.conf files; else a loopback
+/// hosts file (a bridge network adds the container's address at each start) and the
+/// host's resolv.conf as Docker filters it (or `--dns`).
+pub(super) fn write_etc_files(
+    dir: &Path,
+    hostname: &str,
+    host_network: bool,
+    dns: &[String],
+    add_hosts: &[(String, String)],
+) -> anyhow::Result<()> {
+    let (mut hosts, resolv) = if host_network {
+        (
+            fs::read_to_string("/etc/hosts").unwrap_or_default(),
+            fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        )
+    } else {
+        (
+            super::network::hosts::render(hostname, None, &[], &[]),
+            super::network::resolv_conf(dns),
+        )
+    };
+    for (name, ip) in add_hosts {
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    let contents = [format!("{hostname}\n"), hosts, resolv];
+    for (name, content) in super::spec::ETC_FILES.iter().zip(contents) {
+        let path = dir.join(name);
+        fs::write(&path, content).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `gc`: removes the run directories (under this base) whose state root is gone; returns
+/// how many.
+pub fn collect_vanished() -> anyhow::Result<usize> {
+    let (base, _) = base();
+    let entries = match fs::read_dir(&base) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(err).with_context(|| format!("cannot list {}", base.display())),
+    };
+    let mut removed = 0;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let dir = entry.path();
+        let Ok(root) = fs::read_link(dir.join("root")) else {
+            continue;
+        };
+        if fs::symlink_metadata(&root).is_err() {
+            fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

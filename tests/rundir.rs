@@ -1,0 +1,238 @@
+//! The run directory (src/container/rundir.rs): what need not survive a reboot lives on
+//! a tmpfs under /run/mycontainer; every command works once a reboot emptied it; the
+//! orphan reclaim before each command looks only at the containers it marks live.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+fn supervisor_pids(id: &str) -> Vec<i32> {
+    pids_with("supervise")
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(id))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is dead for our purposes.
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+fn on_tmpfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+}
+
+/// Kills the container's supervisor with SIGKILL and waits for its init to die with it.
+fn kill_supervisor(w: &World, id: &str) {
+    let pid = w.state(id)["pid"].as_i64().unwrap() as i32;
+    let supervisors = supervisor_pids(id);
+    assert_eq!(supervisors.len(), 1, "{supervisors:?}");
+    // SAFETY: SIGKILL to the supervisor this test started.
+    assert_eq!(unsafe { libc::kill(supervisors[0], libc::SIGKILL) }, 0);
+    assert!(wait_for(10, || !alive(pid)));
+}
+
+#[test]
+fn a_containers_etc_files_and_init_layer_live_in_the_run_directory_on_tmpfs() {
+    let w = World::new();
+    let id = w.run_detached(
+        &[
+            "--name",
+            "web",
+            "--hostname",
+            "box",
+            "--add-host",
+            "db:10.1.2.3",
+        ],
+        &["sleep", "300"],
+    );
+    let run = run_dir(&w.root);
+    assert!(on_tmpfs(&run), "{} is not on a tmpfs", run.display());
+    let mine = run.join("containers").join(&id);
+    for name in ["hostname", "hosts", "resolv.conf", "init/etc/mtab"] {
+        assert!(
+            fs::symlink_metadata(mine.join(name)).is_ok(),
+            "{name} not in the run dir"
+        );
+        assert!(
+            !w.root.join("containers").join(&id).join(name).exists(),
+            "{name} still in the record"
+        );
+    }
+    assert_eq!(
+        fs::read_link(run.join("root")).unwrap(),
+        w.root,
+        "the run dir names its state root"
+    );
+    // What the container sees is those files.
+    let inside = ok(w.mc(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "cat /etc/hostname; grep db /etc/hosts; readlink /etc/mtab",
+    ]));
+    assert_eq!(inside, "box\n10.1.2.3\tdb\n/proc/mounts\n");
+    // The bind mounts' targets come from the init layer: nothing in the upper dir (on
+    // disk), so diff shows nothing either.
+    let upper = w.root.join("containers").join(&id).join("upper");
+    assert!(
+        !upper.join("etc").exists(),
+        "the etc stubs were made in the upper dir"
+    );
+    assert_eq!(ok(w.mc(&["diff", "web"])), "");
+    // A running container is marked live; rm takes its run files and marker.
+    assert!(run.join("live").join(&id).exists());
+    ok(w.mc(&["rm", "-f", "web"]));
+    assert!(!mine.exists());
+    assert!(!run.join("live").join(&id).exists());
+}
+
+#[test]
+fn every_command_works_after_a_reboot_emptied_the_run_directory() {
+    let w = World::new();
+    let flags = [
+        "--name",
+        "rebooted",
+        "--dns",
+        "192.0.2.53",
+        "--add-host",
+        "db:10.1.2.3",
+    ];
+    let id = w.run_detached(&flags, &["sleep", "300"]);
+    let kept = w.run(&["--name", "kept"], &["true"]);
+    ok(kept);
+    // A reboot: every process dies and the tmpfs is empty.
+    kill_supervisor(&w, &id);
+    fs::remove_dir_all(run_dir(&w.root)).unwrap();
+    // The first command looks at every record: the one that said "running" is exited.
+    let all = ok(w.mc(&["ps", "-a"]));
+    assert!(all.contains("Exited (137)"), "{all}");
+    assert_eq!(w.state(&id)["status"], "exited");
+    assert!(run_dir(&w.root).join("swept").exists());
+    // A stopped container's files, through its overlay (the init layer is a lowerdir).
+    let copied = w.dir.path().join("copied");
+    ok(w.mc(&["cp", "kept:/image-marker", copied.to_str().unwrap()]));
+    assert_eq!(fs::read_to_string(&copied).unwrap(), "from the image\n");
+    assert_eq!(ok(w.mc(&["diff", "kept"])), "");
+    // start writes its run files again, from its config.json.
+    ok(w.mc(&["start", "rebooted"]));
+    assert!(wait_for(10, || w.state(&id)["status"] == "running"));
+    let inside = ok(w.mc(&[
+        "exec",
+        "rebooted",
+        "sh",
+        "-c",
+        "cat /etc/hostname; grep -c 192.0.2.53 /etc/resolv.conf; grep db /etc/hosts; readlink /etc/mtab",
+    ]));
+    assert_eq!(
+        inside,
+        format!("{}\n1\n10.1.2.3\tdb\n/proc/mounts\n", &id[..12])
+    );
+    assert_eq!(ok(w.mc(&["start", "-a", "kept"])), "");
+    ok(w.mc(&["rm", "-f", "rebooted", "kept"]));
+    // gc too, after another reboot.
+    fs::remove_dir_all(run_dir(&w.root)).unwrap();
+    ok(w.mc(&["gc"]));
+    w.assert_no_containers();
+}
+
+#[test]
+fn a_killed_supervisor_is_reclaimed_through_its_live_marker_and_exited_records_are_not_read() {
+    let w = World::new();
+    let id = w.run_detached(&["--name", "victim"], &["sleep", "300"]);
+    let marker = run_dir(&w.root).join("live").join(&id);
+    assert!(marker.exists(), "a running container is marked live");
+    // An exited container has no marker: the reclaim before each command never reads
+    // its state. Make one that lies ("running", as a record the reclaim must not look
+    // at) to show it: only gc, which reads every record, fixes it.
+    ok(w.run(&["--name", "liar"], &["true"]));
+    let inspected: serde_json::Value =
+        serde_json::from_str(&ok(w.mc(&["inspect", "liar"]))).unwrap();
+    let liar = inspected[0]["Id"].as_str().unwrap().to_string();
+    assert!(!run_dir(&w.root).join("live").join(&liar).exists());
+    let state_path = w.root.join("containers").join(&liar).join("state.json");
+    let mut state = w.state(&liar);
+    state["status"] = "running".into();
+    state["pid"] = 1.into();
+    fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+
+    kill_supervisor(&w, &id);
+    let all = ok(w.mc(&["ps", "-a"]));
+    assert_eq!(w.state(&id)["status"], "exited", "{all}");
+    assert_eq!(w.state(&id)["exit_code"], 137);
+    assert!(!marker.exists(), "its marker went with the reclaim");
+    assert_no_cgroup(&id);
+    assert_eq!(w.state(&liar)["status"], "running", "not read by the sweep");
+    let gc = ok(w.mc(&["gc"]));
+    assert!(
+        gc.contains(&format!("marked container {liar} exited")),
+        "{gc}"
+    );
+    assert_eq!(w.state(&liar)["status"], "exited");
+}
+
+#[test]
+fn a_killed_foreground_cli_is_reclaimed_by_the_next_command() {
+    let w = World::new();
+    let mut cli = w
+        .run_cmd(&["--rm", "--name", "fg"], &["sleep", "300"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = w.wait_running();
+    let pid = w.state(&id)["pid"].as_i64().unwrap() as i32;
+    assert!(run_dir(&w.root).join("live").join(&id).exists());
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    assert!(wait_for(10, || !alive(pid)));
+    ok(w.mc(&["ps", "-a"]));
+    w.assert_no_containers();
+    assert!(!run_dir(&w.root).join("live").join(&id).exists());
+    assert!(!run_dir(&w.root).join("containers").join(&id).exists());
+    assert_no_cgroup(&id);
+}
+
+#[test]
+fn gc_removes_the_run_directory_of_a_removed_state_root() {
+    let w = World::new();
+    let gone = tempfile::Builder::new()
+        .prefix("mycontainer-test-")
+        .tempdir()
+        .unwrap();
+    let root = gone.path().join("root");
+    let run = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .env_remove("MYCONTAINER_ROOT")
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let rootfs = w.rootfs.to_str().unwrap();
+    ok(run(&["run", "--name", "left", "--rootfs", rootfs, "true"]));
+    assert!(run_dir(&root).is_dir());
+    ok(run(&["rm", "left"]));
+    drop(gone);
+    assert!(run_dir(&root).is_dir(), "nothing removed it yet");
+    ok(w.mc(&["gc"]));
+    assert!(!run_dir(&root).exists());
+}
