@@ -29,6 +29,23 @@ impl BlobWriter {
 
     /// fsyncs, checks the digest when one was expected, and moves the blob into place.
     pub(crate) fn commit(self, store: &Store, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let finished = self.finish(store, expected)?;
+        let (digest, size) = (finished.digest.clone(), finished.size);
+        let Some(file) = &finished.file else {
+            return Ok((digest, size));
+        };
+        file.sync_all()
+            .map_err(|e| Error::io("cannot sync", finished.entry.path(), e))?;
+        let target = store.blob_path(&digest);
+        finished.persist(&target)?;
+        crate::fsutil::sync_parent(&target)?;
+        Ok((digest, size))
+    }
+
+    /// Flushes, checks the digest when one was expected and makes the file read-only,
+    /// without syncing: the caller syncs the filesystem (one barrier for the blob and
+    /// what was written with it), then calls [`FinishedBlob::persist_synced`].
+    pub(crate) fn finish(self, store: &Store, expected: Option<&Digest>) -> Result<FinishedBlob> {
         let (digest, size, buffered) = self.writer.finish();
         let path = self.entry.path().to_path_buf();
         let file = buffered
@@ -42,22 +59,59 @@ impl BlobWriter {
                 });
             }
         }
-        let target = store.blob_path(&digest);
         // An existing blob is never rewritten, unless it fails verification: then the
         // good bytes just written replace it (a re-import or rebuild repairs the store).
-        let damaged = target.exists();
+        let damaged = store.blob_path(&digest).exists();
         if damaged && verify_file(store, &digest).is_ok() {
-            return Ok((digest, size));
+            return Ok(FinishedBlob {
+                entry: self.entry,
+                file: None,
+                damaged,
+                digest,
+                size,
+            });
         }
         file.set_permissions(fs::Permissions::from_mode(0o444))
-            .and_then(|_| file.sync_all())
-            .map_err(|e| Error::io("cannot sync", &path, e))?;
-        if damaged {
-            self.entry.persist_replacing(&target)?;
-        } else {
-            self.entry.persist(&target)?;
-        }
+            .map_err(|e| Error::io("cannot chmod", &path, e))?;
+        Ok(FinishedBlob {
+            entry: self.entry,
+            file: Some(file),
+            damaged,
+            digest,
+            size,
+        })
+    }
+}
+
+/// A blob written and verified but not yet in place (see [`BlobWriter::finish`]).
+pub(crate) struct FinishedBlob {
+    entry: TempEntry,
+    /// None when the store already holds a good copy: nothing to move.
+    file: Option<File>,
+    damaged: bool,
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
+}
+
+impl FinishedBlob {
+    /// Moves the blob into place once the caller has synced the filesystem; the caller
+    /// syncs it again after, so that the rename is durable too.
+    pub(crate) fn persist_synced(self, store: &Store) -> Result<(Digest, u64)> {
+        let target = store.blob_path(&self.digest);
+        let (digest, size) = (self.digest.clone(), self.size);
+        self.persist(&target)?;
         Ok((digest, size))
+    }
+
+    fn persist(self, target: &std::path::Path) -> Result<()> {
+        if self.file.is_none() {
+            return Ok(());
+        }
+        if self.damaged {
+            self.entry.persist_replacing_unsynced(target)
+        } else {
+            self.entry.persist_unsynced(target).map(drop)
+        }
     }
 }
 
@@ -89,6 +143,17 @@ pub(crate) fn put(store: &Store, bytes: &[u8]) -> Result<Digest> {
         .map_err(|e| Error::io("cannot write blob", &store.blob_path(&digest), e))?;
     writer.commit(store, Some(&digest))?;
     Ok(digest)
+}
+
+/// Writes `bytes` as a blob that is not yet synced nor in place (see
+/// [`BlobWriter::finish`]): for several small blobs stored behind one barrier.
+pub(crate) fn stage(store: &Store, bytes: &[u8]) -> Result<FinishedBlob> {
+    let digest = Digest::of_bytes(bytes);
+    let mut writer = BlobWriter::new(store)?;
+    writer
+        .write_all(bytes)
+        .map_err(|e| Error::io("cannot write blob", &store.blob_path(&digest), e))?;
+    writer.finish(store, Some(&digest))
 }
 
 /// Reads a whole (small: manifest, config) blob and verifies its digest.

@@ -146,29 +146,66 @@ impl TempEntry {
     }
 
     /// Renames the entry to `target`. Returns false (and removes the entry) when the
-    /// target already exists: content-addressed targets are never rewritten.
-    /// Moves the entry onto `target`, atomically replacing what is there (a stored blob
-    /// that failed verification: the good bytes take its place in one step).
-    pub(crate) fn persist_replacing(mut self, target: &Path) -> Result<()> {
-        fs::rename(&self.path, target)
-            .map_err(|e| Error::io("cannot move into place", target, e))?;
-        self.persisted = true;
-        sync_parent(target)
-    }
-
-    pub(crate) fn persist(mut self, target: &Path) -> Result<bool> {
+    /// target already exists: content-addressed targets are never rewritten. No fsync:
+    /// the caller synced the entry's content before (so nothing half-written becomes
+    /// visible) and syncs the filesystem after (one [`sync_filesystem`] for many renames).
+    pub(crate) fn persist_unsynced(mut self, target: &Path) -> Result<bool> {
         if target.symlink_metadata().is_ok() {
             return Ok(false);
         }
         match rename_noreplace(&self.path, target) {
             Ok(()) => {
                 self.persisted = true;
-                sync_parent(target)?;
                 Ok(true)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(Error::io("cannot move into place", target, e)),
         }
+    }
+
+    /// Moves the entry onto `target`, atomically replacing what is there (a stored blob
+    /// that failed verification: the good bytes take its place in one step), without
+    /// the directory fsync (see [`TempEntry::persist_unsynced`]).
+    pub(crate) fn persist_replacing_unsynced(mut self, target: &Path) -> Result<()> {
+        fs::rename(&self.path, target)
+            .map_err(|e| Error::io("cannot move into place", target, e))?;
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+/// Flushes every dirty page and the journal of the filesystem holding `path` (syncfs):
+/// one barrier for many files, where a fsync each would commit the journal each time.
+pub(crate) fn sync_filesystem(path: &Path) -> Result<()> {
+    let handle = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    // SAFETY: syncfs on a descriptor we own; no memory is passed.
+    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+        return Err(Error::io(
+            "cannot sync",
+            path,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// A file written under the store's tmp dir but not yet synced or moved into place:
+/// the caller syncs the filesystem, then [`Staged::replace`] renames it over its target.
+pub(crate) struct Staged {
+    entry: TempEntry,
+}
+
+impl Staged {
+    pub(crate) fn write(store: &Store, bytes: &[u8]) -> Result<Staged> {
+        let (entry, mut file) = TempEntry::new_file(store, "write")?;
+        file.write_all(bytes)
+            .map_err(|e| Error::io("cannot write", entry.path(), e))?;
+        Ok(Staged { entry })
+    }
+
+    /// Renames the (synced) file over `target`; the caller syncs the filesystem after.
+    pub(crate) fn replace(self, target: &Path) -> Result<()> {
+        self.entry.persist_replacing_unsynced(target)
     }
 }
 

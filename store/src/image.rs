@@ -12,7 +12,7 @@ use oci_spec::image::{
 use crate::blobs;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::fsutil::FileLock;
+use crate::fsutil::{sync_filesystem, FileLock};
 use crate::index;
 use crate::layer::{ImportedLayer, LayerInfo, NoProgress, Progress};
 use crate::reference::Reference;
@@ -85,7 +85,7 @@ impl Store {
         let imported = match source {
             ImportSource::File(path) => self.import_layer_file(path, progress)?,
             ImportSource::Stream(reader) => {
-                self.import_layer_stream(reader, None, None, progress)?
+                self.import_layer_unsynced(reader, None, None, progress)?
             }
         };
         let image = self.create_image(std::slice::from_ref(&imported.layer), spec, name)?;
@@ -134,10 +134,16 @@ impl Store {
         config.set_created(spec.created.clone());
         let config_bytes =
             serde_json::to_vec(&config).map_err(|e| Error::BadInput(e.to_string()))?;
-        let config_digest = blobs::put(self, &config_bytes)?;
-
         let manifest_bytes = oci_manifest(&config_bytes, layers)?;
-        let manifest_digest = blobs::put(self, &manifest_bytes)?;
+        // Two barriers for everything before the index names the image: the first makes
+        // the config's and manifest's bytes durable (and the layers' renames, which
+        // `import_layer_unsynced` left to us), the second their own renames.
+        let config_blob = blobs::stage(self, &config_bytes)?;
+        let manifest_blob = blobs::stage(self, &manifest_bytes)?;
+        sync_filesystem(self.root())?;
+        let (config_digest, _) = config_blob.persist_synced(self)?;
+        let (manifest_digest, _) = manifest_blob.persist_synced(self)?;
+        sync_filesystem(self.root())?;
 
         let descriptor = Descriptor::new(
             MediaType::ImageManifest,
