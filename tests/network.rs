@@ -822,3 +822,76 @@ fn networks_are_isolated_from_each_other_and_still_reach_the_outside() {
     ok(w.mc(&["network", "rm", "right"]));
     assert_gc_leaves_nothing(&w);
 }
+
+/// Runs `nft -f -` with `script` in the test's namespace.
+fn nft_script(script: &str) {
+    let mut child = Command::new("nft")
+        .args(["-f", "/proc/self/fd/0"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{script}");
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(out.status.success(), "ip {args:?}: {}", stderr(&out));
+}
+
+#[test]
+fn gc_deletes_tables_whose_network_or_container_is_gone_and_keeps_the_rest() {
+    let w = World::new();
+    // A user network of this root, in use: its table stays.
+    ok(w.mc(&["network", "create", "kept"]));
+    w.run_detached(&["--name", "user", "--network", "kept"], &["sleep", "300"]);
+    // Per-container port tables of earlier versions: one whose container (veth) is
+    // gone, one whose veth name still exists (a container of an older binary, running;
+    // a bridge of that name stands in for its veth).
+    nft_script(
+        "table ip mycontainer-ports-0123456789ab { chain prerouting { type nat hook prerouting priority -100; }; }
+         table ip mycontainer-ports-0123456789ac { chain prerouting { type nat hook prerouting priority -100; }; }",
+    );
+    ip(&["link", "add", "mc0123456789ac", "type", "bridge"]);
+    // A network's table whose config and bridge are gone, and one whose bridge exists
+    // (another state root's network, sharing this namespace).
+    ip(&["link", "add", "mc-0000000other", "type", "bridge"]);
+    nft_script(
+        r#"table ip mycontainer-gone { chain forward { type filter hook forward priority 0; iifname "mc-00000000gone" oifname "mc-*" drop; }; }
+           table ip mycontainer-other { chain forward { type filter hook forward priority 0; iifname "mc-0000000other" oifname "mc-*" drop; }; }"#,
+    );
+    let out = ok(w.mc(&["gc"]));
+    let tables = nft_tables();
+    for gone in ["mycontainer-ports-0123456789ab", "mycontainer-gone"] {
+        assert!(
+            !tables.contains(&format!("{gone}\n")),
+            "{gone} left: {tables}"
+        );
+        assert!(
+            out.contains(&format!("removed stale nftables table ip {gone}")),
+            "{out}"
+        );
+    }
+    for kept in [
+        "mycontainer-ports-0123456789ac",
+        "mycontainer-other",
+        "mycontainer-kept",
+    ] {
+        assert!(
+            tables.contains(&format!("{kept}\n")),
+            "{kept} gone: {tables}"
+        );
+    }
+    // Once their link goes, so do they; the network's table goes with `network rm`.
+    ip(&["link", "del", "mc0123456789ac"]);
+    ip(&["link", "del", "mc-0000000other"]);
+    ok(w.mc(&["rm", "-f", "user"]));
+    ok(w.mc(&["network", "rm", "kept"]));
+    ok(w.mc(&["gc"]));
+    assert!(!nft_tables().contains("mycontainer"), "{}", nft_tables());
+}

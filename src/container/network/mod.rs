@@ -496,6 +496,49 @@ pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result
     Ok(released)
 }
 
+/// gc: deletes our nftables tables (`ip mycontainer-*`) that serve nothing any more:
+/// a network's whose config is gone and whose bridge no longer exists (a bridge that
+/// exists is another state root's network), and the per-container port tables of
+/// earlier versions (`mycontainer-ports-<12 hex>`) whose container's veth is gone.
+/// Returns the tables deleted.
+pub fn collect_tables(root: &Path) -> anyhow::Result<Vec<String>> {
+    let mut host = Netlink::open().context("cannot open a netlink socket")?;
+    let mut removed = Vec::new();
+    for table in nft::our_tables()? {
+        let Some(rest) = table.strip_prefix("mycontainer-") else {
+            continue;
+        };
+        let link = if let Some(id) = rest
+            .strip_prefix("ports-")
+            .filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            Some(veth_name(id))
+        } else {
+            // (A network being made or removed holds its bridge or its config.)
+            if crate::container::validate_name(rest).is_ok() && ipam::load(root, rest)?.is_some() {
+                continue;
+            }
+            if rest == DEFAULT_NETWORK {
+                Some(DEFAULT_BRIDGE.to_string())
+            } else {
+                nft::table_bridge(&table)?
+            }
+        };
+        if let Some(link) = link {
+            if host
+                .link_index(&link)
+                .with_context(|| format!("cannot look up link {link}"))?
+                .is_some()
+            {
+                continue;
+            }
+        }
+        nft::remove_table(&table)?;
+        removed.push(table);
+    }
+    Ok(removed)
+}
+
 /// `inspect`'s `NetworkSettings`, shaped as Docker's: the address, gateway and MAC of
 /// a running container on a bridge network, empty otherwise; `Networks` keyed by the
 /// network's name (`mode` is `HostConfig.NetworkMode`).
