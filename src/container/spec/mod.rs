@@ -367,6 +367,27 @@ pub fn build(
             serde_json::to_string(&opts.ports)?,
         );
     }
+    if !opts.dns.is_empty() {
+        annotations.insert(
+            crate::container::network::ANNOTATION_DNS.to_string(),
+            opts.dns.join(","),
+        );
+    }
+    // Exposed: the image's, and every container port -p publishes (as Docker).
+    let mut exposed: Vec<String> = image
+        .exposed_ports
+        .iter()
+        .map(|k| crate::container::network::ports::exposed_key(k))
+        .chain(opts.ports.iter().map(|p| p.key()))
+        .collect();
+    exposed.sort();
+    exposed.dedup();
+    if !exposed.is_empty() {
+        annotations.insert(
+            crate::container::network::ANNOTATION_EXPOSED.to_string(),
+            exposed.join(","),
+        );
+    }
     if !opts.add_hosts.is_empty() {
         let pairs: Vec<String> = opts
             .add_hosts
