@@ -1075,3 +1075,56 @@ fn port_ranges_publish_each_port_and_mismatched_ranges_are_refused() {
     ok(w.mc(&["rm", "-f", "ranges"]));
     assert_nothing_attached(&w);
 }
+
+/// What `wget` inside container `name` fetched from `url` (or its error).
+fn fetch_inside(w: &World, name: &str, url: &str) -> String {
+    let out = w.mc(&["exec", name, "timeout", "5", "wget", "-q", "-O", "-", url]);
+    format!("{}{}", stdout(&out), stderr(&out))
+}
+
+#[test]
+fn a_container_reaches_its_own_and_a_peers_published_port_through_a_host_address() {
+    let w = World::new();
+    // A host address that is not the bridge's (as a host's eth0 would be).
+    ip(&["link", "add", "hx0", "type", "veth", "peer", "name", "hx1"]);
+    ip(&["addr", "add", "10.99.0.1/24", "dev", "hx0"]);
+    ip(&["link", "set", "hx0", "up"]);
+    ip(&["link", "set", "hx1", "up"]);
+    let serve = |who: &str| {
+        format!("mkdir -p /www && echo hi-{who} > /www/index.html && exec httpd -f -p 8080 -h /www")
+    };
+    w.run_detached(
+        &["--name", "self", "-p", "18500:8080"],
+        &["sh", "-c", &serve("self")],
+    );
+    w.run_detached(
+        &["--name", "peer", "-p", "18501:8080"],
+        &["sh", "-c", &serve("peer")],
+    );
+    let info = inspect(&w, "self");
+    let gateway = info["NetworkSettings"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let veth = format!("mc{}", &info["Id"].as_str().unwrap()[..12]);
+    // Hairpin mode on the container's bridge port.
+    let out = Command::new("ip")
+        .args(["-d", "link", "show", &veth])
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("hairpin on"), "{}", stdout(&out));
+    for host in [gateway.as_str(), "10.99.0.1"] {
+        for (port, who) in [(18500, "self"), (18501, "peer")] {
+            let url = format!("http://{host}:{port}/index.html");
+            let mut got = String::new();
+            let reached = wait_for(10, || {
+                got = fetch_inside(&w, "self", &url);
+                got.contains(&format!("hi-{who}"))
+            });
+            assert!(reached, "self -> {url}: {got}");
+        }
+    }
+    ok(w.mc(&["rm", "-f", "self", "peer"]));
+    ip(&["link", "del", "hx0"]);
+    assert_nothing_attached(&w);
+}

@@ -378,6 +378,8 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
             );
         }
         created.with_context(|| format!("cannot create the veth pair {}", attachment.veth))?;
+        host.set_hairpin(&attachment.veth)
+            .with_context(|| format!("cannot turn on hairpin mode on {}", attachment.veth))?;
         inside.set_up(1).context("cannot bring up lo")?;
         let eth = inside
             .link_index(CONTAINER_LINK)?

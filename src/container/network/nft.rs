@@ -81,7 +81,10 @@ pub const PORTS_IP: &str = "ports_ip";
 /// and packets for a local address whose port is an element of one of the two port maps
 /// are DNATed to the container that publishes it (from outside, and from the host's own
 /// processes, loopback included), and nothing is forwarded from its bridge to another
-/// network's. A run only adds and deletes map elements (`nfnl.rs`),
+/// network's. A container reaching a published port through a host address (its own
+/// or a peer's: hairpin) is masqueraded too, so the answer comes back through the host
+/// and is un-DNATed (with hairpin mode on its bridge port, as Docker without its proxy).
+/// A run only adds and deletes map elements (`nfnl.rs`),
 /// so the rules are written once, here, when the network's bridge is made.
 pub fn apply(config: &NetworkConfig) -> anyhow::Result<()> {
     let table = config.table();
@@ -123,6 +126,7 @@ pub fn apply(config: &NetworkConfig) -> anyhow::Result<()> {
                 type nat hook postrouting priority 100; policy accept;
                 {masquerade}
                 ip saddr 127.0.0.0/8 ip daddr {subnet} masquerade
+                oifname "{bridge}" ip saddr {subnet} ct status dnat masquerade
             }}
             chain forward {{
                 type filter hook forward priority 0; policy accept;
