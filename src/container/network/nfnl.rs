@@ -145,13 +145,13 @@ pub fn elements(family: u8, table: &str, add: bool, elements: &[Element]) -> io:
 
 /// Closes a netfilter socket in a process nobody waits for. Deleted elements are freed
 /// by a kernel worker after an RCU grace period, and the last close of a netfilter
-/// socket (NETLINK_URELEASE) waits for that worker: 5 to 15 ms on a busy host, on every
+/// socket (NETLINK_URELEASE) waits for that worker: 5 to 16 ms on a busy host, on every
 /// exit of a container with published ports. The deletion itself is committed (and
-/// acknowledged) before this: only the wait moves. A child forks a grandchild that holds
-/// the socket and exits once the child and this process have let go of it (a pipe's
-/// end-of-file tells), so the grandchild pays the wait, as an orphan that init reaps;
-/// the child is reaped here at once. Both keep no other descriptor (no lock, no pipe a
-/// caller reads to its end). When a fork fails the socket is simply closed here.
+/// acknowledged) before this: only the wait moves. A child holding the socket (and no
+/// other descriptor: no lock, no pipe a caller reads to its end) exits once this process
+/// has let go of it (a pipe's end-of-file tells), so its close is the last one and it
+/// pays the wait; a thread reaps it, so this process never waits for it to be scheduled.
+/// When the fork fails the socket is simply closed here.
 fn close_elsewhere(socket: Socket) {
     let sock = socket.as_raw_fd();
     let mut pipe: [RawFd; 2] = [-1; 2];
@@ -159,31 +159,26 @@ fn close_elsewhere(socket: Socket) {
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return;
     }
-    // SAFETY: the child makes only async-signal-safe system calls (close_range, fork,
-    // read, close, _exit) and touches no memory the parent's other threads could have
-    // left inconsistent.
+    // SAFETY: the child makes only async-signal-safe system calls (close_range, read,
+    // _exit) and touches no memory the parent's other threads could have left
+    // inconsistent.
     let child = unsafe { libc::fork() };
     if child == 0 {
-        // SAFETY: as above; every call here is a system call on descriptors this child
-        // owns, then _exit.
+        // SAFETY: as above; system calls on descriptors this child owns, then _exit.
         unsafe {
-            close_all_but([sock, pipe[0], pipe[1]]);
-            if libc::fork() == 0 {
-                libc::close(pipe[1]);
-                let mut byte = 0u8;
-                loop {
-                    let n = libc::read(pipe[0], (&mut byte as *mut u8).cast(), 1);
-                    if n >= 0 || *libc::__errno_location() != libc::EINTR {
-                        break;
-                    }
+            close_all_but([sock, pipe[0], -1]);
+            let mut byte = 0u8;
+            loop {
+                let n = libc::read(pipe[0], (&mut byte as *mut u8).cast(), 1);
+                if n >= 0 || *libc::__errno_location() != libc::EINTR {
+                    break;
                 }
-                libc::_exit(0);
             }
             libc::_exit(0);
         }
     }
-    // Our copy of the socket goes first, then the pipe: the grandchild's end-of-file
-    // comes after both, so its close is the last one.
+    // Our copy of the socket goes first, then the pipe: the child's end-of-file comes
+    // after, so its close is the last one.
     drop(socket);
     // SAFETY: closing the two pipe descriptors made above, which nothing else uses.
     unsafe {
@@ -191,7 +186,13 @@ fn close_elsewhere(socket: Socket) {
         libc::close(pipe[1]);
     }
     if child > 0 {
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+        let pid = nix::unistd::Pid::from_raw(child);
+        let reaper = std::thread::Builder::new()
+            .name("nfnl-reaper".into())
+            .spawn(move || nix::sys::wait::waitpid(pid, None));
+        if reaper.is_err() {
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
     }
 }
 
