@@ -822,3 +822,309 @@ fn networks_are_isolated_from_each_other_and_still_reach_the_outside() {
     ok(w.mc(&["network", "rm", "right"]));
     assert_gc_leaves_nothing(&w);
 }
+
+/// Runs `nft -f -` with `script` in the test's namespace.
+fn nft_script(script: &str) {
+    let mut child = Command::new("nft")
+        .args(["-f", "/proc/self/fd/0"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{script}");
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(out.status.success(), "ip {args:?}: {}", stderr(&out));
+}
+
+#[test]
+fn gc_deletes_tables_whose_network_or_container_is_gone_and_keeps_the_rest() {
+    let w = World::new();
+    // A user network of this root, in use: its table stays.
+    ok(w.mc(&["network", "create", "kept"]));
+    w.run_detached(&["--name", "user", "--network", "kept"], &["sleep", "300"]);
+    // Per-container port tables of earlier versions: one whose container (veth) is
+    // gone, one whose veth name still exists (a container of an older binary, running;
+    // a bridge of that name stands in for its veth).
+    nft_script(
+        "table ip mycontainer-ports-0123456789ab { chain prerouting { type nat hook prerouting priority -100; }; }
+         table ip mycontainer-ports-0123456789ac { chain prerouting { type nat hook prerouting priority -100; }; }",
+    );
+    ip(&["link", "add", "mc0123456789ac", "type", "bridge"]);
+    // A network's table whose config and bridge are gone, and one whose bridge exists
+    // (another state root's network, sharing this namespace).
+    ip(&["link", "add", "mc-0000000other", "type", "bridge"]);
+    nft_script(
+        r#"table ip mycontainer-gone { chain forward { type filter hook forward priority 0; iifname "mc-00000000gone" oifname "mc-*" drop; }; }
+           table ip mycontainer-other { chain forward { type filter hook forward priority 0; iifname "mc-0000000other" oifname "mc-*" drop; }; }"#,
+    );
+    let out = ok(w.mc(&["gc"]));
+    let tables = nft_tables();
+    for gone in ["mycontainer-ports-0123456789ab", "mycontainer-gone"] {
+        assert!(
+            !tables.contains(&format!("{gone}\n")),
+            "{gone} left: {tables}"
+        );
+        assert!(
+            out.contains(&format!("removed stale nftables table ip {gone}")),
+            "{out}"
+        );
+    }
+    for kept in [
+        "mycontainer-ports-0123456789ac",
+        "mycontainer-other",
+        "mycontainer-kept",
+    ] {
+        assert!(
+            tables.contains(&format!("{kept}\n")),
+            "{kept} gone: {tables}"
+        );
+    }
+    // Once their link goes, so do they; the network's table goes with `network rm`.
+    ip(&["link", "del", "mc0123456789ac"]);
+    ip(&["link", "del", "mc-0000000other"]);
+    ok(w.mc(&["rm", "-f", "user"]));
+    ok(w.mc(&["network", "rm", "kept"]));
+    ok(w.mc(&["gc"]));
+    assert!(!nft_tables().contains("mycontainer"), "{}", nft_tables());
+}
+
+#[test]
+fn inspect_shows_port_bindings_dns_extra_hosts_and_exposed_ports_as_docker() {
+    let w = World::new();
+    w.run_detached(
+        &[
+            "--name",
+            "shape",
+            "-p",
+            "18200:80",
+            "-p",
+            "127.0.0.1:15360:53/udp",
+            "-p",
+            "90",
+            "--expose",
+            "443",
+            "--dns",
+            "192.0.2.53",
+            "--add-host",
+            "db:192.0.2.7",
+            "--add-host",
+            "cache:192.0.2.8",
+        ],
+        &["sleep", "300"],
+    );
+    let info = inspect(&w, "shape");
+    let host = &info["HostConfig"];
+    // Docker's shapes, as its inspect prints them (docker.io 28.2 compared by hand):
+    // HostIp "" for every address, HostPort "" for a free one.
+    assert_eq!(
+        host["PortBindings"],
+        serde_json::json!({
+            "80/tcp": [{ "HostIp": "", "HostPort": "18200" }],
+            "53/udp": [{ "HostIp": "127.0.0.1", "HostPort": "15360" }],
+            "90/tcp": [{ "HostIp": "", "HostPort": "" }],
+        }),
+        "{info}"
+    );
+    assert_eq!(host["Dns"], serde_json::json!(["192.0.2.53"]), "{info}");
+    assert_eq!(
+        host["ExtraHosts"],
+        serde_json::json!(["db:192.0.2.7", "cache:192.0.2.8"]),
+        "{info}"
+    );
+    assert_eq!(
+        info["Config"]["ExposedPorts"],
+        serde_json::json!({ "80/tcp": {}, "53/udp": {}, "90/tcp": {}, "443/tcp": {} }),
+        "{info}"
+    );
+    // While it runs: each exposed port with its bindings, null for one not published.
+    let ports = &info["NetworkSettings"]["Ports"];
+    assert_eq!(ports["443/tcp"], serde_json::Value::Null, "{info}");
+    assert!(ports.as_object().unwrap().contains_key("443/tcp"), "{info}");
+    assert_eq!(
+        ports["80/tcp"],
+        serde_json::json!([{ "HostIp": "0.0.0.0", "HostPort": "18200" }])
+    );
+    assert_eq!(
+        ports["53/udp"],
+        serde_json::json!([{ "HostIp": "127.0.0.1", "HostPort": "15360" }])
+    );
+    let chosen = ports["90/tcp"][0]["HostPort"].as_str().unwrap();
+    assert!(chosen.parse::<u16>().is_ok_and(|p| p > 0), "{info}");
+    // Without any of them: Docker's empty shapes.
+    w.run_detached(&["--name", "plain"], &["sleep", "300"]);
+    let info = inspect(&w, "plain");
+    assert_eq!(info["HostConfig"]["PortBindings"], serde_json::json!({}));
+    assert_eq!(info["HostConfig"]["Dns"], serde_json::json!([]));
+    assert_eq!(info["HostConfig"]["ExtraHosts"], serde_json::Value::Null);
+    assert!(info["Config"].get("ExposedPorts").is_none(), "{info}");
+    assert_eq!(info["NetworkSettings"]["Ports"], serde_json::json!({}));
+    // Stopped: no bindings in NetworkSettings, the asked ones stay in HostConfig.
+    ok(w.mc(&["rm", "-f", "plain"]));
+    ok(w.mc(&["kill", "shape"]));
+    assert!(wait_for(10, || inspect(&w, "shape")["State"]["Status"] == "exited"));
+    let info = inspect(&w, "shape");
+    assert_eq!(info["NetworkSettings"]["Ports"], serde_json::json!({}));
+    assert_eq!(
+        info["HostConfig"]["PortBindings"]["90/tcp"],
+        serde_json::json!([{ "HostIp": "", "HostPort": "" }])
+    );
+    ok(w.mc(&["rm", "-f", "shape"]));
+    assert_nothing_attached(&w);
+}
+
+#[test]
+fn port_ranges_publish_each_port_and_mismatched_ranges_are_refused() {
+    let w = World::new();
+    probe::install(&w.rootfs);
+    // Three httpds on 80-82 and a UDP echo on 53-54, each port saying which it is.
+    let serve = "for p in 80 81 82; do mkdir -p /www$p && echo port-$p > /www$p/index.html && httpd -p $p -h /www$p; done; \
+                 probe udp-echo 53 & exec probe udp-echo 54";
+    w.run_detached(
+        &[
+            "--name",
+            "ranges",
+            "-p",
+            "18300-18302:80-82",
+            "-p",
+            "127.0.0.1:15370-15371:53-54/udp",
+            "-p",
+            "80-82",
+        ],
+        &["sh", "-c", serve],
+    );
+    let ports = ok(w.mc(&["port", "ranges"]));
+    for (host, ctr) in [(18300, 80), (18301, 81), (18302, 82)] {
+        let line = format!("{ctr}/tcp -> 0.0.0.0:{host}");
+        assert!(ports.lines().any(|l| l == line), "{line} not in {ports}");
+        let addr = format!("127.0.0.1:{host}");
+        let mut got = String::new();
+        assert!(
+            wait_for(10, || {
+                got = http_get(&addr);
+                got.contains(&format!("port-{ctr}"))
+            }),
+            "{addr}: {got}"
+        );
+    }
+    for (host, ctr) in [(15370, 53), (15371, 54)] {
+        let line = format!("{ctr}/udp -> 127.0.0.1:{host}");
+        assert!(ports.lines().any(|l| l == line), "{line} not in {ports}");
+        let addr = format!("127.0.0.1:{host}");
+        let mut got = String::new();
+        assert!(
+            wait_for(10, || {
+                got = udp_ask(&addr, "r");
+                got == "echo:r"
+            }),
+            "{addr}: {got}"
+        );
+    }
+    // `-p 80-82`: each on a free host port of its own, each reaching its port.
+    let free: Vec<(u16, u16)> = ports
+        .lines()
+        .filter_map(|l| {
+            let (ctr, host) = l.split_once(" -> 0.0.0.0:")?;
+            let ctr: u16 = ctr.strip_suffix("/tcp")?.parse().ok()?;
+            let host: u16 = host.parse().ok()?;
+            (!(18300..=18302).contains(&host)).then_some((host, ctr))
+        })
+        .collect();
+    assert_eq!(free.len(), 3, "{ports}");
+    for (host, ctr) in free {
+        let addr = format!("127.0.0.1:{host}");
+        let mut got = String::new();
+        assert!(
+            wait_for(10, || {
+                got = http_get(&addr);
+                got.contains(&format!("port-{ctr}"))
+            }),
+            "{addr}: {got}"
+        );
+    }
+    // Docker's refusals, before anything is made.
+    let before = (links(), entries(&w, "networks/bridge.leases"));
+    for (bad, says) in [
+        (
+            "18400-18401:80-82",
+            "invalid ranges specified for container and host ports: 80-82 and 18400-18401",
+        ),
+        ("18400:80-82", "invalid ranges specified"),
+        ("18402-18400:80-82", "a range goes from low to high"),
+    ] {
+        let out = w.run(&["--rm", "-p", bad], &["true"]);
+        assert_eq!(out.status.code(), Some(125), "{bad}");
+        assert!(stderr(&out).contains(says), "{bad}: {}", stderr(&out));
+    }
+    // A range whose one port is taken by another container: the whole run is refused.
+    let out = w.run(&["--rm", "-p", "18302-18303:90-91"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("already published by container ranges"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!((links(), entries(&w, "networks/bridge.leases")), before);
+    ok(w.mc(&["rm", "-f", "ranges"]));
+    assert_nothing_attached(&w);
+}
+
+/// What `wget` inside container `name` fetched from `url` (or its error).
+fn fetch_inside(w: &World, name: &str, url: &str) -> String {
+    let out = w.mc(&["exec", name, "timeout", "5", "wget", "-q", "-O", "-", url]);
+    format!("{}{}", stdout(&out), stderr(&out))
+}
+
+#[test]
+fn a_container_reaches_its_own_and_a_peers_published_port_through_a_host_address() {
+    let w = World::new();
+    // A host address that is not the bridge's (as a host's eth0 would be).
+    ip(&["link", "add", "hx0", "type", "veth", "peer", "name", "hx1"]);
+    ip(&["addr", "add", "10.99.0.1/24", "dev", "hx0"]);
+    ip(&["link", "set", "hx0", "up"]);
+    ip(&["link", "set", "hx1", "up"]);
+    let serve = |who: &str| {
+        format!("mkdir -p /www && echo hi-{who} > /www/index.html && exec httpd -f -p 8080 -h /www")
+    };
+    w.run_detached(
+        &["--name", "self", "-p", "18500:8080"],
+        &["sh", "-c", &serve("self")],
+    );
+    w.run_detached(
+        &["--name", "peer", "-p", "18501:8080"],
+        &["sh", "-c", &serve("peer")],
+    );
+    let info = inspect(&w, "self");
+    let gateway = info["NetworkSettings"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let veth = format!("mc{}", &info["Id"].as_str().unwrap()[..12]);
+    // Hairpin mode on the container's bridge port.
+    let out = Command::new("ip")
+        .args(["-d", "link", "show", &veth])
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("hairpin on"), "{}", stdout(&out));
+    for host in [gateway.as_str(), "10.99.0.1"] {
+        for (port, who) in [(18500, "self"), (18501, "peer")] {
+            let url = format!("http://{host}:{port}/index.html");
+            let mut got = String::new();
+            let reached = wait_for(10, || {
+                got = fetch_inside(&w, "self", &url);
+                got.contains(&format!("hi-{who}"))
+            });
+            assert!(reached, "self -> {url}: {got}");
+        }
+    }
+    ok(w.mc(&["rm", "-f", "self", "peer"]));
+    ip(&["link", "del", "hx0"]);
+    assert_nothing_attached(&w);
+}

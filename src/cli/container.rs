@@ -145,6 +145,9 @@ pub fn gc(ctx: &Ctx, _args: GcArgs) -> anyhow::Result<i32> {
         for name in &collected.cgroups {
             println!("removed orphaned cgroup {name}");
         }
+        for table in &collected.tables {
+            println!("removed stale nftables table ip {table}");
+        }
         for id in &collected.reclaimed.marked_exited {
             println!("marked container {id} exited (its mycontainer process was killed)");
         }

@@ -82,6 +82,9 @@ pub struct RunArgs {
     /// Publish every port the image exposes, each on a free host port
     #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
+    /// Expose a container port (or range) without publishing it: PORT[-END][/tcp|udp]
+    #[arg(long, value_name = "PORT")]
+    pub expose: Vec<String>,
     /// A nameserver for /etc/resolv.conf (replaces the host's)
     #[arg(long, value_name = "IP")]
     pub dns: Vec<String>,
@@ -218,6 +221,8 @@ struct Launch {
     log_opts: LogOpts,
     /// `-P`: resolved once the image (and its exposed ports) is known.
     publish_all: bool,
+    /// `--expose`, as "80/tcp" keys: added to the image's exposed ports.
+    expose: Vec<String>,
 }
 
 impl RunArgs {
@@ -293,6 +298,7 @@ impl RunArgs {
                 on_failure: self.health_on_failure,
             },
             publish_all: self.publish_all,
+            expose: expose_keys(&self.expose)?,
         };
         // Checked once before anything is created (the image may add its own later).
         launch.health.resolve(None)?;
@@ -312,7 +318,10 @@ impl RunArgs {
                 .publish
                 .iter()
                 .map(|p| crate::container::network::ports::parse(p))
-                .collect::<anyhow::Result<Vec<_>>>()?,
+                .collect::<anyhow::Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect(),
             network_aliases: self.network_alias,
             add_hosts: self
                 .add_host
@@ -356,6 +365,22 @@ impl RunArgs {
     }
 }
 
+/// `--expose PORT[-END][/tcp|udp]` values as "80/tcp" keys, one per port.
+fn expose_keys(values: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for value in values {
+        if value.contains(':') {
+            anyhow::bail!("invalid --expose {value:?}: give PORT[-END][/tcp|udp], no host part");
+        }
+        for map in crate::container::network::ports::parse(value)
+            .with_context(|| format!("invalid --expose {value:?}"))?
+        {
+            keys.push(map.key());
+        }
+    }
+    Ok(keys)
+}
+
 pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
     // -d -i and -d -t: the supervisor holds the stdin pipe or the pty, and `attach`
     // reaches them through its socket.
@@ -394,6 +419,8 @@ pub fn main(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
             )
         }
     };
+    let mut defaults = defaults;
+    defaults.exposed_ports.extend(launch.expose.iter().cloned());
     let stop_signal = match (launch.stop_signal, &defaults.stop_signal) {
         (Some(signal), _) => signal,
         (None, Some(text)) => crate::container::signals::parse_signal(text)

@@ -19,6 +19,8 @@ pub struct Collected {
     pub pruned: usize,
     /// Cgroups of this state root whose container no longer runs (or no longer exists).
     pub cgroups: Vec<String>,
+    /// Our nftables tables that served a network or container no longer there.
+    pub tables: Vec<String>,
 }
 
 /// Runs a full gc under the state root `root`. `prune_caches` drops the caches that
@@ -34,6 +36,7 @@ pub fn collect(root: &Path, prune_caches: &dyn Fn(&Store) -> usize) -> anyhow::R
         let dir = super::paths::containers_dir(root).join(id);
         dir.is_dir() && matches!(super::record::lock_listed(&dir), Ok(None))
     })?;
+    let tables = super::network::collect_tables(root)?;
     let cgroups = collect_cgroups(root)?;
     crate::runtime::cgroups::remove_unused_parents()?;
     let store = Store::open(root)?;
@@ -46,6 +49,7 @@ pub fn collect(root: &Path, prune_caches: &dyn Fn(&Store) -> usize) -> anyhow::R
         store: report,
         pruned,
         cgroups,
+        tables,
     })
 }
 

@@ -145,13 +145,37 @@ pub fn inspect(record: &Record, state: &State) -> Value {
     let paused = super::pause::is_paused(record, state);
     let restarting = state.restarting && record.is_supervised();
     let network_mode = annotation(ANNOTATION_NETWORK_MODE).unwrap_or_default();
+    let exposed = list(super::network::ANNOTATION_EXPOSED);
     let network_settings = record
         .dir
         .parent()
         .and_then(std::path::Path::parent)
-        .map(|root| super::network::settings(root, &state.id, &network_mode))
+        .map(|root| super::network::settings(root, &state.id, &network_mode, &exposed))
         .unwrap_or(Value::Null);
-    json!({
+    // Docker's shapes: PortBindings keyed "80/tcp", HostIp "" for every address and
+    // HostPort "" for a free one; ExtraHosts null when there are none; ExposedPorts
+    // left out when there are none.
+    let mut port_bindings = serde_json::Map::new();
+    for p in super::network::ports::wanted(spec.as_ref().and_then(|s| s.annotations().as_ref())) {
+        let binding = json!({
+            "HostIp": if p.host_ip.is_unspecified() { String::new() } else { p.host_ip.to_string() },
+            "HostPort": p.host_port_text(),
+        });
+        if let Some(list) = port_bindings
+            .entry(p.key())
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+        {
+            list.push(binding);
+        }
+    }
+    let extra_hosts: Vec<String> = list(super::network::ANNOTATION_EXTRA_HOSTS)
+        .iter()
+        .map(|pair| pair.replacen('=', ":", 1))
+        .collect();
+    let exposed_ports: serde_json::Map<String, Value> =
+        exposed.iter().map(|k| (k.clone(), json!({}))).collect();
+    let mut out = json!({
         "Id": state.id,
         "Created": time(Some(state.created_at)),
         "Path": args.first().cloned().unwrap_or_default(),
@@ -207,11 +231,15 @@ pub fn inspect(record: &Record, state: &State) -> Value {
             "WorkingDir": cwd,
             "StopSignal": super::signals::signal_name(state.stop_signal),
             "Labels": labels(annotation(ANNOTATION_LABELS)),
+            "ExposedPorts": exposed_ports,
         },
         "Mounts": mounts,
         "NetworkSettings": network_settings,
         "HostConfig": {
             "NetworkMode": network_mode,
+            "PortBindings": port_bindings,
+            "Dns": list(super::network::ANNOTATION_DNS),
+            "ExtraHosts": (!extra_hosts.is_empty()).then_some(extra_hosts),
             "Memory": memory,
             "NanoCpus": nano_cpus,
             "CpuShares": shares,
@@ -227,5 +255,11 @@ pub fn inspect(record: &Record, state: &State) -> Value {
                 "MaximumRetryCount": state.restart_policy.max_retries(),
             },
         },
-    })
+    });
+    if let Some(config) = out["Config"].as_object_mut() {
+        if exposed.is_empty() {
+            config.remove("ExposedPorts");
+        }
+    }
+    out
 }

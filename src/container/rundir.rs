@@ -281,7 +281,7 @@ pub(super) fn restore(
     let annotations = spec.annotations().clone().unwrap_or_default();
     let annotation = |key: &str| annotations.get(key).cloned().unwrap_or_default();
     let host = annotation(super::spec::ANNOTATION_NETWORK_MODE) == "host";
-    let dns: Vec<String> = annotation(super::spec::ANNOTATION_DNS)
+    let dns: Vec<String> = annotation(super::network::ANNOTATION_DNS)
         .split(',')
         .filter(|s| !s.is_empty())
         .map(String::from)

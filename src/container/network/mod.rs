@@ -49,6 +49,11 @@ pub const ANNOTATION_NETWORK: &str = "org.mycontainer.network";
 pub const ANNOTATION_ALIASES: &str = "org.mycontainer.network-aliases";
 /// `--add-host` values (comma-separated NAME:IP), for every hosts file written.
 pub const ANNOTATION_EXTRA_HOSTS: &str = "org.mycontainer.extra-hosts";
+/// `--dns` values (comma-separated), for `inspect`'s `HostConfig.Dns`.
+pub const ANNOTATION_DNS: &str = "org.mycontainer.dns";
+/// The container's exposed ports (the image's and those `-p` names: comma-separated
+/// "80/tcp" keys), for `inspect`'s `Config.ExposedPorts` and `NetworkSettings.Ports`.
+pub const ANNOTATION_EXPOSED: &str = "org.mycontainer.exposed-ports";
 /// The container's end of its veth pair.
 const CONTAINER_LINK: &str = "eth0";
 
@@ -371,6 +376,8 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
             );
         }
         created.with_context(|| format!("cannot create the veth pair {}", attachment.veth))?;
+        host.set_hairpin(&attachment.veth)
+            .with_context(|| format!("cannot turn on hairpin mode on {}", attachment.veth))?;
         inside.set_up(1).context("cannot bring up lo")?;
         let eth = inside
             .link_index(CONTAINER_LINK)?
@@ -494,10 +501,55 @@ pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result
     Ok(released)
 }
 
+/// gc: deletes our nftables tables (`ip mycontainer-*`) that serve nothing any more:
+/// a network's whose config is gone and whose bridge no longer exists (a bridge that
+/// exists is another state root's network), and the per-container port tables of
+/// earlier versions (`mycontainer-ports-<12 hex>`) whose container's veth is gone.
+/// Returns the tables deleted.
+pub fn collect_tables(root: &Path) -> anyhow::Result<Vec<String>> {
+    let mut host = Netlink::open().context("cannot open a netlink socket")?;
+    let mut removed = Vec::new();
+    for table in nft::our_tables()? {
+        let Some(rest) = table.strip_prefix("mycontainer-") else {
+            continue;
+        };
+        let link = if let Some(id) = rest
+            .strip_prefix("ports-")
+            .filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            Some(veth_name(id))
+        } else {
+            // (A network being made or removed holds its bridge or its config.)
+            if crate::container::validate_name(rest).is_ok() && ipam::load(root, rest)?.is_some() {
+                continue;
+            }
+            if rest == DEFAULT_NETWORK {
+                Some(DEFAULT_BRIDGE.to_string())
+            } else {
+                nft::table_bridge(&table)?
+            }
+        };
+        if let Some(link) = link {
+            if host
+                .link_index(&link)
+                .with_context(|| format!("cannot look up link {link}"))?
+                .is_some()
+            {
+                continue;
+            }
+        }
+        nft::remove_table(&table)?;
+        removed.push(table);
+    }
+    Ok(removed)
+}
+
 /// `inspect`'s `NetworkSettings`, shaped as Docker's: the address, gateway and MAC of
 /// a running container on a bridge network, empty otherwise; `Networks` keyed by the
-/// network's name (`mode` is `HostConfig.NetworkMode`).
-pub fn settings(root: &Path, id: &str, mode: &str) -> serde_json::Value {
+/// network's name (`mode` is `HostConfig.NetworkMode`). `Ports` lists each of the
+/// `exposed` ports ("80/tcp") with its bindings, null for one not published, while the
+/// container is attached; `{}` otherwise.
+pub fn settings(root: &Path, id: &str, mode: &str, exposed: &[String]) -> serde_json::Value {
     use serde_json::json;
     let attached = attachment(root, id);
     let (ip, prefix, gateway, mac, network_id) = match &attached {
@@ -524,9 +576,16 @@ pub fn settings(root: &Path, id: &str, mode: &str) -> serde_json::Value {
         );
     }
     let mut ports = serde_json::Map::new();
+    if attached.is_some() {
+        for key in exposed {
+            ports.insert(key.clone(), serde_json::Value::Null);
+        }
+    }
     for p in attached.iter().flat_map(|a| a.ports.iter()) {
-        let key = format!("{}/{}", p.container_port, p.proto);
-        let entry = ports.entry(key).or_insert_with(|| json!([]));
+        let entry = ports.entry(p.key()).or_insert(serde_json::Value::Null);
+        if entry.is_null() {
+            *entry = json!([]);
+        }
         if let Some(list) = entry.as_array_mut() {
             list.push(
                 json!({ "HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string() }),

@@ -81,7 +81,10 @@ pub const PORTS_IP: &str = "ports_ip";
 /// and packets for a local address whose port is an element of one of the two port maps
 /// are DNATed to the container that publishes it (from outside, and from the host's own
 /// processes, loopback included), and nothing is forwarded from its bridge to another
-/// network's. A run only adds and deletes map elements (`nfnl.rs`),
+/// network's. A container reaching a published port through a host address (its own
+/// or a peer's: hairpin) is masqueraded too, so the answer comes back through the host
+/// and is un-DNATed (with hairpin mode on its bridge port, as Docker without its proxy).
+/// A run only adds and deletes map elements (`nfnl.rs`),
 /// so the rules are written once, here, when the network's bridge is made.
 pub fn apply(config: &NetworkConfig) -> anyhow::Result<()> {
     let table = config.table();
@@ -123,6 +126,7 @@ pub fn apply(config: &NetworkConfig) -> anyhow::Result<()> {
                 type nat hook postrouting priority 100; policy accept;
                 {masquerade}
                 ip saddr 127.0.0.0/8 ip daddr {subnet} masquerade
+                oifname "{bridge}" ip saddr {subnet} ct status dnat masquerade
             }}
             chain forward {{
                 type filter hook forward priority 0; policy accept;
@@ -135,12 +139,60 @@ pub fn apply(config: &NetworkConfig) -> anyhow::Result<()> {
 
 /// Deletes the network's table (a missing one is fine).
 pub fn remove(config: &NetworkConfig) -> anyhow::Result<()> {
-    let table = config.table();
     // "add" first makes the delete succeed whether or not the table exists.
+    remove_table(&config.table())
+}
+
+/// Runs `nft ARGS` and returns what it printed; `None` when nft is not installed.
+fn nft_output(args: &[&str]) -> anyhow::Result<Option<String>> {
+    let out = match Command::new("nft").args(args).stdin(Stdio::null()).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::Error::new(e).context("cannot run nft")),
+    };
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        bail!("nft {} failed: {}", args.join(" "), err.trim());
+    }
+    Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// The names of our tables (`ip mycontainer-*`) in this network namespace, those of
+/// networks that exist and leftovers alike (none without nft).
+pub fn our_tables() -> anyhow::Result<Vec<String>> {
+    let Some(text) = nft_output(&["list", "tables", "ip"])? else {
+        return Ok(Vec::new());
+    };
+    // One line a table: "table ip NAME".
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("table ip "))
+        .map(str::trim)
+        .filter(|name| name.starts_with("mycontainer-"))
+        .map(str::to_string)
+        .collect())
+}
+
+/// The bridge a network table's rules name (its `forward` chain's `iifname`), if any.
+pub fn table_bridge(table: &str) -> anyhow::Result<Option<String>> {
+    let Some(text) = nft_output(&["list", "table", "ip", table])? else {
+        return Ok(None);
+    };
+    Ok(text.split("iifname \"").nth(1).and_then(|rest| {
+        rest.split('"')
+            .next()
+            .filter(|b| !b.is_empty())
+            .map(str::to_string)
+    }))
+}
+
+/// Deletes the table `table` of ours (a missing one is fine).
+pub fn remove_table(table: &str) -> anyhow::Result<()> {
     removed(nft(vec![
         json!({ "add": { "table": { "family": "ip", "name": table } } }),
         json!({ "delete": { "table": { "family": "ip", "name": table } } }),
     ]))
+    .with_context(|| format!("cannot delete nftables table ip {table}"))
 }
 
 /// The map elements forwarding `ports` to `container`.

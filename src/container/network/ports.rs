@@ -16,12 +16,33 @@ pub struct PortMap {
     /// The host address it listens on; 0.0.0.0 for all.
     pub host_ip: Ipv4Addr,
     pub host_port: u16,
+    /// The last port of a host range `host_port-host_port_end` to choose one from (0:
+    /// no range).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub host_port_end: u16,
     pub container_port: u16,
     /// "tcp" or "udp".
     pub proto: String,
 }
 
+fn is_zero(n: &u16) -> bool {
+    *n == 0
+}
+
 impl PortMap {
+    /// `HostPort` as `inspect`'s `HostConfig.PortBindings` shows it: "" for a free port
+    /// (chosen at start), "8000-8010" for a range.
+    pub fn host_port_text(&self) -> String {
+        match (self.host_port, self.host_port_end) {
+            (0, _) => String::new(),
+            (p, 0) => p.to_string(),
+            (p, end) => format!("{p}-{end}"),
+        }
+    }
+    /// `80/tcp`, the key Docker's JSON uses.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.container_port, self.proto)
+    }
     /// `80/tcp -> 0.0.0.0:8080`, as `docker port` prints.
     pub fn show(&self) -> String {
         format!(
@@ -45,8 +66,28 @@ fn port(text: &str, value: &str) -> anyhow::Result<u16> {
     }
 }
 
-/// `-p [IP:][HOSTPORT:]CTRPORT[/tcp|udp]`.
-pub fn parse(value: &str) -> anyhow::Result<PortMap> {
+/// `N` or `N-M` (M >= N): the first and last port.
+fn range(text: &str, value: &str, what: &str) -> anyhow::Result<(u16, u16)> {
+    let (first, last) = match text.split_once('-') {
+        Some((first, last)) => (port(first, value)?, port(last, value)?),
+        None => {
+            let p = port(text, value)?;
+            (p, p)
+        }
+    };
+    if last < first {
+        bail!(
+            "invalid {what} {text:?} in -p {value:?}: a range goes from low to high, as 8000-8002"
+        );
+    }
+    Ok((first, last))
+}
+
+/// `-p [IP:][HOSTPORT[-END]:]CTRPORT[-END][/tcp|udp]`, one map per container port, as
+/// Docker reads it: `8000-8002:80-82` maps 80 to 8000, 81 to 8001, 82 to 8002; `80-82`
+/// publishes each on a free port; `8000-8010:80` publishes 80 on a free port of
+/// 8000-8010. Ranges of different lengths are refused.
+pub fn parse(value: &str) -> anyhow::Result<Vec<PortMap>> {
     let (spec, proto) = match value.rsplit_once('/') {
         Some((spec, proto @ ("tcp" | "udp"))) => (spec, proto),
         Some((_, proto)) => bail!("invalid protocol {proto:?} in -p {value:?}: use tcp or udp"),
@@ -66,26 +107,49 @@ pub fn parse(value: &str) -> anyhow::Result<PortMap> {
             format!("invalid address {ip:?} in -p {value:?}: give an IPv4 address")
         })?
     };
-    Ok(PortMap {
+    let (first, last) = range(container, value, "container port")?;
+    let hosts = if host.is_empty() {
+        None
+    } else {
+        Some(range(host, value, "host port")?)
+    };
+    let count = last - first;
+    let map = |container_port: u16, host_port: u16, host_port_end: u16| PortMap {
         host_ip,
-        host_port: if host.is_empty() {
-            0
-        } else {
-            port(host, value)?
-        },
-        container_port: port(container, value)?,
+        host_port,
+        host_port_end,
+        container_port,
         proto: proto.to_string(),
+    };
+    Ok(match hosts {
+        None => (first..=last).map(|c| map(c, 0, 0)).collect(),
+        // One container port, a host range: a free port of the range.
+        Some((h, h_last)) if count == 0 && h_last > h => vec![map(first, h, h_last)],
+        Some((h, h_last)) if h_last - h == count => {
+            (0..=count).map(|i| map(first + i, h + i, 0)).collect()
+        }
+        Some(_) => bail!(
+            "invalid ranges specified for container and host ports: {container} and {host} in -p {value:?}: give ranges of the same length"
+        ),
     })
 }
 
 /// `-P`: the image's exposed ports ("80/tcp", "53/udp", "8080"), each on a free port.
 pub fn exposed(keys: &[String]) -> anyhow::Result<Vec<PortMap>> {
-    keys.iter()
-        .map(|key| {
-            let (p, proto) = key.split_once('/').unwrap_or((key, "tcp"));
-            parse(&format!("{p}/{proto}"))
-        })
-        .collect()
+    let mut maps = Vec::new();
+    for key in keys {
+        maps.extend(parse(&exposed_key(key))?);
+    }
+    Ok(maps)
+}
+
+/// An `ExposedPorts` key with its protocol: "8080" is "8080/tcp".
+pub fn exposed_key(key: &str) -> String {
+    if key.contains('/') {
+        key.to_string()
+    } else {
+        format!("{key}/tcp")
+    }
 }
 
 fn overlaps(a: Ipv4Addr, b: Ipv4Addr) -> bool {
@@ -129,7 +193,25 @@ pub fn resolve(
             p.proto == want.proto && p.host_port == port && overlaps(p.host_ip, want.host_ip)
         };
         let mut port = want.host_port;
-        if port == 0 {
+        if want.host_port_end != 0 {
+            let free = (want.host_port..=want.host_port_end).find(|&candidate| {
+                !taken
+                    .iter()
+                    .any(|(_, ps)| ps.iter().any(|p| clash(p, candidate)))
+                    && !resolved.iter().any(|p| clash(p, candidate))
+                    && !bound_on_host(want.host_ip, candidate, &want.proto)
+            });
+            let Some(free) = free else {
+                bail!(
+                    "no free {} port on {} in {}-{}: choose another range",
+                    want.proto,
+                    want.host_ip,
+                    want.host_port,
+                    want.host_port_end
+                );
+            };
+            port = free;
+        } else if port == 0 {
             let mut tries = 0;
             loop {
                 let candidate = free_port(want.host_ip, &want.proto)?;
@@ -173,6 +255,7 @@ pub fn resolve(
         }
         resolved.push(PortMap {
             host_port: port,
+            host_port_end: 0,
             ..want.clone()
         });
     }
@@ -204,20 +287,27 @@ pub fn wanted(annotations: Option<&std::collections::HashMap<String, String>>) -
 mod tests {
     use super::*;
 
+    /// The one map a `-p` without ranges makes.
+    fn one(value: &str) -> PortMap {
+        let mut maps = parse(value).unwrap();
+        assert_eq!(maps.len(), 1, "{value}");
+        maps.remove(0)
+    }
+
     #[test]
     fn publish_forms_parse_as_docker_reads_them() {
-        let p = parse("8080:80").unwrap();
+        let p = one("8080:80");
         assert_eq!(
             (p.host_ip, p.host_port, p.container_port, p.proto.as_str()),
             (Ipv4Addr::UNSPECIFIED, 8080, 80, "tcp")
         );
-        let p = parse("127.0.0.1:5353:53/udp").unwrap();
+        let p = one("127.0.0.1:5353:53/udp");
         assert_eq!(
             (p.host_ip, p.host_port, p.container_port, p.proto.as_str()),
             (Ipv4Addr::LOCALHOST, 5353, 53, "udp")
         );
-        assert_eq!(parse("80").unwrap().host_port, 0);
-        assert_eq!(parse("127.0.0.1::80").unwrap().host_port, 0);
+        assert_eq!(one("80").host_port, 0);
+        assert_eq!(one("127.0.0.1::80").host_port, 0);
         for bad in ["0:80", "80/sctp", "x:80", "1:2:3:4", "70000", "1.2.3:80:80"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
@@ -228,22 +318,59 @@ mod tests {
     }
 
     #[test]
+    fn ranges_map_port_by_port_and_lengths_must_match() {
+        let maps = parse("8000-8002:80-82").unwrap();
+        let pairs: Vec<(u16, u16)> = maps
+            .iter()
+            .map(|m| (m.host_port, m.container_port))
+            .collect();
+        assert_eq!(pairs, [(8000, 80), (8001, 81), (8002, 82)]);
+        let maps = parse("127.0.0.1:8000-8001:80-81/udp").unwrap();
+        assert!(maps
+            .iter()
+            .all(|m| m.host_ip == Ipv4Addr::LOCALHOST && m.proto == "udp"));
+        assert_eq!(maps.len(), 2);
+        let maps = parse("80-82").unwrap();
+        assert_eq!(maps.len(), 3);
+        assert!(maps.iter().all(|m| m.host_port == 0));
+        let one_of = one("8000-8010:80");
+        assert_eq!((one_of.host_port, one_of.host_port_end), (8000, 8010));
+        assert_eq!(one_of.host_port_text(), "8000-8010");
+        for (bad, says) in [
+            (
+                "8000-8001:80-82",
+                "invalid ranges specified for container and host ports: 80-82 and 8000-8001",
+            ),
+            ("8000:80-82", "invalid ranges specified"),
+            ("8002-8000:80-82", "a range goes from low to high"),
+            ("8000-8002:80-8", "a range goes from low to high"),
+            ("x-2:80", "invalid port"),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        // A host range: the first port of it nobody holds.
+        let taken = vec![("web".to_string(), vec![one("18100:80")])];
+        let chosen = resolve(&[one("18100-18102:80")], &taken).unwrap();
+        assert_eq!((chosen[0].host_port, chosen[0].host_port_end), (18101, 0));
+        let full = vec![("web".to_string(), parse("18100-18101:80-81").unwrap())];
+        let err = resolve(&[one("18100-18101:90")], &full).unwrap_err();
+        assert!(err.to_string().contains("no free tcp port"), "{err}");
+    }
+
+    #[test]
     fn a_port_published_elsewhere_or_twice_is_refused() {
-        let taken = vec![("web".to_string(), vec![parse("18080:80").unwrap()])];
-        let err = resolve(&[parse("127.0.0.1:18080:81").unwrap()], &taken).unwrap_err();
+        let taken = vec![("web".to_string(), vec![one("18080:80")])];
+        let err = resolve(&[one("127.0.0.1:18080:81")], &taken).unwrap_err();
         assert!(
             err.to_string()
                 .contains("already published by container web"),
             "{err}"
         );
         // Another protocol, or the same port twice in one run.
-        assert!(resolve(&[parse("18080:80/udp").unwrap()], &taken).is_ok());
-        assert!(resolve(
-            &[parse("18081:80").unwrap(), parse("18081:81").unwrap()],
-            &[]
-        )
-        .is_err());
-        let chosen = resolve(&[parse("80").unwrap()], &taken).unwrap();
+        assert!(resolve(&[one("18080:80/udp")], &taken).is_ok());
+        assert!(resolve(&[one("18081:80"), one("18081:81")], &[]).is_err());
+        let chosen = resolve(&[one("80")], &taken).unwrap();
         assert_ne!(chosen[0].host_port, 0);
     }
 }

@@ -254,8 +254,6 @@ pub const ANNOTATION_PRIVILEGED: &str = "org.mycontainer.privileged";
 pub const ANNOTATION_NETWORK_MODE: &str = "org.mycontainer.network-mode";
 /// `-u` as given, for `inspect`.
 pub const ANNOTATION_USER: &str = "org.mycontainer.user";
-/// `--dns` servers, comma-separated.
-pub const ANNOTATION_DNS: &str = "org.mycontainer.dns";
 /// The container's labels (the image's, then `--label`) as a JSON object, for
 /// `inspect` and `ps --filter label=`.
 pub const ANNOTATION_LABELS: &str = "org.mycontainer.labels";
@@ -372,8 +370,26 @@ pub fn build(
         );
     }
     if !opts.dns.is_empty() {
-        // What a start after a reboot writes resolv.conf from (see rundir::restore).
-        annotations.insert(ANNOTATION_DNS.to_string(), opts.dns.join(","));
+        // Also what a start after a reboot writes resolv.conf from (rundir::restore).
+        annotations.insert(
+            crate::container::network::ANNOTATION_DNS.to_string(),
+            opts.dns.join(","),
+        );
+    }
+    // Exposed: the image's, and every container port -p publishes (as Docker).
+    let mut exposed: Vec<String> = image
+        .exposed_ports
+        .iter()
+        .map(|k| crate::container::network::ports::exposed_key(k))
+        .chain(opts.ports.iter().map(|p| p.key()))
+        .collect();
+    exposed.sort();
+    exposed.dedup();
+    if !exposed.is_empty() {
+        annotations.insert(
+            crate::container::network::ANNOTATION_EXPOSED.to_string(),
+            exposed.join(","),
+        );
     }
     if !opts.add_hosts.is_empty() {
         let pairs: Vec<String> = opts
