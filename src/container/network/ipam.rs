@@ -195,16 +195,36 @@ pub fn list(root: &Path) -> anyhow::Result<Vec<NetworkConfig>> {
     Ok(out)
 }
 
+/// Writes the network's config whole or not at all: into `<name>.json.tmp`, then renamed
+/// over `<name>.json`, so a command killed mid-write never leaves a truncated config that
+/// every later network command would fail to parse. The caller holds the network's lock,
+/// so the temp name is its own.
 pub fn save(root: &Path, config: &NetworkConfig) -> anyhow::Result<()> {
     let path = config_path(root, &config.name);
+    let tmp = temp_path(root, &config.name);
     let bytes = serde_json::to_vec_pretty(config)?;
-    crate::container::write_private(&path, &bytes)
-        .map(|_| ())
-        .with_context(|| format!("cannot write {}", path.display()))
+    let written = crate::container::write_private(&tmp, &bytes)
+        .and_then(|file| file.sync_all())
+        .and_then(|()| fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Where `save` writes before renaming (a kill can leave it behind: `list` skips it, the
+/// next `save` or `network rm` of the name replaces or removes it).
+fn temp_path(root: &Path, name: &str) -> PathBuf {
+    networks_dir(root).join(format!("{name}.json.tmp"))
 }
 
 pub fn remove_config(root: &Path, name: &str) -> anyhow::Result<()> {
-    for path in [config_path(root, name), leases_dir(root, name)] {
+    for path in [
+        config_path(root, name),
+        temp_path(root, name),
+        leases_dir(root, name),
+    ] {
         let result = if path.is_dir() {
             fs::remove_dir_all(&path)
         } else {
@@ -344,5 +364,62 @@ mod tests {
         }
         // .7 is the broadcast address: the /29 is full.
         assert!(allocate(root.path(), &config, "g").is_err());
+    }
+
+    fn sample(name: &str, created: u64) -> NetworkConfig {
+        NetworkConfig {
+            name: name.into(),
+            id: "x".repeat(64),
+            subnet: "10.9.0.0/24".into(),
+            gateway: "10.9.0.1".parse().unwrap(),
+            bridge: "mc-xxxxxxxxxxxx".into(),
+            internal: false,
+            created,
+        }
+    }
+
+    // scripts/faults found it: `network create` killed while writing its config left an
+    // empty n28.json, and every later network command (create, rm, ls, gc) failed to
+    // parse it. A reader now sees the old config or the new one, never a partial one.
+    #[test]
+    fn a_reader_never_sees_a_partly_written_network_config() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(networks_dir(root.path())).unwrap();
+        save(root.path(), &sample("n", 0)).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let mut reads = 0u32;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {
+                    let loaded = load(root.path(), "n").expect("a whole config");
+                    assert_eq!(loaded.expect("the config exists").name, "n");
+                    assert_eq!(list(root.path()).expect("every config parses").len(), 1);
+                    reads += 1;
+                }
+            });
+            for created in 1..=300 {
+                save(root.path(), &sample("n", created)).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            reader.join().unwrap();
+        });
+        assert_eq!(load(root.path(), "n").unwrap().unwrap().created, 300);
+    }
+
+    // What a kill between writing and renaming leaves: a temp file that is not a config.
+    #[test]
+    fn a_leftover_temp_config_is_ignored_then_replaced_and_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = networks_dir(root.path());
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("n.json.tmp"), b"{\"name\": \"n\", \"trunc").unwrap();
+        assert!(list(root.path()).unwrap().is_empty());
+        assert!(load(root.path(), "n").unwrap().is_none());
+        save(root.path(), &sample("n", 7)).unwrap();
+        assert!(!dir.join("n.json.tmp").exists());
+        assert_eq!(load(root.path(), "n").unwrap().unwrap().created, 7);
+        fs::write(dir.join("n.json.tmp"), b"").unwrap();
+        remove_config(root.path(), "n").unwrap();
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
     }
 }
