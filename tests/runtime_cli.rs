@@ -1067,14 +1067,181 @@ fn a_failing_or_slow_create_hook_fails_create_and_leaves_nothing() {
     let said = rt.create_refused(&bundle, &slow);
     assert!(said.contains("within its timeout of 1s"), "{said}");
     assert!(!rt.root.join(&slow).exists());
+}
 
-    let inside = rt.id("hookin");
-    let bundle = rt.bundle("hookin", |config| {
-        noninteractive(&["true"])(config);
-        config["hooks"] = json!({"startContainer": [{"path": "/bin/true"}]});
+/// A hook (run by the host's or the container's sh) appending `point` to `order` and
+/// keeping its stdin in `<dir>/<point>.json` and what `extra` prints in
+/// `<dir>/<point>.seen`.
+fn recording_hook(dir: &str, point: &str, extra: &str) -> Value {
+    let script = format!(
+        "echo {point} >> {dir}/order; cat > {dir}/{point}.json; {{ {extra} ; }} > {dir}/{point}.seen"
+    );
+    json!({"path": "/bin/sh", "args": ["sh", "-c", script], "timeout": 30})
+}
+
+fn ns_of(pid: &str, kind: &str) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn in_container_hooks_run_in_its_namespaces_in_order_with_the_state() {
+    let mut rt = Rt::new();
+    let id = rt.id("inhooks");
+    let shared = rt.dir.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    let host_dir = shared.to_str().unwrap().to_string();
+    let rootfs = rt.dir.path().join("inhooks/rootfs");
+    let seen = "for n in mnt pid uts; do readlink /proc/self/ns/$n; done; hostname; \
+                grep -c \" ROOTFS \" /proc/self/mountinfo; test -x ROOTFS/bin/busybox && echo rootfs";
+    let seen = seen.replace("ROOTFS", rootfs.to_str().unwrap());
+    let bundle = rt.bundle("inhooks", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["hostname"] = json!("hooked");
+        config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/shared", "type": "bind", "source": host_dir,
+            "options": ["rbind", "rw"]
+        }));
+        config["hooks"] = json!({
+            "prestart": [recording_hook(&host_dir, "prestart", "true")],
+            "createRuntime": [recording_hook(&host_dir, "createRuntime", "true")],
+            // The host's path, in the container's namespaces before pivot_root.
+            "createContainer": [recording_hook(&host_dir, "createContainer", &seen)],
+            // The container's path (its busybox), after pivot_root.
+            "startContainer": [recording_hook(
+                "/shared", "startContainer",
+                "for n in mnt pid uts; do readlink /proc/self/ns/$n; done; hostname; \
+                 ls /shared/order && echo shared; cat /proc/self/status | grep ^Uid")],
+            "poststart": [recording_hook(&host_dir, "poststart", "true")],
+        });
     });
-    let said = rt.create_refused(&bundle, &inside);
-    assert!(said.contains("startContainer is not supported"), "{said}");
+    let out = rt.dir.path().join("inhooks.out");
+    ok(rt.create(&bundle, &id, &out, &[]));
+    let order = || fs::read_to_string(shared.join("order")).unwrap();
+    assert_eq!(order(), "prestart\ncreateRuntime\ncreateContainer\n");
+    let pid = rt.state(&id)["pid"].as_i64().unwrap().to_string();
+    let json = |point: &str| -> Value {
+        serde_json::from_slice(&fs::read(shared.join(format!("{point}.json"))).unwrap()).unwrap()
+    };
+    let state = json("createContainer");
+    assert_eq!(state["id"], id.as_str());
+    assert_eq!(state["status"], "creating");
+    assert_eq!(state["pid"].to_string(), pid);
+    assert_eq!(state["bundle"], bundle.to_str().unwrap());
+    // In the container's mount, pid and uts namespaces, not the runtime's, with the root
+    // filesystem mounted (a mount point there, which it is not on the host).
+    let lines = fs::read_to_string(shared.join("createContainer.seen")).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    let container_ns = [ns_of(&pid, "mnt"), ns_of(&pid, "pid"), ns_of(&pid, "uts")];
+    assert_eq!(lines[..3], container_ns, "{lines:?}");
+    assert_ne!(lines[0], ns_of("self", "mnt"));
+    assert_ne!(lines[1], ns_of("self", "pid"));
+    // The hostname is set after pivot_root (as in runc): still the host's copy here.
+    let host_name = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(lines[3], host_name.trim(), "{lines:?}");
+    assert_eq!(lines[4], "1", "{lines:?}");
+    assert_eq!(lines[5], "rootfs", "{lines:?}");
+    let host_mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!host_mounts.contains(&format!(" {} ", rootfs.display())));
+    assert!(!shared.join("startContainer.json").exists());
+
+    ok(rt.rt(&["start", &id]));
+    assert_eq!(
+        order(),
+        "prestart\ncreateRuntime\ncreateContainer\nstartContainer\npoststart\n"
+    );
+    let state = json("startContainer");
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["pid"].to_string(), pid);
+    assert_eq!(state["id"], id.as_str());
+    let lines = fs::read_to_string(shared.join("startContainer.seen")).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines[..3], container_ns, "{lines:?}");
+    assert_eq!(lines[3], "hooked");
+    assert_eq!(lines[5], "shared", "{lines:?}");
+    assert!(lines[6].starts_with("Uid:\t0\t"), "{lines:?}");
+    assert_eq!(rt.status(&id), "running");
+    ok(rt.rt(&["delete", "--force", &id]));
+    reap(pid.parse().unwrap());
+}
+
+#[test]
+fn a_failing_or_slow_in_container_hook_fails_create_or_start_and_leaves_nothing() {
+    let mut rt = Rt::new();
+    let failing = rt.id("cchookfail");
+    let bundle = rt.bundle("cchookfail", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["hooks"] = json!({"createContainer": [{
+            "path": "/bin/sh", "args": ["sh", "-c", "cat >/dev/null; echo no device here >&2; exit 4"]
+        }]});
+    });
+    let said = rt.create_refused(&bundle, &failing);
+    assert!(
+        said.contains(
+            "createContainer hook #0 (/bin/sh) failed: it exited with status 4: no device here"
+        ),
+        "{said}"
+    );
+    assert!(!rt.root.join(&failing).exists());
+    common::assert_no_cgroup(&format!("rt-{failing}"));
+
+    // A hook past its timeout is killed with what it started.
+    let marker = format!("{}", 400000 + std::process::id());
+    let slow = rt.id("cchookslow");
+    let bundle = rt.bundle("cchookslow", |config| {
+        noninteractive(&["true"])(config);
+        config["hooks"] = json!({"createContainer": [{
+            "path": "/bin/sh", "args": ["sh", "-c", format!("sleep {marker}; true")], "timeout": 1
+        }]});
+    });
+    let said = rt.create_refused(&bundle, &slow);
+    assert!(
+        said.contains(
+            "createContainer hook #0 (/bin/sh) failed: it did not finish within its timeout"
+        ),
+        "{said}"
+    );
+    assert!(!rt.root.join(&slow).exists());
+    common::assert_no_cgroup(&format!("rt-{slow}"));
+    assert!(
+        wait_for(10, || common::pids_with(&format!("sleep {marker}"))
+            .is_empty()),
+        "the hook's sleep was left running"
+    );
+
+    // startContainer: create succeeds, start fails with the hook's words, the container
+    // is stopped and deletable, and its command never ran.
+    let start_fails = rt.id("schookfail");
+    let ran = rt.dir.path().join("ran");
+    let ran_dir = ran.parent().unwrap().to_str().unwrap().to_string();
+    let bundle = rt.bundle("schookfail", |config| {
+        noninteractive(&["sh", "-c", "touch /host/ran-command; sleep 1000"])(config);
+        config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/host", "type": "bind", "source": ran_dir, "options": ["rbind", "rw"]
+        }));
+        config["hooks"] = json!({"startContainer": [{
+            "path": "/bin/sh", "args": ["sh", "-c", "echo not today >&2; exit 5"]
+        }]});
+    });
+    let out = rt.dir.path().join("schookfail.out");
+    ok(rt.create(&bundle, &start_fails, &out, &[]));
+    let pid = rt.state(&start_fails)["pid"].as_i64().unwrap() as i32;
+    let started = rt.rt(&["start", &start_fails]);
+    assert_eq!(started.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&started.stderr);
+    assert!(
+        said.contains(
+            "startContainer hook #0 (/bin/sh) failed: it exited with status 5: not today"
+        ),
+        "{said}"
+    );
+    assert_eq!(reap(pid), 1);
+    assert_eq!(rt.status(&start_fails), "stopped");
+    assert!(!rt.dir.path().join("ran-command").exists());
+    ok(rt.rt(&["delete", &start_fails]));
+    assert!(!rt.root.join(&start_fails).exists());
 }
 
 #[test]

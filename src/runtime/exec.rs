@@ -189,6 +189,7 @@ fn start(
         cgroup: &cgroup,
         what: "cannot fork the process to run in the container",
         pid_ns: None,
+        on_hooks: None,
     };
     let launched = launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)?;
     drop(namespace_fds);

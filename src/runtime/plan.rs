@@ -26,6 +26,11 @@ pub enum Step {
     /// holds the channel: everything before it overlaps with the parent's cgroup
     /// migration, nothing after it runs outside the cgroup.
     AwaitCgroup,
+    /// The runtime CLI's `create` with hooks: tells the parent, which runs prestart and
+    /// createRuntime and writes the hooks' state, waits for its byte, then runs the
+    /// createContainer hooks (see hooks.rs). Carried out by `child_main`; just before
+    /// pivot_root, with the root filesystem mounted.
+    ContainerHooks,
     /// Enters a new cgroup namespace (after the parent moved us into our cgroup, so the
     /// container sees its own cgroup as `/`).
     UnshareCgroup,
@@ -158,6 +163,7 @@ impl fmt::Display for Step {
         match self {
             Step::AwaitCgroup => write!(f, "wait to be placed in the container's cgroup"),
             Step::UnshareCgroup => write!(f, "create the cgroup namespace"),
+            Step::ContainerHooks => write!(f, "run the createContainer hooks"),
             Step::Mount {
                 source,
                 target,
@@ -423,7 +429,7 @@ pub fn execute(step: &Step, slots: &Slots) -> Result<(), i32> {
     // the plan, which outlives the call, or null where the syscall allows it.
     match step {
         // child_main reads the release byte itself; nothing to do here.
-        Step::AwaitCgroup => Ok(()),
+        Step::AwaitCgroup | Step::ContainerHooks => Ok(()),
         Step::UnshareCgroup => check(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }),
         Step::Mount {
             source,
