@@ -581,6 +581,7 @@ fn spec_writes_a_runnable_default_and_refuses_to_overwrite() {
         .as_array()
         .unwrap()
         .contains(&json!("CAP_SYS_ADMIN")));
+    assert_eq!(features["hooks"].as_array().unwrap().len(), 6);
 
     // `mycontainer runtime ...` is the same command line.
     let via_main = Command::new(BIN)
@@ -1764,4 +1765,179 @@ fn concurrent_commands_on_one_id_leave_it_whole() {
         reap(pid as i32);
         assert!(consistent(&rt, &id).is_none());
     }
+}
+
+/// Host uid (and gid) of the container's root in the user namespace tests.
+const MAPPED_ROOT: u32 = 100000;
+
+fn uid_of_process(pid: &str) -> String {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_user_namespace_maps_root_to_an_unprivileged_host_id_that_cannot_reach_the_host() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut rt = Rt::new();
+    // The mapped root must reach its root filesystem and the bind sources (as with
+    // runc, the directories on the way must be searchable by it).
+    fs::set_permissions(rt.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    let shared = rt.dir.path().join("usershared");
+    fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(MAPPED_ROOT), Some(MAPPED_ROOT)).unwrap();
+    let secret = rt.dir.path().join("secret");
+    fs::write(&secret, "host secret\n").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let host_ro = rt.dir.path().join("hostro");
+    fs::create_dir(&host_ro).unwrap();
+    fs::write(host_ro.join("file"), "untouched\n").unwrap();
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; echo id=$(id -u):$(id -g); \
+                  touch /shared/made-inside; \
+                  cat /secret 2>/dev/null && echo READ-SECRET || echo secret-denied; \
+                  mount -o remount,rw,bind /hostro 2>/dev/null; \
+                  echo x 2>/dev/null > /hostro/file && echo WROTE-HOST || echo host-file-held; \
+                  mount -t tmpfs none /hostro && echo mine > /hostro/file && echo tmpfs-over-hostro; \
+                  echo x > /dev/null && head -c1 /dev/zero | od -An -tx1; echo done; sleep 1000";
+    let id = rt.id("userns");
+    let paths = (
+        shared.to_str().unwrap().to_string(),
+        secret.to_str().unwrap().to_string(),
+        host_ro.to_str().unwrap().to_string(),
+    );
+    let bundle = rt.bundle("userns", |config| {
+        noninteractive(&["sh", "-c", script])(config);
+        config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": MAPPED_ROOT, "size": 65536}]);
+        config["linux"]["uidMappings"] = map.clone();
+        config["linux"]["gidMappings"] = map;
+        let mounts = config["mounts"].as_array_mut().unwrap();
+        // cgroup v1 hierarchies (this hybrid host) cannot be mounted in a user namespace.
+        mounts.retain(|m| m["type"] != "cgroup");
+        mounts.push(json!({"destination": "/shared", "type": "bind", "source": paths.0, "options": ["rbind", "rw"]}));
+        mounts.push(json!({"destination": "/secret", "type": "bind", "source": paths.1, "options": ["bind", "rw"]}));
+        mounts.push(json!({"destination": "/hostro", "type": "bind", "source": paths.2, "options": ["rbind", "ro"]}));
+        // Every capability the attacks need, in the user namespace.
+        let caps = json!(["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_CHOWN", "CAP_FOWNER", "CAP_SETUID", "CAP_SETGID"]);
+        for set in ["bounding", "effective", "permitted"] {
+            config["process"]["capabilities"][set] = caps.clone();
+        }
+    });
+    let chowned = Command::new("chown")
+        .args(["-R", "-h", &format!("{MAPPED_ROOT}:{MAPPED_ROOT}")])
+        .arg(bundle.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(chowned.success());
+    let out = rt.dir.path().join("userns.out");
+    let created = rt.create(&bundle, &id, &out, &[]);
+    assert!(created.status.success(), "{:?}", fs::read_to_string(&out));
+    ok(rt.rt(&["start", &id]));
+    assert!(
+        wait_for(20, || file_contains(&out, "done")),
+        "{:?}",
+        fs::read_to_string(&out)
+    );
+    let said = fs::read_to_string(&out).unwrap();
+    let lines: Vec<String> = said
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let expected = [
+        "0 100000 65536",
+        "0 100000 65536",
+        "id=0:0",
+        "secret-denied",
+        "host-file-held",
+        "tmpfs-over-hostro",
+        "00",
+        "done",
+    ];
+    assert_eq!(lines, expected, "{said}");
+    // Outside, the container's root is an ordinary host user.
+    let pid = rt.state(&id)["pid"].as_i64().unwrap().to_string();
+    assert_eq!(uid_of_process(&pid), MAPPED_ROOT.to_string());
+    assert_ne!(ns_of(&pid, "user"), ns_of("self", "user"));
+    let made = fs::metadata(shared.join("made-inside")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (MAPPED_ROOT, MAPPED_ROOT));
+    // Even remounted read-write (its CAP_SYS_ADMIN is the user namespace's, which owns
+    // that mount) the host's file is not its own; and the tmpfs it mounted over the
+    // host's directory stayed in its namespace: the host's files are as they were.
+    assert_eq!(
+        fs::read_to_string(host_ro.join("file")).unwrap(),
+        "untouched\n"
+    );
+    assert_eq!(fs::read_dir(&host_ro).unwrap().count(), 1);
+
+    // exec joins the user namespace first: the same ids, inside and out.
+    let out = rt.rt(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; id -u; cat /secret",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(said, ["0 100000 65536", "0"]);
+    ok(rt.rt(&["delete", "--force", &id]));
+    reap(pid.parse().unwrap());
+}
+
+#[test]
+fn user_namespace_configs_without_maps_or_with_bad_ones_are_refused_and_leave_nothing() {
+    let mut rt = Rt::new();
+    let no_maps = rt.id("usernomap");
+    let bundle = rt.bundle("usernomap", |config| {
+        noninteractive(&["true"])(config);
+        config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+    });
+    let said = rt.create_refused(&bundle, &no_maps);
+    assert!(said.contains("needs linux.uidMappings"), "{said}");
+
+    let maps_only = rt.id("usermaponly");
+    let bundle = rt.bundle("usermaponly", |config| {
+        noninteractive(&["true"])(config);
+        config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 1}]);
+    });
+    let said = rt.create_refused(&bundle, &maps_only);
+    assert!(said.contains("need a user namespace"), "{said}");
+
+    // Two ranges mapping the same container ids: the kernel refuses the map.
+    let overlapping = rt.id("useroverlap");
+    let bundle = rt.bundle("useroverlap", |config| {
+        noninteractive(&["true"])(config);
+        config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let map = json!([
+            {"containerID": 0, "hostID": 100000, "size": 10},
+            {"containerID": 5, "hostID": 200000, "size": 10}
+        ]);
+        config["linux"]["uidMappings"] = map.clone();
+        config["linux"]["gidMappings"] = map;
+    });
+    let said = rt.create_refused(&bundle, &overlapping);
+    assert!(
+        said.contains("cannot write the container's uid_map"),
+        "{said}"
+    );
+    assert!(!rt.root.join(&overlapping).exists());
+    common::assert_no_cgroup(&format!("rt-{overlapping}"));
 }

@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 
 use super::cgroups::Cgroup;
 use super::hooks::{self, ContainerHooks};
+use super::namespaces::IdMaps;
 use super::plan::Step;
 use super::process::{self, ChildPlan, ExecTarget, Message, Stage};
 use super::relay::{container_stdio, inherited_stdio, BlockedSignals, Streams};
@@ -495,6 +496,9 @@ pub(super) struct Spawn<'a> {
     /// ContainerHooks step (runs prestart and createRuntime, writes the state of the
     /// in-container hooks); an error kills the child and is the launch's.
     pub(super) on_hooks: Option<&'a mut dyn FnMut(libc::pid_t) -> anyhow::Result<()>>,
+    /// With a new user namespace: its maps, written before the child is released (it
+    /// waits for that before its first step).
+    pub(super) id_maps: Option<&'a IdMaps>,
 }
 
 /// The calling thread's pid namespace for its children set to `target` until drop,
@@ -639,6 +643,10 @@ pub(super) fn launch(
     left?;
     drop(child_fds);
     drop(child_sock);
+    if let Some(maps) = spawn.id_maps {
+        // On failure the child, still waiting, is killed and reaped by its drop.
+        maps.write(child.pid)?;
+    }
     place_and_release(
         &mut child,
         spawn.cgroup,

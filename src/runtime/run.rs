@@ -16,7 +16,7 @@ use super::cgroups::Cgroup;
 use super::hooks::{self, ContainerHooks, HookStates};
 use super::launch::{launch, ChildSetup, Launched, Spawn, StdioMode};
 use super::logfile::LogWriter;
-use super::namespaces::Namespaces;
+use super::namespaces::{IdMaps, Namespaces};
 use super::plan::Step;
 use super::process::ExecTarget;
 use super::relay::{supervise, Outcome};
@@ -89,6 +89,8 @@ struct Prepared {
     _joined: Vec<OwnedFd>,
     /// A pid namespace joined by path: the clone's thread enters it (`launch`).
     pid_ns: Option<OwnedFd>,
+    /// A new user namespace's maps.
+    id_maps: Option<IdMaps>,
 }
 
 fn prepare(
@@ -98,6 +100,7 @@ fn prepare(
     stdio: StdioMode,
 ) -> anyhow::Result<Prepared> {
     let ns = Namespaces::from_spec(spec)?;
+    let id_maps = IdMaps::from_spec(spec, &ns)?;
     let process_spec = spec.process().as_ref().context("the spec has no process")?;
     let exec = ExecTarget::new(
         &process_spec.args().clone().unwrap_or_default(),
@@ -145,8 +148,20 @@ fn prepare(
         );
         joined_fds.push(fd);
     }
+    if id_maps.is_some() {
+        // Nothing before the maps are written: every step needs the container's ids.
+        steps.splice(0..0, [Step::AwaitCgroup, Step::BecomeNsRoot]);
+    }
     let mut setup = ChildSetup::new(steps, terminal, stdio, user, exec, prepared_security)?;
     setup.plan.set_process_limits(process_spec);
+    let id_maps = id_maps.map(|mut maps| {
+        maps.oom_score_adj = setup
+            .plan
+            .oom_score_adj
+            .take()
+            .map(|v| v.to_string_lossy().into_owned());
+        maps
+    });
     if init {
         setup.plan.init = Some(super::init::Title::prepare(&setup.plan.exec.argv)?);
     }
@@ -156,6 +171,7 @@ fn prepare(
         ns,
         _joined: joined_fds,
         pid_ns,
+        id_maps,
     })
 }
 
@@ -175,6 +191,7 @@ pub fn run(
         ns,
         _joined: joined,
         pid_ns,
+        id_maps,
     } = prepare(
         req.bundle,
         req.spec,
@@ -193,6 +210,7 @@ pub fn run(
         what: "cannot clone the container's init with new namespaces",
         pid_ns: pid_ns.as_ref().map(|fd| fd.as_raw_fd()),
         on_hooks: None,
+        id_maps: id_maps.as_ref(),
     };
     let (mut child, master) = match launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)?
     {
@@ -271,6 +289,7 @@ pub fn create(
         ns,
         _joined,
         pid_ns,
+        id_maps,
     } = prepare(req.bundle, req.spec, req.cache_dir, StdioMode::Inherited)?;
     let fifo = nix::fcntl::open(
         req.start_fifo,
@@ -310,6 +329,7 @@ pub fn create(
         on_hooks: hook_states
             .as_mut()
             .map(|f| f as &mut dyn FnMut(libc::pid_t) -> anyhow::Result<()>),
+        id_maps: id_maps.as_ref(),
     };
     match launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)? {
         Launched::Started { child, master } => {
