@@ -1941,3 +1941,63 @@ fn user_namespace_configs_without_maps_or_with_bad_ones_are_refused_and_leave_no
     assert!(!rt.root.join(&overlapping).exists());
     common::assert_no_cgroup(&format!("rt-{overlapping}"));
 }
+
+#[test]
+fn a_user_namespace_without_its_own_network_gets_the_hosts_sysfs_read_only_and_hooks_run_in_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut rt = Rt::new();
+    fs::set_permissions(rt.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    let shared = rt.dir.path().join("usershared");
+    fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(MAPPED_ROOT), Some(MAPPED_ROOT)).unwrap();
+    let host_dir = shared.to_str().unwrap().to_string();
+    let id = rt.id("usernonet");
+    let script =
+        "test -d /sys/kernel && echo sys; touch /sys/kernel/x 2>/dev/null || echo sys-ro; \
+                  echo done; sleep 1000";
+    let bundle = rt.bundle("usernonet", |config| {
+        noninteractive(&["sh", "-c", script])(config);
+        let namespaces = config["linux"]["namespaces"].as_array_mut().unwrap();
+        namespaces.retain(|n| n["type"] != "network");
+        namespaces.push(json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": MAPPED_ROOT, "size": 65536}]);
+        config["linux"]["uidMappings"] = map.clone();
+        config["linux"]["gidMappings"] = map;
+        config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["type"] != "cgroup");
+        // The host's sh, in the container's user namespace: its root, a host id outside.
+        config["hooks"] = json!({"createContainer": [recording_hook(
+            &host_dir, "createContainer",
+            "id -u; grep ^Uid /proc/self/status; readlink /proc/self/ns/user")]});
+    });
+    let chowned = Command::new("chown")
+        .args(["-R", "-h", &format!("{MAPPED_ROOT}:{MAPPED_ROOT}")])
+        .arg(bundle.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(chowned.success());
+    let out = rt.dir.path().join("usernonet.out");
+    let created = rt.create(&bundle, &id, &out, &[]);
+    assert!(created.status.success(), "{:?}", fs::read_to_string(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap().to_string();
+    let seen = fs::read_to_string(shared.join("createContainer.seen")).unwrap();
+    let seen: Vec<&str> = seen.lines().collect();
+    assert_eq!(seen[0], "0", "{seen:?}");
+    assert!(
+        seen[1].starts_with("Uid:\t0\t"),
+        "in the namespace its root: {seen:?}"
+    );
+    assert_eq!(seen[2], ns_of(&pid, "user"));
+    ok(rt.rt(&["start", &id]));
+    assert!(
+        wait_for(20, || file_contains(&out, "done")),
+        "{:?}",
+        fs::read_to_string(&out)
+    );
+    assert_eq!(fs::read_to_string(&out).unwrap(), "sys\nsys-ro\ndone\n");
+    assert_eq!(ns_of(&pid, "net"), ns_of("self", "net"));
+    ok(rt.rt(&["delete", "--force", &id]));
+    reap(pid.parse().unwrap());
+}
