@@ -2001,3 +2001,40 @@ fn a_user_namespace_without_its_own_network_gets_the_hosts_sysfs_read_only_and_h
     ok(rt.rt(&["delete", "--force", &id]));
     reap(pid.parse().unwrap());
 }
+
+/// `create` killed while a createContainer hook runs: the container's process and the
+/// hook die with it (parent-death signals, then the pid namespace), and `delete
+/// --force` reclaims the rest (checked by `Rt`'s drop: no state, no cgroup).
+#[test]
+fn a_create_killed_during_a_container_hook_leaves_nothing_running() {
+    let mut rt = Rt::new();
+    let id = rt.id("hookkill");
+    let marker = format!("{}", 500000 + std::process::id());
+    let bundle = rt.bundle("hookkill", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["hooks"] = json!({"createContainer": [{
+            "path": "/bin/sh", "args": ["sh", "-c", format!("sleep {marker}; true")]
+        }]});
+    });
+    let mut create = rt
+        .cmd()
+        .args(["create", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = format!("sleep {marker}");
+    assert!(
+        wait_for(20, || !common::pids_with(&sleeping).is_empty()),
+        "the hook never ran"
+    );
+    create.kill().unwrap();
+    create.wait().unwrap();
+    assert!(
+        wait_for(20, || common::pids_with(&sleeping).is_empty()),
+        "the hook outlived create"
+    );
+    ok(rt.rt(&["delete", "--force", &id]));
+}
