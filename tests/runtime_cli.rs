@@ -2030,8 +2030,17 @@ fn a_create_killed_during_a_container_hook_leaves_nothing_running() {
         wait_for(20, || !common::pids_with(&sleeping).is_empty()),
         "the hook never ran"
     );
+    // The container's process: create's child, ours (a subreaper's) once create dies.
+    let mut children = Vec::new();
+    for task in fs::read_dir(format!("/proc/{}/task", create.id())).unwrap() {
+        let listed = fs::read_to_string(task.unwrap().path().join("children")).unwrap();
+        children.extend(listed.split_whitespace().map(|p| p.parse::<i32>().unwrap()));
+    }
+    assert_eq!(children.len(), 1, "{children:?}");
     create.kill().unwrap();
     create.wait().unwrap();
+    // Killed by its parent-death signal (as the shim would, we reap it).
+    assert_eq!(reap(children[0]), 128 + libc::SIGKILL);
     assert!(
         wait_for(20, || common::pids_with(&sleeping).is_empty()),
         "the hook outlived create"
