@@ -581,6 +581,7 @@ fn spec_writes_a_runnable_default_and_refuses_to_overwrite() {
         .as_array()
         .unwrap()
         .contains(&json!("CAP_SYS_ADMIN")));
+    assert_eq!(features["hooks"].as_array().unwrap().len(), 6);
 
     // `mycontainer runtime ...` is the same command line.
     let via_main = Command::new(BIN)
@@ -1067,14 +1068,181 @@ fn a_failing_or_slow_create_hook_fails_create_and_leaves_nothing() {
     let said = rt.create_refused(&bundle, &slow);
     assert!(said.contains("within its timeout of 1s"), "{said}");
     assert!(!rt.root.join(&slow).exists());
+}
 
-    let inside = rt.id("hookin");
-    let bundle = rt.bundle("hookin", |config| {
-        noninteractive(&["true"])(config);
-        config["hooks"] = json!({"startContainer": [{"path": "/bin/true"}]});
+/// A hook (run by the host's or the container's sh) appending `point` to `order` and
+/// keeping its stdin in `<dir>/<point>.json` and what `extra` prints in
+/// `<dir>/<point>.seen`.
+fn recording_hook(dir: &str, point: &str, extra: &str) -> Value {
+    let script = format!(
+        "echo {point} >> {dir}/order; cat > {dir}/{point}.json; {{ {extra} ; }} > {dir}/{point}.seen"
+    );
+    json!({"path": "/bin/sh", "args": ["sh", "-c", script], "timeout": 30})
+}
+
+fn ns_of(pid: &str, kind: &str) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn in_container_hooks_run_in_its_namespaces_in_order_with_the_state() {
+    let mut rt = Rt::new();
+    let id = rt.id("inhooks");
+    let shared = rt.dir.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    let host_dir = shared.to_str().unwrap().to_string();
+    let rootfs = rt.dir.path().join("inhooks/rootfs");
+    let seen = "for n in mnt pid uts; do readlink /proc/self/ns/$n; done; hostname; \
+                grep -c \" ROOTFS \" /proc/self/mountinfo; test -x ROOTFS/bin/busybox && echo rootfs";
+    let seen = seen.replace("ROOTFS", rootfs.to_str().unwrap());
+    let bundle = rt.bundle("inhooks", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["hostname"] = json!("hooked");
+        config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/shared", "type": "bind", "source": host_dir,
+            "options": ["rbind", "rw"]
+        }));
+        config["hooks"] = json!({
+            "prestart": [recording_hook(&host_dir, "prestart", "true")],
+            "createRuntime": [recording_hook(&host_dir, "createRuntime", "true")],
+            // The host's path, in the container's namespaces before pivot_root.
+            "createContainer": [recording_hook(&host_dir, "createContainer", &seen)],
+            // The container's path (its busybox), after pivot_root.
+            "startContainer": [recording_hook(
+                "/shared", "startContainer",
+                "for n in mnt pid uts; do readlink /proc/self/ns/$n; done; hostname; \
+                 ls /shared/order && echo shared; cat /proc/self/status | grep ^Uid")],
+            "poststart": [recording_hook(&host_dir, "poststart", "true")],
+        });
     });
-    let said = rt.create_refused(&bundle, &inside);
-    assert!(said.contains("startContainer is not supported"), "{said}");
+    let out = rt.dir.path().join("inhooks.out");
+    ok(rt.create(&bundle, &id, &out, &[]));
+    let order = || fs::read_to_string(shared.join("order")).unwrap();
+    assert_eq!(order(), "prestart\ncreateRuntime\ncreateContainer\n");
+    let pid = rt.state(&id)["pid"].as_i64().unwrap().to_string();
+    let json = |point: &str| -> Value {
+        serde_json::from_slice(&fs::read(shared.join(format!("{point}.json"))).unwrap()).unwrap()
+    };
+    let state = json("createContainer");
+    assert_eq!(state["id"], id.as_str());
+    assert_eq!(state["status"], "creating");
+    assert_eq!(state["pid"].to_string(), pid);
+    assert_eq!(state["bundle"], bundle.to_str().unwrap());
+    // In the container's mount, pid and uts namespaces, not the runtime's, with the root
+    // filesystem mounted (a mount point there, which it is not on the host).
+    let lines = fs::read_to_string(shared.join("createContainer.seen")).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    let container_ns = [ns_of(&pid, "mnt"), ns_of(&pid, "pid"), ns_of(&pid, "uts")];
+    assert_eq!(lines[..3], container_ns, "{lines:?}");
+    assert_ne!(lines[0], ns_of("self", "mnt"));
+    assert_ne!(lines[1], ns_of("self", "pid"));
+    // The hostname is set after pivot_root (as in runc): still the host's copy here.
+    let host_name = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(lines[3], host_name.trim(), "{lines:?}");
+    assert_eq!(lines[4], "1", "{lines:?}");
+    assert_eq!(lines[5], "rootfs", "{lines:?}");
+    let host_mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!host_mounts.contains(&format!(" {} ", rootfs.display())));
+    assert!(!shared.join("startContainer.json").exists());
+
+    ok(rt.rt(&["start", &id]));
+    assert_eq!(
+        order(),
+        "prestart\ncreateRuntime\ncreateContainer\nstartContainer\npoststart\n"
+    );
+    let state = json("startContainer");
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["pid"].to_string(), pid);
+    assert_eq!(state["id"], id.as_str());
+    let lines = fs::read_to_string(shared.join("startContainer.seen")).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines[..3], container_ns, "{lines:?}");
+    assert_eq!(lines[3], "hooked");
+    assert_eq!(lines[5], "shared", "{lines:?}");
+    assert!(lines[6].starts_with("Uid:\t0\t"), "{lines:?}");
+    assert_eq!(rt.status(&id), "running");
+    ok(rt.rt(&["delete", "--force", &id]));
+    reap(pid.parse().unwrap());
+}
+
+#[test]
+fn a_failing_or_slow_in_container_hook_fails_create_or_start_and_leaves_nothing() {
+    let mut rt = Rt::new();
+    let failing = rt.id("cchookfail");
+    let bundle = rt.bundle("cchookfail", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["hooks"] = json!({"createContainer": [{
+            "path": "/bin/sh", "args": ["sh", "-c", "cat >/dev/null; echo no device here >&2; exit 4"]
+        }]});
+    });
+    let said = rt.create_refused(&bundle, &failing);
+    assert!(
+        said.contains(
+            "createContainer hook #0 (/bin/sh) failed: it exited with status 4: no device here"
+        ),
+        "{said}"
+    );
+    assert!(!rt.root.join(&failing).exists());
+    common::assert_no_cgroup(&format!("rt-{failing}"));
+
+    // A hook past its timeout is killed with what it started.
+    let marker = format!("{}", 400000 + std::process::id());
+    let slow = rt.id("cchookslow");
+    let bundle = rt.bundle("cchookslow", |config| {
+        noninteractive(&["true"])(config);
+        config["hooks"] = json!({"createContainer": [{
+            "path": "/bin/sh", "args": ["sh", "-c", format!("sleep {marker}; true")], "timeout": 1
+        }]});
+    });
+    let said = rt.create_refused(&bundle, &slow);
+    assert!(
+        said.contains(
+            "createContainer hook #0 (/bin/sh) failed: it did not finish within its timeout"
+        ),
+        "{said}"
+    );
+    assert!(!rt.root.join(&slow).exists());
+    common::assert_no_cgroup(&format!("rt-{slow}"));
+    assert!(
+        wait_for(10, || common::pids_with(&format!("sleep {marker}"))
+            .is_empty()),
+        "the hook's sleep was left running"
+    );
+
+    // startContainer: create succeeds, start fails with the hook's words, the container
+    // is stopped and deletable, and its command never ran.
+    let start_fails = rt.id("schookfail");
+    let ran = rt.dir.path().join("ran");
+    let ran_dir = ran.parent().unwrap().to_str().unwrap().to_string();
+    let bundle = rt.bundle("schookfail", |config| {
+        noninteractive(&["sh", "-c", "touch /host/ran-command; sleep 1000"])(config);
+        config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/host", "type": "bind", "source": ran_dir, "options": ["rbind", "rw"]
+        }));
+        config["hooks"] = json!({"startContainer": [{
+            "path": "/bin/sh", "args": ["sh", "-c", "echo not today >&2; exit 5"]
+        }]});
+    });
+    let out = rt.dir.path().join("schookfail.out");
+    ok(rt.create(&bundle, &start_fails, &out, &[]));
+    let pid = rt.state(&start_fails)["pid"].as_i64().unwrap() as i32;
+    let started = rt.rt(&["start", &start_fails]);
+    assert_eq!(started.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&started.stderr);
+    assert!(
+        said.contains(
+            "startContainer hook #0 (/bin/sh) failed: it exited with status 5: not today"
+        ),
+        "{said}"
+    );
+    assert_eq!(reap(pid), 1);
+    assert_eq!(rt.status(&start_fails), "stopped");
+    assert!(!rt.dir.path().join("ran-command").exists());
+    ok(rt.rt(&["delete", &start_fails]));
+    assert!(!rt.root.join(&start_fails).exists());
 }
 
 #[test]
@@ -1597,4 +1765,285 @@ fn concurrent_commands_on_one_id_leave_it_whole() {
         reap(pid as i32);
         assert!(consistent(&rt, &id).is_none());
     }
+}
+
+/// Host uid (and gid) of the container's root in the user namespace tests.
+const MAPPED_ROOT: u32 = 100000;
+
+fn uid_of_process(pid: &str) -> String {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_user_namespace_maps_root_to_an_unprivileged_host_id_that_cannot_reach_the_host() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut rt = Rt::new();
+    // The mapped root must reach its root filesystem and the bind sources (as with
+    // runc, the directories on the way must be searchable by it).
+    fs::set_permissions(rt.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    let shared = rt.dir.path().join("usershared");
+    fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(MAPPED_ROOT), Some(MAPPED_ROOT)).unwrap();
+    let secret = rt.dir.path().join("secret");
+    fs::write(&secret, "host secret\n").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let host_ro = rt.dir.path().join("hostro");
+    fs::create_dir(&host_ro).unwrap();
+    fs::write(host_ro.join("file"), "untouched\n").unwrap();
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; echo id=$(id -u):$(id -g); \
+                  touch /shared/made-inside; \
+                  cat /secret 2>/dev/null && echo READ-SECRET || echo secret-denied; \
+                  mount -o remount,rw,bind /hostro 2>/dev/null; \
+                  echo x 2>/dev/null > /hostro/file && echo WROTE-HOST || echo host-file-held; \
+                  mount -t tmpfs none /hostro && echo mine > /hostro/file && echo tmpfs-over-hostro; \
+                  echo x > /dev/null && head -c1 /dev/zero | od -An -tx1; echo done; sleep 1000";
+    let id = rt.id("userns");
+    let paths = (
+        shared.to_str().unwrap().to_string(),
+        secret.to_str().unwrap().to_string(),
+        host_ro.to_str().unwrap().to_string(),
+    );
+    let bundle = rt.bundle("userns", |config| {
+        noninteractive(&["sh", "-c", script])(config);
+        config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": MAPPED_ROOT, "size": 65536}]);
+        config["linux"]["uidMappings"] = map.clone();
+        config["linux"]["gidMappings"] = map;
+        let mounts = config["mounts"].as_array_mut().unwrap();
+        // cgroup v1 hierarchies (this hybrid host) cannot be mounted in a user namespace.
+        mounts.retain(|m| m["type"] != "cgroup");
+        mounts.push(json!({"destination": "/shared", "type": "bind", "source": paths.0, "options": ["rbind", "rw"]}));
+        mounts.push(json!({"destination": "/secret", "type": "bind", "source": paths.1, "options": ["bind", "rw"]}));
+        mounts.push(json!({"destination": "/hostro", "type": "bind", "source": paths.2, "options": ["rbind", "ro"]}));
+        // Every capability the attacks need, in the user namespace.
+        let caps = json!(["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_CHOWN", "CAP_FOWNER", "CAP_SETUID", "CAP_SETGID"]);
+        for set in ["bounding", "effective", "permitted"] {
+            config["process"]["capabilities"][set] = caps.clone();
+        }
+    });
+    let chowned = Command::new("chown")
+        .args(["-R", "-h", &format!("{MAPPED_ROOT}:{MAPPED_ROOT}")])
+        .arg(bundle.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(chowned.success());
+    let out = rt.dir.path().join("userns.out");
+    let created = rt.create(&bundle, &id, &out, &[]);
+    assert!(created.status.success(), "{:?}", fs::read_to_string(&out));
+    ok(rt.rt(&["start", &id]));
+    assert!(
+        wait_for(20, || file_contains(&out, "done")),
+        "{:?}",
+        fs::read_to_string(&out)
+    );
+    let said = fs::read_to_string(&out).unwrap();
+    let lines: Vec<String> = said
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let expected = [
+        "0 100000 65536",
+        "0 100000 65536",
+        "id=0:0",
+        "secret-denied",
+        "host-file-held",
+        "tmpfs-over-hostro",
+        "00",
+        "done",
+    ];
+    assert_eq!(lines, expected, "{said}");
+    // Outside, the container's root is an ordinary host user.
+    let pid = rt.state(&id)["pid"].as_i64().unwrap().to_string();
+    assert_eq!(uid_of_process(&pid), MAPPED_ROOT.to_string());
+    assert_ne!(ns_of(&pid, "user"), ns_of("self", "user"));
+    let made = fs::metadata(shared.join("made-inside")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (MAPPED_ROOT, MAPPED_ROOT));
+    // Even remounted read-write (its CAP_SYS_ADMIN is the user namespace's, which owns
+    // that mount) the host's file is not its own; and the tmpfs it mounted over the
+    // host's directory stayed in its namespace: the host's files are as they were.
+    assert_eq!(
+        fs::read_to_string(host_ro.join("file")).unwrap(),
+        "untouched\n"
+    );
+    assert_eq!(fs::read_dir(&host_ro).unwrap().count(), 1);
+
+    // exec joins the user namespace first: the same ids, inside and out.
+    let out = rt.rt(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; id -u; cat /secret",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(said, ["0 100000 65536", "0"]);
+    ok(rt.rt(&["delete", "--force", &id]));
+    reap(pid.parse().unwrap());
+}
+
+#[test]
+fn user_namespace_configs_without_maps_or_with_bad_ones_are_refused_and_leave_nothing() {
+    let mut rt = Rt::new();
+    let no_maps = rt.id("usernomap");
+    let bundle = rt.bundle("usernomap", |config| {
+        noninteractive(&["true"])(config);
+        config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+    });
+    let said = rt.create_refused(&bundle, &no_maps);
+    assert!(said.contains("needs linux.uidMappings"), "{said}");
+
+    let maps_only = rt.id("usermaponly");
+    let bundle = rt.bundle("usermaponly", |config| {
+        noninteractive(&["true"])(config);
+        config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 1}]);
+    });
+    let said = rt.create_refused(&bundle, &maps_only);
+    assert!(said.contains("need a user namespace"), "{said}");
+
+    // Two ranges mapping the same container ids: the kernel refuses the map.
+    let overlapping = rt.id("useroverlap");
+    let bundle = rt.bundle("useroverlap", |config| {
+        noninteractive(&["true"])(config);
+        config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let map = json!([
+            {"containerID": 0, "hostID": 100000, "size": 10},
+            {"containerID": 5, "hostID": 200000, "size": 10}
+        ]);
+        config["linux"]["uidMappings"] = map.clone();
+        config["linux"]["gidMappings"] = map;
+    });
+    let said = rt.create_refused(&bundle, &overlapping);
+    assert!(
+        said.contains("cannot write the container's uid_map"),
+        "{said}"
+    );
+    assert!(!rt.root.join(&overlapping).exists());
+    common::assert_no_cgroup(&format!("rt-{overlapping}"));
+}
+
+#[test]
+fn a_user_namespace_without_its_own_network_gets_the_hosts_sysfs_read_only_and_hooks_run_in_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut rt = Rt::new();
+    fs::set_permissions(rt.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    let shared = rt.dir.path().join("usershared");
+    fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(MAPPED_ROOT), Some(MAPPED_ROOT)).unwrap();
+    let host_dir = shared.to_str().unwrap().to_string();
+    let id = rt.id("usernonet");
+    let script =
+        "test -d /sys/kernel && echo sys; touch /sys/kernel/x 2>/dev/null || echo sys-ro; \
+                  echo done; sleep 1000";
+    let bundle = rt.bundle("usernonet", |config| {
+        noninteractive(&["sh", "-c", script])(config);
+        let namespaces = config["linux"]["namespaces"].as_array_mut().unwrap();
+        namespaces.retain(|n| n["type"] != "network");
+        namespaces.push(json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": MAPPED_ROOT, "size": 65536}]);
+        config["linux"]["uidMappings"] = map.clone();
+        config["linux"]["gidMappings"] = map;
+        config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["type"] != "cgroup");
+        // The host's sh, in the container's user namespace: its root, a host id outside.
+        config["hooks"] = json!({"createContainer": [recording_hook(
+            &host_dir, "createContainer",
+            "id -u; grep ^Uid /proc/self/status; readlink /proc/self/ns/user")]});
+    });
+    let chowned = Command::new("chown")
+        .args(["-R", "-h", &format!("{MAPPED_ROOT}:{MAPPED_ROOT}")])
+        .arg(bundle.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(chowned.success());
+    let out = rt.dir.path().join("usernonet.out");
+    let created = rt.create(&bundle, &id, &out, &[]);
+    assert!(created.status.success(), "{:?}", fs::read_to_string(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap().to_string();
+    let seen = fs::read_to_string(shared.join("createContainer.seen")).unwrap();
+    let seen: Vec<&str> = seen.lines().collect();
+    assert_eq!(seen[0], "0", "{seen:?}");
+    assert!(
+        seen[1].starts_with("Uid:\t0\t"),
+        "in the namespace its root: {seen:?}"
+    );
+    assert_eq!(seen[2], ns_of(&pid, "user"));
+    ok(rt.rt(&["start", &id]));
+    assert!(
+        wait_for(20, || file_contains(&out, "done")),
+        "{:?}",
+        fs::read_to_string(&out)
+    );
+    assert_eq!(fs::read_to_string(&out).unwrap(), "sys\nsys-ro\ndone\n");
+    assert_eq!(ns_of(&pid, "net"), ns_of("self", "net"));
+    ok(rt.rt(&["delete", "--force", &id]));
+    reap(pid.parse().unwrap());
+}
+
+/// `create` killed while a createContainer hook runs: the container's process and the
+/// hook die with it (parent-death signals, then the pid namespace), and `delete
+/// --force` reclaims the rest (checked by `Rt`'s drop: no state, no cgroup).
+#[test]
+fn a_create_killed_during_a_container_hook_leaves_nothing_running() {
+    let mut rt = Rt::new();
+    let id = rt.id("hookkill");
+    let marker = format!("{}", 500000 + std::process::id());
+    let bundle = rt.bundle("hookkill", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["hooks"] = json!({"createContainer": [{
+            "path": "/bin/sh", "args": ["sh", "-c", format!("sleep {marker}; true")]
+        }]});
+    });
+    let mut create = rt
+        .cmd()
+        .args(["create", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = format!("sleep {marker}");
+    assert!(
+        wait_for(20, || !common::pids_with(&sleeping).is_empty()),
+        "the hook never ran"
+    );
+    // The container's process: create's child, ours (a subreaper's) once create dies.
+    let mut children = Vec::new();
+    for task in fs::read_dir(format!("/proc/{}/task", create.id())).unwrap() {
+        let listed = fs::read_to_string(task.unwrap().path().join("children")).unwrap();
+        children.extend(listed.split_whitespace().map(|p| p.parse::<i32>().unwrap()));
+    }
+    assert_eq!(children.len(), 1, "{children:?}");
+    create.kill().unwrap();
+    create.wait().unwrap();
+    // Killed by its parent-death signal (as the shim would, we reap it).
+    assert_eq!(reap(children[0]), 128 + libc::SIGKILL);
+    assert!(
+        wait_for(20, || common::pids_with(&sleeping).is_empty()),
+        "the hook outlived create"
+    );
+    ok(rt.rt(&["delete", "--force", &id]));
 }

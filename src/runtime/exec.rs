@@ -25,7 +25,10 @@ use super::relay::{supervise, Streams};
 use super::{sealed_exe, security, Outcome};
 
 /// The namespaces an exec joins, in order, before it enters the pid namespace.
+/// The user namespace comes first: it owns the others, and joining it gives the
+/// capabilities to join them (and makes the process's ids the container's).
 const JOINED: &[(&str, libc::c_int)] = &[
+    ("user", libc::CLONE_NEWUSER),
     ("cgroup", libc::CLONE_NEWCGROUP),
     ("ipc", libc::CLONE_NEWIPC),
     ("uts", libc::CLONE_NEWUTS),
@@ -188,6 +191,8 @@ fn start(
         cgroup: &cgroup,
         what: "cannot fork the process to run in the container",
         pid_ns: None,
+        on_hooks: None,
+        id_maps: None,
     };
     let launched = launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)?;
     drop(namespace_fds);

@@ -42,6 +42,7 @@ pub fn start(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Resul
         ns,
         _joined: joined,
         pid_ns,
+        id_maps,
     } = prepare(
         req.bundle,
         req.spec,
@@ -56,6 +57,8 @@ pub fn start(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Resul
         cgroup: cgroup.get(),
         what: "cannot clone the container's init with new namespaces",
         pid_ns: pid_ns.as_ref().map(|fd| fd.as_raw_fd()),
+        on_hooks: None,
+        id_maps: id_maps.as_ref(),
     };
     let (child, master) = match launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)? {
         Launched::Started { child, master } => (child, master),

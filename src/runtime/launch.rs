@@ -16,6 +16,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::cgroups::Cgroup;
+use super::hooks::{self, ContainerHooks};
+use super::namespaces::IdMaps;
 use super::plan::Step;
 use super::process::{self, ChildPlan, ExecTarget, Message, Stage};
 use super::relay::{container_stdio, inherited_stdio, BlockedSignals, Streams};
@@ -332,7 +334,8 @@ fn place_and_release(
     if let Err(error) = result {
         child.kill(Signal::SIGKILL);
         child.wait();
-        if let Ok(Startup::Failed(reason)) = receive_startup(parent_sock, steps, child) {
+        if let Ok(Startup::Failed(reason)) = receive_startup(parent_sock, steps, None, None, child)
+        {
             return Err(anyhow::anyhow!("{reason}"));
         }
         return Err(error);
@@ -362,7 +365,13 @@ fn exec_failure(exec: &ExecTarget, errno: i32) -> (i32, String) {
 
 /// Reads the child's reports until its execve closes the channel. `child` follows the
 /// process exec moves into the container's pid namespace (MSG_CHILD_PID).
-fn receive_startup(sock: &OwnedFd, steps: &[Step], child: &mut Child) -> anyhow::Result<Startup> {
+fn receive_startup(
+    sock: &OwnedFd,
+    steps: &[Step],
+    hooks: Option<&ContainerHooks>,
+    mut on_hooks: Option<&mut dyn FnMut(libc::pid_t) -> anyhow::Result<()>>,
+    child: &mut Child,
+) -> anyhow::Result<Startup> {
     let mut master = None;
     loop {
         let mut message = Message::default();
@@ -405,6 +414,25 @@ fn receive_startup(sock: &OwnedFd, steps: &[Step], child: &mut Child) -> anyhow:
         match message.kind {
             process::MSG_PTY_MASTER => master = passed,
             process::MSG_CREATED => return Ok(Startup::Created(master)),
+            process::MSG_HOOKS => {
+                let Some(on_hooks) = on_hooks.as_mut() else {
+                    bail!("unexpected hooks message from the container's setup");
+                };
+                on_hooks(child.pid)?;
+                release_child(sock).context("the container's process died before its hooks")?;
+            }
+            process::MSG_HOOK_FAILED => {
+                let failure = hooks::Failure {
+                    index: message.detail,
+                    value: message.value,
+                    errno: message.errno,
+                };
+                let reason = match hooks {
+                    Some(hooks) => hooks.describe_create_failure(&failure),
+                    None => format!("createContainer hook #{} failed", failure.index),
+                };
+                return Ok(Startup::Failed(reason));
+            }
             process::MSG_CHILD_PID => {
                 // The reporter exits right after the report: reap it, follow its child.
                 child.wait();
@@ -464,6 +492,13 @@ pub(super) struct Spawn<'a> {
     /// A pid namespace to start the child in (joined by path): the pid namespace only
     /// applies to children, so the cloning thread enters it for the clone and goes back.
     pub(super) pid_ns: Option<RawFd>,
+    /// The runtime CLI's hooks: called with the child's pid when it reaches its
+    /// ContainerHooks step (runs prestart and createRuntime, writes the state of the
+    /// in-container hooks); an error kills the child and is the launch's.
+    pub(super) on_hooks: Option<&'a mut dyn FnMut(libc::pid_t) -> anyhow::Result<()>>,
+    /// With a new user namespace: its maps, written before the child is released (it
+    /// waits for that before its first step).
+    pub(super) id_maps: Option<&'a IdMaps>,
 }
 
 /// The calling thread's pid namespace for its children set to `target` until drop,
@@ -590,6 +625,7 @@ pub(super) fn launch(
     child_fds: Vec<OwnedFd>,
 ) -> anyhow::Result<Launched> {
     let (parent_sock, child_sock) = channel;
+    let on_hooks = spawn.on_hooks;
     let entered = spawn.pid_ns.map(PidNsForChildren::enter).transpose()?;
     let spawned =
         spawn_in_cgroup(spawn.flags, spawn.cgroup_ns, spawn.cgroup, plan).context(spawn.what);
@@ -607,6 +643,10 @@ pub(super) fn launch(
     left?;
     drop(child_fds);
     drop(child_sock);
+    if let Some(maps) = spawn.id_maps {
+        // On failure the child, still waiting, is killed and reaped by its drop.
+        maps.write(child.pid)?;
+    }
     place_and_release(
         &mut child,
         spawn.cgroup,
@@ -614,7 +654,13 @@ pub(super) fn launch(
         &parent_sock,
         &plan.steps,
     )?;
-    match receive_startup(&parent_sock, &plan.steps, &mut child)? {
+    match receive_startup(
+        &parent_sock,
+        &plan.steps,
+        plan.hooks.as_ref(),
+        on_hooks,
+        &mut child,
+    )? {
         Startup::Started(master) | Startup::Created(master) => {
             Ok(Launched::Started { child, master })
         }

@@ -5,6 +5,7 @@ pub mod attach;
 pub mod cgroups;
 mod exec;
 pub mod handover;
+pub mod hooks;
 mod init;
 mod launch;
 pub mod logfile;
@@ -19,6 +20,7 @@ mod sealed_exe;
 pub mod security;
 
 pub use exec::{exec, exec_detached, ExecRequest};
+pub use hooks::HookStates;
 pub use relay::{Outcome, FORWARDED};
 pub use run::{create, make_start_fifo, release, run, CreateRequest, RunRequest};
 

@@ -22,6 +22,9 @@ pub struct Namespaces {
     pub uts: bool,
     pub ipc: bool,
     pub net: bool,
+    /// A new user namespace, created first by the clone so that it owns the others; the
+    /// parent writes its uid and gid maps (`IdMaps`) before the child goes on.
+    pub user: bool,
     /// Entered after the parent moved the child into its cgroup (so the container's
     /// cgroup becomes its `/`), hence not a clone flag.
     pub cgroup: bool,
@@ -51,6 +54,7 @@ impl Namespaces {
                 LinuxNamespaceType::Ipc => ns.ipc = true,
                 LinuxNamespaceType::Network => ns.net = true,
                 LinuxNamespaceType::Cgroup => ns.cgroup = true,
+                LinuxNamespaceType::User => ns.user = true,
                 other => bail!("the {other} namespace is not supported yet"),
             }
         }
@@ -81,7 +85,8 @@ impl Namespaces {
                 LinuxNamespaceType::Pid => (libc::CLONE_NEWPID, "pid"),
                 other => bail!(
                     "joining an existing {other} namespace is not supported: only network, \
-                     ipc, uts, mount and pid namespaces may have a path"
+                     ipc, uts, mount and pid namespaces may have a path (for a user \
+                     namespace, give no path and linux.uidMappings/gidMappings)"
                 ),
             };
             joined.push(Joined {
@@ -102,12 +107,92 @@ impl Namespaces {
             (self.uts, libc::CLONE_NEWUTS),
             (self.ipc, libc::CLONE_NEWIPC),
             (self.net, libc::CLONE_NEWNET),
+            (self.user, libc::CLONE_NEWUSER),
         ] {
             if on {
                 flags |= flag;
             }
         }
         flags
+    }
+}
+
+/// A new user namespace's uid and gid maps, as written to /proc/PID/uid_map and
+/// gid_map ("inside outside count" lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdMaps {
+    pub uid_map: String,
+    pub gid_map: String,
+    /// process.oomScoreAdj, written by the parent with the maps: in the user namespace
+    /// the child may not lower it.
+    pub oom_score_adj: Option<String>,
+}
+
+impl IdMaps {
+    /// The spec's linux.uidMappings and gidMappings: required with a new user namespace,
+    /// refused without one.
+    pub fn from_spec(spec: &Spec, ns: &Namespaces) -> anyhow::Result<Option<IdMaps>> {
+        let linux = spec.linux().as_ref();
+        let uids = linux
+            .and_then(|l| l.uid_mappings().clone())
+            .unwrap_or_default();
+        let gids = linux
+            .and_then(|l| l.gid_mappings().clone())
+            .unwrap_or_default();
+        if !ns.user {
+            if !uids.is_empty() || !gids.is_empty() {
+                bail!(
+                    "linux.uidMappings and gidMappings need a user namespace: add \
+                     {{\"type\": \"user\"}} to linux.namespaces"
+                );
+            }
+            return Ok(None);
+        }
+        if uids.is_empty() || gids.is_empty() {
+            bail!(
+                "a user namespace needs linux.uidMappings and linux.gidMappings: map the \
+                 container's ids (root at least) to host ids"
+            );
+        }
+        let text = |maps: &[oci_spec::runtime::LinuxIdMapping]| -> anyhow::Result<String> {
+            let mut text = String::new();
+            for m in maps {
+                if m.size() == 0 {
+                    bail!("an id mapping has size 0: give the number of ids it maps");
+                }
+                text.push_str(&format!(
+                    "{} {} {}\n",
+                    m.container_id(),
+                    m.host_id(),
+                    m.size()
+                ));
+            }
+            Ok(text)
+        };
+        Ok(Some(IdMaps {
+            uid_map: text(&uids)?,
+            gid_map: text(&gids)?,
+            oom_score_adj: None,
+        }))
+    }
+
+    /// Writes the maps of the user namespace of process `pid` (which waits for us).
+    pub fn write(&self, pid: libc::pid_t) -> anyhow::Result<()> {
+        for (file, text) in [("uid_map", &self.uid_map), ("gid_map", &self.gid_map)] {
+            let path = format!("/proc/{pid}/{file}");
+            std::fs::write(&path, text.as_bytes()).with_context(|| {
+                format!(
+                    "cannot write the container's {file} ({}): check linux.uidMappings and \
+                     gidMappings (ranges that exist and do not overlap)",
+                    text.trim().replace('\n', ", ")
+                )
+            })?;
+        }
+        if let Some(value) = &self.oom_score_adj {
+            std::fs::write(format!("/proc/{pid}/oom_score_adj"), value.as_bytes())
+                .context("cannot set the container's oom_score_adj (process.oomScoreAdj)")?;
+        }
+        Ok(())
     }
 }
 

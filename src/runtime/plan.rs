@@ -26,6 +26,14 @@ pub enum Step {
     /// holds the channel: everything before it overlaps with the parent's cgroup
     /// migration, nothing after it runs outside the cgroup.
     AwaitCgroup,
+    /// The runtime CLI's `create` with hooks: tells the parent, which runs prestart and
+    /// createRuntime and writes the hooks' state, waits for its byte, then runs the
+    /// createContainer hooks (see hooks.rs). Carried out by `child_main`; just before
+    /// pivot_root, with the root filesystem mounted.
+    ContainerHooks,
+    /// In a new user namespace, once the parent wrote its maps: becomes its root (our
+    /// host ids are not mapped there, so what we create would have no owner).
+    BecomeNsRoot,
     /// Enters a new cgroup namespace (after the parent moved us into our cgroup, so the
     /// container sees its own cgroup as `/`).
     UnshareCgroup,
@@ -44,6 +52,15 @@ pub enum Step {
     OpenTree {
         source: CString,
         recursive: bool,
+        slot: usize,
+    },
+    /// Creates a new filesystem of type `fstype` (proc, sysfs) as a detached mount with
+    /// the attributes `attrs` (MOUNT_ATTR_*) into `slot`, attached later by a Bind step.
+    /// In a user namespace the kernel lets proc and sysfs be mounted only where a full
+    /// view of them is already mounted: the host's, before pivot_root detaches it.
+    OpenFs {
+        fstype: CString,
+        attrs: u64,
         slot: usize,
     },
     /// chdir(new_root); pivot_root(".", "."), which stacks the old root on the new one;
@@ -158,6 +175,12 @@ impl fmt::Display for Step {
         match self {
             Step::AwaitCgroup => write!(f, "wait to be placed in the container's cgroup"),
             Step::UnshareCgroup => write!(f, "create the cgroup namespace"),
+            Step::ContainerHooks => write!(f, "run the createContainer hooks"),
+            Step::BecomeNsRoot => write!(
+                f,
+                "become root of the user namespace (linux.uidMappings and gidMappings \
+                 must map the container's 0)"
+            ),
             Step::Mount {
                 source,
                 target,
@@ -174,6 +197,9 @@ impl fmt::Display for Step {
             } => show_mount(f, source, target, fstype, *flags),
             Step::OpenTree { source, .. } => {
                 write!(f, "open the bind mount source {}", show(source))
+            }
+            Step::OpenFs { fstype, .. } => {
+                write!(f, "create a {} filesystem", show(fstype))
             }
             Step::PivotRoot { new_root } => {
                 write!(
@@ -229,7 +255,7 @@ impl Slots {
         let count = steps
             .iter()
             .filter_map(|s| match s {
-                Step::OpenTree { slot, .. } => Some(slot + 1),
+                Step::OpenTree { slot, .. } | Step::OpenFs { slot, .. } => Some(slot + 1),
                 _ => None,
             })
             .max()
@@ -423,8 +449,15 @@ pub fn execute(step: &Step, slots: &Slots) -> Result<(), i32> {
     // the plan, which outlives the call, or null where the syscall allows it.
     match step {
         // child_main reads the release byte itself; nothing to do here.
-        Step::AwaitCgroup => Ok(()),
+        Step::AwaitCgroup | Step::ContainerHooks => Ok(()),
         Step::UnshareCgroup => check(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }),
+        Step::BecomeNsRoot => {
+            check(unsafe { libc::setresgid(0, 0, 0) })?;
+            check(unsafe { libc::setresuid(0, 0, 0) })?;
+            // A credential change clears the parent-death signal; the user switch
+            // before execve checks that the parent is still there.
+            check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) })
+        }
         Step::Mount {
             source,
             target,
@@ -452,6 +485,16 @@ pub fn execute(step: &Step, slots: &Slots) -> Result<(), i32> {
             let fd = owned(unsafe {
                 libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, source.as_ptr(), flags)
             })?;
+            slots.put(*slot, fd.0)?;
+            std::mem::forget(fd);
+            Ok(())
+        }
+        Step::OpenFs {
+            fstype,
+            attrs,
+            slot,
+        } => {
+            let fd = open_fs(fstype, *attrs)?;
             slots.put(*slot, fd.0)?;
             std::mem::forget(fd);
             Ok(())
@@ -524,6 +567,38 @@ pub fn execute(step: &Step, slots: &Slots) -> Result<(), i32> {
         Step::Chdir { path } => check(unsafe { libc::chdir(path.as_ptr()) }),
         Step::Setns { fd, nstype, .. } => check(unsafe { libc::setns(*fd, *nstype) }),
         Step::Sysctl { path, value } => write_file(path, value),
+    }
+}
+
+/// fsopen(2) flags and commands (linux/mount.h), not in libc.
+const FSOPEN_CLOEXEC: u32 = 0x1;
+const FSCONFIG_CMD_CREATE: u32 = 6;
+const FSMOUNT_CLOEXEC: u32 = 0x1;
+
+/// A new filesystem of type `fstype`, without options, as a detached mount.
+fn open_fs(fstype: &CStr, attrs: u64) -> Result<Fd, i32> {
+    // SAFETY: fsopen/fsconfig/fsmount with a NUL-terminated type and null key/value, on
+    // descriptors we own.
+    unsafe {
+        let context = owned(libc::syscall(
+            libc::SYS_fsopen,
+            fstype.as_ptr(),
+            FSOPEN_CLOEXEC,
+        ))?;
+        check(libc::syscall(
+            libc::SYS_fsconfig,
+            context.0,
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        ) as i32)?;
+        owned(libc::syscall(
+            libc::SYS_fsmount,
+            context.0,
+            FSMOUNT_CLOEXEC,
+            attrs as libc::c_uint,
+        ))
     }
 }
 

@@ -9,7 +9,7 @@ use std::ffi::{c_char, CString};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::plan::{self, Step};
-use super::{init, security};
+use super::{hooks, init, security};
 
 /// Message kinds on the sync socket, child to parent.
 pub const MSG_STEP_FAILED: u32 = 1;
@@ -25,6 +25,11 @@ pub const MSG_CWD_OUTSIDE_ROOT: u32 = 5;
 pub const MSG_CHILD_PID: u32 = 6;
 /// `create`: set up, waiting on the start fifo; the parent may go.
 pub const MSG_CREATED: u32 = 7;
+/// At the ContainerHooks step: the parent may run prestart and createRuntime and write
+/// the hooks' state, then send a byte.
+pub const MSG_HOOKS: u32 = 8;
+/// A createContainer hook failed: hook `detail`, how in `value` (see hooks.rs).
+pub const MSG_HOOK_FAILED: u32 = 9;
 
 /// Stages outside the step list, for MSG_STAGE_FAILED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +88,8 @@ pub struct Message {
     pub kind: u32,
     pub detail: u32,
     pub errno: i32,
+    /// MSG_HOOK_FAILED: how the hook failed.
+    pub value: i32,
 }
 
 /// argv, envp and the paths to try, prepared so that execve needs no allocation.
@@ -266,6 +273,8 @@ pub struct ChildPlan {
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
     /// process.oomScoreAdj, as the decimal text written to /proc/self/oom_score_adj.
     pub oom_score_adj: Option<CString>,
+    /// The runtime CLI's createContainer and startContainer hooks.
+    pub hooks: Option<hooks::ContainerHooks>,
 }
 
 impl ChildPlan {
@@ -298,6 +307,7 @@ impl ChildPlan {
             outlive_parent: false,
             rlimits: Vec::new(),
             oom_score_adj: None,
+            hooks: None,
             slots: plan::Slots::for_steps(&steps),
             steps,
             sync: channel.1.as_raw_fd(),
@@ -358,6 +368,15 @@ impl ChildPlan {
         self.keep.dedup();
     }
 
+    /// Gives the child the in-container hooks (and keeps their descriptors open), run at
+    /// the plan's ContainerHooks step and after `start`.
+    pub fn set_hooks(&mut self, hooks: hooks::ContainerHooks) {
+        self.keep.extend(hooks.fds());
+        self.keep.sort_unstable();
+        self.keep.dedup();
+        self.hooks = Some(hooks);
+    }
+
     /// Makes the child enter the pid namespace `fd` refers to (exec), keeping `fd` open
     /// until then.
     pub fn join_pid_namespace(&mut self, fd: RawFd) {
@@ -379,6 +398,7 @@ fn report(sync: RawFd, kind: u32, detail: u32, errno: i32) {
         kind,
         detail,
         errno,
+        value: 0,
     };
     // SAFETY: sends a plain struct we own; the result does not matter, we exit next.
     unsafe {
@@ -574,6 +594,34 @@ fn parent_gone(sync: RawFd) -> bool {
     rc < 0 || channel.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0
 }
 
+/// The ContainerHooks step: asks the parent to run its hooks, waits for its byte, then
+/// runs the createContainer hooks; a failure is reported and ends the child.
+fn run_create_hooks(plan: &ChildPlan) {
+    let Some(hooks) = &plan.hooks else {
+        return;
+    };
+    report(plan.sync, MSG_HOOKS, 0, 0);
+    await_release(plan.sync);
+    if let Err(failure) = hooks.run_create() {
+        let message = Message {
+            kind: MSG_HOOK_FAILED,
+            detail: failure.index,
+            errno: failure.errno,
+            value: failure.value,
+        };
+        // SAFETY: sends a plain struct we own, then exits.
+        unsafe {
+            libc::send(
+                plan.sync,
+                (&message as *const Message).cast(),
+                std::mem::size_of::<Message>(),
+                libc::MSG_NOSIGNAL,
+            );
+            libc::_exit(1);
+        }
+    }
+}
+
 /// Blocks until the parent's release byte arrives; exits quietly if the parent died.
 fn await_release(sync: RawFd) {
     let mut go = 0u8;
@@ -617,8 +665,17 @@ pub fn child_main(plan: &ChildPlan) -> ! {
     let mut released = false;
     for (index, step) in plan.steps.iter().enumerate() {
         if *step == Step::AwaitCgroup {
-            await_release(sync);
-            released = true;
+            if !released {
+                await_release(sync);
+                released = true;
+            }
+        } else if *step == Step::ContainerHooks {
+            // Placed in the cgroup first: the hooks and what they start are in it.
+            if !released {
+                await_release(sync);
+                released = true;
+            }
+            run_create_hooks(plan);
         } else if *step == Step::UnshareCgroup && plan.cgroup_ns_by_clone {
             continue;
         } else if let Err(errno) = plan::execute(step, &plan.slots) {
@@ -726,6 +783,12 @@ pub fn child_main(plan: &ChildPlan) -> ! {
     }
     if let Some(fifo) = plan.start_fifo {
         await_start(sync, fifo);
+        if let Some(hooks) = &plan.hooks {
+            if !hooks.run_start() {
+                // SAFETY: _exit is async-signal-safe; `start` has been told why.
+                unsafe { libc::_exit(1) };
+            }
+        }
     }
     if plan.outlive_parent {
         // SAFETY: prctl on our own process.

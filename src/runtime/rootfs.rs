@@ -161,11 +161,65 @@ fn mount_attrs(flags: c_ulong) -> (u64, u64) {
 
 /// Plans one spec mount: a bind's source is opened into the next slot by a step in
 /// `opens` (before pivot_root), everything on the container's side goes to `steps`.
-fn plan_mount(mount: &Mount, opens: &mut Vec<Step>, steps: &mut Vec<Step>) -> anyhow::Result<()> {
+///
+/// In a user namespace proc and sysfs are created before pivot_root too (see
+/// [`Step::OpenFs`]) and attached at their place after it; without a network namespace
+/// of its own the kernel refuses it a sysfs, which is then the host's, bound read-only
+/// (as in runc).
+fn plan_mount(
+    mount: &Mount,
+    ns: &Namespaces,
+    opens: &mut Vec<Step>,
+    steps: &mut Vec<Step>,
+) -> anyhow::Result<()> {
     let target = container_path(mount.destination())?;
-    let options = parse_options(&mount.options().clone().unwrap_or_default());
+    let mut options = parse_options(&mount.options().clone().unwrap_or_default());
     let typ = mount.typ().clone().unwrap_or_default();
     mkdir_parents(&target, steps)?;
+    let plain = !options.bind && options.data.is_empty();
+    if ns.user && plain && typ == "sysfs" && !ns.net {
+        steps.push(Step::Mkdir {
+            path: cstring(&target)?,
+            mode: 0o755,
+        });
+        let slot = opens.len();
+        opens.push(Step::OpenTree {
+            source: cstring("/sys")?,
+            recursive: true,
+            slot,
+        });
+        options.flags |= libc::MS_RDONLY;
+        let (set, clear) = mount_attrs(options.flags);
+        steps.push(Step::Bind {
+            slot,
+            source: cstring("/sys")?,
+            target: cstring(&target)?,
+            set,
+            clear,
+        });
+        return Ok(());
+    }
+    if ns.user && plain && (typ == "proc" || typ == "sysfs") {
+        steps.push(Step::Mkdir {
+            path: cstring(&target)?,
+            mode: 0o755,
+        });
+        let slot = opens.len();
+        let (set, _) = mount_attrs(options.flags);
+        opens.push(Step::OpenFs {
+            fstype: cstring(&typ)?,
+            attrs: set,
+            slot,
+        });
+        steps.push(Step::Bind {
+            slot,
+            source: cstring(&typ)?,
+            target: cstring(&target)?,
+            set: 0,
+            clear: 0,
+        });
+        return Ok(());
+    }
     if options.bind || typ == "bind" {
         let source = mount
             .source()
@@ -321,6 +375,34 @@ fn plan_spec_devices(devices: &[LinuxDevice], steps: &mut Vec<Step>) -> anyhow::
     Ok(())
 }
 
+/// A device of a user namespace's container: the host's node at `path` bound on the same
+/// container path (its source opened into the next slot by a step in `opens`).
+fn plan_device_bind(
+    path: &Path,
+    opens: &mut Vec<Step>,
+    steps: &mut Vec<Step>,
+) -> anyhow::Result<()> {
+    let target = container_path(path)?;
+    mkdir_parents(&target, steps)?;
+    steps.push(Step::CreateFile {
+        path: cstring(&target)?,
+    });
+    let slot = opens.len();
+    opens.push(Step::OpenTree {
+        source: cstring(path)?,
+        recursive: false,
+        slot,
+    });
+    steps.push(Step::Bind {
+        slot,
+        source: cstring(path)?,
+        target: cstring(&target)?,
+        set: 0,
+        clear: 0,
+    });
+    Ok(())
+}
+
 /// The spec's root mount: a first mount on "/" (our overlay of the image layers), to be
 /// mounted on `root.path` before pivot_root.
 fn root_mount(mounts: &[Mount]) -> Option<&Mount> {
@@ -449,23 +531,40 @@ pub fn plan(
     let mut opens = Vec::new();
     let mut mounting = Vec::new();
     for mount in other_mounts {
-        plan_mount(mount, &mut opens, &mut mounting)?;
+        plan_mount(mount, ns, &mut opens, &mut mounting)?;
+    }
+    let spec_devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+    let mut devices = Vec::new();
+    if ns.user {
+        // No mknod in a user namespace: the host's nodes are bound instead, as in runc.
+        for device in &spec_devices {
+            plan_device_bind(device.path(), &mut opens, &mut devices)?;
+        }
+    } else {
+        plan_spec_devices(&spec_devices, &mut devices)?;
+    }
+    let fresh_dev = mounts.iter().any(|m| m.destination() == Path::new("/dev"));
+    if fresh_dev {
+        for (name, major, minor) in DEVICES {
+            let path = Path::new("/dev").join(name);
+            if ns.user {
+                plan_device_bind(&path, &mut opens, &mut devices)?;
+                continue;
+            }
+            devices.push(Step::Mknod {
+                path: cstring(path)?,
+                mode: libc::S_IFCHR | 0o666,
+                dev: libc::makedev(*major, *minor),
+            });
+        }
     }
     steps.extend(opens);
     steps.push(Step::PivotRoot {
         new_root: cstring(&rootfs)?,
     });
     steps.extend(mounting);
-    let spec_devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
-    plan_spec_devices(&spec_devices, &mut steps)?;
-    if mounts.iter().any(|m| m.destination() == Path::new("/dev")) {
-        for (name, major, minor) in DEVICES {
-            steps.push(Step::Mknod {
-                path: cstring(Path::new("/dev").join(name))?,
-                mode: libc::S_IFCHR | 0o666,
-                dev: libc::makedev(*major, *minor),
-            });
-        }
+    steps.extend(devices);
+    if fresh_dev {
         for (target, link) in DEV_SYMLINKS {
             steps.push(Step::Symlink {
                 target: CString::new(*target)?,
@@ -909,5 +1008,70 @@ mod tests {
             &steps[mine + 1],
             Step::Chown { uid: 0, gid: 0, .. }
         ));
+    }
+
+    /// In a user namespace nothing is mknod'ed (the host's nodes are bound) and proc and
+    /// sysfs are created while the host's are still mounted (before pivot_root), then
+    /// attached at their place; every attached slot was filled before pivot_root.
+    #[test]
+    fn a_user_namespace_binds_devices_and_creates_proc_and_sysfs_before_pivot_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = container_spec(dir.path(), &Asked::default());
+        let mut ns = Namespaces::from_spec(&spec).unwrap();
+        ns.user = true;
+        let view = CgroupView::Split {
+            unified: true,
+            v1: vec![],
+        };
+        let steps = plan(&spec, dir.path(), &ns, &view).unwrap();
+        assert!(!steps.iter().any(|s| matches!(s, Step::Mknod { .. })));
+        let pivot = position(&steps, |s| matches!(s, Step::PivotRoot { .. }));
+        let opened = |typ: &[u8]| {
+            position(
+                &steps,
+                |s| matches!(s, Step::OpenFs { fstype, .. } if fstype.as_bytes() == typ),
+            )
+        };
+        assert!(opened(b"proc") < pivot && opened(b"sysfs") < pivot);
+        let Step::OpenFs { attrs, .. } = &steps[opened(b"sysfs")] else {
+            unreachable!()
+        };
+        assert!(attrs & libc::MOUNT_ATTR_RDONLY != 0);
+        assert!(!steps.iter().any(
+            |s| matches!(s, Step::MountFs { fstype: Some(t), .. } if t.as_bytes() == b"proc")
+        ));
+        let null = position(
+            &steps,
+            |s| matches!(s, Step::Bind { source, target, .. } if source.as_bytes() == b"/dev/null" && target.as_bytes() == b"/dev/null"),
+        );
+        assert!(null > pivot);
+        let filled: Vec<usize> = steps[..pivot]
+            .iter()
+            .filter_map(|s| match s {
+                Step::OpenTree { slot, .. } | Step::OpenFs { slot, .. } => Some(*slot),
+                _ => None,
+            })
+            .collect();
+        for step in &steps[pivot..] {
+            if let Step::Bind { slot, .. } = step {
+                assert!(filled.contains(slot), "slot {slot} never filled");
+            }
+        }
+        assert_eq!(
+            crate::runtime::plan::Slots::for_steps(&steps).len(),
+            filled.len()
+        );
+
+        // Without its own network namespace: the host's sysfs, bound read-only.
+        ns.net = false;
+        let steps = plan(&spec, dir.path(), &ns, &view).unwrap();
+        assert!(!steps
+            .iter()
+            .any(|s| matches!(s, Step::OpenFs { fstype, .. } if fstype.as_bytes() == b"sysfs")));
+        let sys = position(
+            &steps,
+            |s| matches!(s, Step::Bind { source, target, set, .. } if source.as_bytes() == b"/sys" && target.as_bytes() == b"/sys" && set & libc::MOUNT_ATTR_RDONLY != 0),
+        );
+        assert!(sys > position(&steps, |s| matches!(s, Step::PivotRoot { .. })));
     }
 }

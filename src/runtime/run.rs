@@ -13,9 +13,10 @@ use anyhow::{bail, Context};
 use oci_spec::runtime::Spec;
 
 use super::cgroups::Cgroup;
+use super::hooks::{self, ContainerHooks, HookStates};
 use super::launch::{launch, ChildSetup, Launched, Spawn, StdioMode};
 use super::logfile::LogWriter;
-use super::namespaces::Namespaces;
+use super::namespaces::{IdMaps, Namespaces};
 use super::plan::Step;
 use super::process::ExecTarget;
 use super::relay::{supervise, Outcome};
@@ -88,6 +89,8 @@ pub(super) struct Prepared {
     pub(super) _joined: Vec<OwnedFd>,
     /// A pid namespace joined by path: the clone's thread enters it (`launch`).
     pub(super) pid_ns: Option<OwnedFd>,
+    /// A new user namespace's maps.
+    pub(super) id_maps: Option<IdMaps>,
 }
 
 pub(super) fn prepare(
@@ -97,6 +100,7 @@ pub(super) fn prepare(
     stdio: StdioMode,
 ) -> anyhow::Result<Prepared> {
     let ns = Namespaces::from_spec(spec)?;
+    let id_maps = IdMaps::from_spec(spec, &ns)?;
     let process_spec = spec.process().as_ref().context("the spec has no process")?;
     let exec = ExecTarget::new(
         &process_spec.args().clone().unwrap_or_default(),
@@ -144,8 +148,20 @@ pub(super) fn prepare(
         );
         joined_fds.push(fd);
     }
+    if id_maps.is_some() {
+        // Nothing before the maps are written: every step needs the container's ids.
+        steps.splice(0..0, [Step::AwaitCgroup, Step::BecomeNsRoot]);
+    }
     let mut setup = ChildSetup::new(steps, terminal, stdio, user, exec, prepared_security)?;
     setup.plan.set_process_limits(process_spec);
+    let id_maps = id_maps.map(|mut maps| {
+        maps.oom_score_adj = setup
+            .plan
+            .oom_score_adj
+            .take()
+            .map(|v| v.to_string_lossy().into_owned());
+        maps
+    });
     if init {
         setup.plan.init = Some(super::init::Title::prepare(&setup.plan.exec.argv)?);
     }
@@ -155,6 +171,7 @@ pub(super) fn prepare(
         ns,
         _joined: joined_fds,
         pid_ns,
+        id_maps,
     })
 }
 
@@ -168,6 +185,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         ns,
         _joined: joined,
         pid_ns,
+        id_maps,
     } = prepare(
         req.bundle,
         req.spec,
@@ -185,6 +203,8 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         cgroup: cgroup.get(),
         what: "cannot clone the container's init with new namespaces",
         pid_ns: pid_ns.as_ref().map(|fd| fd.as_raw_fd()),
+        on_hooks: None,
+        id_maps: id_maps.as_ref(),
     };
     let (mut child, master) = match launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)?
     {
@@ -246,13 +266,23 @@ pub fn make_start_fifo(path: &Path) -> anyhow::Result<()> {
 /// `start` (`release`). The container's stdio is ours (or a pty whose master is
 /// returned); its cgroup stays until the caller destroys it (`delete`). On failure
 /// nothing is left (the child killed, the cgroup removed).
-pub fn create(req: &CreateRequest) -> anyhow::Result<Created> {
+///
+/// `on_hooks` (the runtime CLI, when config.json has hooks) is called with the
+/// container's pid once its root filesystem is mounted, before pivot_root: it runs the
+/// hooks of the runtime's namespace (prestart, createRuntime) and returns the state the
+/// in-container hooks (createContainer there and then, startContainer after `start`)
+/// get on their stdin (see hooks.rs).
+pub fn create(
+    req: &CreateRequest,
+    on_hooks: Option<&mut dyn FnMut(i32) -> anyhow::Result<HookStates>>,
+) -> anyhow::Result<Created> {
     let Prepared {
         cgroup,
         mut setup,
         ns,
         _joined,
         pid_ns,
+        id_maps,
     } = prepare(req.bundle, req.spec, req.cache_dir, StdioMode::Inherited)?;
     let fifo = nix::fcntl::open(
         req.start_fifo,
@@ -261,12 +291,38 @@ pub fn create(req: &CreateRequest) -> anyhow::Result<Created> {
     )
     .with_context(|| format!("cannot open the start fifo {}", req.start_fifo.display()))?;
     setup.plan.wait_for_start(fifo.as_raw_fd());
+    let mut writer = None;
+    if on_hooks.is_some() {
+        let hooks = ContainerHooks::prepare(req.spec, req.start_fifo)?;
+        writer = Some(hooks.state_writer()?);
+        setup.plan.set_hooks(hooks);
+        let pivot = setup
+            .plan
+            .steps
+            .iter()
+            .position(|s| matches!(s, Step::PivotRoot { .. }))
+            .context("the container's plan has no pivot_root")?;
+        setup.plan.steps.insert(pivot, Step::ContainerHooks);
+    }
+    let mut hook_states = on_hooks.map(|on_hooks| {
+        move |pid: libc::pid_t| -> anyhow::Result<()> {
+            let states = on_hooks(pid)?;
+            match &writer {
+                Some(writer) => writer.write(&states),
+                None => Ok(()),
+            }
+        }
+    });
     let spawn = Spawn {
         flags: ns.clone_flags(),
         cgroup_ns: ns.cgroup,
         cgroup: cgroup.get(),
         what: "cannot clone the container's init with new namespaces",
         pid_ns: pid_ns.as_ref().map(|fd| fd.as_raw_fd()),
+        on_hooks: hook_states
+            .as_mut()
+            .map(|f| f as &mut dyn FnMut(libc::pid_t) -> anyhow::Result<()>),
+        id_maps: id_maps.as_ref(),
     };
     match launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)? {
         Launched::Started { child, master } => {
@@ -283,8 +339,30 @@ pub fn create(req: &CreateRequest) -> anyhow::Result<Created> {
 
 /// `start`: lets a created container go on to its execve (one byte on its start fifo,
 /// which is then removed). A container that is gone fails with ENXIO (no reader).
-pub fn release(start_fifo: &Path) -> anyhow::Result<()> {
+///
+/// With startContainer hooks (a hooks fifo next to the start fifo), waits until the
+/// container tells how they went; `hook_paths` name them in the error.
+pub fn release(start_fifo: &Path, hook_paths: &[std::path::PathBuf]) -> anyhow::Result<()> {
     use std::io::Write;
+    let reply_path = hooks::reply_fifo(start_fifo);
+    // Opened before the container can answer: its answer stays in the pipe for us.
+    // Non-blocking to open (the container holds it read-write), blocking to read.
+    let reply = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(&reply_path)
+    {
+        Ok(file) => {
+            nix::fcntl::fcntl(
+                &file,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+            )
+            .context("cannot make the hooks fifo blocking")?;
+            Some(file)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => bail!("cannot open the hooks fifo {}: {e}", reply_path.display()),
+    };
     let mut fifo = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -296,5 +374,10 @@ pub fn release(start_fifo: &Path) -> anyhow::Result<()> {
     fifo.write_all(b"s")
         .context("cannot write to the container's start fifo")?;
     std::fs::remove_file(start_fifo)
-        .with_context(|| format!("cannot remove the start fifo {}", start_fifo.display()))
+        .with_context(|| format!("cannot remove the start fifo {}", start_fifo.display()))?;
+    if let Some(reply) = reply {
+        let _ = std::fs::remove_file(&reply_path);
+        hooks::read_start_outcome(reply, hook_paths)?;
+    }
+    Ok(())
 }

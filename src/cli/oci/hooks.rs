@@ -1,13 +1,13 @@
-//! config.json hooks, run by the runtime CLI on the host with the container's state
-//! JSON on their stdin, each within its `timeout`:
-//! - `prestart` and `createRuntime`, by `create` once the container is set up (its
-//!   namespaces exist; unlike runc, after its pivot_root), before `create` returns; a
-//!   failure fails `create`;
+//! config.json hooks, each given the container's state JSON on its stdin and run within
+//! its `timeout`:
+//! - `prestart` and `createRuntime`, on the host by `create`, once the container's
+//!   namespaces exist and its root filesystem is mounted, before its pivot_root (as
+//!   runc); a failure fails `create`;
+//! - `createContainer` next, inside the container, and `startContainer` inside it after
+//!   `start`, before its command: run by the container's own process (see
+//!   runtime/hooks.rs); a failure fails `create` or `start`;
 //! - `poststart`, by `start` once the command is released; a failure is a warning;
 //! - `poststop`, by `delete` once the container is gone; a failure is a warning.
-//!
-//! `createContainer` and `startContainer` run inside the container in runc; this runtime
-//! refuses a config.json that has them rather than skip them.
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -17,20 +17,17 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use oci_spec::runtime::{Hook, Hooks};
 
-/// Fails for the hook points this runtime does not run.
-pub fn check_supported(hooks: &Hooks) -> anyhow::Result<()> {
-    for (name, list) in [
-        ("createContainer", hooks.create_container()),
-        ("startContainer", hooks.start_container()),
-    ] {
-        if list.as_ref().is_some_and(|l| !l.is_empty()) {
-            bail!(
-                "hooks.{name} is not supported by this runtime (it runs prestart, \
-                 createRuntime, poststart and poststop): remove them from config.json"
-            );
-        }
-    }
-    Ok(())
+/// Whether `create` has hooks to run (prestart, createRuntime, createContainer, or
+/// startContainer, whose state is prepared then).
+pub fn any_at_create(hooks: &Hooks) -> bool {
+    [
+        hooks.prestart(),
+        hooks.create_runtime(),
+        hooks.create_container(),
+        hooks.start_container(),
+    ]
+    .iter()
+    .any(|list| list.as_ref().is_some_and(|l| !l.is_empty()))
 }
 
 /// Runs `hooks` in order; the first failure stops and is the error.

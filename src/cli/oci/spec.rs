@@ -56,7 +56,10 @@ pub fn features() -> anyhow::Result<()> {
     let features = serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
+        "hooks": [
+            "prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+            "poststop"
+        ],
         "mountOptions": [
             "ro", "rw", "bind", "rbind", "nosuid", "suid", "nodev", "dev", "noexec", "exec",
             "private", "rprivate", "shared", "rshared", "slave", "rslave",
@@ -64,7 +67,7 @@ pub fn features() -> anyhow::Result<()> {
             "remount", "mode", "size", "uid", "gid", "newinstance", "ptmxmode"
         ],
         "linux": {
-            "namespaces": ["mount", "pid", "network", "ipc", "uts", "cgroup"],
+            "namespaces": ["mount", "pid", "network", "ipc", "uts", "cgroup", "user"],
             "capabilities": capabilities,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
             "seccomp": {

@@ -59,9 +59,6 @@ pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<Record> {
         ),
         _ => {}
     }
-    if let Some(hooks) = spec.hooks() {
-        hooks::check_supported(hooks)?;
-    }
     for warning in unsupported(&spec) {
         ctx.logger.warn(&warning);
     }
@@ -121,12 +118,35 @@ fn create_in(ctx: &Ctx, args: &CreateArgs, spec: &Spec, record: &mut Record) -> 
     record.save(&ctx.root)?;
     let fifo = record.start_fifo(&ctx.root);
     runtime::make_start_fifo(&fifo)?;
-    let created = runtime::create(&runtime::CreateRequest {
-        bundle: &record.bundle,
-        spec,
-        cache_dir: Some(&ctx.root.join("cache")),
-        start_fifo: &fifo,
-    })?;
+    let hooks = record.hooks.clone().filter(hooks::any_at_create);
+    let mut run_hooks = hooks.as_ref().map(|hooks| {
+        let record = &*record;
+        move |pid: i32| -> anyhow::Result<runtime::HookStates> {
+            let state = |status| {
+                let mut at = record.clone();
+                at.pid = pid;
+                serde_json::to_vec(&at.oci_state_as(status))
+            };
+            let creating = state(Status::Creating)?;
+            hooks::run_all("prestart", hooks.prestart().as_ref(), &creating)?;
+            hooks::run_all("createRuntime", hooks.create_runtime().as_ref(), &creating)?;
+            Ok(runtime::HookStates {
+                create_container: creating,
+                start_container: state(Status::Created)?,
+            })
+        }
+    });
+    let created = runtime::create(
+        &runtime::CreateRequest {
+            bundle: &record.bundle,
+            spec,
+            cache_dir: Some(&ctx.root.join("cache")),
+            start_fifo: &fifo,
+        },
+        run_hooks
+            .as_mut()
+            .map(|f| f as &mut dyn FnMut(i32) -> anyhow::Result<runtime::HookStates>),
+    )?;
     record.pid = created.pid;
     record.start_time = state::proc_stat(created.pid)
         .map(|(_, start)| start)
@@ -135,11 +155,6 @@ fn create_in(ctx: &Ctx, args: &CreateArgs, spec: &Spec, record: &mut Record) -> 
         send_console(socket, master)?;
     }
     record.save(&ctx.root)?;
-    if let Some(hooks) = &record.hooks {
-        let state = serde_json::to_vec(&record.oci_state_as(Status::Creating))?;
-        hooks::run_all("prestart", hooks.prestart().as_ref(), &state)?;
-        hooks::run_all("createRuntime", hooks.create_runtime().as_ref(), &state)?;
-    }
     if let Some(pid_file) = &args.pid_file {
         let pid_file = std::path::absolute(pid_file)
             .with_context(|| format!("cannot resolve {}", pid_file.display()))?;
@@ -211,7 +226,15 @@ pub fn start(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     let record = Record::load(&ctx.root, id)?;
     match record.status(&ctx.root) {
         Status::Created => {
-            runtime::release(&record.start_fifo(&ctx.root))
+            let start_hooks: Vec<PathBuf> = record
+                .hooks
+                .as_ref()
+                .and_then(|h| h.start_container().clone())
+                .unwrap_or_default()
+                .iter()
+                .map(|h| h.path().clone())
+                .collect();
+            runtime::release(&record.start_fifo(&ctx.root), &start_hooks)
                 .with_context(|| format!("cannot start container {id}"))?;
             if let Some(hooks) = &record.hooks {
                 let state = serde_json::to_vec(&record.oci_state_as(Status::Running))?;
