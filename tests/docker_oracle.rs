@@ -5,8 +5,10 @@
 //! containers under a cgroup parent of this test, all removed at the end.
 //!
 //! Known, intended differences are left out of the probes and listed here:
-//! - the cgroup hierarchies in /sys/fs/cgroup: Docker joins every v1 hierarchy,
-//!   mycontainer those its limits and figures need (and shows the cgroup2 mount);
+//! - /sys/fs/cgroup on a hybrid host: mycontainer also shows the cgroup2 mount at
+//!   `unified` (every v1 hierarchy is shown by both, read-only; Docker joins each,
+//!   mycontainer those its limits and figures need and shows the inherited cgroup in
+//!   the others);
 //! - /proc/interrupts is masked by mycontainer (it leaks host activity), not by
 //!   Docker 20.10;
 //! - /etc/hosts: mycontainer names the container's hostname (127.0.1.1);
@@ -221,6 +223,18 @@ fn the_same_probes_give_the_same_answers_under_docker_and_mycontainer() {
                 "-c",
                 "readlink /etc/mtab; cat /proc/1/cmdline | tr '\\0' ' '",
             ],
+        ),
+        (
+            vec![],
+            vec![
+                "sh",
+                "-c",
+                "ls /sys/fs/cgroup | grep -vx unified; echo 1 > /sys/fs/cgroup/pids/pids.max; echo $?",
+            ],
+        ),
+        (
+            vec!["--memory", "64m"],
+            vec!["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"],
         ),
         (vec![], vec!["sh", "-c", "exit 3"]),
         (vec![], vec!["sh", "-c", "kill -9 $$"]),

@@ -189,3 +189,92 @@ fn host_network_keeps_the_hosts_name_and_hosts_file() {
     ));
     assert_eq!(named.trim(), "chosen");
 }
+
+/// /sys/fs/cgroup as Docker shows it: on v1 and hybrid hosts every hierarchy the host
+/// has (joined or not; links for co-mounted ones), each read-only and inside the
+/// container's cgroup namespace, so `memory/memory.limit_in_bytes` is the container's
+/// `--memory`; on a v2 host cgroup2 itself. Nothing there can be written or remounted
+/// from inside, and the host's own mounts of the same hierarchies stay writable.
+#[test]
+fn every_cgroup_hierarchy_is_shown_read_only_and_namespaced() {
+    let w = World::new();
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let mut host: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    host.sort();
+    let (limit_file, pids_max) = if v2 {
+        ("memory.max", "pids.max")
+    } else {
+        ("memory/memory.limit_in_bytes", "pids/pids.max")
+    };
+    let script = format!(
+        "ls /sys/fs/cgroup | sort | tr '\\n' ' '; echo; cat /sys/fs/cgroup/{limit_file}; \
+         echo 1 > /sys/fs/cgroup/{limit_file}; mkdir /sys/fs/cgroup/x; \
+         mount -o remount,rw /sys/fs/cgroup/{dir} && echo remounted; \
+         grep -c -v ':/$' /proc/self/cgroup",
+        dir = if v2 { "" } else { "memory" }
+    );
+    let out = w.run(&["--rm", "--memory", "64m"], &["sh", "-c", &script]);
+    let (text, said) = (stdout(&out), stderr(&out));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() == 3, "{text}{said}");
+    if v2 {
+        assert!(
+            lines[0].split(' ').any(|f| f == "cgroup.controllers"),
+            "{text}"
+        );
+    } else {
+        assert_eq!(
+            lines[0].trim_end(),
+            host.join(" "),
+            "the host's hierarchies"
+        );
+    }
+    assert_eq!(lines[1], "67108864", "the --memory limit");
+    // Every cgroup of the container is its namespace's root: no path above it shows.
+    assert_eq!(lines[2], "0", "{text}");
+    assert_eq!(said.matches("Read-only file system").count(), 2, "{said}");
+    assert!(!text.contains("remounted"), "{said}");
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let host_ro = host_mounts
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|p| p.starts_with("/sys/fs/cgroup"))
+        })
+        .filter(|l| l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")))
+        .filter(|l| l.contains(" - cgroup"))
+        .collect::<Vec<_>>();
+    assert!(
+        host_ro.is_empty(),
+        "the host's cgroup mounts became read-only: {host_ro:?}"
+    );
+
+    // Without limits the hierarchies are there too, each the container's own where it
+    // joined one (pids: the default limit), never the host's root cgroup, which has no
+    // pids.max and alone has cgroup.sane_behavior (v1).
+    let script = format!(
+        "ls /sys/fs/cgroup | sort | tr '\\n' ' '; echo; cat /sys/fs/cgroup/{pids_max}; \
+         ls /sys/fs/cgroup/{dir} | grep -c sane_behavior; cat /sys/fs/cgroup/{dir}/cgroup.procs | wc -l",
+        dir = if v2 { "." } else { "pids" }
+    );
+    let out = ok(w.run(&["--rm"], &["sh", "-c", &script]));
+    let lines: Vec<&str> = out.lines().collect();
+    if !v2 {
+        assert_eq!(lines[0].trim_end(), host.join(" "), "{out}");
+    }
+    assert_eq!(lines[1], "2048", "the default pids limit: {out}");
+    assert_eq!(lines[2], "0", "the host's root cgroup shows: {out}");
+    // sh, ls/cat and wc: only the container's processes.
+    assert!(
+        lines[3]
+            .trim()
+            .parse::<u32>()
+            .is_ok_and(|n| (1..=3).contains(&n)),
+        "{out}"
+    );
+}

@@ -1598,3 +1598,51 @@ fn concurrent_commands_on_one_id_leave_it_whole() {
         assert!(consistent(&rt, &id).is_none());
     }
 }
+
+/// A config.json with a `cgroup` mount (as `spec` writes it) gets the same view as
+/// `run`: every hierarchy the host has, read-only, the container's limit in it.
+#[test]
+fn the_cgroup_mount_shows_every_hierarchy_read_only_with_the_limits() {
+    let mut rt = Rt::new();
+    let id = rt.id("cgview");
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let limit_file = if v2 {
+        "memory.max"
+    } else {
+        "memory/memory.limit_in_bytes"
+    };
+    let script = format!(
+        "ls /sys/fs/cgroup | sort | tr '\\n' ' '; echo; cat /sys/fs/cgroup/{limit_file}; \
+         echo 1 > /sys/fs/cgroup/{limit_file}"
+    );
+    let bundle = rt.bundle("cgview", |config| {
+        noninteractive(&["sh", "-c", &script])(config);
+        config["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+    });
+    let out = rt
+        .cmd()
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}{}", stderr(&out));
+    if v2 {
+        assert!(lines[0].contains("cgroup.controllers"), "{text}");
+    } else {
+        let mut host: Vec<String> = fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        host.sort();
+        assert_eq!(lines[0].trim_end(), host.join(" "));
+    }
+    assert_eq!(lines[1], "67108864");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+}
