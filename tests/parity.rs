@@ -190,21 +190,16 @@ fn host_network_keeps_the_hosts_name_and_hosts_file() {
     assert_eq!(named.trim(), "chosen");
 }
 
-/// /sys/fs/cgroup as Docker shows it: on v1 and hybrid hosts every hierarchy the host
-/// has (joined or not; links for co-mounted ones), each read-only and inside the
-/// container's cgroup namespace, so `memory/memory.limit_in_bytes` is the container's
-/// `--memory`; on a v2 host cgroup2 itself. Nothing there can be written or remounted
-/// from inside, and the host's own mounts of the same hierarchies stay writable.
+/// /sys/fs/cgroup as Docker shows it, less what would show the host's tree: on v1 and
+/// hybrid hosts the hierarchies the container joined and those it inherited below the
+/// host's root (links for co-mounted ones), each read-only and inside the container's
+/// cgroup namespace, so `memory/memory.limit_in_bytes` is the container's `--memory`;
+/// on a v2 host cgroup2 itself. Nothing there can be written or remounted from inside,
+/// and the host's own mounts of the same hierarchies stay writable.
 #[test]
-fn every_cgroup_hierarchy_is_shown_read_only_and_namespaced() {
+fn cgroup_hierarchies_are_shown_read_only_and_namespaced() {
     let w = World::new();
     let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    let mut host: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    host.sort();
     let (limit_file, pids_max) = if v2 {
         ("memory.max", "pids.max")
     } else {
@@ -227,11 +222,9 @@ fn every_cgroup_hierarchy_is_shown_read_only_and_namespaced() {
             "{text}"
         );
     } else {
-        assert_eq!(
-            lines[0].trim_end(),
-            host.join(" "),
-            "the host's hierarchies"
-        );
+        let listing = cgroup_listing_with(&w, &["--memory", "64m"]);
+        assert!(listing.split(' ').any(|d| d == "memory"), "{listing}");
+        assert_eq!(lines[0].trim_end(), listing, "the shown hierarchies");
     }
     assert_eq!(lines[1], "67108864", "the --memory limit");
     // Every cgroup of the container is its namespace's root: no path above it shows.
@@ -265,7 +258,9 @@ fn every_cgroup_hierarchy_is_shown_read_only_and_namespaced() {
     let out = ok(w.run(&["--rm"], &["sh", "-c", &script]));
     let lines: Vec<&str> = out.lines().collect();
     if !v2 {
-        assert_eq!(lines[0].trim_end(), host.join(" "), "{out}");
+        let listing = cgroup_listing_with(&w, &[]);
+        assert!(listing.split(' ').any(|d| d == "pids"), "{listing}");
+        assert_eq!(lines[0].trim_end(), listing, "{out}");
     }
     assert_eq!(lines[1], "2048", "the default pids limit: {out}");
     assert_eq!(lines[2], "0", "the host's root cgroup shows: {out}");
@@ -276,5 +271,50 @@ fn every_cgroup_hierarchy_is_shown_read_only_and_namespaced() {
             .parse::<u32>()
             .is_ok_and(|n| (1..=3).contains(&n)),
         "{out}"
+    );
+}
+
+/// What /sys/fs/cgroup lists in a container run with `flags` (v1 and hybrid hosts),
+/// worked out from the host's view of a twin container's cgroups.
+fn cgroup_listing_with(w: &World, flags: &[&str]) -> String {
+    let id = w.run_detached(flags, &["sleep", "1000"]);
+    let pid = w.state(&id)["pid"].as_i64().unwrap();
+    let listing = common::cgroup_view_listing(pid);
+    ok(w.mc(&["rm", "-f", &id]));
+    listing
+}
+
+/// The attack on the cgroup view: container B joins the cpu hierarchy (`--cpus`), A
+/// joins none beyond its defaults and looks for B through its own /sys/fs/cgroup. A
+/// hierarchy A did not join and inherited at the host's root cgroup would show the
+/// host's whole tree there (every container's id and stats); none may show: A finds
+/// neither B nor any `mycontainer` directory, and no hierarchy it sees is a host root
+/// (only a root cgroup has `cgroup.sane_behavior`).
+#[test]
+fn a_container_cannot_see_another_containers_cgroup_or_the_hosts_tree() {
+    let w = World::new();
+    let b = w.run_detached(&["--cpus", "0.5"], &["sleep", "1000"]);
+    let b_cgroups = common::container_cgroups(&b);
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    // The attack needs B in a cpu hierarchy of the host (v1) or in the one tree (v2).
+    assert!(
+        b_cgroups.iter().any(|p| {
+            let p = p.to_string_lossy();
+            v2 || p.starts_with("/sys/fs/cgroup/cpu/") || p.starts_with("/sys/fs/cgroup/cpu,")
+        }),
+        "B joined no cpu hierarchy: {b_cgroups:?}"
+    );
+    let script = format!(
+        "find /sys/fs/cgroup -name '*{short}*' 2>/dev/null | sed 's/^/B: /'; \
+         find /sys/fs/cgroup -mindepth 2 -type d -name 'mycontainer*' 2>/dev/null | sed 's/^/dir: /'; \
+         ls /sys/fs/cgroup/cgroup.sane_behavior /sys/fs/cgroup/*/cgroup.sane_behavior 2>/dev/null | sed 's/^/root: /'; \
+         echo done",
+        short = &b[..12]
+    );
+    let out = ok(w.run(&["--rm"], &["sh", "-c", &script]));
+    assert_eq!(
+        out.trim_end(),
+        "done",
+        "A sees the host's cgroup tree:\n{out}"
     );
 }

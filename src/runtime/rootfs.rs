@@ -230,10 +230,10 @@ fn plan_mount(mount: &Mount, opens: &mut Vec<Step>, steps: &mut Vec<Step>) -> an
 }
 
 /// Mounts the cgroup view read-only at the mount's destination: cgroup2 itself on a v2
-/// host; else a tmpfs with a cgroup2 mount at `unified` (hybrid), a v1 mount of every
-/// hierarchy the host has (inside the cgroup namespace each shows the container's
-/// cgroup where it joined one, else the one it inherited) and a link per controller of
-/// a co-mounted one. Each is mounted read-write and then made read-only per mount
+/// host; else a tmpfs with a cgroup2 mount at `unified` (hybrid), a v1 mount of each
+/// hierarchy of the view (inside the cgroup namespace each shows the container's
+/// cgroup where it joined one, else the one it inherited, never a host root: see
+/// cgroups/view.rs) and a link per controller of a co-mounted one. Each is mounted read-write and then made read-only per mount
 /// (mount_setattr), never through the superblock, which the host's mount of the same
 /// hierarchy shares.
 fn plan_cgroup_mount(

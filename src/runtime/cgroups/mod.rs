@@ -62,8 +62,9 @@ pub enum CgroupView {
     /// cgroup2 at /sys/fs/cgroup.
     Unified,
     /// A tmpfs holding a cgroup2 mount at `unified` (hybrid hosts), one v1 mount per
-    /// hierarchy the host has under /sys/fs/cgroup, and a link for each controller of a
-    /// co-mounted one (see `view.rs`).
+    /// hierarchy the host has under /sys/fs/cgroup that the container joined or
+    /// inherited below its root, and a link for each controller of a co-mounted one
+    /// (see `view.rs`).
     Split { unified: bool, v1: V1View },
 }
 
@@ -170,10 +171,14 @@ impl Cgroup {
     pub fn view(&self) -> CgroupView {
         match &self.backend {
             Backend::V2(_) => CgroupView::Unified,
-            Backend::V1(cg) => CgroupView::Split {
-                unified: cg.unified_dir().is_some(),
-                v1: view::host_v1_view(),
-            },
+            Backend::V1(cg) => {
+                // Unreadable: no inherited cgroup is known, so only joined ones show.
+                let inherited = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+                CgroupView::Split {
+                    unified: cg.unified_dir().is_some(),
+                    v1: view::shown(view::host_v1_view(), &cg.joined_mount_data(), &inherited),
+                }
+            }
         }
     }
 

@@ -269,6 +269,14 @@ impl V1Cgroup {
         join(self.dirs.iter().map(|d| d.dir.clone()), pid)
     }
 
+    /// The mount data of each hierarchy in use (see `Hierarchy::mount_data`).
+    pub fn joined_mount_data(&self) -> Vec<String> {
+        self.dirs
+            .iter()
+            .map(|d| d.hierarchy.mount_data.clone())
+            .collect()
+    }
+
     /// Whether a process needs `add_process_v1` (some v1 hierarchy is in use).
     pub fn has_v1_dirs(&self) -> bool {
         !self.dirs.is_empty()

@@ -1,7 +1,11 @@
 //! Which v1 hierarchies a container's /sys/fs/cgroup shows on v1 and hybrid hosts:
-//! every one the host mounted there, as Docker (runc) shows them, whether or not the
-//! container joined it. One it did not join shows the cgroup it inherited (its cgroup
-//! namespace is rooted there): nothing is migrated for the view.
+//! those the host mounted there that the container joined (its own cgroup), and those
+//! it did not join whose inherited cgroup is not the hierarchy's root (its cgroup
+//! namespace is rooted there, e.g. a systemd session scope: that subtree shows).
+//! Nothing is migrated for the view. A hierarchy inherited at its root is left out: its
+//! namespace root would be the host's root cgroup, showing the whole tree (every other
+//! container's cgroup and stats). Docker joins every hierarchy instead; that costs a
+//! mkdir and a cgroup.procs write per hierarchy on every start.
 
 use std::sync::OnceLock;
 
@@ -57,6 +61,16 @@ pub fn v1_view(mountinfo: &str) -> V1View {
         }
         view.mounts.push((name.to_string(), data));
     }
+    with_links(view.mounts)
+}
+
+/// `mounts` and a link for each controller of a co-mounted one (`cpu` -> `cpu,cpuacct`)
+/// whose name no mount or earlier link takes.
+fn with_links(mounts: Vec<(String, String)>) -> V1View {
+    let mut view = V1View {
+        mounts,
+        links: Vec::new(),
+    };
     for (name, _) in &view.mounts {
         for part in name.split(',').filter(|p| *p != name && !p.is_empty()) {
             let taken = view.mounts.iter().any(|(n, _)| n == part)
@@ -67,6 +81,40 @@ pub fn v1_view(mountinfo: &str) -> V1View {
         }
     }
     view
+}
+
+/// What a container shows of `view`: the hierarchies it joined (`joined`: their mount
+/// data) and those whose cgroup in `self_cgroup` (the planning process's
+/// /proc/self/cgroup, which the container inherits where it joins nothing) is not the
+/// root `/`. One missing from `self_cgroup` is left out too.
+pub fn shown(view: V1View, joined: &[String], self_cgroup: &str) -> V1View {
+    let inherited = |data: &str| {
+        self_cgroup.lines().find_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            same_hierarchy(controllers, data).then_some(path)
+        })
+    };
+    let mounts = view
+        .mounts
+        .into_iter()
+        .filter(|(_, data)| {
+            joined.iter().any(|j| same_hierarchy(j, data))
+                || inherited(data).is_some_and(|path| path != "/")
+        })
+        .collect();
+    with_links(mounts)
+}
+
+/// Whether two comma-separated lists (mount data, /proc/self/cgroup's controllers)
+/// name the same hierarchy: the same controllers and `name=`, in any order.
+fn same_hierarchy(a: &str, b: &str) -> bool {
+    fn sorted(s: &str) -> Vec<&str> {
+        let mut items: Vec<&str> = s.split(',').filter(|i| !i.is_empty()).collect();
+        items.sort_unstable();
+        items
+    }
+    !a.is_empty() && sorted(a) == sorted(b)
 }
 
 #[cfg(test)]
@@ -113,6 +161,41 @@ mod tests {
                 ("net_prio".to_string(), "net_cls,net_prio".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn unjoined_hierarchies_inherited_at_their_root_are_left_out_with_their_links() {
+        // Joined: memory. Inherited below the root: systemd (a session scope) and
+        // freezer. At the root: cpu,cpuacct (its links go too). net_cls,net_prio is
+        // missing from /proc/self/cgroup: left out.
+        let self_cgroup = "\
+12:freezer:/user.slice/session-3.scope
+8:cpuacct,cpu:/
+5:memory:/
+1:name=systemd:/user.slice/user-0.slice/session-3.scope
+0::/user.slice/user-0.slice/session-3.scope
+";
+        let view = shown(v1_view(HOST), &["memory".to_string()], self_cgroup);
+        let names: Vec<&str> = view.mounts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["systemd", "freezer", "memory"]);
+        assert!(view.links.is_empty(), "{:?}", view.links);
+
+        // The same hierarchies inherited at the root everywhere (a root shell): only
+        // the joined ones show; co-mounted and joined, its links stay.
+        let at_root = "8:cpu,cpuacct:/\n5:memory:/\n4:freezer:/\n1:name=systemd:/\n";
+        let joined = ["cpu,cpuacct".to_string(), "memory".to_string()];
+        let view = shown(v1_view(HOST), &joined, at_root);
+        let names: Vec<&str> = view.mounts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["cpu,cpuacct", "memory"]);
+        assert_eq!(view.links.len(), 2);
+        assert_eq!(
+            view.links[0],
+            ("cpu".to_string(), "cpu,cpuacct".to_string())
+        );
+
+        // Nothing readable about the inherited cgroups: only the joined ones.
+        let view = shown(v1_view(HOST), &["memory".to_string()], "");
+        assert_eq!(view.mounts, [("memory".to_string(), "memory".to_string())]);
     }
 
     #[test]
