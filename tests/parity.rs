@@ -318,3 +318,53 @@ fn a_container_cannot_see_another_containers_cgroup_or_the_hosts_tree() {
         "A sees the host's cgroup tree:\n{out}"
     );
 }
+
+/// Test cgroups in one v1 hierarchy, removed (deepest first) even when the test fails.
+struct TestCgroups(Vec<std::path::PathBuf>);
+
+impl Drop for TestCgroups {
+    fn drop(&mut self) {
+        for dir in self.0.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// The other half of the rule: a hierarchy the container did not join (freezer) whose
+/// inherited cgroup is below the host's root (the CLI in a cgroup of its own, as in a
+/// systemd session scope) shows, read-only, that cgroup's subtree and nothing beside
+/// or above it.
+#[test]
+fn an_unjoined_hierarchy_inherited_below_its_root_shows_only_that_subtree() {
+    let freezer = std::path::Path::new("/sys/fs/cgroup/freezer");
+    if !freezer.join("cgroup.procs").exists() {
+        return; // v2 host, or no v1 freezer hierarchy: nothing inherited to show
+    }
+    let w = World::new();
+    let tag = format!("mc-parity-{}", std::process::id());
+    let scope = freezer.join(format!("{tag}-scope"));
+    let cgroups = TestCgroups(vec![
+        freezer.join(format!("{tag}-beside")),
+        scope.clone(),
+        scope.join("inner"),
+    ]);
+    for dir in &cgroups.0 {
+        std::fs::create_dir(dir).unwrap();
+    }
+    let script = "ls /sys/fs/cgroup/freezer | grep -c -e sane_behavior -e beside -e scope; \
+                  test -d /sys/fs/cgroup/freezer/inner && echo inner; \
+                  echo 1 > /sys/fs/cgroup/freezer/inner/cgroup.procs; echo $?";
+    // The CLI starts in `scope`: a shell moves itself there and execs it.
+    let run = w.run_cmd(&["--rm"], &["sh", "-c", script]);
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("echo $$ > \"$0\" && exec \"$@\"")
+        .arg(scope.join("cgroup.procs"))
+        .arg(run.get_program())
+        .args(run.get_args())
+        .env_remove("MYCONTAINER_ROOT")
+        .stdin(std::process::Stdio::null());
+    let out = ok(cmd.output().unwrap());
+    assert_eq!(out, "0\ninner\n1\n", "the scope's subtree, read-only");
+    drop(cgroups);
+}
