@@ -5,8 +5,12 @@
 //! containers under a cgroup parent of this test, all removed at the end.
 //!
 //! Known, intended differences are left out of the probes and listed here:
-//! - the cgroup hierarchies in /sys/fs/cgroup: Docker joins every v1 hierarchy,
-//!   mycontainer those its limits and figures need (and shows the cgroup2 mount);
+//! - /sys/fs/cgroup on a hybrid host: mycontainer also shows the cgroup2 mount at
+//!   `unified`; Docker joins every v1 hierarchy and shows each, mycontainer joins those
+//!   its limits and figures need and of the others shows only those it inherited below
+//!   the host's root cgroup (at the root one would show the host's whole tree), so the
+//!   probe compares the hierarchies mycontainer shows (tests/parity.rs checks that it
+//!   shows no others);
 //! - /proc/interrupts is masked by mycontainer (it leaks host activity), not by
 //!   Docker 20.10;
 //! - /etc/hosts: mycontainer names the container's hostname (127.0.1.1);
@@ -176,6 +180,16 @@ fn the_same_probes_give_the_same_answers_under_docker_and_mycontainer() {
 
     let status = "grep -E '^(Cap[A-Za-z]+|NoNewPrivs|Seccomp):' /proc/self/status";
     let mounts = "awk '{print $2, $3}' /proc/mounts | grep -v -e '^/sys/fs/cgroup/' -e '^/proc/interrupts ' | sort";
+    // The v1 hierarchies mycontainer shows, from the host's view of a twin's cgroups.
+    let twin = w.run_detached(&[], &["sleep", "1000"]);
+    let shown = common::cgroup_view_listing(w.state(&twin)["pid"].as_i64().unwrap());
+    ok(w.mc(&["rm", "-f", &twin]));
+    let shown = shown.replace("unified", "");
+    assert!(shown.split(' ').any(|d| d == "pids"), "{shown}");
+    let hierarchies = format!(
+        "for d in {shown}; do test -e /sys/fs/cgroup/$d && echo $d; done; \
+         echo 1 > /sys/fs/cgroup/pids/pids.max; echo $?"
+    );
     let probes: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (vec![], vec!["sh", "-c", status]),
         (vec!["-u", "nobody"], vec!["sh", "-c", status]),
@@ -221,6 +235,11 @@ fn the_same_probes_give_the_same_answers_under_docker_and_mycontainer() {
                 "-c",
                 "readlink /etc/mtab; cat /proc/1/cmdline | tr '\\0' ' '",
             ],
+        ),
+        (vec![], vec!["sh", "-c", &hierarchies]),
+        (
+            vec!["--memory", "64m"],
+            vec!["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"],
         ),
         (vec![], vec!["sh", "-c", "exit 3"]),
         (vec![], vec!["sh", "-c", "kill -9 $$"]),

@@ -391,7 +391,7 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
             "--cap-add",
             "CHOWN",
         ],
-        &["sh", "-c", "echo made-by-init > /tmp/file; sleep 60"],
+        &["sh", "-c", "echo made-by-init > /tmp/file; sleep 1000"],
     );
     let pid = init_pid(&w, &id);
     assert!(wait_for(5, || w

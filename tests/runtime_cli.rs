@@ -2047,3 +2047,59 @@ fn a_create_killed_during_a_container_hook_leaves_nothing_running() {
     );
     ok(rt.rt(&["delete", "--force", &id]));
 }
+
+/// A config.json with a `cgroup` mount (as `spec` writes it) gets the same view as
+/// `run`: on v1 and hybrid hosts the hierarchies the container joined and those it
+/// inherited below the host's root (never a host root), read-only, the container's
+/// limit in it.
+#[test]
+fn the_cgroup_mount_shows_the_hierarchies_read_only_with_the_limits() {
+    let mut rt = Rt::new();
+    let id = rt.id("cgview");
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let limit_file = if v2 {
+        "memory.max"
+    } else {
+        "memory/memory.limit_in_bytes"
+    };
+    let script = format!(
+        "ls /sys/fs/cgroup | sort | tr '\\n' ' '; echo; cat /sys/fs/cgroup/{limit_file}; \
+         echo 1 > /sys/fs/cgroup/{limit_file}"
+    );
+    let bundle = rt.bundle("cgview", |config| {
+        noninteractive(&["sh", "-c", &script])(config);
+        config["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+    });
+    let out = rt
+        .cmd()
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}{}", stderr(&out));
+    if v2 {
+        assert!(lines[0].contains("cgroup.controllers"), "{text}");
+    } else {
+        // Worked out from the host's view of a created twin's cgroups.
+        let twin = rt.id("cgview-twin");
+        let bundle = rt.bundle("cgview-twin", |config| {
+            noninteractive(&["sleep", "1000"])(config);
+            config["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+        });
+        let twin_out = rt.dir.path().join("cgview-twin.out");
+        ok(rt.create(&bundle, &twin, &twin_out, &[]));
+        let pid = rt.state(&twin)["pid"].as_i64().unwrap();
+        let listing = common::cgroup_view_listing(pid);
+        ok(rt.rt(&["delete", "--force", &twin]));
+        assert!(listing.split(' ').any(|d| d == "memory"), "{listing}");
+        assert_eq!(lines[0].trim_end(), listing);
+    }
+    assert_eq!(lines[1], "67108864");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+}

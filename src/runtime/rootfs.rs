@@ -19,6 +19,8 @@ use libc::c_ulong;
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
 use super::cgroups::CgroupView;
+#[cfg(test)]
+use super::cgroups::V1View;
 use super::namespaces::Namespaces;
 use super::plan::Step;
 
@@ -281,11 +283,13 @@ fn plan_mount(
     Ok(())
 }
 
-/// Mounts the container's own cgroups read-only at the mount's destination: cgroup2
-/// itself on a v2 host; else a tmpfs with a cgroup2 mount at `unified` (hybrid) and a
-/// v1 mount of each hierarchy the container joined. Each is mounted read-write and then
-/// made read-only per mount (mount_setattr), never through the superblock, which the
-/// host's mount of the same hierarchy shares.
+/// Mounts the cgroup view read-only at the mount's destination: cgroup2 itself on a v2
+/// host; else a tmpfs with a cgroup2 mount at `unified` (hybrid), a v1 mount of each
+/// hierarchy of the view (inside the cgroup namespace each shows the container's
+/// cgroup where it joined one, else the one it inherited, never a host root: see
+/// cgroups/view.rs) and a link per controller of a co-mounted one. Each is mounted read-write and then made read-only per mount
+/// (mount_setattr), never through the superblock, which the host's mount of the same
+/// hierarchy shares.
 fn plan_cgroup_mount(
     mount: &Mount,
     cgroups: &CgroupView,
@@ -299,14 +303,16 @@ fn plan_cgroup_mount(
         mode: 0o755,
     });
     let mut mounted = vec![(target.clone(), "cgroup2", None)];
+    let mut links: &[(String, String)] = &[];
     if let CgroupView::Split { unified, v1 } = cgroups {
         mounted[0] = (target.clone(), "tmpfs", Some("mode=755"));
         if *unified {
             mounted.push((target.join("unified"), "cgroup2", None));
         }
-        for (name, controllers) in v1 {
-            mounted.push((target.join(name), "cgroup", Some(controllers.as_str())));
+        for (name, data) in &v1.mounts {
+            mounted.push((target.join(name), "cgroup", Some(data.as_str())));
         }
+        links = &v1.links;
     }
     for (i, (dir, fstype, data)) in mounted.iter().enumerate() {
         if i > 0 {
@@ -321,6 +327,13 @@ fn plan_cgroup_mount(
             fstype: Some(CString::new(*fstype)?),
             flags: FLAGS,
             data: data.map(CString::new).transpose()?,
+        });
+    }
+    // In the tmpfs, before it is made read-only.
+    for (link, points_to) in links {
+        steps.push(Step::Symlink {
+            target: CString::new(points_to.as_str())?,
+            link: cstring(target.join(link))?,
         });
     }
     let read_only = mounted.into_iter().map(|(dir, _, _)| dir);
@@ -756,7 +769,13 @@ mod tests {
         let ns = Namespaces::from_spec(&spec).unwrap();
         let view = CgroupView::Split {
             unified: true,
-            v1: vec![("memory".into(), "memory".into())],
+            v1: V1View {
+                mounts: vec![
+                    ("memory".into(), "memory".into()),
+                    ("cpu,cpuacct".into(), "cpu,cpuacct".into()),
+                ],
+                links: vec![("cpu".into(), "cpu,cpuacct".into())],
+            },
         };
         (plan(&spec, dir.path(), &ns, &view).unwrap(), dir)
     }
@@ -932,6 +951,7 @@ mod tests {
             "/sys/fs/cgroup",
             "/sys/fs/cgroup/unified",
             "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/cpu,cpuacct",
         ] {
             let mounted = position(
                 &steps,
@@ -943,6 +963,17 @@ mod tests {
             );
             assert!(unshare < mounted && mounted < read_only, "{dir}");
         }
+        // Every hierarchy of the view, joined or not; a co-mounted one gets its links
+        // in the tmpfs before the tmpfs is made read-only.
+        let link = position(
+            &steps,
+            |s| matches!(s, Step::Symlink { target, link } if target.as_bytes() == b"cpu,cpuacct" && link.as_bytes() == b"/sys/fs/cgroup/cpu"),
+        );
+        let tmpfs_read_only = position(
+            &steps,
+            |s| matches!(s, Step::SetAttr { target, .. } if target.as_bytes() == b"/sys/fs/cgroup"),
+        );
+        assert!(link < tmpfs_read_only);
     }
 
     #[test]
@@ -1021,7 +1052,7 @@ mod tests {
         ns.user = true;
         let view = CgroupView::Split {
             unified: true,
-            v1: vec![],
+            v1: V1View::default(),
         };
         let steps = plan(&spec, dir.path(), &ns, &view).unwrap();
         assert!(!steps.iter().any(|s| matches!(s, Step::Mknod { .. })));

@@ -340,3 +340,42 @@ impl std::ops::Deref for World {
         &self.fx
     }
 }
+
+/// What /sys/fs/cgroup lists (sorted, space-separated) inside a container whose process
+/// is host pid `pid`, on a v1 or hybrid host: `unified`, each v1 hierarchy where that
+/// process is not in the host's root cgroup (it joined it, or inherited a cgroup below
+/// the root there: src/runtime/cgroups/view.rs), and each link to one of those. A
+/// hierarchy shown at its root would show the host's whole tree.
+pub fn cgroup_view_listing(pid: i64) -> String {
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let below_root = |dir: &str| {
+        let mut want: Vec<&str> = dir.split(',').collect();
+        want.sort_unstable();
+        own.lines().any(|line| {
+            let mut fields = line.splitn(3, ':').skip(1);
+            let (Some(controllers), Some(path)) = (fields.next(), fields.next()) else {
+                return false;
+            };
+            let mut have: Vec<&str> = controllers
+                .split(',')
+                .map(|c| c.strip_prefix("name=").unwrap_or(c))
+                .collect();
+            have.sort_unstable();
+            !controllers.is_empty() && have == want && path != "/"
+        })
+    };
+    let mut shown: Vec<String> = fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match fs::read_link(entry.path()) {
+                Ok(to) => below_root(&to.to_string_lossy()),
+                Err(_) => name == "unified" || below_root(&name),
+            }
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    shown.sort();
+    shown.join(" ")
+}

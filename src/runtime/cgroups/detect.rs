@@ -149,7 +149,7 @@ pub fn v1_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
 
 /// The super options of a v1 mount that name its hierarchy: everything but the generic
 /// and behaviour flags (cgroup1_parse_param's list), i.e. controllers and `name=`.
-fn selecting_options(super_options: &str) -> String {
+pub(super) fn selecting_options(super_options: &str) -> String {
     super_options
         .split(',')
         .filter(|o| {
@@ -171,7 +171,7 @@ fn selecting_options(super_options: &str) -> String {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape_octal(s: &str) -> String {
+pub(super) fn unescape_octal(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

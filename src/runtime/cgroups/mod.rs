@@ -20,6 +20,7 @@ mod resources;
 mod tests;
 mod v1;
 mod v2;
+mod view;
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ use detect::Layout;
 pub use live::Usage;
 pub use resources::Limits;
 pub use v1::Carried;
+pub use view::V1View;
 
 /// The parent of every container cgroup, in every hierarchy.
 pub const PARENT: &str = "mycontainer";
@@ -51,19 +53,19 @@ enum Backend {
     V1(v1::V1Cgroup),
 }
 
-/// What a container's /sys/fs/cgroup shows: its own cgroups, mounted read-only inside
-/// its cgroup namespace (so each hierarchy's root is the container's cgroup), as Docker
-/// does. Tools such as the JVM read their limits there.
+/// What a container's /sys/fs/cgroup shows: the cgroup hierarchies, mounted read-only
+/// inside its cgroup namespace (so each hierarchy's root is the cgroup the container is
+/// in there: its own where it joined one, else the one it inherited), as Docker does.
+/// Tools such as the JVM read their limits there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CgroupView {
     /// cgroup2 at /sys/fs/cgroup.
     Unified,
-    /// A tmpfs holding a cgroup2 mount at `unified` (hybrid hosts) and one v1 mount per
-    /// hierarchy the container joined: (directory name, controllers).
-    Split {
-        unified: bool,
-        v1: Vec<(String, String)>,
-    },
+    /// A tmpfs holding a cgroup2 mount at `unified` (hybrid hosts), one v1 mount per
+    /// hierarchy the host has under /sys/fs/cgroup that the container joined or
+    /// inherited below its root, and a link for each controller of a co-mounted one
+    /// (see `view.rs`).
+    Split { unified: bool, v1: V1View },
 }
 
 /// A snapshot of what the container used; `None` where the controller is missing.
@@ -169,10 +171,14 @@ impl Cgroup {
     pub fn view(&self) -> CgroupView {
         match &self.backend {
             Backend::V2(_) => CgroupView::Unified,
-            Backend::V1(cg) => CgroupView::Split {
-                unified: cg.unified_dir().is_some(),
-                v1: cg.hierarchy_mounts(),
-            },
+            Backend::V1(cg) => {
+                // Unreadable: no inherited cgroup is known, so only joined ones show.
+                let inherited = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+                CgroupView::Split {
+                    unified: cg.unified_dir().is_some(),
+                    v1: view::shown(view::host_v1_view(), &cg.joined_mount_data(), &inherited),
+                }
+            }
         }
     }
 

@@ -461,7 +461,13 @@ fn cgroups_destroy_stops_a_process_that_keeps_forking() {
     let mut forker = start_helper("forkloop:0");
     cgroup.add_process(forker.id() as i32).unwrap();
     release(&mut forker);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // A give-up time, not a measure: longer where the tests are known to run slowly
+    // (the emulated cgroup v2 VM sets MYCONTAINER_TEST_SLOWDOWN).
+    let slowdown: u64 = std::env::var("MYCONTAINER_TEST_SLOWDOWN")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let deadline = Instant::now() + Duration::from_secs(10 * slowdown.max(1));
     while cgroup.stats().pids_current.unwrap_or(0) < 20 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }

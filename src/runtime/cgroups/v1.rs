@@ -135,18 +135,6 @@ impl V1Cgroup {
         Ok(())
     }
 
-    /// (directory name under /sys/fs/cgroup, controllers) of each hierarchy in use, to
-    /// mount them inside the container.
-    pub fn hierarchy_mounts(&self) -> Vec<(String, String)> {
-        self.dirs
-            .iter()
-            .filter_map(|d| {
-                let name = d.hierarchy.mount_point.file_name()?.to_str()?.to_string();
-                Some((name, d.hierarchy.mount_data.clone()))
-            })
-            .collect()
-    }
-
     /// The cgroup2 directory a child can be cloned into (hybrid hosts).
     pub fn unified_dir(&self) -> Option<&Path> {
         self.unified.as_ref().map(|(_, dir)| dir.as_path())
@@ -279,6 +267,14 @@ impl V1Cgroup {
     /// cgroup2 directory already.
     pub fn add_process_v1(&self, pid: i32) -> Result<()> {
         join(self.dirs.iter().map(|d| d.dir.clone()), pid)
+    }
+
+    /// The mount data of each hierarchy in use (see `Hierarchy::mount_data`).
+    pub fn joined_mount_data(&self) -> Vec<String> {
+        self.dirs
+            .iter()
+            .map(|d| d.hierarchy.mount_data.clone())
+            .collect()
     }
 
     /// Whether a process needs `add_process_v1` (some v1 hierarchy is in use).
@@ -579,6 +575,15 @@ mod tests {
         assert_eq!(cg.memory_limit(), None);
     }
 
+    /// The directory names of the hierarchies `cg` uses.
+    fn joined(cg: &V1Cgroup) -> Vec<String> {
+        cg.dirs
+            .iter()
+            .map(|d| d.hierarchy.mount_point.file_name().unwrap())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect()
+    }
+
     #[test]
     fn hybrid_hosts_join_the_observed_hierarchies_and_those_a_limit_needs_plus_cgroup2() {
         let root = tempfile::tempdir().unwrap();
@@ -586,7 +591,7 @@ mod tests {
         std::fs::create_dir(&unified).unwrap();
         let mut cg = V1Cgroup::new(&hierarchies(root.path()), Some(&unified), NAME);
         cg.keep_needed(&pids_limit(100));
-        let joined: Vec<String> = cg.hierarchy_mounts().into_iter().map(|(d, _)| d).collect();
+        let joined = joined(&cg);
         assert_eq!(joined, ["memory", "pids"]);
         assert_eq!(cg.unified_dir(), Some(unified.join(NAME).as_path()));
         // Made with nothing to write (the fixture's leaf has no pids.max).
@@ -602,11 +607,7 @@ mod tests {
             cpu_shares: Some(512),
             ..Limits::default()
         });
-        let joined: Vec<String> = limited
-            .hierarchy_mounts()
-            .into_iter()
-            .map(|(d, _)| d)
-            .collect();
+        let joined = self::joined(&limited);
         assert_eq!(joined, ["memory", "cpu,cpuacct"]);
         cg.destroy().unwrap();
         assert!(cg.dirs().iter().all(|d| !d.exists()));
@@ -617,7 +618,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let mut cg = V1Cgroup::new(&hierarchies(root.path()), None, NAME);
         cg.keep_needed(&pids_limit(100));
-        assert_eq!(cg.hierarchy_mounts().len(), 4);
+        assert_eq!(joined(&cg).len(), 4);
         assert!(cg.unified_dir().is_none());
     }
 
