@@ -18,33 +18,9 @@ use nix::unistd;
 
 use super::pty;
 
-/// Client -> server: bytes for the process's stdin.
-const STDIN: u8 = 0;
-/// Server -> client: the process's output.
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-/// Server -> client: the process ended; payload its exit code (i32).
-const EXIT: u8 = 3;
-/// Server -> client, first: flags (TTY, OPEN_STDIN).
-const HELLO: u8 = 4;
-/// Client -> server: the window size (rows, cols as u16).
-const RESIZE: u8 = 5;
-/// Client -> server: a signal for the process (i32).
-const SIGNAL: u8 = 6;
-
-const FLAG_TTY: u8 = 1;
-const FLAG_OPEN_STDIN: u8 = 2;
-
-/// A frame larger than this is a broken peer.
-const MAX_FRAME: usize = 1 << 20;
-
-fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + payload.len());
-    out.push(kind);
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
+use super::attach_frames::{
+    frame, EXIT, FLAG_OPEN_STDIN, FLAG_TTY, HELLO, MAX_FRAME, RESIZE, SIGNAL, STDERR, STDIN, STDOUT,
+};
 
 /// Takes the complete frames off the front of `buf`; None when the peer sent garbage.
 fn take_frames(buf: &mut Vec<u8>) -> Option<Vec<(u8, Vec<u8>)>> {

@@ -473,14 +473,7 @@ fn exec_hook(hook: &PreparedHook, state: RawFd, output: RawFd) -> ! {
             libc::_exit(EXEC_FAILED);
         }
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-        for signal in 1..libc::SIGRTMIN() {
-            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                libc::signal(signal, libc::SIG_DFL);
-            }
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        super::process::default_signals();
         libc::execve(
             hook.path.as_ptr(),
             hook.argv_ptrs.as_ptr(),

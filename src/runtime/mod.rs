@@ -2,6 +2,7 @@
 //! process. It knows nothing of images or names: everything comes from the spec.
 
 pub mod attach;
+mod attach_frames;
 pub mod cgroups;
 mod exec;
 pub mod handover;

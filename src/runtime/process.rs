@@ -764,14 +764,7 @@ pub fn child_main(plan: &ChildPlan) -> ! {
         libc::umask(0o022);
         // The command starts with default signal handling: nothing blocked, nothing
         // ignored (Rust ignores SIGPIPE in the CLI).
-        for signal in 1..libc::SIGRTMIN() {
-            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                libc::signal(signal, libc::SIG_DFL);
-            }
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        default_signals();
         // Nothing of the CLI's descriptors may reach the command; the sync socket stays
         // until execve succeeds (it is CLOEXEC), to report a failure.
         libc::syscall(
@@ -963,4 +956,23 @@ fn run_init(plan: &ChildPlan, title: &init::Title, worker: libc::pid_t, confined
         libc::close(sync);
     }
     init::run(worker, &plan.blocked)
+}
+
+/// Every signal's disposition back to the default and an empty signal mask, for a
+/// process about to execve (async-signal-safe: signal, sigemptyset, sigprocmask).
+///
+/// # Safety
+/// For a forked or cloned child before its execve: it changes process-wide signal state.
+pub(super) unsafe fn default_signals() {
+    // SAFETY: as the function's contract says; the sigset is local.
+    unsafe {
+        for signal in 1..libc::SIGRTMIN() {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
 }

@@ -16,6 +16,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[allow(dead_code)]
+#[path = "../runtime/attach_frames.rs"]
+mod attach_frames;
+#[allow(dead_code)]
 #[path = "../runtime/logfile.rs"]
 mod logfile;
 #[allow(dead_code)]

@@ -7,26 +7,12 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const HELLO: u8 = 4;
-const RESIZE: u8 = 5;
-const SIGNAL: u8 = 6;
+use crate::attach_frames::{
+    frame, FLAG_OPEN_STDIN, FLAG_TTY, HELLO, MAX_FRAME, RESIZE, SIGNAL, STDERR, STDIN, STDOUT,
+};
 
-const FLAG_TTY: u8 = 1;
-const FLAG_OPEN_STDIN: u8 = 2;
-
-const MAX_FRAME: usize = 1 << 20;
+/// A client this far behind the output is dropped.
 const MAX_BACKLOG: usize = 4 << 20;
-
-fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + payload.len());
-    out.push(kind);
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
 
 pub enum Request {
     Input(Vec<u8>),
