@@ -215,6 +215,20 @@ pub fn assert_no_cgroup(id: &str) {
 }
 
 /// Host pids whose command line contains `needle`.
+/// The parent of `pid` (for a detached container's init: its supervisor, whichever of
+/// its two binaries it is executing at the moment), from /proc/PID/stat.
+pub fn parent_pid(pid: i32) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command's name in parentheses: state, then the parent's pid.
+    let after_name = stat.rsplit(')').next().unwrap_or("");
+    after_name
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 pub fn pids_with(needle: &str) -> Vec<i32> {
     let mut found = Vec::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
