@@ -27,6 +27,7 @@ mod timefmt;
 
 mod relay;
 mod server;
+mod trim;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;

@@ -62,13 +62,17 @@ fn monotonic_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
-/// Reads once; None at the end of the stream (EOF, or EIO from a pty whose slave is
-/// gone); Some(0) when nothing is there.
-fn read_fd(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
+/// Reads once into `buf`'s spare capacity, replacing its contents; None at the end of
+/// the stream (EOF, or EIO from a pty whose slave is gone); Some(0) when nothing is
+/// there.
+fn read_fd(fd: RawFd, buf: &mut Vec<u8>) -> Option<usize> {
+    buf.clear();
     loop {
-        // SAFETY: read(2) into a buffer we own, of its length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: read(2) into the vector's allocation, of its capacity.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.capacity()) };
         if n > 0 {
+            // SAFETY: read(2) initialised the first n bytes (n <= capacity).
+            unsafe { buf.set_len(n as usize) };
             return Some(n as usize);
         }
         if n == 0 {
@@ -226,9 +230,11 @@ fn relay(args: &Args) -> io::Result<Never> {
     let mut deadline: Option<Instant> = None;
     let mut drain_until: Option<Instant> = None;
     let mut pending: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    // Not zeroed: pages are touched only as output fills them.
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     // A SIGCHLD may have come before the signalfd existed (while we were exec'd).
     let mut reap_now = true;
+    crate::trim::release_startup_pages();
     loop {
         if status.is_some() || (!args.open_stdin && pending.is_empty()) {
             stdin = None;
