@@ -4,14 +4,13 @@
 //! as they are instead of being relayed and destroyed here. `finish_cgroup` is the other
 //! end, once the container has exited: its OOM verdict, then its removal.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use anyhow::Context;
 use oci_spec::runtime::Spec;
 
 use super::cgroups::Cgroup;
-use super::launch::{launch, Launched, Spawn, StdioMode};
-use super::run::{prepare, Prepared, RunRequest};
+use super::run::{start_relayed, RelayedInit, RelayedStart, RunRequest};
 
 /// A started container, handed over: its init is our child (its parent-death signal
 /// aims at this process, which execs rather than exits), its cgroup stays.
@@ -36,39 +35,15 @@ pub enum Start {
 /// Starts the container `req` describes (its log and stop timeout are the relaying
 /// process's business); `on_started` gets the init's host pid once its command runs.
 pub fn start(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<Start> {
-    let Prepared {
+    let RelayedInit {
         cgroup,
-        mut setup,
-        ns,
-        _joined: joined,
-        pid_ns,
-        id_maps,
-    } = prepare(
-        req.bundle,
-        req.spec,
-        req.cache_dir,
-        StdioMode::Relayed {
-            interactive: req.interactive,
-        },
-    )?;
-    let spawn = Spawn {
-        flags: ns.clone_flags(),
-        cgroup_ns: ns.cgroup,
-        cgroup: cgroup.get(),
-        what: "cannot clone the container's init with new namespaces",
-        pid_ns: pid_ns.as_ref().map(|fd| fd.as_raw_fd()),
-        on_hooks: None,
-        id_maps: id_maps.as_ref(),
+        child,
+        master,
+        setup,
+    } = match start_relayed(req)? {
+        RelayedStart::Running(init) => *init,
+        RelayedStart::ExecFailed(code, reason) => return Ok(Start::ExecFailed(code, reason)),
     };
-    let (child, master) = match launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)? {
-        Launched::Started { child, master } => (child, master),
-        Launched::ExecFailed { code, reason } => {
-            cgroup.destroy_or_warn();
-            return Ok(Start::ExecFailed(code, reason));
-        }
-    };
-    drop(joined);
-    drop(pid_ns);
     cgroup.keep();
     let pid = child.detach();
     on_started(pid);

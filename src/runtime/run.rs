@@ -14,13 +14,14 @@ use oci_spec::runtime::Spec;
 
 use super::cgroups::Cgroup;
 use super::hooks::{self, ContainerHooks, HookStates};
-use super::launch::{launch, ChildSetup, Launched, Spawn, StdioMode};
+use super::launch::{launch, Child, ChildSetup, Launched, Spawn, StdioMode};
 use super::logfile::LogWriter;
 use super::namespaces::{IdMaps, Namespaces};
 use super::plan::Step;
 use super::process::ExecTarget;
-use super::relay::{supervise, Outcome};
+use super::relay::{supervise, BlockedSignals, Outcome, Streams};
 use super::{rootfs, security, ANNOTATION_INIT};
+use nix::sys::signalfd::SignalFd;
 
 /// What the caller asks of one run.
 pub struct RunRequest<'a> {
@@ -175,13 +176,38 @@ pub(super) fn prepare(
     })
 }
 
-/// Runs the container described by `req` to completion. `on_started` gets the host pid
-/// of the container's init once its command runs (the caller's state write then overlaps
-/// with the command).
-pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<Outcome> {
+/// A relayed container's init, running: what `run` relays to its end and what the
+/// handed-over start passes on to the small supervisor.
+pub(super) struct RelayedInit {
+    pub(super) cgroup: CgroupGuard,
+    pub(super) child: Child,
+    pub(super) master: Option<OwnedFd>,
+    pub(super) setup: RelaySetup,
+}
+
+/// The parts of the child's setup that outlive the launch: the streams, the signalfd
+/// and the blocked signals (unblocked when this is dropped).
+pub(super) struct RelaySetup {
+    pub(super) _blocked: BlockedSignals,
+    pub(super) signal_fd: SignalFd,
+    pub(super) streams: Streams,
+}
+
+/// How starting a relayed container went.
+pub(super) enum RelayedStart {
+    Running(Box<RelayedInit>),
+    /// The command could not be executed: Docker's code (126/127) and why; the child is
+    /// reaped and the cgroup removed.
+    ExecFailed(i32, String),
+}
+
+/// Prepares and clones the container `req` describes with relayed stdio (the first half
+/// of `run` and of the handed-over start): the namespaces joined by path are closed once
+/// the child has joined them.
+pub(super) fn start_relayed(req: &RunRequest) -> anyhow::Result<RelayedStart> {
     let Prepared {
         cgroup,
-        mut setup,
+        setup,
         ns,
         _joined: joined,
         pid_ns,
@@ -194,9 +220,14 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
             interactive: req.interactive,
         },
     )?;
-    let mut log = req
-        .log_path
-        .map(|path| LogWriter::new(path).with_rotation(req.log_rotation));
+    let ChildSetup {
+        _blocked,
+        signal_fd,
+        mut plan,
+        channel,
+        child_fds,
+        streams,
+    } = setup;
     let spawn = Spawn {
         flags: ns.clone_flags(),
         cgroup_ns: ns.cgroup,
@@ -206,21 +237,51 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
         on_hooks: None,
         id_maps: id_maps.as_ref(),
     };
-    let (mut child, master) = match launch(spawn, &mut setup.plan, setup.channel, setup.child_fds)?
-    {
-        Launched::Started { child, master } => (child, master),
+    match launch(spawn, &mut plan, channel, child_fds)? {
+        Launched::Started { child, master } => {
+            // The child has joined them: the container's run does not need them open.
+            drop(joined);
+            drop(pid_ns);
+            Ok(RelayedStart::Running(Box::new(RelayedInit {
+                cgroup,
+                child,
+                master,
+                setup: RelaySetup {
+                    _blocked,
+                    signal_fd,
+                    streams,
+                },
+            })))
+        }
         Launched::ExecFailed { code, reason } => {
             cgroup.destroy_or_warn();
+            Ok(RelayedStart::ExecFailed(code, reason))
+        }
+    }
+}
+
+/// Runs the container described by `req` to completion. `on_started` gets the host pid
+/// of the container's init once its command runs (the caller's state write then overlaps
+/// with the command).
+pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<Outcome> {
+    let mut log = req
+        .log_path
+        .map(|path| LogWriter::new(path).with_rotation(req.log_rotation));
+    let RelayedInit {
+        cgroup,
+        mut child,
+        master,
+        mut setup,
+    } = match start_relayed(req)? {
+        RelayedStart::Running(init) => *init,
+        RelayedStart::ExecFailed(code, reason) => {
             return Ok(Outcome {
                 exit_code: code,
                 exec_error: Some(reason),
                 ..Default::default()
-            });
+            })
         }
     };
-    // The child has joined them: the container's run does not need them open.
-    drop(joined);
-    drop(pid_ns);
     on_started(child.pid);
 
     setup.streams.master = master;
