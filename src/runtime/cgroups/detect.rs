@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use nix::sys::statfs::{statfs, FsType, CGROUP2_SUPER_MAGIC, TMPFS_MAGIC};
+use nix::sys::statfs::{statfs, FsType, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, TMPFS_MAGIC};
 
 /// Where every distribution mounts cgroups.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -47,7 +47,8 @@ impl Hierarchy {
 }
 
 /// Looks at what is mounted at /sys/fs/cgroup (filesystem magic, as youki and runc do)
-/// and, for v1, at /proc/self/mountinfo for each controller's mount point.
+/// and, for v1, where each controller's hierarchy is: /sys/fs/cgroup/CONTROLLERS when a
+/// v1 mount is there for each one /proc/self/cgroup lists, else what mountinfo says.
 pub fn detect() -> Result<Layout> {
     // One look per process: a command asks several times (create, open, parents), and
     // the layout does not change under a running process.
@@ -67,8 +68,6 @@ fn look() -> Result<Layout> {
     if fs == CGROUP2_SUPER_MAGIC {
         return classify(root, fs, None, "");
     }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .context("cannot read /proc/self/mountinfo: is /proc mounted?")?;
     // Only a tmpfs at the root can hold systemd's cgroup2 mount of a hybrid host.
     let unified_fs = if fs == TMPFS_MAGIC {
         statfs(&root.join("unified"))
@@ -77,7 +76,57 @@ fn look() -> Result<Layout> {
     } else {
         None
     };
+    // The cheap look first (no walk of the mount table, which the kernel formats afresh
+    // for every read); mountinfo when the host mounts a hierarchy elsewhere.
+    let conventional = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|own| conventional_v1(root, &own, is_cgroup1_mount));
+    if let Some(v1) = conventional {
+        return classify_v1(root, fs, unified_fs, v1);
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .context("cannot read /proc/self/mountinfo: is /proc mounted?")?;
     classify(root, fs, unified_fs, &mountinfo)
+}
+
+/// Whether a v1 cgroup filesystem is mounted at `path`.
+pub(super) fn is_cgroup1_mount(path: &Path) -> bool {
+    statfs(path).is_ok_and(|s| s.filesystem_type() == CGROUP_SUPER_MAGIC)
+}
+
+/// The v1 hierarchies carrying [`V1_CONTROLLERS`] from the process's own cgroup file
+/// (`ID:CONTROLLERS:PATH`, one line per hierarchy), each where hosts mount it: at
+/// `root/CONTROLLERS` (the convention crun relies on). None when one of them is not a
+/// v1 mount there (`is_mount` says), or none is listed: mountinfo must say where they are.
+pub(super) fn conventional_v1(
+    root: &Path,
+    self_cgroup: &str,
+    is_mount: impl Fn(&Path) -> bool,
+) -> Option<Vec<Hierarchy>> {
+    let mut found = Vec::new();
+    for line in self_cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_id, listed) = (fields.next()?, fields.next()?);
+        let controllers: Vec<String> = listed
+            .split(',')
+            .filter(|c| V1_CONTROLLERS.contains(c))
+            .map(String::from)
+            .collect();
+        if controllers.is_empty() {
+            continue;
+        }
+        // A named hierarchy carrying controllers has no conventional place.
+        let mount_point = root.join(listed);
+        if listed.contains('=') || listed.contains('/') || !is_mount(&mount_point) {
+            return None;
+        }
+        found.push(Hierarchy {
+            mount_point,
+            controllers,
+            mount_data: selecting_options(listed),
+        });
+    }
+    (!found.is_empty()).then_some(found)
 }
 
 /// The layout from what is mounted: the filesystem at `root`, the one at `root/unified`
@@ -92,7 +141,16 @@ fn classify(
     if root_fs == CGROUP2_SUPER_MAGIC {
         return Ok(Layout::Unified { root: root.into() });
     }
-    let v1 = v1_hierarchies(mountinfo);
+    classify_v1(root, root_fs, unified_fs, v1_hierarchies(mountinfo))
+}
+
+/// The layout of a host whose root is not cgroup2, given its v1 hierarchies.
+fn classify_v1(
+    root: &Path,
+    root_fs: FsType,
+    unified_fs: Option<FsType>,
+    v1: Vec<Hierarchy>,
+) -> Result<Layout> {
     if v1.is_empty() {
         bail!(
             "no cgroup filesystem found: {} is neither cgroup2 nor holds v1 \
@@ -287,6 +345,38 @@ mod tests {
             err.contains("no cgroup filesystem found: /fixture/cgroup"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_own_cgroup_file_gives_the_hierarchies_where_hosts_mount_them() {
+        let root = Path::new("/fixture/cgroup");
+        let own = "9:name=systemd:/\n7:memory,hugetlb:/a\n3:cpu,cpuacct:/\n2:pids:/\n0::/\n";
+        let v1 = conventional_v1(root, own, |_| true).unwrap();
+        let points: Vec<_> = v1.iter().map(|h| h.mount_point.clone()).collect();
+        assert_eq!(
+            points,
+            ["memory,hugetlb", "cpu,cpuacct", "pids"].map(|d| root.join(d))
+        );
+        assert_eq!(v1[0].controllers, ["memory"]);
+        assert_eq!(v1[0].mount_data, "memory,hugetlb");
+        // a hierarchy mounted elsewhere (HYBRID mounts memory,hugetlb at memory)
+        let elsewhere = |p: &Path| !p.ends_with("memory,hugetlb");
+        assert_eq!(conventional_v1(root, own, elsewhere), None);
+        // nothing of ours listed (a unified host's "0::/")
+        assert_eq!(conventional_v1(root, "0::/\n", |_| true), None);
+    }
+
+    #[test]
+    fn the_cheap_look_at_this_host_finds_what_mountinfo_says() {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let Some(mut cheap) = conventional_v1(Path::new(CGROUP_ROOT), &own, is_cgroup1_mount)
+        else {
+            return;
+        };
+        let mut full = v1_hierarchies(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+        cheap.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
+        full.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
+        assert_eq!(cheap, full);
     }
 
     #[test]

@@ -145,8 +145,13 @@ fn rmdir_tree(dir: &Path) -> std::io::Result<()> {
 /// window is microseconds and the pid would have to be recycled into our cgroup's
 /// place). Idempotent: a missing `dir` is success.
 pub fn remove_tree(dir: &Path) -> Result<()> {
-    if !dir.exists() {
-        return Ok(());
+    // The common case first: the container's processes are gone (its init was reaped)
+    // and it made no cgroups of its own, so one rmdir does it. The kernel refuses it
+    // (EBUSY) while a task or a child cgroup is left: then kill and empty the tree.
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
     }
     let kill_file = dir.join("cgroup.kill");
     let started = Instant::now();

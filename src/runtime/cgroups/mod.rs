@@ -247,10 +247,10 @@ impl Cgroup {
             Backend::V2(cg) => cg.destroy(),
             Backend::V1(cg) => cg.destroy(),
         }?;
-        // The last container out removes the shared parent too, so the host is left as
-        // it was found. Best effort: a parent another container still uses stays (EBUSY),
-        // and a create racing with this starts again (see files::create_levels).
-        let _ = remove_unused_parents();
+        // The shared `mycontainer` parents stay, as Docker's `docker` parent does: removing
+        // them with the last container made the next start create them again (a mkdir,
+        // and on v1 a cpuset copy, per hierarchy) and this one remove them (an rmdir per
+        // hierarchy), on every run of a quiet host. `gc` removes them when unused.
         Ok(())
     }
 }

@@ -7,9 +7,10 @@
 //! container's cgroup and stats). Docker joins every hierarchy instead; that costs a
 //! mkdir and a cgroup.procs write per hierarchy on every start.
 
+use std::path::Path;
 use std::sync::OnceLock;
 
-use super::detect::{selecting_options, unescape_octal, CGROUP_ROOT};
+use super::detect::{is_cgroup1_mount, selecting_options, unescape_octal, CGROUP_ROOT};
 
 /// The v1 part of the view: what to mount and which names to link.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,11 +27,50 @@ pub struct V1View {
 pub fn host_v1_view() -> V1View {
     static VIEW: OnceLock<V1View> = OnceLock::new();
     VIEW.get_or_init(|| {
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .map(|m| v1_view(&m))
-            .unwrap_or_default()
+        let conventional = std::fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|own| conventional_view(&own, is_cgroup1_mount));
+        conventional.unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .map(|m| v1_view(&m))
+                .unwrap_or_default()
+        })
     })
     .clone()
+}
+
+/// The view from the process's own cgroup file: every v1 hierarchy it lists, at
+/// /sys/fs/cgroup/CONTROLLERS (a named one at /sys/fs/cgroup/NAME). None when one of
+/// them is not a v1 mount there (`is_mount` says): mountinfo must say where it is.
+pub(super) fn conventional_view(
+    self_cgroup: &str,
+    is_mount: impl Fn(&Path) -> bool,
+) -> Option<V1View> {
+    let mut mounts: Vec<(String, String)> = Vec::new();
+    for line in self_cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_id, listed) = (fields.next()?, fields.next()?);
+        if listed.is_empty() {
+            // the cgroup2 tree ("0::PATH")
+            continue;
+        }
+        let name = match listed.strip_prefix("name=") {
+            Some(named) if !named.contains(',') => named,
+            Some(_) => return None,
+            None => listed,
+        };
+        let data = selecting_options(listed);
+        if name.contains('=') || name.contains('/') || data.is_empty() {
+            return None;
+        }
+        if !is_mount(&Path::new(CGROUP_ROOT).join(name)) {
+            return None;
+        }
+        if !mounts.iter().any(|(n, _)| n == name) {
+            mounts.push((name.to_string(), data));
+        }
+    }
+    Some(with_links(mounts))
 }
 
 /// The v1 mounts directly under /sys/fs/cgroup in `mountinfo`, the first of each name.
@@ -120,6 +160,54 @@ fn same_hierarchy(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SELF_CGROUP: &str = "\
+12:rdma:/
+9:name=systemd:/user.slice
+7:net_cls,net_prio:/
+4:memory:/user.slice
+2:cpu,cpuacct:/
+0::/user.slice
+";
+
+    #[test]
+    fn the_view_from_the_own_cgroup_file_names_each_hierarchy_where_hosts_mount_it() {
+        let mounted = |p: &Path| p.starts_with(CGROUP_ROOT);
+        let view = conventional_view(SELF_CGROUP, mounted).unwrap();
+        let names: Vec<&str> = view.mounts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "rdma",
+                "systemd",
+                "net_cls,net_prio",
+                "memory",
+                "cpu,cpuacct"
+            ]
+        );
+        assert_eq!(view.mounts[1].1, "name=systemd");
+        assert!(view
+            .links
+            .contains(&("cpuacct".into(), "cpu,cpuacct".into())));
+        // one hierarchy not where hosts mount it: mountinfo must say
+        let not_memory = |p: &Path| mounted(p) && !p.ends_with("memory");
+        assert_eq!(conventional_view(SELF_CGROUP, not_memory), None);
+    }
+
+    #[test]
+    fn the_cheap_view_of_this_host_is_the_one_mountinfo_gives() {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let Some(cheap) = conventional_view(&own, is_cgroup1_mount) else {
+            return;
+        };
+        let full = v1_view(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+        let sorted = |mut v: Vec<(String, String)>| {
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(cheap.mounts), sorted(full.mounts));
+        assert_eq!(sorted(cheap.links), sorted(full.links));
+    }
 
     const HOST: &str = "\
 26 25 0:24 / /sys/fs/cgroup ro,nosuid shared:8 - tmpfs tmpfs ro,mode=755
