@@ -161,11 +161,17 @@ impl Unpacker {
 
         match kind {
             EntryType::Directory => {
-                let exists_as_dir = path.symlink_metadata().is_ok_and(|m| m.is_dir());
-                if !exists_as_dir {
-                    self.clear_target(&path, false)?;
-                    fs::create_dir(&path)
-                        .map_err(|e| Error::io("cannot create directory", &path, e))?;
+                // Created first, looked at only when the name is taken (a fresh layer
+                // seldom repeats a name: one failed stat per entry showed in profiles).
+                match fs::create_dir(&path) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        if !path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                            self.clear_target(&path, false)?;
+                            fs::create_dir(&path)
+                                .map_err(|e| Error::io("cannot create directory", &path, e))?;
+                        }
+                    }
+                    other => other.map_err(|e| Error::io("cannot create directory", &path, e))?,
                 }
                 self.known_dirs.insert(rel.clone());
                 self.apply_xattrs(entry, &path)?;
@@ -173,18 +179,20 @@ impl Unpacker {
                 return Ok(());
             }
             EntryType::Regular | EntryType::Continuous => {
-                self.clear_target(&path, true)?;
                 let expected = entry
                     .header()
                     .entry_size()
                     .map_err(|e| bad_header(raw_name, &e))?;
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                    .open(&path)
-                    .map_err(|e| Error::io("cannot create", &path, e))?;
+                // O_EXCL never follows a symlink: whatever holds the name is cleared
+                // only when the create finds it.
+                let mut file = match create_file(&path) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.clear_target(&path, true)?;
+                        create_file(&path)
+                    }
+                    other => other,
+                }
+                .map_err(|e| Error::io("cannot create", &path, e))?;
                 let written = copy_entry(entry, &mut file, &mut self.buffer)
                     .map_err(|e| Error::io("cannot write", &path, e))?;
                 if written != expected {
@@ -193,14 +201,23 @@ impl Unpacker {
                     )));
                 }
                 self.stats.bytes += written;
+                // Through the open file: no path walked again for each of them.
+                self.apply_xattrs(entry, &path)?;
+                return apply_dir_metadata(&file, &path, mode, owner, mtime);
             }
             EntryType::Symlink => {
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| Error::hostile(raw_name, "is a symlink without a target"))?;
-                self.clear_target(&path, true)?;
-                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
-                    .map_err(|e| Error::io("cannot create symlink", &path, e))?;
+                let target = OsStr::from_bytes(&target);
+                match std::os::unix::fs::symlink(target, &path) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.clear_target(&path, true)?;
+                        std::os::unix::fs::symlink(target, &path)
+                    }
+                    other => other,
+                }
+                .map_err(|e| Error::io("cannot create symlink", &path, e))?;
             }
             EntryType::Link => {
                 let target_raw = entry
@@ -529,7 +546,18 @@ fn open_beneath(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
     Ok(current)
 }
 
-/// apply_metadata on an open directory.
+/// Creates a new regular file (0600 until its metadata is applied), never through a
+/// symlink; AlreadyExists when anything holds the name.
+fn create_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// apply_metadata on an open directory or regular file.
 fn apply_dir_metadata(
     dir: &File,
     path: &Path,

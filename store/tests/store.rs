@@ -279,6 +279,52 @@ fn a_file_that_replaces_a_directory_keeps_its_own_mode_and_mtime() {
 }
 
 #[test]
+fn a_name_taken_earlier_in_the_tar_is_replaced_never_written_through() {
+    // The unpacker creates first and clears a taken name only when the create finds
+    // it: each later entry below must replace what holds its name, and the file that
+    // replaces a symlink to a host file must not write to that host file.
+    let host = tempfile::tempdir().unwrap();
+    let victim = host.path().join("victim");
+    fs::write(&victim, b"host data").unwrap();
+    let victim_name = victim.to_str().unwrap();
+    let t = TestStore::new();
+    let tar = TarBuilder::new()
+        .symlink("passwd", victim_name)
+        .raw("passwd", EntryType::Regular, None, b"layer data", 0o640)
+        .file("twice", b"first")
+        .raw("twice", EntryType::Regular, None, b"second", 0o600)
+        .symlink("link", "old-target")
+        .symlink("link", "new-target")
+        .file("becomes-dir", b"x")
+        .raw("becomes-dir", EntryType::Directory, None, b"", 0o750)
+        .symlink("dir-link", host.path().to_str().unwrap())
+        .raw("dir-link", EntryType::Directory, None, b"", 0o700)
+        .file("dir-link/inside", b"y")
+        .finish();
+    let image = t.import(tar, Some("replaced")).unwrap();
+    let layer = layer_path(&t.store, &image);
+    assert_eq!(fs::read(&victim).unwrap(), b"host data");
+    let passwd = fs::symlink_metadata(layer.join("passwd")).unwrap();
+    assert!(passwd.is_file());
+    assert_eq!(passwd.mode() & 0o7777, 0o640);
+    assert_eq!(passwd.mtime(), 1_600_000_000);
+    assert_eq!(fs::read(layer.join("passwd")).unwrap(), b"layer data");
+    assert_eq!(fs::read(layer.join("twice")).unwrap(), b"second");
+    assert_eq!(
+        fs::read_link(layer.join("link")).unwrap(),
+        Path::new("new-target")
+    );
+    let dir = fs::symlink_metadata(layer.join("becomes-dir")).unwrap();
+    assert!(dir.is_dir());
+    assert_eq!(dir.mode() & 0o7777, 0o750);
+    assert!(fs::symlink_metadata(layer.join("dir-link"))
+        .unwrap()
+        .is_dir());
+    assert_eq!(fs::read(layer.join("dir-link/inside")).unwrap(), b"y");
+    assert!(!host.path().join("inside").exists());
+}
+
+#[test]
 fn absolute_names_are_resolved_inside_the_layer() {
     // umoci writes "/" and "/etc/" entries; GNU tar and containerd take absolute names
     // inside the layer. Symlinks, absolute ones included, are still never followed.
