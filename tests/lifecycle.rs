@@ -104,6 +104,69 @@ fn run_d_returns_at_once_and_a_detached_supervisor_owns_the_container() {
 }
 
 #[test]
+fn run_d_supervisor_keeps_no_descriptor_the_caller_left_open() {
+    let w = World::new();
+    // The caller leaves descriptor 9 open (not close-on-exec) on a file of its own: the
+    // supervisor (spawned without a fork-time hook) must close it itself, and neither
+    // it nor the container's init may keep it for the container's lifetime.
+    let marker = w.dir.path().join("callers-open-file");
+    fs::write(&marker, "x").unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$@\" 9<\"$MARKER\"")
+        .arg("sh")
+        .arg(BIN)
+        .arg("--root")
+        .arg(&w.root)
+        .args(["run", "-d", "--rootfs"])
+        .arg(&w.rootfs)
+        .args(["sleep", "60"])
+        .env("MARKER", &marker)
+        .env_remove("MYCONTAINER_ROOT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let id = ok(out).trim().to_string();
+    let pid = init_pid(&w, &id);
+    let supervisor = parent_pid(pid);
+    let holds_marker = |pid: i32| {
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| fs::read_link(e.unwrap().path()).ok())
+            .any(|target| target == marker)
+    };
+    // The probe sees an open descriptor of the file (ours, held for the check).
+    let held = fs::File::open(&marker).unwrap();
+    assert!(holds_marker(std::process::id() as i32));
+    drop(held);
+    assert!(
+        !holds_marker(supervisor),
+        "the supervisor kept the caller's descriptor"
+    );
+    assert!(
+        !holds_marker(pid),
+        "the container's init got the caller's descriptor"
+    );
+    // And the supervisor is in a session of its own, which it made itself.
+    let stat = fs::read_to_string(format!("/proc/{supervisor}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        fields[3],
+        supervisor.to_string(),
+        "supervisor is not a session leader"
+    );
+    ok(w.mc(&["rm", "-f", &id]));
+    assert!(wait_for(10, || !alive(pid)));
+    w.assert_no_containers();
+    assert_no_cgroup(&id);
+}
+
+#[test]
 fn run_d_t_gives_the_container_a_terminal_and_logs_what_it_prints() {
     let w = World::new();
     let id = w.run_detached(&["-t"], &["sh", "-c", "tty; echo through-the-pty"]);

@@ -7,6 +7,7 @@ mod build;
 mod container;
 mod docs;
 mod exec;
+mod fast;
 mod files;
 mod filters;
 mod format;
@@ -172,7 +173,12 @@ pub fn main() -> i32 {
     if let Some(args) = oci::invoked() {
         return oci::main(args);
     }
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let parsed = match fast::parse(&args) {
+        Some(cli) => Ok(cli),
+        None => Cli::try_parse_from(&args),
+    };
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             // As Docker: no arguments (or a verb group without its verb) prints the

@@ -13,7 +13,6 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -65,6 +64,18 @@ pub fn spawn_supervisor(root: &Path, record: Record) -> anyhow::Result<Started> 
         .try_clone()
         .context("cannot create the supervisor's status pipe")?;
     let status_fd = writer.as_raw_fd();
+    // Only these two duplicates are inherited (they are dropped once the supervisor
+    // runs); the CLI has no other thread that could fork meanwhile. No pre_exec
+    // closure: without one std spawns with posix_spawn (a vfork that copies none of
+    // our memory) instead of fork. The supervisor makes its own session and closes
+    // whatever else it inherited (`adopt`).
+    for fd in [lock_fd, status_fd] {
+        // SAFETY: fcntl on descriptors we own.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("cannot pass the record lock on to the container's supervisor");
+        }
+    }
     let exe = std::env::current_exe().context("cannot find our own executable")?;
     let mut command = Command::new(exe);
     command
@@ -80,34 +91,6 @@ pub fn spawn_supervisor(root: &Path, record: Record) -> anyhow::Result<Started> 
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: runs in the forked child before exec and only makes async-signal-safe
-    // syscalls (setsid, fcntl) on descriptors that stay open across the fork.
-    unsafe {
-        command.pre_exec(move || {
-            // A new session: no controlling terminal, no SIGHUP/SIGINT from the CLI's.
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            for fd in [lock_fd, status_fd] {
-                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            // Nothing else our caller left open (without close-on-exec) goes on to
-            // live as long as the container: only 0..2 and the two passed.
-            let (low, high) = (lock_fd.min(status_fd) as u32, lock_fd.max(status_fd) as u32);
-            for (first, last) in [
-                (3, low.wrapping_sub(1)),
-                (low + 1, high - 1),
-                (high + 1, u32::MAX),
-            ] {
-                if first <= last {
-                    libc::syscall(libc::SYS_close_range, first, last, 0);
-                }
-            }
-            Ok(())
-        });
-    }
     let child = command
         .spawn()
         .context("cannot start the container's supervisor")?;
@@ -160,6 +143,7 @@ pub fn adopt(root: &Path, id: &str, lock_fd: RawFd, status_fd: RawFd) -> anyhow:
                 .with_context(|| format!("descriptor {fd} was not passed to the supervisor"));
         }
     }
+    leave_the_cli(lock_fd, status_fd)?;
     // SAFETY: both descriptors were passed to us by the CLI for us alone to own.
     let (lock, status) = unsafe {
         (
@@ -181,6 +165,32 @@ pub fn adopt(root: &Path, id: &str, lock_fd: RawFd, status_fd: RawFd) -> anyhow:
         record,
         status: StatusPipe(Some(fs::File::from(status))),
     })
+}
+
+/// What the CLI used to do between fork and exec, now done first thing here (the CLI
+/// spawns us with posix_spawn): a session of our own, so no terminal's SIGHUP or SIGINT
+/// reaches the container's supervisor, and nothing the CLI's caller left open (without
+/// close-on-exec) lives as long as the container: only 0..2 and the two passed stay.
+fn leave_the_cli(lock_fd: RawFd, status_fd: RawFd) -> anyhow::Result<()> {
+    // SAFETY: setsid, getsid and getpid on our own process.
+    let (made, leader) = unsafe { (libc::setsid() >= 0, libc::getsid(0) == libc::getpid()) };
+    if !made && !leader {
+        return Err(std::io::Error::last_os_error())
+            .context("the container's supervisor cannot start a session of its own");
+    }
+    let (low, high) = (lock_fd.min(status_fd) as u32, lock_fd.max(status_fd) as u32);
+    for (first, last) in [
+        (3, low.wrapping_sub(1)),
+        (low + 1, high - 1),
+        (high + 1, u32::MAX),
+    ] {
+        if first <= last {
+            // SAFETY: close_range on descriptor numbers nothing in this process owns
+            // yet (the supervisor has opened nothing so far).
+            unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+        }
+    }
+    Ok(())
 }
 
 /// The small supervisor's way back (`supervise --resume`): only the lock is passed.
