@@ -24,7 +24,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use ipam::{NetworkConfig, Subnet};
@@ -267,18 +267,23 @@ fn enable_forwarding(config: &NetworkConfig) -> anyhow::Result<()> {
     fs::write(path, "1").with_context(|| format!("cannot enable IPv4 forwarding ({path})"))
 }
 
-/// A new network namespace and an rtnetlink socket inside it, made by a short-lived
-/// thread (namespaces are per thread: ours stays where it is).
+/// A new network namespace and an rtnetlink socket inside it. The calling thread enters
+/// it and at once returns to its own (namespaces are per thread): a helper thread would
+/// cost two scheduler hand-offs, which on a loaded host were the largest part of what a
+/// bridge adds to a start. If the way back failed, this thread would go on configuring
+/// the wrong namespace, so the process stops there.
 fn new_netns() -> anyhow::Result<(OwnedFd, Netlink)> {
-    std::thread::spawn(|| -> std::io::Result<(OwnedFd, Netlink)> {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
-        let ns = File::open("/proc/thread-self/ns/net")?;
-        let netlink = Netlink::open()?;
-        Ok((ns.into(), netlink))
-    })
-    .join()
-    .map_err(|_| anyhow!("the thread creating a network namespace panicked"))?
-    .context("cannot create a network namespace")
+    let own = File::open("/proc/thread-self/ns/net")
+        .context("cannot open this thread's network namespace")?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .context("cannot create a network namespace")?;
+    let made = File::open("/proc/thread-self/ns/net")
+        .and_then(|ns| Ok((OwnedFd::from(ns), Netlink::open()?)));
+    if let Err(e) = nix::sched::setns(&own, nix::sched::CloneFlags::CLONE_NEWNET) {
+        eprintln!("mycontainer: cannot return to the host's network namespace: {e}");
+        std::process::abort();
+    }
+    made.context("cannot open the new network namespace")
 }
 
 /// Attaches container `id` to network `name`: namespace (mounted at
