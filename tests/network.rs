@@ -1128,3 +1128,46 @@ fn a_container_reaches_its_own_and_a_peers_published_port_through_a_host_address
     ip(&["link", "del", "hx0"]);
     assert_nothing_attached(&w);
 }
+
+// gc used to delete the default bridge whenever its own root held no lease on it, even
+// while a container of another state root in the same network namespace was attached:
+// that container lost its network. A bridge port whose namespace is alive is a user.
+#[test]
+fn gc_keeps_the_default_bridge_another_state_root_still_uses() {
+    let a = World::new();
+    let b = World::new();
+    let id = a.run_detached(&["--name", "a-user"], &["sleep", "300"]);
+    let veth = format!("mc{}", &id[..12]);
+    // b's own container comes and goes: b has no lease left, a still has one.
+    ok(b.run(&["--rm"], &["true"]));
+    assert_eq!(entries(&b, "networks/bridge.leases"), Vec::<String>::new());
+    ok(b.mc(&["gc"]));
+    let now = links();
+    assert!(now.contains(&"mycontainer0".to_string()), "{now:?}");
+    assert!(now.contains(&veth), "{now:?}");
+    assert!(
+        nft_tables().contains("mycontainer-bridge"),
+        "{}",
+        nft_tables()
+    );
+    // a's container still reaches its gateway through the bridge.
+    let out = ok(a.mc(&[
+        "exec",
+        "a-user",
+        "sh",
+        "-c",
+        "ping -c 1 -W 5 172.17.0.1 >/dev/null && echo gateway-ok",
+    ]));
+    assert!(out.contains("gateway-ok"), "{out}");
+    // Once a's container is gone, b's gc removes the bridge (the exited container's
+    // veth, going away with its namespace, does not count as a user).
+    ok(a.mc(&["rm", "-f", "a-user"]));
+    ok(b.mc(&["gc"]));
+    assert!(
+        !links().contains(&"mycontainer0".to_string()),
+        "{:?}",
+        links()
+    );
+    assert_gc_leaves_nothing(&a);
+    assert_gc_leaves_nothing(&b);
+}

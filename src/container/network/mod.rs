@@ -477,7 +477,7 @@ pub fn release(root: &Path, id: &str) -> anyhow::Result<()> {
 
 /// gc: releases the attachments and leases of containers that no longer run
 /// (`is_running` tells, by id), then removes the default network's bridge and rules
-/// when nothing uses it (the next run makes them again). Returns how many attachments
+/// when nothing uses it, in this root or another one (the next run makes them again). Returns how many attachments
 /// it released.
 pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result<usize> {
     let mut released = 0;
@@ -498,12 +498,47 @@ pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result
                 ipam::release(root, &config.name, ip, &id);
             }
         }
-        if config.name == DEFAULT_NETWORK && ipam::leases(root, &config.name).is_empty() {
+        if config.name == DEFAULT_NETWORK
+            && ipam::leases(root, &config.name).is_empty()
+            && !used_elsewhere(&config.bridge)?
+        {
             remove_bridge(&config)?;
             ipam::remove_config(root, &config.name)?;
         }
     }
     Ok(released)
+}
+
+/// Whether the bridge `bridge` serves a container of another state root in this network
+/// namespace (they share the default bridge): this root has no leases on it, so any
+/// port whose other end lives in a namespace that is still alive is someone else's. A
+/// port whose namespace is being torn down (a container of ours that just exited, whose
+/// veth the kernel removes in the background) does not count, nor does a missing
+/// bridge; a port with no other namespace (enslaved by hand) does.
+fn used_elsewhere(bridge: &str) -> anyhow::Result<bool> {
+    let mut host = Netlink::open().context("cannot open a netlink socket")?;
+    let Some(index) = host
+        .link_index(bridge)
+        .with_context(|| format!("cannot look up bridge {bridge}"))?
+    else {
+        return Ok(false);
+    };
+    let ports = host
+        .bridge_ports(index)
+        .with_context(|| format!("cannot list the ports of bridge {bridge}"))?;
+    for netns in ports {
+        let alive = match netns {
+            None => true,
+            Some(id) if id < 0 => false,
+            Some(id) => host
+                .netns_alive(id)
+                .context("cannot look up a bridge port's network namespace")?,
+        };
+        if alive {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// gc: deletes our nftables tables (`ip mycontainer-*`) that serve nothing any more:

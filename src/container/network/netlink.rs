@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 
 use netlink_packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+    DefaultNla, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -89,6 +90,51 @@ impl Netlink {
                 _ => None,
             })),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The ports of the bridge `master`: for each, the id (as seen from here) of the
+    /// namespace its other end lives in when that is another one (a veth's host end),
+    /// negative when that namespace has none any more (it is being torn down).
+    pub fn bridge_ports(&mut self, master: u32) -> io::Result<Vec<Option<i32>>> {
+        let msg = LinkMessage::default();
+        let replies = self.request(RouteNetlinkMessage::GetLink(msg), NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewLink(link) => Some(link.attributes),
+                _ => None,
+            })
+            .filter(|attrs| {
+                attrs
+                    .iter()
+                    .any(|a| matches!(a, LinkAttribute::Controller(m) if *m == master))
+            })
+            .map(|attrs| {
+                attrs.iter().find_map(|a| match a {
+                    LinkAttribute::LinkNetNsId(id) => Some(*id),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    /// Whether the network namespace with id `nsid` (as seen from here) is alive: one
+    /// being torn down keeps its id for a while, but can no longer be reached by it
+    /// (`IFLA_TARGET_NETNSID` then fails with EINVAL).
+    pub fn netns_alive(&mut self, nsid: i32) -> io::Result<bool> {
+        const IFLA_TARGET_NETNSID: u16 = 46;
+        let mut msg = LinkMessage::default();
+        // Loopback: index 1 in every namespace.
+        msg.header.index = 1;
+        msg.attributes.push(LinkAttribute::Other(DefaultNla::new(
+            IFLA_TARGET_NETNSID,
+            nsid.to_ne_bytes().to_vec(),
+        )));
+        match self.request(RouteNetlinkMessage::GetLink(msg), 0) {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
             Err(e) => Err(e),
         }
     }
