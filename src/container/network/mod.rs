@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use ipam::{NetworkConfig, Subnet};
 use netlink::Netlink;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 pub use resolv::resolv_conf;
 
 /// Removes a network's bridge and nftables table (a missing one is fine).
@@ -383,21 +384,31 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
         created.with_context(|| format!("cannot create the veth pair {}", attachment.veth))?;
         host.set_hairpin(&attachment.veth)
             .with_context(|| format!("cannot turn on hairpin mode on {}", attachment.veth))?;
-        inside.set_up(1).context("cannot bring up lo")?;
         let eth = inside
             .link_index(CONTAINER_LINK)?
             .context("the container's eth0 is missing")?;
-        inside.set_up(eth).context("cannot bring up eth0")?;
-        inside
-            .add_address(eth, ip, subnet.prefix)
-            .context("cannot give eth0 its address")?;
         nft::publish(&config.table(), ip, &attachment.ports)?;
-        // An internal network reaches nothing beyond its bridge: no default route.
+        // lo and eth0 up, eth0's address, the default route (but on an internal network,
+        // which reaches nothing beyond its bridge): one round trip.
+        let (create, plain) = (NLM_F_CREATE | NLM_F_EXCL, 0);
+        let mut requests = vec![
+            (netlink::up_message(1), plain),
+            (netlink::up_message(eth), plain),
+            (netlink::address_message(eth, ip, subnet.prefix), create),
+        ];
         if !config.internal {
-            inside
-                .add_default_route(eth, config.gateway)
-                .context("cannot add the default route")?;
+            requests.push((netlink::default_route_message(eth, config.gateway), create));
         }
+        inside.batch(requests).map_err(|e| {
+            let what = match e.index {
+                Some(0) => "cannot bring up lo",
+                Some(1) => "cannot bring up eth0",
+                Some(2) => "cannot give eth0 its address",
+                Some(_) => "cannot add the default route",
+                None => "cannot configure the container's eth0",
+            };
+            anyhow::Error::from(e.error).context(what)
+        })?;
         Ok(())
     })();
     match made {
