@@ -1171,3 +1171,28 @@ fn gc_keeps_the_default_bridge_another_state_root_still_uses() {
     assert_gc_leaves_nothing(&a);
     assert_gc_leaves_nothing(&b);
 }
+
+// As Docker's on a network without IPv6, the container's eth0 gets no IPv6 (before, it
+// came up with a link-local address, duplicate address detection and multicast
+// reports: work on every start and teardown); lo keeps ::1.
+#[test]
+fn a_bridge_containers_eth0_has_no_ipv6_and_lo_keeps_it() {
+    let w = World::new();
+    let out = ok(w.run(
+        &["--rm"],
+        &[
+            "sh",
+            "-c",
+            "ip -o addr show eth0; echo eth0-disable=$(cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6); ip -o addr show lo",
+        ],
+    ));
+    let eth0: Vec<&str> = out.lines().filter(|l| l.contains(" eth0 ")).collect();
+    assert!(
+        eth0.iter().any(|l| l.contains("inet 172.17.0.2/16")),
+        "{out}"
+    );
+    assert!(!eth0.iter().any(|l| l.contains("inet6")), "{out}");
+    assert!(out.contains("eth0-disable=1"), "{out}");
+    assert!(out.contains("inet6 ::1/128"), "{out}");
+    assert_nothing_attached(&w);
+}

@@ -279,12 +279,25 @@ fn new_netns() -> anyhow::Result<(OwnedFd, Netlink)> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
         .context("cannot create a network namespace")?;
     let made = File::open("/proc/thread-self/ns/net")
-        .and_then(|ns| Ok((OwnedFd::from(ns), Netlink::open()?)));
+        .and_then(|ns| Ok((OwnedFd::from(ns), Netlink::open()?)))
+        .and_then(|made| no_ipv6_on_new_links().map(|()| made));
     if let Err(e) = nix::sched::setns(&own, nix::sched::CloneFlags::CLONE_NEWNET) {
         eprintln!("mycontainer: cannot return to the host's network namespace: {e}");
         std::process::abort();
     }
     made.context("cannot open the new network namespace")
+}
+
+/// In the namespace this thread is in: links made from now on get no IPv6 (the
+/// container's eth0, as Docker's on a network without IPv6: no link-local address, no
+/// duplicate address detection, router solicitation or multicast reports when it comes
+/// up, and less to tear down with the namespace). `lo` keeps `::1`. A kernel without
+/// IPv6 has nothing to turn off.
+fn no_ipv6_on_new_links() -> std::io::Result<()> {
+    match fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1") {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 /// Attaches container `id` to network `name`: namespace (mounted at
