@@ -559,8 +559,9 @@ fn published_tcp_and_udp_ports_are_reached_from_loopback_and_the_bridge_address(
         assert!(ports.lines().any(|l| l == line), "{line} not in {ports}");
     }
     let ps = ok(w.mc(&["ps"]));
+    // Docker's order: by container port, then host address (as text).
     assert!(
-        ps.contains("127.0.0.1:18080->8080/tcp, 0.0.0.0:18081->8080/tcp"),
+        ps.contains("0.0.0.0:15353->5353/udp, 0.0.0.0:18081->8080/tcp, 127.0.0.1:18080->8080/tcp"),
         "{ps}"
     );
     let info = inspect(&w, "pub");
@@ -1194,5 +1195,30 @@ fn a_bridge_containers_eth0_has_no_ipv6_and_lo_keeps_it() {
     assert!(!eth0.iter().any(|l| l.contains("inet6")), "{out}");
     assert!(out.contains("eth0-disable=1"), "{out}");
     assert!(out.contains("inet6 ::1/128"), "{out}");
+    assert_nothing_attached(&w);
+}
+
+// ps collapses a run of ports published on their own numbers, as docker ps does
+// (docker/cli's DisplayablePorts); ports published on other numbers stay one by one.
+#[test]
+fn ps_shows_a_published_range_collapsed_as_docker_does() {
+    let w = World::new();
+    w.run_detached(
+        &[
+            "--name",
+            "ranged",
+            "-p",
+            "18300-18302:18300-18302",
+            "-p",
+            "18310-18311:80-81",
+        ],
+        &["sleep", "300"],
+    );
+    let out = ok(w.mc(&["ps", "--format", "{{.Ports}}"]));
+    assert_eq!(
+        out.trim(),
+        "0.0.0.0:18300-18302->18300-18302/tcp, 0.0.0.0:18310->80/tcp, 0.0.0.0:18311->81/tcp"
+    );
+    ok(w.mc(&["rm", "-f", "ranged"]));
     assert_nothing_attached(&w);
 }
