@@ -322,3 +322,42 @@ pub fn default_route_message(index: u32, gateway: Ipv4Addr) -> RouteNetlinkMessa
     msg.attributes.push(RouteAttribute::Oif(index));
     RouteNetlinkMessage::NewRoute(msg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a thread of its own in a new network namespace (needs root).
+    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+            f()
+        })
+        .join()
+        .expect("the test thread")
+    }
+
+    // A batch answers every request: the failure of one is reported with its place, the
+    // ones after it still take effect, and the socket is left clean for the next request.
+    #[test]
+    fn a_batch_reports_which_request_failed_and_leaves_the_socket_clean() {
+        in_new_netns(|| {
+            let mut nl = Netlink::open().unwrap();
+            let addr = Ipv4Addr::new(10, 77, 0, 2);
+            let err = nl
+                .batch(vec![
+                    (up_message(1), 0),
+                    (up_message(9999), 0),
+                    (address_message(1, addr, 24), NLM_F_CREATE | NLM_F_EXCL),
+                ])
+                .unwrap_err();
+            assert_eq!(err.index, Some(1));
+            assert_eq!(err.error.raw_os_error(), Some(libc::ENODEV));
+            // The address after the failure was added: adding it again says so.
+            let again = nl.add_address(1, addr, 24).unwrap_err();
+            assert_eq!(again.raw_os_error(), Some(libc::EEXIST));
+            assert_eq!(nl.link_index("lo").unwrap(), Some(1));
+            nl.batch(vec![(up_message(1), 0)]).unwrap();
+        });
+    }
+}
