@@ -559,8 +559,9 @@ fn published_tcp_and_udp_ports_are_reached_from_loopback_and_the_bridge_address(
         assert!(ports.lines().any(|l| l == line), "{line} not in {ports}");
     }
     let ps = ok(w.mc(&["ps"]));
+    // Docker's order: by container port, then host address (as text).
     assert!(
-        ps.contains("127.0.0.1:18080->8080/tcp, 0.0.0.0:18081->8080/tcp"),
+        ps.contains("0.0.0.0:15353->5353/udp, 0.0.0.0:18081->8080/tcp, 127.0.0.1:18080->8080/tcp"),
         "{ps}"
     );
     let info = inspect(&w, "pub");
@@ -1126,5 +1127,98 @@ fn a_container_reaches_its_own_and_a_peers_published_port_through_a_host_address
     }
     ok(w.mc(&["rm", "-f", "self", "peer"]));
     ip(&["link", "del", "hx0"]);
+    assert_nothing_attached(&w);
+}
+
+// gc used to delete the default bridge whenever its own root held no lease on it, even
+// while a container of another state root in the same network namespace was attached:
+// that container lost its network. A bridge port whose namespace is alive is a user.
+#[test]
+fn gc_keeps_the_default_bridge_another_state_root_still_uses() {
+    let a = World::new();
+    let b = World::new();
+    let id = a.run_detached(&["--name", "a-user"], &["sleep", "300"]);
+    let veth = format!("mc{}", &id[..12]);
+    // b's own container comes and goes: b has no lease left, a still has one.
+    ok(b.run(&["--rm"], &["true"]));
+    assert_eq!(entries(&b, "networks/bridge.leases"), Vec::<String>::new());
+    ok(b.mc(&["gc"]));
+    let now = links();
+    assert!(now.contains(&"mycontainer0".to_string()), "{now:?}");
+    assert!(now.contains(&veth), "{now:?}");
+    assert!(
+        nft_tables().contains("mycontainer-bridge"),
+        "{}",
+        nft_tables()
+    );
+    // a's container still reaches its gateway through the bridge.
+    let out = ok(a.mc(&[
+        "exec",
+        "a-user",
+        "sh",
+        "-c",
+        "ping -c 1 -W 5 172.17.0.1 >/dev/null && echo gateway-ok",
+    ]));
+    assert!(out.contains("gateway-ok"), "{out}");
+    // Once a's container is gone, b's gc removes the bridge (the exited container's
+    // veth, going away with its namespace, does not count as a user).
+    ok(a.mc(&["rm", "-f", "a-user"]));
+    ok(b.mc(&["gc"]));
+    assert!(
+        !links().contains(&"mycontainer0".to_string()),
+        "{:?}",
+        links()
+    );
+    assert_gc_leaves_nothing(&a);
+    assert_gc_leaves_nothing(&b);
+}
+
+// As Docker's on a network without IPv6, the container's eth0 gets no IPv6 (before, it
+// came up with a link-local address, duplicate address detection and multicast
+// reports: work on every start and teardown); lo keeps ::1.
+#[test]
+fn a_bridge_containers_eth0_has_no_ipv6_and_lo_keeps_it() {
+    let w = World::new();
+    let out = ok(w.run(
+        &["--rm"],
+        &[
+            "sh",
+            "-c",
+            "ip -o addr show eth0; echo eth0-disable=$(cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6); ip -o addr show lo",
+        ],
+    ));
+    let eth0: Vec<&str> = out.lines().filter(|l| l.contains(" eth0 ")).collect();
+    assert!(
+        eth0.iter().any(|l| l.contains("inet 172.17.0.2/16")),
+        "{out}"
+    );
+    assert!(!eth0.iter().any(|l| l.contains("inet6")), "{out}");
+    assert!(out.contains("eth0-disable=1"), "{out}");
+    assert!(out.contains("inet6 ::1/128"), "{out}");
+    assert_nothing_attached(&w);
+}
+
+// ps collapses a run of ports published on their own numbers, as docker ps does
+// (docker/cli's DisplayablePorts); ports published on other numbers stay one by one.
+#[test]
+fn ps_shows_a_published_range_collapsed_as_docker_does() {
+    let w = World::new();
+    w.run_detached(
+        &[
+            "--name",
+            "ranged",
+            "-p",
+            "18300-18302:18300-18302",
+            "-p",
+            "18310-18311:80-81",
+        ],
+        &["sleep", "300"],
+    );
+    let out = ok(w.mc(&["ps", "--format", "{{.Ports}}"]));
+    assert_eq!(
+        out.trim(),
+        "0.0.0.0:18300-18302->18300-18302/tcp, 0.0.0.0:18310->80/tcp, 0.0.0.0:18311->81/tcp"
+    );
+    ok(w.mc(&["rm", "-f", "ranged"]));
     assert_nothing_attached(&w);
 }

@@ -151,16 +151,11 @@ fn truncate(text: &str, max: usize) -> String {
     cut
 }
 
-/// A container's published ports as ps shows them (`0.0.0.0:8080->80/tcp, ...`).
+/// A container's published ports as ps shows them (`0.0.0.0:8080->80/tcp, ...`, runs
+/// collapsed as Docker's: `0.0.0.0:8000-8002->8000-8002/tcp`).
 fn ports_text(root: &std::path::Path, id: &str) -> String {
     container::network::attachment(root, id)
-        .map(|a| {
-            a.ports
-                .iter()
-                .map(|p| p.show_short())
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
+        .map(|a| container::network::ports::display(&a.ports))
         .unwrap_or_default()
 }
 

@@ -24,11 +24,12 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use ipam::{NetworkConfig, Subnet};
 use netlink::Netlink;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 pub use resolv::resolv_conf;
 
 /// Removes a network's bridge and nftables table (a missing one is fine).
@@ -267,18 +268,36 @@ fn enable_forwarding(config: &NetworkConfig) -> anyhow::Result<()> {
     fs::write(path, "1").with_context(|| format!("cannot enable IPv4 forwarding ({path})"))
 }
 
-/// A new network namespace and an rtnetlink socket inside it, made by a short-lived
-/// thread (namespaces are per thread: ours stays where it is).
+/// A new network namespace and an rtnetlink socket inside it. The calling thread enters
+/// it and at once returns to its own (namespaces are per thread): a helper thread would
+/// cost two scheduler hand-offs, which on a loaded host were the largest part of what a
+/// bridge adds to a start. If the way back failed, this thread would go on configuring
+/// the wrong namespace, so the process stops there.
 fn new_netns() -> anyhow::Result<(OwnedFd, Netlink)> {
-    std::thread::spawn(|| -> std::io::Result<(OwnedFd, Netlink)> {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
-        let ns = File::open("/proc/thread-self/ns/net")?;
-        let netlink = Netlink::open()?;
-        Ok((ns.into(), netlink))
-    })
-    .join()
-    .map_err(|_| anyhow!("the thread creating a network namespace panicked"))?
-    .context("cannot create a network namespace")
+    let own = File::open("/proc/thread-self/ns/net")
+        .context("cannot open this thread's network namespace")?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .context("cannot create a network namespace")?;
+    let made = File::open("/proc/thread-self/ns/net")
+        .and_then(|ns| Ok((OwnedFd::from(ns), Netlink::open()?)))
+        .and_then(|made| no_ipv6_on_new_links().map(|()| made));
+    if let Err(e) = nix::sched::setns(&own, nix::sched::CloneFlags::CLONE_NEWNET) {
+        eprintln!("mycontainer: cannot return to the host's network namespace: {e}");
+        std::process::abort();
+    }
+    made.context("cannot open the new network namespace")
+}
+
+/// In the namespace this thread is in: links made from now on get no IPv6 (the
+/// container's eth0, as Docker's on a network without IPv6: no link-local address, no
+/// duplicate address detection, router solicitation or multicast reports when it comes
+/// up, and less to tear down with the namespace). `lo` keeps `::1`. A kernel without
+/// IPv6 has nothing to turn off.
+fn no_ipv6_on_new_links() -> std::io::Result<()> {
+    match fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1") {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 /// Attaches container `id` to network `name`: namespace (mounted at
@@ -378,21 +397,31 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
         created.with_context(|| format!("cannot create the veth pair {}", attachment.veth))?;
         host.set_hairpin(&attachment.veth)
             .with_context(|| format!("cannot turn on hairpin mode on {}", attachment.veth))?;
-        inside.set_up(1).context("cannot bring up lo")?;
         let eth = inside
             .link_index(CONTAINER_LINK)?
             .context("the container's eth0 is missing")?;
-        inside.set_up(eth).context("cannot bring up eth0")?;
-        inside
-            .add_address(eth, ip, subnet.prefix)
-            .context("cannot give eth0 its address")?;
         nft::publish(&config.table(), ip, &attachment.ports)?;
-        // An internal network reaches nothing beyond its bridge: no default route.
+        // lo and eth0 up, eth0's address, the default route (but on an internal network,
+        // which reaches nothing beyond its bridge): one round trip.
+        let (create, plain) = (NLM_F_CREATE | NLM_F_EXCL, 0);
+        let mut requests = vec![
+            (netlink::up_message(1), plain),
+            (netlink::up_message(eth), plain),
+            (netlink::address_message(eth, ip, subnet.prefix), create),
+        ];
         if !config.internal {
-            inside
-                .add_default_route(eth, config.gateway)
-                .context("cannot add the default route")?;
+            requests.push((netlink::default_route_message(eth, config.gateway), create));
         }
+        inside.batch(requests).map_err(|e| {
+            let what = match e.index {
+                Some(0) => "cannot bring up lo",
+                Some(1) => "cannot bring up eth0",
+                Some(2) => "cannot give eth0 its address",
+                Some(_) => "cannot add the default route",
+                None => "cannot configure the container's eth0",
+            };
+            anyhow::Error::from(e.error).context(what)
+        })?;
         Ok(())
     })();
     match made {
@@ -472,7 +501,7 @@ pub fn release(root: &Path, id: &str) -> anyhow::Result<()> {
 
 /// gc: releases the attachments and leases of containers that no longer run
 /// (`is_running` tells, by id), then removes the default network's bridge and rules
-/// when nothing uses it (the next run makes them again). Returns how many attachments
+/// when nothing uses it, in this root or another one (the next run makes them again). Returns how many attachments
 /// it released.
 pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result<usize> {
     let mut released = 0;
@@ -493,12 +522,47 @@ pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result
                 ipam::release(root, &config.name, ip, &id);
             }
         }
-        if config.name == DEFAULT_NETWORK && ipam::leases(root, &config.name).is_empty() {
+        if config.name == DEFAULT_NETWORK
+            && ipam::leases(root, &config.name).is_empty()
+            && !used_elsewhere(&config.bridge)?
+        {
             remove_bridge(&config)?;
             ipam::remove_config(root, &config.name)?;
         }
     }
     Ok(released)
+}
+
+/// Whether the bridge `bridge` serves a container of another state root in this network
+/// namespace (they share the default bridge): this root has no leases on it, so any
+/// port whose other end lives in a namespace that is still alive is someone else's. A
+/// port whose namespace is being torn down (a container of ours that just exited, whose
+/// veth the kernel removes in the background) does not count, nor does a missing
+/// bridge; a port with no other namespace (enslaved by hand) does.
+fn used_elsewhere(bridge: &str) -> anyhow::Result<bool> {
+    let mut host = Netlink::open().context("cannot open a netlink socket")?;
+    let Some(index) = host
+        .link_index(bridge)
+        .with_context(|| format!("cannot look up bridge {bridge}"))?
+    else {
+        return Ok(false);
+    };
+    let ports = host
+        .bridge_ports(index)
+        .with_context(|| format!("cannot list the ports of bridge {bridge}"))?;
+    for netns in ports {
+        let alive = match netns {
+            None => true,
+            Some(id) if id < 0 => false,
+            Some(id) => host
+                .netns_alive(id)
+                .context("cannot look up a bridge port's network namespace")?,
+        };
+        if alive {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// gc: deletes our nftables tables (`ip mycontainer-*`) that serve nothing any more:

@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 
 use netlink_packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+    DefaultNla, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -35,48 +36,104 @@ impl Netlink {
         Ok(Netlink { socket, seq: 0 })
     }
 
+    /// Frames `message` with the next sequence number into `buf`; returns the number.
+    fn frame(&mut self, message: RouteNetlinkMessage, flags: u16, buf: &mut Vec<u8>) -> u32 {
+        let mut packet = NetlinkMessage::from(message);
+        packet.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        self.seq = self.seq.wrapping_add(1);
+        packet.header.sequence_number = self.seq;
+        packet.finalize();
+        let start = buf.len();
+        buf.resize(start + packet.buffer_len(), 0);
+        packet.serialize(&mut buf[start..]);
+        self.seq
+    }
+
+    /// Reads replies to the requests numbered `first..=last` until each is acknowledged
+    /// (or a dump is done): calls `reply` with each message and returns every request's
+    /// outcome, in order.
+    fn collect(
+        &mut self,
+        first: u32,
+        last: u32,
+        mut reply: impl FnMut(RouteNetlinkMessage),
+    ) -> io::Result<Vec<io::Result<()>>> {
+        let count = last.wrapping_sub(first) as usize + 1;
+        let mut outcomes: Vec<Option<io::Result<()>>> = (0..count).map(|_| None).collect();
+        let mut pending = count;
+        while pending > 0 {
+            let (data, _) = self.socket.recv_from_full()?;
+            let mut offset = 0;
+            while offset < data.len() {
+                let message =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let len = message.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                offset += (len + 3) & !3;
+                let n = message.header.sequence_number.wrapping_sub(first) as usize;
+                if n >= count || outcomes[n].is_some() {
+                    continue;
+                }
+                let outcome = match message.payload {
+                    NetlinkPayload::Error(e) => match e.code {
+                        Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                        None => Ok(()),
+                    },
+                    NetlinkPayload::Done(_) => Ok(()),
+                    NetlinkPayload::InnerMessage(m) => {
+                        reply(m);
+                        continue;
+                    }
+                    _ => continue,
+                };
+                outcomes[n] = Some(outcome);
+                pending -= 1;
+            }
+        }
+        Ok(outcomes.into_iter().flatten().collect())
+    }
+
     /// Sends one request and collects the replies until its acknowledgement.
     fn request(
         &mut self,
         message: RouteNetlinkMessage,
         flags: u16,
     ) -> io::Result<Vec<RouteNetlinkMessage>> {
-        let mut packet = NetlinkMessage::from(message);
-        packet.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        self.seq = self.seq.wrapping_add(1);
-        packet.header.sequence_number = self.seq;
-        packet.finalize();
-        let mut buf = vec![0; packet.buffer_len()];
-        packet.serialize(&mut buf);
+        let mut buf = Vec::new();
+        let seq = self.frame(message, flags, &mut buf);
         self.socket.send(&buf, 0)?;
         let mut replies = Vec::new();
-        loop {
-            let (data, _) = self.socket.recv_from_full()?;
-            let mut offset = 0;
-            while offset < data.len() {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = reply.header.length as usize;
-                if len == 0 {
-                    break;
-                }
-                offset += (len + 3) & !3;
-                if reply.header.sequence_number != self.seq {
-                    continue;
-                }
-                match reply.payload {
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
-                            None => Ok(replies),
-                        }
-                    }
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::InnerMessage(m) => replies.push(m),
-                    _ => {}
-                }
-            }
+        let mut outcomes = self.collect(seq, seq, |m| replies.push(m))?;
+        outcomes.pop().unwrap_or(Ok(())).map(|()| replies)
+    }
+
+    /// Sends `requests` in one message and waits for all their acknowledgements: one
+    /// round trip instead of one each. The kernel handles them in order and goes on
+    /// after a failure, so every one is answered; the first failure is returned with
+    /// its position.
+    pub fn batch(&mut self, requests: Vec<(RouteNetlinkMessage, u16)>) -> Result<(), BatchError> {
+        if requests.is_empty() {
+            return Ok(());
         }
+        let mut buf = Vec::new();
+        let mut seqs = requests
+            .into_iter()
+            .map(|(message, flags)| self.frame(message, flags, &mut buf));
+        let first = seqs.next().expect("one request at least");
+        let last = seqs.last().unwrap_or(first);
+        let io = |error| BatchError { index: None, error };
+        self.socket.send(&buf, 0).map_err(io)?;
+        let outcomes = self.collect(first, last, |_| {}).map_err(io)?;
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            outcome.map_err(|error| BatchError {
+                index: Some(index),
+                error,
+            })?;
+        }
+        Ok(())
     }
 
     /// The index of the link called `name`, if there is one.
@@ -89,6 +146,51 @@ impl Netlink {
                 _ => None,
             })),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The ports of the bridge `master`: for each, the id (as seen from here) of the
+    /// namespace its other end lives in when that is another one (a veth's host end),
+    /// negative when that namespace has none any more (it is being torn down).
+    pub fn bridge_ports(&mut self, master: u32) -> io::Result<Vec<Option<i32>>> {
+        let msg = LinkMessage::default();
+        let replies = self.request(RouteNetlinkMessage::GetLink(msg), NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewLink(link) => Some(link.attributes),
+                _ => None,
+            })
+            .filter(|attrs| {
+                attrs
+                    .iter()
+                    .any(|a| matches!(a, LinkAttribute::Controller(m) if *m == master))
+            })
+            .map(|attrs| {
+                attrs.iter().find_map(|a| match a {
+                    LinkAttribute::LinkNetNsId(id) => Some(*id),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    /// Whether the network namespace with id `nsid` (as seen from here) is alive: one
+    /// being torn down keeps its id for a while, but can no longer be reached by it
+    /// (`IFLA_TARGET_NETNSID` then fails with EINVAL).
+    pub fn netns_alive(&mut self, nsid: i32) -> io::Result<bool> {
+        const IFLA_TARGET_NETNSID: u16 = 46;
+        let mut msg = LinkMessage::default();
+        // Loopback: index 1 in every namespace.
+        msg.header.index = 1;
+        msg.attributes.push(LinkAttribute::Other(DefaultNla::new(
+            IFLA_TARGET_NETNSID,
+            nsid.to_ne_bytes().to_vec(),
+        )));
+        match self.request(RouteNetlinkMessage::GetLink(msg), 0) {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -155,16 +257,6 @@ impl Netlink {
         Ok(())
     }
 
-    /// Sets the link `index` up.
-    pub fn set_up(&mut self, index: u32) -> io::Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
-        self.request(RouteNetlinkMessage::SetLink(msg), 0)?;
-        Ok(())
-    }
-
     /// Deletes the link called `name`; a missing one is not an error.
     pub fn delete_link(&mut self, name: &str) -> io::Result<()> {
         let mut msg = LinkMessage::default();
@@ -177,37 +269,95 @@ impl Netlink {
 
     /// Adds `addr/prefix` (with its broadcast address) to link `index`.
     pub fn add_address(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
-        let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
-        msg.header.prefix_len = prefix;
-        msg.header.index = index;
-        let mask = super::ipam::mask(prefix);
-        let broadcast = Ipv4Addr::from(u32::from(addr) | !mask);
-        msg.attributes.push(AddressAttribute::Local(addr.into()));
-        msg.attributes.push(AddressAttribute::Address(addr.into()));
-        msg.attributes.push(AddressAttribute::Broadcast(broadcast));
         self.request(
-            RouteNetlinkMessage::NewAddress(msg),
+            address_message(index, addr, prefix),
             NLM_F_CREATE | NLM_F_EXCL,
         )?;
         Ok(())
     }
+}
 
-    /// Adds the default route through `gateway` on link `index`.
-    pub fn add_default_route(&mut self, index: u32, gateway: Ipv4Addr) -> io::Result<()> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Boot;
-        msg.header.scope = RouteScope::Universe;
-        msg.header.kind = RouteType::Unicast;
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
-        msg.attributes.push(RouteAttribute::Oif(index));
-        self.request(
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )?;
-        Ok(())
+/// A request's failure in a [`Netlink::batch`]: which one (none: the batch itself).
+#[derive(Debug)]
+pub struct BatchError {
+    pub index: Option<usize>,
+    pub error: io::Error,
+}
+
+/// Sets the link `index` up (RTM_SETLINK).
+pub fn up_message(index: u32) -> RouteNetlinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    RouteNetlinkMessage::SetLink(msg)
+}
+
+/// Adds `addr/prefix` with its broadcast address to link `index` (RTM_NEWADDR; send with
+/// NLM_F_CREATE | NLM_F_EXCL).
+pub fn address_message(index: u32, addr: Ipv4Addr, prefix: u8) -> RouteNetlinkMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = AddressFamily::Inet;
+    msg.header.prefix_len = prefix;
+    msg.header.index = index;
+    let mask = super::ipam::mask(prefix);
+    let broadcast = Ipv4Addr::from(u32::from(addr) | !mask);
+    msg.attributes.push(AddressAttribute::Local(addr.into()));
+    msg.attributes.push(AddressAttribute::Address(addr.into()));
+    msg.attributes.push(AddressAttribute::Broadcast(broadcast));
+    RouteNetlinkMessage::NewAddress(msg)
+}
+
+/// Adds the default route through `gateway` on link `index` (RTM_NEWROUTE; send with
+/// NLM_F_CREATE | NLM_F_EXCL).
+pub fn default_route_message(index: u32, gateway: Ipv4Addr) -> RouteNetlinkMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet;
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::Boot;
+    msg.header.scope = RouteScope::Universe;
+    msg.header.kind = RouteType::Unicast;
+    msg.attributes
+        .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+    msg.attributes.push(RouteAttribute::Oif(index));
+    RouteNetlinkMessage::NewRoute(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a thread of its own in a new network namespace (needs root).
+    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+            f()
+        })
+        .join()
+        .expect("the test thread")
+    }
+
+    // A batch answers every request: the failure of one is reported with its place, the
+    // ones after it still take effect, and the socket is left clean for the next request.
+    #[test]
+    fn a_batch_reports_which_request_failed_and_leaves_the_socket_clean() {
+        in_new_netns(|| {
+            let mut nl = Netlink::open().unwrap();
+            let addr = Ipv4Addr::new(10, 77, 0, 2);
+            let err = nl
+                .batch(vec![
+                    (up_message(1), 0),
+                    (up_message(9999), 0),
+                    (address_message(1, addr, 24), NLM_F_CREATE | NLM_F_EXCL),
+                ])
+                .unwrap_err();
+            assert_eq!(err.index, Some(1));
+            assert_eq!(err.error.raw_os_error(), Some(libc::ENODEV));
+            // The address after the failure was added: adding it again says so.
+            let again = nl.add_address(1, addr, 24).unwrap_err();
+            assert_eq!(again.raw_os_error(), Some(libc::EEXIST));
+            assert_eq!(nl.link_index("lo").unwrap(), Some(1));
+            nl.batch(vec![(up_message(1), 0)]).unwrap();
+        });
     }
 }

@@ -59,6 +59,58 @@ impl PortMap {
     }
 }
 
+/// The published ports as `docker ps` prints them, with Docker's grouping: sorted by
+/// container port (then host address as text, host port, protocol); maps whose host port equals
+/// the container port and that follow each other under one address and protocol are
+/// collapsed (`0.0.0.0:8000-8002->8000-8002/tcp`), the others (a host port that differs)
+/// are listed one by one after the groups.
+pub fn display(ports: &[PortMap]) -> String {
+    // (Docker compares addresses as text.)
+    let mut sorted: Vec<(&PortMap, String)> =
+        ports.iter().map(|p| (p, p.host_ip.to_string())).collect();
+    sorted.sort_by(|(a, a_ip), (b, b_ip)| {
+        (a.container_port, a_ip, a.host_port, &a.proto).cmp(&(
+            b.container_port,
+            b_ip,
+            b.host_port,
+            &b.proto,
+        ))
+    });
+    // Open groups: (address, protocol) and (first, last), in the order they were opened.
+    type Key<'a> = (Ipv4Addr, &'a str);
+    let mut open: Vec<(Key, (u16, u16))> = Vec::new();
+    let mut shown = Vec::new();
+    let mut mapped = Vec::new();
+    let group = |(ip, proto): (Ipv4Addr, &str), (first, last): (u16, u16)| {
+        let ports = if first == last {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        };
+        format!("{ip}:{ports}->{ports}/{proto}")
+    };
+    for (p, _) in sorted {
+        if p.host_port != p.container_port {
+            mapped.push(p.show_short());
+            continue;
+        }
+        let key = (p.host_ip, p.proto.as_str());
+        match open.iter_mut().find(|(k, _)| *k == key) {
+            None => open.push((key, (p.container_port, p.container_port))),
+            Some((_, (_, last))) if p.container_port == last.wrapping_add(1) => {
+                *last = p.container_port
+            }
+            Some((_, range)) => {
+                shown.push(group(key, *range));
+                *range = (p.container_port, p.container_port);
+            }
+        }
+    }
+    shown.extend(open.into_iter().map(|(key, range)| group(key, range)));
+    shown.extend(mapped);
+    shown.join(", ")
+}
+
 fn port(text: &str, value: &str) -> anyhow::Result<u16> {
     match text.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
@@ -286,6 +338,45 @@ pub fn wanted(annotations: Option<&std::collections::HashMap<String, String>>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn map(ip: &str, host: u16, container: u16, proto: &str) -> PortMap {
+        PortMap {
+            host_ip: ip.parse().unwrap(),
+            host_port: host,
+            host_port_end: 0,
+            container_port: container,
+            proto: proto.into(),
+        }
+    }
+
+    // Docker's ps collapses runs of ports published on the same number (docker/cli's
+    // DisplayablePorts); maps to another number stay one by one, after the groups.
+    #[test]
+    fn ps_collapses_ports_as_docker_does() {
+        let all = "0.0.0.0";
+        let same: Vec<PortMap> = (8000..=8002).map(|p| map(all, p, p, "tcp")).collect();
+        assert_eq!(display(&same), "0.0.0.0:8000-8002->8000-8002/tcp");
+        let shifted: Vec<PortMap> = (0..3).map(|i| map(all, 8000 + i, 80 + i, "tcp")).collect();
+        assert_eq!(
+            display(&shifted),
+            "0.0.0.0:8000->80/tcp, 0.0.0.0:8001->81/tcp, 0.0.0.0:8002->82/tcp"
+        );
+        let mixed = vec![
+            map(all, 9003, 9003, "udp"),
+            map(all, 9001, 9001, "tcp"),
+            map(all, 8080, 80, "tcp"),
+            map("127.0.0.1", 9001, 9001, "tcp"),
+            map(all, 9002, 9002, "tcp"),
+            map(all, 9004, 9004, "udp"),
+            map(all, 9005, 9005, "tcp"),
+        ];
+        assert_eq!(
+            display(&mixed),
+            "0.0.0.0:9001-9002->9001-9002/tcp, 0.0.0.0:9005->9005/tcp, \
+             127.0.0.1:9001->9001/tcp, 0.0.0.0:9003-9004->9003-9004/udp, 0.0.0.0:8080->80/tcp"
+        );
+        assert_eq!(display(&[]), "");
+    }
 
     /// The one map a `-p` without ranges makes.
     fn one(value: &str) -> PortMap {
