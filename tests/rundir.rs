@@ -225,3 +225,69 @@ fn gc_removes_the_run_directory_of_a_removed_state_root() {
     ok(w.mc(&["gc"]));
     assert!(!run_dir(&root).exists());
 }
+
+#[test]
+fn gc_keeps_the_run_directory_of_a_root_only_another_mount_namespace_sees() {
+    let w = World::new();
+    ok(w.mc(&["ps"]));
+    // The run directories' tmpfs must be shared with the namespace below, or it would
+    // mount its own and nothing would be tested.
+    assert!(on_tmpfs(Path::new("/run/mycontainer")));
+    let dir = tempfile::Builder::new()
+        .prefix("mycontainer-test-")
+        .tempdir()
+        .unwrap();
+    let hidden_root = dir.path().join("mnt").join("root");
+    fs::create_dir(dir.path().join("mnt")).unwrap();
+    let (ready, gc_done) = (dir.path().join("ready"), dir.path().join("gc-done"));
+    // A state root on a tmpfs that only this private mount namespace sees, with a
+    // running container; it waits for the gc outside, then uses the container.
+    let script = format!(
+        r#"set -e
+mount -t tmpfs hidden {mnt}
+mc() {{ {bin} --root {root} "$@"; }}
+mc run -d --name hidden --rootfs {rootfs} sleep 1000 >/dev/null
+touch {ready}
+while [ ! -e {gc_done} ]; do sleep 0.05; done
+mc exec hidden cat /etc/hostname
+mc rm -f hidden >/dev/null
+echo done"#,
+        mnt = dir.path().join("mnt").display(),
+        bin = BIN,
+        root = hidden_root.display(),
+        rootfs = w.rootfs.display(),
+        ready = ready.display(),
+        gc_done = gc_done.display(),
+    );
+    let inner = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .env_remove("MYCONTAINER_ROOT")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(30, || ready.exists()),
+        "the hidden container did not start"
+    );
+    assert!(!hidden_root.exists(), "the root must be invisible out here");
+    assert!(run_dir(&hidden_root).join("live").is_dir());
+    ok(w.mc(&["gc"]));
+    let kept = run_dir(&hidden_root).join("live").is_dir();
+    fs::write(&gc_done, "").unwrap();
+    let out = inner.wait_with_output().unwrap();
+    assert!(
+        kept,
+        "gc removed the run directory of a root with a running container"
+    );
+    assert!(
+        out.status.success() && stdout(&out).ends_with("done\n"),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Its container gone, the root is unseen and unused: the next gc removes it.
+    ok(w.mc(&["gc"]));
+    assert!(!run_dir(&hidden_root).exists());
+}

@@ -14,7 +14,8 @@
 //!   it (fresh after a reboot, which took every marker) makes the next reclaim look at
 //!   all records once.
 //! - `root`: a symlink to the state root, so `gc` can remove run directories whose state
-//!   root is gone.
+//!   root is gone and that hold no live marker (a root only another mount namespace
+//!   sees looks gone too).
 //!
 //! Records, logs, layers and the container's upper dir stay under the state root.
 //! When `/run/mycontainer` is not on a tmpfs (a system without systemd), a tmpfs is
@@ -330,6 +331,13 @@ pub(super) fn write_etc_files(
 
 /// `gc`: removes the run directories (under this base) whose state root is gone; returns
 /// how many.
+///
+/// "Gone" can only mean "not visible from here": a state root on a mount that only
+/// another mount namespace sees looks gone too, while its containers run. So a run
+/// directory holding a live marker (a container that is starting or may be running) is
+/// kept, and what is removed holds only files a start writes again. The directory is
+/// first moved aside and looked at once more, so a run that marked itself live between
+/// the first look and the move keeps it.
 pub fn collect_vanished() -> anyhow::Result<usize> {
     let (base, _) = base();
     let entries = match fs::read_dir(&base) {
@@ -339,14 +347,54 @@ pub fn collect_vanished() -> anyhow::Result<usize> {
     };
     let mut removed = 0;
     for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
         let dir = entry.path();
+        if name.starts_with(ASIDE_PREFIX) {
+            // Left by a gc killed between the move and the removal.
+            removed += usize::from(remove_aside(&dir, &base.join(&name[ASIDE_PREFIX.len()..]))?);
+            continue;
+        }
         let Ok(root) = fs::read_link(dir.join("root")) else {
             continue;
         };
-        if fs::symlink_metadata(&root).is_err() {
-            fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
-            removed += 1;
+        if fs::symlink_metadata(&root).is_ok() || holds_live_marker(&dir) {
+            continue;
         }
+        let aside = base.join(format!("{ASIDE_PREFIX}{name}"));
+        match fs::rename(&dir, &aside) {
+            Ok(()) => {}
+            Err(err) if err.kind() == ErrorKind::NotFound => continue,
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot move {} aside", dir.display()))
+            }
+        }
+        removed += usize::from(remove_aside(&aside, &dir)?);
     }
     Ok(removed)
+}
+
+/// Where `gc` moves a run directory before it removes it.
+const ASIDE_PREFIX: &str = ".gone-";
+
+/// Removes the run directory moved aside to `aside`, unless a container marked itself
+/// live in it meanwhile: then it goes back to `home` (if nothing took that name since)
+/// and false is returned.
+fn remove_aside(aside: &Path, home: &Path) -> anyhow::Result<bool> {
+    if holds_live_marker(aside) {
+        let _ = fs::rename(aside, home);
+        return Ok(false);
+    }
+    fs::remove_dir_all(aside).with_context(|| format!("cannot remove {}", aside.display()))?;
+    Ok(true)
+}
+
+/// Whether the run directory `dir` has a live marker (an unreadable one counts as yes).
+fn holds_live_marker(dir: &Path) -> bool {
+    match fs::read_dir(dir.join("live")) {
+        Ok(mut markers) => markers.next().is_some(),
+        Err(err) => err.kind() != ErrorKind::NotFound,
+    }
 }
