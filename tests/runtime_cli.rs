@@ -1950,8 +1950,16 @@ struct NsHolder {
 
 impl NsHolder {
     fn new(map: &str) -> NsHolder {
+        NsHolder::with(map, &[])
+    }
+
+    /// With `extra` unshare flags (`--pid --fork --kill-child`: a pid namespace, its init
+    /// the sleep, killed with the holder).
+    fn with(map: &str, extra: &[&str]) -> NsHolder {
         let child = Command::new("unshare")
-            .args(["--user", "--net", "sleep", "1000"])
+            .args(["--user", "--net"])
+            .args(extra)
+            .args(["sleep", "1000"])
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
@@ -2104,6 +2112,67 @@ fn a_container_joins_a_user_namespace_by_path_and_its_root_stays_unprivileged_on
     ok(rt.rt(&["delete", "--force", &id]));
     reap(pid.parse().unwrap());
     assert_eq!(holder.members(), [hpid]);
+}
+
+/// A pod sharing its pid namespace too: the pid namespace (owned by the pod's user
+/// namespace) is joined along with the user namespace, and the state's pid is the
+/// container's host pid.
+#[test]
+fn a_container_joins_a_pod_user_and_pid_namespace_and_sees_its_processes() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut rt = Rt::new();
+    fs::set_permissions(rt.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    let secret = rt.dir.path().join("secret");
+    fs::write(&secret, "x\n").unwrap();
+    let holder = NsHolder::with(
+        &format!("0 {MAPPED_ROOT} 65536"),
+        &["--pid", "--fork", "--kill-child"],
+    );
+    let hpid = holder.pid();
+    let pid_ns = format!("/proc/{hpid}/ns/pid_for_children");
+    assert!(
+        wait_for(20, || fs::read_link(&pid_ns)
+            .is_ok_and(|l| l != fs::read_link("/proc/self/ns/pid").unwrap())),
+        "unshare made no pid namespace"
+    );
+    let script = "echo self=$$; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo done; sleep 1000";
+    let bundle = joining_bundle(&rt, "userpid", &holder, script, &secret);
+    let path = bundle.join("config.json");
+    let mut config: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    join_namespace(&mut config, "pid", &pid_ns);
+    fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let id = rt.id("userpid");
+    let out = rt.dir.path().join("userpid.out");
+    let created = rt.create(&bundle, &id, &out, &[]);
+    assert!(created.status.success(), "{:?}", fs::read_to_string(&out));
+    ok(rt.rt(&["start", &id]));
+    assert!(
+        wait_for(20, || file_contains(&out, "done")),
+        "{:?}",
+        fs::read_to_string(&out)
+    );
+    let said = fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = said.lines().map(str::trim).collect();
+    assert_ne!(lines[0], "self=1", "{said}");
+    assert_eq!(lines[1], "sleep 1000", "{said}");
+    let pid = rt.state(&id)["pid"].as_i64().unwrap().to_string();
+    assert_eq!(
+        ns_of(&pid, "pid"),
+        fs::read_link(&pid_ns).unwrap().to_string_lossy()
+    );
+    assert_eq!(ns_of(&pid, "user"), ns_of(&hpid, "user"));
+    assert_eq!(uid_of_process(&pid), MAPPED_ROOT.to_string());
+    // The host pid the state gives is the process that said it ran (its NSpid's last
+    // entry is the pid it printed).
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert_eq!(
+        nspid.split_whitespace().last().unwrap(),
+        lines[0].trim_start_matches("self="),
+        "{status}"
+    );
+    ok(rt.rt(&["delete", "--force", &id]));
+    reap(pid.parse().unwrap());
 }
 
 #[test]
