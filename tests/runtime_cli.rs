@@ -1168,6 +1168,50 @@ fn in_container_hooks_run_in_its_namespaces_in_order_with_the_state() {
     reap(pid.parse().unwrap());
 }
 
+/// A createContainer hook sees the container's mounts (a bind's content, its /proc) at
+/// the root filesystem's path, as runc's does: they are attached before pivot_root.
+#[test]
+fn a_create_container_hook_sees_the_binds_and_proc_of_the_container() {
+    let mut rt = Rt::new();
+    let id = rt.id("hookmounts");
+    let shared = rt.dir.path().join("hookshared");
+    fs::create_dir(&shared).unwrap();
+    let host_dir = shared.to_str().unwrap().to_string();
+    let data = rt.dir.path().join("hookdata");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("from-host"), "").unwrap();
+    let data = data.to_str().unwrap().to_string();
+    let rootfs = rt.dir.path().join("hookmounts/rootfs");
+    let seen = "ls ROOTFS/data; test -e ROOTFS/proc/1/stat && echo proc; \
+                readlink ROOTFS/proc/1/ns/pid"
+        .replace("ROOTFS", rootfs.to_str().unwrap());
+    let bundle = rt.bundle("hookmounts", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/data", "type": "bind", "source": data,
+            "options": ["rbind", "ro"]
+        }));
+        config["hooks"] = json!({
+            "createContainer": [recording_hook(&host_dir, "createContainer", &seen)],
+        });
+    });
+    let out = rt.dir.path().join("hookmounts.out");
+    let created = rt.create(&bundle, &id, &out, &[]);
+    assert!(created.status.success(), "{:?}", fs::read_to_string(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap().to_string();
+    let seen = fs::read_to_string(shared.join("createContainer.seen")).unwrap();
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        ["from-host", "proc", ns_of(&pid, "pid").as_str()],
+        "{seen}"
+    );
+    // Nothing of it reached the host: the mounts are in the container's namespace.
+    assert!(!rootfs.join("data/from-host").exists());
+    assert!(!rootfs.join("proc/1").exists());
+    ok(rt.rt(&["delete", "--force", &id]));
+    reap(pid.parse().unwrap());
+}
+
 #[test]
 fn a_failing_or_slow_in_container_hook_fails_create_or_start_and_leaves_nothing() {
     let mut rt = Rt::new();
