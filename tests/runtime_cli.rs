@@ -1168,6 +1168,50 @@ fn in_container_hooks_run_in_its_namespaces_in_order_with_the_state() {
     reap(pid.parse().unwrap());
 }
 
+/// A createContainer hook sees the container's mounts (a bind's content, its /proc) at
+/// the root filesystem's path, as runc's does: they are attached before pivot_root.
+#[test]
+fn a_create_container_hook_sees_the_binds_and_proc_of_the_container() {
+    let mut rt = Rt::new();
+    let id = rt.id("hookmounts");
+    let shared = rt.dir.path().join("hookshared");
+    fs::create_dir(&shared).unwrap();
+    let host_dir = shared.to_str().unwrap().to_string();
+    let data = rt.dir.path().join("hookdata");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("from-host"), "").unwrap();
+    let data = data.to_str().unwrap().to_string();
+    let rootfs = rt.dir.path().join("hookmounts/rootfs");
+    let seen = "ls ROOTFS/data; test -e ROOTFS/proc/1/stat && echo proc; \
+                readlink ROOTFS/proc/1/ns/pid"
+        .replace("ROOTFS", rootfs.to_str().unwrap());
+    let bundle = rt.bundle("hookmounts", |config| {
+        noninteractive(&["sleep", "1000"])(config);
+        config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/data", "type": "bind", "source": data,
+            "options": ["rbind", "ro"]
+        }));
+        config["hooks"] = json!({
+            "createContainer": [recording_hook(&host_dir, "createContainer", &seen)],
+        });
+    });
+    let out = rt.dir.path().join("hookmounts.out");
+    let created = rt.create(&bundle, &id, &out, &[]);
+    assert!(created.status.success(), "{:?}", fs::read_to_string(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap().to_string();
+    let seen = fs::read_to_string(shared.join("createContainer.seen")).unwrap();
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        ["from-host", "proc", ns_of(&pid, "pid").as_str()],
+        "{seen}"
+    );
+    // Nothing of it reached the host: the mounts are in the container's namespace.
+    assert!(!rootfs.join("data/from-host").exists());
+    assert!(!rootfs.join("proc/1").exists());
+    ok(rt.rt(&["delete", "--force", &id]));
+    reap(pid.parse().unwrap());
+}
+
 #[test]
 fn a_failing_or_slow_in_container_hook_fails_create_or_start_and_leaves_nothing() {
     let mut rt = Rt::new();
@@ -1940,6 +1984,310 @@ fn user_namespace_configs_without_maps_or_with_bad_ones_are_refused_and_leave_no
     );
     assert!(!rt.root.join(&overlapping).exists());
     common::assert_no_cgroup(&format!("rt-{overlapping}"));
+}
+
+/// A pod's user namespace (and network namespace), made outside the runtime: `unshare`
+/// holding them with `sleep`, the maps written by us (host root). Killed on drop.
+struct NsHolder {
+    child: std::process::Child,
+}
+
+impl NsHolder {
+    fn new(map: &str) -> NsHolder {
+        NsHolder::with(map, &[])
+    }
+
+    /// With `extra` unshare flags (`--pid --fork --kill-child`: a pid namespace, its init
+    /// the sleep, killed with the holder).
+    fn with(map: &str, extra: &[&str]) -> NsHolder {
+        let child = Command::new("unshare")
+            .args(["--user", "--net"])
+            .args(extra)
+            .args(["sleep", "1000"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let holder = NsHolder { child };
+        let pid = holder.pid();
+        assert!(
+            wait_for(20, || fs::read_link(format!("/proc/{pid}/ns/user")).ok()
+                != fs::read_link("/proc/self/ns/user").ok()),
+            "unshare made no user namespace"
+        );
+        fs::write(format!("/proc/{pid}/uid_map"), map).unwrap();
+        fs::write(format!("/proc/{pid}/gid_map"), map).unwrap();
+        holder
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// The processes in the holder's user namespace (the holder included).
+    fn members(&self) -> Vec<String> {
+        let theirs = ns_of(&self.pid(), "user");
+        let mut found = Vec::new();
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.parse::<u32>().is_ok()
+                && fs::read_link(entry.path().join("ns/user"))
+                    .is_ok_and(|l| l.to_string_lossy() == theirs)
+            {
+                found.push(name);
+            }
+        }
+        found
+    }
+}
+
+impl Drop for NsHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bundle whose container joins `holder`'s user and network namespaces by path, its
+/// rootfs owned by the mapped root, running `script` with capabilities enough for the
+/// attacks (in the joined namespace).
+fn joining_bundle(rt: &Rt, name: &str, holder: &NsHolder, script: &str, secret: &Path) -> PathBuf {
+    let pid = holder.pid();
+    let secret = secret.to_str().unwrap().to_string();
+    let bundle = rt.bundle(name, |config| {
+        noninteractive(&["sh", "-c", script])(config);
+        join_namespace(config, "user", &format!("/proc/{pid}/ns/user"));
+        join_namespace(config, "network", &format!("/proc/{pid}/ns/net"));
+        let mounts = config["mounts"].as_array_mut().unwrap();
+        // cgroup v1 hierarchies (this hybrid host) cannot be mounted in a user namespace.
+        mounts.retain(|m| m["type"] != "cgroup");
+        mounts.push(json!({"destination": "/secret", "type": "bind", "source": secret, "options": ["bind", "rw"]}));
+        let caps = json!(["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_MKNOD", "CAP_CHOWN", "CAP_FOWNER", "CAP_SETUID", "CAP_SETGID"]);
+        for set in ["bounding", "effective", "permitted"] {
+            config["process"]["capabilities"][set] = caps.clone();
+        }
+    });
+    let chowned = Command::new("chown")
+        .args(["-R", "-h", &format!("{MAPPED_ROOT}:{MAPPED_ROOT}")])
+        .arg(bundle.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(chowned.success());
+    bundle
+}
+
+/// Kubernetes' `hostUsers: false` with a pod user namespace: the container joins a user
+/// namespace made elsewhere (first, so the namespaces it creates are owned by it), writes
+/// no maps, and its root has that namespace's powers only.
+#[test]
+fn a_container_joins_a_user_namespace_by_path_and_its_root_stays_unprivileged_on_the_host() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut rt = Rt::new();
+    // The mapped root must reach its root filesystem (as with runc).
+    fs::set_permissions(rt.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    let secret = rt.dir.path().join("secret");
+    fs::write(&secret, "host secret\n").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let holder = NsHolder::new(&format!("0 {MAPPED_ROOT} 65536"));
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; \
+                  readlink /proc/self/ns/user; readlink /proc/self/ns/net; echo id=$(id -u):$(id -g); \
+                  cat /secret 2>&1; touch /dev/made-file && echo dev-writable; \
+                  mknod /dev/made-null c 1 3 2>&1; \
+                  mount -t tmpfs none /dev/shm && echo own-mounts; \
+                  echo done; sleep 1000";
+    let bundle = joining_bundle(&rt, "userjoin", &holder, script, &secret);
+    let id = rt.id("userjoin");
+    let out = rt.dir.path().join("userjoin.out");
+    let created = rt.create(&bundle, &id, &out, &[]);
+    assert!(created.status.success(), "{:?}", fs::read_to_string(&out));
+    ok(rt.rt(&["start", &id]));
+    assert!(
+        wait_for(20, || file_contains(&out, "done")),
+        "{:?}",
+        fs::read_to_string(&out)
+    );
+    let said = fs::read_to_string(&out).unwrap();
+    let lines: Vec<String> = said
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let hpid = holder.pid();
+    let expected = [
+        format!("0 {MAPPED_ROOT} 65536"),
+        format!("0 {MAPPED_ROOT} 65536"),
+        ns_of(&hpid, "user"),
+        ns_of(&hpid, "net"),
+        "id=0:0".to_string(),
+        "cat: can't open '/secret': Permission denied".to_string(),
+        "dev-writable".to_string(),
+        "mknod: /dev/made-null: Operation not permitted".to_string(),
+        "own-mounts".to_string(),
+        "done".to_string(),
+    ];
+    assert_eq!(lines, expected, "{said}");
+    // Outside: the holder's namespaces, the container's root an ordinary host user.
+    let pid = rt.state(&id)["pid"].as_i64().unwrap().to_string();
+    assert_eq!(ns_of(&pid, "user"), ns_of(&hpid, "user"));
+    assert_eq!(ns_of(&pid, "net"), ns_of(&hpid, "net"));
+    assert_ne!(ns_of(&pid, "mnt"), ns_of(&hpid, "mnt"));
+    assert_eq!(uid_of_process(&pid), MAPPED_ROOT.to_string());
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "host secret\n");
+    // The maps are the holder's, as they were: nothing was written.
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{pid}/uid_map"))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", &MAPPED_ROOT.to_string(), "65536"]
+    );
+    // exec joins the same user namespace first.
+    let out = rt.rt(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "id -u; readlink /proc/self/ns/user",
+    ]);
+    assert_eq!(
+        stdout(&out).lines().collect::<Vec<_>>(),
+        ["0", ns_of(&hpid, "user").as_str()],
+        "{}",
+        stderr(&out)
+    );
+    ok(rt.rt(&["delete", "--force", &id]));
+    reap(pid.parse().unwrap());
+    assert_eq!(holder.members(), [hpid]);
+}
+
+/// A pod sharing its pid namespace too: the pid namespace (owned by the pod's user
+/// namespace) is joined along with the user namespace, and the state's pid is the
+/// container's host pid.
+#[test]
+fn a_container_joins_a_pod_user_and_pid_namespace_and_sees_its_processes() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut rt = Rt::new();
+    fs::set_permissions(rt.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    let secret = rt.dir.path().join("secret");
+    fs::write(&secret, "x\n").unwrap();
+    let holder = NsHolder::with(
+        &format!("0 {MAPPED_ROOT} 65536"),
+        &["--pid", "--fork", "--kill-child"],
+    );
+    let hpid = holder.pid();
+    let pid_ns = format!("/proc/{hpid}/ns/pid_for_children");
+    assert!(
+        wait_for(20, || fs::read_link(&pid_ns)
+            .is_ok_and(|l| l != fs::read_link("/proc/self/ns/pid").unwrap())),
+        "unshare made no pid namespace"
+    );
+    let script = "echo self=$$; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo done; sleep 1000";
+    let bundle = joining_bundle(&rt, "userpid", &holder, script, &secret);
+    let path = bundle.join("config.json");
+    let mut config: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    join_namespace(&mut config, "pid", &pid_ns);
+    fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let id = rt.id("userpid");
+    let out = rt.dir.path().join("userpid.out");
+    let created = rt.create(&bundle, &id, &out, &[]);
+    assert!(created.status.success(), "{:?}", fs::read_to_string(&out));
+    ok(rt.rt(&["start", &id]));
+    assert!(
+        wait_for(20, || file_contains(&out, "done")),
+        "{:?}",
+        fs::read_to_string(&out)
+    );
+    let said = fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = said.lines().map(str::trim).collect();
+    assert_ne!(lines[0], "self=1", "{said}");
+    assert_eq!(lines[1], "sleep 1000", "{said}");
+    let pid = rt.state(&id)["pid"].as_i64().unwrap().to_string();
+    assert_eq!(
+        ns_of(&pid, "pid"),
+        fs::read_link(&pid_ns).unwrap().to_string_lossy()
+    );
+    assert_eq!(ns_of(&pid, "user"), ns_of(&hpid, "user"));
+    assert_eq!(uid_of_process(&pid), MAPPED_ROOT.to_string());
+    // The host pid the state gives is the process that said it ran (its NSpid's last
+    // entry is the pid it printed).
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert_eq!(
+        nspid.split_whitespace().last().unwrap(),
+        lines[0].trim_start_matches("self="),
+        "{status}"
+    );
+    ok(rt.rt(&["delete", "--force", &id]));
+    reap(pid.parse().unwrap());
+}
+
+#[test]
+fn a_bad_user_namespace_path_or_other_maps_fail_create_and_leave_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut rt = Rt::new();
+    fs::set_permissions(rt.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    let secret = rt.dir.path().join("secret");
+    fs::write(&secret, "x\n").unwrap();
+    let holder = NsHolder::new(&format!("0 {MAPPED_ROOT} 65536"));
+    let hpid = holder.pid();
+    let refused = |rt: &mut Rt, name: &str, edit: &dyn Fn(&mut Value)| -> String {
+        let id = rt.id(name);
+        let bundle = joining_bundle(rt, name, &holder, "echo RAN", &secret);
+        let path = bundle.join("config.json");
+        let mut config: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        edit(&mut config);
+        fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let said = rt.create_refused(&bundle, &id);
+        assert!(!said.contains("RAN"), "{said}");
+        assert!(!rt.root.join(&id).exists(), "state of {id} left behind");
+        common::assert_no_cgroup(&format!("rt-{id}"));
+        assert_no_cgroup_at(&format!("mycontainer/rt-{id}"));
+        // No process of ours is left in the namespace.
+        assert_eq!(holder.members(), std::slice::from_ref(&hpid), "{said}");
+        said
+    };
+    let said = refused(&mut rt, "usernopath", &|c| {
+        join_namespace(c, "user", "/no/such/userns")
+    });
+    assert!(
+        said.contains("cannot open the user namespace /no/such/userns"),
+        "{said}"
+    );
+    let net = format!("/proc/{hpid}/ns/net");
+    let said = refused(&mut rt, "usernotuser", &|c| join_namespace(c, "user", &net));
+    assert!(said.contains("a namespace of another type"), "{said}");
+    let said = refused(&mut rt, "userown", &|c| {
+        join_namespace(c, "user", "/proc/self/ns/user")
+    });
+    assert!(said.contains("is the runtime's own"), "{said}");
+    // Maps beside the path must be the namespace's own (as runc requires): these are
+    // checked in the namespace, after the cgroup and the clone, which are undone.
+    let said = refused(&mut rt, "usermaps", &|c| {
+        let map = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+    });
+    assert!(
+        said.contains("has another uid map than linux.uidMappings"),
+        "{said}"
+    );
+    // The namespace's own maps are accepted.
+    let id = rt.id("usermatch");
+    let bundle = joining_bundle(&rt, "usermatch", &holder, "cat /proc/self/gid_map", &secret);
+    let path = bundle.join("config.json");
+    let mut config: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let map = json!([{"containerID": 0, "hostID": MAPPED_ROOT, "size": 65536}]);
+    config["linux"]["uidMappings"] = map.clone();
+    config["linux"]["gidMappings"] = map;
+    fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let out = rt
+        .cmd()
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).split_whitespace().collect::<Vec<_>>(),
+        ["0", &MAPPED_ROOT.to_string(), "65536"]
+    );
 }
 
 #[test]

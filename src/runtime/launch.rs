@@ -441,6 +441,14 @@ fn receive_startup(
                     reaped: false,
                 };
             }
+            process::MSG_USERNS_MAPS => {
+                let which = if message.detail == 0 { "uid" } else { "gid" };
+                return Ok(Startup::Failed(format!(
+                    "the user namespace linux.namespaces joins has another {which} map than \
+                     linux.{which}Mappings: leave the mappings out (a joined namespace keeps \
+                     its own) or give the ones in its {which}_map"
+                )));
+            }
             process::MSG_STEP_FAILED => {
                 let what = steps
                     .get(message.detail as usize)

@@ -19,6 +19,7 @@ mod rootfs;
 mod run;
 mod sealed_exe;
 pub mod security;
+mod userns_join;
 
 pub use exec::{exec, exec_detached, ExecRequest};
 pub use hooks::HookStates;

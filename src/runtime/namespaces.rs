@@ -22,9 +22,14 @@ pub struct Namespaces {
     pub uts: bool,
     pub ipc: bool,
     pub net: bool,
-    /// A new user namespace, created first by the clone so that it owns the others; the
-    /// parent writes its uid and gid maps (`IdMaps`) before the child goes on.
+    /// The container has a user namespace of its own: a new one, created first by the
+    /// clone so that it owns the others (the parent writes its uid and gid maps,
+    /// `IdMaps`, before the child goes on), or one joined by path (`user_joined`).
     pub user: bool,
+    /// The user namespace is joined by path: the child enters it before any other
+    /// namespace is created, so that it owns those (see `JoinUser`), and no map is
+    /// written (it has its own).
+    pub user_joined: bool,
     /// Entered after the parent moved the child into its cgroup (so the container's
     /// cgroup becomes its `/`), hence not a clone flag.
     pub cgroup: bool,
@@ -45,6 +50,10 @@ impl Namespaces {
             if entry.path().is_some() {
                 // Checked and collected by `joined`.
                 ns.mount_joined |= entry.typ() == LinuxNamespaceType::Mount;
+                if entry.typ() == LinuxNamespaceType::User {
+                    ns.user = true;
+                    ns.user_joined = true;
+                }
                 continue;
             }
             match entry.typ() {
@@ -67,7 +76,8 @@ impl Namespaces {
 
     /// The namespaces the spec names by path: network, ipc, uts and mount are joined by
     /// the child's first steps, pid by the clone itself (the pid namespace applies to
-    /// children only: see launch.rs); user and cgroup cannot be joined (yet).
+    /// children only: see launch.rs), user before everything else (see `JoinUser`);
+    /// cgroup cannot be joined (yet).
     pub fn joined(spec: &Spec) -> anyhow::Result<Vec<Joined>> {
         let list = spec
             .linux()
@@ -83,10 +93,10 @@ impl Namespaces {
                 LinuxNamespaceType::Uts => (libc::CLONE_NEWUTS, "uts"),
                 LinuxNamespaceType::Mount => (libc::CLONE_NEWNS, "mount"),
                 LinuxNamespaceType::Pid => (libc::CLONE_NEWPID, "pid"),
+                LinuxNamespaceType::User => (libc::CLONE_NEWUSER, "user"),
                 other => bail!(
                     "joining an existing {other} namespace is not supported: only network, \
-                     ipc, uts, mount and pid namespaces may have a path (for a user \
-                     namespace, give no path and linux.uidMappings/gidMappings)"
+                     ipc, uts, mount, pid and user namespaces may have a path"
                 ),
             };
             joined.push(Joined {
@@ -98,7 +108,24 @@ impl Namespaces {
         Ok(joined)
     }
 
-    /// The flags for the one clone that creates the container's init.
+    /// The flags of the runtime's own clone: none when a user namespace is joined (its
+    /// child joins it, then makes the clone with `clone_flags`, see userns_join.rs).
+    pub fn spawn_flags(&self) -> libc::c_int {
+        if self.user_joined {
+            0
+        } else {
+            self.clone_flags()
+        }
+    }
+
+    /// Whether the runtime's own clone may create the cgroup namespace (not when a user
+    /// namespace is joined: it must own the new one; the plan's step creates it).
+    pub fn cgroup_by_spawn(&self) -> bool {
+        self.cgroup && !self.user_joined
+    }
+
+    /// The flags for the one clone that creates the container's init (with a joined user
+    /// namespace: the clone the child makes once it has joined it).
     pub fn clone_flags(&self) -> libc::c_int {
         let mut flags = 0;
         for (on, flag) in [
@@ -107,7 +134,7 @@ impl Namespaces {
             (self.uts, libc::CLONE_NEWUTS),
             (self.ipc, libc::CLONE_NEWIPC),
             (self.net, libc::CLONE_NEWNET),
-            (self.user, libc::CLONE_NEWUSER),
+            (self.user && !self.user_joined, libc::CLONE_NEWUSER),
         ] {
             if on {
                 flags |= flag;
@@ -139,6 +166,11 @@ impl IdMaps {
         let gids = linux
             .and_then(|l| l.gid_mappings().clone())
             .unwrap_or_default();
+        if ns.user_joined {
+            // A joined namespace keeps its own maps; given ones are compared with them
+            // (`JoinUser::expected_maps`).
+            return Ok(None);
+        }
         if !ns.user {
             if !uids.is_empty() || !gids.is_empty() {
                 bail!(
@@ -244,6 +276,7 @@ fn proc_name(nstype: libc::c_int) -> &'static str {
         libc::CLONE_NEWUTS => "uts",
         libc::CLONE_NEWNS => "mnt",
         libc::CLONE_NEWPID => "pid",
+        libc::CLONE_NEWUSER => "user",
         _ => "...",
     }
 }
@@ -282,7 +315,7 @@ mod tests {
     }
 
     #[test]
-    fn a_network_namespace_with_a_path_is_joined_not_created_and_others_are_refused() {
+    fn namespaces_with_a_path_are_joined_not_created_and_cgroup_is_refused() {
         let joined = |typ| {
             LinuxNamespaceBuilder::default()
                 .typ(typ)
@@ -305,7 +338,29 @@ mod tests {
         let joined_list = Namespaces::joined(&spec).unwrap();
         assert_eq!(joined_list[0].path, PathBuf::from("/run/x"));
         assert_eq!(joined_list[0].nstype, libc::CLONE_NEWNET);
-        assert!(Namespaces::joined(&with(joined(LinuxNamespaceType::User))).is_err());
+        assert!(Namespaces::joined(&with(joined(LinuxNamespaceType::Cgroup))).is_err());
+        // A joined user namespace: no clone flag of the runtime's, none for a new one in
+        // the child's clone, and no cgroup namespace by the runtime's clone.
+        let mut spec = with(joined(LinuxNamespaceType::User));
+        let mut list = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        list.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Cgroup)
+                .build()
+                .unwrap(),
+        );
+        let mut linux = spec.linux().clone().unwrap();
+        linux.set_namespaces(Some(list));
+        spec.set_linux(Some(linux));
+        let user = Namespaces::from_spec(&spec).unwrap();
+        assert!(user.user && user.user_joined);
+        assert_eq!(user.spawn_flags(), 0);
+        assert_eq!(user.clone_flags(), libc::CLONE_NEWNS);
+        assert!(user.cgroup && !user.cgroup_by_spawn());
+        assert_eq!(
+            Namespaces::joined(&spec).unwrap()[0].nstype,
+            libc::CLONE_NEWUSER
+        );
         let pid = Namespaces::joined(&with(joined(LinuxNamespaceType::Pid))).unwrap();
         assert_eq!(pid[0].nstype, libc::CLONE_NEWPID);
     }

@@ -3,13 +3,16 @@
 //! syscalls, which keeps it async-signal-safe. A failing step is reported back by index,
 //! so the parent can say in words what failed.
 //!
-//! Paths come in two kinds. Host paths (the steps before [`Step::PivotRoot`]: the root
+//! Paths come in two kinds. Host paths (the steps before [`Step::OpenRoot`]: the root
 //! mount, bind sources) are the runtime's. Container paths (every step after it) are the
 //! image's: any component may be a symlink the image or the container's last run put
-//! there. So the host's root is detached as part of pivot_root, before any container
-//! path is looked at, and container paths are resolved with openat2 inside the root and
-//! without magic links (see [`resolve`]); what the container needs from the host is
-//! opened before, as detached mounts in [`Slots`].
+//! there. So container paths are resolved with openat2 inside the root and without
+//! magic links (see [`resolve`]): until pivot_root inside the root filesystem's
+//! descriptor (only the mount steps, which attach by descriptor, so that createContainer
+//! hooks see the mounts), after it inside "/", once the host's root is detached (every
+//! step that takes a plain path: mknod, lchown, symlink, sysctl writes, chdir). What
+//! the container needs from the host is opened before, as detached mounts in
+//! [`Slots`].
 
 use std::cell::Cell;
 use std::ffi::{CStr, CString};
@@ -29,7 +32,7 @@ pub enum Step {
     /// The runtime CLI's `create` with hooks: tells the parent, which runs prestart and
     /// createRuntime and writes the hooks' state, waits for its byte, then runs the
     /// createContainer hooks (see hooks.rs). Carried out by `child_main`; just before
-    /// pivot_root, with the root filesystem mounted.
+    /// pivot_root, with the root filesystem and the spec's mounts mounted.
     ContainerHooks,
     /// In a new user namespace, once the parent wrote its maps: becomes its root (our
     /// host ids are not mapped there, so what we create would have no owner).
@@ -62,6 +65,14 @@ pub enum Step {
         fstype: CString,
         attrs: u64,
         slot: usize,
+    },
+    /// Opens the container's root filesystem `path` (a host path, mounted by the steps
+    /// before): the root the container paths of the next steps are resolved in
+    /// (RESOLVE_IN_ROOT, without magic links), until pivot_root. The spec's mounts are
+    /// attached there, before pivot_root, so that the createContainer hooks (run just
+    /// before it, with the host's root) see them, as runc's do.
+    OpenRoot {
+        path: CString,
     },
     /// chdir(new_root); pivot_root(".", "."), which stacks the old root on the new one;
     /// then the old root is detached at once: no container path is looked up while the
@@ -201,6 +212,9 @@ impl fmt::Display for Step {
             Step::OpenFs { fstype, .. } => {
                 write!(f, "create a {} filesystem", show(fstype))
             }
+            Step::OpenRoot { path } => {
+                write!(f, "open the root filesystem {}", show(path))
+            }
             Step::PivotRoot { new_root } => {
                 write!(
                     f,
@@ -247,8 +261,14 @@ impl fmt::Display for Step {
 /// host's root is there and attached once it is gone. The parent sizes it before the
 /// clone (one slot per OpenTree); the child only stores into it, which allocates
 /// nothing. Each descriptor is closed by the step that uses it (or by the child's exit).
-#[derive(Debug, Default)]
-pub struct Slots(Box<[Cell<RawFd>]>);
+#[derive(Debug)]
+pub struct Slots(Box<[Cell<RawFd>]>, Cell<RawFd>);
+
+impl Default for Slots {
+    fn default() -> Slots {
+        Slots(Box::default(), Cell::new(-1))
+    }
+}
 
 impl Slots {
     pub fn for_steps(steps: &[Step]) -> Slots {
@@ -260,7 +280,13 @@ impl Slots {
             })
             .max()
             .unwrap_or(0);
-        Slots((0..count).map(|_| Cell::new(-1)).collect())
+        Slots((0..count).map(|_| Cell::new(-1)).collect(), Cell::new(-1))
+    }
+
+    /// The container's root before pivot_root ([`Step::OpenRoot`]), which container
+    /// paths are resolved in; -1 after it ("/" is the container's root then).
+    fn root(&self) -> RawFd {
+        self.1.get()
     }
 
     #[cfg(test)]
@@ -309,15 +335,22 @@ fn owned(fd: libc::c_long) -> Result<Fd, i32> {
 const RESOLVE: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
 
 /// openat2 of the container path `path` (absolute) relative to the container's root,
-/// with `flags` (O_CLOEXEC always; O_PATH unless creating).
-fn openat2(path: &CStr, flags: i32, mode: mode_t) -> Result<Fd, i32> {
-    // SAFETY: opens "/" (after pivot_root: the container's root) as a path descriptor.
-    let root = owned(unsafe {
-        libc::open(
-            c"/".as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    } as libc::c_long)?;
+/// with `flags` (O_CLOEXEC always; O_PATH unless creating). The root is `root` before
+/// pivot_root (the rootfs, opened by [`Step::OpenRoot`]), "/" after it (-1).
+fn openat2(root: RawFd, path: &CStr, flags: i32, mode: mode_t) -> Result<Fd, i32> {
+    let opened;
+    let root = if root >= 0 {
+        root
+    } else {
+        // SAFETY: opens "/" (after pivot_root: the container's root) as a path descriptor.
+        opened = owned(unsafe {
+            libc::open(
+                c"/".as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        } as libc::c_long)?;
+        opened.0
+    };
     // SAFETY: open_how is plain data; all zeroes is its empty value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
@@ -335,7 +368,7 @@ fn openat2(path: &CStr, flags: i32, mode: mode_t) -> Result<Fd, i32> {
         let fd = unsafe {
             libc::syscall(
                 libc::SYS_openat2,
-                root.0,
+                root,
                 path.as_ptr(),
                 &how as *const libc::open_how,
                 std::mem::size_of::<libc::open_how>(),
@@ -349,8 +382,8 @@ fn openat2(path: &CStr, flags: i32, mode: mode_t) -> Result<Fd, i32> {
 }
 
 /// A path descriptor of the container path `path` (symlinks followed inside the root).
-fn resolve(path: &CStr, flags: i32) -> Result<Fd, i32> {
-    openat2(path, libc::O_PATH | flags, 0)
+fn resolve(root: RawFd, path: &CStr, flags: i32) -> Result<Fd, i32> {
+    openat2(root, path, libc::O_PATH | flags, 0)
 }
 
 /// Splits the container path `path` into its parent, copied NUL-terminated into `buf`,
@@ -499,7 +532,25 @@ pub fn execute(step: &Step, slots: &Slots) -> Result<(), i32> {
             std::mem::forget(fd);
             Ok(())
         }
-        Step::PivotRoot { new_root } => pivot_root(new_root),
+        Step::OpenRoot { path } => {
+            // SAFETY: open of a NUL-terminated host path owned by the plan.
+            let fd = owned(unsafe {
+                libc::open(
+                    path.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            } as libc::c_long)?;
+            slots.1.set(fd.0);
+            std::mem::forget(fd);
+            Ok(())
+        }
+        Step::PivotRoot { new_root } => {
+            let root = slots.1.replace(-1);
+            if root >= 0 {
+                drop(Fd(root));
+            }
+            pivot_root(new_root)
+        }
         Step::Bind {
             slot,
             target,
@@ -511,7 +562,7 @@ pub fn execute(step: &Step, slots: &Slots) -> Result<(), i32> {
             if set | clear != 0 {
                 mount_setattr(&tree, *set, *clear, 0)?;
             }
-            move_mount(&tree, &resolve(target, 0)?)
+            move_mount(&tree, &resolve(slots.root(), target, 0)?)
         }
         Step::MountFs {
             source,
@@ -520,19 +571,19 @@ pub fn execute(step: &Step, slots: &Slots) -> Result<(), i32> {
             flags,
             data,
         } => mount_on(
-            &resolve(target, libc::O_DIRECTORY)?,
+            &resolve(slots.root(), target, libc::O_DIRECTORY)?,
             ptr(source),
             ptr(fstype),
             *flags,
             data_ptr(data),
         ),
         Step::SetAttr { target, set, clear } => {
-            mount_setattr(&resolve(target, 0)?, *set, *clear, 0)
+            mount_setattr(&resolve(slots.root(), target, 0)?, *set, *clear, 0)
         }
         Step::Mkdir { path, mode } => {
             let mut buf = [0u8; libc::PATH_MAX as usize];
             let (parent, name) = split(path, &mut buf)?;
-            let parent = resolve(parent, libc::O_DIRECTORY)?;
+            let parent = resolve(slots.root(), parent, libc::O_DIRECTORY)?;
             tolerate(
                 unsafe { libc::mkdirat(parent.0, name.as_ptr(), *mode) },
                 libc::EEXIST,
@@ -541,6 +592,7 @@ pub fn execute(step: &Step, slots: &Slots) -> Result<(), i32> {
         Step::CreateFile { path } => {
             // O_EXCL: an existing entry, a symlink included, is left as it is.
             match openat2(
+                slots.root(),
                 path,
                 libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOCTTY,
                 0o644,
@@ -558,8 +610,8 @@ pub fn execute(step: &Step, slots: &Slots) -> Result<(), i32> {
             unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) },
             libc::EEXIST,
         ),
-        Step::Mask { path } => mask(path),
-        Step::ReadonlyBind { path } => readonly_bind(path),
+        Step::Mask { path } => mask(slots.root(), path),
+        Step::ReadonlyBind { path } => readonly_bind(slots.root(), path),
         Step::SetHostname { name } => {
             check(unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) })
         }
@@ -676,8 +728,8 @@ fn pivot_root(new_root: &CStr) -> Result<(), i32> {
     }
 }
 
-fn mask(path: &CStr) -> Result<(), i32> {
-    let target = match resolve(path, 0) {
+fn mask(root: RawFd, path: &CStr) -> Result<(), i32> {
+    let target = match resolve(root, path, 0) {
         Ok(target) => target,
         Err(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(e),
@@ -695,7 +747,7 @@ fn mask(path: &CStr) -> Result<(), i32> {
     // could be a symlink to the very file to hide, or a regular file. So the node it
     // resolves to must be the null device (as runc checks since CVE-2025-31133); a copy
     // of its mount then goes on the target, by descriptor.
-    let null = resolve(c"/dev/null", 0)?;
+    let null = resolve(root, c"/dev/null", 0)?;
     // SAFETY: fstat of a descriptor we own into a zeroed struct we own.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     check(unsafe { libc::fstat(null.0, &mut st) })?;
@@ -714,8 +766,8 @@ fn is_dir(fd: &Fd) -> Result<bool, i32> {
 
 /// A read-only copy of the tree at `path` on top of it: made read-only while detached,
 /// then attached by descriptor.
-fn readonly_bind(path: &CStr) -> Result<(), i32> {
-    let target = match resolve(path, 0) {
+fn readonly_bind(root: RawFd, path: &CStr) -> Result<(), i32> {
+    let target = match resolve(root, path, 0) {
         Ok(target) => target,
         Err(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(e),

@@ -9,6 +9,7 @@ use std::ffi::{c_char, CString};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::plan::{self, Step};
+use super::userns_join::{JoinFailure, JoinUser};
 use super::{hooks, init, security};
 
 /// Message kinds on the sync socket, child to parent.
@@ -30,6 +31,9 @@ pub const MSG_CREATED: u32 = 7;
 pub const MSG_HOOKS: u32 = 8;
 /// A createContainer hook failed: hook `detail`, how in `value` (see hooks.rs).
 pub const MSG_HOOK_FAILED: u32 = 9;
+/// The user namespace joined by path has another uid map (`detail` 0) or gid map (1)
+/// than the spec gives.
+pub const MSG_USERNS_MAPS: u32 = 10;
 
 /// Stages outside the step list, for MSG_STAGE_FAILED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +49,9 @@ pub enum Stage {
     Init = 8,
     PidNamespace = 9,
     Limits = 10,
+    JoinUser = 11,
+    JoinedUserRoot = 12,
+    JoinedUserClone = 13,
 }
 
 impl Stage {
@@ -60,6 +67,9 @@ impl Stage {
             Stage::Init,
             Stage::PidNamespace,
             Stage::Limits,
+            Stage::JoinUser,
+            Stage::JoinedUserRoot,
+            Stage::JoinedUserClone,
         ]
         .into_iter()
         .find(|s| *s as u32 == value)
@@ -77,6 +87,14 @@ impl Stage {
             Stage::Init => "start the container's init (--init)",
             Stage::PidNamespace => "start the process in the container's pid namespace",
             Stage::Limits => "apply process.rlimits or process.oomScoreAdj",
+            Stage::JoinUser => "join the user namespace linux.namespaces names",
+            Stage::JoinedUserRoot => {
+                "become root of the joined user namespace (its uid_map and gid_map must \
+                 map 0)"
+            }
+            Stage::JoinedUserClone => {
+                "create the container's namespaces in the joined user namespace"
+            }
         }
     }
 }
@@ -275,6 +293,9 @@ pub struct ChildPlan {
     pub oom_score_adj: Option<CString>,
     /// The runtime CLI's createContainer and startContainer hooks.
     pub hooks: Option<hooks::ContainerHooks>,
+    /// A user namespace joined by path: joined first, by a child that then clones the
+    /// one that goes on (see userns_join.rs).
+    pub join_user: Option<JoinUser>,
 }
 
 impl ChildPlan {
@@ -308,6 +329,7 @@ impl ChildPlan {
             rlimits: Vec::new(),
             oom_score_adj: None,
             hooks: None,
+            join_user: None,
             slots: plan::Slots::for_steps(&steps),
             steps,
             sync: channel.1.as_raw_fd(),
@@ -375,6 +397,15 @@ impl ChildPlan {
         self.keep.sort_unstable();
         self.keep.dedup();
         self.hooks = Some(hooks);
+    }
+
+    /// Makes the child join a user namespace by path first (keeping its descriptors open
+    /// until then).
+    pub fn set_join_user(&mut self, join: JoinUser) {
+        self.keep.extend(join.fds());
+        self.keep.sort_unstable();
+        self.keep.dedup();
+        self.join_user = Some(join);
     }
 
     /// Makes the child enter the pid namespace `fd` refers to (exec), keeping `fd` open
@@ -622,6 +653,37 @@ fn run_create_hooks(plan: &ChildPlan) {
     }
 }
 
+/// Joins the user namespace `join` names and clones the process that goes on: the
+/// first child reports its pid and exits; returns in the new one.
+fn join_user_namespace(sync: RawFd, join: &JoinUser) {
+    let stage = |stage: Stage, errno| fail(sync, MSG_STAGE_FAILED, stage as u32, errno);
+    match join.enter() {
+        Ok(Some(pid)) => {
+            report(sync, MSG_CHILD_PID, pid as u32, 0);
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { libc::_exit(0) };
+        }
+        Ok(None) => {}
+        Err(JoinFailure::PidNamespace(errno)) => stage(Stage::PidNamespace, errno),
+        Err(JoinFailure::Join(errno)) => stage(Stage::JoinUser, errno),
+        Err(JoinFailure::Maps(which)) => fail(sync, MSG_USERNS_MAPS, which, 0),
+        Err(JoinFailure::Root(errno)) => stage(Stage::JoinedUserRoot, errno),
+        Err(JoinFailure::Clone(errno)) => stage(Stage::JoinedUserClone, errno),
+    }
+    // SAFETY: prctl on our own process. A clone does not inherit the parent-death
+    // signal, and the credential change reset dumpability: until execve no process of
+    // the joined namespace (a pod's other containers) may attach to us or open our
+    // /proc files, which still reach the host's mounts.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    if parent_gone(sync) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(1) };
+    }
+}
+
 /// Blocks until the parent's release byte arrives; exits quietly if the parent died.
 fn await_release(sync: RawFd) {
     let mut go = 0u8;
@@ -663,6 +725,12 @@ pub fn child_main(plan: &ChildPlan) -> ! {
     // The release byte comes once the parent has placed us in our cgroup: at the plan's
     // AwaitCgroup step, or after the last step of a plan without one (exec).
     let mut released = false;
+    if let Some(join) = &plan.join_user {
+        // In the cgroup first: the process we clone is born there.
+        await_release(sync);
+        released = true;
+        join_user_namespace(sync, join);
+    }
     for (index, step) in plan.steps.iter().enumerate() {
         if *step == Step::AwaitCgroup {
             if !released {

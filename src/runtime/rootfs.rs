@@ -572,10 +572,18 @@ pub fn plan(
         }
     }
     steps.extend(opens);
+    // The spec's mounts are attached before pivot_root, their targets resolved inside the
+    // root filesystem's descriptor (RESOLVE_IN_ROOT, no magic links, attached by
+    // descriptor), so that createContainer hooks see them; every step that takes a
+    // container path with a plain path syscall (mknod, lchown, symlink, sysctl writes,
+    // chdir) and the masks come after pivot_root, once the host's root is detached.
+    steps.push(Step::OpenRoot {
+        path: cstring(&rootfs)?,
+    });
+    steps.extend(mounting);
     steps.push(Step::PivotRoot {
         new_root: cstring(&rootfs)?,
     });
-    steps.extend(mounting);
     steps.extend(devices);
     if fresh_dev {
         for (target, link) in DEV_SYMLINKS {
@@ -840,17 +848,35 @@ mod tests {
         );
     }
 
-    /// The defence itself: before pivot_root (which detaches the host's root) only host
-    /// paths of ours; after it no step may take a host path, and nothing names an old
-    /// root inside the container.
+    /// The defence itself: host paths of ours first; then, until pivot_root (which
+    /// detaches the host's root), only the mount steps, whose container paths are
+    /// resolved inside the root filesystem's descriptor (openat2 RESOLVE_IN_ROOT) and
+    /// attached by descriptor; every step that takes a container path with a plain path
+    /// syscall comes after pivot_root; after it no step may take a host path, and
+    /// nothing names an old root inside the container.
     #[test]
-    fn no_container_path_is_looked_up_before_the_host_root_is_detached() {
+    fn no_container_path_is_looked_up_outside_the_root_before_the_host_root_is_detached() {
         let (steps, host) = with_volume("/data/in", false);
+        let root = position(&steps, |s| matches!(s, Step::OpenRoot { .. }));
         let pivot = position(&steps, |s| matches!(s, Step::PivotRoot { .. }));
-        for step in &steps[..pivot] {
+        assert!(root < pivot);
+        for step in &steps[..root] {
             assert!(
                 matches!(step, Step::Mount { .. } | Step::OpenTree { .. }),
-                "{step:?} before pivot_root"
+                "{step:?} before the root filesystem is opened"
+            );
+        }
+        for step in &steps[root + 1..pivot] {
+            assert!(
+                matches!(
+                    step,
+                    Step::Mkdir { .. }
+                        | Step::CreateFile { .. }
+                        | Step::Bind { .. }
+                        | Step::MountFs { .. }
+                        | Step::SetAttr { .. }
+                ),
+                "{step:?} before pivot_root does not resolve in the root's descriptor"
             );
         }
         for step in &steps[pivot + 1..] {
@@ -925,7 +951,8 @@ mod tests {
             &steps,
             |s| matches!(s, Step::Bind { target, .. } if target.as_bytes() == b"/data/in"),
         );
-        assert!(open < pivot && pivot < data && data < bind);
+        let root = position(&steps, |s| matches!(s, Step::OpenRoot { .. }));
+        assert!(open < root && root < data && data < bind && bind < pivot);
         let Step::OpenTree { recursive, .. } = &steps[open] else {
             unreachable!()
         };
@@ -1103,6 +1130,6 @@ mod tests {
             &steps,
             |s| matches!(s, Step::Bind { source, target, set, .. } if source.as_bytes() == b"/sys" && target.as_bytes() == b"/sys" && set & libc::MOUNT_ATTR_RDONLY != 0),
         );
-        assert!(sys > position(&steps, |s| matches!(s, Step::PivotRoot { .. })));
+        assert!(sys > position(&steps, |s| matches!(s, Step::OpenRoot { .. })));
     }
 }

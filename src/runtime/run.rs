@@ -20,6 +20,7 @@ use super::namespaces::{IdMaps, Namespaces};
 use super::plan::Step;
 use super::process::ExecTarget;
 use super::relay::{supervise, BlockedSignals, Outcome, Streams};
+use super::userns_join::JoinUser;
 use super::{rootfs, security, ANNOTATION_INIT};
 use nix::sys::signalfd::SignalFd;
 
@@ -133,10 +134,15 @@ pub(super) fn prepare(
     // the clone (see `launch`).
     let mut joined_fds = Vec::new();
     let mut pid_ns = None;
+    let mut user_ns = None;
     for joined in Namespaces::joined(spec)? {
         let fd = joined.open()?;
         if joined.nstype == libc::CLONE_NEWPID {
             pid_ns = Some(fd);
+            continue;
+        }
+        if joined.nstype == libc::CLONE_NEWUSER {
+            user_ns = Some((fd, joined.path));
             continue;
         }
         steps.insert(
@@ -155,6 +161,14 @@ pub(super) fn prepare(
     }
     let mut setup = ChildSetup::new(steps, terminal, stdio, user, exec, prepared_security)?;
     setup.plan.set_process_limits(process_spec);
+    if let Some((user_fd, path)) = user_ns {
+        // The child joins the pid namespace too, before the user namespace (see
+        // userns_join.rs): the runtime's clone stays in its own.
+        let join = JoinUser::prepare(spec, &ns, &path, &user_fd, pid_ns.as_ref())?;
+        setup.plan.set_join_user(join);
+        joined_fds.push(user_fd);
+        joined_fds.extend(pid_ns.take());
+    }
     let id_maps = id_maps.map(|mut maps| {
         maps.oom_score_adj = setup
             .plan
@@ -229,8 +243,8 @@ pub(super) fn start_relayed(req: &RunRequest) -> anyhow::Result<RelayedStart> {
         streams,
     } = setup;
     let spawn = Spawn {
-        flags: ns.clone_flags(),
-        cgroup_ns: ns.cgroup,
+        flags: ns.spawn_flags(),
+        cgroup_ns: ns.cgroup_by_spawn(),
         cgroup: cgroup.get(),
         what: "cannot clone the container's init with new namespaces",
         pid_ns: pid_ns.as_ref().map(|fd| fd.as_raw_fd()),
@@ -375,8 +389,8 @@ pub fn create(
         }
     });
     let spawn = Spawn {
-        flags: ns.clone_flags(),
-        cgroup_ns: ns.cgroup,
+        flags: ns.spawn_flags(),
+        cgroup_ns: ns.cgroup_by_spawn(),
         cgroup: cgroup.get(),
         what: "cannot clone the container's init with new namespaces",
         pid_ns: pid_ns.as_ref().map(|fd| fd.as_raw_fd()),
