@@ -259,7 +259,7 @@ echo done"#,
         ready = ready.display(),
         gc_done = gc_done.display(),
     );
-    let inner = std::process::Command::new("unshare")
+    let mut inner = std::process::Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", &script])
         .env_remove("MYCONTAINER_ROOT")
         .stdin(std::process::Stdio::null())
@@ -267,10 +267,19 @@ echo done"#,
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(
-        wait_for(30, || ready.exists()),
-        "the hidden container did not start"
-    );
+    let mut exited = false;
+    wait_for(30, || {
+        exited = matches!(inner.try_wait(), Ok(Some(_)));
+        exited || ready.exists()
+    });
+    if !ready.exists() {
+        let out = inner.wait_with_output().unwrap();
+        panic!(
+            "the hidden container did not start: {}{}",
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     assert!(!hidden_root.exists(), "the root must be invisible out here");
     assert!(run_dir(&hidden_root).join("live").is_dir());
     ok(w.mc(&["gc"]));
