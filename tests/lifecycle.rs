@@ -203,18 +203,20 @@ fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
         &[
             "sh",
             "-c",
-            "trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
+            "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done",
         ],
     );
     // PID 1 without a handler ignores SIGTERM: only SIGKILL stops it.
     let stubborn = w.run_detached(&[], &["sleep", "300"]);
     let (p1, p2) = (init_pid(&w, &polite), init_pid(&w, &stubborn));
-    std::thread::sleep(Duration::from_millis(200));
+    // A SIGTERM before the trap is set would be ignored too (a fixed sleep here lost
+    // that race under load).
+    w.wait_logged(&polite, "ready\n");
 
     assert_eq!(ok(w.mc(&["stop", &polite])).trim(), polite);
     // Exit code 0: it ended on SIGTERM, before the grace period's SIGKILL (137).
     assert_eq!(w.state(&polite)["exit_code"], 0);
-    assert_eq!(ok(w.mc(&["logs", &polite])), "bye\n");
+    assert_eq!(ok(w.mc(&["logs", &polite])), "ready\nbye\n");
 
     let started = Instant::now();
     ok(w.mc(&["stop", "-t", "1", &stubborn]));
@@ -242,10 +244,11 @@ fn kill_delivers_the_signal_and_refuses_stopped_containers() {
         &[
             "sh",
             "-c",
-            "trap 'echo got-usr1' USR1; while true; do sleep 0.1; done",
+            "trap 'echo got-usr1' USR1; echo ready; while true; do sleep 0.1; done",
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // The trap is set once it says so (a USR1 before would be ignored by PID 1).
+    w.wait_logged("trapper", "ready");
     ok(w.mc(&["kill", "-s", "USR1", "trapper"]));
     assert!(wait_for(5, || ok(w.mc(&["logs", "trapper"])).contains("got-usr1")));
     assert_eq!(status(&w, &id), "running");

@@ -197,9 +197,12 @@ fn stop_and_kill_end_a_paused_container() {
         &[
             "sh",
             "-c",
-            "trap 'exit 7' TERM; while :; do sleep 0.05; done",
+            "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done",
         ],
     );
+    // Paused before it set its trap, the thawed PID 1 would ignore the SIGTERM and
+    // end by the SIGKILL 30 s later (137): pause once the trap is set.
+    w.wait_logged("ps1", "ready");
     ok(w.mc(&["pause", "ps1"]));
     ok(w.mc(&["stop", "-t", "30", "ps1"]));
     assert_eq!(ok(w.mc(&["wait", "ps1"])), "7\n");

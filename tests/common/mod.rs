@@ -393,3 +393,18 @@ pub fn cgroup_view_listing(pid: i64) -> String {
     shown.sort();
     shown.join(" ")
 }
+
+impl Fixture {
+    /// Waits until `logs <name>` shows `needle`: a script says it has set its traps
+    /// (`trap ...; echo ready`) before the test signals it. A signal that comes earlier
+    /// finds a PID 1 with no handler, which the kernel does not deliver at all.
+    #[track_caller]
+    pub fn wait_logged(&self, name: &str, needle: &str) {
+        let seen = wait_for(30, || stdout(&self.mc(&["logs", name])).contains(needle));
+        assert!(
+            seen,
+            "{name} never logged {needle:?}: {:?}",
+            stdout(&self.mc(&["logs", name]))
+        );
+    }
+}
