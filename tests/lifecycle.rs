@@ -26,19 +26,6 @@ fn init_pid(w: &World, id: &str) -> i32 {
     w.state(id)["pid"].as_i64().unwrap() as i32
 }
 
-fn alive(pid: i32) -> bool {
-    // A zombie is dead for our purposes.
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
 fn status(w: &World, id: &str) -> String {
     w.state(id)["status"].as_str().unwrap().to_string()
 }

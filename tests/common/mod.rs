@@ -20,8 +20,12 @@ mod netns;
 pub use netns::private_network;
 #[path = "rundir.rs"]
 mod rundir;
+#[path = "wait.rs"]
+mod wait;
 #[allow(unused_imports)]
 pub use rundir::{remove_run_dir, run_dir};
+#[allow(unused_imports)]
+pub use wait::{alive, slowdown, wait_for};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mycontainer");
 
@@ -245,29 +249,6 @@ pub fn pids_with(needle: &str) -> Vec<i32> {
         }
     }
     found
-}
-
-/// How much slower than a normal machine this one is: `MYCONTAINER_TEST_SLOWDOWN`
-/// (scripts/test-cgroup2 sets it for its software-emulated VM), else 1. It only
-/// stretches how long a wait gives up after; nothing asserts a duration.
-pub fn slowdown() -> u64 {
-    std::env::var("MYCONTAINER_TEST_SLOWDOWN")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n: &u64| *n >= 1)
-        .unwrap_or(1)
-}
-
-/// Waits until `cond` holds, up to `secs` seconds.
-pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs * slowdown());
-    while std::time::Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    cond()
 }
 
 impl Fixture {
