@@ -778,32 +778,38 @@ impl Drop for Resume {
 }
 
 #[test]
-fn stop_waits_for_a_slow_supervisor_instead_of_giving_up() {
-    // It used to give up 10 s after SIGKILL ("did not stop after SIGKILL: its supervisor
-    // still holds ...") while a busy machine's supervisor was merely slow to record the
-    // exit. A stopped supervisor is the slowest there is.
+fn stop_and_rm_f_wait_for_a_slow_supervisor_instead_of_giving_up() {
+    // Both used to give up 10 s after SIGKILL while a busy machine's supervisor was
+    // merely slow to record the exit: stop with "did not stop after SIGKILL: its
+    // supervisor still holds ...", rm -f with "is running: stop it first, or use rm -f".
+    // A stopped supervisor is the slowest there is.
     let w = World::new();
     let id = w.run_detached(&[], &["sleep", "300"]);
-    let init = init_pid(&w, &id);
-    let supervisors = vec![parent_pid(init)];
+    let doomed = w.run_detached(&[], &["sleep", "300"]);
+    let (init, doomed_init) = (init_pid(&w, &id), init_pid(&w, &doomed));
+    let supervisors = vec![parent_pid(init), parent_pid(doomed_init)];
     let resume = Resume(supervisors.clone());
     for &pid in &supervisors {
         // SAFETY: kill with a pid and a signal number.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     }
-    let mut stop = w
-        .cmd()
-        .args(["stop", "-t", "0", &id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // SIGKILL needs no supervisor: the init dies (a zombie until the supervisor reaps it).
-    assert!(wait_for(10, || !alive(init)));
-    // Past the old 10 s limit, stop is still waiting rather than failing.
+    let spawn = |args: &[&str]| {
+        w.cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut stop = spawn(&["stop", "-t", "0", &id]);
+    let mut rm = spawn(&["rm", "-f", &doomed]);
+    // SIGKILL needs no supervisor: the inits die (zombies until the supervisors reap them).
+    assert!(wait_for(10, || !alive(init) && !alive(doomed_init)));
+    // Past the old 10 s limit, both are still waiting rather than failing.
     std::thread::sleep(Duration::from_secs(11));
     assert!(stop.try_wait().unwrap().is_none(), "stop gave up");
+    assert!(rm.try_wait().unwrap().is_none(), "rm -f gave up");
     drop(resume);
     let out = stop.wait_with_output().unwrap();
     assert_eq!(ok(out).trim(), id);
@@ -811,4 +817,8 @@ fn stop_waits_for_a_slow_supervisor_instead_of_giving_up() {
     assert_eq!(w.state(&id)["exit_code"], 137);
     assert!(!alive(init));
     assert_no_cgroup(&id);
+    let out = rm.wait_with_output().unwrap();
+    assert_eq!(ok(out).trim(), doomed);
+    assert_eq!(w.container_ids(), vec![id]);
+    assert_no_cgroup(&doomed);
 }
