@@ -237,7 +237,7 @@ fn kill_delivers_the_signal_and_refuses_stopped_containers() {
     // The trap is set once it says so (a USR1 before would be ignored by PID 1).
     w.wait_logged("trapper", "ready");
     ok(w.mc(&["kill", "-s", "USR1", "trapper"]));
-    assert!(wait_for(5, || ok(w.mc(&["logs", "trapper"])).contains("got-usr1")));
+    assert!(wait_for(30, || ok(w.mc(&["logs", "trapper"])).contains("got-usr1")));
     assert_eq!(status(&w, &id), "running");
     ok(w.mc(&["kill", "trapper"]));
     wait_exited(&w, &id);
@@ -390,7 +390,7 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
         &["sh", "-c", "echo made-by-init > /tmp/file; sleep 1000"],
     );
     let pid = init_pid(&w, &id);
-    assert!(wait_for(5, || w
+    assert!(wait_for(30, || w
         .mc(&["exec", "host", "cat", "/tmp/file"])
         .stdout
         .starts_with(b"made-by-init")));
@@ -413,10 +413,12 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
         .spawn()
         .unwrap();
     let procs = format!("-{id}");
-    assert!(wait_for(5, || pids_with("sleep 30").into_iter().any(|p| {
-        fs::read_to_string(format!("/proc/{p}/cgroup"))
-            .is_ok_and(|c| c.lines().any(|l| l.ends_with(&procs)))
-    })));
+    assert!(wait_for(30, || pids_with("sleep 30").into_iter().any(
+        |p| {
+            fs::read_to_string(format!("/proc/{p}/cgroup"))
+                .is_ok_and(|c| c.lines().any(|l| l.ends_with(&procs)))
+        }
+    )));
     let _ = sleeper.kill();
     let _ = sleeper.wait();
     // The same capability rules as run: CHOWN only; none for a non-root user.

@@ -290,7 +290,7 @@ impl Fixture {
     #[track_caller]
     pub fn wait_running(&self) -> String {
         let mut found = None;
-        let running = wait_for(10, || {
+        let running = wait_for(30, || {
             let ids = self.container_ids();
             found = ids.first().cloned();
             found
