@@ -598,17 +598,8 @@ fn two_clients_on_one_container_at_once_behave() {
     let w = World::new();
     // Two stops at once: both succeed, the container is stopped once.
     let id = w.run_detached(&["--name", "twice"], &["sleep", "300"]);
-    let spawn = |args: &[&str]| {
-        w.cmd()
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let a = spawn(&["stop", "-t", "1", "twice"]);
-    let b = spawn(&["stop", "-t", "1", "twice"]);
+    let a = w.spawn(&["stop", "-t", "1", "twice"]);
+    let b = w.spawn(&["stop", "-t", "1", "twice"]);
     ok(a.wait_with_output().unwrap());
     ok(b.wait_with_output().unwrap());
     assert_eq!(w.state(&id)["exit_code"], 137);
@@ -616,8 +607,8 @@ fn two_clients_on_one_container_at_once_behave() {
     // stop and rm -f at once: the container ends up removed, nothing leaks.
     let id = w.run_detached(&["--name", "contested"], &["sleep", "300"]);
     let pid = init_pid(&w, &id);
-    let stop = spawn(&["stop", "-t", "5", "contested"]);
-    let rm = spawn(&["rm", "-f", "contested"]);
+    let stop = w.spawn(&["stop", "-t", "5", "contested"]);
+    let rm = w.spawn(&["rm", "-f", "contested"]);
     ok(rm.wait_with_output().unwrap());
     let stop = stop.wait_with_output().unwrap();
     // stop either saw it stop, or found it already removed.
@@ -633,7 +624,7 @@ fn two_clients_on_one_container_at_once_behave() {
     // ps while containers are being started: never an error, never a warning.
     let starters: Vec<_> = (0..4)
         .map(|i| {
-            spawn(&[
+            w.spawn(&[
                 "run",
                 "-d",
                 "--name",
@@ -795,17 +786,8 @@ fn stop_and_rm_f_wait_for_a_slow_supervisor_instead_of_giving_up() {
         // SAFETY: kill with a pid and a signal number.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     }
-    let spawn = |args: &[&str]| {
-        w.cmd()
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let mut stop = spawn(&["stop", "-t", "0", &id]);
-    let mut rm = spawn(&["rm", "-f", &doomed]);
+    let mut stop = w.spawn(&["stop", "-t", "0", &id]);
+    let mut rm = w.spawn(&["rm", "-f", &doomed]);
     // SIGKILL needs no supervisor: the inits die (zombies until the supervisors reap them).
     assert!(wait_for(10, || !alive(init) && !alive(doomed_init)));
     // Past the old 10 s limit, both are still waiting rather than failing.

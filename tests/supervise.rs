@@ -55,11 +55,6 @@ fn memory_limit_file(id: &str) -> String {
     read_file(cgroup_dir(id, "memory").join(file))
 }
 
-fn inspect(w: &World, name: &str) -> serde_json::Value {
-    let out = ok(w.mc(&["inspect", name]));
-    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
-}
-
 #[test]
 fn wait_prints_each_exit_code_and_fails_for_a_missing_container() {
     let w = World::new();

@@ -376,6 +376,18 @@ pub fn cgroup_view_listing(pid: i64) -> String {
 }
 
 impl Fixture {
+    /// `mycontainer <args...>` started in the background, stdin null, output piped (for
+    /// commands that run at the same time as others, or that must still be waiting).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Waits until `logs <name>` shows `needle`: a script says it has set its traps
     /// (`trap ...; echo ready`) before the test signals it. A signal that comes earlier
     /// finds a PID 1 with no handler, which the kernel does not deliver at all.
@@ -388,4 +400,15 @@ impl Fixture {
             stdout(&self.mc(&["logs", name]))
         );
     }
+}
+
+/// `inspect <name>` of a container, as JSON (the one element of the array).
+pub fn inspect(fx: &Fixture, name: &str) -> serde_json::Value {
+    let out = ok(fx.mc(&["inspect", name]));
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+}
+
+/// Builds the busybox image into the fixture's store.
+pub fn build_busybox(fx: &Fixture) {
+    ok(fx.mc(&["image", "build", "-q", "busybox"]));
 }
