@@ -41,7 +41,7 @@ fn wait_exited(w: &World, id: &str) {
 #[test]
 fn run_d_returns_at_once_and_a_detached_supervisor_owns_the_container() {
     let w = World::new();
-    let id = w.run_detached(&["--name", "sleeper"], &["sleep", "60"]);
+    let id = w.run_detached(&["--name", "sleeper"], &["sleep", "1000"]);
     // It returned while its command still runs (no wall-clock bound: a slow machine,
     // such as the emulated cgroup v2 VM, may take seconds to start a container).
     assert_eq!(status(&w, &id), "running");
@@ -105,7 +105,7 @@ fn run_d_t_gives_the_container_a_terminal_and_logs_what_it_prints() {
 #[test]
 fn ps_lists_running_containers_and_with_a_all_of_them() {
     let w = World::new();
-    let up = w.run_detached(&["--name", "up-one"], &["sleep", "60"]);
+    let up = w.run_detached(&["--name", "up-one"], &["sleep", "1000"]);
     let done = w.run_detached(&["--name", "done-one"], &["sh", "-c", "exit 3"]);
     wait_exited(&w, &done);
 
@@ -119,7 +119,7 @@ fn ps_lists_running_containers_and_with_a_all_of_them() {
     assert!(lines[1].starts_with(&up[..12]), "{ps}");
     assert!(lines[1].contains("Up "), "{ps}");
     assert!(lines[1].ends_with("up-one"), "{ps}");
-    assert!(lines[1].contains("\"sleep 60\""), "{ps}");
+    assert!(lines[1].contains("\"sleep 1000\""), "{ps}");
 
     let all = ok(w.mc(&["ps", "-a"]));
     let exited = all.lines().find(|l| l.contains("done-one")).unwrap();
@@ -256,7 +256,7 @@ fn kill_delivers_the_signal_and_refuses_stopped_containers() {
 #[test]
 fn rm_refuses_a_running_container_and_rm_f_and_rm_flag_clean_everything() {
     let w = World::new();
-    let id = w.run_detached(&["--name", "busy"], &["sleep", "60"]);
+    let id = w.run_detached(&["--name", "busy"], &["sleep", "1000"]);
     let pid = init_pid(&w, &id);
     let refused = w.mc(&["rm", "busy"]);
     assert!(!refused.status.success());
@@ -281,7 +281,7 @@ fn rm_refuses_a_running_container_and_rm_f_and_rm_flag_clean_everything() {
     assert_no_cgroup(&gone);
     assert!(wait_for(10, || supervisor_pids(&gone).is_empty()));
     // stop of a --rm container: it stops and is gone when stop returns.
-    let stopped = w.run_detached(&["--rm", "--name", "ephemeral"], &["sleep", "60"]);
+    let stopped = w.run_detached(&["--rm", "--name", "ephemeral"], &["sleep", "1000"]);
     ok(w.mc(&["stop", "-t", "1", "ephemeral"]));
     assert!(w.container_ids().is_empty());
     assert_no_cgroup(&stopped);
@@ -314,7 +314,7 @@ fn inspect_shows_state_config_and_limits_like_docker() {
             "-v",
             &volume,
         ],
-        &["sleep", "60"],
+        &["sleep", "1000"],
     );
     let out = ok(w.mc(&["inspect", "insp"]));
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -322,7 +322,7 @@ fn inspect_shows_state_config_and_limits_like_docker() {
     assert_eq!(c["Id"], id.as_str());
     assert_eq!(c["Name"], "/insp");
     assert_eq!(c["Path"], "sleep");
-    assert_eq!(c["Args"], serde_json::json!(["60"]));
+    assert_eq!(c["Args"], serde_json::json!(["1000"]));
     assert_eq!(c["State"]["Status"], "running");
     assert_eq!(c["State"]["Running"], true);
     let pid = c["State"]["Pid"].as_i64().unwrap();
@@ -408,12 +408,12 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
     // In the cgroup, seen from the host while it runs.
     let mut sleeper = w
         .cmd()
-        .args(["exec", "host", "sleep", "30"])
+        .args(["exec", "host", "sleep", "999"])
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
     let procs = format!("-{id}");
-    assert!(wait_for(30, || pids_with("sleep 30").into_iter().any(
+    assert!(wait_for(30, || pids_with("sleep 999").into_iter().any(
         |p| {
             fs::read_to_string(format!("/proc/{p}/cgroup"))
                 .is_ok_and(|c| c.lines().any(|l| l.ends_with(&procs)))
@@ -484,14 +484,14 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
 fn exec_works_in_a_foreground_container_too() {
     let w = World::new();
     let mut fg = w
-        .run_cmd(&["--name", "fg"], &["sh", "-c", "sleep 30"])
+        .run_cmd(&["--name", "fg"], &["sh", "-c", "sleep 1000"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     w.wait_running();
     assert_eq!(
         ok(w.mc(&["exec", "fg", "cat", "/proc/1/cmdline"])),
-        "sleep\x0030\0"
+        "sleep\x001000\0"
     );
     ok(w.mc(&["stop", "-t", "1", "fg"]));
     let status = fg.wait().unwrap();
@@ -632,7 +632,7 @@ fn two_clients_on_one_container_at_once_behave() {
                 "--rootfs",
                 w.rootfs.to_str().unwrap(),
                 "sleep",
-                "60",
+                "1000",
             ])
         })
         .collect();
