@@ -90,25 +90,11 @@ impl LogFollower {
     /// Starts at the beginning of the oldest rotated file, or `tail` records before the
     /// end.
     pub fn open(path: &Path, tail: Option<usize>, timestamps: bool) -> io::Result<LogFollower> {
-        let mut rotated = Vec::new();
-        let mut n = 1;
-        loop {
-            match std::fs::read(rotated_path(path, n)) {
-                Ok(data) => rotated.push(data),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                Err(e) => return Err(e),
-            }
-            n += 1;
-        }
+        let (file, rotated, current) = Self::snapshot(path)?;
         let mut backlog = Vec::new();
         for data in rotated.iter().rev() {
             backlog.extend_from_slice(complete(data));
         }
-        let current = match std::fs::read(path) {
-            Ok(data) => data,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
         let current_complete = complete(&current).len();
         let mut start = 0;
         if let Some(tail) = tail {
@@ -136,13 +122,62 @@ impl LogFollower {
         Ok(LogFollower {
             path: path.to_path_buf(),
             backlog,
-            file: None,
+            file,
             offset,
             timestamps,
             since: None,
             until: None,
             mid_line: [false; 2],
         })
+    }
+
+    /// The current log (opened, and its contents) and the rotated files' contents
+    /// (`.1` first), consistent with each other. The current log is opened first and
+    /// kept: what a rotation moves away after that is the follower's to read (see
+    /// [`LogFollower::pump`]); a rotation before it is in the rotated files. Reading
+    /// the rotated files first and opening the log by its path afterwards lost the
+    /// file rotated in between (`logs -f` of a busy container began mid-output). When
+    /// the opened log was rotated meanwhile (it is `.1` now), or a log appeared, the
+    /// snapshot is taken again.
+    #[allow(clippy::type_complexity)]
+    fn snapshot(path: &Path) -> io::Result<(Option<File>, Vec<Vec<u8>>, Vec<u8>)> {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut file = match File::open(path) {
+                Ok(file) => Some(file),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            };
+            let ours = file.as_ref().map(|f| f.metadata()).transpose()?;
+            let mut rotated = Vec::new();
+            let mut moved = false;
+            for n in 1.. {
+                let rotated_file = match File::open(rotated_path(path, n)) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) => return Err(e),
+                };
+                let meta = rotated_file.metadata()?;
+                moved |= ours
+                    .as_ref()
+                    .is_some_and(|o| o.ino() == meta.ino() && o.dev() == meta.dev());
+                let mut data = Vec::new();
+                (&rotated_file).read_to_end(&mut data)?;
+                rotated.push(data);
+            }
+            let appeared = file.is_none() && path.exists();
+            if (moved || appeared) && attempts < 100 {
+                continue;
+            }
+            let mut current = Vec::new();
+            if let Some(f) = file.as_mut() {
+                f.read_to_end(&mut current)?;
+            }
+            return Ok((file, rotated, current));
+        }
     }
 
     /// Prints only records stamped within [since, until] (either may be open).
@@ -324,6 +359,35 @@ mod tests {
             .unwrap();
         let want: String = (15..40).map(|i| format!("{i}\n")).collect();
         assert_eq!(String::from_utf8(tail).unwrap(), want);
+    }
+
+    #[test]
+    fn a_follower_opened_just_before_a_rotation_misses_nothing() {
+        use crate::runtime::logfile::Rotation;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("container.log");
+        let rotation = Rotation {
+            max_size: 300,
+            max_files: 10,
+        };
+        let mut writer = LogWriter::new(&path).with_rotation(Some(rotation));
+        let mut expected = String::new();
+        let mut write = |i: usize, expected: &mut String| {
+            let line = format!("{i}\n");
+            writer.write(Stream::Stdout, line.as_bytes()).unwrap();
+            expected.push_str(&line);
+        };
+        write(0, &mut expected);
+        // `logs -f` has opened the log; the container writes enough to rotate it away
+        // (more than once) before the follower's first read.
+        let mut follower = LogFollower::open(&path, None, false).unwrap();
+        for i in 1..30 {
+            write(i, &mut expected);
+        }
+        assert!(rotated_path(&path, 2).exists(), "rotated more than once");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        follower.pump(&mut out, &mut err).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 
     #[test]
