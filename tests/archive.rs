@@ -10,17 +10,6 @@ use std::process::{Command, Stdio};
 
 use registry_support::*;
 
-fn skopeo(args: &[&str]) -> String {
-    require_tool("skopeo", "skopeo");
-    let out = Command::new("skopeo").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn members(archive: &Path) -> Vec<String> {
     let mut tar = tar::Archive::new(std::fs::File::open(archive).unwrap());
     tar.entries()

@@ -158,23 +158,6 @@ impl Drop for SmallDisk {
     }
 }
 
-/// Waits until `cond` holds, up to `secs` seconds (times MYCONTAINER_TEST_SLOWDOWN).
-fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let slowdown = std::env::var("MYCONTAINER_TEST_SLOWDOWN")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n: &u64| *n >= 1)
-        .unwrap_or(1);
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs * slowdown);
-    while std::time::Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    cond()
-}
-
 /// A gzip layer tarball of `kib` KiB of incompressible data, outside the small disk.
 fn layer_tarball(dir: &Path, kib: usize) -> PathBuf {
     let content = dir.join("content");

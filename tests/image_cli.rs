@@ -7,6 +7,9 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+#[path = "common/wait.rs"]
+mod wait;
+
 const BIN: &str = env!("CARGO_BIN_EXE_mycontainer");
 
 /// A private state root, removed at the end of the test.
@@ -209,11 +212,10 @@ fn kill_9_mid_import_leaves_a_usable_store_and_temp_files_are_reclaimed() {
     stdin.write_all(&tar[..tar.len() / 2]).unwrap();
     stdin.flush().unwrap();
     // Wait until the importer has made its temp entries, then kill it mid-stream.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while root.count("tmp") < 2 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(root.count("tmp") >= 2, "importer made no temp entries");
+    assert!(
+        wait::wait_for(60, || root.count("tmp") >= 2),
+        "importer made no temp entries"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     drop(stdin);

@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::{ok, stderr, stdout, World};
+use common::{build_busybox, ok, stderr, stdout, World};
 
 fn blob_path(root: &Path, digest: &str) -> PathBuf {
     root.join("store/blobs/sha256")
@@ -53,10 +53,6 @@ fn image_id(w: &World, name: &str) -> String {
     let inspect: serde_json::Value =
         serde_json::from_str(&stdout(&w.mc(&["image", "inspect", name]))).unwrap();
     inspect[0]["Id"].as_str().unwrap().to_string()
-}
-
-fn build_busybox(w: &World) {
-    ok(w.mc(&["image", "build", "-q", "busybox"]));
 }
 
 fn layer_blob(w: &World, image: &str) -> PathBuf {

@@ -26,19 +26,6 @@ fn init_pid(w: &World, id: &str) -> i32 {
     w.state(id)["pid"].as_i64().unwrap() as i32
 }
 
-fn alive(pid: i32) -> bool {
-    // A zombie is dead for our purposes.
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
 fn status(w: &World, id: &str) -> String {
     w.state(id)["status"].as_str().unwrap().to_string()
 }
@@ -54,7 +41,7 @@ fn wait_exited(w: &World, id: &str) {
 #[test]
 fn run_d_returns_at_once_and_a_detached_supervisor_owns_the_container() {
     let w = World::new();
-    let id = w.run_detached(&["--name", "sleeper"], &["sleep", "60"]);
+    let id = w.run_detached(&["--name", "sleeper"], &["sleep", "1000"]);
     // It returned while its command still runs (no wall-clock bound: a slow machine,
     // such as the emulated cgroup v2 VM, may take seconds to start a container).
     assert_eq!(status(&w, &id), "running");
@@ -181,7 +168,7 @@ fn run_d_t_gives_the_container_a_terminal_and_logs_what_it_prints() {
 #[test]
 fn ps_lists_running_containers_and_with_a_all_of_them() {
     let w = World::new();
-    let up = w.run_detached(&["--name", "up-one"], &["sleep", "60"]);
+    let up = w.run_detached(&["--name", "up-one"], &["sleep", "1000"]);
     let done = w.run_detached(&["--name", "done-one"], &["sh", "-c", "exit 3"]);
     wait_exited(&w, &done);
 
@@ -195,7 +182,7 @@ fn ps_lists_running_containers_and_with_a_all_of_them() {
     assert!(lines[1].starts_with(&up[..12]), "{ps}");
     assert!(lines[1].contains("Up "), "{ps}");
     assert!(lines[1].ends_with("up-one"), "{ps}");
-    assert!(lines[1].contains("\"sleep 60\""), "{ps}");
+    assert!(lines[1].contains("\"sleep 1000\""), "{ps}");
 
     let all = ok(w.mc(&["ps", "-a"]));
     let exited = all.lines().find(|l| l.contains("done-one")).unwrap();
@@ -266,18 +253,20 @@ fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
         &[
             "sh",
             "-c",
-            "trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
+            "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done",
         ],
     );
     // PID 1 without a handler ignores SIGTERM: only SIGKILL stops it.
     let stubborn = w.run_detached(&[], &["sleep", "300"]);
     let (p1, p2) = (init_pid(&w, &polite), init_pid(&w, &stubborn));
-    std::thread::sleep(Duration::from_millis(200));
+    // A SIGTERM before the trap is set would be ignored too (a fixed sleep here lost
+    // that race under load).
+    w.wait_logged(&polite, "ready\n");
 
     assert_eq!(ok(w.mc(&["stop", &polite])).trim(), polite);
     // Exit code 0: it ended on SIGTERM, before the grace period's SIGKILL (137).
     assert_eq!(w.state(&polite)["exit_code"], 0);
-    assert_eq!(ok(w.mc(&["logs", &polite])), "bye\n");
+    assert_eq!(ok(w.mc(&["logs", &polite])), "ready\nbye\n");
 
     let started = Instant::now();
     ok(w.mc(&["stop", "-t", "1", &stubborn]));
@@ -305,12 +294,13 @@ fn kill_delivers_the_signal_and_refuses_stopped_containers() {
         &[
             "sh",
             "-c",
-            "trap 'echo got-usr1' USR1; while true; do sleep 0.1; done",
+            "trap 'echo got-usr1' USR1; echo ready; while true; do sleep 0.1; done",
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // The trap is set once it says so (a USR1 before would be ignored by PID 1).
+    w.wait_logged("trapper", "ready");
     ok(w.mc(&["kill", "-s", "USR1", "trapper"]));
-    assert!(wait_for(5, || ok(w.mc(&["logs", "trapper"])).contains("got-usr1")));
+    assert!(wait_for(30, || ok(w.mc(&["logs", "trapper"])).contains("got-usr1")));
     assert_eq!(status(&w, &id), "running");
     ok(w.mc(&["kill", "trapper"]));
     wait_exited(&w, &id);
@@ -329,7 +319,7 @@ fn kill_delivers_the_signal_and_refuses_stopped_containers() {
 #[test]
 fn rm_refuses_a_running_container_and_rm_f_and_rm_flag_clean_everything() {
     let w = World::new();
-    let id = w.run_detached(&["--name", "busy"], &["sleep", "60"]);
+    let id = w.run_detached(&["--name", "busy"], &["sleep", "1000"]);
     let pid = init_pid(&w, &id);
     let refused = w.mc(&["rm", "busy"]);
     assert!(!refused.status.success());
@@ -354,7 +344,7 @@ fn rm_refuses_a_running_container_and_rm_f_and_rm_flag_clean_everything() {
     assert_no_cgroup(&gone);
     assert!(wait_for(10, || supervisor_pids(&gone).is_empty()));
     // stop of a --rm container: it stops and is gone when stop returns.
-    let stopped = w.run_detached(&["--rm", "--name", "ephemeral"], &["sleep", "60"]);
+    let stopped = w.run_detached(&["--rm", "--name", "ephemeral"], &["sleep", "1000"]);
     ok(w.mc(&["stop", "-t", "1", "ephemeral"]));
     assert!(w.container_ids().is_empty());
     assert_no_cgroup(&stopped);
@@ -387,7 +377,7 @@ fn inspect_shows_state_config_and_limits_like_docker() {
             "-v",
             &volume,
         ],
-        &["sleep", "60"],
+        &["sleep", "1000"],
     );
     let out = ok(w.mc(&["inspect", "insp"]));
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -395,7 +385,7 @@ fn inspect_shows_state_config_and_limits_like_docker() {
     assert_eq!(c["Id"], id.as_str());
     assert_eq!(c["Name"], "/insp");
     assert_eq!(c["Path"], "sleep");
-    assert_eq!(c["Args"], serde_json::json!(["60"]));
+    assert_eq!(c["Args"], serde_json::json!(["1000"]));
     assert_eq!(c["State"]["Status"], "running");
     assert_eq!(c["State"]["Running"], true);
     let pid = c["State"]["Pid"].as_i64().unwrap();
@@ -463,7 +453,7 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
         &["sh", "-c", "echo made-by-init > /tmp/file; sleep 1000"],
     );
     let pid = init_pid(&w, &id);
-    assert!(wait_for(5, || w
+    assert!(wait_for(30, || w
         .mc(&["exec", "host", "cat", "/tmp/file"])
         .stdout
         .starts_with(b"made-by-init")));
@@ -481,15 +471,17 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
     // In the cgroup, seen from the host while it runs.
     let mut sleeper = w
         .cmd()
-        .args(["exec", "host", "sleep", "30"])
+        .args(["exec", "host", "sleep", "999"])
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
     let procs = format!("-{id}");
-    assert!(wait_for(5, || pids_with("sleep 30").into_iter().any(|p| {
-        fs::read_to_string(format!("/proc/{p}/cgroup"))
-            .is_ok_and(|c| c.lines().any(|l| l.ends_with(&procs)))
-    })));
+    assert!(wait_for(30, || pids_with("sleep 999").into_iter().any(
+        |p| {
+            fs::read_to_string(format!("/proc/{p}/cgroup"))
+                .is_ok_and(|c| c.lines().any(|l| l.ends_with(&procs)))
+        }
+    )));
     let _ = sleeper.kill();
     let _ = sleeper.wait();
     // The same capability rules as run: CHOWN only; none for a non-root user.
@@ -555,14 +547,14 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
 fn exec_works_in_a_foreground_container_too() {
     let w = World::new();
     let mut fg = w
-        .run_cmd(&["--name", "fg"], &["sh", "-c", "sleep 30"])
+        .run_cmd(&["--name", "fg"], &["sh", "-c", "sleep 1000"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     w.wait_running();
     assert_eq!(
         ok(w.mc(&["exec", "fg", "cat", "/proc/1/cmdline"])),
-        "sleep\x0030\0"
+        "sleep\x001000\0"
     );
     ok(w.mc(&["stop", "-t", "1", "fg"]));
     let status = fg.wait().unwrap();
@@ -669,17 +661,8 @@ fn two_clients_on_one_container_at_once_behave() {
     let w = World::new();
     // Two stops at once: both succeed, the container is stopped once.
     let id = w.run_detached(&["--name", "twice"], &["sleep", "300"]);
-    let spawn = |args: &[&str]| {
-        w.cmd()
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let a = spawn(&["stop", "-t", "1", "twice"]);
-    let b = spawn(&["stop", "-t", "1", "twice"]);
+    let a = w.spawn(&["stop", "-t", "1", "twice"]);
+    let b = w.spawn(&["stop", "-t", "1", "twice"]);
     ok(a.wait_with_output().unwrap());
     ok(b.wait_with_output().unwrap());
     assert_eq!(w.state(&id)["exit_code"], 137);
@@ -687,8 +670,8 @@ fn two_clients_on_one_container_at_once_behave() {
     // stop and rm -f at once: the container ends up removed, nothing leaks.
     let id = w.run_detached(&["--name", "contested"], &["sleep", "300"]);
     let pid = init_pid(&w, &id);
-    let stop = spawn(&["stop", "-t", "5", "contested"]);
-    let rm = spawn(&["rm", "-f", "contested"]);
+    let stop = w.spawn(&["stop", "-t", "5", "contested"]);
+    let rm = w.spawn(&["rm", "-f", "contested"]);
     ok(rm.wait_with_output().unwrap());
     let stop = stop.wait_with_output().unwrap();
     // stop either saw it stop, or found it already removed.
@@ -704,7 +687,7 @@ fn two_clients_on_one_container_at_once_behave() {
     // ps while containers are being started: never an error, never a warning.
     let starters: Vec<_> = (0..4)
         .map(|i| {
-            spawn(&[
+            w.spawn(&[
                 "run",
                 "-d",
                 "--name",
@@ -712,7 +695,7 @@ fn two_clients_on_one_container_at_once_behave() {
                 "--rootfs",
                 w.rootfs.to_str().unwrap(),
                 "sleep",
-                "60",
+                "1000",
             ])
         })
         .collect();
@@ -851,32 +834,29 @@ impl Drop for Resume {
 }
 
 #[test]
-fn stop_waits_for_a_slow_supervisor_instead_of_giving_up() {
-    // It used to give up 10 s after SIGKILL ("did not stop after SIGKILL: its supervisor
-    // still holds ...") while a busy machine's supervisor was merely slow to record the
-    // exit. A stopped supervisor is the slowest there is.
+fn stop_and_rm_f_wait_for_a_slow_supervisor_instead_of_giving_up() {
+    // Both used to give up 10 s after SIGKILL while a busy machine's supervisor was
+    // merely slow to record the exit: stop with "did not stop after SIGKILL: its
+    // supervisor still holds ...", rm -f with "is running: stop it first, or use rm -f".
+    // A stopped supervisor is the slowest there is.
     let w = World::new();
     let id = w.run_detached(&[], &["sleep", "300"]);
-    let init = init_pid(&w, &id);
-    let supervisors = vec![parent_pid(init)];
+    let doomed = w.run_detached(&[], &["sleep", "300"]);
+    let (init, doomed_init) = (init_pid(&w, &id), init_pid(&w, &doomed));
+    let supervisors = vec![parent_pid(init), parent_pid(doomed_init)];
     let resume = Resume(supervisors.clone());
     for &pid in &supervisors {
         // SAFETY: kill with a pid and a signal number.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     }
-    let mut stop = w
-        .cmd()
-        .args(["stop", "-t", "0", &id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // SIGKILL needs no supervisor: the init dies (a zombie until the supervisor reaps it).
-    assert!(wait_for(10, || !alive(init)));
-    // Past the old 10 s limit, stop is still waiting rather than failing.
+    let mut stop = w.spawn(&["stop", "-t", "0", &id]);
+    let mut rm = w.spawn(&["rm", "-f", &doomed]);
+    // SIGKILL needs no supervisor: the inits die (zombies until the supervisors reap them).
+    assert!(wait_for(10, || !alive(init) && !alive(doomed_init)));
+    // Past the old 10 s limit, both are still waiting rather than failing.
     std::thread::sleep(Duration::from_secs(11));
     assert!(stop.try_wait().unwrap().is_none(), "stop gave up");
+    assert!(rm.try_wait().unwrap().is_none(), "rm -f gave up");
     drop(resume);
     let out = stop.wait_with_output().unwrap();
     assert_eq!(ok(out).trim(), id);
@@ -884,4 +864,8 @@ fn stop_waits_for_a_slow_supervisor_instead_of_giving_up() {
     assert_eq!(w.state(&id)["exit_code"], 137);
     assert!(!alive(init));
     assert_no_cgroup(&id);
+    let out = rm.wait_with_output().unwrap();
+    assert_eq!(ok(out).trim(), doomed);
+    assert_eq!(w.container_ids(), vec![id]);
+    assert_no_cgroup(&doomed);
 }

@@ -8,11 +8,7 @@ use std::fs;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{ok, stderr, stdout, World, BIN};
-
-fn build_busybox(w: &World) {
-    ok(w.mc(&["image", "build", "-q", "busybox"]));
-}
+use common::{build_busybox, ok, stderr, stdout, World, BIN};
 
 #[test]
 fn no_arguments_prints_the_usage_and_succeeds_as_docker_does() {

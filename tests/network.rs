@@ -101,11 +101,6 @@ fn eth0_address(text: &str) -> String {
         .to_string()
 }
 
-fn inspect(w: &World, name: &str) -> serde_json::Value {
-    let out = ok(w.mc(&["inspect", name]));
-    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
-}
-
 #[test]
 fn bridge_is_the_default_with_an_address_a_route_and_a_reachable_gateway() {
     let w = World::new();

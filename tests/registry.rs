@@ -10,7 +10,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -19,17 +19,6 @@ use sha2::{Digest as _, Sha256};
 
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-fn skopeo(args: &[&str]) -> String {
-    require_tool("skopeo", "skopeo");
-    let out = Command::new("skopeo").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The manifest a registry serves for `target` (host/repo:tag), as skopeo reads it.
@@ -493,12 +482,11 @@ fn a_pull_killed_mid_download_is_reclaimed_and_can_be_repeated() {
         .spawn()
         .unwrap();
     // Wait until the layer is being written (a temp entry exists), then kill -9.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while b.entries("tmp").is_empty() {
-        assert!(Instant::now() < deadline, "the pull never started writing");
+    let writing = wait_for(60, || {
         assert!(child.try_wait().unwrap().is_none(), "the pull ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        !b.entries("tmp").is_empty()
+    });
+    assert!(writing, "the pull never started writing");
     std::thread::sleep(Duration::from_millis(200));
     child.kill().unwrap();
     child.wait().unwrap();

@@ -7,11 +7,6 @@ use std::process::Stdio;
 
 use common::*;
 
-fn inspect(w: &World, name: &str) -> serde_json::Value {
-    let out = ok(w.mc(&["inspect", name]));
-    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
-}
-
 /// Waits for a file the test creates in the container, removes it and exits 3.
 const ON_SIGNAL_EXIT_3: &str =
     "while [ ! -e /tmp/go ]; do sleep 0.05; done; rm /tmp/go; echo run; exit 3";

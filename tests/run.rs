@@ -368,11 +368,15 @@ fn the_host_mount_table_does_not_change() {
             .collect()
     };
     let before = relevant();
+    // It runs until we close its stdin (a fixed `sleep 2` could end before the
+    // mount table was read on a loaded machine).
     let mut child = fx
         .run_cmd(
-            &["--rm", "-v", &format!("{}:/v", fx.rootfs.display())],
-            &["sleep", "2"],
+            &["--rm", "-i", "-v", &format!("{}:/v", fx.rootfs.display())],
+            &["cat"],
         )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
         .spawn()
         .unwrap();
     fx.wait_running();
@@ -383,6 +387,7 @@ fn the_host_mount_table_does_not_change() {
         .into_iter()
         .partition(|l| l.contains(" nsfs ") && l.contains(&netns));
     assert_eq!(namespaces.len(), 1, "{namespaces:?}");
+    drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
     let after = relevant();
     assert_eq!(before, during);
@@ -603,7 +608,7 @@ fn the_container_sees_its_own_cgroup_as_root() {
 fn a_running_container_cannot_be_removed() {
     let fx = Fixture::new();
     let mut child = fx
-        .run_cmd(&["--name", "busy", "--init"], &["sleep", "30"])
+        .run_cmd(&["--name", "busy", "--init"], &["sleep", "1000"])
         .spawn()
         .unwrap();
     wait_until_running(&fx);
@@ -667,7 +672,7 @@ fn containers_get_a_generated_name_and_rm_force_kills_a_running_one() {
     ok(fx.cmd().args(["rm", &name]).output().unwrap());
 
     let mut child = fx
-        .run_cmd(&["--name", "victim"], &["sleep", "30"])
+        .run_cmd(&["--name", "victim"], &["sleep", "1000"])
         .spawn()
         .unwrap();
     wait_until_running(&fx);

@@ -207,7 +207,7 @@ fn privileged_lifts_the_device_filter() {
 #[test]
 fn exec_runs_under_the_same_device_filter() {
     let fx = Fixture::new();
-    let id = fx.run_detached(&["--name", "devexec"], &["sleep", "30"]);
+    let id = fx.run_detached(&["--name", "devexec"], &["sleep", "1000"]);
     let script =
         format!("{TRY_OPEN}\n mknod /tmp/kmsg c 1 11; try /tmp/kmsg '>'; try /dev/null '>'");
     let out = fx.mc(&["exec", &id, "sh", "-c", &script]);

@@ -155,7 +155,7 @@ working_dir = "/proc/self/fd/3"
 fn exec_with_a_working_directory_in_a_cli_descriptor_reaches_nothing() {
     let w = World::new();
     plant_secrets(&w);
-    w.run_detached(&["--name", "target"], &["sleep", "60"]);
+    w.run_detached(&["--name", "target"], &["sleep", "1000"]);
     for fd in 3..=10 {
         let workdir = format!("/proc/self/fd/{fd}");
         let out = w.mc(&["exec", "-w", &workdir, "target", "sh", "-c", REACH_UP]);
@@ -176,8 +176,8 @@ fn exec_refuses_a_working_directory_outside_its_root() {
         &[
             "sh",
             "-c",
-            "unshare -m sh -c 'mount -t tmpfs none /tmp && echo elsewhere > /tmp/f && exec sleep 60' & \
-             echo $! > /split-pid; exec sleep 60",
+            "unshare -m sh -c 'mount -t tmpfs none /tmp && echo elsewhere > /tmp/f && exec sleep 1000' & \
+             echo $! > /split-pid; exec sleep 1000",
         ],
     );
     let mut pid = String::new();
@@ -214,7 +214,7 @@ fn race_execs(
     host_marker: &Path,
 ) -> String {
     probe::install(&w.rootfs);
-    let racer = format!("probe race {}; sleep 60", host_marker.display());
+    let racer = format!("probe race {}; sleep 1000", host_marker.display());
     let mut all = vec!["--name", "raced"];
     all.extend_from_slice(flags);
     w.run_detached(&all, &["sh", "-c", &racer]);
@@ -459,7 +459,7 @@ impl Pty {
 #[test]
 fn exec_never_hands_the_callers_terminal_to_the_container() {
     let w = World::new();
-    w.run_detached(&["--name", "term"], &["sleep", "60"]);
+    w.run_detached(&["--name", "term"], &["sleep", "1000"]);
     let pty = Pty::open();
     let show = "for i in 0 1 2; do readlink /proc/self/fd/$i; done";
     for flags in [&[][..], &["-i"][..]] {
@@ -479,8 +479,9 @@ fn exec_never_hands_the_callers_terminal_to_the_container() {
     }
     // Processes left behind in the container, reading from every stream they were
     // given and writing to the terminal later.
-    let leave = "(cat > /stolen0 &); (cat <&1 > /stolen1 &); (cat <&2 > /stolen2 &); \
-                 (sleep 0.5; echo injected-later >&2) & echo started";
+    let leave = "rm -f /injected; (cat > /stolen0 &); (cat <&1 > /stolen1 &); \
+                 (cat <&2 > /stolen2 &); \
+                 (sleep 0.5; echo injected-later >&2; touch /injected) & echo started";
     for flags in [&[][..], &["-i"][..]] {
         let mut args = vec!["exec"];
         args.extend_from_slice(flags);
@@ -489,7 +490,12 @@ fn exec_never_hands_the_callers_terminal_to_the_container() {
         assert!(pty.output().contains("started"));
         // Typed on the caller's terminal once exec has returned.
         pty.type_in("typed-after-exec\n");
-        std::thread::sleep(std::time::Duration::from_millis(1000));
+        // Once the late writer has written (not after a fixed time, which a loaded
+        // machine can outlast, making the check below pass without testing anything).
+        assert!(wait_for(30, || w
+            .mc(&["exec", "term", "test", "-e", "/injected"])
+            .status
+            .success()));
         let later = pty.output();
         assert!(!later.contains("injected-later"), "{flags:?}: {later:?}");
         let stolen = ok(w.mc(&["exec", "term", "sh", "-c", "cat /stolen*"]));

@@ -9,19 +9,6 @@ use std::path::Path;
 
 use common::*;
 
-fn alive(pid: i32) -> bool {
-    // A zombie is dead for our purposes.
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
 fn on_tmpfs(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
         .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)

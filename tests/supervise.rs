@@ -55,11 +55,6 @@ fn memory_limit_file(id: &str) -> String {
     read_file(cgroup_dir(id, "memory").join(file))
 }
 
-fn inspect(w: &World, name: &str) -> serde_json::Value {
-    let out = ok(w.mc(&["inspect", name]));
-    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
-}
-
 #[test]
 fn wait_prints_each_exit_code_and_fails_for_a_missing_container() {
     let w = World::new();
@@ -197,9 +192,12 @@ fn stop_and_kill_end_a_paused_container() {
         &[
             "sh",
             "-c",
-            "trap 'exit 7' TERM; while :; do sleep 0.05; done",
+            "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done",
         ],
     );
+    // Paused before it set its trap, the thawed PID 1 would ignore the SIGTERM and
+    // end by the SIGKILL 30 s later (137): pause once the trap is set.
+    w.wait_logged("ps1", "ready");
     ok(w.mc(&["pause", "ps1"]));
     ok(w.mc(&["stop", "-t", "30", "ps1"]));
     assert_eq!(ok(w.mc(&["wait", "ps1"])), "7\n");

@@ -26,7 +26,7 @@ fn supervisor_of(id: &str) -> i32 {
 /// The supervisor of `id` once it is the small binary: the full one hands over (execs
 /// it) just after `run -d` returns.
 fn small_supervisor_of(id: &str) -> i32 {
-    let handed_over = wait_for(5, || {
+    let handed_over = wait_for(30, || {
         pids_with("supervise --lock-fd").into_iter().any(|pid| {
             fs::read(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|c| String::from_utf8_lossy(&c).contains(id))
@@ -236,7 +236,7 @@ fn a_quiet_supervisor_gives_back_the_code_only_its_start_ran() {
     // of the static release one); once relaying, a quiet supervisor keeps only what its
     // loop runs (about 380 kB of the debug build, whose libc is shared; 324 of 1,300
     // of the static one).
-    let small = wait_for(5, || {
+    let small = wait_for(30, || {
         let (rss, size) = image_kb(pid, &exe);
         size > 0 && rss * 5 < size * 4
     });

@@ -94,14 +94,28 @@ pub fn signal(record: &Record, signal: i32) -> anyhow::Result<()> {
 /// Sends `signal` as a user's stop (`stop` with the container's stop signal, `kill`):
 /// the supervisor is told first, so it does not restart the container after it.
 fn user_stop(record: &Record, signal: i32) -> anyhow::Result<()> {
-    if record.is_supervised() {
-        super::restart::mark_stopped_by_user(record);
-        if record.load_state()?.restarting {
-            // Between two runs: the marker alone ends the loop (as Docker's kill does).
-            return Ok(());
-        }
+    if !record.is_supervised() {
+        return deliver(record, signal);
     }
-    deliver(record, signal)
+    super::restart::mark_stopped_by_user(record);
+    let state = record.load_state()?;
+    if state.restarting {
+        // Between two runs: the marker alone ends the loop (as Docker's kill does).
+        return Ok(());
+    }
+    let delivered = deliver(record, signal);
+    if delivered.is_err()
+        && state.status == Status::Running
+        && state.restart_policy != super::restart::RestartPolicy::No
+        && record.is_supervised()
+    {
+        // Its run has just ended and the supervisor has not recorded it yet (it says
+        // running, its init is gone): the marker ends the loop as between two runs. A
+        // kill that came then failed with "is not running" while the supervisor was
+        // about to restart it (seen under load with a run that exits at once).
+        return Ok(());
+    }
+    delivered
 }
 
 /// Sends `signal` to the container's init, not as a user's stop (the healthcheck's

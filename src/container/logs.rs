@@ -22,6 +22,9 @@ pub struct LogFollower {
     /// Only records stamped at or after / at or before these (RFC 3339, our form).
     since: Option<String>,
     until: Option<String>,
+    /// While no log is open: the newest file already printed (device, inode), so that
+    /// the files rotated since are printed before the next log is opened.
+    last: Option<(u64, u64)>,
     /// Per stream (stdout, stderr): the last record was partial, so the next one
     /// continues its line (no timestamp prefix).
     mid_line: [bool; 2],
@@ -81,6 +84,10 @@ pub fn output_lost(path: &Path) -> bool {
     crate::runtime::logfile::lost_marker(path).exists()
 }
 
+/// The log (opened), the rotated files (identity and contents, `.1` first) and the
+/// log's contents, taken consistently by [`LogFollower::snapshot`].
+type Snapshot = (Option<File>, Vec<((u64, u64), Vec<u8>)>, Vec<u8>);
+
 /// The complete lines of `data` (up to its last newline).
 fn complete(data: &[u8]) -> &[u8] {
     &data[..data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)]
@@ -90,25 +97,12 @@ impl LogFollower {
     /// Starts at the beginning of the oldest rotated file, or `tail` records before the
     /// end.
     pub fn open(path: &Path, tail: Option<usize>, timestamps: bool) -> io::Result<LogFollower> {
-        let mut rotated = Vec::new();
-        let mut n = 1;
-        loop {
-            match std::fs::read(rotated_path(path, n)) {
-                Ok(data) => rotated.push(data),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                Err(e) => return Err(e),
-            }
-            n += 1;
-        }
+        let (file, rotated, current) = Self::snapshot(path)?;
+        let last = rotated.first().map(|(id, _)| *id);
         let mut backlog = Vec::new();
-        for data in rotated.iter().rev() {
+        for (_, data) in rotated.iter().rev() {
             backlog.extend_from_slice(complete(data));
         }
-        let current = match std::fs::read(path) {
-            Ok(data) => data,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
         let current_complete = complete(&current).len();
         let mut start = 0;
         if let Some(tail) = tail {
@@ -136,13 +130,62 @@ impl LogFollower {
         Ok(LogFollower {
             path: path.to_path_buf(),
             backlog,
-            file: None,
+            file,
             offset,
+            last,
             timestamps,
             since: None,
             until: None,
             mid_line: [false; 2],
         })
+    }
+
+    /// The current log (opened, and its contents) and the rotated files' contents
+    /// (`.1` first), consistent with each other. The current log is opened first and
+    /// kept: what a rotation moves away after that is the follower's to read (see
+    /// [`LogFollower::pump`]); a rotation before it is in the rotated files. Reading
+    /// the rotated files first and opening the log by its path afterwards lost the
+    /// file rotated in between (`logs -f` of a busy container began mid-output). When
+    /// the opened log was rotated meanwhile (it is `.1` now), or a log appeared, the
+    /// snapshot is taken again.
+    fn snapshot(path: &Path) -> io::Result<Snapshot> {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut file = match File::open(path) {
+                Ok(file) => Some(file),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            };
+            let ours = file.as_ref().map(|f| f.metadata()).transpose()?;
+            let mut rotated = Vec::new();
+            let mut moved = false;
+            for n in 1.. {
+                let rotated_file = match File::open(rotated_path(path, n)) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) => return Err(e),
+                };
+                let meta = rotated_file.metadata()?;
+                moved |= ours
+                    .as_ref()
+                    .is_some_and(|o| o.ino() == meta.ino() && o.dev() == meta.dev());
+                let mut data = Vec::new();
+                (&rotated_file).read_to_end(&mut data)?;
+                rotated.push(((meta.dev(), meta.ino()), data));
+            }
+            let appeared = file.is_none() && path.exists();
+            if (moved || appeared) && attempts < 100 {
+                continue;
+            }
+            let mut current = Vec::new();
+            if let Some(f) = file.as_mut() {
+                f.read_to_end(&mut current)?;
+            }
+            return Ok((file, rotated, current));
+        }
     }
 
     /// Prints only records stamped within [since, until] (either may be open).
@@ -212,10 +255,27 @@ impl LogFollower {
         // At most a few rounds: each one follows one rotation.
         for _ in 0..16 {
             if self.file.is_none() {
-                match File::open(&self.path) {
-                    Ok(file) => self.file = Some(file),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e) => return Err(e),
+                // No log open (none yet, or the one read was rotated away): first the
+                // files rotated since the last one printed, oldest first, then the log
+                // from its start. Opening the log by its path alone lost the files a
+                // busy container rotated in between.
+                let (file, rotated, _) = Self::snapshot(&self.path)?;
+                let unseen = rotated
+                    .iter()
+                    .position(|(id, _)| Some(*id) == self.last)
+                    .unwrap_or(rotated.len());
+                for (_, data) in rotated[..unseen].iter().rev() {
+                    self.emit(complete(data), stdout, stderr)?;
+                }
+                if let Some((id, _)) = rotated.first() {
+                    self.last = Some(*id);
+                }
+                match file {
+                    Some(file) => {
+                        self.file = Some(file);
+                        self.offset = 0;
+                    }
+                    None => break,
                 }
             }
             self.read_current(stdout, stderr)?;
@@ -227,26 +287,10 @@ impl LogFollower {
             if std::fs::metadata(&self.path).map_or(true, |now| same(&now)) {
                 break;
             }
-            // Renamed away: what was written before the rename is all there is. Then the
-            // files rotated after it (if the log rotated more than once meanwhile), oldest
-            // first, then the new log from its start.
+            // Renamed away: what was written before the rename is all there is. The
+            // files rotated after it and the new log come next (above).
             self.read_current(stdout, stderr)?;
-            let mut newer = Vec::new();
-            for n in 1..=64 {
-                match std::fs::metadata(rotated_path(&self.path, n)) {
-                    Ok(meta) if same(&meta) => break,
-                    Ok(_) => newer.push(n),
-                    Err(_) => {
-                        newer.clear();
-                        break;
-                    }
-                }
-            }
-            for n in newer.into_iter().rev() {
-                if let Ok(data) = std::fs::read(rotated_path(&self.path, n)) {
-                    self.emit(complete(&data), stdout, stderr)?;
-                }
-            }
+            self.last = Some((ours.dev(), ours.ino()));
             self.file = None;
             self.offset = 0;
         }
@@ -324,6 +368,49 @@ mod tests {
             .unwrap();
         let want: String = (15..40).map(|i| format!("{i}\n")).collect();
         assert_eq!(String::from_utf8(tail).unwrap(), want);
+    }
+
+    #[test]
+    fn a_follower_opened_just_before_a_rotation_misses_nothing() {
+        use crate::runtime::logfile::Rotation;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("container.log");
+        let rotation = Rotation {
+            max_size: 300,
+            max_files: 10,
+        };
+        let mut writer = LogWriter::new(&path).with_rotation(Some(rotation));
+        let mut expected = String::new();
+        let mut write = |i: usize, expected: &mut String| {
+            let line = format!("{i}\n");
+            writer.write(Stream::Stdout, line.as_bytes()).unwrap();
+            expected.push_str(&line);
+        };
+        // `logs -f` started before the container wrote anything (no log yet); it writes
+        // enough to rotate the log away (more than once) before the follower's first
+        // read; then again while the log the follower holds is rotated away.
+        let mut follower = LogFollower::open(&path, None, false).unwrap();
+        for i in 0..30 {
+            write(i, &mut expected);
+        }
+        assert!(rotated_path(&path, 2).exists(), "rotated more than once");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        follower.pump(&mut out, &mut err).unwrap();
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), expected);
+        for i in 30..80 {
+            write(i, &mut expected);
+        }
+        follower.pump(&mut out, &mut err).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+        // Opened while a log exists, before it rotates: the same.
+        let mut follower = LogFollower::open(&path, Some(0), false).unwrap();
+        let mut more = String::new();
+        for i in 80..120 {
+            write(i, &mut more);
+        }
+        let mut out = Vec::new();
+        follower.pump(&mut out, &mut err).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), more);
     }
 
     #[test]

@@ -10,15 +10,21 @@ use super::record::{delete_locked, lock_dir, Record};
 /// (`rm -v`) its anonymous volumes too.
 pub fn remove(store: &Store, record: &Record, force: bool, volumes: bool) -> anyhow::Result<()> {
     let mut lock = lock_dir(&record.dir, false)?;
-    if lock.is_none() && force {
-        // Kill the container's init (its whole pid namespace dies with it); the CLI that
-        // supervises it then cleans up and releases the lock.
-        let _ = control::signal(record, libc::SIGKILL);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while lock.is_none() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            lock = lock_dir(&record.dir, false)?;
+    while lock.is_none() && force {
+        // Kill the container's init (its whole pid namespace dies with it) and wait for
+        // its supervisor to clean up and release the lock, however long that takes (as
+        // stop): giving up after a fixed 10 s said "is running ... use rm -f" to an
+        // rm -f on a busy machine whose supervisor was merely slow. Another command may
+        // take the lock first (a start): kill again.
+        control::kill_and_wait(record)?;
+        if !record.dir.exists() {
+            // Its supervisor ran with --rm and removed it after the kill.
+            return Ok(());
         }
+        lock = match lock_dir(&record.dir, false) {
+            Err(_) if !record.dir.exists() => return Ok(()),
+            other => other?,
+        };
     }
     let Some(_lock) = lock else {
         bail!(

@@ -319,6 +319,13 @@ pub fn supervise(
             let outcome = handover::ended(store, record, code);
             (Ok(outcome), ran, health::take_restart_marker(&record.dir))
         } else {
+            if !first && restart::stopped_by_user(record) {
+                // A user's stop or kill came after the delay's last look: no new run.
+                state.restarting = false;
+                super::attach::unlisten(record);
+                record.save_state(&state)?;
+                return Ok(state.exit_code.unwrap_or(0));
+            }
             if !first {
                 if let Err(err) = super::control::reset_work_dir(record) {
                     state.restarting = false;

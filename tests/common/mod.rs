@@ -20,8 +20,12 @@ mod netns;
 pub use netns::private_network;
 #[path = "rundir.rs"]
 mod rundir;
+#[path = "wait.rs"]
+mod wait;
 #[allow(unused_imports)]
 pub use rundir::{remove_run_dir, run_dir};
+#[allow(unused_imports)]
+pub use wait::{alive, slowdown, wait_for};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mycontainer");
 
@@ -247,29 +251,6 @@ pub fn pids_with(needle: &str) -> Vec<i32> {
     found
 }
 
-/// How much slower than a normal machine this one is: `MYCONTAINER_TEST_SLOWDOWN`
-/// (scripts/test-cgroup2 sets it for its software-emulated VM), else 1. It only
-/// stretches how long a wait gives up after; nothing asserts a duration.
-pub fn slowdown() -> u64 {
-    std::env::var("MYCONTAINER_TEST_SLOWDOWN")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n: &u64| *n >= 1)
-        .unwrap_or(1)
-}
-
-/// Waits until `cond` holds, up to `secs` seconds.
-pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs * slowdown());
-    while std::time::Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    cond()
-}
-
 impl Fixture {
     /// `run -d --rootfs <busybox> <flags...> <command...>`: asserts success, returns the id.
     #[track_caller]
@@ -309,7 +290,7 @@ impl Fixture {
     #[track_caller]
     pub fn wait_running(&self) -> String {
         let mut found = None;
-        let running = wait_for(10, || {
+        let running = wait_for(30, || {
             let ids = self.container_ids();
             found = ids.first().cloned();
             found
@@ -392,4 +373,42 @@ pub fn cgroup_view_listing(pid: i64) -> String {
         .collect();
     shown.sort();
     shown.join(" ")
+}
+
+impl Fixture {
+    /// `mycontainer <args...>` started in the background, stdin null, output piped (for
+    /// commands that run at the same time as others, or that must still be waiting).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits until `logs <name>` shows `needle`: a script says it has set its traps
+    /// (`trap ...; echo ready`) before the test signals it. A signal that comes earlier
+    /// finds a PID 1 with no handler, which the kernel does not deliver at all.
+    #[track_caller]
+    pub fn wait_logged(&self, name: &str, needle: &str) {
+        let seen = wait_for(30, || stdout(&self.mc(&["logs", name])).contains(needle));
+        assert!(
+            seen,
+            "{name} never logged {needle:?}: {:?}",
+            stdout(&self.mc(&["logs", name]))
+        );
+    }
+}
+
+/// `inspect <name>` of a container, as JSON (the one element of the array).
+pub fn inspect(fx: &Fixture, name: &str) -> serde_json::Value {
+    let out = ok(fx.mc(&["inspect", name]));
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+}
+
+/// Builds the busybox image into the fixture's store.
+pub fn build_busybox(fx: &Fixture) {
+    ok(fx.mc(&["image", "build", "-q", "busybox"]));
 }

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -19,6 +19,10 @@ use base64::Engine;
 #[path = "../common/netns.rs"]
 mod netns;
 pub use netns::private_network;
+#[path = "../common/wait.rs"]
+mod wait;
+#[allow(unused_imports)]
+pub use wait::{alive, slowdown, wait_for};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mycontainer");
 
@@ -33,6 +37,18 @@ pub fn require_tool(tool: &str, package: &str) {
         found,
         "{tool} is not installed: install the Debian package {package} (apt-get install {package})"
     );
+}
+
+/// `skopeo <args...>`, insisting on success; returns stdout.
+pub fn skopeo(args: &[&str]) -> String {
+    require_tool("skopeo", "skopeo");
+    let out = Command::new("skopeo").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 pub fn tool_exists(tool: &str) -> bool {
@@ -318,26 +334,27 @@ impl Registry {
     }
 }
 
-/// Waits until the registry answers HTTP (or exits: the port was taken).
+/// Waits until the registry answers HTTP (false if it exits: the port was taken). The
+/// bound (stretched by the slowdown) only ends a registry that never comes up: a slow
+/// start on a loaded machine is not mistaken for a taken port.
 fn wait_ready(child: &mut Child, addr: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        if let Ok(mut stream) = TcpStream::connect(addr) {
-            let request = format!("GET /v2/ HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-            let mut answer = String::new();
-            if stream.write_all(request.as_bytes()).is_ok()
-                && stream.read_to_string(&mut answer).is_ok()
-                && answer.starts_with("HTTP/1")
-            {
-                return true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    let mut exited = false;
+    let answered = wait_for(60, || {
+        exited = exited || matches!(child.try_wait(), Ok(Some(_)));
+        exited || answers_http(addr)
+    });
+    answered && !exited
+}
+
+fn answers_http(addr: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let request = format!("GET /v2/ HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut answer = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1")
 }
 
 impl Drop for Registry {
