@@ -40,16 +40,17 @@ pub enum SystemCommand {
     Df(DfArgs),
     /// Start the containers whose restart policy says they run after a reboot
     Boot,
-    /// Verify the store (every blob's digest, every image down to its layers) and the
-    /// container records against reality; exit 1 when something is wrong, one line per
-    /// finding
+    /// Verify the store (every blob's digest, every image down to its layers), the
+    /// container records and the networks (configs, leases, bridges, nftables tables)
+    /// against reality; exit 1 when something is wrong, one line per finding
     Check(CheckArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// Fix what can be fixed: remove corrupt blobs and broken images, unpack missing
-    /// layers again from their blobs, rebuild a corrupt index, remove leftovers
+    /// layers again from their blobs, rebuild a corrupt index, remove leftovers, free
+    /// stale leases, rebuild a network's unreadable config or missing bridge and rules
     #[arg(long)]
     pub repair: bool,
 }

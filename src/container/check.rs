@@ -1,6 +1,7 @@
 //! `system check`, the container half: every record against reality (its process, its
 //! cgroup, mounts left under its directory, half-written state files), after the
-//! store's own check. With `repair`, what a dead container left behind is removed.
+//! store's own check, then the networks (`network/check.rs`). With `repair`, what a
+//! dead container left behind is removed.
 
 use std::fs;
 use std::path::Path;
@@ -18,6 +19,12 @@ pub fn check(root: &Path, repair: bool) -> anyhow::Result<Vec<Finding>> {
     let store = Store::open(root)?;
     let mut findings = store.check(repair)?;
     check_containers(root, repair, &mut findings)?;
+    // A container runs while someone (its CLI or supervisor) holds its record's lock.
+    let alive = |id: &str| {
+        let dir = containers_dir(root).join(id);
+        dir.is_dir() && matches!(super::record::lock_listed(&dir), Ok(None))
+    };
+    super::network::check::check(root, repair, &alive, &mut findings)?;
     Ok(findings)
 }
 

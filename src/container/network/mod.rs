@@ -8,6 +8,7 @@
 //! too (`gc`). `netlink.rs` talks rtnetlink, `nft.rs` writes the network's nftables
 //! table, `resolv.rs` makes the container's resolv.conf.
 
+pub mod check;
 pub mod hosts;
 pub mod ipam;
 pub mod manage;

@@ -241,6 +241,15 @@ impl Netlink {
         Ok(())
     }
 
+    /// Attaches the link called `name` to the bridge `master`.
+    pub fn set_master(&mut self, name: &str, master: u32) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Controller(master));
+        self.request(RouteNetlinkMessage::NewLink(msg), 0)?;
+        Ok(())
+    }
+
     /// Turns on hairpin mode on the bridge port `name` (a veth's host end): the bridge
     /// may send a frame back out of the port it came in by, as a container reaching its
     /// own published port through a host address needs once the DNAT sends it back.

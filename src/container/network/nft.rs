@@ -173,6 +173,23 @@ pub fn our_tables() -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// Whether our table `table` exists; `None` without nft (then nothing of ours can).
+pub fn has_table(table: &str) -> anyhow::Result<Option<bool>> {
+    let Some(text) = nft_output(&["list", "tables", "ip"])? else {
+        return Ok(None);
+    };
+    Ok(Some(text.lines().any(|l| {
+        l.trim().strip_prefix("table ip ").map(str::trim) == Some(table)
+    })))
+}
+
+/// Whether an existing network table masquerades its subnet's outbound traffic (what
+/// [`apply`] writes for a network that is not internal).
+pub fn masquerades(table: &str) -> anyhow::Result<bool> {
+    Ok(nft_output(&["list", "table", "ip", table])?
+        .is_some_and(|text| text.contains("ip daddr != ")))
+}
+
 /// The bridge a network table's rules name (its `forward` chain's `iifname`), if any.
 pub fn table_bridge(table: &str) -> anyhow::Result<Option<String>> {
     let Some(text) = nft_output(&["list", "table", "ip", table])? else {
