@@ -463,16 +463,9 @@ fn gc_reclaims_its_own_orphaned_cgroups_and_never_another_roots() {
     let id = a.run_detached(&["--network", "none"], &["sleep", "300"]);
     let cgroups = common::container_cgroups(&id);
     assert!(!cgroups.is_empty(), "the container has no cgroup");
-    let supervisors: Vec<i32> = common::pids_with("supervise")
-        .into_iter()
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&id))
-        })
-        .collect();
-    assert_eq!(supervisors.len(), 1, "{supervisors:?}");
+    let supervisor = a.supervisor_pid(&id);
     // SAFETY: SIGKILL to the supervisor this test started.
-    assert_eq!(unsafe { libc::kill(supervisors[0], libc::SIGKILL) }, 0);
+    assert_eq!(unsafe { libc::kill(supervisor, libc::SIGKILL) }, 0);
     // Its container dies with it; the record is lost before anything reclaims it.
     assert!(common::wait_for(30, || common::pids_with("sleep 300")
         .into_iter()

@@ -290,16 +290,9 @@ fn kill_9_of_the_cli_then_gc_reclaims_the_veth_lease_and_mount() {
 fn kill_9_of_a_supervisor_releases_the_network_at_the_next_command() {
     let w = World::new();
     let id = w.run_detached(&["--name", "sup"], &["sleep", "300"]);
-    let supervisor: Vec<i32> = pids_with("supervise --lock-fd")
-        .into_iter()
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&id))
-        })
-        .collect();
-    assert_eq!(supervisor.len(), 1, "{supervisor:?}");
+    let supervisor = w.supervisor_pid(&id);
     // SAFETY: SIGKILL to the supervisor this test started.
-    assert_eq!(unsafe { libc::kill(supervisor[0], libc::SIGKILL) }, 0);
+    assert_eq!(unsafe { libc::kill(supervisor, libc::SIGKILL) }, 0);
     assert!(wait_for(10, || {
         let _ = w.mc(&["ps"]);
         entries(&w, "netns").is_empty()

@@ -131,7 +131,7 @@ fn a_restarted_container_is_relayed_by_the_small_supervisor_again() {
         &["sh", "-c", "echo run; sleep 1000"],
     );
     let first = w.state(&id)["pid"].as_i64().unwrap();
-    let pid = supervisor_of(&id);
+    let pid = w.supervisor_pid(&id);
     // The init dies; the same process records it (as the full binary), starts the
     // container again and becomes the small supervisor once more.
     // SAFETY: kill(2); the pid is the container's init, alive while the record says so.

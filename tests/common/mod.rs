@@ -218,7 +218,6 @@ pub fn assert_no_cgroup(id: &str) {
     assert!(left.is_empty(), "cgroup left behind: {left:?}");
 }
 
-/// Host pids whose command line contains `needle`.
 /// The parent of `pid` (for a detached container's init: its supervisor, whichever of
 /// its two binaries it is executing at the moment), from /proc/PID/stat.
 pub fn parent_pid(pid: i32) -> i32 {
@@ -233,6 +232,7 @@ pub fn parent_pid(pid: i32) -> i32 {
         .unwrap()
 }
 
+/// Host pids whose command line contains `needle`.
 pub fn pids_with(needle: &str) -> Vec<i32> {
     let mut found = Vec::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
@@ -277,6 +277,16 @@ impl Fixture {
     #[track_caller]
     pub fn state(&self, id: &str) -> serde_json::Value {
         self.try_state(id).expect("state.json is readable")
+    }
+
+    /// The supervisor of running container `id`: its init's parent. Not looked up by
+    /// command line, which is briefly empty while it execs its small binary.
+    #[track_caller]
+    pub fn supervisor_pid(&self, id: &str) -> i32 {
+        let init = self.state(id)["pid"]
+            .as_i64()
+            .expect("a running container has a pid");
+        parent_pid(init as i32)
     }
 
     /// The container's state.json, if it exists yet.

@@ -110,6 +110,12 @@ impl Netlink {
         outcomes.pop().unwrap_or(Ok(())).map(|()| replies)
     }
 
+    /// Sets the link `index` up.
+    pub fn set_up(&mut self, index: u32) -> io::Result<()> {
+        self.request(up_message(index), 0)?;
+        Ok(())
+    }
+
     /// Sends `requests` in one message and waits for all their acknowledgements: one
     /// round trip instead of one each. The kernel handles them in order and goes on
     /// after a failure, so every one is answered; the first failure is returned with
