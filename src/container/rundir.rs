@@ -352,9 +352,9 @@ pub fn collect_vanished() -> anyhow::Result<usize> {
             continue;
         };
         let dir = entry.path();
-        if name.starts_with(ASIDE_PREFIX) {
+        if let Some(home) = name.strip_prefix(ASIDE_PREFIX) {
             // Left by a gc killed between the move and the removal.
-            removed += usize::from(remove_aside(&dir, &base.join(&name[ASIDE_PREFIX.len()..]))?);
+            removed += usize::from(remove_aside(&dir, &base.join(home))?);
             continue;
         }
         let Ok(root) = fs::read_link(dir.join("root")) else {
