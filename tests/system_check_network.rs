@@ -43,7 +43,10 @@ fn config(w: &World, name: &str) -> serde_json::Value {
 
 fn http_get(addr: &str) -> String {
     let attempt = || -> std::io::Result<String> {
-        let mut stream = TcpStream::connect(addr)?;
+        // A port whose bridge is gone drops the SYN: without a bound, connect waits for
+        // the kernel's retries (about two minutes).
+        let target: std::net::SocketAddr = addr.parse().expect("an ip:port");
+        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2 * slowdown()))?;
         stream.set_read_timeout(Some(Duration::from_secs(5 * slowdown())))?;
         stream.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
         let mut body = String::new();
