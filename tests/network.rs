@@ -8,8 +8,8 @@ mod probe;
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::io::Write;
+use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -477,19 +477,6 @@ fn add_host_dns_and_internal_networks() {
     assert!(out.contains("dev eth0"), "{out}");
     ok(w.mc(&["network", "rm", "closed"]));
     assert_nothing_attached(&w);
-}
-
-/// An HTTP GET of / through `addr`, or what went wrong.
-fn http_get(addr: &str) -> String {
-    let attempt = || -> std::io::Result<String> {
-        let mut stream = TcpStream::connect(addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(5 * slowdown())))?;
-        stream.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-        let mut body = String::new();
-        stream.read_to_string(&mut body)?;
-        Ok(body)
-    };
-    attempt().unwrap_or_else(|e| format!("error: {e}"))
 }
 
 /// One datagram to `addr` and its answer, or what went wrong.

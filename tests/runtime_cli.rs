@@ -193,6 +193,28 @@ fn file_contains(path: &Path, text: &str) -> bool {
     fs::read_to_string(path).unwrap_or_default().contains(text)
 }
 
+/// Creates and starts `id` from `bundle` with its output in `out`, and returns that
+/// output once the container's script has said "done".
+#[track_caller]
+fn create_start_until_done(rt: &Rt, bundle: &Path, id: &str, out: &Path) -> String {
+    let created = rt.create(bundle, id, out, &[]);
+    assert!(created.status.success(), "{:?}", fs::read_to_string(out));
+    ok(rt.rt(&["start", id]));
+    assert!(
+        wait_for(20, || file_contains(out, "done")),
+        "{:?}",
+        fs::read_to_string(out)
+    );
+    fs::read_to_string(out).unwrap()
+}
+
+/// `text`'s lines with each run of blanks made one space (uid_map's aligned columns).
+fn squeezed_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
 #[test]
 fn create_start_state_kill_delete_through_every_status() {
     let mut rt = Rt::new();
@@ -1883,19 +1905,8 @@ fn a_user_namespace_maps_root_to_an_unprivileged_host_id_that_cannot_reach_the_h
         .unwrap();
     assert!(chowned.success());
     let out = rt.dir.path().join("userns.out");
-    let created = rt.create(&bundle, &id, &out, &[]);
-    assert!(created.status.success(), "{:?}", fs::read_to_string(&out));
-    ok(rt.rt(&["start", &id]));
-    assert!(
-        wait_for(20, || file_contains(&out, "done")),
-        "{:?}",
-        fs::read_to_string(&out)
-    );
-    let said = fs::read_to_string(&out).unwrap();
-    let lines: Vec<String> = said
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
+    let said = create_start_until_done(&rt, &bundle, &id, &out);
+    let lines = squeezed_lines(&said);
     let expected = [
         "0 100000 65536",
         "0 100000 65536",
@@ -1931,10 +1942,7 @@ fn a_user_namespace_maps_root_to_an_unprivileged_host_id_that_cannot_reach_the_h
         "cat /proc/self/uid_map; id -u; cat /secret",
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let said: Vec<String> = stdout(&out)
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
+    let said = squeezed_lines(&stdout(&out));
     assert_eq!(said, ["0 100000 65536", "0"]);
     ok(rt.rt(&["delete", "--force", &id]));
     reap(pid.parse().unwrap());
@@ -2097,19 +2105,8 @@ fn a_container_joins_a_user_namespace_by_path_and_its_root_stays_unprivileged_on
     let bundle = joining_bundle(&rt, "userjoin", &holder, script, &secret);
     let id = rt.id("userjoin");
     let out = rt.dir.path().join("userjoin.out");
-    let created = rt.create(&bundle, &id, &out, &[]);
-    assert!(created.status.success(), "{:?}", fs::read_to_string(&out));
-    ok(rt.rt(&["start", &id]));
-    assert!(
-        wait_for(20, || file_contains(&out, "done")),
-        "{:?}",
-        fs::read_to_string(&out)
-    );
-    let said = fs::read_to_string(&out).unwrap();
-    let lines: Vec<String> = said
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
+    let said = create_start_until_done(&rt, &bundle, &id, &out);
+    let lines = squeezed_lines(&said);
     let hpid = holder.pid();
     let expected = [
         format!("0 {MAPPED_ROOT} 65536"),
@@ -2187,15 +2184,7 @@ fn a_container_joins_a_pod_user_and_pid_namespace_and_sees_its_processes() {
     fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     let id = rt.id("userpid");
     let out = rt.dir.path().join("userpid.out");
-    let created = rt.create(&bundle, &id, &out, &[]);
-    assert!(created.status.success(), "{:?}", fs::read_to_string(&out));
-    ok(rt.rt(&["start", &id]));
-    assert!(
-        wait_for(20, || file_contains(&out, "done")),
-        "{:?}",
-        fs::read_to_string(&out)
-    );
-    let said = fs::read_to_string(&out).unwrap();
+    let said = create_start_until_done(&rt, &bundle, &id, &out);
     let lines: Vec<&str> = said.lines().map(str::trim).collect();
     assert_ne!(lines[0], "self=1", "{said}");
     assert_eq!(lines[1], "sleep 1000", "{said}");

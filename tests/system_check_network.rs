@@ -6,10 +6,7 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 
@@ -39,21 +36,6 @@ fn entries(w: &World, rel: &str) -> Vec<String> {
 fn config(w: &World, name: &str) -> serde_json::Value {
     let path = w.root.join("networks").join(format!("{name}.json"));
     serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
-}
-
-fn http_get(addr: &str) -> String {
-    let attempt = || -> std::io::Result<String> {
-        // A port whose bridge is gone drops the SYN: without a bound, connect waits for
-        // the kernel's retries (about two minutes).
-        let target: std::net::SocketAddr = addr.parse().expect("an ip:port");
-        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2 * slowdown()))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5 * slowdown())))?;
-        stream.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-        let mut body = String::new();
-        stream.read_to_string(&mut body)?;
-        Ok(body)
-    };
-    attempt().unwrap_or_else(|e| format!("error: {e}"))
 }
 
 #[track_caller]

@@ -422,3 +422,23 @@ pub fn inspect(fx: &Fixture, name: &str) -> serde_json::Value {
 pub fn build_busybox(fx: &Fixture) {
     ok(fx.mc(&["image", "build", "-q", "busybox"]));
 }
+
+/// An HTTP GET of /index.html through `addr` (ip:port), or what went wrong. The connect
+/// is bounded: a port whose packets are dropped would otherwise wait for the kernel's
+/// SYN retries (about two minutes).
+pub fn http_get(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let attempt = || -> std::io::Result<String> {
+        let target: std::net::SocketAddr = addr
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let bound = std::time::Duration::from_secs(5 * slowdown());
+        let mut stream = std::net::TcpStream::connect_timeout(&target, bound)?;
+        stream.set_read_timeout(Some(bound))?;
+        stream.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body)?;
+        Ok(body)
+    };
+    attempt().unwrap_or_else(|e| format!("error: {e}"))
+}
