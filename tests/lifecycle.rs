@@ -63,16 +63,9 @@ fn run_d_returns_at_once_and_a_detached_supervisor_owns_the_container() {
         "{:?}",
         supervisor_pids(&id)
     );
-    let stat = fs::read_to_string(format!("/proc/{}/stat", supervisors[0])).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
     assert_eq!(
-        fields[3],
-        supervisors[0].to_string(),
+        session_of(supervisors[0]),
+        supervisors[0],
         "supervisor is not a session leader"
     );
     // The init's stdin is /dev/null; its stdout goes to the supervisor, not the CLI.
@@ -135,16 +128,9 @@ fn run_d_supervisor_keeps_no_descriptor_the_caller_left_open() {
         "the container's init got the caller's descriptor"
     );
     // And the supervisor is in a session of its own, which it made itself.
-    let stat = fs::read_to_string(format!("/proc/{supervisor}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
     assert_eq!(
-        fields[3],
-        supervisor.to_string(),
+        session_of(supervisor),
+        supervisor,
         "supervisor is not a session leader"
     );
     ok(w.mc(&["rm", "-f", &id]));

@@ -218,18 +218,29 @@ pub fn assert_no_cgroup(id: &str) {
     assert!(left.is_empty(), "cgroup left behind: {left:?}");
 }
 
-/// The parent of `pid` (for a detached container's init: its supervisor, whichever of
-/// its two binaries it is executing at the moment), from /proc/PID/stat.
-pub fn parent_pid(pid: i32) -> i32 {
+/// Field `n` after the command's name in /proc/PID/stat (0: state, 1: parent, 3:
+/// session), as a number.
+pub fn stat_number(pid: i32, n: usize) -> i32 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // After the command's name in parentheses: state, then the parent's pid.
+    // The name is in parentheses and may hold anything: split after its last ')'.
     let after_name = stat.rsplit(')').next().unwrap_or("");
     after_name
         .split_whitespace()
-        .nth(1)
+        .nth(n)
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// The parent of `pid` (for a detached container's init: its supervisor, whichever of
+/// its two binaries it is executing at the moment).
+pub fn parent_pid(pid: i32) -> i32 {
+    stat_number(pid, 1)
+}
+
+/// The session `pid` is in.
+pub fn session_of(pid: i32) -> i32 {
+    stat_number(pid, 3)
 }
 
 /// Host pids whose command line contains `needle`.
