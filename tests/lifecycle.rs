@@ -329,10 +329,11 @@ fn rm_refuses_a_running_container_and_rm_f_and_rm_flag_clean_everything() {
     assert!(wait_for(10, || w.container_ids().is_empty()));
     assert_no_cgroup(&gone);
     assert!(wait_for(10, || supervisor_pids(&gone).is_empty()));
-    // stop of a --rm container: it stops and is gone when stop returns.
+    // stop of a --rm container: it stops, and its supervisor removes it (as Docker's
+    // daemon does after `docker stop`, the removal may end just after stop returns).
     let stopped = w.run_detached(&["--rm", "--name", "ephemeral"], &["sleep", "1000"]);
     ok(w.mc(&["stop", "-t", "1", "ephemeral"]));
-    assert!(w.container_ids().is_empty());
+    assert!(wait_for(10, || w.container_ids().is_empty()));
     assert_no_cgroup(&stopped);
 }
 
