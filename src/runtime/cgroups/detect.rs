@@ -78,9 +78,10 @@ fn look() -> Result<Layout> {
     };
     // The cheap look first (no walk of the mount table, which the kernel formats afresh
     // for every read); mountinfo when the host mounts a hierarchy elsewhere.
-    let conventional = std::fs::read_to_string("/proc/self/cgroup")
-        .ok()
-        .and_then(|own| conventional_v1(root, &own, is_cgroup1_mount));
+    let conventional = own_cgroups()
+        .listed
+        .as_deref()
+        .and_then(|listed| conventional_v1(root, listed));
     if let Some(v1) = conventional {
         return classify_v1(root, fs, unified_fs, v1);
     }
@@ -90,24 +91,83 @@ fn look() -> Result<Layout> {
 }
 
 /// Whether a v1 cgroup filesystem is mounted at `path`.
-pub(super) fn is_cgroup1_mount(path: &Path) -> bool {
+fn is_cgroup1_mount(path: &Path) -> bool {
     statfs(path).is_ok_and(|s| s.filesystem_type() == CGROUP_SUPER_MAGIC)
 }
 
-/// The v1 hierarchies carrying [`V1_CONTROLLERS`] from the process's own cgroup file
-/// (`ID:CONTROLLERS:PATH`, one line per hierarchy), each where hosts mount it: at
-/// `root/CONTROLLERS` (the convention crun relies on). None when one of them is not a
-/// v1 mount there (`is_mount` says), or none is listed: mountinfo must say where they are.
-pub(super) fn conventional_v1(
+/// The process's own cgroup file, read and looked at once per process: the layout
+/// (`detect`), the container's /sys/fs/cgroup view and what it inherits all come from
+/// this one read, and each hierarchy's conventional place is checked once.
+#[derive(Debug, Default)]
+pub(super) struct OwnCgroups {
+    /// The file as read (`ID:CONTROLLERS:PATH`, one line per hierarchy); empty when
+    /// unreadable.
+    pub text: String,
+    /// Its v1 hierarchies; None when a line does not parse.
+    pub listed: Option<Vec<Listed>>,
+}
+
+/// One v1 hierarchy of the own cgroup file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Listed {
+    /// As listed: its controllers and `name=`, e.g. `cpu,cpuacct` or `name=systemd`.
+    pub listed: String,
+    /// Its directory under the root where hosts mount it (`CONTROLLERS`, or NAME for a
+    /// named one): None when it has no such place or no v1 mount is there.
+    pub place: Option<String>,
+}
+
+/// This process's [`OwnCgroups`] under [`CGROUP_ROOT`] (read once).
+pub(super) fn own_cgroups() -> &'static OwnCgroups {
+    static OWN: std::sync::OnceLock<OwnCgroups> = std::sync::OnceLock::new();
+    OWN.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let listed = listed_hierarchies(Path::new(CGROUP_ROOT), &text, is_cgroup1_mount);
+        OwnCgroups { text, listed }
+    })
+}
+
+/// The v1 hierarchies of `self_cgroup`, each with its place under `root` when `is_mount`
+/// says a v1 mount is there. None when a line does not parse.
+pub(super) fn listed_hierarchies(
     root: &Path,
     self_cgroup: &str,
     is_mount: impl Fn(&Path) -> bool,
-) -> Option<Vec<Hierarchy>> {
+) -> Option<Vec<Listed>> {
     let mut found = Vec::new();
     for line in self_cgroup.lines() {
         let mut fields = line.splitn(3, ':');
         let (_id, listed) = (fields.next()?, fields.next()?);
-        let controllers: Vec<String> = listed
+        if listed.is_empty() {
+            // the cgroup2 tree ("0::PATH")
+            continue;
+        }
+        // A named hierarchy carrying controllers (`name=x,cpu`) has no conventional place.
+        let name = match listed.strip_prefix("name=") {
+            Some(named) if !named.contains(',') => named,
+            Some(_) => listed,
+            None => listed,
+        };
+        let conventional = !name.contains('=')
+            && !name.contains('/')
+            && !selecting_options(listed).is_empty()
+            && is_mount(&root.join(name));
+        found.push(Listed {
+            listed: listed.to_string(),
+            place: conventional.then(|| name.to_string()),
+        });
+    }
+    Some(found)
+}
+
+/// The v1 hierarchies carrying [`V1_CONTROLLERS`] among `listed`, each at its
+/// conventional place under `root` (the convention crun relies on). None when one of
+/// them has no such place, or none is listed: mountinfo must say where they are.
+pub(super) fn conventional_v1(root: &Path, listed: &[Listed]) -> Option<Vec<Hierarchy>> {
+    let mut found = Vec::new();
+    for l in listed {
+        let controllers: Vec<String> = l
+            .listed
             .split(',')
             .filter(|c| V1_CONTROLLERS.contains(c))
             .map(String::from)
@@ -115,15 +175,10 @@ pub(super) fn conventional_v1(
         if controllers.is_empty() {
             continue;
         }
-        // A named hierarchy carrying controllers has no conventional place.
-        let mount_point = root.join(listed);
-        if listed.contains('=') || listed.contains('/') || !is_mount(&mount_point) {
-            return None;
-        }
         found.push(Hierarchy {
-            mount_point,
+            mount_point: root.join(l.place.as_deref()?),
             controllers,
-            mount_data: selecting_options(listed),
+            mount_data: selecting_options(&l.listed),
         });
     }
     (!found.is_empty()).then_some(found)
@@ -351,7 +406,9 @@ mod tests {
     fn the_own_cgroup_file_gives_the_hierarchies_where_hosts_mount_them() {
         let root = Path::new("/fixture/cgroup");
         let own = "9:name=systemd:/\n7:memory,hugetlb:/a\n3:cpu,cpuacct:/\n2:pids:/\n0::/\n";
-        let v1 = conventional_v1(root, own, |_| true).unwrap();
+        let listed =
+            |is_mount: &dyn Fn(&Path) -> bool| listed_hierarchies(root, own, is_mount).unwrap();
+        let v1 = conventional_v1(root, &listed(&|_| true)).unwrap();
         let points: Vec<_> = v1.iter().map(|h| h.mount_point.clone()).collect();
         assert_eq!(
             points,
@@ -361,16 +418,26 @@ mod tests {
         assert_eq!(v1[0].mount_data, "memory,hugetlb");
         // a hierarchy mounted elsewhere (HYBRID mounts memory,hugetlb at memory)
         let elsewhere = |p: &Path| !p.ends_with("memory,hugetlb");
-        assert_eq!(conventional_v1(root, own, elsewhere), None);
+        assert_eq!(conventional_v1(root, &listed(&elsewhere)), None);
+        // a named hierarchy mounted elsewhere is not ours: still found
+        let no_systemd = |p: &Path| !p.ends_with("systemd");
+        assert_eq!(conventional_v1(root, &listed(&no_systemd)), Some(v1));
         // nothing of ours listed (a unified host's "0::/")
-        assert_eq!(conventional_v1(root, "0::/\n", |_| true), None);
+        let unified = listed_hierarchies(root, "0::/\n", |_| true).unwrap();
+        assert_eq!(conventional_v1(root, &unified), None);
+        // a line that does not parse
+        assert_eq!(listed_hierarchies(root, "garbage\n", |_| true), None);
     }
 
     #[test]
     fn the_cheap_look_at_this_host_finds_what_mountinfo_says() {
-        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        let Some(mut cheap) = conventional_v1(Path::new(CGROUP_ROOT), &own, is_cgroup1_mount)
-        else {
+        let own = own_cgroups();
+        assert_eq!(
+            own.text,
+            std::fs::read_to_string("/proc/self/cgroup").unwrap()
+        );
+        let listed = own.listed.as_deref().unwrap();
+        let Some(mut cheap) = conventional_v1(Path::new(CGROUP_ROOT), listed) else {
             return;
         };
         let mut full = v1_hierarchies(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());

@@ -173,10 +173,10 @@ impl Cgroup {
             Backend::V2(_) => CgroupView::Unified,
             Backend::V1(cg) => {
                 // Unreadable: no inherited cgroup is known, so only joined ones show.
-                let inherited = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+                let inherited = &detect::own_cgroups().text;
                 CgroupView::Split {
                     unified: cg.unified_dir().is_some(),
-                    v1: view::shown(view::host_v1_view(), &cg.joined_mount_data(), &inherited),
+                    v1: view::shown(view::host_v1_view(), &cg.joined_mount_data(), inherited),
                 }
             }
         }

@@ -7,10 +7,9 @@
 //! container's cgroup and stats). Docker joins every hierarchy instead; that costs a
 //! mkdir and a cgroup.procs write per hierarchy on every start.
 
-use std::path::Path;
 use std::sync::OnceLock;
 
-use super::detect::{is_cgroup1_mount, selecting_options, unescape_octal, CGROUP_ROOT};
+use super::detect::{own_cgroups, selecting_options, unescape_octal, Listed, CGROUP_ROOT};
 
 /// The v1 part of the view: what to mount and which names to link.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,14 +21,12 @@ pub struct V1View {
     pub links: Vec<(String, String)>,
 }
 
-/// The host's v1 hierarchies under /sys/fs/cgroup (looked up once per process; an
-/// unreadable mountinfo shows none).
+/// The host's v1 hierarchies under /sys/fs/cgroup (looked up once per process, from the
+/// own cgroup file `detect` read; an unreadable mountinfo shows none).
 pub fn host_v1_view() -> V1View {
     static VIEW: OnceLock<V1View> = OnceLock::new();
     VIEW.get_or_init(|| {
-        let conventional = std::fs::read_to_string("/proc/self/cgroup")
-            .ok()
-            .and_then(|own| conventional_view(&own, is_cgroup1_mount));
+        let conventional = own_cgroups().listed.as_deref().and_then(conventional_view);
         conventional.unwrap_or_else(|| {
             std::fs::read_to_string("/proc/self/mountinfo")
                 .map(|m| v1_view(&m))
@@ -41,33 +38,13 @@ pub fn host_v1_view() -> V1View {
 
 /// The view from the process's own cgroup file: every v1 hierarchy it lists, at
 /// /sys/fs/cgroup/CONTROLLERS (a named one at /sys/fs/cgroup/NAME). None when one of
-/// them is not a v1 mount there (`is_mount` says): mountinfo must say where it is.
-pub(super) fn conventional_view(
-    self_cgroup: &str,
-    is_mount: impl Fn(&Path) -> bool,
-) -> Option<V1View> {
+/// them has no such place: mountinfo must say where it is.
+pub(super) fn conventional_view(listed: &[Listed]) -> Option<V1View> {
     let mut mounts: Vec<(String, String)> = Vec::new();
-    for line in self_cgroup.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (_id, listed) = (fields.next()?, fields.next()?);
-        if listed.is_empty() {
-            // the cgroup2 tree ("0::PATH")
-            continue;
-        }
-        let name = match listed.strip_prefix("name=") {
-            Some(named) if !named.contains(',') => named,
-            Some(_) => return None,
-            None => listed,
-        };
-        let data = selecting_options(listed);
-        if name.contains('=') || name.contains('/') || data.is_empty() {
-            return None;
-        }
-        if !is_mount(&Path::new(CGROUP_ROOT).join(name)) {
-            return None;
-        }
+    for l in listed {
+        let name = l.place.as_deref()?;
         if !mounts.iter().any(|(n, _)| n == name) {
-            mounts.push((name.to_string(), data));
+            mounts.push((name.to_string(), selecting_options(&l.listed)));
         }
     }
     Some(with_links(mounts))
@@ -159,7 +136,9 @@ fn same_hierarchy(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::detect::listed_hierarchies;
     use super::*;
+    use std::path::Path;
 
     const SELF_CGROUP: &str = "\
 12:rdma:/
@@ -172,8 +151,12 @@ mod tests {
 
     #[test]
     fn the_view_from_the_own_cgroup_file_names_each_hierarchy_where_hosts_mount_it() {
+        let root = Path::new(CGROUP_ROOT);
         let mounted = |p: &Path| p.starts_with(CGROUP_ROOT);
-        let view = conventional_view(SELF_CGROUP, mounted).unwrap();
+        let listed = |is_mount: &dyn Fn(&Path) -> bool| {
+            listed_hierarchies(root, SELF_CGROUP, is_mount).unwrap()
+        };
+        let view = conventional_view(&listed(&mounted)).unwrap();
         let names: Vec<&str> = view.mounts.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
@@ -191,13 +174,12 @@ mod tests {
             .contains(&("cpuacct".into(), "cpu,cpuacct".into())));
         // one hierarchy not where hosts mount it: mountinfo must say
         let not_memory = |p: &Path| mounted(p) && !p.ends_with("memory");
-        assert_eq!(conventional_view(SELF_CGROUP, not_memory), None);
+        assert_eq!(conventional_view(&listed(&not_memory)), None);
     }
 
     #[test]
     fn the_cheap_view_of_this_host_is_the_one_mountinfo_gives() {
-        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        let Some(cheap) = conventional_view(&own, is_cgroup1_mount) else {
+        let Some(cheap) = own_cgroups().listed.as_deref().and_then(conventional_view) else {
             return;
         };
         let full = v1_view(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
