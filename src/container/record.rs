@@ -274,11 +274,25 @@ pub(super) fn delete_locked(
     dir: &Path,
     name: Option<&str>,
 ) -> anyhow::Result<()> {
+    delete_locked_after(store, id, dir, name, false)
+}
+
+/// [`delete_locked`], the cgroup left alone when `cgroup_removed` (the runtime removed
+/// it as the container ended, and the lock kept anyone from making it again).
+fn delete_locked_after(
+    store: &Store,
+    id: &str,
+    dir: &Path,
+    name: Option<&str>,
+    cgroup_removed: bool,
+) -> anyhow::Result<()> {
     super::network::release(store.root(), id)
         .with_context(|| format!("cannot remove the network of container {id}"))?;
-    Cgroup::open(&cgroup_name(super::paths::root_of_record(dir), id))
-        .and_then(|cg| cg.destroy())
-        .with_context(|| format!("cannot remove the cgroup of container {id}"))?;
+    if !cgroup_removed {
+        Cgroup::open(&cgroup_name(super::paths::root_of_record(dir), id))
+            .and_then(|cg| cg.destroy())
+            .with_context(|| format!("cannot remove the cgroup of container {id}"))?;
+    }
     match fs::remove_dir_all(dir) {
         Err(err) if err.kind() != ErrorKind::NotFound => {
             return Err(err).with_context(|| format!("cannot remove {}", dir.display()))
@@ -303,8 +317,18 @@ pub(super) fn delete_locked(
 /// Removes the record of a finished `--rm` run, or after a failed setup.
 /// Its anonymous volumes go with it, as Docker's `--rm` removes them.
 pub fn discard(store: &Store, record: &Record, name: Option<&str>) -> anyhow::Result<()> {
+    discard_after(store, record, name, false)
+}
+
+/// [`discard`], the cgroup left alone when the runtime removed it (`cgroup_removed`).
+pub fn discard_after(
+    store: &Store,
+    record: &Record,
+    name: Option<&str>,
+    cgroup_removed: bool,
+) -> anyhow::Result<()> {
     let volumes = super::volumes::volumes_of_record(store.root(), &record.dir);
-    delete_locked(store, &record.id, &record.dir, name)?;
+    delete_locked_after(store, &record.id, &record.dir, name, cgroup_removed)?;
     super::volumes::remove_anonymous(store.root(), &volumes)
 }
 

@@ -196,6 +196,16 @@ pub(super) fn finish(
     record: &super::Record,
     state: &mut State,
 ) -> anyhow::Result<()> {
+    finish_after(store, record, state, false)
+}
+
+/// [`finish`], the cgroup left alone when the runtime removed it (`cgroup_removed`).
+fn finish_after(
+    store: &Store,
+    record: &super::Record,
+    state: &mut State,
+    cgroup_removed: bool,
+) -> anyhow::Result<()> {
     // `rename` may have changed the name while it ran.
     if let Ok(on_disk) = record.load_state() {
         state.name = on_disk.name;
@@ -210,7 +220,7 @@ pub(super) fn finish(
         super::events::emit(store.root(), &record.id, name, "die", &attrs);
     }
     if state.auto_remove {
-        super::discard(store, record, state.name.as_deref())
+        super::record::discard_after(store, record, state.name.as_deref(), cgroup_removed)
     } else {
         state.status = Status::Exited;
         state.pid = None;
@@ -230,7 +240,7 @@ pub fn run(store: &Store, input: RunInput) -> anyhow::Result<i32> {
             state.exit_code = Some(outcome.exit_code);
             state.oom_killed = outcome.oom_killed;
             state.error = outcome.exec_error.clone();
-            finish(store, &record, &mut state)?;
+            finish_after(store, &record, &mut state, outcome.cgroup_removed)?;
             let label = &record.name;
             if let Some(reason) = &outcome.exec_error {
                 eprintln!("mycontainer: {reason}");

@@ -44,6 +44,9 @@ pub struct Outcome {
     pub exec_error: Option<String>,
     /// The grace period after SIGTERM/SIGINT ran out and the container was killed.
     pub killed_after_timeout: bool,
+    /// The runtime removed the container's cgroup: whoever removes the record next need
+    /// not look for it again.
+    pub cgroup_removed: bool,
 }
 
 /// Blocks the forwarded signals (and SIGCHLD) so they queue on a signalfd instead of

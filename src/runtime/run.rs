@@ -57,11 +57,16 @@ impl CgroupGuard {
 
 impl CgroupGuard {
     /// After the command ran, its exit code stays the result: a cgroup that cannot be
-    /// removed now is said, and removing the record (rm, --rm, gc) tries again.
-    pub(super) fn destroy_or_warn(self) {
+    /// removed now is said, and removing the record (rm, --rm, gc) tries again. True
+    /// when it was removed.
+    pub(super) fn destroy_or_warn(self) -> bool {
         let name = self.get().name().to_string();
-        if let Err(e) = self.destroy() {
-            eprintln!("mycontainer: warning: cannot remove cgroup {name}: {e:#}");
+        match self.destroy() {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("mycontainer: warning: cannot remove cgroup {name}: {e:#}");
+                false
+            }
         }
     }
 }
@@ -268,7 +273,7 @@ pub(super) fn start_relayed(req: &RunRequest) -> anyhow::Result<RelayedStart> {
             })))
         }
         Launched::ExecFailed { code, reason } => {
-            cgroup.destroy_or_warn();
+            let _ = cgroup.destroy_or_warn();
             Ok(RelayedStart::ExecFailed(code, reason))
         }
     }
@@ -308,7 +313,7 @@ pub fn run(req: &RunRequest, on_started: &mut dyn FnMut(i32)) -> anyhow::Result<
     );
     outcome.oom_killed = cgroup.get().oom_killed();
     outcome.memory_limit = cgroup.get().memory_limit();
-    cgroup.destroy_or_warn();
+    outcome.cgroup_removed = cgroup.destroy_or_warn();
     Ok(outcome)
 }
 
