@@ -285,3 +285,53 @@ fn a_bridge_or_table_gone_under_a_running_container_is_made_again() {
         links()
     );
 }
+
+// The default network is shared by every state root in the namespace, and so are its
+// leases: one root's check frees another root's lease whose container is gone for good
+// (no record, no veth) and keeps the lease of that root's running container.
+#[test]
+fn check_frees_another_roots_dead_lease_on_the_default_network_and_keeps_a_live_one() {
+    let a = World::new();
+    let b = World::new();
+    a.run_detached(&["--name", "live"], &["sleep", "300"]);
+    let leases = shared_network_home().join("bridge.leases");
+    let listed = || {
+        let mut names: Vec<String> = fs::read_dir(&leases)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(listed(), vec!["172.17.0.2"]);
+    let dead = "ef".repeat(32);
+    fs::write(
+        leases.join("172.17.0.9"),
+        format!("{dead}\n{}", a.root.display()),
+    )
+    .unwrap();
+    let (code, out) = check(&b, false);
+    assert_eq!(code, 1, "{out}");
+    let line = format!(
+        "network bridge: address 172.17.0.9 is leased to container efefefefefef of state root {}, which no longer runs",
+        a.root.display()
+    );
+    assert!(out.contains(&line), "{line} not in {out}");
+    assert!(!out.contains("172.17.0.2"), "{out}");
+    let (code, out) = check(&b, true);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("freed it"), "{out}");
+    assert_eq!(listed(), vec!["172.17.0.2"]);
+    assert_eq!(check(&a, false).0, 0);
+    assert_eq!(check(&b, false).0, 0);
+    let out = ok(a.mc(&[
+        "exec",
+        "live",
+        "sh",
+        "-c",
+        "ping -c 1 -W 5 172.17.0.1 >/dev/null && echo gateway-ok",
+    ]));
+    assert!(out.contains("gateway-ok"), "{out}");
+    ok(a.mc(&["rm", "-f", "live"]));
+}

@@ -2,10 +2,11 @@
 //! config.json names). A container on a bridge network gets a network namespace made
 //! here and bind-mounted at `<root>/netns/<id>` (so exec, cleanup and gc find it), a
 //! veth pair whose host end is attached to the network's bridge and whose other end is
-//! the container's `eth0`, an address leased from the network's subnet (`ipam.rs`) and
-//! a default route through the bridge. What one attachment made is written first to
-//! `<root>/netns/<id>.json`, so [`release`] can undo it on every path, after a kill -9
-//! too (`gc`). `netlink.rs` talks rtnetlink, `nft.rs` writes the network's nftables
+//! the container's `eth0`, an address leased from the network's subnet (`ipam.rs`; the
+//! default network's, shared by every state root in the network namespace, in
+//! `shared.rs`'s home) and a default route through the bridge. What one attachment made
+//! is written first to `<root>/netns/<id>.json`, so [`release`] can undo it on every
+//! path, after a kill -9 too (`gc`). `netlink.rs` talks rtnetlink, `nft.rs` writes the network's nftables
 //! table, `resolv.rs` makes the container's resolv.conf.
 
 pub mod check;
@@ -17,6 +18,7 @@ mod nfnl;
 mod nft;
 pub mod ports;
 mod resolv;
+mod shared;
 
 use std::fs::{self, File};
 use std::io::ErrorKind;
@@ -28,10 +30,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use ipam::{NetworkConfig, Subnet};
+use ipam::{Lease, NetworkConfig, Subnet};
 use netlink::Netlink;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 pub use resolv::resolv_conf;
+pub use shared::DEFAULT_NETWORK;
 
 /// Removes a network's bridge and nftables table (a missing one is fine).
 fn remove_bridge(config: &NetworkConfig) -> anyhow::Result<()> {
@@ -41,9 +44,7 @@ fn remove_bridge(config: &NetworkConfig) -> anyhow::Result<()> {
     nft::remove(config)
 }
 
-/// The default network (`--network bridge`), created on first use.
-pub const DEFAULT_NETWORK: &str = "bridge";
-/// Its bridge device.
+/// The default network's bridge device.
 pub const DEFAULT_BRIDGE: &str = "mycontainer0";
 /// The spec annotation naming the network a container is attached to at each start.
 pub const ANNOTATION_NETWORK: &str = "org.mycontainer.network";
@@ -196,14 +197,22 @@ fn show_mac(mac: [u8; 6]) -> String {
         .join(":")
 }
 
-/// The default network's config, made on first use: the first of Docker's pools that
-/// overlaps no route of ours and no other network.
+/// The default network's config, made on first use (by whichever state root comes
+/// first: every root in the namespace shares it): the first of Docker's pools that
+/// overlaps no route of ours and no other network; or, when its bridge is there without
+/// a config (made by an earlier version, or its home was removed by hand), the bridge's
+/// own subnet, whose route would otherwise look like someone else's.
 fn default_config(root: &Path) -> anyhow::Result<NetworkConfig> {
-    let mut taken = ipam::host_routes();
-    for other in ipam::list(root)? {
-        taken.push(other.subnet()?);
-    }
-    let subnet = ipam::choose_subnet(&taken)?;
+    let subnet = match ipam::route_of(DEFAULT_BRIDGE) {
+        Some(subnet) => subnet,
+        None => {
+            let mut taken = ipam::host_routes();
+            for other in ipam::list(root)? {
+                taken.push(other.subnet()?);
+            }
+            ipam::choose_subnet(&taken)?
+        }
+    };
     Ok(NetworkConfig {
         name: DEFAULT_NETWORK.into(),
         id: crate::container::record::random_id()?,
@@ -516,11 +525,12 @@ pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result
             }
         }
     }
+    let mut host = Netlink::open().context("cannot open a netlink socket")?;
     for config in ipam::list(root)? {
         let _lock = ipam::lock(root, &config.name)?;
-        for (ip, id) in ipam::leases(root, &config.name) {
-            if !is_running(&id) && attachment(root, &id).is_none() {
-                ipam::release(root, &config.name, ip, &id);
+        for lease in ipam::leases(root, &config.name) {
+            if !lease_in_use(root, &lease, is_running, &mut host)? {
+                free_lease(root, &config.name, &lease);
             }
         }
         if config.name == DEFAULT_NETWORK
@@ -529,9 +539,70 @@ pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result
         {
             remove_bridge(&config)?;
             ipam::remove_config(root, &config.name)?;
+            ipam::remove_shared_home();
         }
     }
+    if !attachments(root)
+        .iter()
+        .any(|(_, a)| a.network == DEFAULT_NETWORK)
+    {
+        ipam::remove_legacy_default(root);
+    }
     Ok(released)
+}
+
+/// Whether `lease` of a network of state root `root` is in use (the caller holds the
+/// network's lock; `is_running` tells, by id, whether a container of `root` runs). One
+/// of `root`'s: while its container runs or has an attachment (whose [`release`] frees
+/// the lease with the rest). One of another root's (on the shared default network):
+/// while that root's record of the container is locked or its veth is on our bridge
+/// (after a kill -9 its namespace stays mounted, with the address on its eth0, until
+/// its root's gc: the address is not free before). A root that this mount namespace
+/// cannot see makes its records look gone: the veth still tells.
+fn lease_in_use(
+    root: &Path,
+    lease: &Lease,
+    is_running: &dyn Fn(&str) -> bool,
+    host: &mut Netlink,
+) -> anyhow::Result<bool> {
+    match lease.root.as_deref().filter(|other| *other != root) {
+        None => Ok(is_running(&lease.id) || attachment(root, &lease.id).is_some()),
+        Some(other) => {
+            if lease.id.is_empty() {
+                return Ok(false);
+            }
+            let veth = veth_name(&lease.id);
+            let on_bridge = host
+                .link_index(&veth)
+                .with_context(|| format!("cannot look up link {veth}"))?
+                .is_some();
+            Ok(on_bridge || runs_in(other, &lease.id))
+        }
+    }
+}
+
+/// Frees a lease that is not in use: through its root's [`release`] when that root
+/// still has the container's attachment (which goes with it), else the lease alone.
+fn free_lease(root: &Path, network: &str, lease: &Lease) {
+    let owner = lease.root.as_deref().unwrap_or(root);
+    if owner != root && !lease.id.is_empty() && attachment(owner, &lease.id).is_some() {
+        if let Err(e) = release(owner, &lease.id) {
+            eprintln!("mycontainer: warning: {e:#}");
+        }
+    }
+    // Whatever release did, the lease goes (a lease with no id has no owner to match).
+    let path = ipam::leases_dir(root, network).join(lease.ip.to_string());
+    let still = fs::read_to_string(&path).is_ok_and(|text| text.lines().next() == Some(&lease.id));
+    if still || lease.id.is_empty() {
+        let _ = fs::remove_file(path);
+    }
+}
+
+/// Whether container `id` of state root `root` runs: someone (its CLI or supervisor)
+/// holds its record's lock, as `gc` and `system check` decide for their own root.
+fn runs_in(root: &Path, id: &str) -> bool {
+    let dir = crate::container::paths::containers_dir(root).join(id);
+    dir.is_dir() && matches!(crate::container::record::lock_listed(&dir), Ok(None))
 }
 
 /// Whether the bridge `bridge` serves a container of another state root in this network

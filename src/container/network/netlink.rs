@@ -203,10 +203,23 @@ impl Netlink {
 
     /// Creates a bridge called `name`, up.
     pub fn create_bridge(&mut self, name: &str) -> io::Result<u32> {
+        // A MAC of its own, as Docker gives its bridges: without one the kernel gives
+        // the bridge its lowest port's, so the gateway's MAC changed whenever that
+        // container left, and every other container's ARP entry for the gateway
+        // pointed nowhere until it expired (pings to the gateway failed meanwhile).
+        let mut mac = [0u8; 6];
+        // SAFETY: getrandom writes at most mac.len() bytes into the buffer we own.
+        let n = unsafe { libc::getrandom(mac.as_mut_ptr().cast(), mac.len(), 0) };
+        if n != mac.len() as isize {
+            return Err(io::Error::last_os_error());
+        }
+        // Unicast, locally administered.
+        mac[0] = (mac[0] & 0xfe) | 0x02;
         let mut msg = LinkMessage::default();
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         msg.attributes
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
                 InfoKind::Bridge,
