@@ -46,6 +46,17 @@ fn entries(w: &World, rel: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The namespaces and attachment records of `w`'s containers (in its run directory).
+fn netns_entries(w: &World) -> Vec<String> {
+    fs::read_dir(run_dir(&w.root).join("netns"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The addresses leased on the default network (shared by every state root in the
 /// test's namespace) to containers of `w`'s root, sorted.
 fn leases(w: &World) -> Vec<String> {
@@ -79,11 +90,18 @@ fn assert_nothing_attached(w: &World) {
     });
     assert!(gone, "veths left: {links:?}");
     assert_eq!(leases(w), Vec::<String>::new(), "leases left");
-    assert_eq!(entries(w, "netns"), Vec::<String>::new(), "namespaces left");
+    assert_eq!(netns_entries(w), Vec::<String>::new(), "namespaces left");
     // Only ours: tests running in parallel have theirs.
     let ours = w.root.to_string_lossy().into_owned();
+    let netns = run_dir(&w.root)
+        .join("netns")
+        .to_string_lossy()
+        .into_owned();
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&ours)).collect();
+    let left: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.contains(&ours) || l.contains(&netns))
+        .collect();
     assert!(left.is_empty(), "namespace mounts left: {left:?}");
 }
 
@@ -312,7 +330,7 @@ fn kill_9_of_a_supervisor_releases_the_network_at_the_next_command() {
     assert_eq!(unsafe { libc::kill(supervisor, libc::SIGKILL) }, 0);
     assert!(wait_for(10, || {
         let _ = w.mc(&["ps"]);
-        entries(&w, "netns").is_empty()
+        netns_entries(&w).is_empty()
     }));
     assert_nothing_attached(&w);
     // It starts again with a fresh attachment, and rm takes it away.
@@ -1318,6 +1336,45 @@ fn a_bridge_containers_eth0_has_no_ipv6_and_lo_keeps_it() {
     assert!(out.contains("eth0-disable=1"), "{out}");
     assert!(out.contains("inet6 ::1/128"), "{out}");
     assert_nothing_attached(&w);
+}
+
+// The host end of the pair has no IPv6 either (turned off before it comes up): no
+// link-local address, no duplicate address detection or multicast reports on every
+// start, nothing to remove at the end. Before, it came up with an fe80:: address.
+#[test]
+fn the_host_end_of_a_containers_veth_has_no_ipv6() {
+    let w = World::new();
+    let id = w.run_detached(&["--name", "v6"], &["sleep", "300"]);
+    let veth = format!("mc{}", &id[..12]);
+    let disabled =
+        fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6")).unwrap();
+    assert_eq!(disabled.trim(), "1");
+    let out = Command::new("ip")
+        .args(["-6", "-o", "addr", "show", "dev", &veth])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    // Up, on the bridge, and the container reaches its gateway through it.
+    let link = Command::new("ip")
+        .args(["-o", "link", "show", &veth])
+        .output()
+        .unwrap();
+    let link = stdout(&link);
+    assert!(
+        link.contains("master mycontainer0") && link.contains("state UP"),
+        "{link}"
+    );
+    let out = ok(w.mc(&[
+        "exec",
+        "v6",
+        "sh",
+        "-c",
+        "ping -c 1 -W 5 172.17.0.1 >/dev/null && echo gateway-ok",
+    ]));
+    assert!(out.contains("gateway-ok"), "{out}");
+    ok(w.mc(&["rm", "-f", "v6"]));
+    assert_gc_leaves_nothing(&w);
 }
 
 // ps collapses a run of ports published on their own numbers, as docker ps does

@@ -1,12 +1,14 @@
 //! Container networking (Docker's policy; the runtime only joins the namespace that
 //! config.json names). A container on a bridge network gets a network namespace made
-//! here and bind-mounted at `<root>/netns/<id>` (so exec, cleanup and gc find it), a
-//! veth pair whose host end is attached to the network's bridge and whose other end is
-//! the container's `eth0`, an address leased from the network's subnet (`ipam.rs`; the
-//! default network's, shared by every state root in the network namespace, in
-//! `shared.rs`'s home) and a default route through the bridge. What one attachment made
-//! is written first to `<root>/netns/<id>.json`, so [`release`] can undo it on every
-//! path, after a kill -9 too (`gc`). `netlink.rs` talks rtnetlink, `nft.rs` writes the network's nftables
+//! here and bind-mounted at `<run dir>/netns/<id>` (so exec, cleanup and gc find it; on
+//! the run directory's tmpfs, as Docker's under /run/docker/netns: a namespace does not
+//! outlive a reboot, and neither need its record), a veth pair whose host end is
+//! attached to the network's bridge and whose other end is the container's `eth0`, an
+//! address leased from the network's subnet (`ipam.rs`; the default network's, shared by
+//! every state root in the network namespace, in `shared.rs`'s home) and a default
+//! route through the bridge. What one attachment made is written first to
+//! `<run dir>/netns/<id>.json`, so [`release`] can undo it on every path, after a
+//! kill -9 too (`gc`). `netlink.rs` talks rtnetlink, `nft.rs` writes the network's nftables
 //! table, `resolv.rs` makes the container's resolv.conf.
 
 pub mod check;
@@ -61,6 +63,12 @@ pub const ANNOTATION_EXPOSED: &str = "org.mycontainer.exposed-ports";
 const CONTAINER_LINK: &str = "eth0";
 
 pub fn netns_dir(root: &Path) -> PathBuf {
+    crate::container::rundir::dir(root).join("netns")
+}
+
+/// Where versions before the run directory kept the namespaces and their records:
+/// [`release`] and [`collect`] still look there, for containers attached by them.
+fn legacy_netns_dir(root: &Path) -> PathBuf {
     root.join("netns")
 }
 
@@ -310,6 +318,18 @@ fn no_ipv6_on_new_links() -> std::io::Result<()> {
     }
 }
 
+/// Turns IPv6 off on the host end `veth` of a pair, while it is down: as on the
+/// container's end, no link-local address, duplicate address detection, router
+/// solicitation or multicast reports when it comes up, and nothing to remove when it
+/// goes (the bridge forwards the frames of a container that uses IPv6 all the same).
+fn no_ipv6_on(veth: &str) -> anyhow::Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6");
+    match fs::write(&path, "1") {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        other => other.with_context(|| format!("cannot turn IPv6 off on {veth} ({path})")),
+    }
+}
+
 /// Attaches container `id` to network `name`: namespace (mounted at
 /// [`netns_path`]), lease, veth, address, route. On failure nothing is left.
 pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Result<Attachment> {
@@ -405,8 +425,9 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
             );
         }
         created.with_context(|| format!("cannot create the veth pair {}", attachment.veth))?;
-        host.set_hairpin(&attachment.veth)
-            .with_context(|| format!("cannot turn on hairpin mode on {}", attachment.veth))?;
+        no_ipv6_on(&attachment.veth)?;
+        host.set_port_up(&attachment.veth)
+            .with_context(|| format!("cannot bring up {}", attachment.veth))?;
         let eth = inside
             .link_index(CONTAINER_LINK)?
             .context("the container's eth0 is missing")?;
@@ -472,9 +493,21 @@ fn mount_netns(ns: &OwnedFd, target: &Path) -> anyhow::Result<()> {
 /// milliseconds on a busy host) on every exit. Only when the namespace was never
 /// mounted is the veth deleted directly.
 pub fn release(root: &Path, id: &str) -> anyhow::Result<()> {
-    let path = netns_path(root, id);
-    let record = attachment_path(root, id);
-    let attached = attachment(root, id);
+    release_in(root, id, &netns_dir(root))?;
+    let legacy = legacy_netns_dir(root);
+    if legacy.is_dir() {
+        release_in(root, id, &legacy)?;
+    }
+    Ok(())
+}
+
+/// [`release`] of what is recorded in `dir`.
+fn release_in(root: &Path, id: &str, dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join(id);
+    let record = dir.join(format!("{id}.json"));
+    let attached: Option<Attachment> = fs::read(&record)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
     let unmounted = match sys_mount::unmount(&path, sys_mount::UnmountFlags::DETACH) {
         Ok(()) => true,
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.kind() == ErrorKind::NotFound => {
@@ -515,16 +548,21 @@ pub fn release(root: &Path, id: &str) -> anyhow::Result<()> {
 /// it released.
 pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result<usize> {
     let mut released = 0;
-    if let Ok(entries) = fs::read_dir(netns_dir(root)) {
+    for dir in [netns_dir(root), legacy_netns_dir(root)] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let id = name.strip_suffix(".json").unwrap_or(&name).to_string();
-            if !is_running(&id) && (name.ends_with(".json") || attachment(root, &id).is_none()) {
-                release(root, &id)?;
+            let recorded = dir.join(format!("{id}.json")).exists();
+            if !is_running(&id) && (name.ends_with(".json") || !recorded) {
+                release_in(root, &id, &dir)?;
                 released += 1;
             }
         }
     }
+    let _ = fs::remove_dir(legacy_netns_dir(root));
     let mut host = Netlink::open().context("cannot open a netlink socket")?;
     for config in ipam::list(root)? {
         let _lock = ipam::lock(root, &config.name)?;

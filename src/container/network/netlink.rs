@@ -229,8 +229,10 @@ impl Netlink {
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))
     }
 
-    /// Creates a veth pair in one request: `host` here, up and attached to the bridge
-    /// `master`; its peer `peer` (with `mac`, down) directly in the namespace `netns`.
+    /// Creates a veth pair in one request: `host` here, down and attached to the bridge
+    /// `master` (the caller turns its IPv6 off, then brings it up with
+    /// [`Netlink::set_port_up`]); its peer `peer` (with `mac`, down) directly in the
+    /// namespace `netns`.
     pub fn create_veth(
         &mut self,
         host: &str,
@@ -248,8 +250,6 @@ impl Netlink {
         inner.attributes.push(LinkAttribute::Address(mac.to_vec()));
         inner.attributes.push(LinkAttribute::NetNsFd(netns));
         let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));
         msg.attributes.push(LinkAttribute::Controller(master));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
@@ -274,6 +274,23 @@ impl Netlink {
     /// own published port through a host address needs once the DNAT sends it back.
     pub fn set_hairpin(&mut self, name: &str) -> io::Result<()> {
         let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(msg), 0)?;
+        Ok(())
+    }
+
+    /// Brings the bridge port `name` up with hairpin mode on (see [`Netlink::set_hairpin`]),
+    /// in one request.
+    pub fn set_port_up(&mut self, name: &str) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::PortKind(InfoPortKind::Bridge),
