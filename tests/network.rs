@@ -46,6 +46,36 @@ fn entries(w: &World, rel: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The namespaces and attachment records of `w`'s containers (in its run directory).
+fn netns_entries(w: &World) -> Vec<String> {
+    fs::read_dir(run_dir(&w.root).join("netns"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The addresses leased on the default network (shared by every state root in the
+/// test's namespace) to containers of `w`'s root, sorted.
+fn leases(w: &World) -> Vec<String> {
+    let dir = shared_network_home().join("bridge.leases");
+    let mut ips: Vec<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    let text = fs::read_to_string(e.path()).unwrap_or_default();
+                    text.lines().nth(1) == Some(w.root.to_str().unwrap())
+                })
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ips.sort();
+    ips
+}
+
 /// Asserts that no container is attached to anything: no veth, no lease, no namespace
 /// mount or record (the bridge itself may stay until gc).
 #[track_caller]
@@ -59,16 +89,19 @@ fn assert_nothing_attached(w: &World) {
             .all(|l| !l.starts_with("mc") || l.starts_with("mc-"))
     });
     assert!(gone, "veths left: {links:?}");
-    assert_eq!(
-        entries(w, "networks/bridge.leases"),
-        Vec::<String>::new(),
-        "leases left"
-    );
-    assert_eq!(entries(w, "netns"), Vec::<String>::new(), "namespaces left");
+    assert_eq!(leases(w), Vec::<String>::new(), "leases left");
+    assert_eq!(netns_entries(w), Vec::<String>::new(), "namespaces left");
     // Only ours: tests running in parallel have theirs.
     let ours = w.root.to_string_lossy().into_owned();
+    let netns = run_dir(&w.root)
+        .join("netns")
+        .to_string_lossy()
+        .into_owned();
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&ours)).collect();
+    let left: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.contains(&ours) || l.contains(&netns))
+        .collect();
     assert!(left.is_empty(), "namespace mounts left: {left:?}");
 }
 
@@ -83,6 +116,8 @@ fn assert_gc_leaves_nothing(w: &World) {
         links()
     );
     assert!(!nft_tables().contains("mycontainer"), "{}", nft_tables());
+    // Nor the default network's shared home.
+    assert!(!shared_network_home().exists());
     assert_eq!(
         entries(w, "networks")
             .iter()
@@ -274,14 +309,14 @@ fn kill_9_of_the_cli_then_gc_reclaims_the_veth_lease_and_mount() {
         .unwrap();
     let id = w.wait_running();
     assert!(wait_for(10, || links().contains(&format!("mc{}", &id[..12]))));
-    assert_eq!(entries(&w, "networks/bridge.leases").len(), 1);
+    assert_eq!(leases(&w).len(), 1);
     cli.kill().unwrap();
     cli.wait().unwrap();
     let pid = w.state(&id)["pid"].as_i64().unwrap() as i32;
     // SAFETY: kill with signal 0 only checks that the pid exists.
     assert!(wait_for(10, || unsafe { libc::kill(pid, 0) } != 0));
     // Still there until a command notices.
-    assert_eq!(entries(&w, "networks/bridge.leases").len(), 1);
+    assert_eq!(leases(&w).len(), 1);
     assert_gc_leaves_nothing(&w);
     assert!(ok(w.mc(&["ps", "-a"])).contains("Exited (137)"));
 }
@@ -295,7 +330,7 @@ fn kill_9_of_a_supervisor_releases_the_network_at_the_next_command() {
     assert_eq!(unsafe { libc::kill(supervisor, libc::SIGKILL) }, 0);
     assert!(wait_for(10, || {
         let _ = w.mc(&["ps"]);
-        entries(&w, "netns").is_empty()
+        netns_entries(&w).is_empty()
     }));
     assert_nothing_attached(&w);
     // It starts again with a fresh attachment, and rm takes it away.
@@ -603,7 +638,7 @@ fn a_published_port_without_a_host_port_gets_a_free_one() {
 fn a_port_conflict_gives_a_clear_error_and_creates_nothing() {
     let w = World::new();
     w.run_detached(&["--name", "first", "-p", "18090:80"], &["sleep", "300"]);
-    let before = (links(), nft_tables(), entries(&w, "networks/bridge.leases"));
+    let before = (links(), nft_tables(), leases(&w));
     let out = w.run(&["--rm", "-p", "18090:81"], &["true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
@@ -611,10 +646,7 @@ fn a_port_conflict_gives_a_clear_error_and_creates_nothing() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(
-        (links(), nft_tables(), entries(&w, "networks/bridge.leases")),
-        before
-    );
+    assert_eq!((links(), nft_tables(), leases(&w)), before);
     // A port a host process holds.
     let _held = std::net::TcpListener::bind("127.0.0.1:18091").unwrap();
     let out = w.run(&["--rm", "-p", "127.0.0.1:18091:80"], &["true"]);
@@ -624,10 +656,7 @@ fn a_port_conflict_gives_a_clear_error_and_creates_nothing() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(
-        (links(), nft_tables(), entries(&w, "networks/bridge.leases")),
-        before
-    );
+    assert_eq!((links(), nft_tables(), leases(&w)), before);
     let out = w.run(&["--rm", "--network", "none", "-p", "80"], &["true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
@@ -1026,7 +1055,7 @@ fn port_ranges_publish_each_port_and_mismatched_ranges_are_refused() {
         );
     }
     // Docker's refusals, before anything is made.
-    let before = (links(), entries(&w, "networks/bridge.leases"));
+    let before = (links(), leases(&w));
     for (bad, says) in [
         (
             "18400-18401:80-82",
@@ -1047,7 +1076,7 @@ fn port_ranges_publish_each_port_and_mismatched_ranges_are_refused() {
         "{}",
         stderr(&out)
     );
-    assert_eq!((links(), entries(&w, "networks/bridge.leases")), before);
+    assert_eq!((links(), leases(&w)), before);
     ok(w.mc(&["rm", "-f", "ranges"]));
     assert_nothing_attached(&w);
 }
@@ -1116,7 +1145,7 @@ fn gc_keeps_the_default_bridge_another_state_root_still_uses() {
     let veth = format!("mc{}", &id[..12]);
     // b's own container comes and goes: b has no lease left, a still has one.
     ok(b.run(&["--rm"], &["true"]));
-    assert_eq!(entries(&b, "networks/bridge.leases"), Vec::<String>::new());
+    assert_eq!(leases(&b), Vec::<String>::new());
     ok(b.mc(&["gc"]));
     let now = links();
     assert!(now.contains(&"mycontainer0".to_string()), "{now:?}");
@@ -1148,6 +1177,142 @@ fn gc_keeps_the_default_bridge_another_state_root_still_uses() {
     assert_gc_leaves_nothing(&b);
 }
 
+/// eth0's address inside running container `name` of `w`, as "A.B.C.D/N".
+fn address_of(w: &World, name: &str) -> String {
+    eth0_address(&ok(
+        w.mc(&["exec", name, "ip", "-4", "-o", "addr", "show", "eth0"])
+    ))
+}
+
+// Two state roots in one network namespace share the default bridge, so they share its
+// subnet, gateway and leases. Before, the second root took the first one's bridge
+// route for someone else's network, chose 172.18.0.0/16 and gave its container a
+// gateway that is not on the bridge (this test failed there: "172.18.0.2/16").
+#[test]
+fn two_state_roots_share_the_default_subnet_and_leases_and_reach_each_other() {
+    let a = World::new();
+    let b = World::new();
+    a.run_detached(&["--name", "on-a"], &["sleep", "300"]);
+    b.run_detached(&["--name", "on-b"], &["sleep", "300"]);
+    let (ip_a, ip_b) = (address_of(&a, "on-a"), address_of(&b, "on-b"));
+    assert_eq!(
+        (ip_a.as_str(), ip_b.as_str()),
+        ("172.17.0.2/16", "172.17.0.3/16")
+    );
+    assert_eq!(leases(&a), vec!["172.17.0.2"]);
+    assert_eq!(leases(&b), vec!["172.17.0.3"]);
+    // Each reaches the other over the one bridge, and the gateway.
+    for (w, name, peer) in [(&a, "on-a", "172.17.0.3"), (&b, "on-b", "172.17.0.2")] {
+        let script = format!(
+            "ping -c 1 -W 5 {peer} >/dev/null && ping -c 1 -W 5 172.17.0.1 >/dev/null && echo reached"
+        );
+        let out = ok(w.mc(&["exec", name, "sh", "-c", &script]));
+        assert!(out.contains("reached"), "{name} -> {peer}: {out}");
+    }
+    // b's gc keeps a's lease (a's container runs) and the bridge; b's own container,
+    // once removed, leaves no lease.
+    ok(b.mc(&["rm", "-f", "on-b"]));
+    ok(b.mc(&["gc"]));
+    assert_eq!(leases(&a), vec!["172.17.0.2"]);
+    assert_eq!(leases(&b), Vec::<String>::new());
+    assert!(
+        links().contains(&"mycontainer0".to_string()),
+        "{:?}",
+        links()
+    );
+    // b's next container gets the address b's first one freed, on the same subnet.
+    let out = ok(b.run(&["--rm"], &["ip", "-4", "-o", "addr", "show", "eth0"]));
+    assert_eq!(eth0_address(&out), "172.17.0.3/16");
+
+    // A run of a whose CLI is killed: its namespace stays mounted (its veth on the
+    // bridge, its address on its eth0) until a's next command. b's gc must not hand
+    // that address out meanwhile; a's own gc frees it.
+    let mut cli = a
+        .run_cmd(&["--name", "victim"], &["sleep", "300"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(10, || leases(&a).len() == 2
+        && stdout(&a.mc(&["ps"])).contains("victim")));
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    ok(b.mc(&["gc"]));
+    assert_eq!(leases(&a), vec!["172.17.0.2", "172.17.0.3"]);
+    let out = ok(b.run(&["--rm"], &["ip", "-4", "-o", "addr", "show", "eth0"]));
+    assert_eq!(eth0_address(&out), "172.17.0.4/16");
+    ok(a.mc(&["gc"]));
+    assert_eq!(leases(&a), vec!["172.17.0.2"]);
+
+    // A lease of a's whose container is gone for good (its record lost, no veth): b's
+    // gc frees it, and still keeps a's running container's.
+    let dead = "ef".repeat(32);
+    let lease = shared_network_home().join("bridge.leases/172.17.0.9");
+    fs::write(&lease, format!("{dead}\n{}", a.root.display())).unwrap();
+    ok(b.mc(&["gc"]));
+    assert!(!lease.exists());
+    assert_eq!(leases(&a), vec!["172.17.0.2"]);
+    let out = ok(a.mc(&[
+        "exec",
+        "on-a",
+        "sh",
+        "-c",
+        "ping -c 1 -W 5 172.17.0.1 >/dev/null && echo ok",
+    ]));
+    assert!(out.contains("ok"), "{out}");
+
+    ok(a.mc(&["rm", "-f", "on-a"]));
+    assert_gc_leaves_nothing(&b);
+    assert_gc_leaves_nothing(&a);
+}
+
+/// The MAC address of link `name` in the test's namespace.
+fn mac_of(name: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    text.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC in {text:?}"))
+        .to_string()
+}
+
+// The gateway's MAC is the bridge's own. Before, the kernel gave the bridge its lowest
+// port's MAC: when that container left, the gateway's MAC changed under the others,
+// whose ARP entries pointed nowhere until they expired (this test failed at the
+// MAC comparison).
+#[test]
+fn the_gateway_keeps_its_mac_when_a_container_leaves() {
+    let w = World::new();
+    let one = w.run_detached(&["--name", "one"], &["sleep", "300"]);
+    let two = w.run_detached(&["--name", "two"], &["sleep", "300"]);
+    let veth = |id: &str| format!("mc{}", &id[..12]);
+    let before = mac_of("mycontainer0");
+    let (one_mac, two_mac) = (mac_of(&veth(&one)), mac_of(&veth(&two)));
+    assert!(before != one_mac && before != two_mac, "{before}");
+    // The one with the lower MAC leaves (the one the bridge would have taken).
+    let (leaves, stays) = if one_mac < two_mac {
+        ("one", "two")
+    } else {
+        ("two", "one")
+    };
+    ok(w.mc(&["rm", "-f", leaves]));
+    assert_eq!(mac_of("mycontainer0"), before);
+    let out = ok(w.mc(&[
+        "exec",
+        stays,
+        "sh",
+        "-c",
+        "ping -c 1 -W 5 172.17.0.1 >/dev/null && echo gateway-ok",
+    ]));
+    assert!(out.contains("gateway-ok"), "{out}");
+    ok(w.mc(&["rm", "-f", stays]));
+    assert_gc_leaves_nothing(&w);
+}
+
 // As Docker's on a network without IPv6, the container's eth0 gets no IPv6 (before, it
 // came up with a link-local address, duplicate address detection and multicast
 // reports: work on every start and teardown); lo keeps ::1.
@@ -1171,6 +1336,45 @@ fn a_bridge_containers_eth0_has_no_ipv6_and_lo_keeps_it() {
     assert!(out.contains("eth0-disable=1"), "{out}");
     assert!(out.contains("inet6 ::1/128"), "{out}");
     assert_nothing_attached(&w);
+}
+
+// The host end of the pair has no IPv6 either (turned off before it comes up): no
+// link-local address, no duplicate address detection or multicast reports on every
+// start, nothing to remove at the end. Before, it came up with an fe80:: address.
+#[test]
+fn the_host_end_of_a_containers_veth_has_no_ipv6() {
+    let w = World::new();
+    let id = w.run_detached(&["--name", "v6"], &["sleep", "300"]);
+    let veth = format!("mc{}", &id[..12]);
+    let disabled =
+        fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6")).unwrap();
+    assert_eq!(disabled.trim(), "1");
+    let out = Command::new("ip")
+        .args(["-6", "-o", "addr", "show", "dev", &veth])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    // Up, on the bridge, and the container reaches its gateway through it.
+    let link = Command::new("ip")
+        .args(["-o", "link", "show", &veth])
+        .output()
+        .unwrap();
+    let link = stdout(&link);
+    assert!(
+        link.contains("master mycontainer0") && link.contains("state UP"),
+        "{link}"
+    );
+    let out = ok(w.mc(&[
+        "exec",
+        "v6",
+        "sh",
+        "-c",
+        "ping -c 1 -W 5 172.17.0.1 >/dev/null && echo gateway-ok",
+    ]));
+    assert!(out.contains("gateway-ok"), "{out}");
+    ok(w.mc(&["rm", "-f", "v6"]));
+    assert_gc_leaves_nothing(&w);
 }
 
 // ps collapses a run of ports published on their own numbers, as docker ps does

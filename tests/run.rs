@@ -354,12 +354,17 @@ fn twenty_parallel_runs_all_succeed() {
 fn the_host_mount_table_does_not_change() {
     let fx = Fixture::new();
     let ours = fx.dir.path().to_string_lossy().into_owned();
+    let netns = run_dir(&fx.root)
+        .join("netns")
+        .to_string_lossy()
+        .into_owned();
     let relevant = || -> Vec<String> {
         fs::read_to_string("/proc/self/mountinfo")
             .unwrap()
             .lines()
             .filter(|l| {
                 l.contains(&ours)
+                    || l.contains(&netns)
                     || l.contains("overlay")
                     || l.contains(" /proc ")
                     || l.contains(" /dev ")
@@ -381,8 +386,8 @@ fn the_host_mount_table_does_not_change() {
         .unwrap();
     fx.wait_running();
     // The one mount a run adds to the host's table: its network namespace, bound under
-    // <root>/netns (as Docker's and Podman's are), gone when the run ends.
-    let netns = fx.root.join("netns").to_string_lossy().into_owned();
+    // the run directory's netns/ (as Docker's under /run/docker/netns), gone when the
+    // run ends.
     let (namespaces, during): (Vec<String>, Vec<String>) = relevant()
         .into_iter()
         .partition(|l| l.contains(" nsfs ") && l.contains(&netns));

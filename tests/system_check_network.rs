@@ -168,7 +168,7 @@ fn leases_and_attachments_of_gone_containers_are_freed_and_a_running_ones_kept()
     // attachment and a lease of a container whose record is gone, and a lease naming
     // nobody (a kill between creating the lease file and writing the id into it).
     let gone = "ab".repeat(32);
-    let netns = w.root.join("netns");
+    let netns = run_dir(&w.root).join("netns");
     let mut attachment: serde_json::Value =
         serde_json::from_slice(&fs::read(netns.join(format!("{live}.json"))).unwrap()).unwrap();
     attachment["ip"] = "10.80.0.7".into();
@@ -201,10 +201,13 @@ fn leases_and_attachments_of_gone_containers_are_freed_and_a_running_ones_kept()
     );
     assert_eq!(check(&w, false).0, 0);
     assert_eq!(entries(&w, "networks/app.leases"), vec!["10.80.0.2"]);
-    assert_eq!(
-        entries(&w, "netns"),
-        vec![live.clone(), format!("{live}.json")]
-    );
+    let mut attached: Vec<String> = fs::read_dir(&netns)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    attached.sort();
+    assert_eq!(attached, vec![live.clone(), format!("{live}.json")]);
     // The running container kept its address and its way out.
     let out = ok(w.mc(&[
         "exec",
@@ -284,4 +287,54 @@ fn a_bridge_or_table_gone_under_a_running_container_is_made_again() {
         "{:?}",
         links()
     );
+}
+
+// The default network is shared by every state root in the namespace, and so are its
+// leases: one root's check frees another root's lease whose container is gone for good
+// (no record, no veth) and keeps the lease of that root's running container.
+#[test]
+fn check_frees_another_roots_dead_lease_on_the_default_network_and_keeps_a_live_one() {
+    let a = World::new();
+    let b = World::new();
+    a.run_detached(&["--name", "live"], &["sleep", "300"]);
+    let leases = shared_network_home().join("bridge.leases");
+    let listed = || {
+        let mut names: Vec<String> = fs::read_dir(&leases)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(listed(), vec!["172.17.0.2"]);
+    let dead = "ef".repeat(32);
+    fs::write(
+        leases.join("172.17.0.9"),
+        format!("{dead}\n{}", a.root.display()),
+    )
+    .unwrap();
+    let (code, out) = check(&b, false);
+    assert_eq!(code, 1, "{out}");
+    let line = format!(
+        "network bridge: address 172.17.0.9 is leased to container efefefefefef of state root {}, which no longer runs",
+        a.root.display()
+    );
+    assert!(out.contains(&line), "{line} not in {out}");
+    assert!(!out.contains("172.17.0.2"), "{out}");
+    let (code, out) = check(&b, true);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("freed it"), "{out}");
+    assert_eq!(listed(), vec!["172.17.0.2"]);
+    assert_eq!(check(&a, false).0, 0);
+    assert_eq!(check(&b, false).0, 0);
+    let out = ok(a.mc(&[
+        "exec",
+        "live",
+        "sh",
+        "-c",
+        "ping -c 1 -W 5 172.17.0.1 >/dev/null && echo gateway-ok",
+    ]));
+    assert!(out.contains("gateway-ok"), "{out}");
+    ok(a.mc(&["rm", "-f", "live"]));
 }

@@ -104,6 +104,32 @@ pub fn ensure(root: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// `<base>/<name>`, made (0700, with the tmpfs under the default base) if missing: state
+/// that is not one state root's but the whole host's or one network namespace's (the
+/// default network's leases, `network/shared.rs`). No `root` link: `collect_vanished`
+/// never takes it for a run directory.
+pub(crate) fn shared_dir(name: &Path) -> anyhow::Result<PathBuf> {
+    let (base, default) = base();
+    let dir = base.join(name);
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    if default {
+        mount_tmpfs(&base)?;
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Where [`shared_dir`] puts `name` (made or not).
+pub(crate) fn shared_path(name: &Path) -> PathBuf {
+    base().0.join(name)
+}
+
 /// Mounts a tmpfs on `base` unless it is on one already; under a lock on the directory
 /// below, so two first commands never stack two mounts (the second would hide the
 /// first's files).

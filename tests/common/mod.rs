@@ -18,6 +18,8 @@ use std::process::{Command, Output, Stdio};
 #[path = "netns.rs"]
 mod netns;
 pub use netns::private_network;
+#[allow(unused_imports)]
+pub use netns::shared_network_home;
 #[path = "rundir.rs"]
 mod rundir;
 #[path = "wait.rs"]

@@ -3,6 +3,46 @@
 
 thread_local! {
     static PRIVATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static SHARED_HOME: std::cell::RefCell<Option<RemoveOnExit>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Removes the default network's shared home of the thread's namespace when the thread
+/// (and with it the namespace and its bridge) goes: a test that ends without `gc` would
+/// leave it in /run.
+struct RemoveOnExit(std::path::PathBuf);
+
+impl Drop for RemoveOnExit {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The default network's home shared by every state root in the calling thread's
+/// network namespace, as src/container/network/shared.rs names it:
+/// `/run/mycontainer/net/<the namespace's cookie>`.
+#[allow(dead_code)]
+pub fn shared_network_home() -> std::path::PathBuf {
+    // SAFETY: a plain socket call; the descriptor is closed below.
+    let sock = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(sock >= 0, "socket: {}", std::io::Error::last_os_error());
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cookie`, which we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock,
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: closing the socket opened above.
+    unsafe { libc::close(sock) };
+    assert_eq!(rc, 0, "SO_NETNS_COOKIE: {err}");
+    std::path::Path::new("/run/mycontainer/net").join(cookie.to_string())
 }
 
 /// Moves the calling thread into a network namespace of its own with `lo` up, once per
@@ -45,4 +85,6 @@ pub fn private_network() {
     // SAFETY: closing the socket opened above.
     unsafe { libc::close(sock) };
     assert_eq!(rc, 0, "bringing up lo: {err}");
+    let home = shared_network_home();
+    SHARED_HOME.with(|h| *h.borrow_mut() = Some(RemoveOnExit(home)));
 }

@@ -11,7 +11,6 @@
 //! again. Each network is checked under its lock, as `run` and `network rm` take it.
 
 use std::fs;
-use std::io::ErrorKind;
 use std::path::Path;
 
 use anyhow::Context;
@@ -19,7 +18,7 @@ use mycontainer_store::Finding;
 
 use super::ipam::{self, NetworkConfig, Subnet};
 use super::netlink::Netlink;
-use super::{attachment, attachments, nft, Attachment, DEFAULT_NETWORK};
+use super::{attachments, nft, Attachment, DEFAULT_NETWORK};
 
 /// Checks the networks under `root` (`alive` tells, by container id, whether a container
 /// still runs: someone holds its record's lock).
@@ -30,18 +29,33 @@ pub fn check(
     findings: &mut Vec<Finding>,
 ) -> anyhow::Result<()> {
     check_attachments(root, repair, alive, findings)?;
-    let Ok(entries) = fs::read_dir(ipam::networks_dir(root)) else {
-        return Ok(());
+    // The root's networks, and the default one in its shared home (a legacy default
+    // network's files under the root are not the default network: gc removes them).
+    let listed = |dir: &Path| -> Vec<String> {
+        fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    let default_file = |file: &String| file.split('.').next() == Some(DEFAULT_NETWORK);
+    let mut names: Vec<String> = listed(&ipam::networks_dir(root))
+        .into_iter()
+        .filter(|file| !default_file(file))
+        .chain(
+            listed(&ipam::home(root, DEFAULT_NETWORK))
+                .into_iter()
+                .filter(default_file),
+        )
         .collect();
     names.sort();
     for file in &names {
         if let Some(name) = file.strip_suffix(".json.tmp") {
             let _lock = ipam::lock(root, name)?;
-            let tmp = ipam::networks_dir(root).join(file);
+            let tmp = ipam::home(root, name).join(file);
             if !tmp.exists() {
                 continue;
             }
@@ -100,7 +114,7 @@ pub fn check(
         .filter_map(|name| ipam::load(root, name).ok().flatten());
     for config in readable {
         let _lock = ipam::lock(root, &config.name)?;
-        check_leases(root, &config, repair, alive, findings);
+        check_leases(root, &config, repair, alive, findings)?;
         check_bridge(root, &config, repair, alive, findings)?;
     }
     Ok(())
@@ -133,47 +147,50 @@ fn check_attachments(
     Ok(())
 }
 
-/// Leases (the caller holds the network's lock) whose holder no longer runs and has no
-/// attachment, and leases that name no container at all (a kill between creating the
-/// lease file and writing the id into it).
+/// Leases (the caller holds the network's lock) not in use (`lease_in_use`: on the
+/// shared default network, another root's lease counts while that root's container
+/// runs or its veth is on the bridge), and leases that name no container at all (a
+/// kill between creating the lease file and writing the id into it).
 fn check_leases(
     root: &Path,
     config: &NetworkConfig,
     repair: bool,
     alive: &dyn Fn(&str) -> bool,
     findings: &mut Vec<Finding>,
-) {
-    let Ok(entries) = fs::read_dir(ipam::leases_dir(root, &config.name)) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let address = entry.file_name().to_string_lossy().into_owned();
-        let holder = fs::read_to_string(entry.path()).unwrap_or_default();
-        let is_id = holder.len() == 64 && holder.bytes().all(|b| b.is_ascii_hexdigit());
-        if is_id && (alive(&holder) || attachment(root, &holder).is_some()) {
+) -> anyhow::Result<()> {
+    let mut host = Netlink::open().context("cannot open a netlink socket")?;
+    for lease in ipam::leases(root, &config.name) {
+        let is_id = lease.id.len() == 64 && lease.id.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_id && super::lease_in_use(root, &lease, alive, &mut host)? {
             continue;
         }
-        let who = if is_id {
-            format!("container {}, which no longer runs", &holder[..12])
-        } else {
-            "no container".to_string()
+        let who = match &lease.root {
+            _ if !is_id => "no container".to_string(),
+            Some(other) if other != root => format!(
+                "container {} of state root {}, which no longer runs",
+                &lease.id[..12],
+                other.display()
+            ),
+            _ => format!("container {}, which no longer runs", &lease.id[..12]),
         };
         let mut finding = problem(format!(
-            "network {}: address {address} is leased to {who}",
-            config.name
+            "network {}: address {} is leased to {who}",
+            config.name, lease.ip
         ));
         if repair {
-            match fs::remove_file(entry.path()) {
-                Err(e) if e.kind() != ErrorKind::NotFound => {
-                    finding
-                        .problem
-                        .push_str(&format!(" (cannot remove {}: {e})", entry.path().display()));
-                }
-                _ => finding.repair = Some("freed it".into()),
+            super::free_lease(root, &config.name, &lease);
+            let path = ipam::leases_dir(root, &config.name).join(lease.ip.to_string());
+            if path.exists() {
+                finding
+                    .problem
+                    .push_str(&format!(" (cannot remove {})", path.display()));
+            } else {
+                finding.repair = Some("freed it".into());
             }
         }
         findings.push(finding);
     }
+    Ok(())
 }
 
 /// The bridge and nftables table of a network (the caller holds its lock): the table

@@ -1,7 +1,9 @@
-//! Networks and address leases under `<root>/networks/`: `<name>.json` (the network:
-//! subnet, gateway, bridge), `<name>.leases/<address>` (one file per address in use,
-//! holding the container's id) and `<name>.lock`, a file lock held while a network is
-//! set up, torn down or an address is taken, so parallel runs never share an address.
+//! Networks and address leases under `<root>/networks/` (the default network's under
+//! its shared home instead, see `shared.rs`): `<name>.json` (the network: subnet,
+//! gateway, bridge), `<name>.leases/<address>` (one file per address in use, holding the
+//! container's id and, on a second line, its state root) and `<name>.lock`, a file lock
+//! held while a network is set up, torn down or an address is taken, so parallel runs
+//! (of any root, on the shared default network) never share an address.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
@@ -13,6 +15,8 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
+
+use super::shared::{self, DEFAULT_NETWORK};
 
 pub fn mask(prefix: u8) -> u32 {
     if prefix == 0 {
@@ -71,6 +75,18 @@ impl std::fmt::Display for Subnet {
 
 /// The routes of our network namespace (but the default one), as subnets.
 pub fn host_routes() -> Vec<Subnet> {
+    routes().into_iter().map(|(_, subnet)| subnet).collect()
+}
+
+/// The subnet routed on link `iface` (a bridge of ours has one: its own).
+pub fn route_of(iface: &str) -> Option<Subnet> {
+    routes()
+        .into_iter()
+        .find_map(|(on, subnet)| (on == iface).then_some(subnet))
+}
+
+/// (link, subnet) of each route but the default one.
+fn routes() -> Vec<(String, Subnet)> {
     let table = fs::read_to_string("/proc/net/route").unwrap_or_default();
     let hex = |s: &str| u32::from_str_radix(s, 16).ok().map(u32::from_be);
     table
@@ -79,7 +95,8 @@ pub fn host_routes() -> Vec<Subnet> {
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
             let (dest, mask) = (hex(f.get(1)?)?, hex(f.get(7)?)?);
-            (mask != 0).then(|| Subnet::new(Ipv4Addr::from(dest), mask.count_ones() as u8))
+            let subnet = Subnet::new(Ipv4Addr::from(dest), mask.count_ones() as u8);
+            (mask != 0).then(|| (f[0].to_string(), subnet))
         })
         .collect()
 }
@@ -129,39 +146,88 @@ pub fn networks_dir(root: &Path) -> PathBuf {
     root.join("networks")
 }
 
+/// The directory holding network `name`'s files: the shared home for the default
+/// network, `<root>/networks` for the others.
+pub fn home(root: &Path, name: &str) -> PathBuf {
+    if name == DEFAULT_NETWORK {
+        shared::home()
+    } else {
+        networks_dir(root)
+    }
+}
+
 fn config_path(root: &Path, name: &str) -> PathBuf {
-    networks_dir(root).join(format!("{name}.json"))
+    home(root, name).join(format!("{name}.json"))
 }
 
 pub fn leases_dir(root: &Path, name: &str) -> PathBuf {
-    networks_dir(root).join(format!("{name}.leases"))
+    home(root, name).join(format!("{name}.leases"))
+}
+
+fn lock_path(root: &Path, name: &str) -> PathBuf {
+    home(root, name).join(format!("{name}.lock"))
 }
 
 /// An exclusive lock on one network (released on drop).
 pub struct NetworkLock(#[allow(dead_code)] File);
 
+/// Locks network `name`. The lock file may be unlinked by its holder (`network rm`, or
+/// `gc` removing the default network's home): a lock taken on a file no longer at its
+/// path guards nothing, so it is taken again on the file that is there now.
 pub fn lock(root: &Path, name: &str) -> anyhow::Result<NetworkLock> {
-    let dir = networks_dir(root);
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(format!("{name}.lock"));
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot lock {}", path.display()));
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        let dir = if name == DEFAULT_NETWORK {
+            shared::ensure()?
+        } else {
+            let dir = networks_dir(root);
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            dir
+        };
+        let path = dir.join(format!("{name}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("cannot lock {}", path.display()));
+        }
+        let held = file
+            .metadata()
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        let current = fs::metadata(&path).ok();
+        if current.is_some_and(|m| m.ino() == held.ino() && m.dev() == held.dev()) {
+            return Ok(NetworkLock(file));
+        }
     }
-    Ok(NetworkLock(file))
+}
+
+/// Removes the default network's home (the caller holds its lock and has removed its
+/// config and leases): its lock file first (a waiter then locks again on a new one),
+/// then the directory, unless a new run already put something there.
+pub fn remove_shared_home() {
+    let _ = fs::remove_file(lock_path(Path::new("/"), DEFAULT_NETWORK));
+    let _ = fs::remove_dir(shared::home());
+}
+
+/// The default network's files under `<root>/networks/`, where versions before the
+/// shared home kept them; removed by `gc` once no container of the root is attached.
+pub fn remove_legacy_default(root: &Path) {
+    let dir = networks_dir(root);
+    for file in ["json", "json.tmp", "lock"] {
+        let _ = fs::remove_file(dir.join(format!("{DEFAULT_NETWORK}.{file}")));
+    }
+    let _ = fs::remove_dir_all(dir.join(format!("{DEFAULT_NETWORK}.leases")));
 }
 
 pub fn load(root: &Path, name: &str) -> anyhow::Result<Option<NetworkConfig>> {
@@ -177,15 +243,20 @@ pub fn load(root: &Path, name: &str) -> anyhow::Result<Option<NetworkConfig>> {
     }
 }
 
-/// Every stored network.
+/// Every stored network: the root's and the shared default one.
 pub fn list(root: &Path) -> anyhow::Result<Vec<NetworkConfig>> {
     let mut out = Vec::new();
+    out.extend(load(root, DEFAULT_NETWORK)?);
     let Ok(entries) = fs::read_dir(networks_dir(root)) else {
         return Ok(out);
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(name) = name.strip_suffix(".json") {
+            // (A legacy default network's file: the shared one is the default.)
+            if name == DEFAULT_NETWORK {
+                continue;
+            }
             if let Some(config) = load(root, name)? {
                 out.push(config);
             }
@@ -216,7 +287,7 @@ pub fn save(root: &Path, config: &NetworkConfig) -> anyhow::Result<()> {
 /// Where `save` writes before renaming (a kill can leave it behind: `list` skips it, the
 /// next `save` or `network rm` of the name replaces or removes it).
 fn temp_path(root: &Path, name: &str) -> PathBuf {
-    networks_dir(root).join(format!("{name}.json.tmp"))
+    home(root, name).join(format!("{name}.json.tmp"))
 }
 
 pub fn remove_config(root: &Path, name: &str) -> anyhow::Result<()> {
@@ -240,8 +311,31 @@ pub fn remove_config(root: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The leases of a network: (address, container id).
-pub fn leases(root: &Path, name: &str) -> Vec<(Ipv4Addr, String)> {
+/// One address in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub ip: Ipv4Addr,
+    /// The container's id (empty: a lease whose writer was killed before writing it).
+    pub id: String,
+    /// Its state root (none in leases of earlier versions: the network's own root).
+    pub root: Option<PathBuf>,
+}
+
+fn parse_lease(ip: Ipv4Addr, text: &str) -> Lease {
+    let (id, root) = match text.split_once('\n') {
+        Some((id, root)) if !root.is_empty() => (id, Some(PathBuf::from(root))),
+        Some((id, _)) => (id, None),
+        None => (text, None),
+    };
+    Lease {
+        ip,
+        id: id.to_string(),
+        root,
+    }
+}
+
+/// The leases of a network.
+pub fn leases(root: &Path, name: &str) -> Vec<Lease> {
     let Ok(entries) = fs::read_dir(leases_dir(root, name)) else {
         return Vec::new();
     };
@@ -249,14 +343,16 @@ pub fn leases(root: &Path, name: &str) -> Vec<(Ipv4Addr, String)> {
         .flatten()
         .filter_map(|e| {
             let ip = e.file_name().to_string_lossy().parse().ok()?;
-            let id = fs::read_to_string(e.path()).ok()?;
-            Some((ip, id))
+            let text = fs::read_to_string(e.path()).ok()?;
+            Some(parse_lease(ip, &text))
         })
         .collect()
 }
 
-/// Takes the lowest free address of `config` for container `id` (the caller holds the
-/// network's lock).
+/// Takes the lowest free address of `config` for container `id` of state root `root`
+/// (the caller holds the network's lock). No fsync: the lease is on tmpfs for the
+/// default network, and on a user network a lease lost to a crash is one whose
+/// container's namespace went with the reboot.
 pub fn allocate(root: &Path, config: &NetworkConfig, id: &str) -> anyhow::Result<Ipv4Addr> {
     let subnet = config.subnet()?;
     let dir = leases_dir(root, &config.name);
@@ -267,7 +363,7 @@ pub fn allocate(root: &Path, config: &NetworkConfig, id: &str) -> anyhow::Result
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let taken: std::collections::HashSet<Ipv4Addr> = leases(root, &config.name)
         .into_iter()
-        .map(|(ip, _)| ip)
+        .map(|lease| lease.ip)
         .collect();
     for n in 1..subnet.size() {
         let ip = subnet.nth(n);
@@ -283,7 +379,8 @@ pub fn allocate(root: &Path, config: &NetworkConfig, id: &str) -> anyhow::Result
         {
             Ok(mut file) => {
                 use std::io::Write;
-                file.write_all(id.as_bytes())
+                let text = format!("{id}\n{}", root.display());
+                file.write_all(text.as_bytes())
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 return Ok(ip);
             }
@@ -300,7 +397,7 @@ pub fn allocate(root: &Path, config: &NetworkConfig, id: &str) -> anyhow::Result
 /// Frees the lease of `ip` if container `id` holds it.
 pub fn release(root: &Path, network: &str, ip: Ipv4Addr, id: &str) {
     let path = leases_dir(root, network).join(ip.to_string());
-    if fs::read_to_string(&path).is_ok_and(|owner| owner == id) {
+    if fs::read_to_string(&path).is_ok_and(|text| parse_lease(ip, &text).id == id) {
         let _ = fs::remove_file(path);
     }
 }

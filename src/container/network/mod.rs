@@ -1,11 +1,14 @@
 //! Container networking (Docker's policy; the runtime only joins the namespace that
 //! config.json names). A container on a bridge network gets a network namespace made
-//! here and bind-mounted at `<root>/netns/<id>` (so exec, cleanup and gc find it), a
-//! veth pair whose host end is attached to the network's bridge and whose other end is
-//! the container's `eth0`, an address leased from the network's subnet (`ipam.rs`) and
-//! a default route through the bridge. What one attachment made is written first to
-//! `<root>/netns/<id>.json`, so [`release`] can undo it on every path, after a kill -9
-//! too (`gc`). `netlink.rs` talks rtnetlink, `nft.rs` writes the network's nftables
+//! here and bind-mounted at `<run dir>/netns/<id>` (so exec, cleanup and gc find it; on
+//! the run directory's tmpfs, as Docker's under /run/docker/netns: a namespace does not
+//! outlive a reboot, and neither need its record), a veth pair whose host end is
+//! attached to the network's bridge and whose other end is the container's `eth0`, an
+//! address leased from the network's subnet (`ipam.rs`; the default network's, shared by
+//! every state root in the network namespace, in `shared.rs`'s home) and a default
+//! route through the bridge. What one attachment made is written first to
+//! `<run dir>/netns/<id>.json`, so [`release`] can undo it on every path, after a
+//! kill -9 too (`gc`). `netlink.rs` talks rtnetlink, `nft.rs` writes the network's nftables
 //! table, `resolv.rs` makes the container's resolv.conf.
 
 pub mod check;
@@ -17,6 +20,7 @@ mod nfnl;
 mod nft;
 pub mod ports;
 mod resolv;
+mod shared;
 
 use std::fs::{self, File};
 use std::io::ErrorKind;
@@ -28,10 +32,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use ipam::{NetworkConfig, Subnet};
+use ipam::{Lease, NetworkConfig, Subnet};
 use netlink::Netlink;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 pub use resolv::resolv_conf;
+pub use shared::DEFAULT_NETWORK;
 
 /// Removes a network's bridge and nftables table (a missing one is fine).
 fn remove_bridge(config: &NetworkConfig) -> anyhow::Result<()> {
@@ -41,9 +46,7 @@ fn remove_bridge(config: &NetworkConfig) -> anyhow::Result<()> {
     nft::remove(config)
 }
 
-/// The default network (`--network bridge`), created on first use.
-pub const DEFAULT_NETWORK: &str = "bridge";
-/// Its bridge device.
+/// The default network's bridge device.
 pub const DEFAULT_BRIDGE: &str = "mycontainer0";
 /// The spec annotation naming the network a container is attached to at each start.
 pub const ANNOTATION_NETWORK: &str = "org.mycontainer.network";
@@ -60,6 +63,12 @@ pub const ANNOTATION_EXPOSED: &str = "org.mycontainer.exposed-ports";
 const CONTAINER_LINK: &str = "eth0";
 
 pub fn netns_dir(root: &Path) -> PathBuf {
+    crate::container::rundir::dir(root).join("netns")
+}
+
+/// Where versions before the run directory kept the namespaces and their records:
+/// [`release`] and [`collect`] still look there, for containers attached by them.
+fn legacy_netns_dir(root: &Path) -> PathBuf {
     root.join("netns")
 }
 
@@ -196,14 +205,22 @@ fn show_mac(mac: [u8; 6]) -> String {
         .join(":")
 }
 
-/// The default network's config, made on first use: the first of Docker's pools that
-/// overlaps no route of ours and no other network.
+/// The default network's config, made on first use (by whichever state root comes
+/// first: every root in the namespace shares it): the first of Docker's pools that
+/// overlaps no route of ours and no other network; or, when its bridge is there without
+/// a config (made by an earlier version, or its home was removed by hand), the bridge's
+/// own subnet, whose route would otherwise look like someone else's.
 fn default_config(root: &Path) -> anyhow::Result<NetworkConfig> {
-    let mut taken = ipam::host_routes();
-    for other in ipam::list(root)? {
-        taken.push(other.subnet()?);
-    }
-    let subnet = ipam::choose_subnet(&taken)?;
+    let subnet = match ipam::route_of(DEFAULT_BRIDGE) {
+        Some(subnet) => subnet,
+        None => {
+            let mut taken = ipam::host_routes();
+            for other in ipam::list(root)? {
+                taken.push(other.subnet()?);
+            }
+            ipam::choose_subnet(&taken)?
+        }
+    };
     Ok(NetworkConfig {
         name: DEFAULT_NETWORK.into(),
         id: crate::container::record::random_id()?,
@@ -298,6 +315,18 @@ fn no_ipv6_on_new_links() -> std::io::Result<()> {
     match fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1") {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         other => other,
+    }
+}
+
+/// Turns IPv6 off on the host end `veth` of a pair, while it is down: as on the
+/// container's end, no link-local address, duplicate address detection, router
+/// solicitation or multicast reports when it comes up, and nothing to remove when it
+/// goes (the bridge forwards the frames of a container that uses IPv6 all the same).
+fn no_ipv6_on(veth: &str) -> anyhow::Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6");
+    match fs::write(&path, "1") {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        other => other.with_context(|| format!("cannot turn IPv6 off on {veth} ({path})")),
     }
 }
 
@@ -396,8 +425,9 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
             );
         }
         created.with_context(|| format!("cannot create the veth pair {}", attachment.veth))?;
-        host.set_hairpin(&attachment.veth)
-            .with_context(|| format!("cannot turn on hairpin mode on {}", attachment.veth))?;
+        no_ipv6_on(&attachment.veth)?;
+        host.set_port_up(&attachment.veth)
+            .with_context(|| format!("cannot bring up {}", attachment.veth))?;
         let eth = inside
             .link_index(CONTAINER_LINK)?
             .context("the container's eth0 is missing")?;
@@ -463,9 +493,21 @@ fn mount_netns(ns: &OwnedFd, target: &Path) -> anyhow::Result<()> {
 /// milliseconds on a busy host) on every exit. Only when the namespace was never
 /// mounted is the veth deleted directly.
 pub fn release(root: &Path, id: &str) -> anyhow::Result<()> {
-    let path = netns_path(root, id);
-    let record = attachment_path(root, id);
-    let attached = attachment(root, id);
+    release_in(root, id, &netns_dir(root))?;
+    let legacy = legacy_netns_dir(root);
+    if legacy.is_dir() {
+        release_in(root, id, &legacy)?;
+    }
+    Ok(())
+}
+
+/// [`release`] of what is recorded in `dir`.
+fn release_in(root: &Path, id: &str, dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join(id);
+    let record = dir.join(format!("{id}.json"));
+    let attached: Option<Attachment> = fs::read(&record)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
     let unmounted = match sys_mount::unmount(&path, sys_mount::UnmountFlags::DETACH) {
         Ok(()) => true,
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.kind() == ErrorKind::NotFound => {
@@ -506,21 +548,27 @@ pub fn release(root: &Path, id: &str) -> anyhow::Result<()> {
 /// it released.
 pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result<usize> {
     let mut released = 0;
-    if let Ok(entries) = fs::read_dir(netns_dir(root)) {
+    for dir in [netns_dir(root), legacy_netns_dir(root)] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let id = name.strip_suffix(".json").unwrap_or(&name).to_string();
-            if !is_running(&id) && (name.ends_with(".json") || attachment(root, &id).is_none()) {
-                release(root, &id)?;
+            let recorded = dir.join(format!("{id}.json")).exists();
+            if !is_running(&id) && (name.ends_with(".json") || !recorded) {
+                release_in(root, &id, &dir)?;
                 released += 1;
             }
         }
     }
+    let _ = fs::remove_dir(legacy_netns_dir(root));
+    let mut host = Netlink::open().context("cannot open a netlink socket")?;
     for config in ipam::list(root)? {
         let _lock = ipam::lock(root, &config.name)?;
-        for (ip, id) in ipam::leases(root, &config.name) {
-            if !is_running(&id) && attachment(root, &id).is_none() {
-                ipam::release(root, &config.name, ip, &id);
+        for lease in ipam::leases(root, &config.name) {
+            if !lease_in_use(root, &lease, is_running, &mut host)? {
+                free_lease(root, &config.name, &lease);
             }
         }
         if config.name == DEFAULT_NETWORK
@@ -529,9 +577,70 @@ pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result
         {
             remove_bridge(&config)?;
             ipam::remove_config(root, &config.name)?;
+            ipam::remove_shared_home();
         }
     }
+    if !attachments(root)
+        .iter()
+        .any(|(_, a)| a.network == DEFAULT_NETWORK)
+    {
+        ipam::remove_legacy_default(root);
+    }
     Ok(released)
+}
+
+/// Whether `lease` of a network of state root `root` is in use (the caller holds the
+/// network's lock; `is_running` tells, by id, whether a container of `root` runs). One
+/// of `root`'s: while its container runs or has an attachment (whose [`release`] frees
+/// the lease with the rest). One of another root's (on the shared default network):
+/// while that root's record of the container is locked or its veth is on our bridge
+/// (after a kill -9 its namespace stays mounted, with the address on its eth0, until
+/// its root's gc: the address is not free before). A root that this mount namespace
+/// cannot see makes its records look gone: the veth still tells.
+fn lease_in_use(
+    root: &Path,
+    lease: &Lease,
+    is_running: &dyn Fn(&str) -> bool,
+    host: &mut Netlink,
+) -> anyhow::Result<bool> {
+    match lease.root.as_deref().filter(|other| *other != root) {
+        None => Ok(is_running(&lease.id) || attachment(root, &lease.id).is_some()),
+        Some(other) => {
+            if lease.id.is_empty() {
+                return Ok(false);
+            }
+            let veth = veth_name(&lease.id);
+            let on_bridge = host
+                .link_index(&veth)
+                .with_context(|| format!("cannot look up link {veth}"))?
+                .is_some();
+            Ok(on_bridge || runs_in(other, &lease.id))
+        }
+    }
+}
+
+/// Frees a lease that is not in use: through its root's [`release`] when that root
+/// still has the container's attachment (which goes with it), else the lease alone.
+fn free_lease(root: &Path, network: &str, lease: &Lease) {
+    let owner = lease.root.as_deref().unwrap_or(root);
+    if owner != root && !lease.id.is_empty() && attachment(owner, &lease.id).is_some() {
+        if let Err(e) = release(owner, &lease.id) {
+            eprintln!("mycontainer: warning: {e:#}");
+        }
+    }
+    // Whatever release did, the lease goes (a lease with no id has no owner to match).
+    let path = ipam::leases_dir(root, network).join(lease.ip.to_string());
+    let still = fs::read_to_string(&path).is_ok_and(|text| text.lines().next() == Some(&lease.id));
+    if still || lease.id.is_empty() {
+        let _ = fs::remove_file(path);
+    }
+}
+
+/// Whether container `id` of state root `root` runs: someone (its CLI or supervisor)
+/// holds its record's lock, as `gc` and `system check` decide for their own root.
+fn runs_in(root: &Path, id: &str) -> bool {
+    let dir = crate::container::paths::containers_dir(root).join(id);
+    dir.is_dir() && matches!(crate::container::record::lock_listed(&dir), Ok(None))
 }
 
 /// Whether the bridge `bridge` serves a container of another state root in this network

@@ -203,10 +203,23 @@ impl Netlink {
 
     /// Creates a bridge called `name`, up.
     pub fn create_bridge(&mut self, name: &str) -> io::Result<u32> {
+        // A MAC of its own, as Docker gives its bridges: without one the kernel gives
+        // the bridge its lowest port's, so the gateway's MAC changed whenever that
+        // container left, and every other container's ARP entry for the gateway
+        // pointed nowhere until it expired (pings to the gateway failed meanwhile).
+        let mut mac = [0u8; 6];
+        // SAFETY: getrandom writes at most mac.len() bytes into the buffer we own.
+        let n = unsafe { libc::getrandom(mac.as_mut_ptr().cast(), mac.len(), 0) };
+        if n != mac.len() as isize {
+            return Err(io::Error::last_os_error());
+        }
+        // Unicast, locally administered.
+        mac[0] = (mac[0] & 0xfe) | 0x02;
         let mut msg = LinkMessage::default();
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         msg.attributes
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
                 InfoKind::Bridge,
@@ -216,8 +229,10 @@ impl Netlink {
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))
     }
 
-    /// Creates a veth pair in one request: `host` here, up and attached to the bridge
-    /// `master`; its peer `peer` (with `mac`, down) directly in the namespace `netns`.
+    /// Creates a veth pair in one request: `host` here, down and attached to the bridge
+    /// `master` (the caller turns its IPv6 off, then brings it up with
+    /// [`Netlink::set_port_up`]); its peer `peer` (with `mac`, down) directly in the
+    /// namespace `netns`.
     pub fn create_veth(
         &mut self,
         host: &str,
@@ -235,8 +250,6 @@ impl Netlink {
         inner.attributes.push(LinkAttribute::Address(mac.to_vec()));
         inner.attributes.push(LinkAttribute::NetNsFd(netns));
         let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));
         msg.attributes.push(LinkAttribute::Controller(master));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
@@ -261,6 +274,23 @@ impl Netlink {
     /// own published port through a host address needs once the DNAT sends it back.
     pub fn set_hairpin(&mut self, name: &str) -> io::Result<()> {
         let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(msg), 0)?;
+        Ok(())
+    }
+
+    /// Brings the bridge port `name` up with hairpin mode on (see [`Netlink::set_hairpin`]),
+    /// in one request.
+    pub fn set_port_up(&mut self, name: &str) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::PortKind(InfoPortKind::Bridge),
