@@ -393,3 +393,44 @@ fn the_socket_is_root_only_and_goes_with_the_container() {
     assert!(!path.exists());
     assert!(!path.parent().unwrap().exists());
 }
+
+/// The unix sockets process `pid` has open.
+fn sockets_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .filter(|target| target.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A client that stops reading is dropped by the supervisor (the container's output
+/// never waits for it); attach then says so at once, and that the container still
+/// runs, instead of waiting for an exit code that will not come (it waited 5 s, then
+/// said only "lost the connection").
+#[test]
+fn a_client_dropped_for_not_reading_is_told_the_container_still_runs() {
+    let w = World::new();
+    let line = "x".repeat(1000);
+    let id = w.run_detached(&["--name", "flood"], &["yes", &line]);
+    let supervisor = w.supervisor_pid(&id);
+    let before = sockets_of(supervisor);
+    let a = Attached::start(&w, &["--no-stdin", "flood"]);
+    assert!(a.sees(&line));
+    assert!(wait_for(10, || sockets_of(supervisor) == before + 1));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGSTOP) };
+    let dropped = wait_for(30, || sockets_of(supervisor) == before);
+    // SAFETY: as above.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGCONT) };
+    assert!(dropped, "the supervisor kept a client that does not read");
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("did not read the output fast enough") && err.contains("still runs"),
+        "{err}"
+    );
+    assert!(ps_status(&w, "flood").starts_with("Up"));
+    ok(w.mc(&["rm", "-f", "flood"]));
+}
