@@ -162,6 +162,7 @@ fn reclaim_removing(
         false => Default::default(),
     };
     delete_locked(store, id, &dir, name.as_deref())?;
+    super::network::release_unrecorded_leases(root, id)?;
     super::volumes::remove_anonymous(root, &volumes)?;
     reclaimed.removed.push(id.to_string());
     Ok(())
@@ -190,6 +191,7 @@ fn reclaim_one(
         if let Some(_lock) = lock_listed(&dir)? {
             if !state_path.exists() {
                 delete_locked(&open_store()?, id, &dir, None)?;
+                super::network::release_unrecorded_leases(root, id)?;
                 reclaimed.removed.push(id.to_string());
             }
         }
@@ -213,11 +215,14 @@ fn reclaim_one(
     if state.auto_remove {
         let volumes = super::volumes::volumes_of_record(root, &dir);
         delete_locked(&open_store()?, id, &dir, state.name.as_deref())?;
+        super::network::release_unrecorded_leases(root, id)?;
         super::volumes::remove_anonymous(root, &volumes)?;
         reclaimed.removed.push(id.to_string());
     } else {
         let _ = Cgroup::open(&cgroup_name(root, id)).and_then(|cg| cg.destroy());
-        if let Err(e) = super::network::release(root, id) {
+        if let Err(e) = super::network::release(root, id)
+            .and_then(|()| super::network::release_unrecorded_leases(root, id))
+        {
             eprintln!("mycontainer: warning: cannot remove the network of container {id}: {e:#}");
         }
         state.status = Status::Exited;
@@ -275,6 +280,47 @@ mod tests {
             String::from_utf8_lossy(&output.stderr)
         );
         false
+    }
+
+    /// A CLI killed between its address lease and its attachment record: the next
+    /// command's reclaim frees the lease with the record (only `gc` did before, so the
+    /// address stayed taken until then).
+    #[test]
+    fn a_lease_taken_just_before_a_kill_is_freed_by_the_next_command() {
+        if !in_own_process("a_lease_taken_just_before_a_kill_is_freed_by_the_next_command") {
+            return;
+        }
+        use crate::container::network::ipam;
+        let root = tempfile::tempdir().unwrap();
+        let config = ipam::NetworkConfig {
+            name: "leasetest".into(),
+            id: "0".repeat(64),
+            subnet: "10.231.7.0/24".into(),
+            gateway: "10.231.7.1".parse().unwrap(),
+            bridge: "mc-leasetest".into(),
+            internal: false,
+            created: 0,
+        };
+        fs::create_dir_all(ipam::networks_dir(root.path())).unwrap();
+        ipam::save(root.path(), &config).unwrap();
+        let record = create(root.path(), None).unwrap();
+        let other = create(root.path(), None).unwrap();
+        for holder in [&record, &other] {
+            let _lock = ipam::lock(root.path(), &config.name).unwrap();
+            ipam::allocate(root.path(), &config, &holder.id).unwrap();
+        }
+        let id = record.id.clone();
+        drop(record);
+        assert_eq!(reclaim_orphans(root.path()).unwrap().removed, vec![id]);
+        let left: Vec<String> = ipam::leases(root.path(), &config.name)
+            .into_iter()
+            .map(|(_, holder)| holder)
+            .collect();
+        assert_eq!(
+            left,
+            vec![other.id.clone()],
+            "the killed run's lease is still taken"
+        );
     }
 
     /// A remover killed after renaming the record aside (`record::remove_record_dir`):
