@@ -434,3 +434,37 @@ fn a_client_dropped_for_not_reading_is_told_the_container_still_runs() {
     assert!(ps_status(&w, "flood").starts_with("Up"));
     ok(w.mc(&["rm", "-f", "flood"]));
 }
+
+/// A client that takes nothing for a while when the run ends (stopped here; on a busy
+/// machine, one that waits for a CPU) still gets the rest of the output and the exit
+/// code: the supervisor gives up on a client only after a long stall (it gave up after
+/// 1 s, and the client lost the end of the output).
+#[test]
+fn a_client_that_stalls_at_the_end_still_gets_all_output_and_the_exit_code() {
+    let w = World::new();
+    let script = "trap 'yes | head -c 2000000; exit 7' USR1; while :; do sleep 0.1; done";
+    let id = w.run_detached(&["--name", "stall"], &["sh", "-c", script]);
+    let init = w.state(&id)["pid"].as_i64().unwrap() as i32;
+    let a = Attached::start(&w, &["--no-stdin", "stall"]);
+    assert!(
+        wait_for(10, || a.blocks(libc::SIGTERM)),
+        "attach never connected"
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGSTOP) };
+    ok(w.mc(&["kill", "-s", "USR1", "stall"]));
+    // The output (far more than a socket holds) waits in the supervisor for the client.
+    assert!(wait_for(30, || !alive(init)), "the container did not end");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // SAFETY: as above.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGCONT) };
+    let out = a.out.clone();
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(7), "{err}");
+    let out = out.lock().unwrap();
+    assert_eq!(
+        out.iter().filter(|b| **b == b'y').count(),
+        1_000_000,
+        "{err}"
+    );
+}
