@@ -393,3 +393,78 @@ fn the_socket_is_root_only_and_goes_with_the_container() {
     assert!(!path.exists());
     assert!(!path.parent().unwrap().exists());
 }
+
+/// The unix sockets process `pid` has open.
+fn sockets_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .filter(|target| target.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A client that stops reading is dropped by the supervisor (the container's output
+/// never waits for it); attach then says so at once, and that the container still
+/// runs, instead of waiting for an exit code that will not come (it waited 5 s, then
+/// said only "lost the connection").
+#[test]
+fn a_client_dropped_for_not_reading_is_told_the_container_still_runs() {
+    let w = World::new();
+    let line = "x".repeat(1000);
+    let id = w.run_detached(&["--name", "flood"], &["yes", &line]);
+    let supervisor = w.supervisor_pid(&id);
+    let before = sockets_of(supervisor);
+    let a = Attached::start(&w, &["--no-stdin", "flood"]);
+    assert!(a.sees(&line));
+    assert!(wait_for(10, || sockets_of(supervisor) == before + 1));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGSTOP) };
+    let dropped = wait_for(30, || sockets_of(supervisor) == before);
+    // SAFETY: as above.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGCONT) };
+    assert!(dropped, "the supervisor kept a client that does not read");
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("did not read the output fast enough") && err.contains("still runs"),
+        "{err}"
+    );
+    assert!(ps_status(&w, "flood").starts_with("Up"));
+    ok(w.mc(&["rm", "-f", "flood"]));
+}
+
+/// A client that takes nothing for a while when the run ends (stopped here; on a busy
+/// machine, one that waits for a CPU) still gets the rest of the output and the exit
+/// code: the supervisor gives up on a client only after a long stall (it gave up after
+/// 1 s, and the client lost the end of the output).
+#[test]
+fn a_client_that_stalls_at_the_end_still_gets_all_output_and_the_exit_code() {
+    let w = World::new();
+    let script = "trap 'yes | head -c 2000000; exit 7' USR1; while :; do sleep 0.1; done";
+    let id = w.run_detached(&["--name", "stall"], &["sh", "-c", script]);
+    let init = w.state(&id)["pid"].as_i64().unwrap() as i32;
+    let a = Attached::start(&w, &["--no-stdin", "stall"]);
+    assert!(
+        wait_for(10, || a.blocks(libc::SIGTERM)),
+        "attach never connected"
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGSTOP) };
+    ok(w.mc(&["kill", "-s", "USR1", "stall"]));
+    // The output (far more than a socket holds) waits in the supervisor for the client.
+    assert!(wait_for(30, || !alive(init)), "the container did not end");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // SAFETY: as above.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGCONT) };
+    let out = a.out.clone();
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(7), "{err}");
+    let out = out.lock().unwrap();
+    assert_eq!(
+        out.iter().filter(|b| **b == b'y').count(),
+        1_000_000,
+        "{err}"
+    );
+}

@@ -437,9 +437,11 @@ pub fn supervise_entry() -> Option<i32> {
         root: std::path::PathBuf::from(root),
         quiet: true,
     };
+    let id = args.id.clone();
     Some(match supervise(&ctx, args) {
         Ok(code) => code,
         Err(err) => {
+            container::supervisor_log::record_failure(&ctx.root, &id, &err);
             eprintln!("mycontainer: {err:#}");
             exitcode::TOOL_FAILED
         }
@@ -463,7 +465,7 @@ fn small_supervisor_entry(args: &[std::ffi::OsString]) -> Option<i32> {
                     .collect::<Option<_>>()?,
             };
             let root = std::path::PathBuf::from(root);
-            resume(
+            let resumed = resume(
                 &root,
                 id,
                 lock_fd.parse().ok()?,
@@ -472,7 +474,11 @@ fn small_supervisor_entry(args: &[std::ffi::OsString]) -> Option<i32> {
                 backoff.parse().ok()?,
                 listen.parse().ok()?,
                 &clients,
-            )
+            );
+            if let Err(err) = &resumed {
+                container::supervisor_log::record_failure(&root, id, err);
+            }
+            resumed
         }
         ["--root", root, "supervise-health", since, id] => {
             let since = std::time::Duration::from_millis(since.parse().ok()?);

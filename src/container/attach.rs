@@ -125,15 +125,65 @@ pub fn attach(record: &Record, opts: &AttachOptions) -> anyhow::Result<i32> {
     match end {
         ClientEnd::Exited(code) => Ok(code),
         ClientEnd::Detached => Ok(0),
-        // The supervisor ended between runs or was killed: what the record says.
-        ClientEnd::Closed => {
-            let _ = super::control::wait_unsupervised(record, std::time::Duration::from_secs(5));
-            match record.load_state()?.exit_code {
-                Some(code) => Ok(code),
-                None => bail!("lost the connection to container {name}'s supervisor"),
-            }
-        }
+        // The supervisor let us go without the exit code: what the record says.
+        ClientEnd::Closed => closed_without_exit_code(record, &state, &name),
     }
+}
+
+/// The exit code of the run `attached` (the state when we attached) once the record
+/// says it, after the supervisor closed our connection without sending it (it was
+/// killed, it failed, or it dropped us as a client that did not keep up). While the
+/// run's init still runs we were dropped: that is said at once. Otherwise the run has
+/// ended and its supervisor is recording it, which on a busy machine takes any time:
+/// waited for without a limit, until the record shows the end or nobody supervises it.
+fn closed_without_exit_code(
+    record: &Record,
+    attached: &super::state::State,
+    name: &str,
+) -> anyhow::Result<i32> {
+    let recorded = |state: &super::state::State| {
+        state.status != Status::Running
+            || state.restarting
+            || state.started_at != attached.started_at
+            || state.pid != attached.pid
+    };
+    loop {
+        let state = match record.load_state() {
+            Ok(state) => state,
+            // Removed (--rm) before we could read how it ended.
+            Err(_) if !record.dir.exists() => bail!(
+                "lost the connection to container {name}'s supervisor, and the container was removed before its exit code could be read (use `mycontainer wait` to get it next time)"
+            ),
+            Err(err) => return Err(err),
+        };
+        if recorded(&state) || !record.is_supervised() {
+            return match state.exit_code.filter(|_| state.status != Status::Running) {
+                Some(code) => Ok(code),
+                None => bail!("lost the connection to container {name}'s supervisor: it was killed (see `mycontainer inspect {name}`)"),
+            };
+        }
+        if attached.pid.is_some_and(|pid| init_runs(record, pid)) {
+            bail!(
+                "lost the connection to container {name}: its supervisor dropped this client, which did not read the output fast enough; it still runs (attach again)"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether `pid`, the container's init, still runs: a live process (not a zombie
+/// awaiting its reaper) in the container's cgroup (not a recycled pid).
+fn init_runs(record: &Record, pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    if !cgroups.contains(&record.cgroup_name()) {
+        return false;
+    }
+    stat.rfind(')')
+        .and_then(|at| stat[at + 1..].trim_start().chars().next())
+        .is_some_and(|state| state != 'Z' && state != 'X')
 }
 
 #[cfg(test)]

@@ -23,8 +23,16 @@ impl Record {
     }
 
     /// Whether a live process supervises the record (holds its lock).
+    /// While its owner removes it, the record is under its hidden removing name
+    /// (`record::remove_record_dir`), still locked: a `stop` waits for that to end.
     pub fn is_supervised(&self) -> bool {
-        matches!(lock_dir(&self.dir, false), Ok(None))
+        match lock_dir(&self.dir, false) {
+            Ok(lock) => lock.is_none(),
+            Err(_) => {
+                let removing = super::record::removing_dir(&self.dir);
+                removing.exists() && matches!(lock_dir(&removing, false), Ok(None))
+            }
+        }
     }
 
     /// A short id for messages.
@@ -77,7 +85,13 @@ pub fn observed(record: &Record, mut state: State) -> State {
         state.status = Status::Exited;
         state.pid = None;
         state.exit_code = state.exit_code.or(Some(crate::exitcode::KILLED));
-        state.error = Some("the mycontainer process supervising it is gone".into());
+        // Kept when its supervisor recorded why it failed (supervisor_log.rs).
+        state.error = Some(
+            state
+                .error
+                .take()
+                .unwrap_or_else(|| "the mycontainer process supervising it is gone".into()),
+        );
     }
     state
 }

@@ -39,6 +39,7 @@ pub mod spec;
 pub mod state;
 pub mod stats;
 pub mod step;
+pub mod supervisor_log;
 pub mod systemd;
 pub mod top;
 pub mod update;

@@ -8,7 +8,9 @@ use anyhow::Context;
 use mycontainer_store::Store;
 
 use super::paths::{cgroup_name, containers_dir};
-use super::record::{delete_locked, list_ids, lock_listed, UNBORN_GRACE, UNBORN_PREFIX};
+use super::record::{
+    delete_locked, list_ids, lock_listed, REMOVING_PREFIX, UNBORN_GRACE, UNBORN_PREFIX,
+};
 use super::state::{State, Status};
 use crate::runtime::cgroups::Cgroup;
 
@@ -72,6 +74,9 @@ pub fn reclaim_all(root: &Path) -> anyhow::Result<Reclaimed> {
     let mut reclaimed = Reclaimed::default();
     reclaim_unborn(root)?;
     let mut store = None;
+    for id in removing_ids(root) {
+        reclaim_removing(root, &id, &mut store, &mut reclaimed)?;
+    }
     let ids = list_ids(root)?;
     for id in &ids {
         reclaim_one(root, id, &mut store, &mut reclaimed)?;
@@ -102,6 +107,10 @@ fn reclaim_marked(root: &Path, live: Vec<String>) -> anyhow::Result<Reclaimed> {
             }
             continue;
         }
+        if parent.join(format!("{REMOVING_PREFIX}{id}")).exists() {
+            reclaim_removing(root, &id, &mut store, &mut reclaimed)?;
+            continue;
+        }
         if !parent.join(&id).exists() {
             // Removed, by its owner or another reclaim, between its directory and its
             // marker; or its creator died before making it.
@@ -111,6 +120,52 @@ fn reclaim_marked(root: &Path, live: Vec<String>) -> anyhow::Result<Reclaimed> {
         reclaim_one(root, &id, &mut store, &mut reclaimed)?;
     }
     Ok(reclaimed)
+}
+
+/// The ids of records some process began to remove (see `record::remove_record_dir`).
+fn removing_ids(root: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(containers_dir(root)) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix(REMOVING_PREFIX).map(str::to_string)
+        })
+        .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect()
+}
+
+/// Finishes the removal of record `id` that a process began and did not end (it died,
+/// or failed): unless that process still holds it.
+fn reclaim_removing(
+    root: &Path,
+    id: &str,
+    store: &mut Option<Store>,
+    reclaimed: &mut Reclaimed,
+) -> anyhow::Result<()> {
+    let dir = containers_dir(root).join(format!("{REMOVING_PREFIX}{id}"));
+    let Some(_lock) = lock_listed(&dir)? else {
+        return Ok(());
+    };
+    if store.is_none() {
+        *store = Some(Store::open(root)?);
+    }
+    let store = store.as_ref().expect("opened above");
+    let state = State::load(&dir.join("state.json")).ok();
+    let name = state.as_ref().and_then(|s| s.name.clone());
+    // A `--rm` record's anonymous volumes go with it (as `discard`); `rm` without -v
+    // keeps them (then `volume prune` removes them).
+    let volumes = match state.as_ref().is_some_and(|s| s.auto_remove) {
+        true => super::volumes::volumes_of_record(root, &dir),
+        false => Default::default(),
+    };
+    delete_locked(store, id, &dir, name.as_deref())?;
+    super::network::release_unrecorded_leases(root, id)?;
+    super::volumes::remove_anonymous(root, &volumes)?;
+    reclaimed.removed.push(id.to_string());
+    Ok(())
 }
 
 /// Reclaims record `id` when its CLI is gone; drops its live marker when it is exited.
@@ -136,6 +191,7 @@ fn reclaim_one(
         if let Some(_lock) = lock_listed(&dir)? {
             if !state_path.exists() {
                 delete_locked(&open_store()?, id, &dir, None)?;
+                super::network::release_unrecorded_leases(root, id)?;
                 reclaimed.removed.push(id.to_string());
             }
         }
@@ -159,11 +215,14 @@ fn reclaim_one(
     if state.auto_remove {
         let volumes = super::volumes::volumes_of_record(root, &dir);
         delete_locked(&open_store()?, id, &dir, state.name.as_deref())?;
+        super::network::release_unrecorded_leases(root, id)?;
         super::volumes::remove_anonymous(root, &volumes)?;
         reclaimed.removed.push(id.to_string());
     } else {
         let _ = Cgroup::open(&cgroup_name(root, id)).and_then(|cg| cg.destroy());
-        if let Err(e) = super::network::release(root, id) {
+        if let Err(e) = super::network::release(root, id)
+            .and_then(|()| super::network::release_unrecorded_leases(root, id))
+        {
             eprintln!("mycontainer: warning: cannot remove the network of container {id}: {e:#}");
         }
         state.status = Status::Exited;
@@ -187,7 +246,7 @@ fn reclaim_one(
 mod tests {
     use super::*;
     use crate::container::find;
-    use crate::container::record::{create, lock_dir};
+    use crate::container::record::{create, lock_dir, Record};
 
     const ISOLATED_ENV: &str = "MYCONTAINER_ISOLATED_TEST";
 
@@ -221,6 +280,114 @@ mod tests {
             String::from_utf8_lossy(&output.stderr)
         );
         false
+    }
+
+    /// A CLI killed between its address lease and its attachment record: the next
+    /// command's reclaim frees the lease with the record (only `gc` did before, so the
+    /// address stayed taken until then).
+    #[test]
+    fn a_lease_taken_just_before_a_kill_is_freed_by_the_next_command() {
+        if !in_own_process("a_lease_taken_just_before_a_kill_is_freed_by_the_next_command") {
+            return;
+        }
+        use crate::container::network::ipam;
+        let root = tempfile::tempdir().unwrap();
+        let config = ipam::NetworkConfig {
+            name: "leasetest".into(),
+            id: "0".repeat(64),
+            subnet: "10.231.7.0/24".into(),
+            gateway: "10.231.7.1".parse().unwrap(),
+            bridge: "mc-leasetest".into(),
+            internal: false,
+            created: 0,
+        };
+        fs::create_dir_all(ipam::networks_dir(root.path())).unwrap();
+        ipam::save(root.path(), &config).unwrap();
+        let record = create(root.path(), None).unwrap();
+        let other = create(root.path(), None).unwrap();
+        for holder in [&record, &other] {
+            let _lock = ipam::lock(root.path(), &config.name).unwrap();
+            ipam::allocate(root.path(), &config, &holder.id).unwrap();
+        }
+        let id = record.id.clone();
+        drop(record);
+        assert_eq!(reclaim_orphans(root.path()).unwrap().removed, vec![id]);
+        let left: Vec<String> = ipam::leases(root.path(), &config.name)
+            .into_iter()
+            .map(|lease| lease.id)
+            .collect();
+        assert_eq!(
+            left,
+            vec![other.id.clone()],
+            "the killed run's lease is still taken"
+        );
+    }
+
+    /// A remover killed after renaming the record aside (`record::remove_record_dir`):
+    /// the next command finishes the removal, the live marker and the name included;
+    /// while the remover lives (holds the lock), the record is left to it and still
+    /// counts as supervised.
+    #[test]
+    fn a_half_removed_record_is_finished_by_the_next_command() {
+        if !in_own_process("a_half_removed_record_is_finished_by_the_next_command") {
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let record = create(root.path(), Some("halfway")).unwrap();
+        let state = State {
+            id: record.id.clone(),
+            name: Some("halfway".into()),
+            image: "x".into(),
+            command: vec![],
+            entrypoint_len: 0,
+            status: Status::Running,
+            pid: Some(1),
+            exit_code: None,
+            oom_killed: false,
+            error: None,
+            auto_remove: true,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+            image_id: None,
+            stop_timeout: 10,
+            stop_signal: libc::SIGTERM,
+            restart_policy: Default::default(),
+            restart_count: 0,
+            restarting: false,
+            healthcheck: None,
+            log_opts: Default::default(),
+            open_stdin: false,
+        };
+        record.save_state(&state).unwrap();
+        let doomed = crate::container::record::removing_dir(&record.dir);
+        fs::rename(&record.dir, &doomed).unwrap();
+        let seen = Record {
+            id: record.id.clone(),
+            name: String::new(),
+            dir: record.dir.clone(),
+            lock: None,
+        };
+        assert!(
+            seen.is_supervised(),
+            "a record being removed is still supervised"
+        );
+        assert!(reclaim_orphans(root.path()).unwrap().removed.is_empty());
+        assert!(doomed.exists());
+        drop(record);
+        assert!(!seen.is_supervised());
+        assert_eq!(
+            reclaim_orphans(root.path()).unwrap().removed,
+            vec![seen.id.clone()]
+        );
+        assert!(!doomed.exists());
+        assert!(crate::container::rundir::marked_live(root.path())
+            .unwrap()
+            .unwrap_or_default()
+            .is_empty());
+        assert!(find(root.path(), "halfway").is_err());
+        // The name is free again.
+        create(root.path(), Some("halfway")).unwrap();
     }
 
     #[test]

@@ -103,6 +103,15 @@ impl Record {
 /// The name a record directory has until it is locked (see `create`).
 pub(super) const UNBORN_PREFIX: &str = ".new-";
 
+/// The name a record directory has while it is being removed (see `delete_locked`).
+pub(super) const REMOVING_PREFIX: &str = ".removing-";
+
+/// Where record `dir` goes while it is removed.
+pub(super) fn removing_dir(dir: &Path) -> PathBuf {
+    let id = dir.file_name().unwrap_or_default().to_string_lossy();
+    dir.with_file_name(format!("{REMOVING_PREFIX}{id}"))
+}
+
 /// How old an unborn record must be before reclaim removes it: its creator may be
 /// between the mkdir and the lock.
 pub(super) const UNBORN_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
@@ -293,12 +302,7 @@ fn delete_locked_after(
             .and_then(|cg| cg.destroy())
             .with_context(|| format!("cannot remove the cgroup of container {id}"))?;
     }
-    match fs::remove_dir_all(dir) {
-        Err(err) if err.kind() != ErrorKind::NotFound => {
-            return Err(err).with_context(|| format!("cannot remove {}", dir.display()))
-        }
-        _ => {}
-    }
+    remove_record_dir(dir)?;
     super::rundir::remove_for_record(store.root(), id)?;
     store
         .release_layers(id)
@@ -312,6 +316,44 @@ fn delete_locked_after(
         }
     }
     Ok(())
+}
+
+/// Removes the directory of a record whose lock the caller holds. Other commands write
+/// into a record without its lock (`stop` and `kill` mark it stopped by a user, `update`
+/// leaves a restart policy): a file made between the removal's listing and its rmdir
+/// made the rmdir fail, and a `--rm` record stayed behind. So the directory is first
+/// renamed to a hidden name, where no new path lookup finds it; a write that had found
+/// it before may still land, and the removal is repeated until the directory is gone.
+/// The record's lock is on the directory itself, so it stays held under the new name
+/// (`Record::is_supervised` looks there too); `reclaim` finishes a removal whose process
+/// died.
+fn remove_record_dir(dir: &Path) -> anyhow::Result<()> {
+    let doomed = if dir
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(REMOVING_PREFIX))
+    {
+        dir.to_path_buf()
+    } else {
+        let doomed = removing_dir(dir);
+        match fs::rename(dir, &doomed) {
+            Ok(()) => doomed,
+            Err(err) if err.kind() == ErrorKind::NotFound => doomed,
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot remove {}", dir.display()))
+            }
+        }
+    };
+    loop {
+        match fs::remove_dir_all(&doomed) {
+            Ok(()) => return Ok(()),
+            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(()),
+            // A late write landed in it: what is left is removed on the next pass.
+            Err(err) if err.kind() == ErrorKind::DirectoryNotEmpty => continue,
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot remove {}", doomed.display()))
+            }
+        }
+    }
 }
 
 /// Removes the record of a finished `--rm` run, or after a failed setup.
@@ -367,6 +409,51 @@ mod tests {
             });
             assert_eq!(winners.len(), 1, "round {round}");
             assert_eq!(find(root.path(), &name).unwrap().id, winners[0].id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod removal_race {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// `stop` and `kill` mark the record stopped-by-user (a file in it) without its
+    /// lock, while the supervisor may be removing a `--rm` record: a file made between
+    /// the removal's listing and its rmdir made the rmdir fail (ENOTEMPTY), the
+    /// supervisor gave up and the record stayed until the next command's reclaim.
+    #[test]
+    fn a_record_is_removed_while_another_command_writes_into_it() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        for round in 0..50 {
+            let record = create(root.path(), Some(&format!("busy{round}"))).unwrap();
+            for sub in [record.upper_dir(), record.work_dir()] {
+                for i in 0..20 {
+                    fs::write(sub.join(format!("file{i}")), b"x").unwrap();
+                }
+            }
+            let done = AtomicBool::new(false);
+            std::thread::scope(|scope| {
+                let writer = scope.spawn(|| {
+                    while !done.load(Ordering::Relaxed) {
+                        crate::container::restart::mark_stopped_by_user(&record);
+                    }
+                });
+                let removed = delete_locked(&store, &record.id, &record.dir, Some(&record.name));
+                done.store(true, Ordering::Relaxed);
+                writer.join().unwrap();
+                removed.unwrap_or_else(|e| panic!("round {round}: {e:#}"));
+            });
+            // A write that came after the removal found no directory to write into.
+            assert!(
+                !record.dir.exists(),
+                "round {round}: the record is still there"
+            );
+            assert!(
+                !removing_dir(&record.dir).exists(),
+                "round {round}: half removed"
+            );
         }
     }
 }

@@ -7,7 +7,6 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use nix::errno::Errno;
@@ -88,7 +87,7 @@ impl Server {
         self.listener.as_raw_fd()
     }
 
-    /// The run ended with `exit_code`: tells the clients (a second at most each) and
+    /// The run ended with `exit_code`: tells the clients (see `STALLED_CLIENT`) and
     /// lets them go. The listener stays for the next run.
     pub fn end(&mut self, exit_code: i32) {
         for mut client in self.clients.drain(..) {
@@ -98,7 +97,7 @@ impl Server {
             if client.sock.set_nonblocking(false).is_ok()
                 && client
                     .sock
-                    .set_write_timeout(Some(Duration::from_secs(1)))
+                    .set_write_timeout(Some(super::attach_frames::STALLED_CLIENT))
                     .is_ok()
             {
                 let _ = client.sock.write_all(&client.backlog);

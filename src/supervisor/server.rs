@@ -110,14 +110,14 @@ impl Server {
 
     /// Hands the listener and the clients on (to `mycontainer supervise --resume`, which
     /// tells them the exit code once it is recorded): what each client has not taken
-    /// yet is sent first, a second at most each.
+    /// yet is sent first (see `STALLED_CLIENT` for one that takes nothing).
     pub fn into_fds(self) -> (RawFd, Vec<RawFd>) {
         let mut clients = Vec::new();
         for mut client in self.clients {
             if client.sock.set_nonblocking(false).is_ok()
                 && client
                     .sock
-                    .set_write_timeout(Some(std::time::Duration::from_secs(1)))
+                    .set_write_timeout(Some(crate::attach_frames::STALLED_CLIENT))
                     .is_ok()
                 && client.sock.write_all(&client.backlog).is_ok()
             {

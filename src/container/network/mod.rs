@@ -542,6 +542,24 @@ fn release_in(root: &Path, id: &str, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Frees the addresses container `id` leased without recording an attachment (its
+/// process was killed between the lease and the record, so [`release`] cannot find
+/// them): reclaim's share, for one record it found orphaned, of what [`collect`] does.
+pub fn release_unrecorded_leases(root: &Path, id: &str) -> anyhow::Result<()> {
+    if attachment(root, id).is_some() {
+        return Ok(());
+    }
+    for config in ipam::list(root)? {
+        let _lock = ipam::lock(root, &config.name)?;
+        for lease in ipam::leases(root, &config.name) {
+            if lease.id == id {
+                ipam::release(root, &config.name, lease.ip, id);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// gc: releases the attachments and leases of containers that no longer run
 /// (`is_running` tells, by id), then removes the default network's bridge and rules
 /// when nothing uses it, in this root or another one (the next run makes them again). Returns how many attachments

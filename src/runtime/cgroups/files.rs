@@ -10,9 +10,12 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// How long `remove_tree` keeps killing and retrying before it gives up. Generous:
-/// a process in the middle of an OOM kill or a slow I/O can take a while to die.
-const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `remove_tree` waits for processes that killing cannot hurry (every one left
+/// is in uninterruptible sleep or a zombie) before it gives up. Processes that merely
+/// wait for a CPU are waited for however long that takes: a slow machine is no reason
+/// to leave a cgroup (and a `--rm` record) behind. What this bounds is a wedged
+/// process: one stuck in the kernel on a dead disk or network filesystem.
+pub const STUCK_AFTER: Duration = Duration::from_secs(60);
 
 /// Writes `value` with one write(2), as cgroupfs expects, naming the file on failure.
 pub fn write(path: &Path, value: &str) -> Result<()> {
@@ -143,8 +146,15 @@ fn rmdir_tree(dir: &Path) -> std::io::Result<()> {
 /// in cgroup.procs gets SIGKILL, again and again until none is left (a pid read from
 /// cgroup.procs could be reused before the kill, as for runc without a freezer; the
 /// window is microseconds and the pid would have to be recycled into our cgroup's
-/// place). Idempotent: a missing `dir` is success.
+/// place). A frozen tree is thawed first (a v1-frozen task dies only once thawed).
+/// There is no time limit while the processes can still die (see [`STUCK_AFTER`]).
+/// Idempotent: a missing `dir` is success.
 pub fn remove_tree(dir: &Path) -> Result<()> {
+    remove_tree_waiting(dir, STUCK_AFTER)
+}
+
+/// [`remove_tree`], giving up once the processes left have been stuck for `stuck_after`.
+pub fn remove_tree_waiting(dir: &Path, stuck_after: Duration) -> Result<()> {
     // The common case first: the container's processes are gone (its init was reaped)
     // and it made no cgroups of its own, so one rmdir does it. The kernel refuses it
     // (EBUSY) while a task or a child cgroup is left: then kill and empty the tree.
@@ -153,8 +163,9 @@ pub fn remove_tree(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
         Err(_) => {}
     }
+    thaw_tree(dir);
     let kill_file = dir.join("cgroup.kill");
-    let started = Instant::now();
+    let mut stuck_since: Option<Instant> = None;
     let mut pause = Duration::from_micros(200);
     loop {
         if kill_file.exists() {
@@ -185,17 +196,62 @@ pub fn remove_tree(dir: &Path) -> Result<()> {
         } else {
             std::io::Error::from_raw_os_error(Errno::EBUSY as i32)
         };
-        if started.elapsed() > REMOVE_TIMEOUT {
-            bail!(
-                "cannot remove cgroup {}: still busy after {} s ({last_error}; processes: \
-                 {pids:?}); kill them and run `mycontainer gc`",
-                dir.display(),
-                REMOVE_TIMEOUT.as_secs()
-            );
+        // A killed process that can run dies as soon as it gets a CPU, however busy the
+        // machine: wait for it. Only processes the kill cannot reach (in uninterruptible
+        // sleep, zombies nobody reaps, ourselves) may keep the tree forever.
+        if pids.iter().all(|pid| cannot_die_now(*pid)) {
+            let since = *stuck_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= stuck_after {
+                let states: Vec<String> = pids
+                    .iter()
+                    .map(|pid| format!("{pid} ({})", task_state(*pid).unwrap_or('?')))
+                    .collect();
+                bail!(
+                    "cannot remove cgroup {}: still busy after {} s ({last_error}; processes \
+                     that cannot be killed now, with their states: [{}]); a process in state \
+                     D waits for a disk or network filesystem: once it is gone, run \
+                     `mycontainer gc`",
+                    dir.display(),
+                    stuck_after.as_secs(),
+                    states.join(", ")
+                );
+            }
+        } else {
+            stuck_since = None;
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     }
+}
+
+/// Thaws every frozen cgroup in the tree at `dir` (cgroup2 `cgroup.freeze`, v1
+/// `freezer.state`): a task frozen by the v1 freezer ignores SIGKILL until thawed.
+pub fn thaw_tree(dir: &Path) {
+    for sub in subdirs(dir) {
+        thaw_tree(&sub);
+    }
+    let freeze = dir.join("cgroup.freeze");
+    if read_u64(&freeze) == Some(1) {
+        let _ = write(&freeze, "0");
+    }
+    let state = dir.join("freezer.state");
+    if std::fs::read_to_string(&state).is_ok_and(|s| s.trim() != "THAWED") {
+        let _ = write(&state, "THAWED");
+    }
+}
+
+/// The state letter of process `pid` (R, S, D, Z, T, ...), from /proc/PID/stat.
+pub fn task_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE ...": COMM may hold spaces and parentheses.
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// Whether a SIGKILL cannot end `pid` now: ourselves (never killed), a task in
+/// uninterruptible sleep (it dies when the kernel lets it go), a zombie (it goes when its
+/// parent reaps it). A task that is gone can die no more: it counts as dying.
+fn cannot_die_now(pid: i32) -> bool {
+    pid == std::process::id() as i32 || matches!(task_state(pid), Some('D' | 'Z'))
 }
 
 /// Names of the cgroups directly under `base/parent` (e.g. the container ids under

@@ -16,10 +16,6 @@ use super::files;
 use super::resources::Limits;
 use super::{Backend, Cgroup};
 
-/// How long freezing may take before `freeze` gives up and thaws again (a task in an
-/// uninterruptible sleep delays it).
-const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Above this a v1 limit file means "unlimited" (see v1.rs).
 const V1_UNLIMITED: u64 = 1 << 62;
 
@@ -79,10 +75,20 @@ impl Cgroup {
     }
 
     /// Freezes every process of the container and returns once they all are frozen.
-    /// On failure (a timeout) the cgroup is thawed again.
+    /// Waits as long as the processes are still changing (on a busy machine a task
+    /// freezes only once it gets a CPU); gives up, and thaws the cgroup again, only when
+    /// nothing moved for [`files::STUCK_AFTER`] (a task stuck in uninterruptible sleep
+    /// cannot freeze).
     pub fn freeze(&self) -> Result<()> {
+        self.freeze_waiting(files::STUCK_AFTER)
+    }
+
+    /// [`Cgroup::freeze`], giving up once nothing moved for `stuck_after`.
+    pub fn freeze_waiting(&self, stuck_after: Duration) -> Result<()> {
         let freezer = self.freezer()?;
-        let deadline = Instant::now() + FREEZE_TIMEOUT;
+        // The processes and their states when they last changed.
+        let mut last: Option<(Vec<(i32, char)>, Instant)> = None;
+        let mut pause = Duration::from_millis(1);
         loop {
             let done = match &freezer {
                 Freezer::V2(dir) => {
@@ -99,15 +105,32 @@ impl Cgroup {
             if done {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
-                let _ = self.thaw();
-                bail!(
-                    "cannot pause cgroup {}: its processes did not freeze within {} s",
-                    self.name,
-                    FREEZE_TIMEOUT.as_secs()
-                );
+            let now: Vec<(i32, char)> = self
+                .pids()
+                .into_iter()
+                .map(|pid| (pid, files::task_state(pid).unwrap_or('-')))
+                .collect();
+            match &last {
+                Some((before, since)) if *before == now => {
+                    if since.elapsed() >= stuck_after {
+                        let _ = self.thaw();
+                        let states: Vec<String> =
+                            now.iter().map(|(pid, s)| format!("{pid} ({s})")).collect();
+                        bail!(
+                            "cannot pause cgroup {}: its processes did not freeze and none \
+                             changed for {} s (processes and states: [{}]); a process in \
+                             state D waits for a disk or network filesystem: it was left \
+                             running, retry once that is over",
+                            self.name,
+                            stuck_after.as_secs(),
+                            states.join(", ")
+                        );
+                    }
+                }
+                _ => last = Some((now, Instant::now())),
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 

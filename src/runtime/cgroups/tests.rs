@@ -874,3 +874,139 @@ fn cgroups_bench_device_filter() {
         );
     }
 }
+
+/// A process frozen by the v1 freezer: SIGKILL stays pending until it is thawed, and
+/// /proc shows it in state D, as a process stuck in the kernel. Thawed, killed and
+/// its cgroups removed on drop, whatever the test did.
+struct Frozen {
+    freezer_dir: std::path::PathBuf,
+    /// Its cgroup in the v1 pids hierarchy.
+    pids_dir: std::path::PathBuf,
+    child: Child,
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = files::write(&self.freezer_dir.join("freezer.state"), "THAWED");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = files::remove_tree(&self.freezer_dir);
+        let _ = files::remove_tree(&self.pids_dir);
+    }
+}
+
+/// A [`Frozen`] sleeper; None where the host has no v1 freezer and pids (the v2 VM).
+fn frozen_sleeper() -> Option<Frozen> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let pids = detect::v1_hierarchies(&mountinfo)
+        .into_iter()
+        .find(|h| h.has("pids"))?;
+    // Not one of ours (a container freezes through cgroup2 where it can): found here.
+    let freezer = mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mut right = right.split(' ');
+        let is_freezer =
+            right.next() == Some("cgroup") && right.nth(1)?.split(',').any(|o| o == "freezer");
+        is_freezer.then(|| std::path::PathBuf::from(left.split(' ').nth(4).unwrap()))
+    })?;
+    let name = unique_name();
+    let frozen = Frozen {
+        freezer_dir: files::create_levels(&freezer, &name, |_, _| Ok(())).unwrap(),
+        pids_dir: files::create_levels(&pids.mount_point, &name, |_, _| Ok(())).unwrap(),
+        child: sleeper(),
+    };
+    for dir in [&frozen.freezer_dir, &frozen.pids_dir] {
+        files::write(&dir.join("cgroup.procs"), &frozen.child.id().to_string()).unwrap();
+    }
+    let state = frozen.freezer_dir.join("freezer.state");
+    files::write(&state, "FROZEN").unwrap();
+    let began = Instant::now();
+    while files::read(&state).unwrap().trim() != "FROZEN" {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the sleeper never froze"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Some(frozen)
+}
+
+/// Waits for the sleeper to end; its signal.
+fn killed_by(frozen: &mut Frozen) -> Option<i32> {
+    frozen.child.wait().unwrap().signal()
+}
+
+/// Removing a frozen cgroup thaws it first: its processes could not die otherwise
+/// (before, the removal killed in a loop and gave up after 10 s with "still busy").
+#[test]
+fn cgroups_a_frozen_cgroup_is_thawed_and_removed() {
+    let Some(mut frozen) = frozen_sleeper() else {
+        return;
+    };
+    let started = Instant::now();
+    files::remove_tree(&frozen.freezer_dir).unwrap();
+    let took = started.elapsed();
+    assert!(!frozen.freezer_dir.exists());
+    assert_eq!(killed_by(&mut frozen), Some(libc::SIGKILL));
+    assert!(took < Duration::from_secs(9), "took {took:?}");
+}
+
+/// A process the kill cannot reach (here frozen in another hierarchy, state D) is
+/// waited for while it may still go, and only past the bound does the removal give up,
+/// naming it and what to do; once it can die, the removal succeeds.
+#[test]
+fn cgroups_removal_waits_for_a_stuck_process_and_then_says_what_to_do() {
+    let Some(mut frozen) = frozen_sleeper() else {
+        return;
+    };
+    let pid = frozen.child.id();
+    let err = files::remove_tree_waiting(&frozen.pids_dir, Duration::from_secs(1))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("{pid} (D)")) && err.contains("mycontainer gc"),
+        "{err}"
+    );
+    assert!(frozen.pids_dir.exists());
+    // Thawed while the removal waits: it goes on until the process is gone.
+    let removed = std::thread::scope(|scope| {
+        let removal =
+            scope.spawn(|| files::remove_tree_waiting(&frozen.pids_dir, Duration::from_secs(600)));
+        std::thread::sleep(Duration::from_secs(2));
+        files::write(&frozen.freezer_dir.join("freezer.state"), "THAWED").unwrap();
+        removal.join().unwrap()
+    });
+    removed.unwrap();
+    assert!(!frozen.pids_dir.exists());
+    assert_eq!(killed_by(&mut frozen), Some(libc::SIGKILL));
+}
+
+/// Pausing waits for a process that cannot freeze yet (held in state D, here by the v1
+/// freezer) while it may still, and gives up only once nothing moved for the bound,
+/// leaving the cgroup thawed and naming the process; once it can, the pause succeeds
+/// (before, it gave up after 10 s whatever the processes did).
+#[test]
+fn cgroups_pause_waits_for_a_process_that_cannot_freeze_yet() {
+    let Some(mut frozen) = frozen_sleeper() else {
+        return;
+    };
+    let pid = frozen.child.id();
+    let cgroup = create(None);
+    cgroup.add_process(pid as i32).unwrap();
+    let err = cgroup
+        .freeze_waiting(Duration::from_secs(1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("{pid} (D)")), "{err}");
+    assert!(!cgroup.is_frozen(), "a failed pause left the cgroup frozen");
+    let paused = std::thread::scope(|scope| {
+        let pause = scope.spawn(|| cgroup.freeze_waiting(Duration::from_secs(600)));
+        std::thread::sleep(Duration::from_secs(2));
+        files::write(&frozen.freezer_dir.join("freezer.state"), "THAWED").unwrap();
+        pause.join().unwrap()
+    });
+    paused.unwrap();
+    assert!(cgroup.is_frozen());
+    destroy_and_check_gone(&cgroup);
+    assert_eq!(killed_by(&mut frozen), Some(libc::SIGKILL));
+}

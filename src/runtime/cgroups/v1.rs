@@ -335,8 +335,14 @@ impl V1Cgroup {
     /// joined since (`join_late`).
     pub fn destroy(&self) -> Result<()> {
         let mut first_error = None;
-        let late = self.unused.iter().map(|d| d.dir.clone());
-        for dir in self.dirs().into_iter().chain(late) {
+        let late: Vec<PathBuf> = self.unused.iter().map(|d| d.dir.clone()).collect();
+        let all: Vec<PathBuf> = self.dirs().into_iter().chain(late).collect();
+        // Thawed everywhere before any kill: a task the v1 freezer holds ignores
+        // SIGKILL, and would keep the cgroup2 directory (removed first) busy.
+        for dir in &all {
+            files::thaw_tree(dir);
+        }
+        for dir in all {
             if let Err(e) = files::remove_tree(&dir) {
                 first_error.get_or_insert(e);
             }
