@@ -3,7 +3,7 @@
 //! calling thread decompresses, hashes the diff-id and unpacks.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender};
 
@@ -335,8 +335,10 @@ fn copy_to_blob<R: Read>(
 /// whatever follows the end-of-archive marker. An uncompressed layer is its own diff, so
 /// its diff-id is the blob digest the copier computes from the very same bytes: it
 /// returns None rather than hashing everything twice.
-fn unpack_stream(input: ChannelReader, dest: &Path) -> Result<(Compression, Option<Digest>)> {
-    let mut input = BufReader::with_capacity(CHUNK, input);
+fn unpack_stream(
+    mut input: ChannelReader,
+    dest: &Path,
+) -> Result<(Compression, Option<Digest>)> {
     let head = peek(&mut input)?;
     if head.is_empty() {
         return Err(Error::BadInput("the input is empty".into()));
@@ -407,7 +409,7 @@ fn unpack_all<R: Read>(reader: R, dest: &Path, compression: Compression) -> Resu
     Ok(rest)
 }
 
-fn peek(input: &mut BufReader<ChannelReader>) -> Result<Vec<u8>> {
+fn peek(input: &mut ChannelReader) -> Result<Vec<u8>> {
     let buf = input
         .fill_buf()
         .map_err(|e| Error::BadInput(e.to_string()))?;
