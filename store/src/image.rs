@@ -200,7 +200,7 @@ impl Store {
     /// Points `name` at the manifest in `descriptor`, replacing what it named before.
     /// An untagged entry for the same manifest is dropped: the name now keeps it alive.
     fn set_ref(&self, descriptor: Descriptor, name: &str) -> Result<()> {
-        index::update(self, |manifests| Ok(point_ref(manifests, descriptor, name)))
+        index::update(self, |manifests| point_ref(manifests, descriptor, name))
     }
 
     /// [`Store::set_ref`] with the new index written before `barrier` and moved into
@@ -213,7 +213,7 @@ impl Store {
     ) -> Result<()> {
         index::update_behind(
             self,
-            |manifests| Ok(point_ref(manifests, descriptor, name)),
+            |manifests| point_ref(manifests, descriptor, name),
             barrier,
         )
     }
@@ -221,7 +221,7 @@ impl Store {
     /// Records an image with no name (`image import` without NAME), unless the manifest
     /// is in the index already.
     fn add_untagged(&self, descriptor: Descriptor) -> Result<()> {
-        index::update(self, |manifests| Ok(add_unnamed(manifests, descriptor)))
+        index::update(self, |manifests| add_unnamed(manifests, descriptor))
     }
 
     /// [`Store::add_untagged`] behind the caller's barrier, as [`Store::set_ref_behind`].
@@ -232,7 +232,7 @@ impl Store {
     ) -> Result<()> {
         index::update_behind(
             self,
-            |manifests| Ok(add_unnamed(manifests, descriptor)),
+            |manifests| add_unnamed(manifests, descriptor),
             barrier,
         )
     }
@@ -557,19 +557,21 @@ pub fn oci_manifest(config_bytes: &[u8], layers: &[LayerInfo]) -> Result<Vec<u8>
 }
 
 /// The index change of [`Store::set_ref`].
-fn point_ref(manifests: &mut Vec<Descriptor>, descriptor: Descriptor, name: &str) {
+fn point_ref(manifests: &mut Vec<Descriptor>, descriptor: Descriptor, name: &str) -> Result<()> {
     manifests.retain(|d| {
         let untagged_same = index::ref_name(d).is_none() && d.digest() == descriptor.digest();
         index::ref_name(d) != Some(name) && !untagged_same
     });
     manifests.push(index::with_ref_name(descriptor, name));
+    Ok(())
 }
 
 /// The index change of [`Store::add_untagged`].
-fn add_unnamed(manifests: &mut Vec<Descriptor>, descriptor: Descriptor) {
+fn add_unnamed(manifests: &mut Vec<Descriptor>, descriptor: Descriptor) -> Result<()> {
     if !manifests.iter().any(|d| d.digest() == descriptor.digest()) {
         manifests.push(descriptor);
     }
+    Ok(())
 }
 
 fn is_broken_pipe(error: &Error) -> bool {

@@ -335,10 +335,7 @@ fn copy_to_blob<R: Read>(
 /// whatever follows the end-of-archive marker. An uncompressed layer is its own diff, so
 /// its diff-id is the blob digest the copier computes from the very same bytes: it
 /// returns None rather than hashing everything twice.
-fn unpack_stream(
-    mut input: ChannelReader,
-    dest: &Path,
-) -> Result<(Compression, Option<Digest>)> {
+fn unpack_stream(mut input: ChannelReader, dest: &Path) -> Result<(Compression, Option<Digest>)> {
     let head = peek(&mut input)?;
     if head.is_empty() {
         return Err(Error::BadInput("the input is empty".into()));
