@@ -542,7 +542,10 @@ fn open_beneath(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
     let name = CString::new(rel.as_os_str().as_bytes())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     match openat2_dir_beneath(root, &name) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => open_beneath_walk(root, rel),
+        // EAGAIN: a rename raced openat2's RESOLVE_BENEATH check; the walk needs none.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EAGAIN)) => {
+            open_beneath_walk(root, rel)
+        }
         other => other,
     }
 }
@@ -569,8 +572,7 @@ fn openat2_dir_beneath(root: &OwnedFd, name: &CString) -> io::Result<OwnedFd> {
             return Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) });
         }
         let err = io::Error::last_os_error();
-        // openat2 returns EAGAIN when a rename raced the RESOLVE_BENEATH check.
-        if !matches!(err.raw_os_error(), Some(libc::EINTR | libc::EAGAIN)) {
+        if err.raw_os_error() != Some(libc::EINTR) {
             return Err(err);
         }
     }
