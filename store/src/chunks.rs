@@ -2,7 +2,7 @@
 //! layer is unpacked while it is still being copied (import), and how a push's upload
 //! body reads what the compressor thread produces.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::sync::mpsc::Receiver;
 
 /// One chunk, or the error that ends the stream (so a reader fails instead of seeing
@@ -28,6 +28,18 @@ impl ChannelReader {
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// The chunks are the buffer: a reader that wants a `BufRead` (a decompressor, the
+/// unpacker) reads them in place, with no copy into a `BufReader` of its own first.
+impl BufRead for ChannelReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.offset == self.current.len() {
             match self.receiver.recv() {
                 Ok(chunk) => {
@@ -35,12 +47,13 @@ impl Read for ChannelReader {
                     self.offset = 0;
                 }
                 // Every sender gone without an error: the stream is complete.
-                Err(_) => return Ok(0),
+                Err(_) => return Ok(&[]),
             }
         }
-        let n = buf.len().min(self.current.len() - self.offset);
-        buf[..n].copy_from_slice(&self.current[self.offset..self.offset + n]);
-        self.offset += n;
-        Ok(n)
+        Ok(&self.current[self.offset..])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.offset = (self.offset + amount).min(self.current.len());
     }
 }

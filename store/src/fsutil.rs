@@ -207,6 +207,12 @@ impl Staged {
     pub(crate) fn replace(self, target: &Path) -> Result<()> {
         self.entry.persist_replacing_unsynced(target)
     }
+
+    /// Renames the (synced) file to `target` unless something is there already (then
+    /// the staged file is dropped); the caller syncs the filesystem after.
+    pub(crate) fn place(self, target: &Path) -> Result<()> {
+        self.entry.persist_unsynced(target).map(drop)
+    }
 }
 
 impl Drop for TempEntry {

@@ -13,6 +13,7 @@ use crate::blobs;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fsutil::{sync_filesystem, FileLock};
+use crate::import::{PendingLayer, StagedLayer};
 use crate::index;
 use crate::layer::{ImportedLayer, LayerInfo, NoProgress, Progress};
 use crate::reference::Reference;
@@ -82,14 +83,26 @@ impl Store {
     ) -> Result<(Image, ImportedLayer)> {
         // Held until the image is in the index, so gc cannot sweep the new blobs between.
         let _ingest = self.ingest_lock_file()?;
-        let imported = match source {
-            ImportSource::File(path) => self.import_layer_file(path, progress)?,
+        let pending = match source {
+            ImportSource::File(path) => self.stage_layer_file(path, progress)?,
             ImportSource::Stream(reader) => {
-                self.import_layer_unsynced(reader, None, None, progress)?
+                PendingLayer::Staged(self.stage_layer(reader, None, None, progress)?)
             }
         };
-        let image = self.create_image(std::slice::from_ref(&imported.layer), spec, name)?;
-        Ok((image, imported))
+        let (layer, staged) = match pending {
+            PendingLayer::Stored(imported) => (imported, None),
+            PendingLayer::Staged(staged) => (
+                ImportedLayer {
+                    layer: staged.layer.clone(),
+                    reused: false,
+                },
+                Some(staged),
+            ),
+        };
+        let (image, reused) =
+            self.create_image_with(std::slice::from_ref(&layer.layer), spec, name, staged)?;
+        let reused = reused.unwrap_or(layer.reused);
+        Ok((image, ImportedLayer { reused, ..layer }))
     }
 
     /// Writes the config and manifest for `layers` (base first, already stored) and
@@ -100,6 +113,19 @@ impl Store {
         spec: &ImageSpec,
         name: Option<&Reference>,
     ) -> Result<Image> {
+        Ok(self.create_image_with(layers, spec, name, None)?.0)
+    }
+
+    /// [`Store::create_image`] where the last of `layers` may still be staged (`staged`):
+    /// it goes into place behind the same barrier as the config and manifest. Returns
+    /// whether that layer was already unpacked (None without one).
+    fn create_image_with(
+        &self,
+        layers: &[LayerInfo],
+        spec: &ImageSpec,
+        name: Option<&Reference>,
+        staged: Option<StagedLayer>,
+    ) -> Result<(Image, Option<bool>)> {
         let diff_ids = layers
             .iter()
             .map(|l| l.diff_id.to_string())
@@ -135,58 +161,80 @@ impl Store {
         let config_bytes =
             serde_json::to_vec(&config).map_err(|e| Error::BadInput(e.to_string()))?;
         let manifest_bytes = oci_manifest(&config_bytes, layers)?;
-        // Two barriers for everything before the index names the image: the first makes
-        // the config's and manifest's bytes durable (and the layers' renames, which
-        // `import_layer_unsynced` left to us), the second their own renames.
+        // Two barriers in all. The first makes the bytes of the staged layer (its blob,
+        // files and record), the config and the manifest durable, and the renames of
+        // earlier layers that `import_layer_unsynced` left to us. The second makes
+        // their own renames durable, and the new index's bytes, which is moved into
+        // place only after it: the index never names what a crash could lose.
         let config_blob = blobs::stage(self, &config_bytes)?;
         let manifest_blob = blobs::stage(self, &manifest_bytes)?;
         sync_filesystem(self.root())?;
+        let reused = match staged {
+            Some(staged) => Some(staged.place(self)?.reused),
+            None => None,
+        };
         let (config_digest, _) = config_blob.persist_synced(self)?;
         let (manifest_digest, _) = manifest_blob.persist_synced(self)?;
-        sync_filesystem(self.root())?;
 
         let descriptor = Descriptor::new(
             MediaType::ImageManifest,
             manifest_bytes.len() as u64,
             manifest_digest.to_oci(),
         );
+        let barrier = || sync_filesystem(self.root());
         match name {
-            Some(name) => self.set_ref(descriptor, &name.to_string())?,
-            None => self.add_untagged(descriptor)?,
+            Some(name) => self.set_ref_behind(descriptor, &name.to_string(), barrier)?,
+            None => self.add_untagged_behind(descriptor, barrier)?,
         }
-        Ok(Image {
+        let image = Image {
             id: config_digest,
             manifest_digest,
             names: name.map(|n| vec![n.to_string()]).unwrap_or_default(),
             size: total_size(layers),
             layers: layers.to_vec(),
             config,
-        })
+        };
+        Ok((image, reused))
     }
 
     /// Points `name` at the manifest in `descriptor`, replacing what it named before.
     /// An untagged entry for the same manifest is dropped: the name now keeps it alive.
     fn set_ref(&self, descriptor: Descriptor, name: &str) -> Result<()> {
-        index::update(self, |manifests| {
-            manifests.retain(|d| {
-                let untagged_same =
-                    index::ref_name(d).is_none() && d.digest() == descriptor.digest();
-                index::ref_name(d) != Some(name) && !untagged_same
-            });
-            manifests.push(index::with_ref_name(descriptor, name));
-            Ok(())
-        })
+        index::update(self, |manifests| point_ref(manifests, descriptor, name))
+    }
+
+    /// [`Store::set_ref`] with the new index written before `barrier` and moved into
+    /// place after it (see [`index::update_behind`]).
+    fn set_ref_behind(
+        &self,
+        descriptor: Descriptor,
+        name: &str,
+        barrier: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        index::update_behind(
+            self,
+            |manifests| point_ref(manifests, descriptor, name),
+            barrier,
+        )
     }
 
     /// Records an image with no name (`image import` without NAME), unless the manifest
     /// is in the index already.
     fn add_untagged(&self, descriptor: Descriptor) -> Result<()> {
-        index::update(self, |manifests| {
-            if !manifests.iter().any(|d| d.digest() == descriptor.digest()) {
-                manifests.push(descriptor);
-            }
-            Ok(())
-        })
+        index::update(self, |manifests| add_unnamed(manifests, descriptor))
+    }
+
+    /// [`Store::add_untagged`] behind the caller's barrier, as [`Store::set_ref_behind`].
+    fn add_untagged_behind(
+        &self,
+        descriptor: Descriptor,
+        barrier: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        index::update_behind(
+            self,
+            |manifests| add_unnamed(manifests, descriptor),
+            barrier,
+        )
     }
 
     /// All images that can be read, one entry per manifest, sorted by name. Damaged
@@ -506,6 +554,24 @@ pub fn oci_manifest(config_bytes: &[u8], layers: &[LayerInfo]) -> Result<Vec<u8>
         .build()
         .map_err(build_error)?;
     serde_json::to_vec(&manifest).map_err(|e| Error::BadInput(e.to_string()))
+}
+
+/// The index change of [`Store::set_ref`].
+fn point_ref(manifests: &mut Vec<Descriptor>, descriptor: Descriptor, name: &str) -> Result<()> {
+    manifests.retain(|d| {
+        let untagged_same = index::ref_name(d).is_none() && d.digest() == descriptor.digest();
+        index::ref_name(d) != Some(name) && !untagged_same
+    });
+    manifests.push(index::with_ref_name(descriptor, name));
+    Ok(())
+}
+
+/// The index change of [`Store::add_untagged`].
+fn add_unnamed(manifests: &mut Vec<Descriptor>, descriptor: Descriptor) -> Result<()> {
+    if !manifests.iter().any(|d| d.digest() == descriptor.digest()) {
+        manifests.push(descriptor);
+    }
+    Ok(())
 }
 
 fn is_broken_pipe(error: &Error) -> bool {

@@ -3,14 +3,14 @@
 //! calling thread decompresses, hashes the diff-id and unpacks.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender};
 
 use crate::chunks::{ChannelReader, Chunk};
 use std::thread;
 
-use crate::blobs::BlobWriter;
+use crate::blobs::{BlobWriter, FinishedBlob};
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 use crate::fsutil::{sync_filesystem, write_atomic_volatile, Staged, TempEntry};
@@ -64,13 +64,13 @@ impl Compression {
 
 impl Store {
     /// Imports a layer from a file. A regular file is hashed first, so that importing
-    /// content the store already has costs one read and writes nothing. Its renames are
-    /// not yet durable: see [`Store::import_layer_unsynced`].
-    pub(crate) fn import_layer_file(
+    /// content the store already has costs one read and writes nothing. A new layer is
+    /// left staged: see [`Store::stage_layer`].
+    pub(crate) fn stage_layer_file(
         &self,
         path: &Path,
         progress: &dyn Progress,
-    ) -> Result<ImportedLayer> {
+    ) -> Result<PendingLayer> {
         let open = || File::open(path).map_err(|e| Error::io("cannot open", path, e));
         let file = open()?;
         let meta = file
@@ -90,14 +90,18 @@ impl Store {
                 if let Some(known) = self.known_layer_of_file(file, path)? {
                     progress.advance(meta.len());
                     progress.finish();
-                    return Ok(known);
+                    return Ok(PendingLayer::Stored(known));
                 }
             }
-            let imported = self.import_layer_unsynced(open()?, Some(meta.len()), None, progress)?;
-            self.record_stat_hint(&meta, &imported.layer.digest);
-            return Ok(imported);
+            let staged = self.stage_layer(open()?, Some(meta.len()), None, progress)?;
+            // Before the layer is in place is fine: a hint whose layer is missing only
+            // costs the next import of this file one extra read.
+            self.record_stat_hint(&meta, &staged.layer.digest);
+            return Ok(PendingLayer::Staged(staged));
         }
-        self.import_layer_unsynced(file, None, None, progress)
+        Ok(PendingLayer::Staged(
+            self.stage_layer(file, None, None, progress)?,
+        ))
     }
 
     /// Stores and unpacks one layer blob from `input` (a registry download, an archive
@@ -145,6 +149,22 @@ impl Store {
         expected: Option<&Digest>,
         progress: &dyn Progress,
     ) -> Result<ImportedLayer> {
+        let staged = self.stage_layer(input, total, expected, progress)?;
+        sync_filesystem(&self.tmp_dir())?;
+        staged.place(self)
+    }
+
+    /// Stores and unpacks a layer under the store's tmp dir, nothing synced nor moved
+    /// into place yet: the caller syncs the filesystem (one barrier for the blob, the
+    /// unpacked layer, the layerdb record and whatever it stages with them: a fsync each
+    /// commits the journal each time), then calls [`StagedLayer::place`].
+    pub(crate) fn stage_layer<R: Read + Send>(
+        &self,
+        input: R,
+        total: Option<u64>,
+        expected: Option<&Digest>,
+        progress: &dyn Progress,
+    ) -> Result<StagedLayer> {
         progress.start(total);
         let staging = TempEntry::new_dir(self, "layer")?;
         let blob = BlobWriter::new(self)?;
@@ -164,26 +184,21 @@ impl Store {
         let blob = blob_result?;
         let (compression, diff_id) = unpack_result?;
         let blob = blob.finish(self, expected)?;
-        let digest = blob.digest.clone();
-        let diff_id = diff_id.unwrap_or_else(|| digest.clone());
+        let diff_id = diff_id.unwrap_or_else(|| blob.digest.clone());
         progress.finish();
-
-        // One barrier for the blob, the unpacked layer and the layerdb record (a fsync
-        // each commits the journal each time): all synced before any is renamed into
-        // place, so a crash never leaves a visible one half-written.
         let record = Staged::write(self, diff_id.to_string().as_bytes())?;
-        sync_filesystem(staging.path())?;
-        let (digest, size) = blob.persist_synced(self)?;
-        let target = self.layer_dir(&diff_id);
-        let reused = target.exists() || !staging.persist_unsynced(&target)?;
-        record.replace(&self.layerdb_path(&digest))?;
         let layer = LayerInfo {
-            digest,
+            digest: blob.digest.clone(),
             diff_id,
-            size,
+            size: blob.size,
             media_type: compression.media_type().to_string(),
         };
-        Ok(ImportedLayer { layer, reused })
+        Ok(StagedLayer {
+            layer,
+            staging,
+            blob,
+            record,
+        })
     }
 
     fn stat_hint_path(&self, meta: &std::fs::Metadata) -> std::path::PathBuf {
@@ -258,6 +273,37 @@ impl Store {
     }
 }
 
+/// A layer already in the store, or one staged to be moved into place.
+pub(crate) enum PendingLayer {
+    Stored(ImportedLayer),
+    Staged(StagedLayer),
+}
+
+/// A layer stored and unpacked under the store's tmp dir, not yet in place: see
+/// [`Store::stage_layer`]. Dropped unplaced, it leaves nothing behind.
+pub(crate) struct StagedLayer {
+    pub(crate) layer: LayerInfo,
+    staging: TempEntry,
+    blob: FinishedBlob,
+    record: Staged,
+}
+
+impl StagedLayer {
+    /// Moves the blob, the unpacked layer and its layerdb record into place, once the
+    /// caller has synced the filesystem; the renames are durable after its next barrier.
+    /// A crash never leaves a visible one half-written.
+    pub(crate) fn place(self, store: &Store) -> Result<ImportedLayer> {
+        let (digest, _) = self.blob.persist_synced(store)?;
+        let target = store.layer_dir(&self.layer.diff_id);
+        let reused = target.exists() || !self.staging.persist_unsynced(&target)?;
+        self.record.replace(&store.layerdb_path(&digest))?;
+        Ok(ImportedLayer {
+            layer: self.layer,
+            reused,
+        })
+    }
+}
+
 /// Reads the input in chunks, writes each to the blob (hashing it) and passes it on.
 fn copy_to_blob<R: Read>(
     mut input: R,
@@ -289,8 +335,7 @@ fn copy_to_blob<R: Read>(
 /// whatever follows the end-of-archive marker. An uncompressed layer is its own diff, so
 /// its diff-id is the blob digest the copier computes from the very same bytes: it
 /// returns None rather than hashing everything twice.
-fn unpack_stream(input: ChannelReader, dest: &Path) -> Result<(Compression, Option<Digest>)> {
-    let mut input = BufReader::with_capacity(CHUNK, input);
+fn unpack_stream(mut input: ChannelReader, dest: &Path) -> Result<(Compression, Option<Digest>)> {
     let head = peek(&mut input)?;
     if head.is_empty() {
         return Err(Error::BadInput("the input is empty".into()));
@@ -361,7 +406,7 @@ fn unpack_all<R: Read>(reader: R, dest: &Path, compression: Compression) -> Resu
     Ok(rest)
 }
 
-fn peek(input: &mut BufReader<ChannelReader>) -> Result<Vec<u8>> {
+fn peek(input: &mut ChannelReader) -> Result<Vec<u8>> {
     let buf = input
         .fill_buf()
         .map_err(|e| Error::BadInput(e.to_string()))?;

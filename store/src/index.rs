@@ -4,7 +4,7 @@
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 
 use crate::error::{Error, Result};
-use crate::fsutil::{write_atomic, FileLock};
+use crate::fsutil::{sync_parent, write_atomic, FileLock, Staged};
 use crate::{Store, REF_NAME_ANNOTATION};
 
 pub(crate) fn load(store: &Store) -> Result<ImageIndex> {
@@ -16,21 +16,21 @@ pub(crate) fn load(store: &Store) -> Result<ImageIndex> {
     })
 }
 
-fn save(store: &Store, index: &ImageIndex) -> Result<()> {
-    let path = store.layout_dir().join("index.json");
-    let bytes = serde_json::to_vec_pretty(index).map_err(|e| Error::Corrupt {
-        path: path.clone(),
+fn to_bytes(path: &std::path::Path, index: &ImageIndex) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(index).map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
         reason: e.to_string(),
-    })?;
-    write_atomic(store, &path, &bytes)
+    })
 }
 
-pub(crate) fn write_empty(store: &Store) -> Result<()> {
-    let _lock = lock(store)?;
+fn save(store: &Store, index: &ImageIndex) -> Result<()> {
     let path = store.layout_dir().join("index.json");
-    if path.exists() {
-        return Ok(());
-    }
+    write_atomic(store, &path, &to_bytes(&path, index)?)
+}
+
+/// The bytes of an index that names no image (a fresh store's).
+pub(crate) fn empty_bytes(store: &Store) -> Result<Vec<u8>> {
+    let path = store.layout_dir().join("index.json");
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
@@ -40,7 +40,7 @@ pub(crate) fn write_empty(store: &Store) -> Result<()> {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-    save(store, &index)
+    to_bytes(&path, &index)
 }
 
 pub(crate) fn lock(store: &Store) -> Result<FileLock> {
@@ -58,6 +58,28 @@ pub(crate) fn update<T>(
     let result = change(&mut manifests)?;
     index.set_manifests(manifests);
     save(store, &index)?;
+    Ok(result)
+}
+
+/// [`update`] whose new index is written before `barrier` runs and moved into place
+/// after it: the caller's filesystem barrier (which must also make durable what the new
+/// index names) covers the index's own bytes too, so only the rename is synced here.
+/// The lock is held throughout, so no other change is lost in between.
+pub(crate) fn update_behind<T>(
+    store: &Store,
+    change: impl FnOnce(&mut Vec<Descriptor>) -> Result<T>,
+    barrier: impl FnOnce() -> Result<()>,
+) -> Result<T> {
+    let _lock = lock(store)?;
+    let mut index = load(store)?;
+    let mut manifests = index.manifests().clone();
+    let result = change(&mut manifests)?;
+    index.set_manifests(manifests);
+    let path = store.layout_dir().join("index.json");
+    let staged = Staged::write(store, &to_bytes(&path, &index)?)?;
+    barrier()?;
+    staged.replace(&path)?;
+    sync_parent(&path)?;
     Ok(result)
 }
 

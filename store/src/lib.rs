@@ -124,13 +124,30 @@ impl Store {
         for dir in [layout.join("blobs/sha256"), self.root.join("layerdb")] {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
         }
+        // A fresh store's two files: written, made durable by one barrier, then moved
+        // into place (never over a file another writer put there first). Their renames
+        // are left unsynced: one lost in a crash leaves the file missing, never empty,
+        // and the next open makes it again; anything that names an image syncs the
+        // filesystem before it does.
+        let mut missing = Vec::new();
         let marker = layout.join("oci-layout");
         if !marker.exists() {
-            fsutil::write_atomic(self, &marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            let bytes = br#"{"imageLayoutVersion":"1.0.0"}"#;
+            missing.push((fsutil::Staged::write(self, bytes)?, marker));
         }
         let index = layout.join("index.json");
         if !index.exists() {
-            index::write_empty(self)?;
+            missing.push((
+                fsutil::Staged::write(self, &index::empty_bytes(self)?)?,
+                index,
+            ));
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        fsutil::sync_filesystem(&self.tmp_dir())?;
+        for (staged, target) in missing {
+            staged.place(&target)?;
         }
         Ok(())
     }

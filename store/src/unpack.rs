@@ -534,9 +534,52 @@ fn open_dir_nofollow(dirfd: libc::c_int, name: &CString) -> io::Result<OwnedFd> 
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Opens the directory `rel` under `root` one component at a time, none of them
-/// followed if it is a symlink (ELOOP or ENOTDIR then).
+/// Opens the directory `rel` under `root`, no component of it followed if it is a
+/// symlink (ELOOP or ENOTDIR then): one openat2 (RESOLVE_BENEATH |
+/// RESOLVE_NO_SYMLINKS), or, on a kernel without it (before 5.6), one openat per
+/// component.
 fn open_beneath(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
+    let name = CString::new(rel.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    match openat2_dir_beneath(root, &name) {
+        // EAGAIN: a rename raced openat2's RESOLVE_BENEATH check; the walk needs none.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EAGAIN)) => {
+            open_beneath_walk(root, rel)
+        }
+        other => other,
+    }
+}
+
+fn openat2_dir_beneath(root: &OwnedFd, name: &CString) -> io::Result<OwnedFd> {
+    // SAFETY: open_how is a plain C struct for which all-zero is valid.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    loop {
+        // SAFETY: a descriptor we own, a valid NUL-terminated name, and an open_how
+        // passed with its true size; the returned descriptor is owned by us.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                name.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: fd was just returned by openat2 and is not owned elsewhere.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) });
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// [`open_beneath`] one component at a time.
+fn open_beneath_walk(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
     let mut current = root.try_clone()?;
     for component in rel.components() {
         let name = CString::new(component.as_os_str().as_bytes())
@@ -694,6 +737,47 @@ mod tests {
             clean_name("/etc/passwd").unwrap(),
             Some(PathBuf::from("etc/passwd"))
         );
+    }
+
+    /// Both ways of opening a directory beneath the layer root agree, and neither
+    /// follows a symlink anywhere on the path nor opens a non-directory.
+    #[test]
+    fn open_beneath_follows_no_symlink_either_way() {
+        let dir = std::env::temp_dir().join(format!("open-beneath-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let outside = dir.join("outside");
+        let root = dir.join("root");
+        fs::create_dir_all(outside.join("inner")).unwrap();
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::write(root.join("a/file"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("a/link")).unwrap();
+        std::os::unix::fs::symlink("b", root.join("a/rel")).unwrap();
+        let fd = open_dir_nofollow(libc::AT_FDCWD, &c_path(&root).unwrap()).unwrap();
+        for (rel, expected) in [
+            ("a/b", None),
+            ("a", None),
+            ("a/link", Some(libc::ELOOP)),
+            ("a/link/inner", Some(libc::ELOOP)),
+            ("a/rel", Some(libc::ELOOP)),
+            ("a/file", Some(libc::ENOTDIR)),
+            ("a/missing", Some(libc::ENOENT)),
+        ] {
+            let one = open_beneath(&fd, Path::new(rel)).map(drop);
+            let walk = open_beneath_walk(&fd, Path::new(rel)).map(drop);
+            for (how, got) in [("openat2", one), ("walk", walk)] {
+                match expected {
+                    None => assert!(got.is_ok(), "{how} {rel}: {got:?}"),
+                    Some(errno) => {
+                        let err = got.expect_err(&format!("{how} opened {rel}"));
+                        // A symlink at the last component gives ENOTDIR or ELOOP.
+                        let ok = err.raw_os_error() == Some(errno)
+                            || (errno == libc::ELOOP && err.raw_os_error() == Some(libc::ENOTDIR));
+                        assert!(ok, "{how} {rel}: {err}");
+                    }
+                }
+            }
+        }
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
