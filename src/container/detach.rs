@@ -95,11 +95,19 @@ pub fn spawn_supervisor(root: &Path, record: Record) -> anyhow::Result<Started> 
         .spawn()
         .context("cannot start the container's supervisor")?;
     drop(writer);
+    // Not waited for: the supervisor outlives us and is adopted by init.
+    drop(child);
+    // While the supervisor starts the container: a container we report as started
+    // survives a crash from then on (its record was written unsynced).
+    if let Err(err) = sync_record(&record) {
+        eprintln!(
+            "mycontainer: warning: {err:#}: container {} may not survive a crash (check the disk)",
+            record.id
+        );
+    }
     // The supervisor holds the lock now; ours go with the record.
     drop(lock);
     drop(record);
-    // Not waited for: the supervisor outlives us and is adopted by init.
-    drop(child);
     let mut line = String::new();
     BufReader::new(reader)
         .read_line(&mut line)
@@ -118,6 +126,26 @@ pub fn spawn_supervisor(root: &Path, record: Record) -> anyhow::Result<Started> 
         "failed" => bail!("{rest}"),
         _ => bail!("the container's supervisor exited before the container started"),
     }
+}
+
+/// Syncs `path` (a file or a directory) to disk.
+pub fn sync_file(path: &Path) -> std::io::Result<()> {
+    fs::File::open(path)?.sync_all()
+}
+
+/// Syncs a record's config.json and state.json, and the directory entries naming
+/// them, to disk.
+fn sync_record(record: &Record) -> anyhow::Result<()> {
+    let mut paths = vec![
+        record.config_path(),
+        record.state_path(),
+        record.dir.clone(),
+    ];
+    paths.extend(record.dir.parent().map(Path::to_path_buf));
+    for path in &paths {
+        sync_file(path).with_context(|| format!("cannot sync {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The supervisor's side: takes over the lock and the status pipe passed by the CLI.
