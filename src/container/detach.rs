@@ -13,7 +13,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
@@ -91,15 +91,26 @@ pub fn spawn_supervisor(root: &Path, record: Record) -> anyhow::Result<Started> 
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    // Opened before the supervisor starts (it replaces state.json): what is synced is
+    // what we wrote.
+    let unsynced = UnsyncedRecord::open(&record);
     let child = command
         .spawn()
         .context("cannot start the container's supervisor")?;
     drop(writer);
+    // Not waited for: the supervisor outlives us and is adopted by init.
+    drop(child);
+    // While the supervisor starts the container: a container we report as started
+    // survives a crash from then on (its record was written unsynced).
+    if let Err(err) = unsynced.and_then(UnsyncedRecord::sync) {
+        eprintln!(
+            "mycontainer: warning: {err:#}: container {} may not survive a crash (check the disk)",
+            record.id
+        );
+    }
     // The supervisor holds the lock now; ours go with the record.
     drop(lock);
     drop(record);
-    // Not waited for: the supervisor outlives us and is adopted by init.
-    drop(child);
     let mut line = String::new();
     BufReader::new(reader)
         .read_line(&mut line)
@@ -117,6 +128,48 @@ pub fn spawn_supervisor(root: &Path, record: Record) -> anyhow::Result<Started> 
         }
         "failed" => bail!("{rest}"),
         _ => bail!("the container's supervisor exited before the container started"),
+    }
+}
+
+/// Syncs `path` (a file or a directory) to disk.
+pub fn sync_file(path: &Path) -> std::io::Result<()> {
+    fs::File::open(path)?.sync_all()
+}
+
+/// A record's config.json and state.json, open to be synced. Not the directories:
+/// their entries were made before the files were written, and a journaling filesystem
+/// commits them with the files' fsync (ext4 and xfs commit everything logged before;
+/// btrfs logs a new file's names with it), which is what Docker's atomic writes rely on
+/// too. A directory's fsync would cost a journal commit of its own whenever something
+/// touched it since (its atime, the supervisor's socket).
+struct UnsyncedRecord(Vec<(PathBuf, fs::File)>);
+
+impl UnsyncedRecord {
+    fn open(record: &Record) -> anyhow::Result<UnsyncedRecord> {
+        let paths = [record.config_path(), record.state_path()];
+        let open = |path: PathBuf| {
+            let file = fs::File::open(&path)
+                .with_context(|| format!("cannot open {} to sync it", path.display()))?;
+            Ok((path, file))
+        };
+        let files = paths.into_iter().map(open).collect::<anyhow::Result<_>>()?;
+        Ok(UnsyncedRecord(files))
+    }
+
+    /// Syncs them in one journal commit where it can: the writeback of all of them is
+    /// started first, so the first fsync commits all their blocks and the later ones
+    /// find them committed (one fsync after another would commit once each).
+    fn sync(self) -> anyhow::Result<()> {
+        for (_, file) in &self.0 {
+            // SAFETY: sync_file_range on a descriptor we own. Only a head start (its
+            // errors are left to the fsync below).
+            unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        }
+        for (path, file) in &self.0 {
+            file.sync_all()
+                .with_context(|| format!("cannot sync {}", path.display()))?;
+        }
+        Ok(())
     }
 }
 

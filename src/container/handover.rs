@@ -212,11 +212,17 @@ pub fn start(
         cache_dir: Some(&cache_dir),
     };
     let result = runtime::handover::start(&request, &mut |pid| {
-        super::run::mark_started(store, record, state, pid);
+        // Saved unsynced and synced once the CLI has been told: it waits for the
+        // report, not for the disk (its own sync of the record covers the created state,
+        // and a running state lost in a crash reads the same after reclaim).
+        super::run::mark_started(store, record, state, pid, false);
         if state.healthcheck.is_some() {
             super::health::begin(&record.dir);
         }
         started(pid);
+        if !state.auto_remove {
+            let _ = super::detach::sync_file(&record.state_path());
+        }
     });
     let err = match result {
         Ok(Start::Running(handed)) => {

@@ -280,7 +280,12 @@ pub fn run(store: &Store, input: RunInput) -> anyhow::Result<i32> {
 /// `run -d`: prepares the record, hands it to a detached supervisor and returns once the
 /// container's command runs. Returns the id, or the exit code when it could not start.
 pub fn run_detached(store: &Store, input: RunInput) -> anyhow::Result<Result<String, i32>> {
-    let (record, _state, _spec) = prepare(store, &input, true)?;
+    // The first state is saved unsynced: spawn_supervisor makes the record durable
+    // while the supervisor starts the container, off the path the CLI waits on.
+    let (record, mut state, _spec) = prepare(store, &input, false)?;
+    if let Err(err) = state.save(&record.state_path(), false) {
+        return Err(record_failure(store, &record, &mut state, err));
+    }
     let id = record.id.clone();
     match super::detach::spawn_supervisor(store.root(), record)? {
         super::detach::Started::Running => Ok(Ok(id)),
@@ -575,7 +580,15 @@ pub(super) fn release_network(store: &Store, record: &super::Record) {
 }
 
 /// Records that the container's command runs as `pid` (state.json, the start event).
-pub(super) fn mark_started(store: &Store, record: &super::Record, state: &mut State, pid: i32) {
+/// `durable`: the state is synced before this returns (the detached supervisor syncs it
+/// itself once it has told the CLI the command runs, see handover.rs).
+pub(super) fn mark_started(
+    store: &Store,
+    record: &super::Record,
+    state: &mut State,
+    pid: i32,
+    durable: bool,
+) {
     state.status = Status::Running;
     // A restart's wait is over: inspect says running again, not restarting.
     state.restarting = false;
@@ -587,7 +600,7 @@ pub(super) fn mark_started(store: &Store, record: &super::Record, state: &mut St
     state.oom_killed = false;
     // The lock, not this file, is what marks the record as alive; a failed write
     // only makes `ps` less precise.
-    let _ = record.save_state(state);
+    let _ = state.save(&record.state_path(), durable && !state.auto_remove);
     let image = [("image", state.image.clone())];
     super::events::emit(
         store.root(),
@@ -619,5 +632,7 @@ fn start_and_wait_attached(
         stop_timeout: Duration::from_secs(state.stop_timeout),
         cache_dir: Some(&cache_dir),
     };
-    runtime::run(&request, &mut |pid| mark_started(store, record, state, pid))
+    runtime::run(&request, &mut |pid| {
+        mark_started(store, record, state, pid, true)
+    })
 }
