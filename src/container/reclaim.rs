@@ -248,6 +248,35 @@ mod tests {
     use crate::container::find;
     use crate::container::record::{create, lock_dir, Record};
 
+    /// The state of a running `--rm` container `id` (pid 1 stands for its init).
+    fn running_rm_state(id: &str, name: Option<&str>) -> State {
+        State {
+            id: id.to_string(),
+            name: name.map(str::to_string),
+            image: "x".into(),
+            command: vec![],
+            entrypoint_len: 0,
+            status: Status::Running,
+            pid: Some(1),
+            exit_code: None,
+            oom_killed: false,
+            error: None,
+            auto_remove: true,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+            image_id: None,
+            stop_timeout: 10,
+            stop_signal: libc::SIGTERM,
+            restart_policy: Default::default(),
+            restart_count: 0,
+            restarting: false,
+            healthcheck: None,
+            log_opts: Default::default(),
+            open_stdin: false,
+        }
+    }
+
     const ISOLATED_ENV: &str = "MYCONTAINER_ISOLATED_TEST";
 
     /// Whether to run the body of test `name` here: true in a process of its own (this
@@ -334,31 +363,7 @@ mod tests {
         }
         let root = tempfile::tempdir().unwrap();
         let record = create(root.path(), Some("halfway")).unwrap();
-        let state = State {
-            id: record.id.clone(),
-            name: Some("halfway".into()),
-            image: "x".into(),
-            command: vec![],
-            entrypoint_len: 0,
-            status: Status::Running,
-            pid: Some(1),
-            exit_code: None,
-            oom_killed: false,
-            error: None,
-            auto_remove: true,
-            created_at: 0,
-            started_at: None,
-            finished_at: None,
-            image_id: None,
-            stop_timeout: 10,
-            stop_signal: libc::SIGTERM,
-            restart_policy: Default::default(),
-            restart_count: 0,
-            restarting: false,
-            healthcheck: None,
-            log_opts: Default::default(),
-            open_stdin: false,
-        };
+        let state = running_rm_state(&record.id, Some("halfway"));
         record.save_state(&state).unwrap();
         let doomed = crate::container::record::removing_dir(&record.dir);
         fs::rename(&record.dir, &doomed).unwrap();
@@ -397,31 +402,7 @@ mod tests {
         }
         let root = tempfile::tempdir().unwrap();
         let record = create(root.path(), None).unwrap();
-        let mut state = State {
-            id: record.id.clone(),
-            name: None,
-            image: "x".into(),
-            command: vec![],
-            entrypoint_len: 0,
-            status: Status::Running,
-            pid: Some(1),
-            exit_code: None,
-            oom_killed: false,
-            error: None,
-            auto_remove: true,
-            created_at: 0,
-            started_at: None,
-            finished_at: None,
-            image_id: None,
-            stop_timeout: 10,
-            stop_signal: libc::SIGTERM,
-            restart_policy: Default::default(),
-            restart_count: 0,
-            restarting: false,
-            healthcheck: None,
-            log_opts: Default::default(),
-            open_stdin: false,
-        };
+        let mut state = running_rm_state(&record.id, None);
         record.save_state(&state).unwrap();
         assert!(reclaim_orphans(root.path()).unwrap().removed.is_empty());
         drop(record);

@@ -53,12 +53,21 @@ pub(crate) fn update<T>(
     change: impl FnOnce(&mut Vec<Descriptor>) -> Result<T>,
 ) -> Result<T> {
     let _lock = lock(store)?;
+    let (index, result) = load_changed(store, change)?;
+    save(store, &index)?;
+    Ok(result)
+}
+
+/// The index as `change` leaves it (the caller holds the lock).
+fn load_changed<T>(
+    store: &Store,
+    change: impl FnOnce(&mut Vec<Descriptor>) -> Result<T>,
+) -> Result<(ImageIndex, T)> {
     let mut index = load(store)?;
     let mut manifests = index.manifests().clone();
     let result = change(&mut manifests)?;
     index.set_manifests(manifests);
-    save(store, &index)?;
-    Ok(result)
+    Ok((index, result))
 }
 
 /// [`update`] whose new index is written before `barrier` runs and moved into place
@@ -71,10 +80,7 @@ pub(crate) fn update_behind<T>(
     barrier: impl FnOnce() -> Result<()>,
 ) -> Result<T> {
     let _lock = lock(store)?;
-    let mut index = load(store)?;
-    let mut manifests = index.manifests().clone();
-    let result = change(&mut manifests)?;
-    index.set_manifests(manifests);
+    let (index, result) = load_changed(store, change)?;
     let path = store.layout_dir().join("index.json");
     let staged = Staged::write(store, &to_bytes(&path, &index)?)?;
     barrier()?;

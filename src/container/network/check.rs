@@ -261,7 +261,7 @@ fn remake(
         }
         host.set_master(&a.veth, index)
             .with_context(|| format!("cannot attach {} to {}", a.veth, config.bridge))?;
-        host.set_hairpin(&a.veth)?;
+        host.set_port_up(&a.veth)?;
         host.set_up(index)?;
         if !a.ports.is_empty() {
             nft::publish(&config.table(), a.ip, &a.ports)?;

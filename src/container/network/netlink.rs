@@ -269,24 +269,10 @@ impl Netlink {
         Ok(())
     }
 
-    /// Turns on hairpin mode on the bridge port `name` (a veth's host end): the bridge
-    /// may send a frame back out of the port it came in by, as a container reaching its
-    /// own published port through a host address needs once the DNAT sends it back.
-    pub fn set_hairpin(&mut self, name: &str) -> io::Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::PortKind(InfoPortKind::Bridge),
-            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-                true,
-            )])),
-        ]));
-        self.request(RouteNetlinkMessage::NewLink(msg), 0)?;
-        Ok(())
-    }
-
-    /// Brings the bridge port `name` up with hairpin mode on (see [`Netlink::set_hairpin`]),
-    /// in one request.
+    /// Brings the bridge port `name` (a veth's host end) up with hairpin mode on, in one
+    /// request. Hairpin: the bridge may send a frame back out of the port it came in by,
+    /// as a container reaching its own published port through a host address needs once
+    /// the DNAT sends it back.
     pub fn set_port_up(&mut self, name: &str) -> io::Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.flags = LinkFlags::Up;
