@@ -556,7 +556,11 @@ fn a_built_image_pushed_to_a_registry_is_read_by_skopeo() {
 fn sigint_during_a_run_step_stops_it_and_cleans_up() {
     let root = Root::new();
     root.busybox();
-    let ctx = context("FROM busybox\nRUN echo started; sleep 3017\n", &[]);
+    // The step's command line is looked for among all the host's processes: it names
+    // this test process so that the same test in another suite running at the same time
+    // (its build in flight) is not taken for ours.
+    let marker = format!("sleep {}", 3_000_000 + std::process::id());
+    let ctx = context(&format!("FROM busybox\nRUN echo started; {marker}\n"), &[]);
     let mut child = root
         .cmd(&[
             "image",
@@ -589,7 +593,7 @@ fn sigint_during_a_run_step_stops_it_and_cleans_up() {
     let listed = root.ok(&["image", "ls"]);
     assert!(!listed.contains("interrupted"), "{listed}");
     assert!(
-        pids_running("sleep 3017").is_empty(),
+        pids_running(&marker).is_empty(),
         "the step's process survived"
     );
     assert_clean(&root);

@@ -62,7 +62,7 @@ fn a_containers_etc_files_and_init_layer_live_in_the_run_directory_on_tmpfs() {
         "web",
         "sh",
         "-c",
-        "cat /etc/hostname; grep db /etc/hosts; readlink /etc/mtab",
+        "cat /etc/hostname; grep -w db /etc/hosts; readlink /etc/mtab",
     ]));
     assert_eq!(inside, "box\n10.1.2.3\tdb\n/proc/mounts\n");
     // The bind mounts' targets come from the init layer: nothing in the upper dir (on
@@ -115,7 +115,7 @@ fn every_command_works_after_a_reboot_emptied_the_run_directory() {
         "rebooted",
         "sh",
         "-c",
-        "cat /etc/hostname; grep -c 192.0.2.53 /etc/resolv.conf; grep db /etc/hosts; readlink /etc/mtab",
+        "cat /etc/hostname; grep -c 192.0.2.53 /etc/resolv.conf; grep -w db /etc/hosts; readlink /etc/mtab",
     ]));
     assert_eq!(
         inside,
