@@ -96,7 +96,7 @@ fn every_command_works_after_a_reboot_emptied_the_run_directory() {
     ok(kept);
     // A reboot: every process dies and the tmpfs is empty.
     kill_supervisor(&w, &id);
-    fs::remove_dir_all(run_dir(&w.root)).unwrap();
+    reboot_run_dir(&w.root);
     // The first command looks at every record: the one that said "running" is exited.
     let all = ok(w.mc(&["ps", "-a"]));
     assert!(all.contains("Exited (137)"), "{all}");
@@ -124,7 +124,7 @@ fn every_command_works_after_a_reboot_emptied_the_run_directory() {
     assert_eq!(ok(w.mc(&["start", "-a", "kept"])), "");
     ok(w.mc(&["rm", "-f", "rebooted", "kept"]));
     // gc too, after another reboot.
-    fs::remove_dir_all(run_dir(&w.root)).unwrap();
+    reboot_run_dir(&w.root);
     ok(w.mc(&["gc"]));
     w.assert_no_containers();
 }
@@ -211,6 +211,48 @@ fn gc_removes_the_run_directory_of_a_removed_state_root() {
     assert!(run_dir(&root).is_dir(), "nothing removed it yet");
     ok(w.mc(&["gc"]));
     assert!(!run_dir(&root).exists());
+}
+
+/// A root removed while one of its containers' network namespaces was still mounted in
+/// its run directory (its supervisor killed, then the root deleted): gc detaches the
+/// mount and removes the directory instead of failing "busy" on every run.
+#[test]
+fn gc_removes_a_removed_roots_run_directory_with_a_namespace_still_mounted() {
+    let w = World::new();
+    let gone = tempfile::Builder::new()
+        .prefix("mycontainer-test-")
+        .tempdir()
+        .unwrap();
+    let root = gone.path().join("root");
+    let rootfs = w.rootfs.to_str().unwrap();
+    let made = std::process::Command::new(BIN)
+        .env_remove("MYCONTAINER_ROOT")
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "--rm", "--rootfs", rootfs, "true"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    ok(made);
+    // What a killed container leaves: its namespace bind-mounted under netns/.
+    let netns = run_dir(&root).join("netns");
+    fs::create_dir_all(&netns).unwrap();
+    let left = netns.join("0".repeat(64));
+    fs::write(&left, "").unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["--bind", "/proc/self/ns/net"])
+        .arg(&left)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    drop(gone);
+    ok(w.mc(&["gc"]));
+    assert!(!run_dir(&root).exists(), "gc left the run directory");
+    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !table.contains(run_dir(&root).to_str().unwrap()),
+        "a mount is left below the run directory"
+    );
 }
 
 #[test]

@@ -413,9 +413,20 @@ fn remove_aside(aside: &Path, home: &Path) -> anyhow::Result<bool> {
         let _ = fs::rename(aside, home);
         return Ok(false);
     }
+    // Network namespaces of containers killed with their root are still mounted there
+    // (a reboot would have unmounted them): detach them, or the removal fails busy.
+    if let Ok(entries) = fs::read_dir(aside.join(NETNS)) {
+        for entry in entries.flatten() {
+            let _ = sys_mount::unmount(entry.path(), sys_mount::UnmountFlags::DETACH);
+        }
+    }
     fs::remove_dir_all(aside).with_context(|| format!("cannot remove {}", aside.display()))?;
     Ok(true)
 }
+
+/// The subdirectory where the network code bind-mounts each container's network
+/// namespace (`network::netns_dir`).
+pub const NETNS: &str = "netns";
 
 /// Whether the run directory `dir` has a live marker (an unreadable one counts as yes).
 fn holds_live_marker(dir: &Path) -> bool {

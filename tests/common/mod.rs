@@ -25,7 +25,7 @@ mod rundir;
 #[path = "wait.rs"]
 mod wait;
 #[allow(unused_imports)]
-pub use rundir::{remove_run_dir, run_dir};
+pub use rundir::{reboot_run_dir, remove_run_dir, run_dir};
 #[allow(unused_imports)]
 pub use wait::{alive, slowdown, wait_for};
 

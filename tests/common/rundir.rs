@@ -16,5 +16,32 @@ pub fn run_dir(root: &Path) -> PathBuf {
 
 /// Removes `root`'s run directory (for fixtures whose root is about to go).
 pub fn remove_run_dir(root: &Path) {
-    let _ = fs::remove_dir_all(run_dir(root));
+    let dir = run_dir(root);
+    detach_mounts_below(&dir);
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// What a reboot does to `root`'s run directory: its mounts (network namespaces) are
+/// gone and the tmpfs is empty.
+pub fn reboot_run_dir(root: &Path) {
+    let dir = run_dir(root);
+    detach_mounts_below(&dir);
+    fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("cannot remove {}: {e}", dir.display()));
+}
+
+/// Detaches every mount below `dir`, deepest first.
+fn detach_mounts_below(dir: &Path) {
+    let table = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|point| point.starts_with(dir) && point != dir)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        let path = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: umount2 on a NUL-terminated path of a mount this test's root made.
+        unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+    }
 }

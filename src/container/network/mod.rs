@@ -63,7 +63,7 @@ pub const ANNOTATION_EXPOSED: &str = "org.mycontainer.exposed-ports";
 const CONTAINER_LINK: &str = "eth0";
 
 pub fn netns_dir(root: &Path) -> PathBuf {
-    crate::container::rundir::dir(root).join("netns")
+    crate::container::rundir::dir(root).join(crate::container::rundir::NETNS)
 }
 
 /// Where versions before the run directory kept the namespaces and their records:
