@@ -185,6 +185,18 @@ fn a_killed_foreground_cli_is_reclaimed_by_the_next_command() {
     assert_no_cgroup(&id);
 }
 
+/// `mycontainer --root ROOT ARGS...` for a root outside the test's World.
+fn mc_in(root: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .env_remove("MYCONTAINER_ROOT")
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn gc_removes_the_run_directory_of_a_removed_state_root() {
     let w = World::new();
@@ -193,20 +205,13 @@ fn gc_removes_the_run_directory_of_a_removed_state_root() {
         .tempdir()
         .unwrap();
     let root = gone.path().join("root");
-    let run = |args: &[&str]| {
-        std::process::Command::new(BIN)
-            .env_remove("MYCONTAINER_ROOT")
-            .arg("--root")
-            .arg(&root)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    };
     let rootfs = w.rootfs.to_str().unwrap();
-    ok(run(&["run", "--name", "left", "--rootfs", rootfs, "true"]));
+    ok(mc_in(
+        &root,
+        &["run", "--name", "left", "--rootfs", rootfs, "true"],
+    ));
     assert!(run_dir(&root).is_dir());
-    ok(run(&["rm", "left"]));
+    ok(mc_in(&root, &["rm", "left"]));
     drop(gone);
     assert!(run_dir(&root).is_dir(), "nothing removed it yet");
     ok(w.mc(&["gc"]));
@@ -225,15 +230,7 @@ fn gc_removes_a_removed_roots_run_directory_with_a_namespace_still_mounted() {
         .unwrap();
     let root = gone.path().join("root");
     let rootfs = w.rootfs.to_str().unwrap();
-    let made = std::process::Command::new(BIN)
-        .env_remove("MYCONTAINER_ROOT")
-        .arg("--root")
-        .arg(&root)
-        .args(["run", "--rm", "--rootfs", rootfs, "true"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    ok(made);
+    ok(mc_in(&root, &["run", "--rm", "--rootfs", rootfs, "true"]));
     // What a killed container leaves: its namespace bind-mounted under netns/.
     let netns = run_dir(&root).join("netns");
     fs::create_dir_all(&netns).unwrap();
