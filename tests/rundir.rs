@@ -197,14 +197,21 @@ fn mc_in(root: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn gc_removes_the_run_directory_of_a_removed_state_root() {
-    let w = World::new();
+/// A state root in a temp dir the test deletes (dropping the first) to stand for a
+/// root removed by its user.
+fn doomed_root() -> (tempfile::TempDir, std::path::PathBuf) {
     let gone = tempfile::Builder::new()
         .prefix("mycontainer-test-")
         .tempdir()
         .unwrap();
     let root = gone.path().join("root");
+    (gone, root)
+}
+
+#[test]
+fn gc_removes_the_run_directory_of_a_removed_state_root() {
+    let w = World::new();
+    let (gone, root) = doomed_root();
     let rootfs = w.rootfs.to_str().unwrap();
     ok(mc_in(
         &root,
@@ -224,11 +231,7 @@ fn gc_removes_the_run_directory_of_a_removed_state_root() {
 #[test]
 fn gc_removes_a_removed_roots_run_directory_with_a_namespace_still_mounted() {
     let w = World::new();
-    let gone = tempfile::Builder::new()
-        .prefix("mycontainer-test-")
-        .tempdir()
-        .unwrap();
-    let root = gone.path().join("root");
+    let (gone, root) = doomed_root();
     let rootfs = w.rootfs.to_str().unwrap();
     ok(mc_in(&root, &["run", "--rm", "--rootfs", rootfs, "true"]));
     // What a killed container leaves: its namespace bind-mounted under netns/.
