@@ -369,29 +369,22 @@ fn forks_fail_with_eagain_at_the_pids_limit() {
 }
 
 #[test]
-fn a_cpu_quota_throttles_a_busy_loop() {
+fn a_cpu_quota_holds_a_busy_loop_to_its_share() {
     let fx = fixture();
-    let running = Running::start(
-        &fx,
-        &["--rm", "--cpus", "0.25"],
-        "probe spin 2 > /tmp/share",
-    );
-    let stat = read(&cgroup_file(&running.id, "cpu.stat"));
-    let throttled: u64 = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("nr_throttled "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no nr_throttled in {stat}"));
-    assert!(throttled > 0, "{stat}");
-    running.finish();
-    // A second run reports the share it got (per mille of a core): about a quarter.
-    let share: u32 = ok(fx.run(&["--rm", "--cpus", "0.25"], &["probe", "spin", "2"]))
-        .trim()
-        .parse()
-        .unwrap();
+    // A fixed amount of CPU work, not of wall time: a busy machine may give the container
+    // less than its quota (so neither a lower bound on its share nor a throttling count
+    // can hold: under load 18 a 2 s spin was never throttled), never more. The quota's
+    // promise is an upper bound: 25 ms per 100 ms period, so 400 ms of CPU take at least
+    // 15 periods after the first (1.5 s; 1.2 s with a scheduler tick's overrun per
+    // period), however idle the machine; unlimited, an idle machine does it in 0.4 s.
+    let out = ok(fx.run(&["--rm", "--cpus", "0.25"], &["probe", "spin", "0.4"]));
+    let numbers: Vec<u64> = out.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    let (cpu_ms, wall_ms) = (numbers[0], numbers[1]);
+    assert!(cpu_ms >= 400, "{out}");
+    let periods_needed = cpu_ms / 25;
     assert!(
-        (100..=450).contains(&share),
-        "a quarter core gave {share}/1000"
+        wall_ms >= 80 * (periods_needed - 1),
+        "{cpu_ms} ms of CPU in {wall_ms} ms: a quarter core's quota did not hold"
     );
 }
 
