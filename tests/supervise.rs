@@ -477,6 +477,42 @@ fn always_restarts_until_stop_and_start_resumes_the_loop() {
 }
 
 #[test]
+fn kill_then_start_at_any_moment_of_a_restart_loop_both_take_effect() {
+    // Each kill lands somewhere in the loop: in a run, between runs, as a run ends. A
+    // kill whose stop mark the supervisor saw just as the run ended failed with "is not
+    // running" (the loop ended on the mark, then the kill read the exited state; round
+    // 10 of the suite), and a kill between runs returned before the loop ended, so a
+    // start right after it found the old supervisor still there and did nothing.
+    let w = World::new();
+    let id = w.run_detached(
+        &["--name", "r-race", "--restart", "always"],
+        &["sh", "-c", "exit 1"],
+    );
+    for trial in 0..20 {
+        let out = w.mc(&["kill", "r-race"]);
+        assert!(
+            out.status.success(),
+            "trial {trial}: kill failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Docker's kill waits for the container to be gone.
+        assert!(
+            !supervised(&w, &id),
+            "trial {trial}: kill returned while the container's supervisor still runs"
+        );
+        ok(w.mc(&["start", "r-race"]));
+        assert!(
+            supervised(&w, &id),
+            "trial {trial}: start returned and nothing runs the container: {}",
+            w.state(&id)
+        );
+    }
+    ok(w.mc(&["rm", "-f", "r-race"]));
+    assert!(supervisors(&w, &id).is_empty());
+    assert_no_cgroup(&id);
+}
+
+#[test]
 fn unless_stopped_restarts_a_clean_exit_and_rm_f_ends_the_loop() {
     let w = World::new();
     let id = w.run_detached(

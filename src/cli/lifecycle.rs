@@ -331,7 +331,7 @@ pub fn stop(ctx: &Ctx, args: StopArgs) -> anyhow::Result<i32> {
 pub fn kill(ctx: &Ctx, args: KillArgs) -> anyhow::Result<i32> {
     let signal = container::signals::parse_signal(&args.signal)?;
     Ok(each(ctx, &args.containers, |record| {
-        control::signal(record, signal)
+        control::kill(record, signal)
     }))
 }
 

@@ -105,45 +105,72 @@ pub fn signal(record: &Record, signal: i32) -> anyhow::Result<()> {
     deliver(record, signal)
 }
 
+/// `kill`: [`signal`], and for SIGKILL also the wait for the container to be gone (as
+/// Docker's kill), so that a `start` right after it starts the container again rather
+/// than finding the old run still on its way out.
+pub fn kill(record: &Record, sig: i32) -> anyhow::Result<()> {
+    signal(record, sig)?;
+    if sig == libc::SIGKILL {
+        kill_and_wait(record)?;
+    }
+    Ok(())
+}
+
 /// Sends `signal` as a user's stop (`stop` with the container's stop signal, `kill`):
 /// the supervisor is told first, so it does not restart the container after it.
 fn user_stop(record: &Record, signal: i32) -> anyhow::Result<()> {
     if !record.is_supervised() {
         return deliver(record, signal);
     }
+    // What the container was doing before the mark: once marked, its supervisor may end
+    // the restart loop at any moment and record it exited.
+    let before = record.load_state()?;
+    if before.status != Status::Running && !before.restarting {
+        bail!("container {} is not running", record.display_name());
+    }
     super::restart::mark_stopped_by_user(record);
-    let state = record.load_state()?;
-    if state.restarting {
+    if before.restarting {
         // Between two runs: the marker alone ends the loop (as Docker's kill does).
         return Ok(());
     }
-    let delivered = deliver(record, signal);
-    if delivered.is_err()
-        && state.status == Status::Running
-        && state.restart_policy != super::restart::RestartPolicy::No
-        && record.is_supervised()
-    {
-        // Its run has just ended and the supervisor has not recorded it yet (it says
-        // running, its init is gone): the marker ends the loop as between two runs. A
+    match deliver_to_init(record, signal)? {
+        Delivered::Yes => Ok(()),
+        // It was running when we looked and its init is gone now: its run ended on its
+        // own meanwhile, and the marker keeps its supervisor from starting another (a
         // kill that came then failed with "is not running" while the supervisor was
-        // about to restart it (seen under load with a run that exits at once).
-        return Ok(());
+        // about to restart it, or had just ended the loop on our marker). Docker's kill
+        // likewise takes "no such process" as done.
+        Delivered::Gone => Ok(()),
     }
-    delivered
 }
 
 /// Sends `signal` to the container's init, not as a user's stop (the healthcheck's
 /// action: the restart policy still applies).
 pub(super) fn deliver(record: &Record, signal: i32) -> anyhow::Result<()> {
+    match deliver_to_init(record, signal)? {
+        Delivered::Yes => Ok(()),
+        Delivered::Gone => bail!("container {} is not running", record.display_name()),
+    }
+}
+
+/// Whether [`deliver_to_init`] reached the container's init.
+enum Delivered {
+    Yes,
+    /// No init to signal: none recorded, or it is gone.
+    Gone,
+}
+
+/// Sends `signal` to the container's init through a pidfd.
+fn deliver_to_init(record: &Record, signal: i32) -> anyhow::Result<Delivered> {
     let state = record.load_state()?;
     let pid = match state.pid {
         Some(pid) if state.status == Status::Running && record.is_supervised() => pid,
-        _ => bail!("container {} is not running", record.display_name()),
+        _ => return Ok(Delivered::Gone),
     };
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
-        bail!("container {} is not running", record.display_name());
+        return Ok(Delivered::Gone);
     }
     // SAFETY: the descriptor was just created for us.
     let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
@@ -151,7 +178,7 @@ pub(super) fn deliver(record: &Record, signal: i32) -> anyhow::Result<()> {
     // recycled after the container's init died.
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
     if !cgroups.contains(&record.cgroup_name()) {
-        bail!("container {} is not running", record.display_name());
+        return Ok(Delivered::Gone);
     }
     // SAFETY: pidfd_send_signal on our pidfd, no siginfo.
     let rc = unsafe {
@@ -166,7 +193,7 @@ pub(super) fn deliver(record: &Record, signal: i32) -> anyhow::Result<()> {
     if rc < 0 {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() == Some(libc::ESRCH) {
-            bail!("container {} is not running", record.display_name());
+            return Ok(Delivered::Gone);
         }
         return Err(err)
             .with_context(|| format!("cannot signal container {}", record.display_name()));
@@ -175,7 +202,7 @@ pub(super) fn deliver(record: &Record, signal: i32) -> anyhow::Result<()> {
         // A frozen task dies only once thawed (v1 freezer).
         super::pause::thaw_if_paused(record);
     }
-    Ok(())
+    Ok(Delivered::Yes)
 }
 
 /// Waits until nobody supervises the record; false on timeout.
@@ -260,14 +287,25 @@ pub(super) fn reset_work_dir(record: &Record) -> anyhow::Result<()> {
 /// Starts a stopped container again from its config.json and upper dir, supervised in
 /// the background. Returns the exit code when its command could not be executed.
 pub fn start(root: &Path, record: &Record) -> anyhow::Result<Option<i32>> {
-    let Some(lock) = lock_dir(&record.dir, false)? else {
+    let lock = loop {
+        if let Some(lock) = lock_dir(&record.dir, false)? {
+            break lock;
+        }
+        let state = record.load_state();
+        if state.as_ref().is_ok_and(|s| s.restarting)
+            && super::restart::stopped_by_user(record)
+            && record.is_supervised()
+        {
+            // Between two runs with a user's stop or kill marked: its supervisor is
+            // ending the restart loop (it looks every 50 ms). Wait for it, rather than
+            // report a start that the ending loop would undo.
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         // Running (or about to be restarted by its supervisor) already: Docker's start
         // succeeds on a running container. Otherwise another command (rm, start) holds
         // it right now.
-        if record
-            .load_state()
-            .is_ok_and(|s| s.status == Status::Running || s.restarting)
-        {
+        if state.is_ok_and(|s| s.status == Status::Running || s.restarting) {
             return Ok(None);
         }
         bail!(
