@@ -459,3 +459,105 @@ fn links_planted_by_container_root_steer_no_host_write_or_removal() {
     );
     assert_eq!(listing(&canary), ["big", "keep"]);
 }
+
+#[test]
+fn a_run_directory_another_user_could_plant_files_in_is_refused() {
+    let fx = Fixture::new();
+    chmod(fx.dir.path(), 0o755);
+    let open = fx.dir.path().join("open");
+    fs::create_dir(&open).unwrap();
+    chmod(&open, 0o777);
+    // A host file only root may read.
+    let secret = fx.dir.path().join("shadow");
+    fs::write(&secret, "host secret\n").unwrap();
+    chmod(&secret, 0o600);
+    let rootfs = fx.rootfs.to_str().unwrap();
+    let mc_run = |base: &Path, args: &[&str]| {
+        Command::new(common::BIN)
+            .env_remove("MYCONTAINER_ROOT")
+            .env("MYCONTAINER_RUNROOT", base)
+            .arg("--root")
+            .arg(&fx.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // `MYCONTAINER_RUNROOT` on a directory of nobody's, and on a root-owned one that
+    // everyone may write.
+    let theirs = open.join("theirs");
+    nobodys_dir(&theirs);
+    let wide = fx.dir.path().join("wide");
+    fs::create_dir(&wide).unwrap();
+    chmod(&wide, 0o777);
+    // The root's run directory has a predictable name: nobody makes it first.
+    let key = run_dir(&fx.root).file_name().unwrap().to_owned();
+    for base in [&theirs, &wide] {
+        nobodys_dir(&base.join(&key));
+        let out = mc_run(
+            base,
+            &[
+                "run",
+                "--name",
+                "c",
+                "--network",
+                "none",
+                "--rootfs",
+                rootfs,
+                "cat",
+                "/etc/hosts",
+            ],
+        );
+        if out.status.success() {
+            // What nobody can then do: swap the generated /etc/hosts for a link to a
+            // host file, which the next start bind-mounts into the container.
+            let id = fx.container_ids().pop().unwrap();
+            // (Its `containers` is root's, but the directory holding it is nobody's.)
+            let swap = format!(
+                "cd {} && mv containers old && mkdir -p containers/{id}/init/etc && cd containers/{id} \
+                 && touch hostname resolv.conf && ln -s /proc/mounts init/etc/mtab && ln -s {} hosts",
+                base.join(&key).display(),
+                secret.display()
+            );
+            let swapped = as_nobody(&["sh", "-c", &swap]);
+            let seen = stdout(&mc_run(base, &["start", "-a", "c"]));
+            let _ = mc_run(base, &["rm", "-f", "c"]);
+            panic!(
+                "run accepted the run directory {} (swap: {}): the container then read {seen:?}",
+                base.display(),
+                swapped.status
+            );
+        }
+        assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is open to other users"),
+            "{}",
+            stderr(&out)
+        );
+        let planted = base.join(&key);
+        assert_eq!(
+            listing(&planted),
+            Vec::<String>::new(),
+            "nothing made in it"
+        );
+    }
+    fx.assert_no_containers();
+    // A private one is used.
+    let private = fx.dir.path().join("private");
+    fs::create_dir(&private).unwrap();
+    chmod(&private, 0o700);
+    let out = ok(mc_run(
+        &private,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--rootfs",
+            rootfs,
+            "cat",
+            "/etc/hosts",
+        ],
+    ));
+    assert!(out.contains("localhost"), "{out}");
+}

@@ -79,6 +79,9 @@ pub fn ensure(root: &Path) -> anyhow::Result<PathBuf> {
     let (base, default) = base();
     let dir = dir(root);
     if dir.join("live").is_dir() {
+        if !(cfg!(test) && std::env::var_os(ENV).is_none()) {
+            check_private(&base)?;
+        }
         return Ok(dir);
     }
     if cfg!(test) && std::env::var_os(ENV).is_none() {
@@ -91,6 +94,9 @@ pub fn ensure(root: &Path) -> anyhow::Result<PathBuf> {
             .mode(0o700)
             .create(&base)
             .with_context(|| format!("cannot create the run directory {}", base.display()))?;
+    }
+    if !(cfg!(test) && std::env::var_os(ENV).is_none()) {
+        check_private(&base)?;
     }
     mkdir_private(&dir)?;
     let link = dir.join("root");
@@ -112,6 +118,7 @@ pub(crate) fn shared_dir(name: &Path) -> anyhow::Result<PathBuf> {
     let (base, default) = base();
     let dir = base.join(name);
     if dir.is_dir() {
+        check_private(&base)?;
         return Ok(dir);
     }
     if default {
@@ -120,9 +127,35 @@ pub(crate) fn shared_dir(name: &Path) -> anyhow::Result<PathBuf> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
+        .create(&base)
+        .with_context(|| format!("cannot create the run directory {}", base.display()))?;
+    check_private(&base)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
         .create(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
+}
+
+/// Fails unless the run base is ours and no one else may write in it. Another user who
+/// can plant entries there (`MYCONTAINER_RUNROOT` on a shared directory) could swap a
+/// container's generated /etc/hosts for a link to a host file, which the start then
+/// bind-mounts into the container, or put their own leases and attachment records.
+fn check_private(base: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(base).with_context(|| format!("cannot stat {}", base.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != euid || meta.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "the run directory {} (uid {}, mode {:o}) is open to other users, who could plant files in it: set {ENV} to a directory of uid {euid} that only it may write",
+            base.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        );
+    }
+    Ok(())
 }
 
 /// Where [`shared_dir`] puts `name` (made or not).
