@@ -561,3 +561,50 @@ fn a_run_directory_another_user_could_plant_files_in_is_refused() {
     ));
     assert!(out.contains("localhost"), "{out}");
 }
+
+#[test]
+fn container_root_filling_its_etc_files_fills_our_own_tmpfs_not_the_hosts_run() {
+    let fx = Fixture::new();
+    // A host whose /run is a tmpfs (systemd's), in a mount namespace of this test's:
+    // the run directory's files, and whatever container root appends to its /etc/hosts,
+    // land there unless we mount a tmpfs of our own.
+    let script = r#"
+        set -e
+        mount -t tmpfs -o size=256m hostrun /run
+        "$0" --root "$1" run --name filler --network none --rootfs "$2" sh -c \
+            'dd if=/dev/zero of=/etc/hosts bs=1M count=128 2>/dev/null || true; df -k /etc/hosts | tail -n 1'
+        echo "host-run-used $(df -k /run | tail -n 1 | awk '{print $3}')"
+        "$0" --root "$1" rm filler >/dev/null
+    "#;
+    let out = Command::new("unshare")
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            common::BIN,
+        ])
+        .arg(&fx.root)
+        .arg(&fx.rootfs)
+        .env_remove("MYCONTAINER_ROOT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = ok(out);
+    let mut lines = said.lines();
+    let etc = lines.next().unwrap_or_default();
+    let used: u64 = lines
+        .next()
+        .and_then(|l| l.strip_prefix("host-run-used "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    // The container's /etc/hosts is on our 64 MiB tmpfs; the host's /run kept its room.
+    assert!(
+        etc.starts_with("mycontainer ") && etc.contains(" 65536 "),
+        "{said}"
+    );
+    assert!(used < 1024, "the host's /run took {used} KiB: {said}");
+    fx.assert_no_containers();
+}

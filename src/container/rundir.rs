@@ -163,13 +163,20 @@ pub(crate) fn shared_path(name: &Path) -> PathBuf {
     base().0.join(name)
 }
 
-/// Mounts a tmpfs on `base` unless it is on one already; under a lock on the directory
-/// below, so two first commands never stack two mounts (the second would hide the
-/// first's files).
+/// Mounts a tmpfs of our own on `base` unless one is there already; under a lock on the
+/// directory below, so two first commands never stack two mounts (the second would
+/// hide the first's files). Our own even where /run is a tmpfs (systemd): container
+/// root can grow the /etc files bind-mounted from here, and may so fill at most these
+/// 64 MiB, never the host's /run. A non-empty `base` on another tmpfs (made by an
+/// older version, whose containers may still run) is used as it is.
 fn mount_tmpfs(base: &Path) -> anyhow::Result<()> {
     use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+    use std::os::unix::fs::MetadataExt;
     let on_tmpfs = |path: &Path| statfs(path).is_ok_and(|fs| fs.filesystem_type() == TMPFS_MAGIC);
-    if on_tmpfs(base) {
+    let parent = base.parent().unwrap_or(Path::new("/"));
+    let dev = |path: &Path| fs::metadata(path).map(|m| m.dev()).ok();
+    let ours = || on_tmpfs(base) && dev(base) != dev(parent);
+    if ours() {
         return Ok(());
     }
     fs::DirBuilder::new()
@@ -183,7 +190,8 @@ fn mount_tmpfs(base: &Path) -> anyhow::Result<()> {
         return Err(std::io::Error::last_os_error())
             .with_context(|| format!("cannot lock {}", base.display()));
     }
-    if on_tmpfs(base) {
+    let in_use = fs::read_dir(base).is_ok_and(|mut entries| entries.next().is_some());
+    if ours() || (on_tmpfs(base) && in_use) {
         return Ok(());
     }
     use nix::mount::{mount, MsFlags};
