@@ -10,7 +10,9 @@ mod registry;
 mod runtime;
 mod stateroot;
 mod timefmt;
+mod umask;
 
 fn main() {
+    umask::set();
     std::process::exit(cli::main());
 }

@@ -9,9 +9,12 @@
 //!
 //! A new root is created 0700. An existing one that is wider is tightened to 0700, as
 //! dockerd chmods its data-root at every start: the directory named as the state root
-//! is the state root. Two exceptions are left alone, with a warning: a directory that
-//! belongs to another user, and a sticky one (`--root /tmp`), which is shared by design
-//! and would break for everyone else.
+//! is the state root. A root that someone else could already have planted files in is
+//! refused instead, since a symlink or a directory of theirs in it (`cache`, say, where
+//! the seccomp program is kept) would steer what root writes and later trusts: a root
+//! that belongs to another user (who can always swap its entries), a sticky one
+//! (`--root /tmp`, shared by design), and a wide one holding an entry of another user
+//! (at its top or one level below, in a directory that was open too).
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -23,9 +26,9 @@ use anyhow::Context;
 const PRIVATE_SUBDIRS: [&str; 3] = ["containers", "layers", "tmp"];
 
 /// Creates `root` 0700 if missing, and tightens it (and its private subdirectories) when
-/// they are wider and ours. Returns a warning to print when a wide root is not ours to
-/// change.
-pub fn prepare(root: &Path) -> anyhow::Result<Option<String>> {
+/// they are wider and ours. Fails on a root others could have planted files in (see the
+/// module's comment).
+pub fn prepare(root: &Path) -> anyhow::Result<()> {
     if let Some(parent) = root.parent() {
         fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
@@ -50,21 +53,22 @@ pub fn prepare(root: &Path) -> anyhow::Result<Option<String>> {
     }
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
+    if meta.uid() != euid {
+        anyhow::bail!(
+            "the state root {} belongs to uid {}, who can plant or swap files in it: chown it to uid {euid} or use a directory of your own with --root",
+            root.display(),
+            meta.uid()
+        );
+    }
     if is_wide(&meta) {
-        let refusal = if meta.uid() != euid {
-            Some(format!("it belongs to uid {}", meta.uid()))
-        } else if meta.mode() & libc::S_ISVTX != 0 {
-            Some("it is a sticky directory, shared with other users".to_string())
-        } else {
-            None
-        };
-        if let Some(reason) = refusal {
-            return Ok(Some(format!(
-                "the state root {} has mode {:o}: other users can reach its images and containers; use a private directory with --root (not changed for you: {reason})",
+        if meta.mode() & libc::S_ISVTX != 0 {
+            anyhow::bail!(
+                "the state root {} is a sticky directory (mode {:o}) shared with other users, who can plant files in it: use a private directory with --root",
                 root.display(),
-                meta.mode() & 0o7777,
-            )));
+                meta.mode() & 0o7777
+            );
         }
+        refuse_foreign_entries(root, euid, true)?;
         make_private(root)?;
     }
     for name in PRIVATE_SUBDIRS {
@@ -76,7 +80,40 @@ pub fn prepare(root: &Path) -> anyhow::Result<Option<String>> {
             _ => {}
         }
     }
-    Ok(None)
+    Ok(())
+}
+
+/// Fails when `dir` (a state root that was open to others) holds an entry of another
+/// user; with `deeper`, looks the same way into each of its directories that others
+/// could write into. An entry that cannot be looked at counts as foreign.
+fn refuse_foreign_entries(dir: &Path, euid: u32, deeper: bool) -> anyhow::Result<()> {
+    let entries = fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let path = entry.path();
+        let meta = fs::symlink_metadata(&path)
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        if meta.uid() != euid {
+            anyhow::bail!(
+                "the state root {} was open to other users and holds {}, which belongs to uid {}: remove what you did not make, or use another directory with --root",
+                root_of(dir, deeper).display(),
+                path.display(),
+                meta.uid()
+            );
+        }
+        if deeper && meta.is_dir() && meta.mode() & 0o022 != 0 {
+            refuse_foreign_entries(&path, euid, false)?;
+        }
+    }
+    Ok(())
+}
+
+fn root_of(dir: &Path, top: bool) -> &Path {
+    if top {
+        dir
+    } else {
+        dir.parent().unwrap_or(dir)
+    }
 }
 
 /// Group or other may do anything, or a special bit (setgid, sticky) is set.
@@ -101,7 +138,7 @@ mod tests {
     fn a_new_root_is_private_and_parents_are_not() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("a/root");
-        assert!(prepare(&root).unwrap().is_none());
+        prepare(&root).unwrap();
         assert_eq!(mode(&root), 0o700);
         // The parents are made as create_dir_all makes them.
         assert_ne!(mode(&dir.path().join("a")), 0o700);
@@ -117,7 +154,7 @@ mod tests {
         }
         fs::write(root.join("store/oci-layout"), "{}").unwrap();
         fs::set_permissions(&root, fs::Permissions::from_mode(0o2755)).unwrap();
-        assert!(prepare(&root).unwrap().is_none());
+        prepare(&root).unwrap();
         assert_eq!(mode(&root), 0o700);
         for sub in ["containers", "layers", "tmp"] {
             assert_eq!(mode(&root.join(sub)), 0o700, "{sub}");
@@ -126,18 +163,46 @@ mod tests {
     }
 
     #[test]
-    fn a_sticky_root_is_only_warned_about() {
+    fn a_sticky_root_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("shared");
         fs::create_dir(&root).unwrap();
-        fs::write(root.join("somebody-elses-file"), "x").unwrap();
         fs::set_permissions(&root, fs::Permissions::from_mode(0o1777)).unwrap();
-        let warning = prepare(&root).unwrap().expect("a warning");
-        assert!(warning.contains("sticky"), "{warning}");
+        let err = format!("{:#}", prepare(&root).unwrap_err());
+        assert!(err.contains("sticky"), "{err}");
         assert_eq!(mode(&root), 0o1777);
-        // A plain directory with other files in it is the state root all the same.
-        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(prepare(&root).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_wide_root_is_tightened_only_when_every_entry_near_its_top_is_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(root.join("cache")).unwrap();
+        fs::write(root.join("somefile"), "x").unwrap();
+        fs::set_permissions(root.join("cache"), fs::Permissions::from_mode(0o777)).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+        // Another user's entry one level down, in a directory that was open.
+        let planted = root.join("cache/seccomp-x.bpf");
+        fs::write(&planted, "x").unwrap();
+        nix::unistd::chown(&planted, Some(65534.into()), None).unwrap();
+        let err = format!("{:#}", prepare(&root).unwrap_err());
+        assert!(
+            err.contains("seccomp-x.bpf") && err.contains("65534"),
+            "{err}"
+        );
+        assert_eq!(mode(&root), 0o777, "left as it was");
+        fs::remove_file(&planted).unwrap();
+        prepare(&root).unwrap();
         assert_eq!(mode(&root), 0o700);
+    }
+
+    #[test]
+    fn a_root_of_another_user_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("theirs");
+        fs::create_dir(&root).unwrap();
+        nix::unistd::chown(&root, Some(65534.into()), None).unwrap();
+        let err = format!("{:#}", prepare(&root).unwrap_err());
+        assert!(err.contains("belongs to uid 65534"), "{err}");
     }
 }

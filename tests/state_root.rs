@@ -148,7 +148,8 @@ fn other_users_cannot_reach_layers_upper_dirs_secrets_or_locks() {
 }
 
 #[test]
-fn a_sticky_directory_as_root_is_left_alone_with_a_warning() {
+fn a_sticky_directory_as_root_is_refused_and_left_alone() {
+    // Others can plant entries in it (see tests/host_files_security.rs for the attack).
     let fx = Fixture::new();
     let shared = fx.dir.path().join("shared");
     fs::create_dir(&shared).unwrap();
@@ -161,13 +162,18 @@ fn a_sticky_directory_as_root_is_left_alone_with_a_warning() {
         .args(["ps", "-a"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("warning: the state root") && stderr(&out).contains("sticky"),
+        stderr(&out).contains("the state root") && stderr(&out).contains("sticky"),
         "{}",
         stderr(&out)
     );
     assert_eq!(mode(&shared), 0o1777);
+    assert_eq!(
+        fs::read_dir(&shared).unwrap().count(),
+        1,
+        "nothing made in it"
+    );
 }
 
 #[test]

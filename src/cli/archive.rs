@@ -1,6 +1,5 @@
 //! `mycontainer image save|load`: parse and call into `crate::archive`.
 
-use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -56,7 +55,7 @@ pub fn save(ctx: &Ctx, args: SaveArgs) -> anyhow::Result<i32> {
         std::process::id()
     ));
     let result = (|| -> anyhow::Result<()> {
-        let file = File::create(&partial)
+        let file = crate::umask::create_for_caller(&partial)
             .with_context(|| format!("cannot create {}", output.display()))?;
         let mut out = BufWriter::new(file);
         archive::save(&store, &args.images, args.format, &mut out)?;

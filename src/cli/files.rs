@@ -92,7 +92,7 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<i32> {
     let record = container::find(&ctx.root, &args.container)?;
     match &args.output {
         Some(path) => {
-            let file = std::fs::File::create(path)
+            let file = crate::umask::create_for_caller(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
             let mut out = std::io::BufWriter::new(file);
             container::diff::export(&record, &mut out)?;

@@ -230,13 +230,9 @@ pub fn main() -> i32 {
     };
     // Every command starts here: the one place that makes sure the state root is
     // private before anything is created in it (see stateroot.rs).
-    match crate::stateroot::prepare(&ctx.root) {
-        Ok(None) => {}
-        Ok(Some(warning)) => eprintln!("mycontainer: warning: {warning}"),
-        Err(err) => {
-            eprintln!("mycontainer: {err:#}");
-            return exitcode::TOOL_FAILED;
-        }
+    if let Err(err) = crate::stateroot::prepare(&ctx.root) {
+        eprintln!("mycontainer: {err:#}");
+        return exitcode::TOOL_FAILED;
     }
     // Finish the cleanup of runs whose CLI was killed (even by SIGKILL): cheap, and it
     // means no command ever sees their leftovers.

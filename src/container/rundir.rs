@@ -79,6 +79,9 @@ pub fn ensure(root: &Path) -> anyhow::Result<PathBuf> {
     let (base, default) = base();
     let dir = dir(root);
     if dir.join("live").is_dir() {
+        if !(cfg!(test) && std::env::var_os(ENV).is_none()) {
+            check_private(&base)?;
+        }
         return Ok(dir);
     }
     if cfg!(test) && std::env::var_os(ENV).is_none() {
@@ -91,6 +94,9 @@ pub fn ensure(root: &Path) -> anyhow::Result<PathBuf> {
             .mode(0o700)
             .create(&base)
             .with_context(|| format!("cannot create the run directory {}", base.display()))?;
+    }
+    if !(cfg!(test) && std::env::var_os(ENV).is_none()) {
+        check_private(&base)?;
     }
     mkdir_private(&dir)?;
     let link = dir.join("root");
@@ -112,6 +118,7 @@ pub(crate) fn shared_dir(name: &Path) -> anyhow::Result<PathBuf> {
     let (base, default) = base();
     let dir = base.join(name);
     if dir.is_dir() {
+        check_private(&base)?;
         return Ok(dir);
     }
     if default {
@@ -120,9 +127,35 @@ pub(crate) fn shared_dir(name: &Path) -> anyhow::Result<PathBuf> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
+        .create(&base)
+        .with_context(|| format!("cannot create the run directory {}", base.display()))?;
+    check_private(&base)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
         .create(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
+}
+
+/// Fails unless the run base is ours and no one else may write in it. Another user who
+/// can plant entries there (`MYCONTAINER_RUNROOT` on a shared directory) could swap a
+/// container's generated /etc/hosts for a link to a host file, which the start then
+/// bind-mounts into the container, or put their own leases and attachment records.
+fn check_private(base: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(base).with_context(|| format!("cannot stat {}", base.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != euid || meta.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "the run directory {} (uid {}, mode {:o}) is open to other users, who could plant files in it: set {ENV} to a directory of uid {euid} that only it may write",
+            base.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        );
+    }
+    Ok(())
 }
 
 /// Where [`shared_dir`] puts `name` (made or not).
@@ -130,13 +163,20 @@ pub(crate) fn shared_path(name: &Path) -> PathBuf {
     base().0.join(name)
 }
 
-/// Mounts a tmpfs on `base` unless it is on one already; under a lock on the directory
-/// below, so two first commands never stack two mounts (the second would hide the
-/// first's files).
+/// Mounts a tmpfs of our own on `base` unless one is there already; under a lock on the
+/// directory below, so two first commands never stack two mounts (the second would
+/// hide the first's files). Our own even where /run is a tmpfs (systemd): container
+/// root can grow the /etc files bind-mounted from here, and may so fill at most these
+/// 64 MiB, never the host's /run. A non-empty `base` on another tmpfs (made by an
+/// older version, whose containers may still run) is used as it is.
 fn mount_tmpfs(base: &Path) -> anyhow::Result<()> {
     use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+    use std::os::unix::fs::MetadataExt;
     let on_tmpfs = |path: &Path| statfs(path).is_ok_and(|fs| fs.filesystem_type() == TMPFS_MAGIC);
-    if on_tmpfs(base) {
+    let parent = base.parent().unwrap_or(Path::new("/"));
+    let dev = |path: &Path| fs::metadata(path).map(|m| m.dev()).ok();
+    let ours = || on_tmpfs(base) && dev(base) != dev(parent);
+    if ours() {
         return Ok(());
     }
     fs::DirBuilder::new()
@@ -150,7 +190,8 @@ fn mount_tmpfs(base: &Path) -> anyhow::Result<()> {
         return Err(std::io::Error::last_os_error())
             .with_context(|| format!("cannot lock {}", base.display()));
     }
-    if on_tmpfs(base) {
+    let in_use = fs::read_dir(base).is_ok_and(|mut entries| entries.next().is_some());
+    if ours() || (on_tmpfs(base) && in_use) {
         return Ok(());
     }
     use nix::mount::{mount, MsFlags};

@@ -445,7 +445,7 @@ pub fn compile_cached(
     cache_dir: &Path,
 ) -> Result<CompiledSeccomp, SeccompError> {
     let path = cache_path(cache_dir, seccomp);
-    if let Ok(bytes) = std::fs::read(&path) {
+    if let Some(bytes) = read_trusted(&path) {
         if let Some(compiled) = decode(&bytes) {
             return Ok(compiled);
         }
@@ -456,7 +456,30 @@ pub fn compile_cached(
     Ok(compiled)
 }
 
+/// The cache file's bytes when it is a regular file (not a link) of ours that no one
+/// else may write: it becomes the container's seccomp filter, so a file another user
+/// could have put or changed there is compiled anew instead.
+fn read_trusted(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if !meta.is_file() || meta.uid() != euid || meta.mode() & 0o022 != 0 {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path
@@ -471,6 +494,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
@@ -802,6 +826,53 @@ mod tests {
             .build()
             .unwrap();
         assert!(compile(&profile).is_err());
+    }
+
+    #[test]
+    fn a_cache_file_others_could_write_is_not_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let profile = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActAllow)
+            .syscalls(vec![rule(&["mount"], LinuxSeccompAction::ScmpActErrno)])
+            .build()
+            .unwrap();
+        let path = cache_path(dir.path(), &profile);
+        let real = compile_cached(&profile, dir.path()).unwrap();
+        // A program that allows everything, in the cache file's place.
+        let allow_all = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActAllow)
+            .syscalls(vec![rule(&["getpid"], LinuxSeccompAction::ScmpActAllow)])
+            .build()
+            .unwrap();
+        let forged = encode(&compile(&allow_all).unwrap());
+        assert_ne!(encode(&real), forged);
+        std::fs::write(&path, &forged).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(
+            compile_cached(&profile, dir.path()).unwrap(),
+            real,
+            "world-writable"
+        );
+        std::fs::write(&path, &forged).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        nix::unistd::chown(&path, Some(65534.into()), None).unwrap();
+        assert_eq!(
+            compile_cached(&profile, dir.path()).unwrap(),
+            real,
+            "another user's"
+        );
+        let target = dir.path().join("forged");
+        std::fs::write(&target, &forged).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        assert_eq!(
+            compile_cached(&profile, dir.path()).unwrap(),
+            real,
+            "a link"
+        );
+        // Our own file, as written, is reused.
+        assert_eq!(read_trusted(&path).map(|b| decode(&b).unwrap()), Some(real));
     }
 
     #[test]
