@@ -405,10 +405,11 @@ fn sockets_of(pid: i32) -> usize {
         .unwrap_or(0)
 }
 
-/// A client that stops reading is dropped by the supervisor (the container's output
-/// never waits for it); attach then says so at once, and that the container still
-/// runs, instead of waiting for an exit code that will not come (it waited 5 s, then
-/// said only "lost the connection").
+/// A client that stops reading is dropped by the supervisor once it has taken nothing
+/// for `STALLED_CLIENT` while 4 MB behind (the container's output waits for a slow
+/// client, not for a wedged one); attach then says so at once, and that the container
+/// still runs, instead of waiting for an exit code that will not come (it waited 5 s,
+/// then said only "lost the connection").
 #[test]
 fn a_client_dropped_for_not_reading_is_told_the_container_still_runs() {
     let w = World::new();
