@@ -224,8 +224,8 @@ fn spawn_health(args: &Args) -> Option<i32> {
 
 /// Relays until the container's init has exited and its output is drained, then
 /// execs the full binary; returns only if that exec failed.
-pub fn run(args: Args) -> io::Error {
-    match relay(&args) {
+pub fn run(args: &Args) -> io::Error {
+    match relay(args) {
         Ok(never) => match never {},
         Err(e) => e,
     }
