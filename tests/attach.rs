@@ -469,3 +469,29 @@ fn a_client_that_stalls_at_the_end_still_gets_all_output_and_the_exit_code() {
         "{err}"
     );
 }
+
+/// A `--rm` container whose client the supervisor let go at the end (stopped here, it
+/// took nothing for `STALLED_CLIENT`) is removed before attach reads its record; attach
+/// still returns its exit code, from the "die" event its supervisor logged (it said to
+/// use `wait` next time).
+#[test]
+fn a_client_let_go_by_a_removed_rm_container_still_gets_its_exit_code() {
+    let w = World::new();
+    let script = "trap 'yes | head -c 2000000; exit 7' USR1; while :; do sleep 0.1; done";
+    let id = w.run_detached(&["--rm", "--name", "gone"], &["sh", "-c", script]);
+    let a = Attached::start(&w, &["--no-stdin", "gone"]);
+    assert!(
+        wait_for(10, || a.blocks(libc::SIGTERM)),
+        "attach never connected"
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGSTOP) };
+    ok(w.mc(&["kill", "-s", "USR1", "gone"]));
+    let removed = wait_for(60, || !w.root.join("containers").join(&id).exists());
+    // SAFETY: as above.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGCONT) };
+    assert!(removed, "the --rm container was not removed");
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(7), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
