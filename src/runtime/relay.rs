@@ -41,6 +41,11 @@ pub const FORWARDED: &[Signal] = &[
 /// streams end as soon as they are read.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How much a pty may still hold behind its line discipline's count (its buffer's limit
+/// is 64 KiB, plus what the line discipline takes): owed at most this much more, so a
+/// holder that keeps writing cannot keep the drain going.
+const PTY_BEHIND: usize = 256 * 1024;
+
 /// The bytes waiting to be read in a pipe or a pty master (FIONREAD); 0 when unknown.
 fn waiting_bytes(fd: BorrowedFd) -> usize {
     let mut n: libc::c_int = 0;
@@ -246,6 +251,7 @@ pub(super) fn supervise(
     // After the exit: what each output stream (OUT, ERR, MASTER) still owes of what was
     // in it then, and, once nothing is owed, how long to wait for the streams' ends.
     let mut owed = [0usize; 3];
+    let mut pty_behind = PTY_BEHIND;
     let mut drain_until: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
     // Stream slots, in poll order after the signalfd.
@@ -287,15 +293,17 @@ pub(super) fn supervise(
         }
         if status.is_some() && drain_until.is_none() && owed.iter().all(|n| *n == 0) {
             // A pty's count covers what its line discipline holds, not the buffer
-            // behind it: owed until it is seen empty (poll pushes that buffer first).
-            if let Some(master) = &streams.master {
+            // behind it: owed until it is seen empty (poll pushes that buffer first),
+            // up to PTY_BEHIND more.
+            if let Some(master) = streams.master.as_ref().filter(|_| pty_behind > 0) {
                 let mut probe = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
                 let readable = poll(&mut probe, PollTimeout::ZERO).is_ok_and(|n| n > 0)
                     && probe[0]
                         .revents()
                         .is_some_and(|r| r.contains(PollFlags::POLLIN));
                 if readable {
-                    owed[MASTER] = waiting_bytes(master.as_fd()).max(1);
+                    owed[MASTER] = waiting_bytes(master.as_fd()).clamp(1, pty_behind);
+                    pty_behind -= owed[MASTER];
                 }
             }
             if owed.iter().all(|n| *n == 0) {

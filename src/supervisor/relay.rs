@@ -22,6 +22,10 @@ use crate::Args;
 /// can keep them open: that wait, and only it, is bounded.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How much a pty may still hold behind its line discipline's count (see the CLI's
+/// relay, src/runtime/relay.rs).
+const PTY_BEHIND: usize = 256 * 1024;
+
 /// The bytes waiting in a pipe or a pty master (FIONREAD); 0 when unknown.
 fn waiting_bytes(fd: RawFd) -> usize {
     let mut n: libc::c_int = 0;
@@ -262,6 +266,7 @@ fn relay(args: &Args) -> io::Result<Never> {
     // After the exit: what each stream (out, err, master) still owes of what was in it
     // then, and, once nothing is owed, how long to wait for the streams' ends.
     let mut owed = [0usize; 3];
+    let mut pty_behind = PTY_BEHIND;
     let mut drain_until: Option<Instant> = None;
     let mut pending: Vec<u8> = Vec::new();
     // Not zeroed: pages are touched only as output fills them.
@@ -298,9 +303,10 @@ fn relay(args: &Args) -> io::Result<Never> {
         }
         if status.is_some() && drain_until.is_none() && owed.iter().all(|n| *n == 0) {
             // A pty's count covers what its line discipline holds, not the buffer behind
-            // it: owed until it is seen empty.
-            if let Some(fd) = raw(&master).filter(|fd| readable_now(*fd)) {
-                owed[2] = waiting_bytes(fd).max(1);
+            // it: owed until it is seen empty, up to PTY_BEHIND more.
+            if let Some(fd) = raw(&master).filter(|fd| pty_behind > 0 && readable_now(*fd)) {
+                owed[2] = waiting_bytes(fd).clamp(1, pty_behind);
+                pty_behind -= owed[2];
             }
             if owed.iter().all(|n| *n == 0) {
                 drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
