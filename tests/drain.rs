@@ -157,13 +157,21 @@ fn logs_keep_a_final_burst_that_a_slowed_supervisor_drains() {
         ],
     );
     let supervisor = w.supervisor_pid(&id);
+    let small = || {
+        std::fs::read_link(format!("/proc/{supervisor}/exe"))
+            .is_ok_and(|exe| exe.ends_with("mycontainer-supervisor"))
+    };
+    assert!(wait_for(30, small), "the small supervisor never took over");
     let throttle = Throttle::start(supervisor);
     std::fs::write(shared.join("go"), "").unwrap();
-    let exited = wait_for(120, || {
+    // Slowed while it drains: until it execs the full binary to record the exit.
+    let drained = wait_for(300, || !small());
+    drop(throttle);
+    assert!(drained, "the supervisor did not finish draining");
+    let exited = wait_for(60, || {
         w.try_state(&id)
             .is_some_and(|s| s["status"] == "exited" || s["status"] == "stopped")
     });
-    drop(throttle);
     assert!(exited, "the container did not end: {:?}", w.try_state(&id));
     let out = w.mc(&["logs", "burst-log"]);
     assert!(out.status.success(), "{}", stderr(&out));
