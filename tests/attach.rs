@@ -405,10 +405,11 @@ fn sockets_of(pid: i32) -> usize {
         .unwrap_or(0)
 }
 
-/// A client that stops reading is dropped by the supervisor (the container's output
-/// never waits for it); attach then says so at once, and that the container still
-/// runs, instead of waiting for an exit code that will not come (it waited 5 s, then
-/// said only "lost the connection").
+/// A client that stops reading is dropped by the supervisor once it has taken nothing
+/// for `STALLED_CLIENT` while 4 MB behind (the container's output waits for a slow
+/// client, not for a wedged one); attach then says so at once, and that the container
+/// still runs, instead of waiting for an exit code that will not come (it waited 5 s,
+/// then said only "lost the connection").
 #[test]
 fn a_client_dropped_for_not_reading_is_told_the_container_still_runs() {
     let w = World::new();
@@ -467,4 +468,30 @@ fn a_client_that_stalls_at_the_end_still_gets_all_output_and_the_exit_code() {
         1_000_000,
         "{err}"
     );
+}
+
+/// A `--rm` container whose client the supervisor let go at the end (stopped here, it
+/// took nothing for `STALLED_CLIENT`) is removed before attach reads its record; attach
+/// still returns its exit code, from the "die" event its supervisor logged (it said to
+/// use `wait` next time).
+#[test]
+fn a_client_let_go_by_a_removed_rm_container_still_gets_its_exit_code() {
+    let w = World::new();
+    let script = "trap 'yes | head -c 2000000; exit 7' USR1; while :; do sleep 0.1; done";
+    let id = w.run_detached(&["--rm", "--name", "gone"], &["sh", "-c", script]);
+    let a = Attached::start(&w, &["--no-stdin", "gone"]);
+    assert!(
+        wait_for(10, || a.blocks(libc::SIGTERM)),
+        "attach never connected"
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGSTOP) };
+    ok(w.mc(&["kill", "-s", "USR1", "gone"]));
+    let removed = wait_for(60, || !w.root.join("containers").join(&id).exists());
+    // SAFETY: as above.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGCONT) };
+    assert!(removed, "the --rm container was not removed");
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(7), "{err}");
+    assert!(err.is_empty(), "{err}");
 }

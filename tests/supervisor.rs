@@ -101,7 +101,8 @@ fn the_supervisor_outlives_its_cli_and_holds_only_what_it_needs() {
     let kinds: Vec<String> = fds
         .iter()
         .map(|(fd, target)| match target.as_str() {
-            "/dev/null" if *fd <= 2 => "null".to_string(),
+            "/dev/null" if *fd <= 1 => "null".to_string(),
+            t if *fd == 2 && t.ends_with("/supervisor.log") => "log".to_string(),
             t if t.ends_with(&id) => "record".to_string(),
             t if t.starts_with("socket:") => "socket".to_string(),
             t if t.starts_with("pipe:") => "pipe".to_string(),
@@ -111,11 +112,12 @@ fn the_supervisor_outlives_its_cli_and_holds_only_what_it_needs() {
         .collect();
     let mut sorted = kinds.clone();
     sorted.sort();
-    // stdio, the record's lock, the attach socket, the signalfd, and the container's
-    // stdin, stdout and stderr pipes (-i).
+    // stdin and stdout (null), stderr (the record's supervisor.log), the record's lock,
+    // the attach socket, the signalfd, and the container's stdin, stdout and stderr
+    // pipes (-i).
     assert_eq!(
         sorted,
-        ["null", "null", "null", "pipe", "pipe", "pipe", "record", "signalfd", "socket"],
+        ["log", "null", "null", "pipe", "pipe", "pipe", "record", "signalfd", "socket"],
         "{fds:?}"
     );
     drop(leaked);

@@ -25,6 +25,7 @@ pub fn attach(ctx: &Ctx, args: AttachArgs) -> anyhow::Result<i32> {
     let detach_keys = attach::parse_detach_keys(&args.detach_keys)?;
     let record = container::find(&ctx.root, &args.container)?;
     attach::attach(
+        &ctx.root,
         &record,
         &attach::AttachOptions {
             detach_keys,

@@ -438,6 +438,7 @@ pub fn supervise_entry() -> Option<i32> {
         quiet: true,
     };
     let id = args.id.clone();
+    container::supervisor_log::record_panics(&ctx.root, &id);
     Some(match supervise(&ctx, args) {
         Ok(code) => code,
         Err(err) => {
@@ -465,6 +466,7 @@ fn small_supervisor_entry(args: &[std::ffi::OsString]) -> Option<i32> {
                     .collect::<Option<_>>()?,
             };
             let root = std::path::PathBuf::from(root);
+            container::supervisor_log::record_panics(&root, id);
             let resumed = resume(
                 &root,
                 id,

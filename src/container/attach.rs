@@ -10,6 +10,7 @@
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 
@@ -97,7 +98,7 @@ pub struct AttachOptions {
 
 /// Attaches to the running container `record`; returns attach's exit code (the
 /// container's when it ends, 0 when detached).
-pub fn attach(record: &Record, opts: &AttachOptions) -> anyhow::Result<i32> {
+pub fn attach(root: &Path, record: &Record, opts: &AttachOptions) -> anyhow::Result<i32> {
     let state = record.load_state()?;
     let name = record.display_name();
     if state.status != Status::Running || !record.is_supervised() {
@@ -126,7 +127,7 @@ pub fn attach(record: &Record, opts: &AttachOptions) -> anyhow::Result<i32> {
         ClientEnd::Exited(code) => Ok(code),
         ClientEnd::Detached => Ok(0),
         // The supervisor let us go without the exit code: what the record says.
-        ClientEnd::Closed => closed_without_exit_code(record, &state, &name),
+        ClientEnd::Closed => closed_without_exit_code(root, record, &state, &name),
     }
 }
 
@@ -136,7 +137,10 @@ pub fn attach(record: &Record, opts: &AttachOptions) -> anyhow::Result<i32> {
 /// run's init still runs we were dropped: that is said at once. Otherwise the run has
 /// ended and its supervisor is recording it, which on a busy machine takes any time:
 /// waited for without a limit, until the record shows the end or nobody supervises it.
+/// A `--rm` record may be gone by then: the exit code is in the "die" event its
+/// supervisor logged before removing it.
 fn closed_without_exit_code(
+    root: &Path,
     record: &Record,
     attached: &super::state::State,
     name: &str,
@@ -151,9 +155,14 @@ fn closed_without_exit_code(
         let state = match record.load_state() {
             Ok(state) => state,
             // Removed (--rm) before we could read how it ended.
-            Err(_) if !record.dir.exists() => bail!(
-                "lost the connection to container {name}'s supervisor, and the container was removed before its exit code could be read (use `mycontainer wait` to get it next time)"
-            ),
+            Err(_) if !record.dir.exists() => {
+                return match died_with(root, &record.id) {
+                    Some(code) => Ok(code),
+                    None => bail!(
+                        "lost the connection to container {name}'s supervisor, and the container was removed before its exit code could be read (use `mycontainer wait` to get it next time)"
+                    ),
+                };
+            }
             Err(err) => return Err(err),
         };
         if recorded(&state) || !record.is_supervised() {
@@ -169,6 +178,20 @@ fn closed_without_exit_code(
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// The exit code in the last "die" event of container `id` in the event log (a
+/// removed `--rm` container ran once: that is its end).
+fn died_with(root: &Path, id: &str) -> Option<i32> {
+    let (events, _) = super::events::read_from(root, 0);
+    events
+        .iter()
+        .rev()
+        .find(|e| e.id == id && e.action == "die")?
+        .attributes
+        .get("exitCode")?
+        .parse()
+        .ok()
 }
 
 /// Whether `pid`, the container's init, still runs: a live process (not a zombie

@@ -84,13 +84,18 @@ pub fn observed(record: &Record, mut state: State) -> State {
     if state.status == Status::Running && !record.is_supervised() {
         state.status = Status::Exited;
         state.pid = None;
-        state.exit_code = state.exit_code.or(Some(crate::exitcode::KILLED));
-        // Kept when its supervisor recorded why it failed (supervisor_log.rs).
+        // Kept when its supervisor recorded why it failed, in the state or (the small
+        // supervisor) in supervisor.log (supervisor_log.rs).
+        let failure = state.error.take().or_else(|| {
+            super::supervisor_log::failure_since(&record.dir, state.started_at.unwrap_or(0))
+        });
+        let code = match failure {
+            Some(_) => crate::exitcode::TOOL_FAILED,
+            None => crate::exitcode::KILLED,
+        };
+        state.exit_code = state.exit_code.or(Some(code));
         state.error = Some(
-            state
-                .error
-                .take()
-                .unwrap_or_else(|| "the mycontainer process supervising it is gone".into()),
+            failure.unwrap_or_else(|| "the mycontainer process supervising it is gone".into()),
         );
     }
     state

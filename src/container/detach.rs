@@ -91,6 +91,11 @@ pub fn spawn_supervisor(root: &Path, record: Record) -> anyhow::Result<Started> 
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    // Nobody reads its stderr: what it prints (a panic, the small supervisor's failure)
+    // goes to the record's supervisor.log.
+    if let Ok(log) = super::supervisor_log::stderr_for(&record.dir) {
+        command.stderr(log);
+    }
     // Opened before the supervisor starts (it replaces state.json): what is synced is
     // what we wrote.
     let unsynced = UnsyncedRecord::open(&record);

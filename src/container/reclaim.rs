@@ -225,17 +225,34 @@ fn reclaim_one(
         {
             eprintln!("mycontainer: warning: cannot remove the network of container {id}: {e:#}");
         }
+        // Why the supervisor died, if it could say: an error it recorded in the state
+        // during this run (cleared at each start), or the small supervisor's line in
+        // supervisor.log (it cannot write the state).
+        let failure = state
+            .error
+            .take()
+            .or_else(|| super::supervisor_log::failure_since(&dir, state.started_at.unwrap_or(0)));
         state.status = Status::Exited;
         state.pid = None;
-        state.exit_code = Some(crate::exitcode::KILLED);
         // Not "now": the container died with its supervisor (parent-death signal),
         // at a moment nothing recorded; inspect shows the zero time, as Docker does
         // for a time it does not know.
         state.finished_at = None;
-        state.error = Some(
-            "the mycontainer process supervising it was killed; it stopped with it, at a time not recorded"
-                .into(),
-        );
+        match failure {
+            Some(failure) => {
+                state.exit_code = Some(crate::exitcode::TOOL_FAILED);
+                state.error = Some(format!(
+                    "{failure} (supervisor.log in the record); it stopped with it, at a time not recorded"
+                ));
+            }
+            None => {
+                state.exit_code = Some(crate::exitcode::KILLED);
+                state.error = Some(
+                    "the mycontainer process supervising it was killed; it stopped with it, at a time not recorded"
+                        .into(),
+                );
+            }
+        }
         state.save(&state_path, true)?;
         reclaimed.marked_exited.push(id.to_string());
     }

@@ -547,16 +547,41 @@ fn http_client(insecure: bool) -> anyhow::Result<Http> {
 }
 
 /// For `--insecure`, as Docker does: HTTPS (without certificate checks) when the
-/// registry speaks it, else plain HTTP.
+/// registry speaks it, else plain HTTP. Only a failed TLS handshake (a plain-HTTP
+/// server answering garbage to our hello) means plain HTTP: a slow HTTPS registry is
+/// waited for like any other request (the client's connect timeout bounds it; the
+/// probe had 10 s, past which a real HTTPS registry was taken for a plain one), and
+/// any other failure (refused, unreachable) keeps HTTPS, whose next request then
+/// reports it.
 fn probe_scheme(http: &Http, host: &str) -> &'static str {
-    match http
-        .get(format!("https://{host}/v2/"))
-        .timeout(Duration::from_secs(10))
-        .send()
-    {
+    match http.get(format!("https://{host}/v2/")).send() {
         Ok(_) => "https",
-        Err(_) => "http",
+        Err(e) if tls_failed(&e) => "http",
+        Err(_) => "https",
     }
+}
+
+/// Whether `e` is a TLS-level failure: rustls reports what is not TLS (a plain-HTTP
+/// answer) as invalid data, in an I/O error of kind InvalidData (wrapped in others).
+fn tls_failed(e: &reqwest::Error) -> bool {
+    if e.is_timeout() {
+        return false;
+    }
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(inner) = source {
+        // An io::Error's source() skips what it wraps: look inside it too.
+        let mut io = inner.downcast_ref::<std::io::Error>();
+        while let Some(err) = io {
+            if err.kind() == std::io::ErrorKind::InvalidData {
+                return true;
+            }
+            io = err
+                .get_ref()
+                .and_then(|wrapped| wrapped.downcast_ref::<std::io::Error>());
+        }
+        source = inner.source();
+    }
+    false
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {

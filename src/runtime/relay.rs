@@ -29,8 +29,34 @@ pub const FORWARDED: &[Signal] = &[
     Signal::SIGWINCH,
 ];
 
-/// How long output may keep flowing after the container's init exited.
+/// How long a stream may stay open once everything in it when the process exited has
+/// been relayed. Whatever the process wrote is relayed however slow the reader (the
+/// bytes waiting at its exit are counted and read first); only the wait for the end of
+/// stream is bounded, since only a holder that outlives the process can delay it: a
+/// background child of an `exec`'d process (the container goes on; `docker exec` waits
+/// about 2 s for it too), a host process holding the pipe, or, for a container without
+/// a pid namespace of its own (the runtime CLI), its other processes, which the
+/// cgroup's destruction kills right after. A container with its own pid namespace has
+/// no such holder: the kernel has killed the rest when its init is reaped, so the
+/// streams end as soon as they are read.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How much a pty may still hold behind its line discipline's count (its buffer's limit
+/// is 64 KiB, plus what the line discipline takes): owed at most this much more, so a
+/// holder that keeps writing cannot keep the drain going.
+const PTY_BEHIND: usize = 256 * 1024;
+
+/// The bytes waiting to be read in a pipe or a pty master (FIONREAD); 0 when unknown.
+fn waiting_bytes(fd: BorrowedFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `n`, which we own.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if r < 0 {
+        0
+    } else {
+        n.max(0) as usize
+    }
+}
 
 /// How a run ended.
 #[derive(Debug, Default)]
@@ -222,6 +248,10 @@ pub(super) fn supervise(
     let mut outcome = Outcome::default();
     let mut status: Option<i32> = None;
     let mut deadline: Option<Instant> = None;
+    // After the exit: what each output stream (OUT, ERR, MASTER) still owes of what was
+    // in it then, and, once nothing is owed, how long to wait for the streams' ends.
+    let mut owed = [0usize; 3];
+    let mut pty_behind = PTY_BEHIND;
     let mut drain_until: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
     // Stream slots, in poll order after the signalfd.
@@ -260,6 +290,25 @@ pub(super) fn supervise(
         ];
         if status.is_some() && open[..3].iter().all(Option::is_none) {
             break;
+        }
+        if status.is_some() && drain_until.is_none() && owed.iter().all(|n| *n == 0) {
+            // A pty's count covers what its line discipline holds, not the buffer
+            // behind it: owed until it is seen empty (poll pushes that buffer first),
+            // up to PTY_BEHIND more.
+            if let Some(master) = streams.master.as_ref().filter(|_| pty_behind > 0) {
+                let mut probe = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+                let readable = poll(&mut probe, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+                    && probe[0]
+                        .revents()
+                        .is_some_and(|r| r.contains(PollFlags::POLLIN));
+                if readable {
+                    owed[MASTER] = waiting_bytes(master.as_fd()).clamp(1, pty_behind);
+                    pty_behind -= owed[MASTER];
+                }
+            }
+            if owed.iter().all(|n| *n == 0) {
+                drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
+            }
         }
         let mut pollfds = vec![PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
         let mut slots = Vec::new();
@@ -305,7 +354,8 @@ pub(super) fn supervise(
         drop(pollfds);
         let now = Instant::now();
         if status.is_some() && drain_until.is_some_and(|t| now >= t) {
-            // Something outside the container's pid namespace holds the output open.
+            // What the process wrote is relayed; something that outlives it holds the
+            // output open (see DRAIN_TIMEOUT).
             break;
         }
         if status.is_none() && deadline.is_some_and(|t| now >= t) {
@@ -345,7 +395,12 @@ pub(super) fn supervise(
             if status.is_none() {
                 if let Some(code) = child.try_wait() {
                     status = Some(code);
-                    drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
+                    for (slot, stream) in [&streams.out, &streams.err, &streams.master]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        owed[slot] = stream.as_ref().map_or(0, |f| waiting_bytes(f.as_fd()));
+                    }
                 }
             }
         }
@@ -385,7 +440,9 @@ pub(super) fn supervise(
                     }
                 }
                 (STDIN, None) => streams.stdin_open = false,
+                (_, Some(0)) => owed[slot] = 0,
                 (_, Some(n)) => {
+                    owed[slot] = owed[slot].saturating_sub(n);
                     let (target, stream) = if slot == ERR {
                         (stderr.as_fd(), Stream::Stderr)
                     } else {
@@ -396,9 +453,9 @@ pub(super) fn supervise(
                         let _ = log.write(stream, &buf[..n]);
                     }
                 }
-                (OUT, None) => streams.out = None,
-                (ERR, None) => streams.err = None,
-                (MASTER, None) => streams.master = None,
+                (OUT, None) => (streams.out, owed[OUT]) = (None, 0),
+                (ERR, None) => (streams.err, owed[ERR]) = (None, 0),
+                (MASTER, None) => (streams.master, owed[MASTER]) = (None, 0),
                 _ => {}
             }
         }

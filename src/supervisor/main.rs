@@ -146,8 +146,15 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     };
-    // Returns only when the way back (exec of the full binary) failed.
-    let err = relay::run(args);
-    eprintln!("mycontainer-supervisor: {err}");
+    // Returns only when the way back (exec of the full binary) failed. Our stderr is the
+    // record's supervisor.log: the line has the shape of the full binary's failures
+    // (src/container/supervisor_log.rs), and the next command's reclaim puts it in the
+    // state's error.
+    let err = relay::run(&args);
+    eprintln!(
+        "{} its supervisor failed: cannot run {} to record the container's exit: {err}",
+        timefmt::now(),
+        args.exe.display()
+    );
     ExitCode::from(125)
 }

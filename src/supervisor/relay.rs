@@ -1,6 +1,6 @@
 //! The relay loop: poll the signalfd, the container's output, its stdin pipe (while
 //! input waits), the attach socket and its clients; on the init's exit drain the
-//! output (2 s at most), then exec the full binary to record the exit.
+//! output to its end, then exec the full binary to record the exit.
 
 use std::ffi::OsString;
 use std::io;
@@ -14,7 +14,42 @@ use crate::logfile::{LogWriter, Rotation, Stream};
 use crate::server::{Request, Server};
 use crate::Args;
 
+/// How long the output may stay open once everything in it at the init's exit has been
+/// read. The container has a pid namespace of its own, so when its init is reaped the
+/// kernel has killed everything else in it and the streams end as soon as they are
+/// read, however slow the reading (a slow disk, a slow attached client, a busy
+/// machine). Only a holder outside the container (a host process that opened the pipe)
+/// can keep them open: that wait, and only it, is bounded.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How much a pty may still hold behind its line discipline's count (see the CLI's
+/// relay, src/runtime/relay.rs).
+const PTY_BEHIND: usize = 256 * 1024;
+
+/// The bytes waiting in a pipe or a pty master (FIONREAD); 0 when unknown.
+fn waiting_bytes(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `n`, which we own.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if r < 0 {
+        0
+    } else {
+        n.max(0) as usize
+    }
+}
+
+/// Whether `fd` has input right now (for a pty master, poll first pushes what waits
+/// behind its line discipline).
+fn readable_now(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll(2) over one pollfd we own, without waiting.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & libc::POLLIN != 0
+}
 
 /// The signals passed on to the container (as the full binary's relay does).
 const FORWARDED: [i32; 7] = [
@@ -193,8 +228,8 @@ fn spawn_health(args: &Args) -> Option<i32> {
 
 /// Relays until the container's init has exited and its output is drained, then
 /// execs the full binary; returns only if that exec failed.
-pub fn run(args: Args) -> io::Error {
-    match relay(&args) {
+pub fn run(args: &Args) -> io::Error {
+    match relay(args) {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -228,6 +263,10 @@ fn relay(args: &Args) -> io::Result<Never> {
     let mut health_pid: Option<i32> = None;
     let mut status: Option<i32> = None;
     let mut deadline: Option<Instant> = None;
+    // After the exit: what each stream (out, err, master) still owes of what was in it
+    // then, and, once nothing is owed, how long to wait for the streams' ends.
+    let mut owed = [0usize; 3];
+    let mut pty_behind = PTY_BEHIND;
     let mut drain_until: Option<Instant> = None;
     let mut pending: Vec<u8> = Vec::new();
     // Not zeroed: pages are touched only as output fills them.
@@ -250,7 +289,9 @@ fn relay(args: &Args) -> io::Result<Never> {
                 }
                 if reaped == pid && status.is_none() {
                     status = Some(exit_code(wstatus));
-                    drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
+                    for (slot, fd) in [raw(&out), raw(&err), raw(&master)].into_iter().enumerate() {
+                        owed[slot] = fd.map_or(0, waiting_bytes);
+                    }
                 } else if Some(reaped) == health_pid {
                     health_pid = None;
                     next_health = Some(Instant::now() + interval);
@@ -260,6 +301,20 @@ fn relay(args: &Args) -> io::Result<Never> {
         if status.is_some() && out.is_none() && err.is_none() && master.is_none() {
             break;
         }
+        if status.is_some() && drain_until.is_none() && owed.iter().all(|n| *n == 0) {
+            // A pty's count covers what its line discipline holds, not the buffer behind
+            // it: owed until it is seen empty, up to PTY_BEHIND more.
+            if let Some(fd) = raw(&master).filter(|fd| pty_behind > 0 && readable_now(*fd)) {
+                owed[2] = waiting_bytes(fd).clamp(1, pty_behind);
+                pty_behind -= owed[2];
+            }
+            if owed.iter().all(|n| *n == 0) {
+                drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
+            }
+        }
+        // An attached client too far behind holds the output back (the container waits
+        // in its writes, as with Docker's attach) until it catches up or stalls.
+        let held = server.behind();
         // Poll slots: 0 signalfd, 1 out, 2 err, 3 master, 4 stdin pipe, then the server.
         let streams = [raw(&out), raw(&err), raw(&master)];
         let mut pollfds = vec![libc::pollfd {
@@ -269,7 +324,7 @@ fn relay(args: &Args) -> io::Result<Never> {
         }];
         for fd in streams {
             pollfds.push(libc::pollfd {
-                fd: fd.unwrap_or(-1),
+                fd: fd.filter(|_| !held).unwrap_or(-1),
                 events: libc::POLLIN,
                 revents: 0,
             });
@@ -296,6 +351,7 @@ fn relay(args: &Args) -> io::Result<Never> {
                 .flatten()
                 .min(),
         };
+        let wake = [wake, server.stall_deadline()].into_iter().flatten().min();
         let timeout = wake.map_or(-1, |t| {
             t.saturating_duration_since(now)
                 .as_millis()
@@ -343,6 +399,7 @@ fn relay(args: &Args) -> io::Result<Never> {
             }
         }
         let now = Instant::now();
+        server.drop_stalled(now);
         if status.is_some() && drain_until.is_some_and(|t| now >= t) {
             // Something outside the container's pid namespace holds the output open.
             break;
@@ -386,8 +443,9 @@ fn relay(args: &Args) -> io::Result<Never> {
                 continue;
             };
             match read_fd(fd, &mut buf) {
-                Some(0) => {}
+                Some(0) => owed[slot] = 0,
                 Some(n) => {
+                    owed[slot] = owed[slot].saturating_sub(n);
                     let is_err = slot == 1;
                     server.broadcast(is_err, &buf[..n]);
                     let stream = if is_err {
@@ -397,11 +455,14 @@ fn relay(args: &Args) -> io::Result<Never> {
                     };
                     let _ = log.write(stream, &buf[..n]);
                 }
-                None => match slot {
-                    0 => out = None,
-                    1 => err = None,
-                    _ => master = None,
-                },
+                None => {
+                    owed[slot] = 0;
+                    match slot {
+                        0 => out = None,
+                        1 => err = None,
+                        _ => master = None,
+                    }
+                }
             }
         }
     }

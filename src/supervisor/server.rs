@@ -1,17 +1,20 @@
 //! The attach socket's server (the protocol of src/runtime/attach.rs, whose client is
 //! `mycontainer attach`): frames of one byte of kind, four of length (big endian), the
-//! payload. Output goes to every client, input comes from any; a client that falls
-//! `MAX_BACKLOG` behind is dropped.
+//! payload. Output goes to every client, input comes from any; while a client is
+//! `MAX_BACKLOG` behind, the relay holds the output back (as Docker's attach slows the
+//! container to its slowest client), and a client that takes nothing for
+//! `STALLED_CLIENT` meanwhile is dropped.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Instant;
 
 use crate::attach_frames::{
     frame, FLAG_OPEN_STDIN, FLAG_TTY, HELLO, MAX_FRAME, RESIZE, SIGNAL, STDERR, STDIN, STDOUT,
 };
 
-/// A client this far behind the output is dropped.
+/// While a client is this far behind, no more output is read.
 const MAX_BACKLOG: usize = 4 << 20;
 
 pub enum Request {
@@ -24,6 +27,14 @@ struct Client {
     sock: UnixStream,
     input: Vec<u8>,
     backlog: Vec<u8>,
+    /// When it last took output (or had none waiting).
+    progress: Instant,
+}
+
+impl Client {
+    fn behind(&self) -> bool {
+        self.backlog.len() > MAX_BACKLOG
+    }
 }
 
 pub struct Server {
@@ -91,6 +102,7 @@ impl Server {
                     sock,
                     input: Vec::new(),
                     backlog: frame(HELLO, &[self.hello]),
+                    progress: Instant::now(),
                 };
                 if flush(&mut client) {
                     self.clients.push(client);
@@ -103,9 +115,33 @@ impl Server {
     pub fn broadcast(&mut self, stderr: bool, data: &[u8]) {
         let bytes = frame(if stderr { STDERR } else { STDOUT }, data);
         self.clients.retain_mut(|client| {
+            if client.backlog.is_empty() {
+                client.progress = Instant::now();
+            }
             client.backlog.extend_from_slice(&bytes);
-            client.backlog.len() <= MAX_BACKLOG && flush(client)
+            flush(client)
         });
+    }
+
+    /// Some client is so far behind that no more output should be read for now.
+    pub fn behind(&self) -> bool {
+        self.clients.iter().any(Client::behind)
+    }
+
+    /// When the first client that is behind counts as stalled, if it takes nothing.
+    pub fn stall_deadline(&self) -> Option<Instant> {
+        self.clients
+            .iter()
+            .filter(|c| c.behind())
+            .map(|c| c.progress + crate::attach_frames::STALLED_CLIENT)
+            .min()
+    }
+
+    /// Drops the clients behind that took nothing for `STALLED_CLIENT` (a suspended
+    /// `attach`, a terminal held by ctrl-s): the container goes on without them.
+    pub fn drop_stalled(&mut self, now: Instant) {
+        self.clients
+            .retain(|c| !(c.behind() && now >= c.progress + crate::attach_frames::STALLED_CLIENT));
     }
 
     /// Hands the listener and the clients on (to `mycontainer supervise --resume`, which
@@ -134,6 +170,7 @@ fn flush(client: &mut Client) -> bool {
             Ok(0) => return false,
             Ok(n) => {
                 client.backlog.drain(..n);
+                client.progress = Instant::now();
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

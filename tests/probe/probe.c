@@ -184,7 +184,7 @@ static int exec_without(long nr, char **cmd) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: probe keyctl|unshare-user|mount|getpid|clone-newns|personality VALUE|syscall-ns getppid|personality N|io_uring|alloc MB|fork N|spin SECS|fds|no-clone3 CMD...|no-open-tree CMD...|race HOSTPATH\n");
+        fprintf(stderr, "usage: probe keyctl|unshare-user|mount|getpid|clone-newns|personality VALUE|syscall-ns getppid|personality N|io_uring|alloc MB|fork N|spin SECS|fds|burst MB MARKER|no-clone3 CMD...|no-open-tree CMD...|race HOSTPATH\n");
         return 2;
     }
     const char *what = argv[1];
@@ -284,6 +284,33 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "no-open-tree") && argc > 2)
         /* CMD where open_tree answers ENOSYS, as on kernels before 5.2. */
         return exec_without(SYS_open_tree, argv + 2);
+    if (!strcmp(what, "burst") && argc > 3) {
+        /* A final burst: grows stdout's pipe to 1 MiB (pipe-max-size), writes MB MiB of
+         * numbered 16-byte lines, then "burst-end" to stderr, creates the file MARKER
+         * and exits: the last MiB is still in the pipe when the process is gone, for
+         * its reader to drain. */
+        long mb = atol(argv[2]);
+        if (fcntl(1, F_SETPIPE_SZ, 1 << 20) < 0) {
+            fprintf(stderr, "probe: F_SETPIPE_SZ: %s\n", errno_name(errno));
+            return 1;
+        }
+        static char chunk[(1 << 16) + 1]; /* + snprintf's last NUL */
+        const size_t size = 1 << 16;
+        long line = 0;
+        for (long left = mb << 20; left > 0; left -= size) {
+            for (size_t at = 0; at < size; at += 16)
+                snprintf(chunk + at, 17, "%015ld\n", line++ % 1000000000000000L);
+            for (size_t done = 0; done < size;) {
+                ssize_t n = write(1, chunk + done, size - done);
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) return 1;
+                done += n;
+            }
+        }
+        fprintf(stderr, "burst-end\n");
+        int fd = open(argv[3], O_CREAT | O_WRONLY, 0644);
+        return fd < 0 ? 1 : 0;
+    }
     if (!strcmp(what, "fds")) {
         DIR *dir = opendir("/proc/self/fd");
         if (!dir) return report(-1);

@@ -1,0 +1,86 @@
+//! A detached supervisor's own failures reach the record: its stderr is the record's
+//! supervisor.log, and `inspect` and `ps` show the failure once the next command finds
+//! the record orphaned.
+
+mod common;
+
+use std::fs;
+use std::process::Stdio;
+
+use common::*;
+
+/// The small supervisor execs the full binary back to record the exit; when that binary
+/// is gone (an upgrade that moved it, a removed install), the exec fails for real. Its
+/// message went to /dev/null and the record said only that the supervisor was killed
+/// (exit 137); it is now in supervisor.log, in inspect's State.Error, and the exit code
+/// is 125 (the tool failed).
+#[test]
+fn the_small_supervisors_failed_exec_back_is_logged_and_shown_by_inspect_and_ps() {
+    let w = World::new();
+    // A copy of the two binaries whose full half we then remove.
+    let bin = w.dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let full = bin.join("mycontainer");
+    fs::copy(BIN, &full).unwrap();
+    let small = std::path::Path::new(BIN).with_file_name("mycontainer-supervisor");
+    fs::copy(&small, bin.join("mycontainer-supervisor")).unwrap();
+    let shared = w.dir.path().join("out");
+    fs::create_dir(&shared).unwrap();
+    let out = std::process::Command::new(&full)
+        .env_remove("MYCONTAINER_ROOT")
+        .arg("--root")
+        .arg(&w.root)
+        .args(["run", "-d", "--name", "orphan", "--network", "none", "-v"])
+        .arg(format!("{}:/out", shared.display()))
+        .arg("--rootfs")
+        .arg(&w.rootfs)
+        .args([
+            "sh",
+            "-c",
+            "until [ -e /out/go ]; do sleep 0.05; done; exit 3",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let id = ok(out).trim().to_string();
+    let init = w.state(&id)["pid"].as_i64().unwrap() as i32;
+    let supervisor = parent_pid(init);
+    let handed_over = wait_for(30, || {
+        fs::read_link(format!("/proc/{supervisor}/exe"))
+            .is_ok_and(|exe| exe.ends_with("mycontainer-supervisor"))
+    });
+    assert!(handed_over, "the small supervisor never took over");
+    fs::remove_file(&full).unwrap();
+    fs::write(shared.join("go"), "").unwrap();
+    assert!(
+        wait_for(30, || !alive(supervisor)),
+        "the supervisor outlived its failed exec"
+    );
+    let log = w.root.join("containers").join(&id).join("supervisor.log");
+    let logged = fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        logged.contains("its supervisor failed: cannot run")
+            && logged.contains(&full.display().to_string())
+            && logged.contains("No such file or directory"),
+        "supervisor.log: {logged:?}"
+    );
+    let state = inspect(&w, "orphan")["State"].clone();
+    assert_eq!(state["Status"], "exited", "{state}");
+    assert_eq!(state["ExitCode"], 125, "{state}");
+    let error = state["Error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("its supervisor failed: cannot run") && error.contains("supervisor.log"),
+        "{error}"
+    );
+    let ps = ok(w.mc(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=orphan",
+        "--format",
+        "{{.Status}}",
+    ]));
+    assert!(ps.starts_with("Exited (125)"), "{ps}");
+    // The record is whole: it can be removed, and nothing is left (World's checks).
+    ok(w.mc(&["rm", "orphan"]));
+}
