@@ -7,14 +7,15 @@
 //! the working directory, then forks the process that is born inside the container's
 //! pid namespace (see `process::enter_pid_namespace`).
 
-use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use nix::fcntl::{open, openat, AtFlags, OFlag};
 use nix::sys::signalfd::SignalFd;
+use nix::sys::stat::{fstat, fstatat, Mode};
 use oci_spec::runtime::Spec;
 
 use super::cgroups::Cgroup;
@@ -49,21 +50,52 @@ pub struct ExecRequest<'a> {
     pub cache_dir: Option<&'a Path>,
 }
 
-/// The init's namespace `kind`, unless we are in it already (joining our own is
-/// pointless, and for some kinds an error).
-fn foreign_namespace(init_pid: i32, kind: &str) -> anyhow::Result<Option<OwnedFd>> {
-    let theirs = format!("/proc/{init_pid}/ns/{kind}");
-    let file = File::open(&theirs)
-        .with_context(|| format!("cannot open {theirs}: has the container stopped?"))?;
-    let ours = std::fs::metadata(format!("/proc/self/ns/{kind}"))
-        .with_context(|| format!("cannot read our own {kind} namespace"))?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("cannot read {theirs}"))?;
-    if meta.ino() == ours.ino() && meta.dev() == ours.dev() {
-        return Ok(None);
+/// The namespace directories of the container's init and of ours, each opened once: a
+/// kind is then one open and two stats of a name below them, not three walks of
+/// /proc paths.
+struct NamespaceDirs {
+    init_pid: i32,
+    theirs: OwnedFd,
+    ours: OwnedFd,
+}
+
+impl NamespaceDirs {
+    fn open(init_pid: i32) -> anyhow::Result<NamespaceDirs> {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let theirs = format!("/proc/{init_pid}/ns");
+        let theirs = open(theirs.as_str(), flags, Mode::empty())
+            .with_context(|| format!("cannot open {theirs}: has the container stopped?"))?;
+        let ours = open("/proc/self/ns", flags, Mode::empty())
+            .context("cannot open our own namespaces in /proc/self/ns")?;
+        Ok(NamespaceDirs {
+            init_pid,
+            theirs,
+            ours,
+        })
     }
-    Ok(Some(file.into()))
+
+    /// The init's namespace `kind`, unless we are in it already (joining our own is
+    /// pointless, and for some kinds an error).
+    fn foreign(&self, kind: &str) -> anyhow::Result<Option<OwnedFd>> {
+        let init_pid = self.init_pid;
+        let fd = openat(
+            &self.theirs,
+            kind,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| {
+            format!("cannot open /proc/{init_pid}/ns/{kind}: has the container stopped?")
+        })?;
+        let theirs =
+            fstat(&fd).with_context(|| format!("cannot read /proc/{init_pid}/ns/{kind}"))?;
+        let ours = fstatat(&self.ours, kind, AtFlags::empty())
+            .with_context(|| format!("cannot read our own {kind} namespace"))?;
+        if (theirs.st_ino, theirs.st_dev) == (ours.st_ino, ours.st_dev) {
+            return Ok(None);
+        }
+        Ok(Some(fd))
+    }
 }
 
 /// Refuses an init that has not finished its setup: until its pivot_root its root is
@@ -161,8 +193,9 @@ fn start(
     // Held open until the child has joined them (they are close-on-exec).
     let mut namespace_fds = Vec::new();
     let mut steps = Vec::new();
+    let namespaces = NamespaceDirs::open(req.init_pid)?;
     for (kind, nstype) in JOINED {
-        if let Some(fd) = foreign_namespace(req.init_pid, kind)? {
+        if let Some(fd) = namespaces.foreign(kind)? {
             steps.push(Step::Setns {
                 fd: fd.as_raw_fd(),
                 nstype: *nstype,
@@ -174,7 +207,8 @@ fn start(
     let cwd = std::ffi::CString::new(process_spec.cwd().as_os_str().as_encoded_bytes())
         .context("the working directory contains a NUL byte")?;
     steps.push(Step::Chdir { path: cwd });
-    let pid_namespace = foreign_namespace(req.init_pid, "pid")?;
+    let pid_namespace = namespaces.foreign("pid")?;
+    drop(namespaces);
 
     // Pipes (or a pty) that we copy, never our own descriptors: a process the command
     // leaves in the container must not keep the caller's terminal or files.

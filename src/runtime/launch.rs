@@ -240,6 +240,11 @@ fn spawn_in_cgroup(
         .with_context(|| format!("cannot open cgroup {}", cgroup.name()))?;
     let into = into_fd.as_ref().map(|fd| fd.as_raw_fd());
     // Not carried, the child is still moved afterwards, as before: nothing is lost.
+    // Carrying is also the cheap way on v1: a thread writing "0" to `tasks` moves only
+    // itself and skips the kernel's global threadgroup lock, while writing the child's
+    // pid afterwards takes it, and the first such write after a quiet spell waits for
+    // an RCU grace period (10-17 ms measured on this VM, against 20-30 us for each of
+    // the twelve writes carrying takes).
     let carried = cgroup.carry_current_thread().ok().flatten();
     let v1_placed = carried.is_some() || !cgroup.needs_add_after_clone();
     let spawned = spawn_placed(flags, cgroup_ns, into, v1_placed, plan);
