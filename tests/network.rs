@@ -1346,9 +1346,9 @@ fn the_host_end_of_a_containers_veth_has_no_ipv6() {
     let w = World::new();
     let id = w.run_detached(&["--name", "v6"], &["sleep", "300"]);
     let veth = format!("mc{}", &id[..12]);
-    let disabled =
-        fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6")).unwrap();
-    assert_eq!(disabled.trim(), "1");
+    // Address generation "none" (1): no link-local address is made when it comes up.
+    let mode = fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{veth}/addr_gen_mode")).unwrap();
+    assert_eq!(mode.trim(), "1");
     let out = Command::new("ip")
         .args(["-6", "-o", "addr", "show", "dev", &veth])
         .output()
@@ -1365,6 +1365,14 @@ fn the_host_end_of_a_containers_veth_has_no_ipv6() {
         link.contains("master mycontainer0") && link.contains("state UP"),
         "{link}"
     );
+    // One queue each way, asked for at creation (the kernel cutting a pair made with
+    // one per CPU down to one waits out RCU grace periods).
+    let details = Command::new("ip")
+        .args(["-d", "-o", "link", "show", &veth])
+        .output()
+        .unwrap();
+    let details = stdout(&details);
+    assert!(details.contains("numtxqueues 1 numrxqueues 1"), "{details}");
     let out = ok(w.mc(&[
         "exec",
         "v6",

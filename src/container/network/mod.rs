@@ -319,18 +319,6 @@ fn no_ipv6_on_new_links() -> std::io::Result<()> {
     }
 }
 
-/// Turns IPv6 off on the host end `veth` of a pair, while it is down: as on the
-/// container's end, no link-local address, duplicate address detection, router
-/// solicitation or multicast reports when it comes up, and nothing to remove when it
-/// goes (the bridge forwards the frames of a container that uses IPv6 all the same).
-fn no_ipv6_on(veth: &str) -> anyhow::Result<()> {
-    let path = format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6");
-    match fs::write(&path, "1") {
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        other => other.with_context(|| format!("cannot turn IPv6 off on {veth} ({path})")),
-    }
-}
-
 /// Attaches container `id` to network `name`: namespace (mounted at
 /// [`netns_path`]), lease, veth, address, route. On failure nothing is left.
 pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Result<Attachment> {
@@ -457,7 +445,6 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
             );
         }
         created.with_context(|| format!("cannot create the veth pair {}", attachment.veth))?;
-        no_ipv6_on(&attachment.veth)?;
         host.set_port_up(&attachment.veth)
             .with_context(|| format!("cannot bring up {}", attachment.veth))?;
         let eth = inside
