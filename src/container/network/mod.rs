@@ -171,14 +171,19 @@ fn refresh_hosts(root: &Path, network: &str, joined: &str) {
                 })
                 .collect()
         };
-        let text = hosts::render(&own.hostname, Some(own.ip), &peers, &own.extra_hosts);
-        let path = crate::container::rundir::container_dir(root, id).join("hosts");
-        // In place (the file is bind-mounted into the container: a rename would not be
-        // seen there); a record that is gone has nothing to update.
-        if path.exists() {
-            if let Err(e) = fs::write(&path, text) {
-                eprintln!("mycontainer: warning: cannot write {}: {e}", path.display());
-            }
+        write_hosts(root, id, own, &peers);
+    }
+}
+
+/// Writes container `id`'s hosts file: itself, its `peers` and its `--add-host`s.
+fn write_hosts(root: &Path, id: &str, own: &Attachment, peers: &[(Ipv4Addr, Vec<String>)]) {
+    let text = hosts::render(&own.hostname, Some(own.ip), peers, &own.extra_hosts);
+    let path = crate::container::rundir::container_dir(root, id).join("hosts");
+    // In place (the file is bind-mounted into the container: a rename would not be
+    // seen there); a record that is gone has nothing to update.
+    if path.exists() {
+        if let Err(e) = fs::write(&path, text) {
+            eprintln!("mycontainer: warning: cannot write {}: {e}", path.display());
         }
     }
 }
@@ -444,12 +449,16 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
                 ns.as_raw_fd(),
             );
         }
-        created.with_context(|| format!("cannot create the veth pair {}", attachment.veth))?;
+        let echoed =
+            created.with_context(|| format!("cannot create the veth pair {}", attachment.veth))?;
         host.set_port_up(&attachment.veth)
             .with_context(|| format!("cannot bring up {}", attachment.veth))?;
-        let eth = inside
-            .link_index(CONTAINER_LINK)?
-            .context("the container's eth0 is missing")?;
+        let eth = match echoed {
+            Some(index) => index,
+            None => inside
+                .link_index(CONTAINER_LINK)?
+                .context("the container's eth0 is missing")?,
+        };
         nft::publish(&config.table(), ip, &attachment.ports)?;
         // lo and eth0 up, eth0's address, the default route (but on an internal network,
         // which reaches nothing beyond its bridge): one round trip.
@@ -475,6 +484,12 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
         Ok(())
     })();
     match made {
+        // On the default network, which resolves no names, only its own file: no lock
+        // (nobody else writes it) and no other container's record to read.
+        Ok(()) if name == DEFAULT_NETWORK => {
+            write_hosts(root, id, &attachment, &[]);
+            Ok(attachment)
+        }
         Ok(()) => {
             let _lock = ipam::lock(root, name)?;
             refresh_hosts(root, name, id);

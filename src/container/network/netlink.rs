@@ -8,8 +8,8 @@ use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 
 use netlink_packet_core::{
-    DefaultNla, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    DefaultNla, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO,
+    NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -230,9 +230,9 @@ impl Netlink {
     }
 
     /// Creates a veth pair in one request: `host` here, down and attached to the bridge
-    /// `master` (the caller turns its IPv6 off, then brings it up with
-    /// [`Netlink::set_port_up`]); its peer `peer` (with `mac`, down) directly in the
-    /// namespace `netns`.
+    /// `master` (the caller brings it up with [`Netlink::set_port_up`]); its peer `peer`
+    /// (with `mac`, down) directly in the namespace `netns`. Returns the peer's index
+    /// there when the kernel says it.
     pub fn create_veth(
         &mut self,
         host: &str,
@@ -240,7 +240,7 @@ impl Netlink {
         peer: &str,
         mac: [u8; 6],
         netns: RawFd,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<u32>> {
         // The peer cannot be brought up in the same request (the kernel opens it before
         // the pair is linked: ENOTCONN); the caller does it from inside.
         let mut inner = LinkMessage::default();
@@ -263,8 +263,21 @@ impl Netlink {
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(inner))),
         ]));
-        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)?;
-        Ok(())
+        // Echoed back (kernels since 6.3), the new host end names its peer's index in the
+        // peer's namespace: returned, so the caller need not look it up from inside.
+        let replies = self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+        )?;
+        Ok(replies.into_iter().find_map(|reply| match reply {
+            RouteNetlinkMessage::NewLink(link) => {
+                link.attributes.into_iter().find_map(|a| match a {
+                    LinkAttribute::Link(index) if index > 0 => Some(index),
+                    _ => None,
+                })
+            }
+            _ => None,
+        }))
     }
 
     /// Attaches the link called `name` to the bridge `master`.
