@@ -1346,9 +1346,9 @@ fn the_host_end_of_a_containers_veth_has_no_ipv6() {
     let w = World::new();
     let id = w.run_detached(&["--name", "v6"], &["sleep", "300"]);
     let veth = format!("mc{}", &id[..12]);
-    let disabled =
-        fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6")).unwrap();
-    assert_eq!(disabled.trim(), "1");
+    // Address generation "none" (1): no link-local address is made when it comes up.
+    let mode = fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{veth}/addr_gen_mode")).unwrap();
+    assert_eq!(mode.trim(), "1");
     let out = Command::new("ip")
         .args(["-6", "-o", "addr", "show", "dev", &veth])
         .output()
@@ -1365,6 +1365,14 @@ fn the_host_end_of_a_containers_veth_has_no_ipv6() {
         link.contains("master mycontainer0") && link.contains("state UP"),
         "{link}"
     );
+    // One queue each way, asked for at creation (the kernel cutting a pair made with
+    // one per CPU down to one waits out RCU grace periods).
+    let details = Command::new("ip")
+        .args(["-d", "-o", "link", "show", &veth])
+        .output()
+        .unwrap();
+    let details = stdout(&details);
+    assert!(details.contains("numtxqueues 1 numrxqueues 1"), "{details}");
     let out = ok(w.mc(&[
         "exec",
         "v6",
@@ -1400,4 +1408,134 @@ fn ps_shows_a_published_range_collapsed_as_docker_does() {
     );
     ok(w.mc(&["rm", "-f", "ranged"]));
     assert_nothing_attached(&w);
+}
+
+/// A shell script running a busybox httpd on container port 80 that answers `text`.
+fn serve(text: &str) -> String {
+    format!("mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www")
+}
+
+#[track_caller]
+fn assert_reached(addr: &str, text: &str) {
+    let mut got = String::new();
+    let reached = wait_for(10, || {
+        got = http_get(addr);
+        got.contains(text)
+    });
+    assert!(reached, "{addr}: {got}");
+}
+
+// The nftables port maps are the network namespace's, shared by every state root in
+// it, but the `-p` check looked only at the caller's root: a second root published a
+// host port the first one held without an error (this test failed there: exit 0), and
+// the port's map element kept forwarding to one of the two.
+#[test]
+fn a_host_port_another_state_root_publishes_is_refused_and_creates_nothing() {
+    let a = World::new();
+    let b = World::new();
+    let web_a = serve("from-a");
+    a.run_detached(
+        &["--name", "web-a", "-p", "127.0.0.1:18190:80"],
+        &["sh", "-c", &web_a],
+    );
+    assert_reached("127.0.0.1:18190", "from-a");
+    let before = (links(), bridge_table(), leases(&a), leases(&b));
+    for publish in ["127.0.0.1:18190:80", "18190:8080"] {
+        let out = b.run(&["--rm", "-p", publish], &["true"]);
+        assert_eq!(out.status.code(), Some(125), "{publish}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("already published by container web-a"),
+            "{publish}: {}",
+            stderr(&out)
+        );
+        assert_eq!((links(), bridge_table(), leases(&a), leases(&b)), before);
+        assert_eq!(netns_entries(&b), Vec::<String>::new());
+    }
+    // Another protocol is another port.
+    ok(b.run(&["--rm", "-p", "127.0.0.1:18190:80/udp"], &["true"]));
+    assert_reached("127.0.0.1:18190", "from-a");
+    // Once a's container is gone, b publishes the port, and b's container answers.
+    ok(a.mc(&["rm", "-f", "web-a"]));
+    let web_b = serve("from-b");
+    b.run_detached(
+        &["--name", "web-b", "-p", "127.0.0.1:18190:80"],
+        &["sh", "-c", &web_b],
+    );
+    assert_reached("127.0.0.1:18190", "from-b");
+    // And a is refused in turn, naming b's container.
+    let out = a.run(&["--rm", "-p", "127.0.0.1:18190:80"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("port 127.0.0.1:18190/tcp is already published by container web-b"),
+        "{}",
+        stderr(&out)
+    );
+    ok(b.mc(&["rm", "-f", "web-b"]));
+    assert_gc_leaves_nothing(&a);
+    assert_gc_leaves_nothing(&b);
+}
+
+// A container of root a publishing a port dies with its CLI (kill -9): its claim on
+// the port stays, and keeps b from publishing it, until a command reclaims it; b's own
+// gc does (a's record is unlocked: nothing runs it), with a's namespace, lease and rule.
+#[test]
+fn gc_of_another_root_frees_the_port_of_a_container_killed_with_its_cli() {
+    let a = World::new();
+    let b = World::new();
+    let victim = serve("from-victim");
+    let mut cli = a
+        .run_cmd(
+            &["--name", "victim", "-p", "127.0.0.1:18192:80"],
+            &["sh", "-c", &victim],
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = a.wait_running();
+    assert_reached("127.0.0.1:18192", "from-victim");
+    // A live container of a's with a port: b's gc keeps it.
+    let live = serve("from-live");
+    a.run_detached(
+        &["--name", "live", "-p", "127.0.0.1:18193:80"],
+        &["sh", "-c", &live],
+    );
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    let pid = a.state(&id)["pid"].as_i64().unwrap() as i32;
+    // SAFETY: kill with signal 0 only checks that the pid exists.
+    assert!(wait_for(10, || unsafe { libc::kill(pid, 0) } != 0));
+    let out = b.run(&["--rm", "-p", "127.0.0.1:18192:80"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("already published by container victim"),
+        "{}",
+        stderr(&out)
+    );
+    // And a claim cut short by a kill mid-write (nothing published yet).
+    let torn = shared_network_home().join("ports").join("cd".repeat(32));
+    fs::write(&torn, "{\"id\": \"cdcd").unwrap();
+    ok(b.mc(&["gc"]));
+    assert!(!torn.exists());
+    assert_eq!(leases(&a).len(), 1, "only live's lease is left");
+    assert!(!bridge_table().contains("18192"), "{}", bridge_table());
+    assert!(bridge_table().contains("18193"), "{}", bridge_table());
+    assert_reached("127.0.0.1:18193", "from-live");
+    let from_b = serve("from-b");
+    b.run_detached(
+        &["--name", "web-b", "-p", "127.0.0.1:18192:80"],
+        &["sh", "-c", &from_b],
+    );
+    assert_reached("127.0.0.1:18192", "from-b");
+    let out = b.run(&["--rm", "-p", "127.0.0.1:18193:80"], &["true"]);
+    assert!(
+        stderr(&out).contains("already published by container live"),
+        "{}",
+        stderr(&out)
+    );
+    // a learns at its next command that its container died.
+    assert!(ok(a.mc(&["ps", "-a"])).contains("Exited (137)"));
+    ok(a.mc(&["rm", "-f", "live"]));
+    ok(b.mc(&["rm", "-f", "web-b"]));
+    assert_gc_leaves_nothing(&a);
+    assert_gc_leaves_nothing(&b);
 }

@@ -338,3 +338,68 @@ fn check_frees_another_roots_dead_lease_on_the_default_network_and_keeps_a_live_
     assert!(out.contains("gateway-ok"), "{out}");
     ok(a.mc(&["rm", "-f", "live"]));
 }
+
+// Published ports are claimed per network namespace, by every state root in it (as the
+// default network's leases are): one root's check reports the claim of another root's
+// container killed with its CLI, `--repair` frees it (and the port then serves b), and
+// the claim of that root's running container is kept.
+#[test]
+fn check_frees_another_roots_dead_port_claim_and_keeps_a_live_one() {
+    let a = World::new();
+    let b = World::new();
+    let mut cli = a
+        .run_cmd(
+            &["--name", "gone", "-p", "127.0.0.1:18291:80"],
+            &["sleep", "300"],
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = a.wait_running();
+    let serve = "mkdir -p /www && echo served > /www/index.html && exec httpd -f -p 80 -h /www";
+    a.run_detached(
+        &["--name", "live", "-p", "127.0.0.1:18290:80"],
+        &["sh", "-c", serve],
+    );
+    assert_serves("127.0.0.1:18290", "served");
+    let claims = || {
+        let mut names: Vec<String> = fs::read_dir(shared_network_home().join("ports"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    assert_eq!(claims().len(), 2);
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    let pid = a.state(&id)["pid"].as_i64().unwrap() as i32;
+    // SAFETY: kill with signal 0 only checks that the pid exists.
+    assert!(wait_for(10, || unsafe { libc::kill(pid, 0) } != 0));
+    let (code, out) = check(&b, false);
+    assert_eq!(code, 1, "{out}");
+    let line = format!(
+        "container gone of state root {}, which no longer runs, still publishes 127.0.0.1:18291->80/tcp",
+        a.root.display()
+    );
+    assert!(out.contains(&line), "{line} not in {out}");
+    assert!(!out.contains("18290"), "{out}");
+    assert_eq!(claims().len(), 2, "check without --repair changes nothing");
+    let (code, out) = check(&b, true);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("freed them"), "{out}");
+    let live = ok(a.mc(&["inspect", "-f", "{{.Id}}", "live"]));
+    assert_eq!(claims(), vec![live.trim().to_string()]);
+    assert_eq!(check(&b, false).0, 0);
+    b.run_detached(
+        &["--name", "web-b", "-p", "127.0.0.1:18291:80"],
+        &["sh", "-c", serve],
+    );
+    assert_serves("127.0.0.1:18291", "served");
+    assert_serves("127.0.0.1:18290", "served");
+    ok(a.mc(&["rm", "-f", "live"]));
+    ok(b.mc(&["rm", "-f", "web-b"]));
+}

@@ -263,15 +263,19 @@ pub fn ended(store: &Store, record: &Record, code: i32) -> runtime::Outcome {
             return outcome;
         }
     };
-    match runtime::handover::finish_cgroup(&spec) {
-        Ok((oom_killed, memory_limit)) => {
-            outcome.oom_killed = oom_killed;
-            outcome.memory_limit = memory_limit;
+    // The network's release (its namespace's unmount waits out an RCU grace period)
+    // beside the cgroup's removal: the two touch nothing in common.
+    std::thread::scope(|scope| {
+        if super::run::network_of(&spec).is_some() {
+            scope.spawn(|| super::run::release_network(store, record));
         }
-        Err(e) => eprintln!("mycontainer: warning: {e:#}"),
-    }
-    if super::run::network_of(&spec).is_some() {
-        super::run::release_network(store, record);
-    }
+        match runtime::handover::finish_cgroup(&spec) {
+            Ok((oom_killed, memory_limit)) => {
+                outcome.oom_killed = oom_killed;
+                outcome.memory_limit = memory_limit;
+            }
+            Err(e) => eprintln!("mycontainer: warning: {e:#}"),
+        }
+    });
     outcome
 }

@@ -18,6 +18,7 @@ use mycontainer_store::Finding;
 
 use super::ipam::{self, NetworkConfig, Subnet};
 use super::netlink::Netlink;
+use super::published;
 use super::{attachments, nft, Attachment, DEFAULT_NETWORK};
 
 /// Checks the networks under `root` (`alive` tells, by container id, whether a container
@@ -29,6 +30,7 @@ pub fn check(
     findings: &mut Vec<Finding>,
 ) -> anyhow::Result<()> {
     check_attachments(root, repair, alive, findings)?;
+    check_claims(root, repair, findings)?;
     // The root's networks, and the default one in its shared home (a legacy default
     // network's files under the root are not the default network: gc removes them).
     let listed = |dir: &Path| -> Vec<String> {
@@ -141,6 +143,44 @@ fn check_attachments(
             super::release(root, &id)
                 .with_context(|| format!("cannot release the network of container {short}"))?;
             finding.repair = Some("released them".into());
+        }
+        findings.push(finding);
+    }
+    Ok(())
+}
+
+/// Published ports claimed (in this network namespace, by any state root) for containers
+/// that no longer run: they keep the host ports from everyone else, and their rules
+/// forward to an address that may be leased again. (A claim of this root's with an
+/// attachment is the attachment's finding, above.)
+fn check_claims(root: &Path, repair: bool, findings: &mut Vec<Finding>) -> anyhow::Result<()> {
+    if !published::in_use() {
+        return Ok(());
+    }
+    let claims = {
+        let _lock = published::lock()?;
+        published::claims()
+    };
+    let mut host = Netlink::open().context("cannot open a netlink socket")?;
+    for claim in claims {
+        if (claim.root == root && super::attachment(root, &claim.id).is_some())
+            || super::claim_in_use(&claim, &mut host)?
+        {
+            continue;
+        }
+        let ports: Vec<String> = claim.ports.iter().map(|p| p.show_short()).collect();
+        let owner = if claim.root == root {
+            String::new()
+        } else {
+            format!(" of state root {}", claim.root.display())
+        };
+        let mut finding = problem(format!(
+            "container {}{owner}, which no longer runs, still publishes {}: `mycontainer gc` frees them",
+            claim.who(),
+            ports.join(", ")
+        ));
+        if repair && super::free_claim(&claim, &mut host)? {
+            finding.repair = Some("freed them".into());
         }
         findings.push(finding);
     }

@@ -175,28 +175,44 @@ pub struct NetworkLock(#[allow(dead_code)] File);
 /// `gc` removing the default network's home): a lock taken on a file no longer at its
 /// path guards nothing, so it is taken again on the file that is there now.
 pub fn lock(root: &Path, name: &str) -> anyhow::Result<NetworkLock> {
+    let file = format!("{name}.lock");
+    if name == DEFAULT_NETWORK {
+        return lock_file(&shared::ensure, &file);
+    }
+    let dir = || -> anyhow::Result<PathBuf> {
+        let dir = networks_dir(root);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(dir)
+    };
+    lock_file(&dir, &file)
+}
+
+/// An exclusive lock on `file` in the directory `dir` makes (see [`lock`]: the file, or
+/// its directory, may be removed by a holder; then it is locked again where it is now).
+pub fn lock_file(
+    dir: &dyn Fn() -> anyhow::Result<PathBuf>,
+    file: &str,
+) -> anyhow::Result<NetworkLock> {
     use std::os::unix::fs::MetadataExt;
     loop {
-        let dir = if name == DEFAULT_NETWORK {
-            shared::ensure()?
-        } else {
-            let dir = networks_dir(root);
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            dir
-        };
-        let path = dir.join(format!("{name}.lock"));
-        let file = OpenOptions::new()
+        let path = dir()?.join(file);
+        let file = match OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        {
+            Ok(file) => file,
+            // Its directory was removed between making and opening: make it again.
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+        };
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error())

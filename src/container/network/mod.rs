@@ -19,6 +19,7 @@ mod netlink;
 mod nfnl;
 mod nft;
 pub mod ports;
+pub(super) mod published;
 mod resolv;
 mod shared;
 
@@ -170,14 +171,19 @@ fn refresh_hosts(root: &Path, network: &str, joined: &str) {
                 })
                 .collect()
         };
-        let text = hosts::render(&own.hostname, Some(own.ip), &peers, &own.extra_hosts);
-        let path = crate::container::rundir::container_dir(root, id).join("hosts");
-        // In place (the file is bind-mounted into the container: a rename would not be
-        // seen there); a record that is gone has nothing to update.
-        if path.exists() {
-            if let Err(e) = fs::write(&path, text) {
-                eprintln!("mycontainer: warning: cannot write {}: {e}", path.display());
-            }
+        write_hosts(root, id, own, &peers);
+    }
+}
+
+/// Writes container `id`'s hosts file: itself, its `peers` and its `--add-host`s.
+fn write_hosts(root: &Path, id: &str, own: &Attachment, peers: &[(Ipv4Addr, Vec<String>)]) {
+    let text = hosts::render(&own.hostname, Some(own.ip), peers, &own.extra_hosts);
+    let path = crate::container::rundir::container_dir(root, id).join("hosts");
+    // In place (the file is bind-mounted into the container: a rename would not be
+    // seen there); a record that is gone has nothing to update.
+    if path.exists() {
+        if let Err(e) = fs::write(&path, text) {
+            eprintln!("mycontainer: warning: cannot write {}: {e}", path.display());
         }
     }
 }
@@ -318,18 +324,6 @@ fn no_ipv6_on_new_links() -> std::io::Result<()> {
     }
 }
 
-/// Turns IPv6 off on the host end `veth` of a pair, while it is down: as on the
-/// container's end, no link-local address, duplicate address detection, router
-/// solicitation or multicast reports when it comes up, and nothing to remove when it
-/// goes (the bridge forwards the frames of a container that uses IPv6 all the same).
-fn no_ipv6_on(veth: &str) -> anyhow::Result<()> {
-    let path = format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6");
-    match fs::write(&path, "1") {
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        other => other.with_context(|| format!("cannot turn IPv6 off on {veth} ({path})")),
-    }
-}
-
 /// Attaches container `id` to network `name`: namespace (mounted at
 /// [`netns_path`]), lease, veth, address, route. On failure nothing is left.
 pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Result<Attachment> {
@@ -357,25 +351,53 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
         extra_hosts: who.extra_hosts.clone(),
         ports: Vec::new(),
     };
-    // Ports are checked and claimed (by the attachment record, which other runs read)
-    // under one lock, before anything is made: a conflict leaves nothing behind.
+    // Ports are checked against every state root's in this network namespace and
+    // claimed (published.rs) under one lock, before anything is made: a conflict leaves
+    // nothing behind.
     let ports_lock = if who.ports.is_empty() {
         None
     } else {
-        Some(ipam::lock(root, ports::LOCK)?)
+        match published::lock() {
+            Ok(lock) => Some(lock),
+            Err(err) => {
+                ipam::release(root, name, ip, id);
+                return Err(err);
+            }
+        }
     };
-    let taken: Vec<(String, Vec<ports::PortMap>)> = attachments(root)
-        .into_iter()
-        .filter(|(other, a)| other != id && !a.ports.is_empty())
-        .map(|(other, a)| {
-            let who = if a.name.is_empty() { other } else { a.name };
-            (who, a.ports)
-        })
-        .collect();
     let mut attachment = attachment;
-    match ports::resolve(&who.ports, &taken) {
-        Ok(resolved) => attachment.ports = resolved,
-        Err(err) => {
+    if ports_lock.is_some() {
+        let claims = published::claims();
+        // Claims, and the ports of this root's containers attached by versions before
+        // claims (recorded in their attachments only).
+        let mut taken: Vec<(String, Vec<ports::PortMap>)> = claims
+            .iter()
+            .filter(|c| c.id != id)
+            .map(|c| (c.who(), c.ports.clone()))
+            .collect();
+        taken.extend(
+            attachments(root)
+                .into_iter()
+                .filter(|(other, a)| {
+                    other != id && !a.ports.is_empty() && !claims.iter().any(|c| &c.id == other)
+                })
+                .map(|(other, a)| {
+                    let who = if a.name.is_empty() { other } else { a.name };
+                    (who, a.ports)
+                }),
+        );
+        let claimed = ports::resolve(&who.ports, &taken).and_then(|resolved| {
+            attachment.ports = resolved;
+            published::claim(&published::Claim {
+                id: id.to_string(),
+                root: root.to_path_buf(),
+                name: who.name.clone(),
+                network: config.name.clone(),
+                ports: attachment.ports.clone(),
+            })
+        });
+        if let Err(err) = claimed {
+            let _ = published::unclaim(id);
             ipam::release(root, name, ip, id);
             return Err(err);
         }
@@ -395,11 +417,14 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
             .map_err(anyhow::Error::from)
         })
         .with_context(|| format!("cannot record the network of container {id}"));
-    drop(ports_lock);
     if let Err(err) = recorded {
+        if ports_lock.is_some() {
+            let _ = published::unclaim(id);
+        }
         ipam::release(root, name, ip, id);
         return Err(err);
     }
+    drop(ports_lock);
     let made = (|| -> anyhow::Result<()> {
         let (ns, mut inside) = new_netns()?;
         mount_netns(&ns, &netns_path(root, id))?;
@@ -424,13 +449,16 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
                 ns.as_raw_fd(),
             );
         }
-        created.with_context(|| format!("cannot create the veth pair {}", attachment.veth))?;
-        no_ipv6_on(&attachment.veth)?;
+        let echoed =
+            created.with_context(|| format!("cannot create the veth pair {}", attachment.veth))?;
         host.set_port_up(&attachment.veth)
             .with_context(|| format!("cannot bring up {}", attachment.veth))?;
-        let eth = inside
-            .link_index(CONTAINER_LINK)?
-            .context("the container's eth0 is missing")?;
+        let eth = match echoed {
+            Some(index) => index,
+            None => inside
+                .link_index(CONTAINER_LINK)?
+                .context("the container's eth0 is missing")?,
+        };
         nft::publish(&config.table(), ip, &attachment.ports)?;
         // lo and eth0 up, eth0's address, the default route (but on an internal network,
         // which reaches nothing beyond its bridge): one round trip.
@@ -456,6 +484,12 @@ pub fn attach(root: &Path, id: &str, name: &str, who: &Identity) -> anyhow::Resu
         Ok(())
     })();
     match made {
+        // On the default network, which resolves no names, only its own file: no lock
+        // (nobody else writes it) and no other container's record to read.
+        Ok(()) if name == DEFAULT_NETWORK => {
+            write_hosts(root, id, &attachment, &[]);
+            Ok(attachment)
+        }
         Ok(()) => {
             let _lock = ipam::lock(root, name)?;
             refresh_hosts(root, name, id);
@@ -521,7 +555,9 @@ fn release_in(root: &Path, id: &str, dir: &Path) -> anyhow::Result<()> {
             host.delete_link(&attachment.veth)
                 .with_context(|| format!("cannot delete veth {}", attachment.veth))?;
         }
-        nft::unpublish(&ipam::table_of(&attachment.network), &attachment.ports)?;
+        if !attachment.ports.is_empty() {
+            withdraw(id, &attachment.network, &attachment.ports)?;
+        }
         ipam::release(root, &attachment.network, attachment.ip, id);
     }
     for file in [&path, &record] {
@@ -540,6 +576,18 @@ fn release_in(root: &Path, id: &str, dir: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Withdraws container `id`'s published `ports` from `network`'s table, but those
+/// another container claims now (the maps are keyed by port: deleting its key would
+/// withdraw the other's), then its claim; under the ports lock.
+fn withdraw(id: &str, network: &str, ports: &[ports::PortMap]) -> anyhow::Result<()> {
+    let _lock = published::lock()?;
+    let mine = published::only_mine(id, network, ports);
+    if !mine.is_empty() {
+        nft::unpublish(&ipam::table_of(network), &mine)?;
+    }
+    published::unclaim(id)
 }
 
 /// Frees the addresses container `id` leased without recording an attachment (its
@@ -582,6 +630,7 @@ pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result
     }
     let _ = fs::remove_dir(legacy_netns_dir(root));
     let mut host = Netlink::open().context("cannot open a netlink socket")?;
+    released += collect_claims(&mut host)?;
     for config in ipam::list(root)? {
         let _lock = ipam::lock(root, &config.name)?;
         for lease in ipam::leases(root, &config.name) {
@@ -604,7 +653,76 @@ pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result
     {
         ipam::remove_legacy_default(root);
     }
+    published::remove_if_unused()?;
     Ok(released)
+}
+
+/// gc: frees the port claims (published.rs) of containers that no longer run, of any
+/// state root in this network namespace, with their rules (and, through their root's
+/// [`release`], the rest of their attachment); and claims a kill cut short. Returns how
+/// many it freed.
+fn collect_claims(host: &mut Netlink) -> anyhow::Result<usize> {
+    let claims = {
+        if !published::in_use() {
+            return Ok(0);
+        }
+        let _lock = published::lock()?;
+        published::remove_unreadable();
+        published::claims()
+    };
+    let mut freed = 0;
+    for claim in claims {
+        if !claim_in_use(&claim, host)? && free_claim(&claim, host)? {
+            freed += 1;
+        }
+    }
+    Ok(freed)
+}
+
+/// Whether the container of a port claim still runs: someone holds its record's lock,
+/// as gc decides for its own root's containers. A root that this mount namespace
+/// cannot see makes its records look gone: then its veth tells (it lives while the
+/// container's namespace is mounted).
+pub(super) fn claim_in_use(claim: &published::Claim, host: &mut Netlink) -> anyhow::Result<bool> {
+    if crate::container::paths::containers_dir(&claim.root).is_dir() {
+        return Ok(runs_in(&claim.root, &claim.id));
+    }
+    let veth = veth_name(&claim.id);
+    Ok(host
+        .link_index(&veth)
+        .with_context(|| format!("cannot look up link {veth}"))?
+        .is_some())
+}
+
+/// Frees the claim of a container that no longer runs, holding its record's lock (so
+/// it cannot start again meanwhile): its root's [`release`] while that root has its
+/// attachment (the namespace, veth, lease, rules and claim go), then what is left of
+/// the claim. Returns false when the container runs after all (it started again).
+pub(super) fn free_claim(claim: &published::Claim, host: &mut Netlink) -> anyhow::Result<bool> {
+    let dir = crate::container::paths::containers_dir(&claim.root).join(&claim.id);
+    let _record = if dir.is_dir() {
+        match crate::container::record::lock_listed(&dir)? {
+            Some(lock) => Some(lock),
+            None if dir.exists() => return Ok(false),
+            None => None,
+        }
+    } else {
+        None
+    };
+    if claim_in_use(claim, host)? && _record.is_none() {
+        return Ok(false);
+    }
+    if attachment(&claim.root, &claim.id).is_some() {
+        release(&claim.root, &claim.id)?;
+    }
+    let left = {
+        let _lock = published::lock()?;
+        published::claim_of(&claim.id)
+    };
+    if let Some(left) = left {
+        withdraw(&left.id, &left.network, &left.ports)?;
+    }
+    Ok(true)
 }
 
 /// Whether `lease` of a network of state root `root` is in use (the caller holds the

@@ -8,13 +8,13 @@ use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 
 use netlink_packet_core::{
-    DefaultNla, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    DefaultNla, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO,
+    NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -230,9 +230,9 @@ impl Netlink {
     }
 
     /// Creates a veth pair in one request: `host` here, down and attached to the bridge
-    /// `master` (the caller turns its IPv6 off, then brings it up with
-    /// [`Netlink::set_port_up`]); its peer `peer` (with `mac`, down) directly in the
-    /// namespace `netns`.
+    /// `master` (the caller brings it up with [`Netlink::set_port_up`]); its peer `peer`
+    /// (with `mac`, down) directly in the namespace `netns`. Returns the peer's index
+    /// there when the kernel says it.
     pub fn create_veth(
         &mut self,
         host: &str,
@@ -240,7 +240,7 @@ impl Netlink {
         peer: &str,
         mac: [u8; 6],
         netns: RawFd,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<u32>> {
         // The peer cannot be brought up in the same request (the kernel opens it before
         // the pair is linked: ENOTCONN); the caller does it from inside.
         let mut inner = LinkMessage::default();
@@ -249,15 +249,35 @@ impl Netlink {
             .push(LinkAttribute::IfName(peer.to_string()));
         inner.attributes.push(LinkAttribute::Address(mac.to_vec()));
         inner.attributes.push(LinkAttribute::NetNsFd(netns));
+        // One queue each way on both ends, asked for: without it the kernel makes one
+        // per CPU, then cuts the pair down to one while registered, and each cut waits
+        // out an expedited RCU grace period under the rtnl lock (two per run: the
+        // largest part of the kernel's time in a bridge start on a busy host).
+        let queues = [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)];
+        inner.attributes.extend(queues.clone());
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));
         msg.attributes.push(LinkAttribute::Controller(master));
+        msg.attributes.extend(queues);
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(inner))),
         ]));
-        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)?;
-        Ok(())
+        // Echoed back (kernels since 6.3), the new host end names its peer's index in the
+        // peer's namespace: returned, so the caller need not look it up from inside.
+        let replies = self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+        )?;
+        Ok(replies.into_iter().find_map(|reply| match reply {
+            RouteNetlinkMessage::NewLink(link) => {
+                link.attributes.into_iter().find_map(|a| match a {
+                    LinkAttribute::Link(index) if index > 0 => Some(index),
+                    _ => None,
+                })
+            }
+            _ => None,
+        }))
     }
 
     /// Attaches the link called `name` to the bridge `master`.
@@ -269,23 +289,48 @@ impl Netlink {
         Ok(())
     }
 
-    /// Brings the bridge port `name` (a veth's host end) up with hairpin mode on, in one
-    /// request. Hairpin: the bridge may send a frame back out of the port it came in by,
-    /// as a container reaching its own published port through a host address needs once
-    /// the DNAT sends it back.
+    /// Brings the bridge port `name` (a veth's host end) up with hairpin mode on and
+    /// without IPv6 addresses, in one round trip. Hairpin: the bridge may send a frame
+    /// back out of the port it came in by, as a container reaching its own published
+    /// port through a host address needs once the DNAT sends it back. No IPv6 addresses
+    /// (address generation "none", set while the port is still down): no link-local
+    /// address, so no duplicate address detection, router solicitation or multicast
+    /// reports when it comes up, and nothing to remove when it goes (the bridge forwards
+    /// a container's IPv6 frames all the same). Not the `disable_ipv6` sysctl: the
+    /// kernel takes the rtnl lock for it with a trylock and restarts the write while
+    /// another holds it, so on a busy host (the namespace teardown of the previous run
+    /// holds it) the write spun for tens of milliseconds, hundreds of times over.
     pub fn set_port_up(&mut self, name: &str) -> io::Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        let mut no_v6 = LinkMessage::default();
+        no_v6
+            .attributes
+            .push(LinkAttribute::IfName(name.to_string()));
+        no_v6
+            .attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+            )]));
+        let mut up = LinkMessage::default();
+        up.header.flags = LinkFlags::Up;
+        up.header.change_mask = LinkFlags::Up;
+        up.attributes.push(LinkAttribute::IfName(name.to_string()));
+        up.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::PortKind(InfoPortKind::Bridge),
             LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
                 true,
             )])),
         ]));
-        self.request(RouteNetlinkMessage::NewLink(msg), 0)?;
-        Ok(())
+        let mut buf = Vec::new();
+        let first = self.frame(RouteNetlinkMessage::NewLink(no_v6), 0, &mut buf);
+        let last = self.frame(RouteNetlinkMessage::NewLink(up), 0, &mut buf);
+        self.socket.send(&buf, 0)?;
+        let mut outcomes = self.collect(first, last, |_| {})?.into_iter();
+        match outcomes.next() {
+            // A kernel without IPv6 has no addresses to turn off.
+            Some(Err(e)) if e.raw_os_error() != Some(libc::EAFNOSUPPORT) => return Err(e),
+            _ => {}
+        }
+        outcomes.next().unwrap_or(Ok(()))
     }
 
     /// Deletes the link called `name`; a missing one is not an error.

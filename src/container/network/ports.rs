@@ -324,9 +324,6 @@ pub fn allow_localnet(bridge: &str) -> anyhow::Result<()> {
     std::fs::write(&path, "1").with_context(|| format!("cannot enable {path}"))
 }
 
-/// The ports lock's name (a lock file beside the networks').
-pub const LOCK: &str = ".ports";
-
 /// The ports a spec asks for.
 pub fn wanted(annotations: Option<&std::collections::HashMap<String, String>>) -> Vec<PortMap> {
     annotations
