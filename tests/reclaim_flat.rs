@@ -24,11 +24,11 @@ fn live_marker(w: &World, id: &str) -> std::path::PathBuf {
 }
 
 /// Each verb sees and cleans the container whose supervisor was killed: `ps` (a sweep),
-/// `inspect`, `wait` and `start` (the named record alone), and `run --name` of a dead
-/// `--rm` container's name (its holder alone); a `run` without that name leaves the
-/// other dead records to the verbs that look at them.
+/// `inspect`, `wait` and `start` (the named record alone), and `run --name` and `rename`
+/// to a dead `--rm` container's name (its holder alone); a `run` without that name
+/// leaves the other dead records to the verbs that look at them.
 #[test]
-fn a_killed_supervisor_is_seen_and_cleaned_by_ps_inspect_wait_start_and_run_name() {
+fn a_killed_supervisor_is_seen_and_cleaned_by_ps_inspect_wait_start_run_name_and_rename() {
     let w = World::new();
     let listed = w.run_detached(&["--name", "flat-ps"], &["sleep", "300"]);
     let inspected = w.run_detached(&["--name", "flat-inspect"], &["sleep", "300"]);
@@ -74,6 +74,11 @@ fn a_killed_supervisor_is_seen_and_cleaned_by_ps_inspect_wait_start_and_run_name
     assert!(!w.root.join("containers").join(&named).exists());
     assert!(!live_marker(&w, &named).exists());
     assert_no_cgroup(&named);
+    // rename to the name of a dead --rm container: its holder is reclaimed first.
+    kill_supervisor(&w, &again);
+    ok(w.mc(&["rename", "flat-start", "flat-name"]));
+    assert!(!w.root.join("containers").join(&again).exists());
+    assert_no_cgroup(&again);
 
     // ps: the sweep finds the last one.
     assert_eq!(w.state(&listed)["status"], "running");
@@ -86,7 +91,8 @@ fn a_killed_supervisor_is_seen_and_cleaned_by_ps_inspect_wait_start_and_run_name
     assert_eq!(w.state(&listed)["status"], "exited");
     assert!(!live_marker(&w, &listed).exists());
     assert_no_cgroup(&listed);
-    ok(w.mc(&["rm", "-f", "flat-start", "flat-name"]));
+    ok(w.mc(&["rm", "-f", "flat-name"]));
+    assert!(!w.root.join("containers").join(&started).exists());
 }
 
 /// The record directories `strace` saw the traced command touch (any path with a record
