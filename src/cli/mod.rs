@@ -234,12 +234,17 @@ pub fn main() -> i32 {
         eprintln!("mycontainer: {err:#}");
         return exitcode::TOOL_FAILED;
     }
-    // Finish the cleanup of runs whose CLI was killed (even by SIGKILL): cheap, and it
-    // means no command ever sees their leftovers.
-    if !matches!(cli.command, Command::Gc(_)) {
-        if let Err(err) = crate::container::reclaim_orphans(&ctx.root) {
-            eprintln!("mycontainer: warning: {err:#}");
-        }
+    // Finish the cleanup of runs whose CLI was killed (even by SIGKILL), so no command
+    // sees their leftovers: before the verbs that list or manage many containers, every
+    // container marked live; the verbs on named containers reclaim just those as they
+    // find them (container::find), so their cost stays flat however many run.
+    let reclaimed = match &cli.command {
+        Command::Gc(_) => Ok(Default::default()),
+        command if on_named_containers(command) => crate::container::reclaim_if_unswept(&ctx.root),
+        _ => crate::container::reclaim_orphans(&ctx.root),
+    };
+    if let Err(err) = reclaimed {
+        eprintln!("mycontainer: warning: {err:#}");
     }
     let failure = Failure::of(&cli.command);
     let result = match cli.command {
@@ -290,6 +295,38 @@ pub fn main() -> i32 {
             failure.code(&err)
         }
     }
+}
+
+/// The verbs that act on the containers they name (found with `container::find`, which
+/// reclaims the one it finds) and on no other: no sweep of every running container
+/// before them. `run` looks at the holder of its `--name` and, when the address pool
+/// or a port looks taken, at all of them (container/run.rs).
+fn on_named_containers(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Run(_)
+            | Command::Exec(_)
+            | Command::Logs(_)
+            | Command::Stop(_)
+            | Command::Kill(_)
+            | Command::Start(_)
+            | Command::Inspect(_)
+            | Command::Commit(_)
+            | Command::Attach(_)
+            | Command::Wait(_)
+            | Command::Top(_)
+            | Command::Pause(_)
+            | Command::Unpause(_)
+            | Command::Update(_)
+            | Command::Healthcheck(_)
+            | Command::Supervise(_)
+            | Command::Rm(_)
+            | Command::Port(_)
+            | Command::Cp(_)
+            | Command::Diff(_)
+            | Command::Export(_)
+            | Command::Rename(_)
+    )
 }
 
 /// What to do when the failure was a full disk (or quota) somewhere in the chain.

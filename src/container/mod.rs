@@ -49,6 +49,6 @@ pub mod volumes;
 pub mod wait;
 
 pub use names::validate_name;
-pub use reclaim::{reclaim_orphans, Reclaimed};
-pub use record::{create, discard, find, write_private, NoSuchContainer, Record};
+pub use reclaim::{find, reclaim_if_unswept, reclaim_orphans, Reclaimed};
+pub use record::{create, discard, write_private, NoSuchContainer, Record};
 pub use state::{State, Status};

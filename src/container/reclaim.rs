@@ -57,15 +57,72 @@ pub struct Reclaimed {
 
 /// Finishes the cleanup of records whose CLI died (even by SIGKILL): their container is
 /// already dead (parent-death signal, and its mounts lived only in its mount namespace),
-/// so what is left is the cgroup, the state, and for `--rm` the directory. Cheap enough
-/// to run before every command: it looks only at the records the run directory marks
-/// live (see `rundir`), one unlocked flock attempt each; at every record once after a
-/// reboot emptied the run directory.
+/// so what is left is the cgroup, the state, and for `--rm` the directory. It looks only
+/// at the records the run directory marks live (see `rundir`), one unlocked flock
+/// attempt each; at every record once after a reboot emptied the run directory. Its cost
+/// grows with the running containers: it runs before the verbs that list or manage
+/// many (`ps`, `system`, `network`, `volume`, `image`, `prune`...); the verbs on named
+/// containers reclaim just those ([`find`], [`reclaim_name`]), and before them
+/// [`reclaim_if_unswept`] runs.
 pub fn reclaim_orphans(root: &Path) -> anyhow::Result<Reclaimed> {
     match super::rundir::marked_live(root)? {
         Some(live) => reclaim_marked(root, live),
         None => reclaim_all(root),
     }
+}
+
+/// Before a verb on named containers: nothing, unless no reclaim has looked at every
+/// record since the run directory was made (after a reboot: then [`reclaim_all`], once,
+/// so that every live marker is right again and [`find`] can trust them).
+pub fn reclaim_if_unswept(root: &Path) -> anyhow::Result<Reclaimed> {
+    match super::rundir::is_swept(root) {
+        true => Ok(Reclaimed::default()),
+        false => reclaim_all(root),
+    }
+}
+
+/// [`record::find`](super::record::find), once the record found is reclaimed if its CLI
+/// died (marked exited; a `--rm` one removed, and then no such container): what a verb
+/// on one named container sees, without looking at any other record: one `stat` of its
+/// live marker, and for a marked one a state read and an flock attempt. A failed reclaim
+/// is a warning: the verb goes on with the record as it is.
+pub fn find(root: &Path, name_or_id: &str) -> anyhow::Result<super::Record> {
+    let record = super::record::find(root, name_or_id)?;
+    match reclaim_record(root, &record.id) {
+        Ok(reclaimed) if reclaimed.removed.contains(&record.id) => {
+            Err(super::record::NoSuchContainer {
+                name: name_or_id.to_string(),
+                dir: containers_dir(root),
+            }
+            .into())
+        }
+        Ok(_) => Ok(record),
+        Err(err) => {
+            eprintln!("mycontainer: warning: {err:#}");
+            Ok(record)
+        }
+    }
+}
+
+/// Before a record claims `name` (`run --name`, `rename`): reclaims the record that holds
+/// it, if its CLI died, so the name of a dead `--rm` run is free again.
+pub fn reclaim_name(root: &Path, name: &str) -> anyhow::Result<Reclaimed> {
+    if super::validate_name(name).is_err() {
+        return Ok(Reclaimed::default());
+    }
+    match fs::read_link(super::paths::names_dir(root).join(name)) {
+        Ok(id) => reclaim_record(root, &id.to_string_lossy()),
+        Err(_) => Ok(Reclaimed::default()),
+    }
+}
+
+/// Reclaims record `id` alone, if the run directory marks it live (see [`reclaim_orphans`]).
+pub(super) fn reclaim_record(root: &Path, id: &str) -> anyhow::Result<Reclaimed> {
+    let mut reclaimed = Reclaimed::default();
+    if super::rundir::is_marked_live(root, id) {
+        reclaim_marked_one(root, id, &mut None, &mut reclaimed)?;
+    }
+    Ok(reclaimed)
 }
 
 /// [`reclaim_orphans`] over every record (`gc`, and the first command after a reboot),
@@ -93,33 +150,42 @@ fn reclaim_marked(root: &Path, live: Vec<String>) -> anyhow::Result<Reclaimed> {
     let mut reclaimed = Reclaimed::default();
     let mut store = None;
     for id in live {
-        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            continue;
-        }
-        let parent = containers_dir(root);
-        // The hidden name first: `create` renames it to the visible one, so looking in
-        // this order never misses a record in between.
-        let unborn = parent.join(format!("{UNBORN_PREFIX}{id}"));
-        if unborn.exists() {
-            reclaim_unborn_dir(&unborn)?;
-            if !unborn.exists() && !parent.join(&id).exists() {
-                super::rundir::remove_for_record(root, &id)?;
-            }
-            continue;
-        }
-        if parent.join(format!("{REMOVING_PREFIX}{id}")).exists() {
-            reclaim_removing(root, &id, &mut store, &mut reclaimed)?;
-            continue;
-        }
-        if !parent.join(&id).exists() {
-            // Removed, by its owner or another reclaim, between its directory and its
-            // marker; or its creator died before making it.
-            super::rundir::remove_for_record(root, &id)?;
-            continue;
-        }
-        reclaim_one(root, &id, &mut store, &mut reclaimed)?;
+        reclaim_marked_one(root, &id, &mut store, &mut reclaimed)?;
     }
     Ok(reclaimed)
+}
+
+/// Reclaims record `id`, which the run directory marks live, whatever name its directory
+/// has now (hidden while created or removed).
+fn reclaim_marked_one(
+    root: &Path,
+    id: &str,
+    store: &mut Option<Store>,
+    reclaimed: &mut Reclaimed,
+) -> anyhow::Result<()> {
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    let parent = containers_dir(root);
+    // The hidden name first: `create` renames it to the visible one, so looking in
+    // this order never misses a record in between.
+    let unborn = parent.join(format!("{UNBORN_PREFIX}{id}"));
+    if unborn.exists() {
+        reclaim_unborn_dir(&unborn)?;
+        if !unborn.exists() && !parent.join(id).exists() {
+            super::rundir::remove_for_record(root, id)?;
+        }
+        return Ok(());
+    }
+    if parent.join(format!("{REMOVING_PREFIX}{id}")).exists() {
+        return reclaim_removing(root, id, store, reclaimed);
+    }
+    if !parent.join(id).exists() {
+        // Removed, by its owner or another reclaim, between its directory and its
+        // marker; or its creator died before making it.
+        return super::rundir::remove_for_record(root, id);
+    }
+    reclaim_one(root, id, store, reclaimed)
 }
 
 /// The ids of records some process began to remove (see `record::remove_record_dir`).
@@ -262,7 +328,7 @@ fn reclaim_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::find;
+    use crate::container::record::find;
     use crate::container::record::{create, lock_dir, Record};
 
     /// The state of a running `--rm` container `id` (pid 1 stands for its init).
@@ -410,6 +476,48 @@ mod tests {
         assert!(find(root.path(), "halfway").is_err());
         // The name is free again.
         create(root.path(), Some("halfway")).unwrap();
+    }
+
+    /// `find` reclaims the record it finds and no other: a dead `--rm` one is no such
+    /// container, a dead kept one is exited, a locked one is left alone.
+    #[test]
+    fn find_reclaims_the_record_it_finds_and_no_other() {
+        if !in_own_process("find_reclaims_the_record_it_finds_and_no_other") {
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let mut dead = Vec::new();
+        for name in ["gone", "kept", "other"] {
+            let record = create(root.path(), Some(name)).unwrap();
+            let mut state = running_rm_state(&record.id, Some(name));
+            state.auto_remove = name != "kept";
+            record.save_state(&state).unwrap();
+            dead.push(record.id.clone());
+        }
+        let alive = create(root.path(), Some("alive")).unwrap();
+        alive
+            .save_state(&running_rm_state(&alive.id, Some("alive")))
+            .unwrap();
+        let err = super::find(root.path(), "gone").unwrap_err();
+        assert!(err.is::<crate::container::NoSuchContainer>(), "{err:#}");
+        assert!(!containers_dir(root.path()).join(&dead[0]).exists());
+        let kept = super::find(root.path(), "kept").unwrap();
+        assert_eq!(kept.load_state().unwrap().status, Status::Exited);
+        assert_eq!(super::find(root.path(), "alive").unwrap().id, alive.id);
+        assert_eq!(alive.load_state().unwrap().status, Status::Running);
+        // The other dead one was not looked at: still marked live, still "running".
+        let other = find(root.path(), "other").unwrap();
+        assert_eq!(other.load_state().unwrap().status, Status::Running);
+        assert!(crate::container::rundir::is_marked_live(
+            root.path(),
+            &dead[2]
+        ));
+        // Its name's next claimer reclaims it.
+        assert_eq!(
+            reclaim_name(root.path(), "other").unwrap().removed,
+            vec![dead[2].clone()]
+        );
+        create(root.path(), Some("other")).unwrap();
     }
 
     #[test]

@@ -9,6 +9,10 @@ use super::record::Record;
 /// Claims `new` for the record, records it in state.json, and frees the old name. A
 /// running container's supervisor re-reads the name when it records the exit.
 pub fn rename(root: &std::path::Path, record: &Record, new: &str) -> anyhow::Result<()> {
+    // Its holder may be a dead `--rm` run (see reclaim.rs).
+    if let Err(err) = super::reclaim::reclaim_name(root, new) {
+        eprintln!("mycontainer: warning: {err:#}");
+    }
     claim_name(root, new, &record.id)?;
     let result = (|| -> anyhow::Result<Option<String>> {
         let mut state = record.load_state()?;

@@ -79,6 +79,13 @@ pub(super) fn prepare(
     save_created: bool,
 ) -> anyhow::Result<(super::Record, State, oci_spec::runtime::Spec)> {
     refuse_overlay_state_root(store.root())?;
+    // The one record a run looks at besides its own: the holder of its name, which may
+    // be a dead `--rm` run (no sweep of the others before `run`, see reclaim.rs).
+    if let Some(name) = &input.options.name {
+        if let Err(err) = super::reclaim::reclaim_name(store.root(), name) {
+            eprintln!("mycontainer: warning: {err:#}");
+        }
+    }
     let record = super::create(store.root(), input.options.name.as_deref())?;
     // The container keeps its image's layers alive: `image rm` and gc leave them alone
     // until the container is removed (delete_locked releases the hold).
@@ -564,12 +571,24 @@ pub(super) fn attach_network(
     spec: &oci_spec::runtime::Spec,
     state: &State,
 ) -> anyhow::Result<bool> {
-    match network_of(spec) {
-        Some(name) => {
-            network::attach(store.root(), &record.id, &name, &identity(state, spec))?;
+    let Some(name) = network_of(spec) else {
+        return Ok(false);
+    };
+    let who = identity(state, spec);
+    match network::attach(store.root(), &record.id, &name, &who) {
+        Ok(_) => Ok(true),
+        Err(err) => {
+            // A full address pool or a taken port may be held by containers whose CLI
+            // died (no sweep runs before `run`): reclaimed, and tried once more when
+            // that freed anything.
+            let freed = super::reclaim_orphans(store.root())
+                .is_ok_and(|r| !r.removed.is_empty() || !r.marked_exited.is_empty());
+            if !freed {
+                return Err(err);
+            }
+            network::attach(store.root(), &record.id, &name, &who)?;
             Ok(true)
         }
-        None => Ok(false),
     }
 }
 

@@ -284,6 +284,18 @@ pub(super) fn marked_live(root: &Path) -> anyhow::Result<Option<Vec<String>>> {
     ))
 }
 
+/// Whether container `id` is marked live (one `stat`).
+pub(super) fn is_marked_live(root: &Path, id: &str) -> bool {
+    fs::symlink_metadata(live_marker(root, id)).is_ok()
+}
+
+/// Whether a reclaim looked at every record since the run directory was made (see
+/// [`marked_live`]).
+pub(super) fn is_swept(root: &Path) -> bool {
+    let dir = dir(root);
+    dir.join("swept").exists() && dir.join("live").is_dir()
+}
+
 /// Records that a reclaim looked at every record (see [`marked_live`]).
 pub(super) fn mark_swept(root: &Path) -> anyhow::Result<()> {
     let dir = ensure(root)?;

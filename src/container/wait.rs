@@ -31,7 +31,7 @@ pub fn wait(root: &std::path::Path, record: &Record) -> anyhow::Result<i32> {
             }
             // A supervisor killed with SIGKILL left "running": reclaim records its end.
             if record.load_state()?.status == Status::Running && !record.is_supervised() {
-                super::reclaim_orphans(root)?;
+                super::reclaim::reclaim_record(root, &record.id)?;
             }
             continue;
         }
