@@ -369,6 +369,16 @@ fn forks_fail_with_eagain_at_the_pids_limit() {
 }
 
 #[test]
+fn a_pids_limit_of_one_is_the_containers_own_process() {
+    // Nothing of the runtime takes the one slot before the command: the container's
+    // process joins its pids cgroup itself, and the next fork is refused.
+    let fx = fixture();
+    let out = ok(fx.run(&["--rm", "--pids-limit", "1"], &["probe", "fork", "1"]));
+    assert!(out.starts_with("forked 0 failed 1 EAGAIN"), "{out}");
+    fx.assert_no_containers();
+}
+
+#[test]
 fn a_cpu_quota_holds_a_busy_loop_to_its_share() {
     let fx = fixture();
     // A fixed amount of CPU work, not of wall time: a busy machine may give the container

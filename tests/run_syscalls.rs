@@ -14,7 +14,8 @@ use common::*;
 fn traced_run(fx: &Fixture, trace: &str) -> Vec<String> {
     let log = fx.dir.path().join("strace.log");
     let status = Command::new("strace")
-        .args(["-f", "-qq", "-e", &format!("trace={trace}"), "-o"])
+        // -y: descriptors shown with their paths (`write(5</a/tasks>, "0", 1)`)
+        .args(["-f", "-qq", "-y", "-e", &format!("trace={trace}"), "-o"])
         .arg(&log)
         .arg(BIN)
         .env_remove("MYCONTAINER_ROOT")
@@ -92,5 +93,47 @@ fn a_rm_run_removes_its_cgroup_once() {
     }
     let again: Vec<_> = removals.iter().filter(|(_, n)| **n > 1).collect();
     assert!(again.is_empty(), "removed more than once: {again:?}");
+    fx.assert_no_containers();
+}
+
+#[test]
+fn a_rm_run_joins_each_v1_cgroup_with_one_write_from_the_container_itself() {
+    let fx = Fixture::new();
+    let calls = traced_run(&fx, "execve,write");
+    // The CLI is the first process strace saw exec.
+    let pid_of = |l: &str| l.split_whitespace().next().unwrap_or("").to_string();
+    let cli = pid_of(calls.iter().find(|l| l.contains("execve(")).unwrap());
+    // (pid, tasks file) of every write to a v1 `tasks` file
+    let joins: Vec<(String, &str)> = calls
+        .iter()
+        .filter(|l| l.contains(" write(") || l.contains("]write("))
+        .filter_map(|l| {
+            let path = l.split('<').nth(1)?.split('>').next()?;
+            path.ends_with("/tasks").then(|| (pid_of(l), path))
+        })
+        .collect();
+    if !Path::new("/sys/fs/cgroup/pids/tasks").exists() {
+        // cgroup2: the clone places the child; nothing writes a tasks file
+        assert!(joins.is_empty(), "{joins:?}");
+        fx.assert_no_containers();
+        return;
+    }
+    assert!(!joins.is_empty(), "no v1 join: {calls:#?}");
+    let mut seen = HashMap::new();
+    for (pid, path) in &joins {
+        // never the CLI moving its own thread in and out: the container's process
+        // moves itself, into the container's cgroups only
+        assert_ne!(pid, &cli, "the CLI wrote {path}: {joins:?}");
+        assert!(
+            Path::new(path)
+                .parent()
+                .and_then(Path::parent)
+                .is_some_and(|p| p.ends_with("mycontainer")),
+            "a write outside the container's cgroups: {path}"
+        );
+        *seen.entry(*path).or_insert(0) += 1;
+    }
+    // one write per hierarchy
+    assert!(seen.values().all(|n| *n == 1), "{joins:?}");
     fx.assert_no_containers();
 }

@@ -219,16 +219,17 @@ enum Remaining {
     Everything,
 }
 
-/// Spawns the child (see `spawn_child`) born in its cgroup where the kernel can do that,
-/// with no migration (a migration's first use after a quiet spell waits an RCU grace
-/// period, 10-15 ms here): clone3 with CLONE_INTO_CGROUP into the cgroup2 directory (v2
-/// and hybrid hosts, Linux 5.7+), and for the v1 hierarchies of hybrid and legacy hosts
-/// a clone from a thread that has stepped into them (`Cgroup::carry_current_thread`).
-/// When the child is complete at birth and `cgroup_ns` is asked, the same clone creates
-/// the cgroup namespace. What could not be done that way (an older kernel, a seccomp
-/// sandbox that hides clone3, a thread that cannot be carried) is left to
-/// `place_and_release`, which moves the child while it sets up its root, and the plan's
-/// UnshareCgroup step then creates the namespace.
+/// Spawns the child (see `spawn_child`) in its cgroup without a migration where the
+/// kernel allows (a migration's first use after a quiet spell waits an RCU grace period,
+/// 10-15 ms here): clone3 with CLONE_INTO_CGROUP into the cgroup2 directory (v2 and
+/// hybrid hosts, Linux 5.7+), and for the v1 hierarchies of hybrid and legacy hosts the
+/// child writes "0" to their `tasks` files (opened here) as its first act, before it
+/// creates anything. When no v1 hierarchy is left to join and `cgroup_ns` is asked, the
+/// same clone creates the cgroup namespace; otherwise the plan's UnshareCgroup step
+/// does, once the child is in all its cgroups. What could not be done that way (an
+/// older kernel, a seccomp sandbox that hides clone3, a `tasks` file that cannot be
+/// opened) is left to `place_and_release`, which moves the child while it sets up its
+/// root.
 fn spawn_in_cgroup(
     flags: libc::c_int,
     cgroup_ns: bool,
@@ -239,47 +240,28 @@ fn spawn_in_cgroup(
         .clone_into_fd()
         .with_context(|| format!("cannot open cgroup {}", cgroup.name()))?;
     let into = into_fd.as_ref().map(|fd| fd.as_raw_fd());
-    // Not carried, the child is still moved afterwards, as before: nothing is lost.
-    // Carrying is also the cheap way on v1: a thread writing "0" to `tasks` moves only
-    // itself and skips the kernel's global threadgroup lock, while writing the child's
-    // pid afterwards takes it, and the first such write after a quiet spell waits for
-    // an RCU grace period (10-17 ms measured on this VM, against 20-30 us for each of
-    // the twelve writes carrying takes).
-    let carried = cgroup.carry_current_thread().ok().flatten();
-    let v1_placed = carried.is_some() || !cgroup.needs_add_after_clone();
+    // Not opened, the child is moved afterwards, as before: nothing is lost. The child
+    // writing "0" to each `tasks` file moves only itself and skips the kernel's global
+    // threadgroup lock; writing its pid from here afterwards takes it, and the first such
+    // write after a quiet spell waits for an RCU grace period (10-17 ms measured on this
+    // VM, against 20-30 us per "0" write).
+    let tasks = if cgroup.needs_add_after_clone() {
+        cgroup.v1_tasks_files().ok()
+    } else {
+        Some(Vec::new())
+    };
+    let v1_placed = tasks.is_some();
+    plan.join_v1 = tasks.iter().flatten().map(|fd| fd.as_raw_fd()).collect();
+    // Open until the clone has copied them; the child closes its copies before any
+    // path lookup (they are not in `keep`).
     let spawned = spawn_placed(flags, cgroup_ns, into, v1_placed, plan);
-    match carried {
-        None => spawned,
-        Some(carried) => {
-            let home = carried
-                .go_home()
-                .context("cannot move the runtime's thread back out of the container's cgroup");
-            match (spawned, home) {
-                // The thread took a slot of the pids limit: with --pids-limit 1 the
-                // child has none left. Move it afterwards instead.
-                (Err(e), Ok(()))
-                    if e.downcast_ref::<std::io::Error>()
-                        .and_then(|e| e.raw_os_error())
-                        == Some(libc::EAGAIN) =>
-                {
-                    let v1_placed = !cgroup.needs_add_after_clone();
-                    spawn_placed(flags, cgroup_ns, into, v1_placed, plan)
-                }
-                (spawned, Ok(())) => spawned,
-                (Ok((pid, _)), Err(e)) => {
-                    let mut child = Child { pid, reaped: false };
-                    child.kill(Signal::SIGKILL);
-                    child.wait();
-                    Err(e)
-                }
-                (Err(_), Err(e)) => Err(e),
-            }
-        }
-    }
+    drop(tasks);
+    spawned
 }
 
 /// The clone of `spawn_in_cgroup`, into the cgroup2 directory `into` when there is one;
-/// `v1_placed`: the child is born in its v1 cgroups (or has none to join).
+/// `v1_placed`: the child joins its v1 cgroups itself (`plan.join_v1`) or has none to
+/// join.
 fn spawn_placed(
     flags: libc::c_int,
     cgroup_ns: bool,
@@ -288,7 +270,9 @@ fn spawn_placed(
     plan: &mut ChildPlan,
 ) -> anyhow::Result<(libc::pid_t, Remaining)> {
     if let Some(fd) = into {
-        let ns_in_clone = cgroup_ns && v1_placed;
+        // The clone's cgroup namespace would be rooted in our v1 cgroups, not in the
+        // container's the child joins after it.
+        let ns_in_clone = cgroup_ns && v1_placed && plan.join_v1.is_empty();
         plan.cgroup_ns_by_clone = ns_in_clone;
         let flags = if ns_in_clone {
             flags | libc::CLONE_NEWCGROUP

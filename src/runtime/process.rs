@@ -52,6 +52,7 @@ pub enum Stage {
     JoinUser = 11,
     JoinedUserRoot = 12,
     JoinedUserClone = 13,
+    CgroupV1 = 14,
 }
 
 impl Stage {
@@ -70,6 +71,7 @@ impl Stage {
             Stage::JoinUser,
             Stage::JoinedUserRoot,
             Stage::JoinedUserClone,
+            Stage::CgroupV1,
         ]
         .into_iter()
         .find(|s| *s as u32 == value)
@@ -95,6 +97,7 @@ impl Stage {
             Stage::JoinedUserClone => {
                 "create the container's namespaces in the joined user namespace"
             }
+            Stage::CgroupV1 => "join the container's cgroup v1 hierarchies",
         }
     }
 }
@@ -271,6 +274,9 @@ pub struct ChildPlan {
     pub blocked: libc::sigset_t,
     /// The clone created the cgroup namespace already: skip the UnshareCgroup step.
     pub cgroup_ns_by_clone: bool,
+    /// The `tasks` files of the container's v1 cgroups (opened by the parent): the
+    /// child writes "0" to each as its first act (see cgroups/v1.rs).
+    pub join_v1: Vec<RawFd>,
     pub security: security::Prepared,
     /// The descriptors above 2 the child keeps at its start, ascending: the sync socket
     /// and the namespaces of Setns steps. It closes every other one before any path
@@ -342,6 +348,7 @@ impl ChildPlan {
             blocked,
             security,
             cgroup_ns_by_clone: false,
+            join_v1: Vec::new(),
         }
     }
 }
@@ -704,6 +711,14 @@ pub fn child_main(plan: &ChildPlan) -> ! {
         libc::prctl(libc::PR_SET_DUMPABLE, 0);
         // Die with the CLI, even if it is SIGKILLed.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    // Into the container's v1 cgroups before anything is created or charged: a thread
+    // moving itself takes no global lock (see cgroups/v1.rs).
+    for &tasks in &plan.join_v1 {
+        // SAFETY: writes one byte of a static string to a descriptor the parent opened.
+        if unsafe { libc::write(tasks, b"0".as_ptr().cast(), 1) } != 1 {
+            fail(sync, MSG_STAGE_FAILED, Stage::CgroupV1 as u32, errno());
+        }
     }
     // Before any path lookup: nothing of the CLI's (its record directory, cgroup
     // directories, terminal) stays reachable through /proc/self/fd.

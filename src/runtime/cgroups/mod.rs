@@ -33,7 +33,6 @@ use oci_spec::runtime::LinuxResources;
 use detect::Layout;
 pub use live::Usage;
 pub use resources::Limits;
-pub use v1::Carried;
 pub use view::V1View;
 
 /// The parent of every container cgroup, in every hierarchy.
@@ -156,14 +155,14 @@ impl Cgroup {
         }
     }
 
-    /// Moves the calling thread into the v1 hierarchies a clone cannot reach (see
-    /// `needs_add_after_clone`), so that the child it clones next is born there too and
-    /// needs no `add_after_clone`; the thread goes back with `Carried::go_home`. `None`
-    /// when there is nothing to carry it into.
-    pub fn carry_current_thread(&self) -> Result<Option<Carried>> {
+    /// The `tasks` files of the v1 hierarchies a clone cannot reach (see
+    /// `needs_add_after_clone`), open for writing: the child writes "0" to each before
+    /// anything else and is then in all its cgroups, with no migration (see v1.rs).
+    /// Empty when there is nothing to join that way.
+    pub fn v1_tasks_files(&self) -> Result<Vec<OwnedFd>> {
         match &self.backend {
-            Backend::V1(cg) if cg.has_v1_dirs() => cg.carry_current_thread().map(Some),
-            _ => Ok(None),
+            Backend::V1(cg) => cg.tasks_files(),
+            Backend::V2(_) => Ok(Vec::new()),
         }
     }
 

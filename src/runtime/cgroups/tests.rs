@@ -558,25 +558,42 @@ fn cgroups_unclean_names_and_our_parent_are_refused() {
 }
 
 #[test]
-fn cgroups_a_child_of_a_carried_thread_is_born_in_the_v1_cgroups() {
+fn cgroups_a_child_that_writes_0_to_the_tasks_files_is_in_the_v1_cgroups() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
     let cgroup = create_with_pids(100);
-    let before = std::fs::read_to_string("/proc/thread-self/cgroup").unwrap();
-    let Some(carried) = cgroup.carry_current_thread().unwrap() else {
-        // v2: a clone into the cgroup places the child fully
-        assert!(!cgroup.needs_add_after_clone());
+    if !cgroup.needs_add_after_clone() {
+        // v2: a clone into the cgroup places the child fully; nothing to join
+        assert!(cgroup.v1_tasks_files().unwrap().is_empty());
         destroy_and_check_gone(&cgroup);
         return;
-    };
-    let ours = format!(":/{}", cgroup.name());
-    let during = std::fs::read_to_string("/proc/thread-self/cgroup").unwrap();
-    assert!(during.lines().any(|l| l.ends_with(&ours)), "{during}");
-    // std spawns from the calling thread, whose v1 cgroups the child inherits
-    let mut child = sleeper();
-    carried.go_home().unwrap();
+    }
+    let before = std::fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+    let tasks = cgroup.v1_tasks_files().unwrap();
+    assert!(!tasks.is_empty());
+    let fds: Vec<i32> = tasks.iter().map(|fd| fd.as_raw_fd()).collect();
+    let mut command = Command::new("sleep");
+    command.arg("30").stdin(Stdio::null());
+    // SAFETY: the hook only makes write(2) calls on descriptors we own, as the
+    // runtime's child does.
+    unsafe {
+        command.pre_exec(move || {
+            for &fd in &fds {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    drop(tasks);
+    // the runtime's own thread never entered the container's cgroups
     assert_eq!(
         std::fs::read_to_string("/proc/thread-self/cgroup").unwrap(),
         before
     );
+    let ours = format!(":/{}", cgroup.name());
     let membership = std::fs::read_to_string(format!("/proc/{}/cgroup", child.id())).unwrap();
     let pids_line = membership
         .lines()
@@ -587,7 +604,6 @@ fn cgroups_a_child_of_a_carried_thread_is_born_in_the_v1_cgroups() {
         })
         .unwrap();
     assert!(pids_line.ends_with(&ours), "{membership}");
-    // the thread left: only the child counts
     assert_eq!(cgroup.stats().pids_current, Some(1));
     destroy_and_check_gone(&cgroup);
     assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));

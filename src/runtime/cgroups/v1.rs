@@ -17,17 +17,20 @@
 //! Joining a v1 cgroup from outside is a migration (a write of the pid to
 //! cgroup.procs), which takes the kernel's global cgroup_threadgroup_rwsem for writing;
 //! the first such write after a quiet spell waits a whole RCU grace period (10-15 ms on
-//! our test host, more than the rest of a container start). But a child is born in the
-//! v1 cgroups of the thread that clones it, and a thread moving *itself* (writing "0"
-//! to a `tasks` file) takes no global lock. So the cloning thread steps into the
-//! container's v1 cgroups, clones, and steps back into its own (`carry_current_thread`):
-//! the child is in all its cgroups from its first instruction and nobody waits. Those
-//! steps back are the only writes outside a `mycontainer` parent, and move only that
-//! thread. The migration remains the fallback (`add_process_v1`).
+//! our test host, more than the rest of a container start). But a thread moving
+//! *itself* (writing "0" to a `tasks` file) takes no global lock. So the parent opens
+//! each `tasks` file (`tasks_files`) and the child, as its first act after the clone,
+//! writes "0" to each: one write per hierarchy, made by the container's own process,
+//! before it creates anything (its cgroup namespace comes later, from the plan's
+//! UnshareCgroup step). No thread of the runtime ever enters the container's cgroups.
+//! The migration remains the fallback (`add_process_v1`).
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
 
 use super::detect::Hierarchy;
 use super::files;
@@ -351,81 +354,19 @@ impl V1Cgroup {
     }
 }
 
-/// The calling thread, moved into a container's v1 cgroups by `carry_current_thread`;
-/// `go_home` (or drop) moves it back into its own.
-#[derive(Debug)]
-pub struct Carried {
-    /// The `tasks` file of each cgroup the thread came from, and its hierarchy's root
-    /// (where it goes if its own cgroup is gone).
-    homes: Vec<(PathBuf, PathBuf)>,
-}
-
 impl V1Cgroup {
-    /// Moves the calling thread into every v1 hierarchy in use (a thread moving itself
-    /// needs no RCU grace period, unlike `add_process`), so that a child it clones now
-    /// is born in all of them. Fails, with the thread where it was, if the thread's own
-    /// cgroups cannot be found to come back to (say, under a cgroup namespace).
-    pub fn carry_current_thread(&self) -> Result<Carried> {
-        let own = files::read(Path::new("/proc/thread-self/cgroup"))?;
-        let mut homes = Vec::new();
-        for d in &self.dirs {
-            // "ID:CONTROLLERS:PATH", one line per hierarchy
-            let path = own
-                .lines()
-                .find_map(|line| {
-                    let mut fields = line.splitn(3, ':');
-                    let controllers = fields.nth(1)?;
-                    let path = fields.next()?;
-                    controllers
-                        .split(',')
-                        .any(|c| d.hierarchy.has(c))
-                        .then_some(path)
-                })
-                .context("the thread's own v1 cgroups are not in /proc/thread-self/cgroup")?;
-            let root = d.hierarchy.mount_point.join("tasks");
-            let home = d
-                .hierarchy
-                .mount_point
-                .join(path.trim_start_matches('/'))
-                .join("tasks");
-            if !home.exists() {
-                bail!("the thread's own cgroup {} is not visible", home.display());
-            }
-            homes.push((home, root));
-        }
-        let mut carried = Carried { homes: Vec::new() };
-        for (d, home) in self.dirs.iter().zip(homes) {
-            // on failure, dropping `carried` takes the thread back from where it went
-            files::write(&d.dir.join("tasks"), "0")?;
-            carried.homes.push(home);
-        }
-        Ok(carried)
-    }
-}
-
-impl Carried {
-    /// Moves the thread back into its own cgroups.
-    pub fn go_home(mut self) -> Result<()> {
-        self.return_home()
-    }
-
-    fn return_home(&mut self) -> Result<()> {
-        let mut first_error = None;
-        for (home, root) in self.homes.drain(..) {
-            // A cgroup left empty for a moment may have been removed: the hierarchy's
-            // root then, never the container's cgroup (whose removal kills its tasks).
-            let moved = files::write(&home, "0").or_else(|_| files::write(&root, "0"));
-            if let Err(e) = moved {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    }
-}
-
-impl Drop for Carried {
-    fn drop(&mut self) {
-        let _ = self.return_home();
+    /// The `tasks` file of every v1 hierarchy in use, opened for writing (CLOEXEC): a
+    /// child that writes "0" to each moves itself into all of them, with no global lock
+    /// and no RCU grace period (unlike `add_process`).
+    pub fn tasks_files(&self) -> Result<Vec<OwnedFd>> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                let path = d.dir.join("tasks");
+                open(&path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+                    .with_context(|| format!("cannot open {}", path.display()))
+            })
+            .collect()
     }
 }
 
