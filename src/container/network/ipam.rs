@@ -233,7 +233,7 @@ pub fn lock_file(
 /// then the directory, unless a new run already put something there.
 pub fn remove_shared_home() {
     let _ = fs::remove_file(lock_path(Path::new("/"), DEFAULT_NETWORK));
-    let _ = fs::remove_dir(shared::home());
+    shared::remove_home();
 }
 
 /// The default network's files under `<root>/networks/`, where versions before the

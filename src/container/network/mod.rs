@@ -22,6 +22,7 @@ pub mod ports;
 pub(super) mod published;
 mod resolv;
 mod shared;
+mod stale;
 
 use std::fs::{self, File};
 use std::io::ErrorKind;
@@ -654,6 +655,7 @@ pub fn collect(root: &Path, is_running: &dyn Fn(&str) -> bool) -> anyhow::Result
         ipam::remove_legacy_default(root);
     }
     published::remove_if_unused()?;
+    stale::collect()?;
     Ok(released)
 }
 

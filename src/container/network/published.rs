@@ -157,6 +157,6 @@ pub fn remove_if_unused() -> anyhow::Result<()> {
         Err(_) => return Ok(()),
     }
     let _ = fs::remove_file(shared::home().join(LOCK));
-    let _ = fs::remove_dir(shared::home());
+    shared::remove_home();
     Ok(())
 }

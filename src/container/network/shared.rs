@@ -12,10 +12,17 @@
 //! reused once it dies, and a new namespace would inherit a dead one's leases), or
 //! `ino-<dev>-<ino>` on a kernel without cookies (before 5.14). `gc` removes the whole
 //! directory when it removes the bridge.
+//!
+//! A cookie cannot tell whether its namespace still lives, so the home also records the
+//! namespace's identity (`netns`: the nsfs device and inode of its `ns/net`), by which
+//! `gc` in any namespace removes the homes of namespaces that died without a `gc` run
+//! inside them (`stale.rs`).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+use anyhow::Context;
 
 /// The default network (`--network bridge`), created on first use.
 pub const DEFAULT_NETWORK: &str = "bridge";
@@ -50,12 +57,25 @@ pub fn netns_key() -> String {
     }
 }
 
-/// The directory, relative to the run base, of this process's namespace (computed once:
-/// the CLI works in one network namespace; `attach` enters a container's only on a
-/// thread of its own for a moment, after this is known).
+/// The file in a home that names its namespace: `<dev> <ino>` of its `ns/net`.
+pub const IDENTITY: &str = "netns";
+
+/// The directory, relative to the run base, of this process's namespace, and that
+/// namespace's identity (see [`IDENTITY`]; none without /proc). Computed once: the CLI
+/// works in one network namespace; `attach` enters a container's only on a thread of
+/// its own for a moment, after this is known.
+fn this_namespace() -> &'static (PathBuf, Option<String>) {
+    static KEY: OnceLock<(PathBuf, Option<String>)> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let identity = std::fs::metadata("/proc/thread-self/ns/net")
+            .ok()
+            .map(|m| format!("{} {}\n", m.dev(), m.ino()));
+        (Path::new("net").join(netns_key()), identity)
+    })
+}
+
 fn relative() -> &'static Path {
-    static KEY: OnceLock<PathBuf> = OnceLock::new();
-    KEY.get_or_init(|| Path::new("net").join(netns_key()))
+    &this_namespace().0
 }
 
 /// The default network's home (made or not).
@@ -63,9 +83,43 @@ pub fn home() -> PathBuf {
     crate::container::rundir::shared_path(relative())
 }
 
-/// Makes the home (and the run base's tmpfs) if missing.
+/// Makes the home (and the run base's tmpfs) if missing, with its identity file.
 pub fn ensure() -> anyhow::Result<PathBuf> {
-    crate::container::rundir::shared_dir(relative())
+    let dir = crate::container::rundir::shared_dir(relative())?;
+    if let Some(identity) = &this_namespace().1 {
+        let path = dir.join(IDENTITY);
+        if !path.exists() {
+            // Written aside and renamed: gc never reads half of it. Until it is there
+            // gc keeps the home (as every home an older build made).
+            let tmp = dir.join(format!("{IDENTITY}.{}.tmp", std::process::id()));
+            std::fs::write(&tmp, identity)
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    Ok(dir)
+}
+
+/// Removes the home if nothing but its identity file is left in it (gc, holding no
+/// lock: a run making its files meanwhile fails the removal, or makes the home again).
+pub fn remove_home() {
+    let home = home();
+    let Ok(entries) = std::fs::read_dir(&home) else {
+        return;
+    };
+    // The identity file and what a killed writer left of one (`netns.<pid>.tmp`).
+    let mut ours = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(IDENTITY) {
+            return;
+        }
+        ours.push(home.join(name));
+    }
+    for path in ours {
+        let _ = std::fs::remove_file(path);
+    }
+    let _ = std::fs::remove_dir(&home);
 }
 
 #[cfg(test)]
