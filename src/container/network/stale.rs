@@ -21,6 +21,9 @@
 //! lacks) hides its `ns/net` and descriptors: its namespace is matched through its
 //! `/proc/<pid>/net/dev` (an inode of that namespace's own) with a process gc can read
 //! (no match: nothing is removed); a namespace held only by its descriptor is missed.
+//! The scan is not atomic: a namespace whose only holder moves while it runs (forks a
+//! child into a pid already passed, hands its only ns descriptor to a process already
+//! read) can be missed; its next run makes a new home (the leases of the old are lost).
 
 use std::collections::HashSet;
 use std::fs;
