@@ -8,42 +8,13 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{ok, run_dir, shared_network_home, stderr, stdout, wait_for, Fixture, World};
-
-/// Runs `args` on the host as uid/gid 65534 without supplementary groups (a real
-/// setuid in the child, which drops every capability before the exec).
-fn as_nobody(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .uid(65534)
-        .gid(65534)
-        .stdin(Stdio::null())
-        .output()
-        .or_else(|e| {
-            Ok::<Output, std::io::Error>(Output {
-                status: std::process::ExitStatus::from_raw(126 << 8),
-                stdout: Vec::new(),
-                stderr: format!("{}: {e}", args[0]).into_bytes(),
-            })
-        })
-        .unwrap()
-}
-
-#[track_caller]
-fn assert_denied(args: &[&str]) {
-    let out = as_nobody(args);
-    assert!(
-        !out.status.success() && stderr(&out).contains("Permission denied"),
-        "nobody could run {args:?}: {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        stdout(&out),
-        stderr(&out)
-    );
-}
+use common::{
+    as_nobody, assert_denied, ok, run_dir, shared_network_home, stderr, stdout, wait_for, Fixture,
+    World,
+};
 
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().mode() & 0o7777

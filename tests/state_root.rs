@@ -7,44 +7,10 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{ok, stderr, wait_for, Fixture, World};
-
-/// Runs `args` on the host as uid/gid 65534 without supplementary groups: a real
-/// setuid(2) in the child, which drops every capability before the exec. (`setpriv
-/// --reuid` keeps root's effective capabilities until its own execve, whose path
-/// lookup then passes any directory mode: useless to test exec permissions.)
-fn as_nobody(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .or_else(|e| {
-            // A failed exec is the child's answer, as a shell would print it.
-            Ok::<Output, std::io::Error>(Output {
-                status: std::process::ExitStatus::from_raw(126 << 8),
-                stdout: Vec::new(),
-                stderr: format!("{}: {e}", args[0]).into_bytes(),
-            })
-        })
-        .unwrap()
-}
-
-#[track_caller]
-fn assert_denied(args: &[&str]) {
-    let out = as_nobody(args);
-    assert!(
-        !out.status.success() && stderr(&out).contains("Permission denied"),
-        "nobody could run {args:?}: {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        stderr(&out)
-    );
-}
+use common::{assert_denied, ok, stderr, wait_for, Fixture, World};
 
 fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().mode() & 0o7777

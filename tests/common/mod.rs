@@ -20,8 +20,12 @@ mod netns;
 pub use netns::private_network;
 #[allow(unused_imports)]
 pub use netns::shared_network_home;
+#[path = "nobody.rs"]
+mod nobody;
 #[path = "rundir.rs"]
 mod rundir;
+#[allow(unused_imports)]
+pub use nobody::{as_nobody, assert_denied};
 #[path = "wait.rs"]
 mod wait;
 #[allow(unused_imports)]
