@@ -334,29 +334,14 @@ mod tests {
     /// The state of a running `--rm` container `id` (pid 1 stands for its init).
     fn running_rm_state(id: &str, name: Option<&str>) -> State {
         State {
-            id: id.to_string(),
             name: name.map(str::to_string),
             image: "x".into(),
             command: vec![],
-            entrypoint_len: 0,
-            status: Status::Running,
             pid: Some(1),
-            exit_code: None,
-            oom_killed: false,
-            error: None,
             auto_remove: true,
             created_at: 0,
             started_at: None,
-            finished_at: None,
-            image_id: None,
-            stop_timeout: 10,
-            stop_signal: libc::SIGTERM,
-            restart_policy: Default::default(),
-            restart_count: 0,
-            restarting: false,
-            healthcheck: None,
-            log_opts: Default::default(),
-            open_stdin: false,
+            ..State::for_test(id, Status::Running)
         }
     }
 

@@ -188,28 +188,25 @@ pub fn now_unix() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn save_then_load_round_trips_and_leaves_no_temp_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        let state = State {
-            id: "abc".into(),
-            name: Some("web".into()),
+impl State {
+    /// A state for unit tests: container `id` ran busybox `true` (created at 1, started
+    /// at 2), `status`, no pid, no exit code, no policy; tests set what they need.
+    pub fn for_test(id: &str, status: Status) -> State {
+        State {
+            id: id.into(),
+            name: None,
             image: "busybox".into(),
             command: vec!["true".into()],
             entrypoint_len: 0,
-            status: Status::Exited,
+            status,
             pid: None,
-            exit_code: Some(3),
+            exit_code: None,
             oom_killed: false,
             error: None,
             auto_remove: false,
             created_at: 1,
             started_at: Some(2),
-            finished_at: Some(3),
+            finished_at: None,
             image_id: None,
             stop_timeout: 10,
             stop_signal: libc::SIGTERM,
@@ -219,6 +216,23 @@ mod tests {
             healthcheck: None,
             log_opts: LogOpts::default(),
             open_stdin: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let state = State {
+            name: Some("web".into()),
+            exit_code: Some(3),
+            finished_at: Some(3),
+            ..State::for_test("abc", Status::Exited)
         };
         state.save(&path, true).unwrap();
         let back = State::load(&path).unwrap();

@@ -109,7 +109,7 @@ pub fn record_failure(root: &Path, id: &str, err: &anyhow::Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::state::{LogOpts, Status};
+    use crate::container::state::Status;
 
     /// Set in the child this test starts (test builds only): the state root to fail in.
     const CHILD_ROOT: &str = "MYCONTAINER_UNIT_TEST_PANIC_ROOT";
@@ -127,29 +127,8 @@ mod tests {
         let dir = containers_dir(root.path()).join("abc");
         std::fs::create_dir_all(&dir).unwrap();
         let state = State {
-            id: "abc".into(),
-            name: None,
-            image: "busybox".into(),
-            command: vec!["true".into()],
-            entrypoint_len: 0,
-            status: Status::Running,
             pid: Some(1),
-            exit_code: None,
-            oom_killed: false,
-            error: None,
-            auto_remove: false,
-            created_at: 1,
-            started_at: Some(2),
-            finished_at: None,
-            image_id: None,
-            stop_timeout: 10,
-            stop_signal: libc::SIGTERM,
-            restart_policy: Default::default(),
-            restart_count: 0,
-            restarting: false,
-            healthcheck: None,
-            log_opts: LogOpts::default(),
-            open_stdin: false,
+            ..State::for_test("abc", Status::Running)
         };
         state.save(&dir.join("state.json"), true).unwrap();
         let out = std::process::Command::new(std::env::current_exe().unwrap())
