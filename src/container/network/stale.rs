@@ -28,8 +28,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::ErrorKind;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -210,27 +209,33 @@ fn mounted(table: &str) -> impl Iterator<Item = u64> + '_ {
     })
 }
 
-/// Removes a dead namespace's home under its lock (`bridge.lock`, as `ipam.rs` takes
-/// it); false if another gc removed it first.
-fn remove(home: &Path) -> anyhow::Result<bool> {
-    let path = home.join(format!("{}.lock", shared::DEFAULT_NETWORK));
-    let file = match fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
-    };
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot lock {}", path.display()));
+/// The home [`remove`] came to was removed meanwhile (by another gc).
+#[derive(Debug)]
+struct HomeGone;
+
+impl std::fmt::Display for HomeGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the network home is gone")
     }
+}
+
+impl std::error::Error for HomeGone {}
+
+/// Removes a dead namespace's home under its lock (`bridge.lock`, taken as `ipam.rs`
+/// takes it, but never making the home again); false if another gc removed it first.
+fn remove(home: &Path) -> anyhow::Result<bool> {
+    let dir = || -> anyhow::Result<PathBuf> {
+        if home.is_dir() {
+            Ok(home.to_path_buf())
+        } else {
+            Err(HomeGone.into())
+        }
+    };
+    let _lock = match super::ipam::lock_file(&dir, &format!("{}.lock", shared::DEFAULT_NETWORK)) {
+        Ok(lock) => lock,
+        Err(e) if e.is::<HomeGone>() => return Ok(false),
+        Err(e) => return Err(e),
+    };
     match fs::remove_dir_all(home) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
