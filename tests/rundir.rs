@@ -255,6 +255,64 @@ fn gc_removes_a_removed_roots_run_directory_with_a_namespace_still_mounted() {
     );
 }
 
+/// Every state root's gc sweeps the one run base, so gcs run at once (users, parallel
+/// test runs) meet over the same removed roots' directories: each must succeed, and
+/// between them remove every such directory and detach every namespace mounted there.
+#[test]
+fn gcs_running_at_once_all_succeed_and_remove_every_removed_roots_run_directory() {
+    let w = World::new();
+    let rootfs = w.rootfs.to_str().unwrap();
+    let mut doomed = Vec::new();
+    for _ in 0..12 {
+        let (gone, root) = doomed_root();
+        ok(mc_in(&root, &["run", "--rm", "--rootfs", rootfs, "true"]));
+        let netns = run_dir(&root).join("netns");
+        fs::create_dir_all(&netns).unwrap();
+        let left = netns.join("0".repeat(64));
+        fs::write(&left, "").unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["--bind", "/proc/self/ns/net"])
+            .arg(&left)
+            .status()
+            .unwrap();
+        assert!(mounted.success());
+        drop(gone);
+        doomed.push(root);
+    }
+    let gcs: Vec<_> = (0..6)
+        .map(|_| {
+            std::process::Command::new(BIN)
+                .env_remove("MYCONTAINER_ROOT")
+                .arg("--root")
+                .arg(&w.root)
+                .arg("gc")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for gc in gcs {
+        ok(gc.wait_with_output().unwrap());
+    }
+    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for root in &doomed {
+        let dir = run_dir(root);
+        // Where gc moves it before the removal.
+        let key = dir.file_name().unwrap().to_str().unwrap();
+        let aside = dir.with_file_name(format!(".gone-{key}"));
+        for left in [&dir, &aside] {
+            assert!(!left.exists(), "{} is left", left.display());
+            assert!(
+                !table.contains(left.to_str().unwrap()),
+                "a mount is left below {}",
+                left.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn gc_keeps_the_run_directory_of_a_root_only_another_mount_namespace_sees() {
     let w = World::new();

@@ -417,13 +417,21 @@ pub(super) fn write_etc_files(
 /// kept, and what is removed holds only files a start writes again. The directory is
 /// first moved aside and looked at once more, so a run that marked itself live between
 /// the first look and the move keeps it.
+///
+/// Every state root's `gc` sweeps the same base, so two may run at once (two users, or
+/// parallel test runs): they take turns under a lock on the base directory. Otherwise
+/// one would find the other's directory moved aside, and fail on it "busy" (its
+/// namespaces not yet detached) or "not found" (already removed).
 pub fn collect_vanished() -> anyhow::Result<usize> {
     let (base, _) = base();
-    let entries = match fs::read_dir(&base) {
-        Ok(entries) => entries,
+    let turn = match fs::File::open(&base) {
+        Ok(dir) => dir,
         Err(err) if err.kind() == ErrorKind::NotFound => return Ok(0),
-        Err(err) => return Err(err).with_context(|| format!("cannot list {}", base.display())),
+        Err(err) => return Err(err).with_context(|| format!("cannot open {}", base.display())),
     };
+    turn.lock()
+        .with_context(|| format!("cannot lock {}", base.display()))?;
+    let entries = fs::read_dir(&base).with_context(|| format!("cannot list {}", base.display()))?;
     let mut removed = 0;
     for entry in entries.filter_map(|e| e.ok()) {
         let name = entry.file_name();
@@ -473,8 +481,12 @@ fn remove_aside(aside: &Path, home: &Path) -> anyhow::Result<bool> {
             let _ = sys_mount::unmount(entry.path(), sys_mount::UnmountFlags::DETACH);
         }
     }
-    fs::remove_dir_all(aside).with_context(|| format!("cannot remove {}", aside.display()))?;
-    Ok(true)
+    match fs::remove_dir_all(aside) {
+        Ok(()) => Ok(true),
+        // Removed by a gc of a version that did not take the lock.
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err).with_context(|| format!("cannot remove {}", aside.display())),
+    }
 }
 
 /// The subdirectory where the network code bind-mounts each container's network
