@@ -239,12 +239,15 @@ fn gc_removes_a_removed_roots_run_directory_with_a_namespace_still_mounted() {
     fs::create_dir_all(&netns).unwrap();
     let left = netns.join("0".repeat(64));
     fs::write(&left, "").unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["--bind", "/proc/self/ns/net"])
-        .arg(&left)
-        .status()
-        .unwrap();
-    assert!(mounted.success());
+    // Twice, stacked: one detach lifts only the top mount.
+    for _ in 0..2 {
+        let mounted = std::process::Command::new("mount")
+            .args(["--bind", "/proc/self/ns/net"])
+            .arg(&left)
+            .status()
+            .unwrap();
+        assert!(mounted.success());
+    }
     drop(gone);
     ok(w.mc(&["gc"]));
     assert!(!run_dir(&root).exists(), "gc left the run directory");

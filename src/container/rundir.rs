@@ -24,6 +24,7 @@
 use std::fs;
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -441,7 +442,7 @@ pub fn collect_vanished() -> anyhow::Result<usize> {
         let dir = entry.path();
         if let Some(home) = name.strip_prefix(ASIDE_PREFIX) {
             // Left by a gc killed between the move and the removal.
-            removed += usize::from(remove_aside(&dir, &base.join(home))?);
+            removed += usize::from(remove_aside_or_warn(&dir, &base.join(home)));
             continue;
         }
         let Ok(root) = fs::read_link(dir.join("root")) else {
@@ -458,9 +459,18 @@ pub fn collect_vanished() -> anyhow::Result<usize> {
                 return Err(err).with_context(|| format!("cannot move {} aside", dir.display()))
             }
         }
-        removed += usize::from(remove_aside(&aside, &dir)?);
+        removed += usize::from(remove_aside_or_warn(&aside, &dir));
     }
     Ok(removed)
+}
+
+/// [`remove_aside`], with a failure only warned about: the directory is another (removed)
+/// state root's, so it must not fail this root's `gc`; it stays aside for the next.
+fn remove_aside_or_warn(aside: &Path, home: &Path) -> bool {
+    remove_aside(aside, home).unwrap_or_else(|err| {
+        eprintln!("mycontainer: warning: {err:#}; the next gc tries again");
+        false
+    })
 }
 
 /// Where `gc` moves a run directory before it removes it.
@@ -476,17 +486,71 @@ fn remove_aside(aside: &Path, home: &Path) -> anyhow::Result<bool> {
     }
     // Network namespaces of containers killed with their root are still mounted there
     // (a reboot would have unmounted them): detach them, or the removal fails busy.
-    if let Ok(entries) = fs::read_dir(aside.join(NETNS)) {
-        for entry in entries.flatten() {
-            let _ = sys_mount::unmount(entry.path(), sys_mount::UnmountFlags::DETACH);
-        }
-    }
+    detach_mounts_below(aside);
     match fs::remove_dir_all(aside) {
         Ok(()) => Ok(true),
         // Removed by a gc of a version that did not take the lock.
         Err(err) if err.kind() == ErrorKind::NotFound => Ok(false),
         Err(err) => Err(err).with_context(|| format!("cannot remove {}", aside.display())),
     }
+}
+
+/// Detaches every mount below `dir` (from this mount namespace's table), deepest first,
+/// and again while any is left: a point can hold mounts stacked on each other, and one
+/// detach lifts only the top one.
+fn detach_mounts_below(dir: &Path) {
+    let prefix = format!("{}/", escape_mount_point(&dir.to_string_lossy()));
+    for _ in 0..8 {
+        let table = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = table
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .filter(|point| point.starts_with(&prefix))
+            .collect();
+        if points.is_empty() {
+            return;
+        }
+        points.sort_by_key(|point| std::cmp::Reverse(point.matches('/').count()));
+        for point in points {
+            let _ =
+                sys_mount::unmount(unescape_mount_point(point), sys_mount::UnmountFlags::DETACH);
+        }
+    }
+}
+
+/// A path as /proc/self/mountinfo writes it: space, tab, newline and backslash in octal.
+fn escape_mount_point(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            ' ' | '\t' | '\n' | '\\' => out.push_str(&format!("\\{:03o}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The path a mountinfo field names (the inverse of [`escape_mount_point`]).
+fn unescape_mount_point(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 /// The subdirectory where the network code bind-mounts each container's network
@@ -498,5 +562,40 @@ fn holds_live_marker(dir: &Path) -> bool {
     match fs::read_dir(dir.join("live")) {
         Ok(mut markers) => markers.next().is_some(),
         Err(err) => err.kind() != ErrorKind::NotFound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_escape_as_mountinfo_writes_them_and_back() {
+        let path = "/run/my dir\twith\\odd\nnames";
+        let escaped = escape_mount_point(path);
+        assert_eq!(escaped, "/run/my\\040dir\\011with\\134odd\\012names");
+        assert_eq!(unescape_mount_point(&escaped), PathBuf::from(path));
+        // A backslash not followed by three octal digits is itself.
+        assert_eq!(unescape_mount_point("/a\\9b"), PathBuf::from("/a\\9b"));
+    }
+
+    #[test]
+    fn the_mounts_below_a_directory_are_detached_however_deep_and_stacked() {
+        let dir = tempfile::tempdir().unwrap();
+        let below = dir.path().join("a b/netns");
+        fs::create_dir_all(&below).unwrap();
+        let point = below.join("x");
+        fs::write(&point, "").unwrap();
+        for _ in 0..3 {
+            sys_mount::Mount::builder()
+                .flags(sys_mount::MountFlags::BIND)
+                .mount("/proc/self/ns/net", &point)
+                .unwrap();
+        }
+        detach_mounts_below(dir.path());
+        let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let ours = escape_mount_point(&dir.path().to_string_lossy());
+        assert!(!table.contains(&ours), "a mount is left below {ours}");
+        fs::remove_dir_all(dir.path()).unwrap();
     }
 }
