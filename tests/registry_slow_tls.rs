@@ -107,8 +107,21 @@ impl SlowTls {
         }
     }
 
-    fn seen(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
+    /// The server's lines until `done` holds for them (or 30 s pass): the server prints
+    /// a request before it answers it, but the thread that reads its output may not
+    /// have passed the line on yet when the client has the answer.
+    fn seen_until(&self, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut seen: Vec<String> = Vec::new();
+        while !done(&seen) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        seen.extend(self.lines.try_iter());
+        seen
     }
 }
 
@@ -141,12 +154,12 @@ fn insecure_keeps_https_for_a_registry_slower_than_the_old_probe_timeout() {
     let err = root.fails(&["pull", "--insecure", &target]);
     // Spoken over TLS: the registry's own 404 came back, after its slow handshake.
     assert!(err.contains("NAME_UNKNOWN: slow registry"), "{err}");
-    let seen = server.seen();
-    assert!(
+    let both = |seen: &[String]| {
         seen.iter().any(|l| l.starts_with("request GET /v2/"))
-            && seen.iter().any(|l| l.contains("/manifests/v1")),
-        "{seen:?}"
-    );
+            && seen.iter().any(|l| l.contains("/manifests/v1"))
+    };
+    let seen = server.seen_until(both);
+    assert!(both(&seen), "{seen:?}");
     assert!(!seen.iter().any(|l| l.starts_with("error")), "{seen:?}");
     root.assert_empty();
 }
