@@ -225,6 +225,34 @@ fn gc_removes_the_run_directory_of_a_removed_state_root() {
     assert!(!run_dir(&root).exists());
 }
 
+/// A root removed with a container record in it: its own tmpfs (for its /etc files,
+/// src/container/etcfs.rs) is still mounted in the run directory; gc detaches it.
+#[test]
+fn gc_removes_a_removed_roots_run_directory_with_a_containers_tmpfs_mounted() {
+    let w = World::new();
+    let (gone, root) = doomed_root();
+    let rootfs = w.rootfs.to_str().unwrap();
+    ok(mc_in(
+        &root,
+        &["run", "--name", "kept", "--rootfs", rootfs, "true"],
+    ));
+    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let containers = run_dir(&root).join("containers");
+    assert!(
+        table.contains(containers.to_str().unwrap()),
+        "no tmpfs of the container's own below {}",
+        containers.display()
+    );
+    drop(gone);
+    ok(w.mc(&["gc"]));
+    assert!(!run_dir(&root).exists(), "gc left the run directory");
+    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !table.contains(run_dir(&root).to_str().unwrap()),
+        "a mount is left below the run directory"
+    );
+}
+
 /// A root removed while one of its containers' network namespaces was still mounted in
 /// its run directory (its supervisor killed, then the root deleted): gc detaches the
 /// mount and removes the directory instead of failing "busy" on every run.

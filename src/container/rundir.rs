@@ -158,6 +158,30 @@ fn check_private(base: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// When `err` is a full filesystem (ENOSPC, EDQUOT) met in the run directory (every
+/// error on a path names it): what to say instead of blaming the disk of the state root.
+pub fn full_hint(err: &anyhow::Error) -> Option<String> {
+    let full = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|e| e.raw_os_error())
+            .or_else(|| {
+                cause
+                    .downcast_ref::<nix::errno::Errno>()
+                    .map(|errno| *errno as i32)
+            })
+            .is_some_and(|raw| raw == libc::ENOSPC || raw == libc::EDQUOT)
+    });
+    let base = base().0;
+    let base = base.to_string_lossy();
+    if !full || !format!("{err:#}").contains(base.as_ref()) {
+        return None;
+    }
+    Some(format!(
+        "the run directory {base} is full: remove containers no longer needed (rm, then gc) or give its tmpfs more room, and try again"
+    ))
+}
+
 /// Where [`shared_dir`] puts `name` (made or not).
 pub(crate) fn shared_path(name: &Path) -> PathBuf {
     base().0.join(name)
@@ -216,12 +240,24 @@ fn mount_tmpfs(base: &Path) -> anyhow::Result<()> {
 pub(super) fn create_for_record(root: &Path, id: &str) -> anyhow::Result<()> {
     ensure(root)?;
     mark_live(root, id)?;
-    mkdir_private(&container_dir(root, id))
+    let dir = container_dir(root, id);
+    mkdir_private(&dir)?;
+    mount_etc_tmpfs(&dir)
+}
+
+/// The container's own tmpfs on its run directory (see `etcfs`); not in unit tests,
+/// whose run directories are plain directories inside their temporary state roots.
+fn mount_etc_tmpfs(dir: &Path) -> anyhow::Result<()> {
+    if cfg!(test) && std::env::var_os(ENV).is_none() {
+        return Ok(());
+    }
+    super::etcfs::mount(dir)
 }
 
 /// Removes what the run directory holds for record `id` (its marker last).
 pub(super) fn remove_for_record(root: &Path, id: &str) -> anyhow::Result<()> {
     let dir = container_dir(root, id);
+    super::etcfs::unmount(&dir)?;
     match fs::remove_dir_all(&dir) {
         Err(err) if err.kind() != ErrorKind::NotFound => {
             return Err(err).with_context(|| format!("cannot remove {}", dir.display()))
@@ -357,6 +393,7 @@ pub(super) fn restore(
     }
     ensure(root)?;
     mkdir_private(&dir)?;
+    mount_etc_tmpfs(&dir)?;
     init_layer(record)?;
     let annotations = spec.annotations().clone().unwrap_or_default();
     let annotation = |key: &str| annotations.get(key).cloned().unwrap_or_default();
@@ -473,6 +510,8 @@ fn remove_aside(aside: &Path, home: &Path) -> anyhow::Result<bool> {
             let _ = sys_mount::unmount(entry.path(), sys_mount::UnmountFlags::DETACH);
         }
     }
+    // And the containers' own tmpfs (see `etcfs`).
+    super::etcfs::unmount_all(&aside.join("containers"));
     fs::remove_dir_all(aside).with_context(|| format!("cannot remove {}", aside.display()))?;
     Ok(true)
 }
