@@ -6,10 +6,14 @@
 //! only its own (as Docker's /dev/shm is a tmpfs per container). The init layer lives
 //! there too (a read-only lowerdir: nothing the container can grow).
 //!
-//! Mounted in the host's mount namespace when the record is made (or its run files are
-//! written again after a reboot), detached when they are removed: by `rm`, by the orphan
-//! reclaim (a `run --rm` killed with -9) and by `gc` (a removed state root's run
-//! directory).
+//! Mounted in the host's mount namespace only while the container runs, as Docker's
+//! /dev/shm: at each start, on top of the files written when the record was made (which
+//! `cp` and `diff` of a stopped container use), the files then written into it
+//! (`rundir::start_files`); detached once its state says "exited" (`rundir::unmark_live`:
+//! the foreground run's and the supervisor's end, between restarts, the reclaim after a
+//! kill -9 of either) or the record goes (`rm`, a `--rm` run's end, `gc` for a removed
+//! state root's run directory). So an exited or created container holds no mount, and
+//! the host's mount table, which every container start copies, does not grow with them.
 
 use std::fs;
 use std::io::ErrorKind;

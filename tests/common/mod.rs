@@ -29,7 +29,7 @@ pub use nobody::{as_nobody, assert_denied};
 #[path = "wait.rs"]
 mod wait;
 #[allow(unused_imports)]
-pub use rundir::{reboot_run_dir, remove_run_dir, run_dir};
+pub use rundir::{container_mounts, reboot_run_dir, remove_run_dir, run_dir};
 #[allow(unused_imports)]
 pub use wait::{alive, slowdown, wait_for};
 
