@@ -225,6 +225,44 @@ fn gc_removes_the_run_directory_of_a_removed_state_root() {
     assert!(!run_dir(&root).exists());
 }
 
+/// A root removed with a container record in it whose own tmpfs (for its /etc files,
+/// src/container/etcfs.rs) is still mounted in the run directory (the test mounts one:
+/// an exited container holds none, but a run killed at the wrong moment before its root
+/// was deleted may leave it): gc detaches it.
+#[test]
+fn gc_removes_a_removed_roots_run_directory_with_a_containers_tmpfs_mounted() {
+    let w = World::new();
+    let (gone, root) = doomed_root();
+    let rootfs = w.rootfs.to_str().unwrap();
+    ok(mc_in(
+        &root,
+        &["run", "--name", "kept", "--rootfs", rootfs, "true"],
+    ));
+    let containers = run_dir(&root).join("containers");
+    assert_eq!(container_mounts(&root), Vec::<String>::new(), "exited");
+    let id = fs::read_dir(&containers)
+        .unwrap()
+        .next()
+        .expect("the record's run directory")
+        .unwrap()
+        .path();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "mycontainer-etc"])
+        .arg(&id)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    assert_eq!(container_mounts(&root).len(), 1);
+    drop(gone);
+    ok(w.mc(&["gc"]));
+    assert!(!run_dir(&root).exists(), "gc left the run directory");
+    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !table.contains(run_dir(&root).to_str().unwrap()),
+        "a mount is left below the run directory"
+    );
+}
+
 /// A root removed while one of its containers' network namespaces was still mounted in
 /// its run directory (its supervisor killed, then the root deleted): gc detaches the
 /// mount and removes the directory instead of failing "busy" on every run.
@@ -389,4 +427,132 @@ echo done"#,
     // Its container gone, the root is unseen and unused: the next gc removes it.
     ok(w.mc(&["gc"]));
     assert!(!run_dir(&hidden_root).exists());
+}
+
+/// The container's own tmpfs for its /etc files (src/container/etcfs.rs) is mounted
+/// only while it runs, as Docker's /dev/shm: a created or exited container holds no
+/// mount (the host's mount table, which every start copies, does not grow with them).
+/// Its files are written again at each start, so what the container wrote into them is
+/// gone after a restart (as with Docker, which writes hosts and resolv.conf at each
+/// start).
+#[test]
+fn a_containers_etc_tmpfs_is_mounted_only_while_it_runs() {
+    let w = World::new();
+    let mounted = |id: &str| container_mounts(&w.root).iter().any(|m| m == id);
+    // Exited after a foreground run.
+    let out = ok(w.run(
+        &["--name", "fg"],
+        &["sh", "-c", "grep -c mycontainer-etc /proc/mounts"],
+    ));
+    assert!(
+        out.trim().parse::<u32>().unwrap() >= 1,
+        "not on its tmpfs inside: {out}"
+    );
+    let inspected: serde_json::Value = serde_json::from_str(&ok(w.mc(&["inspect", "fg"]))).unwrap();
+    let fg = inspected[0]["Id"].as_str().unwrap().to_string();
+    assert!(!mounted(&fg), "an exited container has a tmpfs mounted");
+    // Its files are on the run directory (what cp and diff use).
+    assert!(run_dir(&w.root)
+        .join("containers")
+        .join(&fg)
+        .join("hosts")
+        .exists());
+    // Created: a foreground run held (by strace, which delays its first mount(2) for
+    // five minutes) once its record says "created", before its start mounts anything:
+    // no tmpfs. (Before, the tmpfs came with the record, before its first state.)
+    let mut tracer = std::process::Command::new("strace")
+        .args(["-o", "/dev/null", "-e", "trace=mount", "-e"])
+        .arg("inject=mount:delay_enter=300000000:when=1")
+        .arg(BIN)
+        .arg("--root")
+        .arg(&w.root)
+        .args(["run", "--name", "made0", "--rootfs"])
+        .arg(&w.rootfs)
+        .arg("true")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("strace is installed");
+    let children = format!("/proc/{0}/task/{0}/children", tracer.id());
+    let cli = || -> Option<i32> { fs::read_to_string(&children).ok()?.trim().parse().ok() };
+    let in_mount = |pid: i32| {
+        fs::read_to_string(format!("/proc/{pid}/syscall"))
+            .is_ok_and(|s| s.split(' ').next() == Some(&libc::SYS_mount.to_string()))
+    };
+    assert!(
+        wait_for(30, || cli().is_some_and(in_mount)),
+        "the run never reached its first mount"
+    );
+    let made0 = fs::read_dir(w.root.join("containers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|id| id.len() == 64 && *id != fg)
+        .expect("the record of the held run");
+    assert_eq!(w.state(&made0)["status"], "created");
+    assert!(!mounted(&made0), "a created container has a tmpfs mounted");
+    // SIGKILL to the CLI, then to strace, which holds it stopped until its delay ends;
+    // detached, the CLI dies before its mount.
+    // SAFETY: kill(2) of the CLI this test started (through strace).
+    assert_eq!(unsafe { libc::kill(cli().unwrap(), libc::SIGKILL) }, 0);
+    tracer.kill().unwrap();
+    tracer.wait().unwrap();
+    ok(w.mc(&["rm", "-f", "made0"]));
+    assert!(!mounted(&made0));
+    // Running: mounted; stopped: not.
+    let created = w.run_detached(&["--name", "made"], &["sleep", "300"]);
+    assert!(
+        mounted(&created),
+        "a running container has no tmpfs of its own"
+    );
+    ok(w.mc(&[
+        "exec",
+        "made",
+        "sh",
+        "-c",
+        "echo 10.9.9.9 edited >> /etc/hosts",
+    ]));
+    ok(w.mc(&["stop", "-t", "0", "made"]));
+    assert_eq!(w.state(&created)["status"], "exited");
+    assert!(
+        !mounted(&created),
+        "a stopped container has a tmpfs mounted"
+    );
+    // Started again: mounted, its files written anew (the edit gone).
+    ok(w.mc(&["start", "made"]));
+    assert!(wait_for(10, || w.state(&created)["status"] == "running"));
+    assert!(mounted(&created));
+    let hosts = ok(w.mc(&["exec", "made", "cat", "/etc/hosts"]));
+    assert!(
+        hosts.contains("localhost") && !hosts.contains("edited"),
+        "{hosts}"
+    );
+    // kill, as stop.
+    ok(w.mc(&["kill", "made"]));
+    assert!(wait_for(10, || w.state(&created)["status"] == "exited"));
+    assert!(
+        wait_for(10, || !mounted(&created)),
+        "a killed container has a tmpfs mounted"
+    );
+    // Its supervisor killed with -9: the next command's reclaim detaches it.
+    let id = w.run_detached(&["--name", "orphan"], &["sleep", "300"]);
+    assert!(mounted(&id));
+    kill_supervisor(&w, &id);
+    ok(w.mc(&["ps", "-a"]));
+    assert_eq!(w.state(&id)["status"], "exited");
+    assert!(!mounted(&id), "a reclaimed container has a tmpfs mounted");
+    // A restart policy: mounted while each run runs, not between them (the last run
+    // ends for good: on-failure:2 after three failing runs).
+    let id = w.run_detached(
+        &["--name", "again", "--restart", "on-failure:2"],
+        &["sh", "-c", "grep -c mycontainer-etc /proc/mounts; exit 3"],
+    );
+    assert!(wait_for(30, || w.state(&id)["status"] == "exited"
+        && w.state(&id)["restarting"] != true
+        && w.state(&id)["restart_count"] == 2));
+    assert!(
+        !mounted(&id),
+        "a container done restarting has a tmpfs mounted"
+    );
+    let logs = ok(w.mc(&["logs", "again"]));
+    assert_eq!(logs.lines().count(), 3, "{logs}");
 }

@@ -2440,3 +2440,68 @@ fn the_cgroup_mount_shows_the_hierarchies_read_only_with_the_limits() {
         stderr(&out)
     );
 }
+
+/// runc's rule for a container without a pid namespace of its own: once its init has
+/// exited, the rest of the container is killed before the init is reaped, so no process
+/// of the container outlives it (with a pid namespace of its own the kernel does that).
+/// Checked from inside: a background process watches the init with `kill -0` (true while
+/// it is an unreaped zombie) and leaves a mark once it is reaped; it must never get to,
+/// and be dead when `run` returns. With `--keep` too (before: it lived on until
+/// `delete`, and left its mark).
+#[test]
+fn without_a_pid_namespace_the_rest_of_the_container_dies_before_its_init_is_reaped() {
+    let mut rt = Rt::new();
+    let shared = rt.dir.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    let script =
+        "(while kill -0 $$ 2>/dev/null; do usleep 1000; done; echo reaped > /shared/seen) & \
+                  echo $! > /shared/bg; echo init-done; exit 3";
+    let source = shared.to_str().unwrap().to_string();
+    let bundle = rt.bundle("nopidns", move |config| {
+        noninteractive(&["sh", "-c", script])(config);
+        config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "pid");
+        config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/shared", "type": "bind", "source": source,
+            "options": ["rbind", "rw"]
+        }));
+    });
+    for keep in [true, false] {
+        let _ = fs::remove_file(shared.join("seen"));
+        let _ = fs::remove_file(shared.join("bg"));
+        let id = rt.id(if keep { "nopidns-keep" } else { "nopidns" });
+        let mut cmd = rt.cmd();
+        cmd.arg("run");
+        if keep {
+            cmd.arg("--keep");
+        }
+        let out = cmd
+            .args(["--bundle", bundle.to_str().unwrap(), &id])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "init-done\n");
+        let bg: i32 = fs::read_to_string(shared.join("bg"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let outlived = common::alive(bg);
+        let seen = shared.join("seen").exists();
+        // Our orphan (we are a subreaper): reaped whatever happened.
+        if !outlived {
+            let _ = waitpid(Pid::from_raw(bg), Some(WaitPidFlag::WNOHANG));
+        }
+        assert!(
+            !outlived && !seen,
+            "keep={keep}: a process of the container outlived its init (alive when run returned: {outlived}, saw the init reaped: {seen})"
+        );
+        if keep {
+            assert_eq!(rt.status(&id), "stopped");
+            ok(rt.rt(&["delete", &id]));
+        }
+        assert!(!rt.root.join(&id).exists());
+    }
+}

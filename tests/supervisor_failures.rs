@@ -84,3 +84,89 @@ fn the_small_supervisors_failed_exec_back_is_logged_and_shown_by_inspect_and_ps(
     // The record is whole: it can be removed, and nothing is left (World's checks).
     ok(w.mc(&["rm", "orphan"]));
 }
+
+/// The same failure for a `--rm` container: the next command finds it orphaned and
+/// removes the record, supervisor.log with it. Why it ended must survive that: the `die`
+/// event (`mycontainer events`) carries the exit code 125 and the supervisor's error.
+/// Before, no `die` event was logged at all, and the error was lost with the record.
+#[test]
+fn a_removed_containers_supervisor_failure_is_kept_in_its_die_event() {
+    let w = World::new();
+    let bin = w.dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let full = bin.join("mycontainer");
+    fs::copy(BIN, &full).unwrap();
+    let small = std::path::Path::new(BIN).with_file_name("mycontainer-supervisor");
+    fs::copy(&small, bin.join("mycontainer-supervisor")).unwrap();
+    let shared = w.dir.path().join("out");
+    fs::create_dir(&shared).unwrap();
+    let out = std::process::Command::new(&full)
+        .env_remove("MYCONTAINER_ROOT")
+        .arg("--root")
+        .arg(&w.root)
+        .args([
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            "gone",
+            "--network",
+            "none",
+            "-v",
+        ])
+        .arg(format!("{}:/out", shared.display()))
+        .arg("--rootfs")
+        .arg(&w.rootfs)
+        .args([
+            "sh",
+            "-c",
+            "until [ -e /out/go ]; do sleep 0.05; done; exit 3",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let id = ok(out).trim().to_string();
+    let init = w.state(&id)["pid"].as_i64().unwrap() as i32;
+    let supervisor = parent_pid(init);
+    let handed_over = wait_for(30, || {
+        fs::read_link(format!("/proc/{supervisor}/exe"))
+            .is_ok_and(|exe| exe.ends_with("mycontainer-supervisor"))
+    });
+    assert!(handed_over, "the small supervisor never took over");
+    fs::remove_file(&full).unwrap();
+    fs::write(shared.join("go"), "").unwrap();
+    assert!(
+        wait_for(30, || !alive(supervisor)),
+        "the supervisor outlived its failed exec"
+    );
+    // The next command reclaims the orphan: a --rm record is removed.
+    ok(w.mc(&["ps", "-a"]));
+    w.assert_no_containers();
+    let events = ok(w.mc(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--format",
+        "json",
+        "--filter",
+        "event=die",
+    ]));
+    let die: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["ID"] == id.as_str())
+        .collect();
+    assert_eq!(die.len(), 1, "die events of {id}: {events}");
+    let attrs = &die[0]["Attributes"];
+    assert_eq!(attrs["exitCode"], "125", "{attrs}");
+    assert_eq!(attrs["name"], "gone", "{attrs}");
+    let error = attrs["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("its supervisor failed: cannot run")
+            && error.contains(&full.display().to_string())
+            && error.contains("No such file or directory"),
+        "{attrs}"
+    );
+}

@@ -346,7 +346,12 @@ fn disk_full_hint(err: &anyhow::Error, root: &std::path::Path) -> String {
             });
         matches!(raw, Some(libc::ENOSPC) | Some(libc::EDQUOT))
     });
-    if full {
+    if let Some(hint) = full
+        .then(|| crate::container::run_dir_full_hint(err))
+        .flatten()
+    {
+        format!("; {hint}")
+    } else if full {
         format!(
             "; the disk holding {} is full: free space there (image rm, system prune) and try again",
             root.display()

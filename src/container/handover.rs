@@ -196,9 +196,9 @@ pub fn start(
     handing: Handing,
     started: &mut dyn FnMut(i32),
 ) -> anyhow::Result<runtime::Outcome> {
-    // After a reboot, the run directory's files are gone: written again from the spec
-    // (as start_and_wait does for a foreground run).
-    super::rundir::restore(record, spec)?;
+    // The container's own tmpfs for its etc files, written from the spec (as
+    // start_and_wait does for a foreground run; see rundir::start_files).
+    super::rundir::start_files(record, spec)?;
     let attached = super::run::attach_network(store, record, spec, state)?;
     let log_path = record.log_path();
     let cache_dir = store.root().join("cache");

@@ -279,6 +279,23 @@ fn reclaim_one(
         return super::rundir::unmark_live(root, id);
     }
     if state.auto_remove {
+        // The record goes, and its supervisor.log with it: why the supervisor died is
+        // kept in the "die" event (`events` shows it).
+        if state.started_at.is_some() {
+            let (code, why) = match supervisor_failure(&dir, &mut state) {
+                Some(failure) => (crate::exitcode::TOOL_FAILED, failure),
+                None => (
+                    crate::exitcode::KILLED,
+                    "the mycontainer process supervising it was killed".to_string(),
+                ),
+            };
+            let attrs = [
+                ("exitCode", code.to_string()),
+                ("image", state.image.clone()),
+                ("error", why),
+            ];
+            super::events::emit(root, id, state.name.as_deref(), "die", &attrs);
+        }
         let volumes = super::volumes::volumes_of_record(root, &dir);
         delete_locked(&open_store()?, id, &dir, state.name.as_deref())?;
         super::network::release_unrecorded_leases(root, id)?;
@@ -294,10 +311,7 @@ fn reclaim_one(
         // Why the supervisor died, if it could say: an error it recorded in the state
         // during this run (cleared at each start), or the small supervisor's line in
         // supervisor.log (it cannot write the state).
-        let failure = state
-            .error
-            .take()
-            .or_else(|| super::supervisor_log::failure_since(&dir, state.started_at.unwrap_or(0)));
+        let failure = supervisor_failure(&dir, &mut state);
         state.status = Status::Exited;
         state.pid = None;
         // Not "now": the container died with its supervisor (parent-death signal),
@@ -323,6 +337,16 @@ fn reclaim_one(
         reclaimed.marked_exited.push(id.to_string());
     }
     Ok(())
+}
+
+/// Why the supervisor of the record in `dir` died, if it could say: an error it recorded
+/// in the state during this run (cleared at each start, taken from `state`), or the
+/// small supervisor's line in supervisor.log (it cannot write the state).
+fn supervisor_failure(dir: &Path, state: &mut State) -> Option<String> {
+    state
+        .error
+        .take()
+        .or_else(|| super::supervisor_log::failure_since(dir, state.started_at.unwrap_or(0)))
 }
 
 #[cfg(test)]

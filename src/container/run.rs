@@ -552,8 +552,9 @@ pub(super) fn start_and_wait(
     interactive: bool,
     state: &mut State,
 ) -> anyhow::Result<runtime::Outcome> {
-    // After a reboot, the run directory's files are gone: written again from the spec.
-    super::rundir::restore(record, spec)?;
+    // The container's own tmpfs for its etc files, written from the spec (detached once
+    // the state says exited, see rundir::start_files).
+    super::rundir::start_files(record, spec)?;
     // A bridge network: its namespace, veth, address and lease, made at each start and
     // released on every way out (a kill -9 of ours leaves them to gc).
     let attached = attach_network(store, record, spec, state)?;

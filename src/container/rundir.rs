@@ -5,8 +5,10 @@
 //! `MYCONTAINER_RUNROOT` replaces `/run/mycontainer`):
 //! - `containers/<id>/`: the generated /etc/hostname, /etc/hosts and /etc/resolv.conf
 //!   bind-mounted into the container, and its init layer (`init/`, Docker's: the lowest
-//!   overlay layer). Written when the record is created; written again at a start that
-//!   finds them gone (after a reboot), from the record's config.json, as Podman does.
+//!   overlay layer). Written when the record is created (what `cp` and `diff` of a
+//!   stopped container see), again after a reboot, from the record's config.json, as
+//!   Podman does; and at each start into a tmpfs of the container's own mounted there
+//!   while it runs (`start_files`, see `etcfs`).
 //! - `live/<id>`: an empty marker per container that may be running (its state is not
 //!   "exited", or it has no state yet). The orphan reclaim before every command looks at
 //!   these records only, so its cost does not grow with the exited ones.
@@ -159,6 +161,30 @@ fn check_private(base: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// When `err` is a full filesystem (ENOSPC, EDQUOT) met in the run directory (every
+/// error on a path names it): what to say instead of blaming the disk of the state root.
+pub fn full_hint(err: &anyhow::Error) -> Option<String> {
+    let full = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|e| e.raw_os_error())
+            .or_else(|| {
+                cause
+                    .downcast_ref::<nix::errno::Errno>()
+                    .map(|errno| *errno as i32)
+            })
+            .is_some_and(|raw| raw == libc::ENOSPC || raw == libc::EDQUOT)
+    });
+    let base = base().0;
+    let base = base.to_string_lossy();
+    if !full || !format!("{err:#}").contains(base.as_ref()) {
+        return None;
+    }
+    Some(format!(
+        "the run directory {base} is full: remove containers no longer needed (rm, then gc) or give its tmpfs more room, and try again"
+    ))
+}
+
 /// Where [`shared_dir`] puts `name` (made or not).
 pub(crate) fn shared_path(name: &Path) -> PathBuf {
     base().0.join(name)
@@ -220,9 +246,16 @@ pub(super) fn create_for_record(root: &Path, id: &str) -> anyhow::Result<()> {
     mkdir_private(&container_dir(root, id))
 }
 
+/// Whether the containers' own tmpfs are used: not in unit tests, whose run directories
+/// are plain directories inside their temporary state roots.
+fn etc_tmpfs() -> bool {
+    !(cfg!(test) && std::env::var_os(ENV).is_none())
+}
+
 /// Removes what the run directory holds for record `id` (its marker last).
 pub(super) fn remove_for_record(root: &Path, id: &str) -> anyhow::Result<()> {
     let dir = container_dir(root, id);
+    super::etcfs::unmount(&dir)?;
     match fs::remove_dir_all(&dir) {
         Err(err) if err.kind() != ErrorKind::NotFound => {
             return Err(err).with_context(|| format!("cannot remove {}", dir.display()))
@@ -253,8 +286,13 @@ pub(super) fn mark_live(root: &Path, id: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Drops the marker of container `id` (after its state says "exited").
+/// Drops the marker of container `id` (after its state says "exited"), and first
+/// detaches the tmpfs its run held (see `etcfs`): a command killed in between leaves the
+/// marker, so the next reclaim comes here again.
 pub(super) fn unmark_live(root: &Path, id: &str) -> anyhow::Result<()> {
+    if etc_tmpfs() {
+        super::etcfs::unmount(&container_dir(root, id))?;
+    }
     let marker = live_marker(root, id);
     match fs::remove_file(&marker) {
         Err(err) if err.kind() != ErrorKind::NotFound => {
@@ -358,6 +396,35 @@ pub(super) fn restore(
     }
     ensure(root)?;
     mkdir_private(&dir)?;
+    write_from_spec(record, spec)
+}
+
+/// At each start (the first, a `start`, a restart): the container's own tmpfs (see
+/// `etcfs`) mounted on its run directory, and its init layer and etc files written into
+/// it from its config.json, as Docker writes hosts and resolv.conf at each start. What
+/// the container wrote into them during a run is gone at the next. The tmpfs is
+/// detached once the state says "exited" (`unmark_live`) or the record goes, so an
+/// exited or created container holds no mount. Marked live first: a command killed
+/// after the mount leaves a marker for the reclaim, which detaches it.
+pub(super) fn start_files(
+    record: &super::Record,
+    spec: &oci_spec::runtime::Spec,
+) -> anyhow::Result<()> {
+    let root = super::paths::root_of_record(&record.dir);
+    let dir = container_dir(root, &record.id);
+    ensure(root)?;
+    mark_live(root, &record.id)?;
+    mkdir_private(&dir)?;
+    if etc_tmpfs() {
+        super::etcfs::mount(&dir)?;
+    }
+    write_from_spec(record, spec)
+}
+
+/// Writes the record's init layer and etc files as its config.json says.
+fn write_from_spec(record: &super::Record, spec: &oci_spec::runtime::Spec) -> anyhow::Result<()> {
+    let root = super::paths::root_of_record(&record.dir);
+    let dir = container_dir(root, &record.id);
     init_layer(record)?;
     let annotations = spec.annotations().clone().unwrap_or_default();
     let annotation = |key: &str| annotations.get(key).cloned().unwrap_or_default();

@@ -34,11 +34,12 @@ pub const FORWARDED: &[Signal] = &[
 /// bytes waiting at its exit are counted and read first); only the wait for the end of
 /// stream is bounded, since only a holder that outlives the process can delay it: a
 /// background child of an `exec`'d process (the container goes on; `docker exec` waits
-/// about 2 s for it too), a host process holding the pipe, or, for a container without
-/// a pid namespace of its own (the runtime CLI), its other processes, which the
-/// cgroup's destruction kills right after. A container with its own pid namespace has
-/// no such holder: the kernel has killed the rest when its init is reaped, so the
-/// streams end as soon as they are read.
+/// about 2 s for it too) or a host process holding the pipe. A container's init has no
+/// such holder: every container relayed here has its own pid namespace, whose rest the
+/// kernel has killed when the init is reaped, so the streams end as soon as they are
+/// read. (The runtime CLI relays no init: its container writes to the caller's stdio,
+/// and without a pid namespace its rest is killed before the init is reaped, see
+/// `cli/oci/verbs.rs` `run`.)
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How much a pty may still hold behind its line discipline's count (its buffer's limit

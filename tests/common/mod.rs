@@ -29,7 +29,7 @@ pub use nobody::{as_nobody, assert_denied};
 #[path = "wait.rs"]
 mod wait;
 #[allow(unused_imports)]
-pub use rundir::{reboot_run_dir, remove_run_dir, run_dir};
+pub use rundir::{container_mounts, reboot_run_dir, remove_run_dir, run_dir};
 #[allow(unused_imports)]
 pub use wait::{alive, slowdown, wait_for};
 
@@ -100,12 +100,26 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        // A container's own tmpfs (its /etc files) goes with its record: one mounted
+        // for a record that is gone leaked (checked before the run directory goes).
+        let leaked_etc = if std::thread::panicking() {
+            Vec::new()
+        } else {
+            rundir::container_mounts(&self.root)
+                .into_iter()
+                .filter(|id| !self.root.join("containers").join(id).exists())
+                .collect()
+        };
         // The root goes with the temporary directory; its run directory (on tmpfs)
         // must go too, even after a failure.
         remove_run_dir(&self.root);
         if std::thread::panicking() {
             return;
         }
+        assert!(
+            leaked_etc.is_empty(),
+            "the /etc tmpfs of removed containers leaked: {leaked_etc:?}"
+        );
         // Nothing of ours may stay mounted on the host.
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
         let ours = self.dir.path().to_string_lossy().into_owned();

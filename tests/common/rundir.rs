@@ -29,6 +29,19 @@ pub fn reboot_run_dir(root: &Path) {
     fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("cannot remove {}: {e}", dir.display()));
 }
 
+/// The ids whose directory in `root`'s run directory is a mount point (the container's
+/// own tmpfs for its /etc files, see src/container/etcfs.rs).
+pub fn container_mounts(root: &Path) -> Vec<String> {
+    let containers = run_dir(root).join("containers");
+    let table = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter_map(|point| Path::new(point).strip_prefix(&containers).ok())
+        .map(|id| id.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// Detaches every mount below `dir`, deepest first.
 fn detach_mounts_below(dir: &Path) {
     let table = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

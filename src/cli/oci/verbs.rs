@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use nix::errno::Errno;
 use nix::sys::signal::{kill as send_signal, SigSet, Signal};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Spec};
 
@@ -368,11 +368,15 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<i32> {
         set.add(*signal);
     }
     let pid = Pid::from_raw(record.pid);
-    let code = loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => break code,
-            Ok(WaitStatus::Signaled(_, signal, _)) => break 128 + signal as i32,
-            Ok(_) => {}
+    let own_pid_namespace = is_pid_namespace_init(record.pid);
+    // Seen exited, not reaped yet (WNOWAIT): its pid stays taken meanwhile.
+    loop {
+        match waitid(
+            Id::Pid(pid),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+        ) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(_) => break,
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e).context("cannot wait for the container's process"),
         }
@@ -380,11 +384,41 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<i32> {
         if signal != Signal::SIGCHLD {
             let _ = send_signal(pid, signal);
         }
+    }
+    if !own_pid_namespace {
+        // As runc: the rest of a container that shares a pid namespace dies with its
+        // init, before the init is reaped, so none of it outlives the init (the kernel
+        // does this for a pid namespace's init), `--keep` or not.
+        if let Err(e) = Cgroup::open(&record.cgroup).and_then(|cgroup| cgroup.kill_all()) {
+            ctx.logger.warn(&format!("{e:#}"));
+        }
+    }
+    let code = loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => break code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => break 128 + signal as i32,
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("cannot wait for the container's process"),
+        }
     };
     if !args.keep {
         delete(ctx, &record.id, true)?;
     }
     Ok(code)
+}
+
+/// Whether `pid` is the init (pid 1) of its pid namespace, from the last `NSpid` field
+/// of its status; false when that cannot be read (then its cgroup's processes are killed
+/// at its exit, which costs nothing more when the kernel has done it already).
+fn is_pid_namespace_init(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("NSpid:"))
+            .and_then(|ids| ids.split_whitespace().last())
+            == Some("1")
+    })
 }
 
 pub fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<()> {

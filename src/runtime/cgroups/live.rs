@@ -153,6 +153,60 @@ impl Cgroup {
         }
     }
 
+    /// Kills every process left in the container's cgroups (`cgroup.kill` where there is
+    /// one, SIGKILL to each) and waits until each is dead: gone, or a zombie that only
+    /// waits to be reaped. The cgroup stays. What runc does to a container without a pid
+    /// namespace of its own once its init has exited (with one, the kernel has done it).
+    /// Gives up only when the processes left have been unable to die (uninterruptible
+    /// sleep) for `files::STUCK_AFTER`.
+    pub fn kill_all(&self) -> Result<()> {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        if self.is_frozen() {
+            // A task the v1 freezer holds ignores SIGKILL.
+            let _ = self.thaw();
+        }
+        let kill_file = self.tracking_dir().map(|dir| dir.join("cgroup.kill"));
+        let ours = std::process::id() as i32;
+        let mut stuck_since: Option<Instant> = None;
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let left: Vec<(i32, char)> = self
+                .pids()
+                .into_iter()
+                .filter(|pid| *pid != ours)
+                .filter_map(|pid| files::task_state(pid).map(|state| (pid, state)))
+                .filter(|(_, state)| *state != 'Z')
+                .collect();
+            if left.is_empty() {
+                return Ok(());
+            }
+            if let Some(file) = kill_file.as_ref().filter(|f| f.exists()) {
+                let _ = files::write(file, "1");
+            }
+            for (pid, _) in &left {
+                // ESRCH: it died meanwhile.
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            }
+            if left.iter().all(|(_, state)| *state == 'D') {
+                let since = *stuck_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= files::STUCK_AFTER {
+                    let pids: Vec<String> = left.iter().map(|(pid, _)| pid.to_string()).collect();
+                    bail!(
+                        "cannot kill the processes left in cgroup {}: [{}] stayed in uninterruptible sleep for {} s; once they are gone, delete the container",
+                        self.name(),
+                        pids.join(", "),
+                        files::STUCK_AFTER.as_secs()
+                    );
+                }
+            } else {
+                stuck_since = None;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
     /// Every process in the container's cgroup and the cgroups below it.
     pub fn pids(&self) -> Vec<i32> {
         let mut pids = Vec::new();
