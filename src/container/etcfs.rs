@@ -31,7 +31,7 @@ const ROOM: u64 = 1 << 20;
 const INODES: u32 = 64;
 
 /// Whether `dir` is a mount point of a tmpfs (one `statfs`, two `stat`s).
-fn mounted(dir: &Path) -> bool {
+pub(super) fn mounted(dir: &Path) -> bool {
     use nix::sys::statfs::{statfs, TMPFS_MAGIC};
     let parent = dir.parent().unwrap_or(Path::new("/"));
     let dev = |path: &Path| fs::metadata(path).map(|m| m.dev()).ok();

@@ -30,6 +30,8 @@ pub struct Collected {
 pub fn collect(root: &Path, prune_caches: &dyn Fn(&Store) -> usize) -> anyhow::Result<Collected> {
     // Every record, whatever the run directory's markers say.
     let reclaimed = super::reclaim::reclaim_all(root)?;
+    // Their /etc tmpfs, for records that are gone altogether.
+    super::rundir::collect_recordless(root)?;
     // Network attachments and leases of containers that no longer run (a killed
     // supervisor's), then the default bridge and its rules when nothing uses them.
     super::network::collect(root, &|id| {

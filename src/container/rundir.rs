@@ -265,6 +265,34 @@ pub(super) fn remove_for_record(root: &Path, id: &str) -> anyhow::Result<()> {
     unmark_live(root, id)
 }
 
+/// `gc`: detaches and removes the run-directory entries of this root whose record is
+/// gone yet whose tmpfs is still mounted (a record deleted by hand, or lost, while its
+/// container ran and its supervisor was killed); returns their ids. Only mounted entries
+/// count: a record being created has its entry before the record is in place, but the
+/// tmpfs is mounted only at a start, which needs the record.
+pub(super) fn collect_recordless(root: &Path) -> anyhow::Result<Vec<String>> {
+    let containers = dir(root).join("containers");
+    let entries = match fs::read_dir(&containers) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot list {}", containers.display()))
+        }
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let recorded = super::paths::containers_dir(root).join(&id).exists();
+        if !recorded && super::etcfs::mounted(&entry.path()) {
+            remove_for_record(root, &id)?;
+            removed.push(id);
+        }
+    }
+    Ok(removed)
+}
+
 /// Marks container `id` as one that may run (before its state says so).
 pub(super) fn mark_live(root: &Path, id: &str) -> anyhow::Result<()> {
     let marker = live_marker(root, id);
