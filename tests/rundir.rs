@@ -208,6 +208,29 @@ fn doomed_root() -> (tempfile::TempDir, std::path::PathBuf) {
     (gone, root)
 }
 
+/// A state root that ran one container and was then removed, leaving what a killed
+/// container leaves in its run directory: its network namespace bind-mounted under
+/// netns/, `times` times (stacked). Returns the root's (gone) path.
+fn removed_root_with_a_namespace_mounted(w: &World, times: usize) -> std::path::PathBuf {
+    let (gone, root) = doomed_root();
+    let rootfs = w.rootfs.to_str().unwrap();
+    ok(mc_in(&root, &["run", "--rm", "--rootfs", rootfs, "true"]));
+    let netns = run_dir(&root).join("netns");
+    fs::create_dir_all(&netns).unwrap();
+    let left = netns.join("0".repeat(64));
+    fs::write(&left, "").unwrap();
+    for _ in 0..times {
+        let mounted = std::process::Command::new("mount")
+            .args(["--bind", "/proc/self/ns/net"])
+            .arg(&left)
+            .status()
+            .unwrap();
+        assert!(mounted.success());
+    }
+    drop(gone);
+    root
+}
+
 #[test]
 fn gc_removes_the_run_directory_of_a_removed_state_root() {
     let w = World::new();
@@ -269,24 +292,8 @@ fn gc_removes_a_removed_roots_run_directory_with_a_containers_tmpfs_mounted() {
 #[test]
 fn gc_removes_a_removed_roots_run_directory_with_a_namespace_still_mounted() {
     let w = World::new();
-    let (gone, root) = doomed_root();
-    let rootfs = w.rootfs.to_str().unwrap();
-    ok(mc_in(&root, &["run", "--rm", "--rootfs", rootfs, "true"]));
-    // What a killed container leaves: its namespace bind-mounted under netns/.
-    let netns = run_dir(&root).join("netns");
-    fs::create_dir_all(&netns).unwrap();
-    let left = netns.join("0".repeat(64));
-    fs::write(&left, "").unwrap();
     // Twice, stacked: one detach lifts only the top mount.
-    for _ in 0..2 {
-        let mounted = std::process::Command::new("mount")
-            .args(["--bind", "/proc/self/ns/net"])
-            .arg(&left)
-            .status()
-            .unwrap();
-        assert!(mounted.success());
-    }
-    drop(gone);
+    let root = removed_root_with_a_namespace_mounted(&w, 2);
     ok(w.mc(&["gc"]));
     assert!(!run_dir(&root).exists(), "gc left the run directory");
     let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -302,24 +309,9 @@ fn gc_removes_a_removed_roots_run_directory_with_a_namespace_still_mounted() {
 #[test]
 fn gcs_running_at_once_all_succeed_and_remove_every_removed_roots_run_directory() {
     let w = World::new();
-    let rootfs = w.rootfs.to_str().unwrap();
-    let mut doomed = Vec::new();
-    for _ in 0..12 {
-        let (gone, root) = doomed_root();
-        ok(mc_in(&root, &["run", "--rm", "--rootfs", rootfs, "true"]));
-        let netns = run_dir(&root).join("netns");
-        fs::create_dir_all(&netns).unwrap();
-        let left = netns.join("0".repeat(64));
-        fs::write(&left, "").unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["--bind", "/proc/self/ns/net"])
-            .arg(&left)
-            .status()
-            .unwrap();
-        assert!(mounted.success());
-        drop(gone);
-        doomed.push(root);
-    }
+    let doomed: Vec<_> = (0..12)
+        .map(|_| removed_root_with_a_namespace_mounted(&w, 1))
+        .collect();
     let gcs: Vec<_> = (0..6)
         .map(|_| {
             std::process::Command::new(BIN)
