@@ -231,6 +231,23 @@ fn removed_root_with_a_namespace_mounted(w: &World, times: usize) -> std::path::
     root
 }
 
+/// Neither the run directory of `root` nor where gc moves it before the removal is
+/// left, and nothing stays mounted below either.
+fn assert_run_dir_gone(root: &std::path::Path) {
+    let dir = run_dir(root);
+    let key = dir.file_name().unwrap().to_str().unwrap();
+    let aside = dir.with_file_name(format!(".gone-{key}"));
+    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for left in [&dir, &aside] {
+        assert!(!left.exists(), "gc left {}", left.display());
+        assert!(
+            !table.contains(left.to_str().unwrap()),
+            "a mount is left below {}",
+            left.display()
+        );
+    }
+}
+
 #[test]
 fn gc_removes_the_run_directory_of_a_removed_state_root() {
     let w = World::new();
@@ -278,12 +295,7 @@ fn gc_removes_a_removed_roots_run_directory_with_a_containers_tmpfs_mounted() {
     assert_eq!(container_mounts(&root).len(), 1);
     drop(gone);
     ok(w.mc(&["gc"]));
-    assert!(!run_dir(&root).exists(), "gc left the run directory");
-    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !table.contains(run_dir(&root).to_str().unwrap()),
-        "a mount is left below the run directory"
-    );
+    assert_run_dir_gone(&root);
 }
 
 /// A root removed while one of its containers' network namespaces was still mounted in
@@ -295,12 +307,7 @@ fn gc_removes_a_removed_roots_run_directory_with_a_namespace_still_mounted() {
     // Twice, stacked: one detach lifts only the top mount.
     let root = removed_root_with_a_namespace_mounted(&w, 2);
     ok(w.mc(&["gc"]));
-    assert!(!run_dir(&root).exists(), "gc left the run directory");
-    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !table.contains(run_dir(&root).to_str().unwrap()),
-        "a mount is left below the run directory"
-    );
+    assert_run_dir_gone(&root);
 }
 
 /// Every state root's gc sweeps the one run base, so gcs run at once (users, parallel
@@ -329,20 +336,8 @@ fn gcs_running_at_once_all_succeed_and_remove_every_removed_roots_run_directory(
     for gc in gcs {
         ok(gc.wait_with_output().unwrap());
     }
-    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
     for root in &doomed {
-        let dir = run_dir(root);
-        // Where gc moves it before the removal.
-        let key = dir.file_name().unwrap().to_str().unwrap();
-        let aside = dir.with_file_name(format!(".gone-{key}"));
-        for left in [&dir, &aside] {
-            assert!(!left.exists(), "{} is left", left.display());
-            assert!(
-                !table.contains(left.to_str().unwrap()),
-                "a mount is left below {}",
-                left.display()
-            );
-        }
+        assert_run_dir_gone(root);
     }
 }
 
