@@ -485,8 +485,8 @@ pub fn execute(step: &Step, slots: &Slots) -> Result<(), i32> {
         Step::AwaitCgroup | Step::ContainerHooks => Ok(()),
         Step::UnshareCgroup => check(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }),
         Step::BecomeNsRoot => {
-            check(unsafe { libc::setresgid(0, 0, 0) })?;
-            check(unsafe { libc::setresuid(0, 0, 0) })?;
+            set_gid(0)?;
+            set_uid(0)?;
             // A credential change clears the parent-death signal; the user switch
             // before execve checks that the parent is still there.
             check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) })
@@ -689,6 +689,37 @@ fn errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
+}
+
+/// Sets the real, effective and saved group id of the calling process. Raw syscalls
+/// here and in `set_uid` and `set_groups`, not libc's wrappers: glibc broadcasts a
+/// credential change to every thread its bookkeeping lists, under a lock, and a child
+/// cloned from the multi-threaded CLI by a raw clone still lists (and may find locked)
+/// the CLI's threads. The kernel changes the calling process only, which is all a child
+/// of ours is. Async-signal-safe.
+pub(super) fn set_gid(gid: libc::gid_t) -> Result<(), i32> {
+    // SAFETY: a credential syscall on our own process with integer arguments.
+    check_long(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })
+}
+
+/// Sets the real, effective and saved user id of the calling process (raw: `set_gid`).
+pub(super) fn set_uid(uid: libc::uid_t) -> Result<(), i32> {
+    // SAFETY: a credential syscall on our own process with integer arguments.
+    check_long(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) })
+}
+
+/// The supplementary groups of the calling process (raw: `set_gid`).
+pub(super) fn set_groups(groups: &[libc::gid_t]) -> Result<(), i32> {
+    // SAFETY: the kernel reads `groups.len()` ids from the slice we borrow.
+    check_long(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })
+}
+
+fn check_long(rc: libc::c_long) -> Result<(), i32> {
+    if rc < 0 {
+        Err(errno())
+    } else {
+        Ok(())
+    }
 }
 
 fn check(rc: i32) -> Result<(), i32> {

@@ -114,12 +114,11 @@ impl JoinUser {
                 }
             }
         }
-        // SAFETY: credential syscalls on our own process. Root of the namespace, as
-        // after creating one: what we create has an owner there, and a uid of 0 there
-        // keeps the capabilities setns gave us.
-        if unsafe { libc::setresgid(0, 0, 0) } < 0 || unsafe { libc::setresuid(0, 0, 0) } < 0 {
-            return Err(JoinFailure::Root(errno()));
-        }
+        // Root of the namespace, as after creating one: what we create has an owner
+        // there, and a uid of 0 there keeps the capabilities setns gave us.
+        super::plan::set_gid(0)
+            .and_then(|()| super::plan::set_uid(0))
+            .map_err(JoinFailure::Root)?;
         // SAFETY: a fork-like clone of this single-threaded process (no atfork
         // handlers); CLONE_PARENT makes the runtime its parent (and reaper).
         let pid = unsafe {
