@@ -583,6 +583,66 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
     );
 }
 
+/// exec's last process is cloned in the address space of the one that joined the
+/// namespaces (posix_spawn's way): it must still be born in the container's pid
+/// namespace as a child of the CLI, with the joining process gone once it has exec'd.
+#[test]
+fn exec_leaves_only_the_command_as_the_clis_child_in_the_containers_pid_namespace() {
+    let w = World::new();
+    let id = w.run_detached(&["--name", "spawned"], &["sleep", "1000"]);
+    let mut cli = w
+        .cmd()
+        .args(["exec", "spawned", "sleep", "4711"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cli_pid = cli.id() as i32;
+    let children = |pid: i32| -> Vec<i32> {
+        fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let command = || {
+        pids_with("sleep 4711").into_iter().find(|&p| {
+            p != cli_pid
+                && fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep\0"))
+        })
+    };
+    assert!(
+        wait_for(30, || command().is_some()),
+        "the exec'd sleep never ran"
+    );
+    let sleeper = command().unwrap();
+    // The joining process exits (and is reaped) once the command has exec'd.
+    assert!(
+        wait_for(30, || children(cli_pid) == vec![sleeper]),
+        "the CLI's children: {:?}, the command: {sleeper}",
+        children(cli_pid)
+    );
+    let status = fs::read_to_string(format!("/proc/{sleeper}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("PPid:"), vec![cli_pid.to_string()]);
+    // Two pids: the host's and the container's (where the init is 1).
+    let nspid = field("NSpid:");
+    assert_eq!(nspid.len(), 2, "{status}");
+    assert_ne!(nspid[1], "1");
+    let init = init_pid(&w, &id);
+    assert_eq!(
+        fs::read_link(format!("/proc/{sleeper}/ns/pid")).unwrap(),
+        fs::read_link(format!("/proc/{init}/ns/pid")).unwrap()
+    );
+    let _ = cli.kill();
+    let _ = cli.wait();
+}
+
 #[test]
 fn exec_works_in_a_foreground_container_too() {
     let w = World::new();
