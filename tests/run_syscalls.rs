@@ -137,3 +137,29 @@ fn a_rm_run_joins_each_v1_cgroup_with_one_write_from_the_container_itself() {
     assert!(seen.values().all(|n| *n == 1), "{joins:?}");
     fx.assert_no_containers();
 }
+
+/// A `--rm` record goes only after its container's /etc tmpfs (src/container/etcfs.rs)
+/// is detached: once the record is gone nothing of its run may stay mounted, not even
+/// until the run directory's turn (a fixture's leak check caught one in that window).
+#[test]
+fn a_rm_run_detaches_its_etc_tmpfs_before_its_record_goes() {
+    let fx = Fixture::new();
+    let calls = traced_run(&fx, "umount2,rename");
+    let entries = run_dir(&fx.root).join("containers");
+    let detached = calls.iter().position(|l| {
+        l.contains("umount2(")
+            && l.ends_with("= 0")
+            && path_of(l).is_some_and(|p| Path::new(p).starts_with(&entries))
+    });
+    let record_gone = calls
+        .iter()
+        .position(|l| l.contains("rename(") && l.contains("/.removing-"));
+    let (Some(detached), Some(record_gone)) = (detached, record_gone) else {
+        panic!("no detach of the /etc tmpfs or no removal of the record: {calls:#?}");
+    };
+    assert!(
+        detached < record_gone,
+        "the record went before its /etc tmpfs: {calls:#?}"
+    );
+    fx.assert_no_containers();
+}

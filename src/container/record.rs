@@ -302,6 +302,10 @@ fn delete_locked_after(
             .and_then(|cg| cg.destroy())
             .with_context(|| format!("cannot remove the cgroup of container {id}"))?;
     }
+    // The container's /etc tmpfs before its record: once the record is gone nothing of
+    // a run may stay mounted, not even until the run directory's turn below. Its live
+    // marker goes last, so a removal killed in between is finished by reclaim.
+    super::rundir::detach_etc(store.root(), id)?;
     remove_record_dir(dir)?;
     super::rundir::remove_for_record(store.root(), id)?;
     store

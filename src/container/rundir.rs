@@ -252,6 +252,12 @@ fn etc_tmpfs() -> bool {
     !(cfg!(test) && std::env::var_os(ENV).is_none())
 }
 
+/// Detaches the tmpfs of record `id` (its /etc files, see `etcfs`), if mounted: for a
+/// record about to be removed, whose container no longer runs.
+pub(super) fn detach_etc(root: &Path, id: &str) -> anyhow::Result<()> {
+    super::etcfs::unmount(&container_dir(root, id))
+}
+
 /// Removes what the run directory holds for record `id` (its marker last).
 pub(super) fn remove_for_record(root: &Path, id: &str) -> anyhow::Result<()> {
     let dir = container_dir(root, id);
