@@ -583,9 +583,8 @@ fn exec_joins_the_containers_namespaces_and_cgroup_with_its_rules() {
     );
 }
 
-/// exec's last process is cloned in the address space of the one that joined the
-/// namespaces (posix_spawn's way): it must still be born in the container's pid
-/// namespace as a child of the CLI, with the joining process gone once it has exec'd.
+/// exec's command is born in the container's pid namespace as a child of the CLI; the
+/// process that joined the namespaces for it (in the host's pid namespace) is gone.
 #[test]
 fn exec_leaves_only_the_command_as_the_clis_child_in_the_containers_pid_namespace() {
     let w = World::new();
@@ -615,7 +614,7 @@ fn exec_leaves_only_the_command_as_the_clis_child_in_the_containers_pid_namespac
         "the exec'd sleep never ran"
     );
     let sleeper = command().unwrap();
-    // The joining process exits (and is reaped) once the command has exec'd.
+    // The joining process exits (and is reaped) once it has reported the command.
     assert!(
         wait_for(30, || children(cli_pid) == vec![sleeper]),
         "the CLI's children: {:?}, the command: {sleeper}",
