@@ -693,6 +693,47 @@ fn exec_inline_and_detached_with_a_process_file() {
     ok(rt.rt(&["delete", &id]));
 }
 
+/// An exec whose command cannot start fails fast, in the process born in the container's
+/// pid namespace. The runtime must reap that process, not the one that cloned it: when
+/// the failure could overtake the report of its pid, the CLI reaped the wrong one, left
+/// a zombie in the container's pid namespace to its reaper (this test), and the init,
+/// killed, could not finish exiting (it waits until every process in its namespace is
+/// reaped). Many failing execs in a row, then: none may leave a process behind.
+#[test]
+fn failing_execs_leave_no_process_in_the_containers_pid_namespace() {
+    let mut rt = Rt::new();
+    let id = rt.id("failexec");
+    let bundle = rt.bundle("failexec", noninteractive(&["sleep", "1000"]));
+    ok(rt.create(&bundle, &id, &rt.dir.path().join("f.out"), &[]));
+    ok(rt.rt(&["start", &id]));
+    let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    let namespace = ns_of(&init.to_string(), "pid");
+    let others_in_namespace = || -> Vec<String> {
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|p| p.parse::<i32>().is_ok_and(|p| p != init))
+            .filter(|p| {
+                fs::read_link(format!("/proc/{p}/ns/pid"))
+                    .is_ok_and(|l| l.to_string_lossy() == namespace)
+            })
+            .collect()
+    };
+    for round in 0..30 {
+        let missing = rt.rt(&["exec", &id, "/no/such"]);
+        assert_eq!(missing.status.code(), Some(127), "{}", stderr(&missing));
+        let left = others_in_namespace();
+        assert!(
+            left.is_empty(),
+            "exec {round} left {left:?} in the container"
+        );
+    }
+    ok(rt.rt(&["kill", &id, "KILL"]));
+    assert_eq!(reap(init), 128 + libc::SIGKILL);
+    ok(rt.rt(&["delete", &id]));
+}
+
 /// The container's limit file `name` (cgroup2, or the v1 hierarchy that has it).
 fn cgroup_file(id: &str, name: &str) -> PathBuf {
     let mut candidates = vec![PathBuf::from(format!("/sys/fs/cgroup/mycontainer/rt-{id}"))];
