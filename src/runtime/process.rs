@@ -664,13 +664,32 @@ fn run_create_hooks(plan: &ChildPlan) {
 /// first child reports its pid and exits; returns in the new one.
 fn join_user_namespace(sync: RawFd, join: &JoinUser) {
     let stage = |stage: Stage, errno| fail(sync, MSG_STAGE_FAILED, stage as u32, errno);
+    // The CLI must learn the new process's pid before anything it says (a step's
+    // failure, the hooks' turn, which names the pid): it waits on this pipe until we
+    // have reported the pid and exited (end of file).
+    let mut gate = [-1; 2];
+    // SAFETY: pipe2 fills the two-int array we own.
+    if unsafe { libc::pipe2(gate.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        stage(Stage::JoinedUserClone, errno());
+    }
     match join.enter() {
         Ok(Some(pid)) => {
             report(sync, MSG_CHILD_PID, pid as u32, 0);
-            // SAFETY: _exit is async-signal-safe.
+            // SAFETY: _exit is async-signal-safe; it closes our end of the gate.
             unsafe { libc::_exit(0) };
         }
-        Ok(None) => {}
+        Ok(None) => {
+            // SAFETY: closes our copy of the write end, then reads the gate to its end
+            // of file (nothing is ever written) into a local byte.
+            unsafe {
+                libc::close(gate[1]);
+                let mut byte = 0u8;
+                while libc::read(gate[0], (&mut byte as *mut u8).cast(), 1) < 0
+                    && errno() == libc::EINTR
+                {}
+                libc::close(gate[0]);
+            }
+        }
         Err(JoinFailure::PidNamespace(errno)) => stage(Stage::PidNamespace, errno),
         Err(JoinFailure::Join(errno)) => stage(Stage::JoinUser, errno),
         Err(JoinFailure::Maps(which)) => fail(sync, MSG_USERNS_MAPS, which, 0),
