@@ -341,6 +341,63 @@ fn gcs_running_at_once_all_succeed_and_remove_every_removed_roots_run_directory(
     }
 }
 
+/// Ages every live marker of `root`'s run directory past gc's grace for a start in
+/// progress (two minutes), as if its containers had been killed an hour ago.
+fn age_live_markers(root: &Path) {
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for marker in fs::read_dir(run_dir(root).join("live")).unwrap().flatten() {
+        fs::File::options()
+            .write(true)
+            .open(marker.path())
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+    }
+}
+
+/// A root deleted after its container was killed with its supervisor leaves the
+/// container's live marker, its /etc tmpfs and its (empty) cgroup. gc cannot tell such a
+/// root from one only another mount namespace sees: it keeps them while the marker is
+/// young (a start in progress there, before its cgroup exists), then, with no process
+/// in any of the root's cgroups, removes the run directory and those cgroups.
+#[test]
+fn gc_reclaims_a_removed_roots_run_directory_and_cgroups_once_a_killed_containers_marker_is_old() {
+    let w = World::new();
+    let (gone, root) = doomed_root();
+    let rootfs = w.rootfs.to_str().unwrap();
+    let run = [
+        "run", "-d", "--name", "killed", "--rootfs", rootfs, "sleep", "1000",
+    ];
+    let id = ok(mc_in(&root, &run)).trim().to_string();
+    let state = root.join("containers").join(&id).join("state.json");
+    let state: serde_json::Value = serde_json::from_slice(&fs::read(state).unwrap()).unwrap();
+    let pid = state["pid"].as_i64().unwrap() as i32;
+    // SAFETY: SIGKILL to the supervisor (the init's parent) this test started.
+    assert_eq!(unsafe { libc::kill(parent_pid(pid), libc::SIGKILL) }, 0);
+    assert!(
+        wait_for(10, || !alive(pid)),
+        "the init outlived its supervisor"
+    );
+    let marker = run_dir(&root).join("live").join(&id);
+    assert!(marker.exists());
+    assert!(!container_cgroups(&id).is_empty(), "its cgroup is left");
+    assert_eq!(
+        container_mounts(&root),
+        vec![id.clone()],
+        "its /etc tmpfs is left"
+    );
+    drop(gone);
+    ok(w.mc(&["gc"]));
+    assert!(
+        marker.exists(),
+        "gc removed a run directory with a young marker"
+    );
+    age_live_markers(&root);
+    ok(w.mc(&["gc"]));
+    assert_run_dir_gone(&root);
+    assert_no_cgroup(&id);
+}
+
 #[test]
 fn gc_keeps_the_run_directory_of_a_root_only_another_mount_namespace_sees() {
     let w = World::new();
@@ -397,6 +454,8 @@ echo done"#,
     }
     assert!(!hidden_root.exists(), "the root must be invisible out here");
     assert!(run_dir(&hidden_root).join("live").is_dir());
+    // Past the grace for a start in progress: only its running container keeps it.
+    age_live_markers(&hidden_root);
     ok(w.mc(&["gc"]));
     let kept = run_dir(&hidden_root).join("live").is_dir();
     fs::write(&gc_done, "").unwrap();

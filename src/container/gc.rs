@@ -44,8 +44,10 @@ pub fn collect(root: &Path, prune_caches: &dyn Fn(&Store) -> usize) -> anyhow::R
     let store = Store::open(root)?;
     let report = store.gc()?;
     let pruned = prune_caches(&store);
-    // Run directories (on tmpfs) of state roots that were removed.
-    super::rundir::collect_vanished()?;
+    // Run directories (on tmpfs) of state roots that were removed, then those roots'
+    // cgroups: only the empty ones, as a root gc cannot see may still run containers.
+    let vanished = super::rundir::collect_vanished(&root_still_runs)?;
+    let cgroups = [cgroups, remove_empty_cgroups_of(&vanished)?].concat();
     Ok(Collected {
         reclaimed,
         store: report,
@@ -53,6 +55,39 @@ pub fn collect(root: &Path, prune_caches: &dyn Fn(&Store) -> usize) -> anyhow::R
         cgroups,
         tables,
     })
+}
+
+/// Whether a cgroup of the state root with key `key` (`paths::root_key`) holds a process.
+fn root_still_runs(key: &str) -> bool {
+    use crate::runtime::cgroups::{list_container_cgroups, Cgroup};
+    let prefix = format!("mycontainer/{key}-");
+    // Unreadable: say yes, so nothing of the root is removed.
+    let Ok(names) = list_container_cgroups() else {
+        return true;
+    };
+    names
+        .iter()
+        .filter(|name| name.starts_with(&prefix))
+        .any(|name| Cgroup::open(name).map_or(true, |cg| !cg.pids().is_empty()))
+}
+
+/// Removes the empty cgroups of the removed state roots with keys `keys` (killing
+/// nothing); returns their names.
+fn remove_empty_cgroups_of(keys: &[String]) -> anyhow::Result<Vec<String>> {
+    use crate::runtime::cgroups::{list_container_cgroups, Cgroup};
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut removed = Vec::new();
+    for name in list_container_cgroups()? {
+        let ours = keys
+            .iter()
+            .any(|key| name.starts_with(&format!("mycontainer/{key}-")));
+        if ours && Cgroup::open(&name)?.remove_if_empty()? {
+            removed.push(name);
+        }
+    }
+    Ok(removed)
 }
 
 /// Removes the cgroups named with this state root's key (see `paths::cgroup_name`)

@@ -308,7 +308,11 @@ pub(super) fn mark_live(root: &Path, id: &str) -> anyhow::Result<()> {
         .truncate(false)
         .open(&marker);
     match made {
-        Ok(_) => Ok(()),
+        // Touched each time: gc of a root it cannot see keeps a marker this young
+        // (`MARKER_GRACE`) even before the container's cgroup exists.
+        Ok(file) => file
+            .set_modified(std::time::SystemTime::now())
+            .with_context(|| format!("cannot touch {}", marker.display())),
         Err(err) if err.kind() == ErrorKind::NotFound => {
             // After a reboot: the run directory is made again.
             ensure(root)?;
@@ -511,45 +515,51 @@ pub(super) fn write_etc_files(
 }
 
 /// `gc`: removes the run directories (under this base) whose state root is gone; returns
-/// how many.
+/// their keys (`paths::root_key`), whose cgroups the caller may then remove.
 ///
 /// "Gone" can only mean "not visible from here": a state root on a mount that only
 /// another mount namespace sees looks gone too, while its containers run. So a run
-/// directory holding a live marker (a container that is starting or may be running) is
-/// kept, and what is removed holds only files a start writes again. The directory is
-/// first moved aside and looked at once more, so a run that marked itself live between
-/// the first look and the move keeps it.
+/// directory is kept while `still_runs(key)` (a cgroup of that root holds a process) or
+/// while it holds a live marker younger than `MARKER_GRACE` (a start in progress, before
+/// its cgroup exists); what is removed holds only files a start writes again, as after a
+/// reboot. An older marker alone no longer keeps it: it is what a container killed with
+/// its supervisor, or a root deleted under a running CLI, leaves, and kept forever it
+/// kept the directory, its mounts and the root's cgroups forever. The directory is first
+/// moved aside and looked at once more, so a run that marked itself live between the
+/// first look and the move keeps it.
 ///
 /// Every state root's `gc` sweeps the same base, so two may run at once (two users, or
 /// parallel test runs): they take turns under a lock on the base directory. Otherwise
 /// one would find the other's directory moved aside, and fail on it "busy" (its
 /// namespaces not yet detached) or "not found" (already removed).
-pub fn collect_vanished() -> anyhow::Result<usize> {
+pub fn collect_vanished(still_runs: &dyn Fn(&str) -> bool) -> anyhow::Result<Vec<String>> {
     let (base, _) = base();
     let turn = match fs::File::open(&base) {
         Ok(dir) => dir,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(0),
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
         Err(err) => return Err(err).with_context(|| format!("cannot open {}", base.display())),
     };
     turn.lock()
         .with_context(|| format!("cannot lock {}", base.display()))?;
     let entries = fs::read_dir(&base).with_context(|| format!("cannot list {}", base.display()))?;
-    let mut removed = 0;
+    let mut removed = Vec::new();
     for entry in entries.filter_map(|e| e.ok()) {
         let name = entry.file_name();
         let Some(name) = name.to_str() else {
             continue;
         };
         let dir = entry.path();
-        if let Some(home) = name.strip_prefix(ASIDE_PREFIX) {
+        if let Some(key) = name.strip_prefix(ASIDE_PREFIX) {
             // Left by a gc killed between the move and the removal.
-            removed += usize::from(remove_aside_or_warn(&dir, &base.join(home)));
+            if remove_aside_or_warn(&dir, &base.join(key), &|d| in_use(d, key, still_runs)) {
+                removed.push(key.to_string());
+            }
             continue;
         }
         let Ok(root) = fs::read_link(dir.join("root")) else {
             continue;
         };
-        if fs::symlink_metadata(&root).is_ok() || holds_live_marker(&dir) {
+        if fs::symlink_metadata(&root).is_ok() || in_use(&dir, name, still_runs) {
             continue;
         }
         let aside = base.join(format!("{ASIDE_PREFIX}{name}"));
@@ -560,15 +570,28 @@ pub fn collect_vanished() -> anyhow::Result<usize> {
                 return Err(err).with_context(|| format!("cannot move {} aside", dir.display()))
             }
         }
-        removed += usize::from(remove_aside_or_warn(&aside, &dir));
+        if remove_aside_or_warn(&aside, &dir, &|d| in_use(d, name, still_runs)) {
+            removed.push(name.to_string());
+        }
     }
     Ok(removed)
 }
 
+/// A live marker this young keeps a vanished root's run directory whatever its cgroups
+/// say (see [`collect_vanished`]): a start marks itself live (and touches the marker
+/// again at each state it writes) before its cgroup exists.
+const MARKER_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Whether the run directory `dir` of the vanished root `key` may still serve a
+/// container: a young live marker, or a process in one of the root's cgroups.
+fn in_use(dir: &Path, key: &str, still_runs: &dyn Fn(&str) -> bool) -> bool {
+    holds_young_marker(dir) || still_runs(key)
+}
+
 /// [`remove_aside`], with a failure only warned about: the directory is another (removed)
 /// state root's, so it must not fail this root's `gc`; it stays aside for the next.
-fn remove_aside_or_warn(aside: &Path, home: &Path) -> bool {
-    remove_aside(aside, home).unwrap_or_else(|err| {
+fn remove_aside_or_warn(aside: &Path, home: &Path, in_use: &dyn Fn(&Path) -> bool) -> bool {
+    remove_aside(aside, home, in_use).unwrap_or_else(|err| {
         eprintln!("mycontainer: warning: {err:#}; the next gc tries again");
         false
     })
@@ -577,11 +600,11 @@ fn remove_aside_or_warn(aside: &Path, home: &Path) -> bool {
 /// Where `gc` moves a run directory before it removes it.
 const ASIDE_PREFIX: &str = ".gone-";
 
-/// Removes the run directory moved aside to `aside`, unless a container marked itself
-/// live in it meanwhile: then it goes back to `home` (if nothing took that name since)
-/// and false is returned.
-fn remove_aside(aside: &Path, home: &Path) -> anyhow::Result<bool> {
-    if holds_live_marker(aside) {
+/// Removes the run directory moved aside to `aside`, unless it is in use (a container
+/// marked itself live in it meanwhile): then it goes back to `home` (if nothing took
+/// that name since) and false is returned.
+fn remove_aside(aside: &Path, home: &Path, in_use: &dyn Fn(&Path) -> bool) -> anyhow::Result<bool> {
+    if in_use(aside) {
         let _ = fs::rename(aside, home);
         return Ok(false);
     }
@@ -659,11 +682,20 @@ fn unescape_mount_point(field: &str) -> PathBuf {
 pub const NETNS: &str = "netns";
 
 /// Whether the run directory `dir` has a live marker (an unreadable one counts as yes).
-fn holds_live_marker(dir: &Path) -> bool {
-    match fs::read_dir(dir.join("live")) {
-        Ok(mut markers) => markers.next().is_some(),
-        Err(err) => err.kind() != ErrorKind::NotFound,
-    }
+/// Whether `dir/live` holds a marker younger than `MARKER_GRACE` (or cannot be read:
+/// then it is kept, as in use).
+fn holds_young_marker(dir: &Path) -> bool {
+    let markers = match fs::read_dir(dir.join("live")) {
+        Ok(markers) => markers,
+        Err(err) => return err.kind() != ErrorKind::NotFound,
+    };
+    markers.filter_map(|m| m.ok()).any(|marker| {
+        marker
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(|touched| touched.elapsed().map_or(true, |age| age < MARKER_GRACE))
+            .unwrap_or(true)
+    })
 }
 
 #[cfg(test)]

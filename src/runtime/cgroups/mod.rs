@@ -252,6 +252,25 @@ impl Cgroup {
         // hierarchy), on every run of a quiet host. `gc` removes them when unused.
         Ok(())
     }
+
+    /// Removes the cgroup's directories that hold no process and no cgroup of their own,
+    /// and kills nothing: for a cgroup whose container is believed gone but might not
+    /// be (`gc` of a state root it cannot see). Whether every directory went.
+    pub fn remove_if_empty(&self) -> Result<bool> {
+        let mut all = true;
+        for dir in self.paths() {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => all = false,
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot remove cgroup {}", dir.display()))
+                }
+            }
+        }
+        Ok(all)
+    }
 }
 
 /// Names ("mycontainer/<...>") of existing container cgroups: gc picks its own root's
