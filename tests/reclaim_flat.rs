@@ -135,12 +135,16 @@ fn run_and_exec_touch_no_other_running_containers_record() {
     kill_supervisor(&w, &others[0]);
     let log = w.dir.path().join("strace.log");
 
+    // Named: a generated name (one of 400) that happens to be one of the others' would
+    // rightly make run read that name's owner, and the test would fail 1 run in 100.
     traced(
         &w,
         &log,
         &[
             "run",
             "--rm",
+            "--name",
+            "flat-probe",
             "--network",
             "none",
             "--rootfs",
