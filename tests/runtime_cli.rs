@@ -975,18 +975,32 @@ fn containerd_runs_an_image_through_the_runtime_cli() {
             .any(|l| l.starts_with(&long) && l.contains("RUNNING")),
         "{tasks}"
     );
-    let exec = ctrd.ctr(&[
-        "task",
-        "exec",
-        "--exec-id",
-        "e1",
-        &long,
-        "sh",
-        "-c",
-        "echo in-exec $(cat /proc/1/comm); exit 2",
-    ]);
+    // The exec'd command stays until its line has reached us: ctr cancels the copy of
+    // an exec's output once the exit status is in (containerd's client `Delete`: Cancel,
+    // then Wait), so a command that exits right after printing may lose it (round 29).
+    let mut exec = Command::new("ctr")
+        .arg("-a")
+        .arg(&ctrd.socket)
+        .args(["-n", &ctrd.namespace])
+        .args(["task", "exec", "--exec-id", "e1", &long, "sh", "-c"])
+        .arg(
+            "echo in-exec $(cat /proc/1/comm); while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 2",
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut output = std::io::BufReader::new(exec.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut output, &mut line).unwrap();
+    assert_eq!(line, "in-exec sleep\n");
+    ok(ctrd.ctr(&["task", "exec", "--exec-id", "e2", &long, "touch", "/tmp/go"]));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut output, &mut rest).unwrap();
+    assert_eq!(rest, "");
+    let exec = exec.wait_with_output().unwrap();
     assert_eq!(exec.status.code(), Some(2), "{}", stderr(&exec));
-    assert_eq!(stdout(&exec), "in-exec sleep\n");
     // The shim keeps each namespace's containers under <runc-root>/<namespace>.
     let namespace_root = Path::new(&runtime_root).join(&ctrd.namespace);
     let state: Value = serde_json::from_str(&ok(Command::new(&rt.bin)
