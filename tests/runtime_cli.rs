@@ -975,9 +975,9 @@ fn containerd_runs_an_image_through_the_runtime_cli() {
             .any(|l| l.starts_with(&long) && l.contains("RUNNING")),
         "{tasks}"
     );
-    // The exec'd command stays until its line has reached us: ctr cancels the copy of
-    // an exec's output once the exit status is in (containerd's client `Delete`: Cancel,
-    // then Wait), so a command that exits right after printing may lose it (round 29).
+    // The exec'd command stays until its line has reached us: with a command that exits
+    // right after printing, ctr returned its exit code without the line (round 29; the
+    // output copy in containerd's client or shim can end before all of it is read).
     let mut exec = Command::new("ctr")
         .arg("-a")
         .arg(&ctrd.socket)
