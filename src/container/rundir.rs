@@ -681,7 +681,6 @@ fn unescape_mount_point(field: &str) -> PathBuf {
 /// namespace (`network::netns_dir`).
 pub const NETNS: &str = "netns";
 
-/// Whether the run directory `dir` has a live marker (an unreadable one counts as yes).
 /// Whether `dir/live` holds a marker younger than `MARKER_GRACE` (or cannot be read:
 /// then it is kept, as in use).
 fn holds_young_marker(dir: &Path) -> bool {

@@ -664,32 +664,10 @@ fn run_create_hooks(plan: &ChildPlan) {
 /// first child reports its pid and exits; returns in the new one.
 fn join_user_namespace(sync: RawFd, join: &JoinUser) {
     let stage = |stage: Stage, errno| fail(sync, MSG_STAGE_FAILED, stage as u32, errno);
-    // The CLI must learn the new process's pid before anything it says (a step's
-    // failure, the hooks' turn, which names the pid): it waits on this pipe until we
-    // have reported the pid and exited (end of file).
-    let mut gate = [-1; 2];
-    // SAFETY: pipe2 fills the two-int array we own.
-    if unsafe { libc::pipe2(gate.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        stage(Stage::JoinedUserClone, errno());
-    }
+    let report_first = PidReport::open(sync, Stage::JoinedUserClone);
     match join.enter() {
-        Ok(Some(pid)) => {
-            report(sync, MSG_CHILD_PID, pid as u32, 0);
-            // SAFETY: _exit is async-signal-safe; it closes our end of the gate.
-            unsafe { libc::_exit(0) };
-        }
-        Ok(None) => {
-            // SAFETY: closes our copy of the write end, then reads the gate to its end
-            // of file (nothing is ever written) into a local byte.
-            unsafe {
-                libc::close(gate[1]);
-                let mut byte = 0u8;
-                while libc::read(gate[0], (&mut byte as *mut u8).cast(), 1) < 0
-                    && errno() == libc::EINTR
-                {}
-                libc::close(gate[0]);
-            }
-        }
+        Ok(Some(pid)) => report_first.report_and_exit(sync, pid),
+        Ok(None) => report_first.await_report(),
         Err(JoinFailure::PidNamespace(errno)) => stage(Stage::PidNamespace, errno),
         Err(JoinFailure::Join(errno)) => stage(Stage::JoinUser, errno),
         Err(JoinFailure::Maps(which)) => fail(sync, MSG_USERNS_MAPS, which, 0),
@@ -795,16 +773,9 @@ pub fn child_main(plan: &ChildPlan) -> ! {
     if !released {
         await_release(sync);
     }
-    match plan.pid_namespace {
-        Some(pid_namespace) => enter_pid_namespace(plan, pid_namespace),
-        None => finish(plan),
+    if let Some(pid_namespace) = plan.pid_namespace {
+        enter_pid_namespace(sync, pid_namespace);
     }
-}
-
-/// The rest of the child's life: stdio, `--init`, limits, the user switch, the
-/// confinement and execve. Never returns.
-fn finish(plan: &ChildPlan) -> ! {
-    let sync = plan.sync;
     let stdio = match &plan.stdio {
         ChildStdio::Terminal { size, .. } => {
             setup_terminal(sync, size.as_ref()).map_err(|e| (Stage::Terminal, e))
@@ -945,109 +916,34 @@ fn await_start(sync: RawFd, fifo: RawFd) {
 /// directory and closed everything but stdio and the setup channel. So the container
 /// never sees a process of ours in the host's mount namespace or holding the CLI's
 /// descriptors, even with CAP_SYS_PTRACE. The new process is a child of the CLI
-/// (CLONE_PARENT).
-///
-/// The CLI must learn the new process's pid before anything else the new process says:
-/// when we reported it after the clone, a new process that failed fast (a command not
-/// found) could report its failure first; the CLI then reaped us, never its real child,
-/// and that zombie, left to the CLI's reaper, kept the container's init from finishing
-/// its exit (a pid namespace's init waits until every process in it is reaped). So the
-/// new process reports its own host pid, first, and we say nothing after the clone.
-/// It learns that pid by being cloned as posix_spawn clones (CLONE_VM | CLONE_VFORK, on
-/// a stack of its own, with CLONE_PARENT_SETTID writing the pid, as the host's pid
-/// namespace sees it, into memory it shares with us before it runs). We are suspended
-/// until it has exec'd or exited, so nothing runs beside it in the shared address space;
-/// nothing here allocates or locks (see the module's head), and every credential call is
-/// a raw syscall (`plan::set_gid`). (Not faster: a quiet A/B measured the same CPU as a
-/// fork-like clone, README.)
-fn enter_pid_namespace(plan: &ChildPlan, pid_namespace: RawFd) -> ! {
-    let sync = plan.sync;
+/// (CLONE_PARENT), which learns its pid from us (through `PidReport`, before anything
+/// the new process says); we exit. Returns in the new process.
+fn enter_pid_namespace(sync: RawFd, pid_namespace: RawFd) {
     // SAFETY: setns on a descriptor the parent opened for us.
     if unsafe { libc::setns(pid_namespace, libc::CLONE_NEWPID) } < 0 {
         fail(sync, MSG_STAGE_FAILED, Stage::PidNamespace as u32, errno());
     }
     close_except(&[sync]);
-    // SAFETY: an anonymous private mapping for the new process's stack, reserved but not
-    // committed; never unmapped by us (the new process's execve drops the whole address
-    // space it shares with us, and we exit).
-    let stack = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            PID_NS_CHILD_STACK,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
-            -1,
-            0,
-        )
-    };
-    if stack == libc::MAP_FAILED {
-        fail(sync, MSG_STAGE_FAILED, Stage::PidNamespace as u32, errno());
-    }
-    // A guard page below the stack: an overflow faults instead of writing our memory.
-    // SAFETY: the lowest page of the mapping just made.
-    if unsafe { libc::mprotect(stack, page_size(), libc::PROT_NONE) } < 0 {
-        fail(sync, MSG_STAGE_FAILED, Stage::PidNamespace as u32, errno());
-    }
-    let mut handoff = PidNsHandoff { plan, host_pid: 0 };
-    let handoff_ptr: *mut PidNsHandoff = &mut handoff;
-    // SAFETY: glibc's clone wrapper runs `born_in_pid_namespace` on the new stack (it
-    // grows down from the mapping's end). CLONE_VFORK keeps us suspended, and so keeps
-    // `handoff` (on our stack) alive and unchanged, until the new process has exec'd or
-    // exited. CLONE_PARENT_SETTID has the kernel write the new process's pid, as our pid
-    // namespace (the host's) sees it, into `handoff.host_pid` before it runs.
+    let report_first = PidReport::open(sync, Stage::PidNamespace);
+    // SAFETY: a fork-like clone of this single-threaded process (no atfork handlers);
+    // CLONE_PARENT makes the CLI its parent (and SIGCHLD, our exit signal, its own).
     let pid = unsafe {
-        libc::clone(
-            born_in_pid_namespace,
-            stack.cast::<u8>().add(PID_NS_CHILD_STACK).cast(),
-            libc::CLONE_VM
-                | libc::CLONE_VFORK
-                | libc::CLONE_PARENT
-                | libc::CLONE_PARENT_SETTID
-                | libc::SIGCHLD,
-            handoff_ptr.cast(),
-            std::ptr::addr_of_mut!((*handoff_ptr).host_pid),
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+            0,
+            0,
+            0,
+            0,
         )
     };
     if pid < 0 {
         fail(sync, MSG_STAGE_FAILED, Stage::PidNamespace as u32, errno());
     }
-    // SAFETY: _exit is async-signal-safe. The new process told the CLI its pid.
-    unsafe { libc::_exit(0) }
-}
-
-/// The stack of the process born in the container's pid namespace: as large as a main
-/// thread's usual limit, reserved only (pages are committed as they are touched).
-const PID_NS_CHILD_STACK: usize = 8 << 20;
-
-fn page_size() -> usize {
-    // SAFETY: sysconf reads a constant of the process.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size).unwrap_or(4096)
-}
-
-/// What `enter_pid_namespace` hands the process it clones.
-struct PidNsHandoff<'a> {
-    plan: &'a ChildPlan,
-    /// Written by the kernel (CLONE_PARENT_SETTID) before the new process runs.
-    host_pid: libc::pid_t,
-}
-
-/// The first function of the process born in the container's pid namespace, on its own
-/// stack in its parent's address space.
-extern "C" fn born_in_pid_namespace(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the handoff of `enter_pid_namespace`, which stays suspended (and
-    // so keeps it alive) until we exec or exit; the kernel wrote `host_pid` before we
-    // started, so a volatile read sees it.
-    let (plan, host_pid) = unsafe {
-        let handoff = arg.cast::<PidNsHandoff>();
-        (
-            (*handoff).plan,
-            std::ptr::read_volatile(std::ptr::addr_of!((*handoff).host_pid)),
-        )
-    };
-    let sync = plan.sync;
-    // First, before any failure can be reported: the CLI follows this pid from now on.
-    report(sync, MSG_CHILD_PID, host_pid as u32, 0);
+    if pid > 0 {
+        report_first.report_and_exit(sync, pid as libc::pid_t);
+    }
+    report_first.await_report();
     // SAFETY: prctl on our own process. A clone does not inherit the parent-death
     // signal; our parent is the CLI now.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
@@ -1055,7 +951,56 @@ extern "C" fn born_in_pid_namespace(arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(1) };
     }
-    finish(plan)
+}
+
+/// Orders a hand-over to a process we clone to go on in our place (exec's entry into the
+/// pid namespace, the join of a user namespace by path): the CLI must learn the new
+/// process's pid before anything the new process says. Otherwise a new process that
+/// failed fast (a command not found) could report first; the CLI then reaped us, never
+/// its real child, and that zombie, left to the CLI's reaper, kept the container's init
+/// from finishing its exit (a pid namespace's init waits until every process in it is
+/// reaped); and the hooks' turn names the pid. A pipe nothing is written to: we report
+/// the pid and exit, which closes the write end; the new process reads to end of file
+/// first. Async-signal-safe.
+struct PidReport {
+    read: RawFd,
+    write: RawFd,
+}
+
+impl PidReport {
+    /// Made before the clone; a failure is reported as `stage`.
+    fn open(sync: RawFd, stage: Stage) -> PidReport {
+        let mut ends = [-1; 2];
+        // SAFETY: pipe2 fills the two-int array we own.
+        if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+            fail(sync, MSG_STAGE_FAILED, stage as u32, errno());
+        }
+        PidReport {
+            read: ends[0],
+            write: ends[1],
+        }
+    }
+
+    /// In the cloning process: tells the CLI the new process's pid, and exits.
+    fn report_and_exit(self, sync: RawFd, pid: libc::pid_t) -> ! {
+        report(sync, MSG_CHILD_PID, pid as u32, 0);
+        // SAFETY: _exit is async-signal-safe; it closes our ends of the pipe.
+        unsafe { libc::_exit(0) }
+    }
+
+    /// In the new process: waits until the report is made (end of file on the pipe).
+    fn await_report(self) {
+        // SAFETY: closes our copy of the write end, then reads to end of file (nothing
+        // is ever written) into a local byte, and closes the read end.
+        unsafe {
+            libc::close(self.write);
+            let mut byte = 0u8;
+            while libc::read(self.read, (&mut byte as *mut u8).cast(), 1) < 0
+                && errno() == libc::EINTR
+            {}
+            libc::close(self.read);
+        }
+    }
 }
 
 /// Drops the bounding set and switches to the container's user and groups (the first
