@@ -60,7 +60,7 @@ pub fn collect(root: &Path, prune_caches: &dyn Fn(&Store) -> usize) -> anyhow::R
 /// Whether a cgroup of the state root with key `key` (`paths::root_key`) holds a process.
 fn root_still_runs(key: &str) -> bool {
     use crate::runtime::cgroups::{list_container_cgroups, Cgroup};
-    let prefix = format!("mycontainer/{key}-");
+    let prefix = super::paths::cgroup_prefix(key);
     // Unreadable: say yes, so nothing of the root is removed.
     let Ok(names) = list_container_cgroups() else {
         return true;
@@ -78,11 +78,13 @@ fn remove_empty_cgroups_of(keys: &[String]) -> anyhow::Result<Vec<String>> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
+    let prefixes: Vec<String> = keys
+        .iter()
+        .map(|key| super::paths::cgroup_prefix(key))
+        .collect();
     let mut removed = Vec::new();
     for name in list_container_cgroups()? {
-        let ours = keys
-            .iter()
-            .any(|key| name.starts_with(&format!("mycontainer/{key}-")));
+        let ours = prefixes.iter().any(|prefix| name.starts_with(prefix));
         if ours && Cgroup::open(&name)?.remove_if_empty()? {
             removed.push(name);
         }
@@ -95,7 +97,7 @@ fn remove_empty_cgroups_of(keys: &[String]) -> anyhow::Result<Vec<String>> {
 /// Another root's cgroups have another key and are never touched.
 fn collect_cgroups(root: &Path) -> anyhow::Result<Vec<String>> {
     use crate::runtime::cgroups::{list_container_cgroups, Cgroup};
-    let prefix = format!("mycontainer/{}-", super::paths::root_key(root));
+    let prefix = super::paths::cgroup_prefix(&super::paths::root_key(root));
     let mut removed = Vec::new();
     for name in list_container_cgroups()? {
         let Some(id) = name.strip_prefix(&prefix) else {

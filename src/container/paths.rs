@@ -12,7 +12,13 @@ pub const MERGED_DIR: &str = "merged";
 /// sha256) tells one state root's cgroups from another's, so `gc` reclaims its own
 /// orphans and never touches another root's.
 pub fn cgroup_name(root: &Path, id: &str) -> String {
-    format!("mycontainer/{}-{id}", root_key(root))
+    format!("{}{id}", cgroup_prefix(&root_key(root)))
+}
+
+/// What every cgroup name of the state root with key `key` starts with (see
+/// [`cgroup_name`]).
+pub fn cgroup_prefix(key: &str) -> String {
+    format!("mycontainer/{key}-")
 }
 
 /// The state root's cgroup key (see [`cgroup_name`]).

@@ -908,6 +908,12 @@ impl Drop for Frozen {
         let _ = self.child.wait();
         let _ = files::remove_tree(&self.freezer_dir);
         let _ = files::remove_tree(&self.pids_dir);
+        // The `mycontainer` parent this made in the freezer hierarchy, which no
+        // container uses, so gc never looks there; busy (another test's) stays, and a
+        // create racing with this starts again from the top (`create_levels`).
+        if let Some(parent) = self.freezer_dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 }
 
@@ -959,12 +965,11 @@ fn cgroups_a_frozen_cgroup_is_thawed_and_removed() {
     let Some(mut frozen) = frozen_sleeper() else {
         return;
     };
-    let started = Instant::now();
+    // Without the thaw the kill cannot land and the removal fails once the process has
+    // been stuck for `STUCK_AFTER`: success is the check, not a time.
     files::remove_tree(&frozen.freezer_dir).unwrap();
-    let took = started.elapsed();
     assert!(!frozen.freezer_dir.exists());
     assert_eq!(killed_by(&mut frozen), Some(libc::SIGKILL));
-    assert!(took < Duration::from_secs(9), "took {took:?}");
 }
 
 /// A process the kill cannot reach (here frozen in another hierarchy, state D) is
