@@ -151,7 +151,7 @@ fn two_clients_see_all_output_and_type_into_one_stdin_and_detach_keys_leave_it_r
     let mut b = Attached::start(&w, &["--detach-keys", "ctrl-a,b", "a-cat"]);
     // Both are connected once what one types comes back to the other.
     let mut n = 0;
-    let both = wait_for(10, || {
+    let both = wait_for(30, || {
         n += 1;
         a.write(format!("ping{n}\n").as_bytes());
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -180,11 +180,13 @@ fn two_clients_see_all_output_and_type_into_one_stdin_and_detach_keys_leave_it_r
     let mut c = Attached::start(&w, &["a-cat"]);
     c.write(b"again\n");
     assert!(c.sees("again\n"), "{:?}", c.output());
-    let log = a_output_of(&w, "a-cat");
-    assert!(
-        String::from_utf8_lossy(&log).contains("tailagain\n"),
-        "{log:?}"
-    );
+    // The supervisor relays a read to its clients before it writes it to the log.
+    let mut log = Vec::new();
+    let logged = wait_for(30, || {
+        log = a_output_of(&w, "a-cat");
+        String::from_utf8_lossy(&log).contains("tailagain\n")
+    });
+    assert!(logged, "{log:?}");
     assert!(
         !log.iter().any(|b| [0x01, 0x10, 0x11].contains(b)),
         "{log:?}"
@@ -223,6 +225,8 @@ fn signals_are_proxied_to_the_container_unless_sig_proxy_is_false() {
     let w = World::new();
     let script = "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done";
     w.run_detached(&["-i", "--name", "a-sig"], &["sh", "-c", script]);
+    // A TERM that came before the trap would find a PID 1 with no handler (ignored).
+    w.wait_logged("a-sig", "ready");
     // --sig-proxy=false: a TERM ends attach alone.
     let plain = Attached::start(&w, &["--sig-proxy=false", "a-sig"]);
     let pid = plain.child.id() as i32;
@@ -306,7 +310,7 @@ fn attach_with_a_terminal_is_raw_passes_resizes_and_detaches() {
         })
     };
     // Raw while attached: no echo, no line discipline on our side.
-    let raw = wait_for(10, || {
+    let raw = wait_for(30, || {
         nix::sys::termios::tcgetattr(slave).is_ok_and(|t| {
             !t.local_flags
                 .contains(nix::sys::termios::LocalFlags::ICANON)
@@ -443,8 +447,11 @@ fn a_client_dropped_for_not_reading_is_told_the_container_still_runs() {
 #[test]
 fn a_client_that_stalls_at_the_end_still_gets_all_output_and_the_exit_code() {
     let w = World::new();
-    let script = "trap 'yes | head -c 2000000; exit 7' USR1; while :; do sleep 0.1; done";
+    let script =
+        "trap 'yes | head -c 2000000; exit 7' USR1; echo ready; while :; do sleep 0.1; done";
     let id = w.run_detached(&["--name", "stall"], &["sh", "-c", script]);
+    // A USR1 that came before the trap would find a PID 1 with no handler (ignored).
+    w.wait_logged("stall", "ready");
     let init = w.state(&id)["pid"].as_i64().unwrap() as i32;
     let a = Attached::start(&w, &["--no-stdin", "stall"]);
     assert!(
@@ -456,7 +463,10 @@ fn a_client_that_stalls_at_the_end_still_gets_all_output_and_the_exit_code() {
     ok(w.mc(&["kill", "-s", "USR1", "stall"]));
     // The output (far more than a socket holds) waits in the supervisor for the client.
     assert!(wait_for(30, || !alive(init)), "the container did not end");
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // Past the old 1 s limit, and well inside `STALLED_CLIENT` (10 s), which counts from
+    // the first write the client did not take: on a busy machine that can be seconds
+    // before the init's end.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     // SAFETY: as above.
     unsafe { libc::kill(a.child.id() as i32, libc::SIGCONT) };
     let out = a.out.clone();
@@ -477,8 +487,10 @@ fn a_client_that_stalls_at_the_end_still_gets_all_output_and_the_exit_code() {
 #[test]
 fn a_client_let_go_by_a_removed_rm_container_still_gets_its_exit_code() {
     let w = World::new();
-    let script = "trap 'yes | head -c 2000000; exit 7' USR1; while :; do sleep 0.1; done";
+    let script =
+        "trap 'yes | head -c 2000000; exit 7' USR1; echo ready; while :; do sleep 0.1; done";
     let id = w.run_detached(&["--rm", "--name", "gone"], &["sh", "-c", script]);
+    w.wait_logged("gone", "ready");
     let a = Attached::start(&w, &["--no-stdin", "gone"]);
     assert!(
         wait_for(10, || a.blocks(libc::SIGTERM)),

@@ -211,11 +211,20 @@ fn kill_9_mid_import_leaves_a_usable_store_and_temp_files_are_reclaimed() {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&tar[..tar.len() / 2]).unwrap();
     stdin.flush().unwrap();
-    // Wait until the importer has made its temp entries, then kill it mid-stream.
-    assert!(
-        wait::wait_for(60, || root.count("tmp") >= 2),
-        "importer made no temp entries"
-    );
+    // Wait until the importer has made its temp entries (and none is still being made:
+    // a `.new-` entry killed before its lock is kept for a minute), then kill it
+    // mid-stream.
+    let made = || {
+        let names: Vec<String> = std::fs::read_dir(root.path().join("tmp"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.len() >= 2 && !names.iter().any(|n| n.starts_with(".new-"))
+    };
+    assert!(wait::wait_for(60, made), "importer made no temp entries");
     child.kill().unwrap();
     child.wait().unwrap();
     drop(stdin);

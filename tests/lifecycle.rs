@@ -6,6 +6,7 @@
 mod common;
 
 use std::fs;
+use std::io::{BufRead, BufReader, Read};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -214,19 +215,27 @@ fn logs_replays_streams_tails_stamps_and_follows() {
         assert!(text == "one" || text == "three", "{line}");
     }
 
-    // -f prints output as it comes and returns when the container exits.
+    // -f prints output as it comes and returns when the container exits: it shows the
+    // first line while the container waits for the test, then the rest once let go.
     let id = w.run_detached(
         &[],
         &[
             "sh",
             "-c",
-            "echo first; sleep 1; echo second; sleep 1; echo third",
+            "echo first; until [ -e /tmp/go ]; do sleep 0.05; done; echo second",
         ],
     );
-    let started = Instant::now();
-    let follow = w.mc(&["logs", "-f", &id]);
-    assert_eq!(ok(follow), "first\nsecond\nthird\n");
-    assert!(started.elapsed() >= Duration::from_millis(1500));
+    let mut follow = w.spawn(&["logs", "-f", &id]);
+    let mut lines = BufReader::new(follow.stdout.take().unwrap());
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    assert_eq!(first, "first\n");
+    assert!(follow.try_wait().unwrap().is_none(), "logs -f ended early");
+    ok(w.mc(&["exec", &id, "touch", "/tmp/go"]));
+    let mut rest = String::new();
+    lines.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "second\n");
+    assert!(follow.wait().unwrap().success());
     assert_eq!(status(&w, &id), "exited");
 }
 

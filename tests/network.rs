@@ -82,7 +82,7 @@ fn leases(w: &World) -> Vec<String> {
 fn assert_nothing_attached(w: &World) {
     // The kernel removes a veth pair with its namespace, in the background.
     let mut links = Vec::new();
-    let gone = wait_for(10, || {
+    let gone = wait_for(60, || {
         links = common::links();
         links
             .iter()
@@ -220,7 +220,7 @@ fn two_containers_talk_over_the_bridge() {
         .to_string();
     let url = format!("http://{ip}:8080/index.html");
     let mut got = String::new();
-    let reached = wait_for(10, || {
+    let reached = wait_for(60, || {
         got = fetch_from(&w, "bridge", &url);
         got.contains("hello-from-srv")
     });
@@ -308,13 +308,13 @@ fn kill_9_of_the_cli_then_gc_reclaims_the_veth_lease_and_mount() {
         .spawn()
         .unwrap();
     let id = w.wait_running();
-    assert!(wait_for(10, || links().contains(&format!("mc{}", &id[..12]))));
+    assert!(wait_for(60, || links().contains(&format!("mc{}", &id[..12]))));
     assert_eq!(leases(&w).len(), 1);
     cli.kill().unwrap();
     cli.wait().unwrap();
     let pid = w.state(&id)["pid"].as_i64().unwrap() as i32;
     // SAFETY: kill with signal 0 only checks that the pid exists.
-    assert!(wait_for(10, || unsafe { libc::kill(pid, 0) } != 0));
+    assert!(wait_for(60, || unsafe { libc::kill(pid, 0) } != 0));
     // Still there until a command notices.
     assert_eq!(leases(&w).len(), 1);
     assert_gc_leaves_nothing(&w);
@@ -328,7 +328,7 @@ fn kill_9_of_a_supervisor_releases_the_network_at_the_next_command() {
     let supervisor = w.supervisor_pid(&id);
     // SAFETY: SIGKILL to the supervisor this test started.
     assert_eq!(unsafe { libc::kill(supervisor, libc::SIGKILL) }, 0);
-    assert!(wait_for(10, || {
+    assert!(wait_for(60, || {
         let _ = w.mc(&["ps"]);
         netns_entries(&w).is_empty()
     }));
@@ -374,7 +374,7 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_alias() {
     // Both names resolve through /etc/hosts, and the server answers.
     let script = "for n in srv web; do timeout 5 wget -q -O - http://$n:8080/index.html; done";
     let mut got = String::new();
-    let reached = wait_for(10, || {
+    let reached = wait_for(60, || {
         got = stdout(&w.run(&["--rm", "--network", "app"], &["sh", "-c", script]));
         got.matches("hello-by-name").count() == 2
     });
@@ -544,7 +544,7 @@ fn published_tcp_and_udp_ports_are_reached_from_loopback_and_the_bridge_address(
     );
     for addr in ["127.0.0.1:18080", "127.0.0.1:18081", "172.17.0.1:18081"] {
         let mut got = String::new();
-        let reached = wait_for(10, || {
+        let reached = wait_for(60, || {
             got = http_get(addr);
             got.contains("hi-published")
         });
@@ -554,7 +554,7 @@ fn published_tcp_and_udp_ports_are_reached_from_loopback_and_the_bridge_address(
     assert!(!http_get("172.17.0.1:18080").contains("hi-published"));
     for addr in ["127.0.0.1:15353", "172.17.0.1:15353"] {
         let mut got = String::new();
-        let reached = wait_for(10, || {
+        let reached = wait_for(60, || {
             got = udp_ask(addr, "ping");
             got == "echo:ping"
         });
@@ -626,7 +626,7 @@ fn a_published_port_without_a_host_port_gets_a_free_one() {
     let addr = format!("127.0.0.1:{host_port}");
     let mut got = String::new();
     assert!(
-        wait_for(10, || {
+        wait_for(60, || {
             got = http_get(&addr);
             got.contains("hi-any")
         }),
@@ -722,7 +722,7 @@ impl Outside {
             .spawn()
             .unwrap();
         let ns = format!("/proc/{}/ns/net", holder.id());
-        assert!(wait_for(10, || fs::metadata(&ns).is_ok()
+        assert!(wait_for(60, || fs::metadata(&ns).is_ok()
             && fs::read_link(&ns).ok()
                 != fs::read_link("/proc/thread-self/ns/net").ok()));
         let sh = |script: &str| {
@@ -798,7 +798,7 @@ fn networks_are_isolated_from_each_other_and_still_reach_the_outside() {
     ] {
         let mut got = String::new();
         assert!(
-            wait_for(15, || {
+            wait_for(60, || {
                 got = fetch_from(&w, network, url);
                 got.contains(text)
             }),
@@ -814,7 +814,7 @@ fn networks_are_isolated_from_each_other_and_still_reach_the_outside() {
     for network in ["left", "right", "bridge"] {
         let mut got = String::new();
         assert!(
-            wait_for(15, || {
+            wait_for(60, || {
                 got = fetch_from(&w, network, "http://10.99.0.2:8080/index.html");
                 got.contains("hello-outside")
             }),
@@ -974,7 +974,7 @@ fn inspect_shows_port_bindings_dns_extra_hosts_and_exposed_ports_as_docker() {
     // Stopped: no bindings in NetworkSettings, the asked ones stay in HostConfig.
     ok(w.mc(&["rm", "-f", "plain"]));
     ok(w.mc(&["kill", "shape"]));
-    assert!(wait_for(10, || inspect(&w, "shape")["State"]["Status"] == "exited"));
+    assert!(wait_for(60, || inspect(&w, "shape")["State"]["Status"] == "exited"));
     let info = inspect(&w, "shape");
     assert_eq!(info["NetworkSettings"]["Ports"], serde_json::json!({}));
     assert_eq!(
@@ -1012,7 +1012,7 @@ fn port_ranges_publish_each_port_and_mismatched_ranges_are_refused() {
         let addr = format!("127.0.0.1:{host}");
         let mut got = String::new();
         assert!(
-            wait_for(10, || {
+            wait_for(60, || {
                 got = http_get(&addr);
                 got.contains(&format!("port-{ctr}"))
             }),
@@ -1025,7 +1025,7 @@ fn port_ranges_publish_each_port_and_mismatched_ranges_are_refused() {
         let addr = format!("127.0.0.1:{host}");
         let mut got = String::new();
         assert!(
-            wait_for(10, || {
+            wait_for(60, || {
                 got = udp_ask(&addr, "r");
                 got == "echo:r"
             }),
@@ -1047,7 +1047,7 @@ fn port_ranges_publish_each_port_and_mismatched_ranges_are_refused() {
         let addr = format!("127.0.0.1:{host}");
         let mut got = String::new();
         assert!(
-            wait_for(10, || {
+            wait_for(60, || {
                 got = http_get(&addr);
                 got.contains(&format!("port-{ctr}"))
             }),
@@ -1122,7 +1122,7 @@ fn a_container_reaches_its_own_and_a_peers_published_port_through_a_host_address
         for (port, who) in [(18500, "self"), (18501, "peer")] {
             let url = format!("http://{host}:{port}/index.html");
             let mut got = String::new();
-            let reached = wait_for(10, || {
+            let reached = wait_for(60, || {
                 got = fetch_inside(&w, "self", &url);
                 got.contains(&format!("hi-{who}"))
             });
@@ -1232,7 +1232,7 @@ fn two_state_roots_share_the_default_subnet_and_leases_and_reach_each_other() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_for(10, || leases(&a).len() == 2
+    assert!(wait_for(60, || leases(&a).len() == 2
         && stdout(&a.mc(&["ps"])).contains("victim")));
     cli.kill().unwrap();
     cli.wait().unwrap();
@@ -1418,7 +1418,7 @@ fn serve(text: &str) -> String {
 #[track_caller]
 fn assert_reached(addr: &str, text: &str) {
     let mut got = String::new();
-    let reached = wait_for(10, || {
+    let reached = wait_for(60, || {
         got = http_get(addr);
         got.contains(text)
     });
@@ -1503,7 +1503,7 @@ fn gc_of_another_root_frees_the_port_of_a_container_killed_with_its_cli() {
     cli.wait().unwrap();
     let pid = a.state(&id)["pid"].as_i64().unwrap() as i32;
     // SAFETY: kill with signal 0 only checks that the pid exists.
-    assert!(wait_for(10, || unsafe { libc::kill(pid, 0) } != 0));
+    assert!(wait_for(60, || unsafe { libc::kill(pid, 0) } != 0));
     let out = b.run(&["--rm", "-p", "127.0.0.1:18192:80"], &["true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(

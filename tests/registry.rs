@@ -481,12 +481,17 @@ fn a_pull_killed_mid_download_is_reclaimed_and_can_be_repeated() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the layer is being written (a temp entry exists), then kill -9.
+    // Wait until the layer is being written (a temp entry exists, and none is still
+    // being made: a `.new-` entry killed before its lock is kept for a minute), then
+    // kill -9.
     let writing = wait_for(60, || {
         assert!(child.try_wait().unwrap().is_none(), "the pull ended early");
-        !b.entries("tmp").is_empty()
+        let entries = b.entries("tmp");
+        !entries.is_empty() && !entries.iter().any(|e| e.starts_with(".new-"))
     });
     assert!(writing, "the pull never started writing");
+    // Time to reach the hang (no state shows it): a kill while it makes another entry
+    // would leave a `.new-` one, which reclaim rightly keeps for a minute.
     std::thread::sleep(Duration::from_millis(200));
     child.kill().unwrap();
     child.wait().unwrap();

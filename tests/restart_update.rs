@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::fs;
 use std::process::Stdio;
 
 use common::*;
@@ -45,6 +46,13 @@ fn update_restart_applies_from_the_next_exit_and_wait_returns_each_exit() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // Triggered once wait polls for this run's exit: a wait that read the state only
+    // after the restart would wait for the next run's, which never comes.
+    let wchan = format!("/proc/{}/wchan", waiter.id());
+    let polling = wait_for(30, || {
+        fs::read_to_string(&wchan).is_ok_and(|w| w.contains("nanosleep"))
+    });
+    assert!(polling, "wait never polled");
     trigger(&w, "ru1");
     let out = waiter.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n");

@@ -664,8 +664,10 @@ fn a_healthcheck_turns_healthy_then_unhealthy_and_inspect_keeps_the_last_results
     );
     let h = health(&w, "h1");
     assert_eq!(h["Status"], "healthy");
-    assert_eq!(h["Log"][0]["ExitCode"], 0);
-    assert_eq!(h["Log"][0]["Output"], "fine\n");
+    // The newest result: a check that ran before the touch failed, and is kept too.
+    let newest = h["Log"].as_array().unwrap().last().unwrap();
+    assert_eq!(newest["ExitCode"], 0, "{h}");
+    assert_eq!(newest["Output"], "fine\n", "{h}");
     // The check runs inside the container: removing the file there breaks it.
     ok(w.mc(&["exec", "h1", "rm", "/tmp/ok"]));
     assert!(wait_for(30, || ok(w.mc(&["ps"])).contains("(unhealthy)")));
@@ -689,32 +691,36 @@ fn a_healthcheck_turns_healthy_then_unhealthy_and_inspect_keeps_the_last_results
 #[test]
 fn health_on_failure_kill_and_restart_act_on_an_unhealthy_container() {
     let w = World::new();
-    let check = [
-        "--health-cmd",
-        "false",
-        "--health-interval",
-        "100ms",
-        "--health-retries",
-        "1",
-    ];
+    let check = |command| {
+        [
+            "--health-cmd",
+            command,
+            "--health-interval",
+            "100ms",
+            "--health-retries",
+            "1",
+        ]
+    };
     w.run_detached(
         &[
             &["--name", "h-kill", "--health-on-failure", "kill"][..],
-            &check[..],
+            &check("false")[..],
         ]
         .concat(),
         &["sleep", "1000"],
     );
     assert_eq!(ok(w.mc(&["wait", "h-kill"])), "137\n");
     assert_eq!(inspect(&w, "h-kill")["RestartCount"], 0);
-    // restart: started again although its restart policy is "no".
+    // restart: started again although its restart policy is "no". Each run's /tmp is
+    // new, so each run is healthy until it has logged its line.
     let id = w.run_detached(
         &[
             &["--name", "h-restart", "--health-on-failure", "restart"][..],
-            &check[..],
+            &["--tmpfs", "/tmp"][..],
+            &check("test ! -e /tmp/ran")[..],
         ]
         .concat(),
-        &["sh", "-c", "echo run; exec sleep 1000"],
+        &["sh", "-c", "echo run; touch /tmp/ran; exec sleep 1000"],
     );
     assert!(wait_for(30, || restart_count(&w, &id) >= 2));
     assert!(ok(w.mc(&["logs", "h-restart"])).matches("run\n").count() >= 2);

@@ -137,6 +137,8 @@ fn a_restarted_container_is_relayed_by_the_small_supervisor_again() {
     );
     let first = w.state(&id)["pid"].as_i64().unwrap();
     let pid = w.supervisor_pid(&id);
+    // Killed before its echo, the first run would log nothing.
+    w.wait_logged("sv2", "run\n");
     // The init dies; the same process records it (as the full binary), starts the
     // container again and becomes the small supervisor once more.
     // SAFETY: kill(2); the pid is the container's init, alive while the record says so.

@@ -41,7 +41,7 @@ fn config(w: &World, name: &str) -> serde_json::Value {
 #[track_caller]
 fn assert_serves(addr: &str, text: &str) {
     let mut got = String::new();
-    let reached = wait_for(10, || {
+    let reached = wait_for(60, || {
         got = http_get(addr);
         got.contains(text)
     });
@@ -156,7 +156,7 @@ fn leases_and_attachments_of_gone_containers_are_freed_and_a_running_ones_kept()
         .unwrap();
     // Running, so attached (a kill between taking the lease and recording the
     // attachment leaves a lease only gc or check sees: as below).
-    assert!(wait_for(10, || stdout(&w.mc(&["ps"])).contains("victim")));
+    assert!(wait_for(60, || stdout(&w.mc(&["ps"])).contains("victim")));
     assert_eq!(entries(&w, "networks/app.leases").len(), 2);
     cli.kill().unwrap();
     cli.wait().unwrap();
@@ -378,7 +378,7 @@ fn check_frees_another_roots_dead_port_claim_and_keeps_a_live_one() {
     cli.wait().unwrap();
     let pid = a.state(&id)["pid"].as_i64().unwrap() as i32;
     // SAFETY: kill with signal 0 only checks that the pid exists.
-    assert!(wait_for(10, || unsafe { libc::kill(pid, 0) } != 0));
+    assert!(wait_for(60, || unsafe { libc::kill(pid, 0) } != 0));
     let (code, out) = check(&b, false);
     assert_eq!(code, 1, "{out}");
     let line = format!(
