@@ -625,6 +625,7 @@ fn generate_systemd_prints_a_boot_unit_and_a_unit_per_container() {
         unit.contains(&format!("ExecStop={BIN} --root {root} stop -t 7 g1")),
         "{unit}"
     );
+    assert!(unit.contains("TimeoutStopSec=67\n"), "{unit}");
     assert!(unit.contains("Restart=on-failure"), "{unit}");
     w.run_detached(&["--name", "g2", "--restart", "always"], &["sleep", "1000"]);
     let unit = ok(w.mc(&["generate", "systemd", "g2"]));

@@ -101,7 +101,10 @@ pub fn container_unit(exe: &Path, root: &Path, record: &Record, state: &State) -
             root,
             &["stop", "-t", &state.stop_timeout.to_string(), &name]
         ),
-        timeout = state.stop_timeout + 10,
+        // After the grace period `stop` still has to start, and the supervisor to reap,
+        // unmount and record the exit (fsyncs): 60 s for that, as Podman's units give,
+        // so a busy disk does not make systemd kill the supervisor and fail the unit.
+        timeout = state.stop_timeout + 60,
     )
 }
 
