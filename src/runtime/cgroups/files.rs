@@ -17,6 +17,32 @@ use nix::unistd::Pid;
 /// process: one stuck in the kernel on a dead disk or network filesystem.
 pub const STUCK_AFTER: Duration = Duration::from_secs(60);
 
+/// How long the processes left in a cgroup have made no progress: none of them could die
+/// now (uninterruptible sleep, zombie), and none has left. Each process that leaves
+/// starts the clock again: many short waits on a slow disk are progress, not a wedge.
+#[derive(Default)]
+pub struct NoProgress {
+    since: Option<Instant>,
+    left: Vec<i32>,
+}
+
+impl NoProgress {
+    /// Looks at the processes left (`left`) at `now`; `all_stuck`: whether none of them
+    /// can die now. Returns how long nothing has moved (zero while something can).
+    pub fn observe(&mut self, left: &[i32], all_stuck: bool, now: Instant) -> Duration {
+        let mut left = left.to_vec();
+        left.sort_unstable();
+        if !all_stuck || left != self.left {
+            self.since = None;
+            self.left = left;
+        }
+        if !all_stuck {
+            return Duration::ZERO;
+        }
+        now.saturating_duration_since(*self.since.get_or_insert(now))
+    }
+}
+
 /// Writes `value` with one write(2), as cgroupfs expects, naming the file on failure.
 pub fn write(path: &Path, value: &str) -> Result<()> {
     let mut file = std::fs::OpenOptions::new()
@@ -165,7 +191,7 @@ pub fn remove_tree_waiting(dir: &Path, stuck_after: Duration) -> Result<()> {
     }
     thaw_tree(dir);
     let kill_file = dir.join("cgroup.kill");
-    let mut stuck_since: Option<Instant> = None;
+    let mut no_progress = NoProgress::default();
     let mut pause = Duration::from_micros(200);
     loop {
         if kill_file.exists() {
@@ -199,25 +225,21 @@ pub fn remove_tree_waiting(dir: &Path, stuck_after: Duration) -> Result<()> {
         // A killed process that can run dies as soon as it gets a CPU, however busy the
         // machine: wait for it. Only processes the kill cannot reach (in uninterruptible
         // sleep, zombies nobody reaps, ourselves) may keep the tree forever.
-        if pids.iter().all(|pid| cannot_die_now(*pid)) {
-            let since = *stuck_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= stuck_after {
-                let states: Vec<String> = pids
-                    .iter()
-                    .map(|pid| format!("{pid} ({})", task_state(*pid).unwrap_or('?')))
-                    .collect();
-                bail!(
-                    "cannot remove cgroup {}: still busy after {} s ({last_error}; processes \
-                     that cannot be killed now, with their states: [{}]); a process in state \
-                     D waits for a disk or network filesystem: once it is gone, run \
-                     `mycontainer gc`",
-                    dir.display(),
-                    stuck_after.as_secs(),
-                    states.join(", ")
-                );
-            }
-        } else {
-            stuck_since = None;
+        let all_stuck = pids.iter().all(|pid| cannot_die_now(*pid));
+        if no_progress.observe(&pids, all_stuck, Instant::now()) >= stuck_after {
+            let states: Vec<String> = pids
+                .iter()
+                .map(|pid| format!("{pid} ({})", task_state(*pid).unwrap_or('?')))
+                .collect();
+            bail!(
+                "cannot remove cgroup {}: still busy after {} s without progress ({last_error}; \
+                 processes that cannot be killed now, with their states: [{}]); a process in \
+                 state D waits for a disk or network filesystem: once it is gone, run \
+                 `mycontainer gc`",
+                dir.display(),
+                stuck_after.as_secs(),
+                states.join(", ")
+            );
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
@@ -296,5 +318,33 @@ mod tests {
         let mut names = children(dir.path(), "mycontainer");
         names.sort();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    /// The removal gives up only after `STUCK_AFTER` in which no process left: a series of
+    /// processes each stuck for a while on a slow disk keeps it going (the clock used to
+    /// run on while any were stuck, so three 25 s waits failed a removal).
+    #[test]
+    fn no_progress_counts_from_the_last_process_that_left() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut clock = NoProgress::default();
+        assert_eq!(clock.observe(&[3, 2, 1], true, at(0)), Duration::ZERO);
+        assert_eq!(
+            clock.observe(&[1, 2, 3], true, at(25)),
+            Duration::from_secs(25)
+        );
+        // One left: the clock starts again.
+        assert_eq!(clock.observe(&[2, 3], true, at(50)), Duration::ZERO);
+        assert_eq!(
+            clock.observe(&[2, 3], true, at(75)),
+            Duration::from_secs(25)
+        );
+        assert_eq!(clock.observe(&[3], true, at(100)), Duration::ZERO);
+        assert!(clock.observe(&[3], true, at(160)) >= STUCK_AFTER);
+        // A process that can die now (runnable, only waiting for a CPU) is progress to
+        // wait for, however long.
+        assert_eq!(clock.observe(&[3], false, at(500)), Duration::ZERO);
+        assert_eq!(clock.observe(&[3], true, at(501)), Duration::ZERO);
+        assert_eq!(clock.observe(&[3], true, at(502)), Duration::from_secs(1));
     }
 }

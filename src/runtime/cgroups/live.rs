@@ -168,7 +168,7 @@ impl Cgroup {
         }
         let kill_file = self.tracking_dir().map(|dir| dir.join("cgroup.kill"));
         let ours = std::process::id() as i32;
-        let mut stuck_since: Option<Instant> = None;
+        let mut no_progress = files::NoProgress::default();
         let mut pause = Duration::from_micros(200);
         loop {
             let left: Vec<(i32, char)> = self
@@ -188,19 +188,16 @@ impl Cgroup {
                 // ESRCH: it died meanwhile.
                 let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
             }
-            if left.iter().all(|(_, state)| *state == 'D') {
-                let since = *stuck_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= files::STUCK_AFTER {
-                    let pids: Vec<String> = left.iter().map(|(pid, _)| pid.to_string()).collect();
-                    bail!(
-                        "cannot kill the processes left in cgroup {}: [{}] stayed in uninterruptible sleep for {} s; once they are gone, delete the container",
-                        self.name(),
-                        pids.join(", "),
-                        files::STUCK_AFTER.as_secs()
-                    );
-                }
-            } else {
-                stuck_since = None;
+            let pids: Vec<i32> = left.iter().map(|(pid, _)| *pid).collect();
+            let all_stuck = left.iter().all(|(_, state)| *state == 'D');
+            if no_progress.observe(&pids, all_stuck, Instant::now()) >= files::STUCK_AFTER {
+                let pids: Vec<String> = pids.iter().map(i32::to_string).collect();
+                bail!(
+                    "cannot kill the processes left in cgroup {}: [{}] stayed in uninterruptible sleep for {} s, none leaving; once they are gone, delete the container",
+                    self.name(),
+                    pids.join(", "),
+                    files::STUCK_AFTER.as_secs()
+                );
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(20));
