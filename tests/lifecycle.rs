@@ -350,6 +350,38 @@ fn rm_refuses_a_running_container_and_rm_f_and_rm_flag_clean_everything() {
     assert_no_cgroup(&stopped);
 }
 
+/// `rm` of a container whose record says exited while its supervisor still holds the
+/// record (it records the exit first, then detaches mounts and network and exits) waits
+/// for the supervisor instead of saying "is running" (round 38: `rm` right after the
+/// state said exited). The test holds the record's lock as such a supervisor does.
+#[test]
+fn rm_of_an_exited_container_waits_for_its_supervisor_to_let_go() {
+    use std::os::fd::AsRawFd;
+    let w = World::new();
+    let id = w.run_detached(&["--name", "finishing"], &["true"]);
+    wait_exited(&w, &id);
+    assert!(wait_for(30, || supervisor_pids(&id).is_empty()));
+    let record = fs::File::open(w.root.join("containers").join(&id)).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(unsafe { libc::flock(record.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let mut rm = w.spawn(&["rm", "finishing"]);
+    // It polls (sleeping between looks) instead of failing.
+    let wchan = format!("/proc/{}/wchan", rm.id());
+    let polling = wait_for(30, || {
+        rm.try_wait().unwrap().is_some()
+            || fs::read_to_string(&wchan).is_ok_and(|w| w.contains("nanosleep"))
+    });
+    assert!(polling);
+    assert!(
+        rm.try_wait().unwrap().is_none(),
+        "rm did not wait: {}",
+        stderr(&rm.wait_with_output().unwrap())
+    );
+    drop(record);
+    assert_eq!(ok(rm.wait_with_output().unwrap()).trim(), "finishing");
+    assert!(!w.root.join("containers").join(&id).exists());
+}
+
 /// A detached supervisor's stdio is /dev/null: what it fails to do is written in the
 /// record (supervisor.log), and the next commands warn until the removal is done.
 #[test]

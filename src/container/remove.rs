@@ -1,15 +1,36 @@
 //! `rm`: deletes a stopped record; with `force`, kills a running container first.
 
+use std::time::Duration;
+
 use anyhow::bail;
 use mycontainer_store::Store;
 
 use super::control;
 use super::record::{delete_locked, lock_dir, Record};
+use super::state::Status;
+
+/// Whether the record says the container exited and will not be restarted.
+fn exited_for_good(record: &Record) -> bool {
+    record
+        .load_state()
+        .is_ok_and(|state| state.status == Status::Exited && !state.restarting)
+}
 
 /// Deletes a stopped record: its cgroup, its directory and its name; with `volumes`
 /// (`rm -v`) its anonymous volumes too.
 pub fn remove(store: &Store, record: &Record, force: bool, volumes: bool) -> anyhow::Result<()> {
     let mut lock = lock_dir(&record.dir, false)?;
+    // A supervisor records the exit before it lets go of the record (it still detaches
+    // mounts and network, and drains attached clients): an exited container is waited
+    // for, not refused as running. Polled, so a container that starts again meanwhile
+    // (a `start`) is refused as running rather than waited on.
+    while lock.is_none() && !force && exited_for_good(record) {
+        std::thread::sleep(Duration::from_millis(10));
+        lock = match lock_dir(&record.dir, false) {
+            Err(_) if !record.dir.exists() => return Ok(()),
+            other => other?,
+        };
+    }
     while lock.is_none() && force {
         // Kill the container's init (its whole pid namespace dies with it) and wait for
         // its supervisor to clean up and release the lock, however long that takes (as
