@@ -72,9 +72,17 @@ impl Root {
     }
 
     fn count(&self, dir: &str) -> usize {
+        self.entries(dir).len()
+    }
+
+    fn entries(&self, dir: &str) -> Vec<String> {
         std::fs::read_dir(self.path().join(dir))
-            .map(|d| d.count())
-            .unwrap_or(0)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
@@ -215,13 +223,7 @@ fn kill_9_mid_import_leaves_a_usable_store_and_temp_files_are_reclaimed() {
     // a `.new-` entry killed before its lock is kept for a minute), then kill it
     // mid-stream.
     let made = || {
-        let names: Vec<String> = std::fs::read_dir(root.path().join("tmp"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let names = root.entries("tmp");
         names.len() >= 2 && !names.iter().any(|n| n.starts_with(".new-"))
     };
     assert!(wait::wait_for(60, made), "importer made no temp entries");

@@ -366,10 +366,8 @@ fn rm_of_an_exited_container_waits_for_its_supervisor_to_let_go() {
     assert_eq!(unsafe { libc::flock(record.as_raw_fd(), libc::LOCK_EX) }, 0);
     let mut rm = w.spawn(&["rm", "finishing"]);
     // It polls (sleeping between looks) instead of failing.
-    let wchan = format!("/proc/{}/wchan", rm.id());
     let polling = wait_for(30, || {
-        rm.try_wait().unwrap().is_some()
-            || fs::read_to_string(&wchan).is_ok_and(|w| w.contains("nanosleep"))
+        rm.try_wait().unwrap().is_some() || sleeps_between_polls(rm.id())
     });
     assert!(polling);
     assert!(

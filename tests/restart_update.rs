@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::fs;
 use std::process::Stdio;
 
 use common::*;
@@ -48,10 +47,7 @@ fn update_restart_applies_from_the_next_exit_and_wait_returns_each_exit() {
         .unwrap();
     // Triggered once wait polls for this run's exit: a wait that read the state only
     // after the restart would wait for the next run's, which never comes.
-    let wchan = format!("/proc/{}/wchan", waiter.id());
-    let polling = wait_for(30, || {
-        fs::read_to_string(&wchan).is_ok_and(|w| w.contains("nanosleep"))
-    });
+    let polling = wait_for(30, || sleeps_between_polls(waiter.id()));
     assert!(polling, "wait never polled");
     trigger(&w, "ru1");
     let out = waiter.wait_with_output().unwrap();

@@ -20,29 +20,26 @@ fn exited_for_good(record: &Record) -> bool {
 /// (`rm -v`) its anonymous volumes too.
 pub fn remove(store: &Store, record: &Record, force: bool, volumes: bool) -> anyhow::Result<()> {
     let mut lock = lock_dir(&record.dir, false)?;
-    // A supervisor records the exit before it lets go of the record (it still detaches
-    // mounts and network, and drains attached clients): an exited container is waited
-    // for, not refused as running. Polled, so a container that starts again meanwhile
-    // (a `start`) is refused as running rather than waited on.
-    while lock.is_none() && !force && exited_for_good(record) {
-        std::thread::sleep(Duration::from_millis(10));
-        lock = match lock_dir(&record.dir, false) {
-            Err(_) if !record.dir.exists() => return Ok(()),
-            other => other?,
-        };
-    }
-    while lock.is_none() && force {
-        // Kill the container's init (its whole pid namespace dies with it) and wait for
-        // its supervisor to clean up and release the lock, however long that takes (as
-        // stop): giving up after a fixed 10 s said "is running ... use rm -f" to an
-        // rm -f on a busy machine whose supervisor was merely slow. Another command may
-        // take the lock first (a start): kill again.
-        control::kill_and_wait(record)?;
-        if !record.dir.exists() {
-            // Its supervisor ran with --rm and removed it after the kill.
-            return Ok(());
+    while lock.is_none() {
+        if force {
+            // Kill the container's init (its whole pid namespace dies with it) and wait
+            // for its supervisor to clean up and release the lock, however long that
+            // takes (as stop): giving up after a fixed 10 s said "is running ... use rm
+            // -f" to an rm -f on a busy machine whose supervisor was merely slow. Another
+            // command may take the lock first (a start): kill again.
+            control::kill_and_wait(record)?;
+        } else if exited_for_good(record) {
+            // A supervisor records the exit before it lets go of the record (it still
+            // detaches mounts and network, and drains attached clients): an exited
+            // container is waited for, not refused as running. Polled, so a container
+            // that starts again meanwhile (a `start`) is refused rather than waited on.
+            std::thread::sleep(Duration::from_millis(10));
+        } else {
+            break;
         }
         lock = match lock_dir(&record.dir, false) {
+            // Its supervisor ran with --rm and removed it after the kill, or another rm
+            // removed it.
             Err(_) if !record.dir.exists() => return Ok(()),
             other => other?,
         };

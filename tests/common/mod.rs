@@ -252,6 +252,11 @@ pub fn stat_number(pid: i32, n: usize) -> i32 {
         .unwrap()
 }
 
+/// Whether `pid` sleeps in nanosleep: a command that polls, between two looks.
+pub fn sleeps_between_polls(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("nanosleep"))
+}
+
 /// The parent of `pid` (for a detached container's init: its supervisor, whichever of
 /// its two binaries it is executing at the moment).
 pub fn parent_pid(pid: i32) -> i32 {
